@@ -1,0 +1,301 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+)
+
+// ApplyBatch implements raft.BatchingFSM: it applies a run of committed
+// entries in one bbolt transaction. Each command entry's response is a
+// []Result, one per command; other entries answer nil.
+//
+// Apply's contract: an entry that cannot be decoded, or a command of an
+// unknown type without IgnoreUnknownFlag, panics, because replicas must
+// never diverge. A command that is well formed but invalid is rejected in
+// its Result and changes nothing. Applying uses no clock, randomness or
+// network: time comes from the entry's proposer stamp.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	results := make([]interface{}, len(logs))
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		panic("fsm: apply after close")
+	}
+	var st *applyState
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		st = newApplyState(f, tx)
+		for i, l := range logs {
+			if l.Index <= st.applied {
+				continue // already in the store (replay after restore)
+			}
+			st.applied = l.Index
+			if l.Type != raft.LogCommand {
+				continue
+			}
+			res, err := st.applyEntry(l)
+			if err != nil {
+				return err
+			}
+			results[i] = res
+		}
+		return st.saveMeta()
+	})
+	if err != nil {
+		// The store can no longer follow the log; continuing would diverge.
+		panic(fmt.Sprintf("fsm: apply entries %d..%d: %v", logs[0].Index, logs[len(logs)-1].Index, err))
+	}
+	f.appliedIndex.Store(st.applied)
+	f.lastMessage.Store(st.last)
+	f.firstMessage.Store(st.first)
+	f.notify.broadcast()
+	return results
+}
+
+// applyState carries the meta counters through one transaction.
+type applyState struct {
+	f       *FSM
+	tx      *bolt.Tx
+	applied uint64
+	last    uint64 // last message index
+	first   uint64 // first retained message index
+	bytes   uint64 // retained record bytes
+
+	messages, streams, groups, memberOf, conns, userConns, nodes, idem, idemTime *bolt.Bucket
+}
+
+func newApplyState(f *FSM, tx *bolt.Tx) *applyState {
+	meta := tx.Bucket(bucketMeta)
+	return &applyState{
+		f: f, tx: tx,
+		applied:   getU64(meta, metaAppliedIndex),
+		last:      getU64(meta, metaLastMessage),
+		first:     getU64(meta, metaFirstMessage),
+		bytes:     getU64(meta, metaBytes),
+		messages:  tx.Bucket(bucketMessages),
+		streams:   tx.Bucket(bucketStreams),
+		groups:    tx.Bucket(bucketGroups),
+		memberOf:  tx.Bucket(bucketMemberOf),
+		conns:     tx.Bucket(bucketConns),
+		userConns: tx.Bucket(bucketUserConns),
+		nodes:     tx.Bucket(bucketNodes),
+		idem:      tx.Bucket(bucketIdem),
+		idemTime:  tx.Bucket(bucketIdemTime),
+	}
+}
+
+func (st *applyState) saveMeta() error {
+	meta := st.tx.Bucket(bucketMeta)
+	for _, kv := range []struct {
+		k []byte
+		v uint64
+	}{{metaAppliedIndex, st.applied}, {metaLastMessage, st.last}, {metaFirstMessage, st.first}, {metaBytes, st.bytes}} {
+		if err := putU64(meta, kv.k, kv.v); err != nil {
+			return fmt.Errorf("save meta %s: %w", kv.k, err)
+		}
+	}
+	return nil
+}
+
+// applyEntry applies one command entry. A returned error is a store failure;
+// a decoding failure panics.
+func (st *applyState) applyEntry(l *raft.Log) ([]Result, error) {
+	ts, cmds, err := DecodeEntry(l.Data)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: entry %d: %v", l.Index, err))
+	}
+	results := make([]Result, len(cmds))
+	for i, c := range cmds {
+		res, err := st.applyCommand(ts, c)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d command %d (%s): %w", l.Index, i, c.Type(), err)
+		}
+		results[i] = res
+	}
+	if err := st.enforceRetention(ts); err != nil {
+		return nil, fmt.Errorf("entry %d retention: %w", l.Index, err)
+	}
+	return results, nil
+}
+
+// applyCommand applies one command. The returned error is a store failure;
+// rejections go in the Result.
+func (st *applyState) applyCommand(ts int64, c Command) (Result, error) {
+	t := c.Type()
+	payload := c[1:]
+	switch t &^ IgnoreUnknownFlag {
+	case CmdPublish:
+		p, err := decodePublish(payload)
+		if err != nil {
+			panic(fmt.Sprintf("fsm: %v", err))
+		}
+		return st.publish(ts, c, p)
+	case CmdGroupAdd, CmdGroupRemove:
+		m, err := decodeMembership(payload)
+		if err != nil {
+			panic(fmt.Sprintf("fsm: %v", err))
+		}
+		return st.membership(m, t&^IgnoreUnknownFlag == CmdGroupAdd)
+	case CmdConnOpen, CmdConnClose, CmdConnExpire:
+		conn, err := decodeConnection(payload)
+		if err != nil {
+			panic(fmt.Sprintf("fsm: %v", err))
+		}
+		if t&^IgnoreUnknownFlag == CmdConnOpen {
+			return st.connOpen(conn)
+		}
+		return st.connClose(conn)
+	case CmdNodeInfo:
+		n, err := decodeNodeInfo(payload)
+		if err != nil {
+			panic(fmt.Sprintf("fsm: %v", err))
+		}
+		return Result{}, st.nodes.Put([]byte(n.ID), payload)
+	case CmdNodeRemove:
+		d := decoder{buf: payload}
+		id := d.string()
+		if err := d.done("node remove"); err != nil {
+			panic(fmt.Sprintf("fsm: %v", err))
+		}
+		return Result{}, st.nodes.Delete([]byte(id))
+	}
+	if t&IgnoreUnknownFlag != 0 {
+		return Result{Err: fmt.Errorf("%w: type %d", ErrUnknownCommand, byte(t))}, nil
+	}
+	panic(fmt.Sprintf("fsm: unknown command type %d", byte(t)))
+}
+
+func (st *applyState) publish(ts int64, c Command, p *Publish) (Result, error) {
+	if err := ValidatePublish(p); err != nil {
+		return Result{Err: err}, nil
+	}
+	if p.IdempotencyKey != "" {
+		if v := st.idem.Get([]byte(p.IdempotencyKey)); len(v) == 16 {
+			seen := int64(binary.BigEndian.Uint64(v[8:]))
+			if ts-seen < int64(st.f.cfg.IdempotencyWindow) {
+				return Result{Index: binary.BigEndian.Uint64(v[:8]), Duplicate: true}, nil
+			}
+		}
+	}
+	index := st.last + 1
+	rec := encodeRecord(ts, c)
+	if err := st.messages.Put(u64key(index), rec); err != nil {
+		return Result{}, err
+	}
+	for _, prefix := range streamsOf(p) {
+		if err := st.streams.Put(streamEntryKey(prefix, index), nil); err != nil {
+			return Result{}, err
+		}
+	}
+	if p.IdempotencyKey != "" {
+		if err := st.rememberIdempotencyKey(p.IdempotencyKey, index, ts); err != nil {
+			return Result{}, err
+		}
+	}
+	st.last = index
+	if st.first == 0 {
+		st.first = 1
+	}
+	st.bytes += uint64(len(rec))
+	return Result{Index: index}, nil
+}
+
+func (st *applyState) rememberIdempotencyKey(key string, index uint64, ts int64) error {
+	if old := st.idem.Get([]byte(key)); len(old) == 16 {
+		// An expired key that is reused: drop its old expiry record.
+		if err := st.idemTime.Delete(append(append([]byte(nil), old[8:]...), key...)); err != nil {
+			return err
+		}
+	}
+	v := make([]byte, 16)
+	binary.BigEndian.PutUint64(v, index)
+	binary.BigEndian.PutUint64(v[8:], uint64(ts))
+	if err := st.idem.Put([]byte(key), v); err != nil {
+		return err
+	}
+	return st.idemTime.Put(append(u64key(uint64(ts)), key...), nil)
+}
+
+func (st *applyState) membership(m *Membership, add bool) (Result, error) {
+	if err := ValidateMembership(m, !add); err != nil {
+		return Result{Err: err}, nil
+	}
+	if add {
+		if err := st.groups.Put(groupKey(m.Hub, m.Group, m.Kind, m.Member), nil); err != nil {
+			return Result{}, err
+		}
+		return Result{}, st.memberOf.Put(memberOfKey(m.Hub, m.Kind, m.Member, m.Group), nil)
+	}
+	if m.Group != "" {
+		return Result{}, st.leave(m.Hub, m.Group, m.Kind, m.Member)
+	}
+	return Result{}, st.leaveAll(m.Hub, m.Kind, m.Member)
+}
+
+func (st *applyState) leave(hub, group string, kind MemberKind, member string) error {
+	if err := st.groups.Delete(groupKey(hub, group, kind, member)); err != nil {
+		return err
+	}
+	return st.memberOf.Delete(memberOfKey(hub, kind, member, group))
+}
+
+// leaveAll removes a member from every group of the hub.
+func (st *applyState) leaveAll(hub string, kind MemberKind, member string) error {
+	prefix := memberOfPrefix(hub, kind, member)
+	var groups []string
+	c := st.memberOf.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		g, rest, ok := readLP(k[len(prefix):])
+		if !ok || len(rest) != 0 {
+			return fmt.Errorf("%w: memberOf key", ErrCorrupt)
+		}
+		groups = append(groups, g)
+	}
+	for _, g := range groups {
+		if err := st.leave(hub, g, kind, member); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (st *applyState) connOpen(c *Connection) (Result, error) {
+	if err := ValidateHub(c.Hub); err != nil {
+		return Result{Err: err}, nil
+	}
+	if err := ValidateName("connection", c.ConnID); err != nil {
+		return Result{Err: err}, nil
+	}
+	e := encoder{}
+	e.string(c.UserID)
+	e.string(c.NodeID)
+	if err := st.conns.Put(connKey(c.Hub, c.ConnID), e.buf); err != nil {
+		return Result{}, err
+	}
+	if c.UserID != "" {
+		return Result{}, st.userConns.Put(appendLP(userConnsPrefix(c.Hub, c.UserID), c.ConnID), nil)
+	}
+	return Result{}, nil
+}
+
+// connClose forgets a connection and its group memberships. Messages sent to
+// it stay until retention trims them.
+func (st *applyState) connClose(c *Connection) (Result, error) {
+	key := connKey(c.Hub, c.ConnID)
+	if rec := st.conns.Get(key); rec != nil {
+		d := decoder{buf: rec}
+		user := d.string()
+		if user != "" {
+			if err := st.userConns.Delete(appendLP(userConnsPrefix(c.Hub, user), c.ConnID)); err != nil {
+				return Result{}, err
+			}
+		}
+	}
+	if err := st.conns.Delete(key); err != nil {
+		return Result{}, err
+	}
+	return Result{}, st.leaveAll(c.Hub, MemberConnection, c.ConnID)
+}

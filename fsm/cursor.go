@@ -1,0 +1,170 @@
+package fsm
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Reader names what one reader follows in one hub. Its cursor covers all of
+// it: a single message index.
+type Reader struct {
+	Hub         string
+	Broadcast   bool     // messages to all connections of the hub
+	Groups      []string // messages to these groups
+	Users       []string // messages to these users
+	Connections []string // messages to these connections
+	// Self is the reader's own connection id, if it has one: messages that
+	// exclude it are skipped.
+	Self string
+}
+
+// Message is a retained message as a reader sees it.
+type Message struct {
+	Index     uint64          `json:"index"`
+	Time      int64           `json:"-"` // proposer's stamp, Unix nanoseconds
+	Hub       string          `json:"-"`
+	Audience  Audience        `json:"-"`
+	Names     []string        `json:"-"`
+	Excluded  []string        `json:"-"`
+	Target    string          `json:"target"`
+	Arguments json.RawMessage `json:"arguments"`
+}
+
+// Page is the answer to a cursor read.
+type Page struct {
+	// Messages addressed to the reader after the cursor, in index order.
+	Messages []Message
+	// Next is the cursor to read from next time. It can be past the last
+	// message returned: messages in between were for other readers.
+	Next uint64
+	// Reset is set when messages after the cursor were already trimmed by
+	// retention: the reader missed some and must resynchronise. Messages
+	// then starts at Oldest.
+	Reset bool
+	// Oldest is the oldest message index still retained (set with Reset).
+	Oldest uint64
+}
+
+// Read returns at most limit messages addressed to r with index > after.
+// It seeks each of the reader's streams directly to the cursor: the cost
+// grows with what is returned, not with the history.
+func (f *FSM) Read(r *Reader, after uint64, limit int) (Page, error) {
+	if limit <= 0 {
+		limit = 1
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return Page{}, fmt.Errorf("read: store closed")
+	}
+	var page Page
+	err := f.db.View(func(tx *bolt.Tx) error {
+		var err error
+		page, err = readPage(tx, r, after, limit)
+		return err
+	})
+	return page, err
+}
+
+func readPage(tx *bolt.Tx, r *Reader, after uint64, limit int) (Page, error) {
+	meta := tx.Bucket(bucketMeta)
+	first, last := getU64(meta, metaFirstMessage), getU64(meta, metaLastMessage)
+	page := Page{Next: max(after, last)}
+	start := after
+	if after+1 < first {
+		page.Reset, page.Oldest = true, first
+		start = first - 1
+	}
+	if start >= last {
+		return page, nil
+	}
+	indexes := collectIndexes(tx.Bucket(bucketStreams), readerStreams(r), start, last, limit)
+	if len(indexes) == limit {
+		page.Next = indexes[len(indexes)-1]
+	}
+	msgs := tx.Bucket(bucketMessages)
+	page.Messages = make([]Message, 0, len(indexes))
+	for _, idx := range indexes {
+		rec := msgs.Get(u64key(idx))
+		if rec == nil {
+			return page, fmt.Errorf("%w: indexed message %d is missing", ErrCorrupt, idx)
+		}
+		ts, p, err := decodeRecord(rec)
+		if err != nil {
+			return page, fmt.Errorf("message %d: %w", idx, err)
+		}
+		if r.Self != "" && slices.Contains(p.Excluded, r.Self) {
+			continue
+		}
+		page.Messages = append(page.Messages, Message{
+			Index: idx, Time: ts, Hub: p.Hub, Audience: p.Audience, Names: p.Names,
+			Excluded: p.Excluded, Target: p.Target, Arguments: p.Arguments,
+		})
+	}
+	return page, nil
+}
+
+func readerStreams(r *Reader) [][]byte {
+	var out [][]byte
+	if r.Broadcast {
+		out = append(out, streamPrefix(r.Hub, streamAll, ""))
+	}
+	out = append(out, namedStreams(r.Hub, streamGroup, r.Groups)...)
+	out = append(out, namedStreams(r.Hub, streamUser, r.Users)...)
+	return append(out, namedStreams(r.Hub, streamConnection, r.Connections)...)
+}
+
+// collectIndexes merges the first limit indexes in (after, last] over the
+// given streams, without duplicates (a message to two of the reader's
+// groups is listed under both).
+func collectIndexes(streams *bolt.Bucket, prefixes [][]byte, after, last uint64, limit int) []uint64 {
+	var all []uint64
+	c := streams.Cursor()
+	for _, prefix := range prefixes {
+		n := 0
+		for k, _ := c.Seek(streamEntryKey(prefix, after+1)); k != nil && n < limit; k, _ = c.Next() {
+			if len(k) != len(prefix)+8 || !bytes.HasPrefix(k, prefix) {
+				break
+			}
+			idx := binary.BigEndian.Uint64(k[len(prefix):])
+			if idx > last {
+				break
+			}
+			all = append(all, idx)
+			n++
+		}
+	}
+	if len(prefixes) > 1 {
+		slices.Sort(all)
+		all = slices.Compact(all)
+	}
+	if len(all) > limit {
+		all = all[:limit]
+	}
+	return all
+}
+
+// WaitRead is Read that blocks until it has something to say: at least one
+// message or a reset. It returns early with an empty page when ctx ends;
+// the error is then ctx's.
+func (f *FSM) WaitRead(ctx context.Context, r *Reader, after uint64, limit int) (Page, error) {
+	for {
+		changed := f.Changed()
+		page, err := f.Read(r, after, limit)
+		if err != nil || len(page.Messages) > 0 || page.Reset {
+			return page, err
+		}
+		after = page.Next
+		select {
+		case <-ctx.Done():
+			return page, ctx.Err()
+		case <-changed:
+		}
+	}
+}
