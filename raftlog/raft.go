@@ -1,0 +1,254 @@
+// Package raftlog sets up hashicorp/raft for Backplane: a raft-boltdb log
+// and stable store behind a log cache, a file snapshot store and the TCP
+// transport, all under one directory; bootstrap, restart, join, remove and
+// leadership observation. Every non-default setting is explained in
+// docs/operations.md and docs/performance.md.
+package raftlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Sentinel errors. Callers test them with errors.Is.
+var (
+	// ErrNotLeader: this node is not the leader; forward to the leader.
+	ErrNotLeader = errors.New("not the leader")
+	// ErrNoLeader: no leader is known (an election is under way).
+	ErrNoLeader = errors.New("no leader")
+	// ErrConflict: a join names an id or address that another member holds.
+	ErrConflict = errors.New("conflicting member")
+	// ErrUnknownMember: a remove names an id that is not a member.
+	ErrUnknownMember = errors.New("unknown member")
+	// ErrTimeout: the operation did not finish in time.
+	ErrTimeout = errors.New("raft operation timed out")
+)
+
+// Timing is the Raft clock. The defaults suit a LAN: a failed leader is
+// replaced in about a second.
+type Timing struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+}
+
+// DefaultTiming halves hashicorp/raft's defaults for faster failover and
+// shortens CommitTimeout so idle followers learn commits within ~5 ms.
+var DefaultTiming = Timing{
+	HeartbeatTimeout:   500 * time.Millisecond,
+	ElectionTimeout:    500 * time.Millisecond,
+	LeaderLeaseTimeout: 250 * time.Millisecond,
+	CommitTimeout:      5 * time.Millisecond,
+}
+
+// Config configures a Raft member. Nothing is changed after Open.
+type Config struct {
+	ID            string // node id, unique in the cluster
+	Dir           string // directory for raft.db and snapshots/
+	BindAddr      string // TCP listen address; port 0 picks a free port
+	AdvertiseAddr string // address other members dial; default: the bound address
+	// Bootstrap makes a node with no Raft state start a one-member cluster.
+	// A node with existing state ignores it.
+	Bootstrap bool
+	FSM       raft.FSM
+	Logger    *slog.Logger
+	Timing    Timing
+	// SnapshotThreshold is how many new entries trigger a snapshot (checked
+	// every SnapshotInterval); TrailingLogs is how many entries are kept
+	// after one, so slightly lagging followers catch up without a snapshot.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+	// NoSync turns off fsync of the Raft log. Only for benchmarks: an
+	// acknowledged message could then be lost on a power failure.
+	NoSync bool
+}
+
+// Raft is a running Raft member.
+type Raft struct {
+	cfg       Config
+	log       *slog.Logger
+	raft      *raft.Raft
+	store     *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+	snaps     *raft.FileSnapshotStore
+	// Restarted is true when the node found Raft state on disk.
+	restarted bool
+}
+
+// Open starts a Raft member. A node with existing state restarts from it;
+// otherwise it bootstraps a new cluster if cfg.Bootstrap, or waits to be
+// added by a leader.
+func Open(cfg Config) (r *Raft, err error) {
+	if cfg.ID == "" {
+		return nil, errors.New("raftlog: node id is required")
+	}
+	if cfg.FSM == nil {
+		return nil, errors.New("raftlog: FSM is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Timing == (Timing{}) {
+		cfg.Timing = DefaultTiming
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("raftlog: create dir: %w", err)
+	}
+	r = &Raft{cfg: cfg, log: cfg.Logger}
+	hlog := newHCLog(cfg.Logger)
+	defer func() {
+		if err != nil {
+			r.closeParts()
+		}
+	}()
+
+	r.store, err = raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(cfg.Dir, "raft.db"),
+		NoSync:      cfg.NoSync,
+		BoltOptions: &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: open log store: %w", err)
+	}
+	// Without the cache the leader re-reads each entry from bbolt for every
+	// follower; with it, replication is served from memory.
+	logs, err := raft.NewLogCache(1024, r.store)
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: log cache: %w", err)
+	}
+	r.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hlog.Named("snapshot"))
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: snapshot store: %w", err)
+	}
+	var advertise net.Addr
+	if cfg.AdvertiseAddr != "" {
+		advertise, err = net.ResolveTCPAddr("tcp", cfg.AdvertiseAddr)
+		if err != nil {
+			return nil, fmt.Errorf("raftlog: advertise address %q: %w", cfg.AdvertiseAddr, err)
+		}
+	}
+	r.transport, err = raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, 3, 10*time.Second, hlog.Named("transport"))
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: listen on %s: %w", cfg.BindAddr, err)
+	}
+
+	rc := raftConfig(cfg)
+	r.restarted, err = raft.HasExistingState(logs, r.store, r.snaps)
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: check existing state: %w", err)
+	}
+	if !r.restarted && cfg.Bootstrap {
+		conf := raft.Configuration{Servers: []raft.Server{{
+			ID: rc.LocalID, Address: r.transport.LocalAddr(), Suffrage: raft.Voter,
+		}}}
+		if err := raft.BootstrapCluster(rc, logs, r.store, r.snaps, r.transport, conf); err != nil {
+			return nil, fmt.Errorf("raftlog: bootstrap: %w", err)
+		}
+		r.log.Info("bootstrapped a new cluster", "id", cfg.ID, "raft_addr", r.transport.LocalAddr())
+	}
+	r.raft, err = raft.NewRaft(rc, cfg.FSM, logs, r.store, r.snaps, r.transport)
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: start raft: %w", err)
+	}
+	return r, nil
+}
+
+func raftConfig(cfg Config) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.HeartbeatTimeout = cfg.Timing.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.Timing.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.Timing.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.Timing.CommitTimeout
+	// Up to 1,024 entries per AppendEntries and a batched apply channel:
+	// many applies in flight share one disk write (group commit).
+	rc.MaxAppendEntries = 1024
+	rc.BatchApplyCh = true
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	rc.Logger = newHCLog(cfg.Logger)
+	return rc
+}
+
+// Restarted reports whether the node found existing Raft state at start.
+func (r *Raft) Restarted() bool { return r.restarted }
+
+// LocalAddr is the Raft address other members dial.
+func (r *Raft) LocalAddr() string { return string(r.transport.LocalAddr()) }
+
+// ID is this node's id.
+func (r *Raft) ID() string { return r.cfg.ID }
+
+// Apply proposes data as one log entry and waits until it is applied on
+// this (leader) node, or ctx ends. It returns the entry's Raft index and
+// the FSM's response.
+func (r *Raft) Apply(ctx context.Context, data []byte) (uint64, interface{}, error) {
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return 0, nil, ErrTimeout
+		}
+	}
+	f := r.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		return 0, nil, mapError(err)
+	}
+	return f.Index(), f.Response(), nil
+}
+
+// mapError turns hashicorp/raft's errors into this package's sentinels,
+// keeping the original in the chain.
+func mapError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("raft is shut down: %w", err)
+	}
+	return err
+}
+
+// Shutdown stops Raft and closes its stores and transport.
+func (r *Raft) Shutdown() error {
+	var err error
+	if r.raft != nil {
+		err = r.raft.Shutdown().Error()
+	}
+	r.closeParts()
+	if err != nil {
+		return fmt.Errorf("raftlog: shutdown: %w", err)
+	}
+	return nil
+}
+
+func (r *Raft) closeParts() {
+	if r.transport != nil {
+		_ = r.transport.Close()
+	}
+	if r.store != nil {
+		_ = r.store.Close()
+	}
+}
