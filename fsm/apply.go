@@ -153,6 +153,9 @@ func (st *applyState) applyCommand(ts int64, c Command) (Result, error) {
 		if err != nil {
 			panic(fmt.Sprintf("fsm: %v", err))
 		}
+		if err := ValidateName("node", n.ID); err != nil {
+			return Result{Err: err}, nil
+		}
 		return Result{}, st.nodes.Put([]byte(n.ID), payload)
 	case CmdNodeRemove:
 		d := decoder{buf: payload}
@@ -269,10 +272,20 @@ func (st *applyState) connOpen(c *Connection) (Result, error) {
 	if err := ValidateName("connection", c.ConnID); err != nil {
 		return Result{Err: err}, nil
 	}
+	key := connKey(c.Hub, c.ConnID)
+	if rec := st.conns.Get(key); rec != nil {
+		// Reopened (a resume on another node): drop a previous user's index.
+		d := decoder{buf: rec}
+		if user := d.string(); user != "" && user != c.UserID {
+			if err := st.userConns.Delete(appendLP(userConnsPrefix(c.Hub, user), c.ConnID)); err != nil {
+				return Result{}, err
+			}
+		}
+	}
 	e := encoder{}
 	e.string(c.UserID)
 	e.string(c.NodeID)
-	if err := st.conns.Put(connKey(c.Hub, c.ConnID), e.buf); err != nil {
+	if err := st.conns.Put(key, e.buf); err != nil {
 		return Result{}, err
 	}
 	if c.UserID != "" {

@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 )
 
@@ -256,7 +255,7 @@ func EncodeEntry(unixNano int64, cmds []Command) []byte {
 }
 
 // errEmptyEntry is returned for an entry without commands.
-var errEmptyEntry = errors.New("fsm: entry has no commands")
+var errEmptyEntry = fmt.Errorf("%w: entry has no commands", ErrCorrupt)
 
 // DecodeEntry splits Raft entry data into its timestamp and commands. The
 // commands alias data.

@@ -77,7 +77,7 @@ func readPage(tx *bolt.Tx, r *Reader, after uint64, limit int) (Page, error) {
 	first, last := getU64(meta, metaFirstMessage), getU64(meta, metaLastMessage)
 	page := Page{Next: max(after, last)}
 	start := after
-	if after+1 < first {
+	if first > 0 && after < first-1 { // not after+1 < first: after may be MaxUint64
 		page.Reset, page.Oldest = true, first
 		start = first - 1
 	}
@@ -160,7 +160,12 @@ func (f *FSM) WaitRead(ctx context.Context, r *Reader, after uint64, limit int) 
 		if err != nil || len(page.Messages) > 0 || page.Reset {
 			return page, err
 		}
-		after = page.Next
+		if page.Next > after {
+			// The page skipped messages that were not for r, or that all
+			// excluded r.Self: read on from there before waiting.
+			after = page.Next
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return page, ctx.Err()

@@ -13,6 +13,9 @@ const (
 	MaxNameLen      = 1024 // users and connection ids
 	MaxTargetLen    = 1024
 	MaxNamesPerSend = 1000 // groups, users or connections in one publish
+	// MaxIdempotencyKeyLen bounds a publish's idempotency key in bytes: the
+	// key is a store key, and bbolt rejects keys over 32 KiB.
+	MaxIdempotencyKeyLen = 1024
 )
 
 // ValidateHub checks a hub name: a letter, then letters, digits and '_', at
@@ -62,6 +65,9 @@ func ValidatePublish(p *Publish) error {
 	}
 	if p.Target == "" || len(p.Target) > MaxTargetLen {
 		return fmt.Errorf("%w: target must be 1 to %d bytes", ErrInvalidCommand, MaxTargetLen)
+	}
+	if len(p.IdempotencyKey) > MaxIdempotencyKeyLen {
+		return fmt.Errorf("%w: idempotency key must be at most %d bytes", ErrInvalidCommand, MaxIdempotencyKeyLen)
 	}
 	if len(p.Names) > MaxNamesPerSend || len(p.Excluded) > MaxNamesPerSend {
 		return fmt.Errorf("%w: at most %d names per send", ErrInvalidCommand, MaxNamesPerSend)

@@ -39,6 +39,13 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...interface{}) {
 		return
 	}
 	all := append(append([]interface{}{}, a.args...), args...)
+	for i, v := range all {
+		if f, ok := v.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				all[i] = fmt.Sprintf(format, f[1:]...)
+			}
+		}
+	}
 	a.l.Log(context.Background(), lvl, msg, all...)
 }
 

@@ -23,7 +23,12 @@ import (
 // Sentinel errors. Callers test them with errors.Is.
 var (
 	// ErrNotLeader: this node is not the leader; forward to the leader.
+	// Nothing was appended, so the write may be retried elsewhere.
 	ErrNotLeader = errors.New("not the leader")
+	// ErrLeadershipLost: leadership was lost while the entry was in flight.
+	// It may or may not be committed by the next leader: only a retry with
+	// an idempotency key is safe.
+	ErrLeadershipLost = errors.New("leadership lost before commit was known")
 	// ErrNoLeader: no leader is known (an election is under way).
 	ErrNoLeader = errors.New("no leader")
 	// ErrConflict: a join names an id or address that another member holds.
@@ -220,9 +225,10 @@ func (r *Raft) Apply(ctx context.Context, data []byte) (uint64, interface{}, err
 // keeping the original in the chain.
 func mapError(err error) error {
 	switch {
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
-		errors.Is(err, raft.ErrLeadershipTransferInProgress):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return fmt.Errorf("%w: %w", ErrLeadershipLost, err)
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	case errors.Is(err, raft.ErrRaftShutdown):

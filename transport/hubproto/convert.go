@@ -127,7 +127,7 @@ func mpAppendJSONString(dst, content []byte, escaped bool) []byte {
 	// header for the escaped length and shrink it if the text got shorter.
 	start := len(dst)
 	h := mpStrHeaderLen(len(content))
-	dst = appendUnescaped(append(dst, make([]byte, h)...), content)
+	dst = appendUnescaped(append(dst, 0, 0, 0, 0, 0)[:start+h], content)
 	n := len(dst) - start - h
 	if h2 := mpStrHeaderLen(n); h2 != h {
 		copy(dst[start+h2:], dst[start+h:])

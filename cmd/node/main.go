@@ -1,0 +1,132 @@
+// Command backplane runs one Backplane node: a realtime hub server whose
+// nodes form a Raft cluster and replicate one ordered message log.
+//
+// Every flag can also be set through the environment as BACKPLANE_<NAME>
+// (upper case, dashes as underscores); a flag on the command line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/node"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "backplane:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stderr io.Writer) error {
+	cfg, logLevel, logFormat, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = newLogger(stderr, logLevel, logFormat)
+	n, err := node.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return n.Run(ctx)
+}
+
+func parseFlags(args []string, stderr io.Writer) (node.Config, slog.Level, string, error) {
+	fs := flag.NewFlagSet("backplane", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg       node.Config
+		join      string
+		logLevel  string
+		logFormat string
+		maxBytes  uint64
+	)
+	fs.StringVar(&cfg.ID, "id", "node1", "node ID, unique in the cluster")
+	fs.StringVar(&cfg.DataDir, "data", "./data", "data directory (Raft log, snapshots, store)")
+	fs.StringVar(&cfg.HTTPAddr, "http", node.DefaultHTTPAddr, "HTTP listen address: clients, REST API, admin (port 0 picks one)")
+	fs.StringVar(&cfg.RaftAddr, "raft", node.DefaultRaftAddr, "Raft TCP listen address (port 0 picks one)")
+	fs.StringVar(&cfg.AdvertiseHTTP, "advertise-http", "", "HTTP address other nodes use to reach this one (default: the bound -http address)")
+	fs.StringVar(&cfg.AdvertiseRaft, "advertise-raft", "", "Raft address other nodes use to reach this one (default: the bound -raft address)")
+	fs.StringVar(&join, "join", "", "comma-separated HTTP addresses of members to join through (host:port or http://host:port); ignored once this node has Raft state")
+	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", node.DefaultJoinTimeout, "how long -join keeps retrying")
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for /admin, /debug/pprof and node-to-node calls (default: none, admin from loopback only)")
+	fs.StringVar(&cfg.AccessKey, "access-key", "", "when set, the REST API and client connections need HS256 JWTs signed with this key")
+	fs.Uint64Var(&cfg.Retention.MaxMessages, "retain-messages", fsm.DefaultRetention.MaxMessages, "keep at most this many messages (0: no count limit)")
+	fs.Uint64Var(&maxBytes, "retain-bytes", fsm.DefaultRetention.MaxBytes, "keep at most this many bytes of messages (0: no size limit)")
+	fs.DurationVar(&cfg.Retention.MaxAge, "retain-age", fsm.DefaultRetention.MaxAge, "keep messages at most this long (0: no age limit)")
+	fs.DurationVar(&cfg.IdempotencyWindow, "idempotency-window", fsm.DefaultIdempotencyWindow, "how long an Idempotency-Key is remembered")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", node.DefaultWriteTimeout, "how long a write waits for a leader before 503")
+	fs.Int64Var(&cfg.MaxRESTBody, "max-rest-body", node.DefaultMaxRESTBody, "largest REST request body in bytes (larger: 413)")
+	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 8192, "Raft entries between snapshots (log compaction)")
+	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 30*time.Second, "how often to check whether a snapshot is due")
+	fs.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 10240, "Raft entries kept after a snapshot for lagging followers")
+	fs.BoolVar(&cfg.UnsafeNoFsync, "unsafe-no-fsync", false, "do not fsync the Raft log (benchmarks only: a power loss can lose acknowledged messages)")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	if err := fs.Parse(args); err != nil {
+		return cfg, 0, "", err
+	}
+	if fs.NArg() > 0 {
+		return cfg, 0, "", fmt.Errorf("unexpected arguments %q: every setting is a flag (see -h)", fs.Args())
+	}
+	if err := applyEnv(fs); err != nil {
+		return cfg, 0, "", err
+	}
+	cfg.Retention.MaxBytes = maxBytes
+	if join != "" {
+		for _, j := range strings.Split(join, ",") {
+			if j = strings.TrimSpace(j); j != "" {
+				cfg.Join = append(cfg.Join, j)
+			}
+		}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return cfg, 0, "", fmt.Errorf("-log-level %q: use debug, info, warn or error", logLevel)
+	}
+	if logFormat != "text" && logFormat != "json" {
+		return cfg, 0, "", fmt.Errorf("-log-format %q: use text or json", logFormat)
+	}
+	return cfg, level, logFormat, nil
+}
+
+// applyEnv sets every flag not given on the command line from
+// BACKPLANE_<NAME>, if that variable is set.
+func applyEnv(fs *flag.FlagSet) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		env := "BACKPLANE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,300 @@
+package fsm_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/backplane/backplane/fsm"
+	"github.com/hashicorp/raft"
+)
+
+func TestApplyAssignsDenseIndexes(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	for want := uint64(1); want <= 3; want++ {
+		res := f.mustApply(t0, publish(fsm.ToGroups, "g"))
+		checkIndexes(t, "single publish", indexesOf(res), []uint64{want})
+	}
+	res := f.mustApply(t0, repeat(toAll(), 64)...)
+	checkIndexes(t, "batch of 64", indexesOf(res), span(4, 67))
+
+	// Commands other than publishes take no index, even between publishes.
+	res = f.mustApply(t0, publish(fsm.ToUsers, "u"), join("g", fsm.MemberUser, "u"), publish(fsm.ToConnections, "c"))
+	checkIndexes(t, "mixed entry", indexesOf(res), []uint64{68, 0, 69})
+
+	if got := f.LastMessage(); got != 69 {
+		t.Fatalf("LastMessage: got %d, want 69", got)
+	}
+	if got := f.FirstMessage(); got != 1 {
+		t.Fatalf("FirstMessage: got %d, want 1", got)
+	}
+	if got := f.AppliedIndex(); got != f.index {
+		t.Fatalf("AppliedIndex: got %d, want %d", got, f.index)
+	}
+	checkIndexes(t, "read back", f.readAll(&fsm.Reader{Hub: hub, Broadcast: true, Groups: []string{"g"},
+		Users: []string{"u"}, Connections: []string{"c"}}, 0, 1000), span(1, 69))
+}
+
+func TestApplyBatchOfSeveralLogs(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	first := f.entry(t0, publish(fsm.ToGroups, "g"), toAll())
+	f.index++
+	noop := &raft.Log{Index: f.index, Term: 1, Type: raft.LogNoop}
+	logs := []*raft.Log{first, noop, f.entry(t0, repeat(toAll(), 3)...), f.entry(t0, join("g", fsm.MemberConnection, "c1"))}
+	resps := f.ApplyBatch(logs)
+	if len(resps) != len(logs) {
+		t.Fatalf("responses: got %d, want %d", len(resps), len(logs))
+	}
+	checkIndexes(t, "log 1", indexesOf(asResults(t, resps[0])), []uint64{1, 2})
+	if resps[1] != nil {
+		t.Fatalf("no-op response: got %v, want nil", resps[1])
+	}
+	checkIndexes(t, "log 3", indexesOf(asResults(t, resps[2])), []uint64{3, 4, 5})
+	if got := asResults(t, resps[3]); len(got) != 1 || got[0] != (fsm.Result{}) {
+		t.Fatalf("log 4: got %v, want [{}]", got)
+	}
+	if got := f.AppliedIndex(); got != 4 {
+		t.Fatalf("AppliedIndex: got %d, want 4", got)
+	}
+	if ok, err := f.IsMember(hub, "g", fsm.MemberConnection, "c1"); err != nil || !ok {
+		t.Fatalf("IsMember: got %v, %v, want true, nil", ok, err)
+	}
+	res := f.mustApply(t0, toAll())
+	checkIndexes(t, "after the batch", indexesOf(res), []uint64{6})
+}
+
+func TestApplyNonCommandLogs(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	f.mustApply(t0, toAll())
+	for _, typ := range []raft.LogType{raft.LogNoop, raft.LogConfiguration, raft.LogBarrier} {
+		changed := f.Changed()
+		f.index++
+		// The data is not ours to decode: garbage must not matter.
+		resp := f.Apply(&raft.Log{Index: f.index, Term: 1, Type: typ, Data: []byte{0xde, 0xad}})
+		if resp != nil {
+			t.Fatalf("%v: response: got %v, want nil", typ, resp)
+		}
+		if got := f.AppliedIndex(); got != f.index {
+			t.Fatalf("%v: AppliedIndex: got %d, want %d", typ, got, f.index)
+		}
+		if got := f.LastMessage(); got != 1 {
+			t.Fatalf("%v: LastMessage: got %d, want 1", typ, got)
+		}
+		select {
+		case <-changed:
+		default:
+			t.Fatalf("%v: Changed channel: got open, want closed", typ)
+		}
+	}
+	checkIndexes(t, "next publish", indexesOf(f.mustApply(t0, toAll())), []uint64{2})
+}
+
+func TestApplySkipsAppliedEntries(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	var logs []*raft.Log
+	for range 3 {
+		logs = append(logs, f.entry(t0, toAll()))
+	}
+	f.ApplyBatch(logs)
+	for _, l := range []*raft.Log{logs[2], logs[0], {Index: 2, Term: 1, Type: raft.LogNoop}} {
+		if resp := f.Apply(l); resp != nil {
+			t.Fatalf("re-applied entry %d: got %v, want nil", l.Index, resp)
+		}
+	}
+	if got := f.LastMessage(); got != 3 {
+		t.Fatalf("LastMessage after re-applying: got %d, want 3", got)
+	}
+	if got := f.AppliedIndex(); got != 3 {
+		t.Fatalf("AppliedIndex after re-applying: got %d, want 3", got)
+	}
+	// A batch that overlaps what is applied applies only the new part.
+	resps := f.ApplyBatch([]*raft.Log{logs[1], logs[2], f.entry(t0, toAll())})
+	if resps[0] != nil || resps[1] != nil {
+		t.Fatalf("overlapping batch: got %v, want nil for the applied entries", resps[:2])
+	}
+	checkIndexes(t, "new entry of the batch", indexesOf(asResults(t, resps[2])), []uint64{4})
+}
+
+func TestApplyRejectsInvalidPublish(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	valid := fsm.Publish{Hub: hub, Audience: fsm.ToGroups, Names: []string{"g"}, Target: "recv", Arguments: []byte("[]")}
+	tooMany := make([]string, fsm.MaxNamesPerSend+1)
+	for i := range tooMany {
+		tooMany[i] = "n"
+	}
+	for _, c := range []struct {
+		name   string
+		change func(p *fsm.Publish)
+	}{
+		{"empty hub", func(p *fsm.Publish) { p.Hub = "" }},
+		{"hub starting with a digit", func(p *fsm.Publish) { p.Hub = "1chat" }},
+		{"hub with a dash", func(p *fsm.Publish) { p.Hub = "a-b" }},
+		{"hub too long", func(p *fsm.Publish) { p.Hub = strings.Repeat("h", fsm.MaxHubNameLen+1) }},
+		{"empty target", func(p *fsm.Publish) { p.Target = "" }},
+		{"target too long", func(p *fsm.Publish) { p.Target = strings.Repeat("t", fsm.MaxTargetLen+1) }},
+		{"groups without names", func(p *fsm.Publish) { p.Names = nil }},
+		{"users without names", func(p *fsm.Publish) { p.Audience, p.Names = fsm.ToUsers, nil }},
+		{"connections without names", func(p *fsm.Publish) { p.Audience, p.Names = fsm.ToConnections, nil }},
+		{"all with names", func(p *fsm.Publish) { p.Audience = fsm.ToAll }},
+		{"audience 0", func(p *fsm.Publish) { p.Audience = 0 }},
+		{"audience 5", func(p *fsm.Publish) { p.Audience = 5 }},
+		{"empty group name", func(p *fsm.Publish) { p.Names = []string{"g", ""} }},
+		{"group name not UTF-8", func(p *fsm.Publish) { p.Names = []string{"\xff"} }},
+		{"group name too long", func(p *fsm.Publish) { p.Names = []string{strings.Repeat("é", fsm.MaxGroupNameLen+1)} }},
+		{"too many names", func(p *fsm.Publish) { p.Names = tooMany }},
+		{"empty excluded connection", func(p *fsm.Publish) { p.Excluded = []string{""} }},
+		{"rejected with a key", func(p *fsm.Publish) { p.Target, p.IdempotencyKey = "", "key-1" }},
+	} {
+		bad := valid
+		c.change(&bad)
+		before := f.LastMessage()
+		res := f.apply(t0, fsm.EncodePublish(&valid), fsm.EncodePublish(&bad), fsm.EncodePublish(&valid))
+		if !errors.Is(res[1].Err, fsm.ErrInvalidCommand) {
+			t.Fatalf("%s: got error %v, want one wrapping %v", c.name, res[1].Err, fsm.ErrInvalidCommand)
+		}
+		if res[1].Index != 0 || res[1].Duplicate {
+			t.Fatalf("%s: got index %d duplicate %v, want 0 false", c.name, res[1].Index, res[1].Duplicate)
+		}
+		if res[0].Err != nil || res[2].Err != nil {
+			t.Fatalf("%s: valid neighbours: got errors %v, %v, want nil", c.name, res[0].Err, res[2].Err)
+		}
+		checkIndexes(t, c.name, indexesOf(res), []uint64{before + 1, 0, before + 2})
+	}
+	// The rejected publish's key was not remembered.
+	keyed := valid
+	keyed.IdempotencyKey = "key-1"
+	if res := f.mustApply(t0, fsm.EncodePublish(&keyed)); res[0].Duplicate {
+		t.Fatalf("key of a rejected publish: got duplicate of %d, want a new message", res[0].Index)
+	}
+}
+
+func TestApplyRejectsInvalidMembershipAndConnection(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	for _, c := range []struct {
+		name string
+		cmd  fsm.Command
+	}{
+		{"add to empty group", join("", fsm.MemberUser, "u")},
+		{"add empty member", join("g", fsm.MemberUser, "")},
+		{"add kind 0", join("g", 0, "u")},
+		{"remove kind 3", leave("g", 3, "u")},
+		{"add in bad hub", fsm.EncodeMembership(&fsm.Membership{Hub: "_h", Group: "g", Kind: fsm.MemberUser, Member: "u"}, true)},
+		{"add to group not UTF-8", join("\xfe", fsm.MemberUser, "u")},
+		{"open in bad hub", fsm.EncodeConnection(fsm.CmdConnOpen, &fsm.Connection{Hub: "", ConnID: "c"})},
+		{"open without id", connOpen("", "u", "n")},
+		{"open with id not UTF-8", connOpen("\xff", "u", "n")},
+	} {
+		res := f.apply(t0, c.cmd)
+		if !errors.Is(res[0].Err, fsm.ErrInvalidCommand) {
+			t.Fatalf("%s: got error %v, want one wrapping %v", c.name, res[0].Err, fsm.ErrInvalidCommand)
+		}
+	}
+	if groups, err := f.GroupsOf(hub, fsm.MemberUser, "u"); err != nil || len(groups) != 0 {
+		t.Fatalf("GroupsOf: got %v, %v, want none", groups, err)
+	}
+	if st, err := f.Stats(); err != nil || st.Connections != 0 {
+		t.Fatalf("Stats().Connections: got %d, %v, want 0", st.Connections, err)
+	}
+}
+
+func TestApplyUnknownOptionalCommand(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	unknown := fsm.Command{byte(fsm.IgnoreUnknownFlag | 0x7f), 1, 2, 3}
+	res := f.apply(t0, toAll(), unknown, toAll())
+	if !errors.Is(res[1].Err, fsm.ErrUnknownCommand) {
+		t.Fatalf("unknown optional command: got error %v, want one wrapping %v", res[1].Err, fsm.ErrUnknownCommand)
+	}
+	checkIndexes(t, "around it", indexesOf(res), []uint64{1, 0, 2})
+	if got := f.AppliedIndex(); got != 1 {
+		t.Fatalf("AppliedIndex: got %d, want 1", got)
+	}
+	// A command this version knows is applied even when marked optional.
+	optional := toAll()
+	optional[0] |= byte(fsm.IgnoreUnknownFlag)
+	checkIndexes(t, "known optional publish", indexesOf(f.mustApply(t0, optional)), []uint64{3})
+}
+
+// TestApplyPanicsOnUndecodable checks the contract that keeps replicas from
+// diverging: an entry that cannot be decoded, or a command of an unknown type
+// without IgnoreUnknownFlag, panics, and the whole entry changes nothing.
+func TestApplyPanicsOnUndecodable(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	f.mustApply(t0, toAll(), join("g", fsm.MemberUser, "u"))
+	valid := fsm.EncodeEntry(t0, []fsm.Command{toAll()})
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{
+		{"unknown type", fsm.EncodeEntry(t0, []fsm.Command{toAll(), {0x7f, 0}})},
+		{"type 0", fsm.EncodeEntry(t0, []fsm.Command{toAll(), {0}})},
+		{"garbage", []byte("not an entry at all")},
+		{"empty data", nil},
+		{"wrong version", append([]byte{9}, valid[1:]...)},
+		{"truncated", valid[:len(valid)-2]},
+		{"no commands", fsm.EncodeEntry(t0, nil)},
+		{"corrupt publish", fsm.EncodeEntry(t0, []fsm.Command{toAll(), {byte(fsm.CmdPublish), 0xff}})},
+		{"publish with trailing bytes", fsm.EncodeEntry(t0, []fsm.Command{append(toAll(), 0)})},
+		{"corrupt membership", fsm.EncodeEntry(t0, []fsm.Command{leave("g", fsm.MemberUser, "u")[:4]})},
+		{"corrupt connection", fsm.EncodeEntry(t0, []fsm.Command{{byte(fsm.CmdConnClose), 3}})},
+		{"corrupt node info", fsm.EncodeEntry(t0, []fsm.Command{{byte(fsm.CmdNodeInfo), 1}})},
+		{"corrupt node remove", fsm.EncodeEntry(t0, []fsm.Command{append(fsm.EncodeNodeRemove("n"), 1)})},
+	} {
+		l := &raft.Log{Index: f.index + 1, Term: 1, Type: raft.LogCommand, Data: c.data}
+		mustPanic(t, c.name, func() { f.Apply(l) })
+		if got := f.AppliedIndex(); got != f.index {
+			t.Fatalf("%s: AppliedIndex: got %d, want %d", c.name, got, f.index)
+		}
+		if got := f.LastMessage(); got != 1 {
+			t.Fatalf("%s: LastMessage: got %d, want 1", c.name, got)
+		}
+		if ok, err := f.IsMember(hub, "g", fsm.MemberUser, "u"); err != nil || !ok {
+			t.Fatalf("%s: IsMember: got %v, %v, want true, nil", c.name, ok, err)
+		}
+	}
+	// The store still follows the log after the panics.
+	checkIndexes(t, "next publish", indexesOf(f.mustApply(t0, toAll())), []uint64{2})
+}
+
+func TestApplyAfterClosePanics(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	if err := f.Close(); err != nil {
+		t.Fatalf("Close: got error %v, want nil", err)
+	}
+	mustPanic(t, "apply after close", func() { f.Apply(f.entry(t0, toAll())) })
+	if _, err := f.Read(&fsm.Reader{Hub: hub, Broadcast: true}, 0, 10); err == nil {
+		t.Fatalf("Read after Close: got nil error, want one")
+	}
+}
+
+func TestApplyNodes(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	n1 := fsm.NodeInfo{ID: "n1", RaftAddr: "127.0.0.1:7001", HTTPAddr: "127.0.0.1:8001"}
+	n2 := fsm.NodeInfo{ID: "n2", RaftAddr: "127.0.0.1:7002", HTTPAddr: "127.0.0.1:8002"}
+	f.mustApply(t0, fsm.EncodeNodeInfo(&n2), fsm.EncodeNodeInfo(&n1))
+	nodes, err := f.Nodes()
+	if err != nil || len(nodes) != 2 || nodes[0] != n1 || nodes[1] != n2 {
+		t.Fatalf("Nodes: got %v, %v, want [%v %v]", nodes, err, n1, n2)
+	}
+	moved := fsm.NodeInfo{ID: "n1", RaftAddr: "10.0.0.1:7001", HTTPAddr: "10.0.0.1:8001"}
+	f.mustApply(t0, fsm.EncodeNodeInfo(&moved), fsm.EncodeNodeRemove("n2"), fsm.EncodeNodeRemove("n9"))
+	if got, ok, err := f.Node("n1"); err != nil || !ok || got != moved {
+		t.Fatalf("Node(n1): got %v, %v, %v, want %v, true, nil", got, ok, err, moved)
+	}
+	if got, ok, err := f.Node("n2"); err != nil || ok {
+		t.Fatalf("Node(n2) after removal: got %v, %v, %v, want not found", got, ok, err)
+	}
+	if nodes, err := f.Nodes(); err != nil || len(nodes) != 1 {
+		t.Fatalf("Nodes after removal: got %v, %v, want [%v]", nodes, err, moved)
+	}
+	// A record whose id cannot be a store key is rejected, not a store
+	// failure that would stop every replica.
+	for _, id := range []string{"", strings.Repeat("n", 40_000)} {
+		res := f.apply(t0, fsm.EncodeNodeInfo(&fsm.NodeInfo{ID: id, RaftAddr: "x:1"}))
+		if !errors.Is(res[0].Err, fsm.ErrInvalidCommand) {
+			t.Fatalf("node info with a %d-byte id: got error %v, want one wrapping %v", len(id), res[0].Err, fsm.ErrInvalidCommand)
+		}
+	}
+	if nodes, err := f.Nodes(); err != nil || len(nodes) != 1 {
+		t.Fatalf("Nodes after rejected records: got %v, %v, want [%v]", nodes, err, moved)
+	}
+}

@@ -1,0 +1,181 @@
+package fsm_test
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/backplane/backplane/fsm"
+)
+
+// TestGoldenValues pins the numeric values that are part of the log format:
+// renumbering any of them would make replicas misread old entries.
+func TestGoldenValues(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		got, want byte
+	}{
+		{"CmdPublish", byte(fsm.CmdPublish), 1},
+		{"CmdGroupAdd", byte(fsm.CmdGroupAdd), 2},
+		{"CmdGroupRemove", byte(fsm.CmdGroupRemove), 3},
+		{"CmdConnOpen", byte(fsm.CmdConnOpen), 4},
+		{"CmdConnClose", byte(fsm.CmdConnClose), 5},
+		{"CmdConnExpire", byte(fsm.CmdConnExpire), 6},
+		{"CmdNodeInfo", byte(fsm.CmdNodeInfo), 7},
+		{"CmdNodeRemove", byte(fsm.CmdNodeRemove), 8},
+		{"IgnoreUnknownFlag", byte(fsm.IgnoreUnknownFlag), 0x80},
+		{"ToAll", byte(fsm.ToAll), 1},
+		{"ToGroups", byte(fsm.ToGroups), 2},
+		{"ToUsers", byte(fsm.ToUsers), 3},
+		{"ToConnections", byte(fsm.ToConnections), 4},
+		{"MemberConnection", byte(fsm.MemberConnection), 1},
+		{"MemberUser", byte(fsm.MemberUser), 2},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: got %d, want %d", c.name, c.got, c.want)
+		}
+	}
+}
+
+// TestGoldenEncoding pins the bytes of every command encoder and of an
+// entry, so the log format cannot change by accident.
+func TestGoldenEncoding(t *testing.T) {
+	add := fsm.EncodeMembership(&fsm.Membership{Hub: "h", Group: "g", Kind: fsm.MemberUser, Member: "u"}, true)
+	remove := fsm.EncodeNodeRemove("n1")
+	for _, c := range []struct {
+		name string
+		got  []byte
+		want string // hex
+	}{
+		{"EncodePublish", fsm.EncodePublish(&fsm.Publish{
+			Hub: "chat", Audience: fsm.ToGroups, Names: []string{"g1", "g2"}, Excluded: []string{"c1"},
+			Target: "recv", Arguments: []byte("[1]"), IdempotencyKey: "k",
+		}), "01" + "0463686174" + "02" + "02" + "026731" + "026732" + "01" + "026331" +
+			"0472656376" + "035b315d" + "016b"},
+		{"EncodePublish empty lists", fsm.EncodePublish(&fsm.Publish{Hub: "h", Audience: fsm.ToAll, Target: "t"}),
+			"01" + "0168" + "01" + "00" + "00" + "0174" + "00" + "00"},
+		{"EncodeMembership add", add, "02" + "0168" + "0167" + "02" + "0175"},
+		{"EncodeMembership remove", fsm.EncodeMembership(&fsm.Membership{Hub: "h", Kind: fsm.MemberConnection, Member: "c"}, false),
+			"03" + "0168" + "00" + "01" + "0163"},
+		{"EncodeConnection", fsm.EncodeConnection(fsm.CmdConnOpen, &fsm.Connection{Hub: "h", ConnID: "c", UserID: "u", NodeID: "n"}),
+			"04" + "0168" + "0163" + "0175" + "016e" + "00"},
+		{"EncodeConnection close", fsm.EncodeConnection(fsm.CmdConnClose, &fsm.Connection{Hub: "h", ConnID: "c", Reason: "r"}),
+			"05" + "0168" + "0163" + "00" + "00" + "0172"},
+		{"EncodeNodeInfo", fsm.EncodeNodeInfo(&fsm.NodeInfo{ID: "n1", RaftAddr: "r:1", HTTPAddr: "h:2"}),
+			"07" + "026e31" + "03723a31" + "03683a32"},
+		{"EncodeNodeRemove", remove, "08" + "026e31"},
+		{"EncodeNodeRemove long id", fsm.EncodeNodeRemove(strings.Repeat("x", 200)),
+			"08" + "c801" + strings.Repeat("78", 200)},
+		{"EncodeEntry", fsm.EncodeEntry(0x0102030405060708, []fsm.Command{remove, add}),
+			"01" + "0102030405060708" + "02" + "04" + "08026e31" + "08" + "0201680167020175"},
+		{"EncodeEntry negative stamp", fsm.EncodeEntry(-1, []fsm.Command{remove}),
+			"01" + "ffffffffffffffff" + "01" + "04" + "08026e31"},
+	} {
+		if got := hex.EncodeToString(c.got); got != c.want {
+			t.Errorf("%s: got %s, want %s", c.name, got, c.want)
+		}
+	}
+}
+
+func TestCommandType(t *testing.T) {
+	for _, c := range []struct {
+		cmd  fsm.Command
+		want fsm.CommandType
+	}{
+		{publish(fsm.ToGroups, "g"), fsm.CmdPublish},
+		{join("g", fsm.MemberUser, "u"), fsm.CmdGroupAdd},
+		{leave("g", fsm.MemberUser, "u"), fsm.CmdGroupRemove},
+		{connOpen("c", "u", "n"), fsm.CmdConnOpen},
+		{connClose("c"), fsm.CmdConnClose},
+		{fsm.EncodeConnection(fsm.CmdConnExpire, &fsm.Connection{Hub: hub, ConnID: "c"}), fsm.CmdConnExpire},
+		{fsm.EncodeNodeInfo(&fsm.NodeInfo{ID: "n"}), fsm.CmdNodeInfo},
+		{fsm.EncodeNodeRemove("n"), fsm.CmdNodeRemove},
+		{fsm.Command{}, 0},
+	} {
+		if got := c.cmd.Type(); got != c.want {
+			t.Errorf("Type of %x: got %v, want %v", []byte(c.cmd), got, c.want)
+		}
+	}
+	for _, c := range []struct{ got, want string }{
+		{fsm.CmdPublish.String(), "publish"},
+		{fsm.CmdNodeRemove.String(), "node-remove"},
+		{(fsm.CmdGroupAdd | fsm.IgnoreUnknownFlag).String(), "group-add"},
+		{fsm.CommandType(0x7f).String(), "unknown(127)"},
+		{fsm.ToUsers.String(), "users"},
+		{fsm.Audience(9).String(), "audience(9)"},
+	} {
+		if c.got != c.want {
+			t.Errorf("String: got %q, want %q", c.got, c.want)
+		}
+	}
+}
+
+func TestEntryRoundTrip(t *testing.T) {
+	big := fsm.EncodePublish(&fsm.Publish{Hub: hub, Audience: fsm.ToAll, Target: "t", Arguments: bytes.Repeat([]byte("a"), 70_000)})
+	for _, c := range []struct {
+		name string
+		ts   int64
+		cmds []fsm.Command
+	}{
+		{"one", t0, []fsm.Command{publish(fsm.ToGroups, "g")}},
+		{"zero stamp", 0, []fsm.Command{fsm.EncodeNodeRemove("n")}},
+		{"negative stamp", -12345, []fsm.Command{connOpen("c", "", "n")}},
+		{"max stamp", math.MaxInt64, []fsm.Command{join("g", fsm.MemberUser, "u")}},
+		{"min stamp", math.MinInt64, []fsm.Command{join("g", fsm.MemberUser, "u")}},
+		{"mixed", t0, []fsm.Command{publish(fsm.ToUsers, "u"), connClose("c"), big, fsm.Command{0xff}}},
+		{"batch of 64", t0, repeat(toAll("c1"), 64)},
+		{"batch of 300", t0, repeat(fsm.EncodeNodeRemove("n"), 300)},
+	} {
+		ts, cmds, err := fsm.DecodeEntry(fsm.EncodeEntry(c.ts, c.cmds))
+		if err != nil {
+			t.Fatalf("%s: DecodeEntry: got error %v, want nil", c.name, err)
+		}
+		if ts != c.ts {
+			t.Errorf("%s: stamp: got %d, want %d", c.name, ts, c.ts)
+		}
+		if len(cmds) != len(c.cmds) {
+			t.Fatalf("%s: commands: got %d, want %d", c.name, len(cmds), len(c.cmds))
+		}
+		for i := range cmds {
+			if !bytes.Equal(cmds[i], c.cmds[i]) {
+				t.Errorf("%s: command %d: got %x, want %x", c.name, i, []byte(cmds[i]), []byte(c.cmds[i]))
+			}
+		}
+	}
+}
+
+func TestDecodeEntryRejectsCorrupt(t *testing.T) {
+	valid := fsm.EncodeEntry(t0, []fsm.Command{publish(fsm.ToGroups, "g"), fsm.EncodeNodeRemove("n")})
+	withVersion := func(v byte) []byte {
+		b := bytes.Clone(valid)
+		b[0] = v
+		return b
+	}
+	header := valid[:9]
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{
+		{"nil", nil},
+		{"empty", []byte{}},
+		{"short header", valid[:5]},
+		{"header only", header},
+		{"version 0", withVersion(0)},
+		{"version 2", withVersion(2)},
+		{"no commands", fsm.EncodeEntry(t0, nil)},
+		{"empty command", fsm.EncodeEntry(t0, []fsm.Command{{}})},
+		{"count past the end", append(bytes.Clone(header), 5, 1, 0xff)},
+		{"count overflows", append(bytes.Clone(header), bytes.Repeat([]byte{0xff}, 11)...)},
+		{"truncated command", valid[:len(valid)-1]},
+		{"command length past the end", append(bytes.Clone(header), 1, 9, 1, 2)},
+		{"trailing bytes", append(bytes.Clone(valid), 0)},
+	} {
+		_, cmds, err := fsm.DecodeEntry(c.data)
+		if !errors.Is(err, fsm.ErrCorrupt) {
+			t.Errorf("%s: got error %v (commands %d), want one wrapping %v", c.name, err, len(cmds), fsm.ErrCorrupt)
+		}
+	}
+}

@@ -1,0 +1,49 @@
+package fsm
+
+import (
+	"encoding/binary"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Test-only views of the store, for invariants that no public method shows:
+// stream index entries of trimmed messages, record sizes, and idempotency
+// keys. The tests in package fsm_test use them through these functions.
+
+// StreamIndexes lists the message index of every stream index entry, in key
+// order.
+func StreamIndexes(f *FSM) ([]uint64, error) {
+	var out []uint64
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketStreams).ForEach(func(k, _ []byte) error {
+			out = append(out, binary.BigEndian.Uint64(k[len(k)-8:]))
+			return nil
+		})
+	})
+	return out, err
+}
+
+// StoredMessages counts the stored message records and their total size.
+func StoredMessages(f *FSM) (n, size uint64, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMessages).ForEach(func(_, v []byte) error {
+			n++
+			size += uint64(len(v))
+			return nil
+		})
+	})
+	return n, size, err
+}
+
+// IdempotencyKeys lists the remembered idempotency keys and counts their
+// expiry records.
+func IdempotencyKeys(f *FSM) (keys []string, expiry int, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		expiry = tx.Bucket(bucketIdemTime).Stats().KeyN
+		return tx.Bucket(bucketIdem).ForEach(func(k, _ []byte) error {
+			keys = append(keys, string(k))
+			return nil
+		})
+	})
+	return keys, expiry, err
+}

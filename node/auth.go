@@ -1,0 +1,141 @@
+package node
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// bearerToken extracts the token of an "Authorization: Bearer" header.
+func bearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	if len(h) < 7 || !strings.EqualFold(h[:7], "bearer ") {
+		return "", false
+	}
+	tok := strings.TrimSpace(h[7:])
+	return tok, tok != ""
+}
+
+func isLoopback(remoteAddr string) bool {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// requireAdmin guards admin, debug and node-to-node endpoints: with
+// -admin-token they need it as a bearer token (401 without, 403 when
+// wrong); without one they are open to loopback clients only.
+func (n *Node) requireAdmin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := n.checkAdmin(r); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (n *Node) checkAdmin(r *http.Request) error {
+	if n.cfg.AdminToken == "" {
+		if !isLoopback(r.RemoteAddr) {
+			return fmt.Errorf("%w: admin endpoints accept only loopback clients when no -admin-token is set", errForbidden)
+		}
+		return nil
+	}
+	tok, ok := bearerToken(r)
+	if !ok {
+		return fmt.Errorf("%w: admin token required (Authorization: Bearer <token>)", errUnauthorized)
+	}
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(n.cfg.AdminToken)) != 1 {
+		return fmt.Errorf("%w: wrong admin token", errForbidden)
+	}
+	return nil
+}
+
+// requireAccess guards the server REST API: with -access-key it needs an
+// HS256 JWT signed with that key whose audience is the request URL without
+// its query, as Azure SignalR Service does.
+func (n *Node) requireAccess(h http.HandlerFunc) http.HandlerFunc {
+	if n.cfg.AccessKey == "" {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := bearerToken(r)
+		if !ok {
+			writeError(w, r, fmt.Errorf("%w: access token required (Authorization: Bearer <JWT signed with the access key>)", errUnauthorized))
+			return
+		}
+		claims, err := n.parseAccessToken(tok)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if !audienceMatches(claims.Audience, r) {
+			writeError(w, r, fmt.Errorf("%w: access token audience %v does not match %s", errUnauthorized, []string(claims.Audience), requestURL(r, "http")))
+			return
+		}
+		h(w, r)
+	}
+}
+
+// authorizeClient checks a client connection's token when -access-key is
+// set: an HS256 JWT signed with the key, with an expiry, from the
+// Authorization header or the access_token query parameter (browsers cannot
+// set headers on EventSource and WebSocket). It answers 401 itself.
+func (n *Node) authorizeClient(w http.ResponseWriter, r *http.Request) bool {
+	if n.cfg.AccessKey == "" {
+		return true
+	}
+	tok, ok := bearerToken(r)
+	if !ok {
+		tok = r.URL.Query().Get("access_token")
+	}
+	if tok == "" {
+		writeError(w, r, fmt.Errorf("%w: access token required (Authorization: Bearer or access_token=)", errUnauthorized))
+		return false
+	}
+	if _, err := n.parseAccessToken(tok); err != nil {
+		writeError(w, r, err)
+		return false
+	}
+	return true
+}
+
+var accessTokenParser = jwt.NewParser(
+	jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+	jwt.WithExpirationRequired(),
+	jwt.WithLeeway(30*time.Second),
+)
+
+func (n *Node) parseAccessToken(tok string) (*jwt.RegisteredClaims, error) {
+	claims := &jwt.RegisteredClaims{}
+	key := []byte(n.cfg.AccessKey)
+	if _, err := accessTokenParser.ParseWithClaims(tok, claims, func(*jwt.Token) (any, error) { return key, nil }); err != nil {
+		return nil, fmt.Errorf("%w: invalid access token: %v", errUnauthorized, err)
+	}
+	return claims, nil
+}
+
+// requestURL is the request's URL without query, as a client addressed it.
+func requestURL(r *http.Request, scheme string) string {
+	return scheme + "://" + r.Host + r.URL.EscapedPath()
+}
+
+func audienceMatches(aud jwt.ClaimStrings, r *http.Request) bool {
+	for _, scheme := range []string{"http", "https"} {
+		want := requestURL(r, scheme)
+		if slices.ContainsFunc(aud, func(a string) bool { return strings.TrimSuffix(a, "/") == strings.TrimSuffix(want, "/") }) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,175 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/backplane/backplane/fsm"
+)
+
+// Config is everything a node needs. cmd/node fills it from flags and the
+// environment; Validate normalises and cross-checks it; nothing changes it
+// after New.
+type Config struct {
+	ID            string
+	DataDir       string
+	HTTPAddr      string // listen address; port 0 picks a free port
+	RaftAddr      string // listen address; port 0 picks a free port
+	AdvertiseHTTP string // default: the bound HTTP address
+	AdvertiseRaft string // default: the bound Raft address
+	Join          []string
+	JoinTimeout   time.Duration
+
+	AdminToken string // guards /admin, /debug/pprof and node-to-node calls
+	AccessKey  string // when set, REST calls need HS256 JWTs signed with it
+
+	Retention         fsm.Retention
+	IdempotencyWindow time.Duration
+	WriteTimeout      time.Duration // how long a write waits for a leader
+	MaxRESTBody       int64         // bytes; larger bodies get 413
+
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+	// UnsafeNoFsync turns off fsync of the Raft log (benchmarks only).
+	UnsafeNoFsync bool
+
+	Logger *slog.Logger
+}
+
+// Defaults for Config fields left zero.
+const (
+	DefaultHTTPAddr     = "127.0.0.1:8080"
+	DefaultRaftAddr     = "127.0.0.1:7000"
+	DefaultWriteTimeout = 5 * time.Second
+	DefaultJoinTimeout  = 2 * time.Minute
+	DefaultMaxRESTBody  = 1 << 20 // Azure SignalR's REST limit
+)
+
+var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// Validate fills defaults and checks the configuration. Its errors say
+// which flag to change.
+func (c *Config) Validate() error {
+	if c.ID == "" {
+		c.ID = "node1"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.RaftAddr == "" {
+		c.RaftAddr = DefaultRaftAddr
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.JoinTimeout == 0 {
+		c.JoinTimeout = DefaultJoinTimeout
+	}
+	if c.MaxRESTBody == 0 {
+		c.MaxRESTBody = DefaultMaxRESTBody
+	}
+	if c.IdempotencyWindow == 0 {
+		c.IdempotencyWindow = fsm.DefaultIdempotencyWindow
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	if !nodeIDPattern.MatchString(c.ID) {
+		errs = append(errs, fmt.Errorf("-id %q: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", c.ID))
+	}
+	for _, a := range []struct{ flag, addr string }{{"-http", c.HTTPAddr}, {"-raft", c.RaftAddr}} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want host:port, e.g. 127.0.0.1:8080 (%v)", a.flag, a.addr, err))
+		}
+	}
+	if c.HTTPAddr == c.RaftAddr {
+		errs = append(errs, fmt.Errorf("-http and -raft are both %q: give them different ports", c.HTTPAddr))
+	}
+	for _, a := range []struct{ flag, addr, listenFlag, listen string }{
+		{"-advertise-http", c.AdvertiseHTTP, "-http", c.HTTPAddr},
+		{"-advertise-raft", c.AdvertiseRaft, "-raft", c.RaftAddr},
+	} {
+		if a.addr != "" {
+			if err := checkAdvertise(a.addr); err != nil {
+				errs = append(errs, fmt.Errorf("%s %q: %v", a.flag, a.addr, err))
+			}
+		} else if unspecifiedHost(a.listen) {
+			errs = append(errs, fmt.Errorf("%s %q listens on all interfaces: set %s to an address other nodes can reach", a.listenFlag, a.listen, a.flag))
+		}
+	}
+	for i, j := range c.Join {
+		norm, err := normaliseJoin(j)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("-join %q: %v", j, err))
+			continue
+		}
+		c.Join[i] = norm
+	}
+	if c.WriteTimeout < 0 || c.JoinTimeout < 0 || c.SnapshotInterval < 0 || c.IdempotencyWindow < 0 {
+		errs = append(errs, errors.New("-write-timeout, -join-timeout, -snapshot-interval and -idempotency-window must not be negative"))
+	}
+	if c.Retention.MaxAge < 0 {
+		errs = append(errs, errors.New("-retain-age must not be negative (0 keeps messages of any age)"))
+	}
+	if c.MaxRESTBody < 0 {
+		errs = append(errs, errors.New("-max-rest-body must be positive"))
+	}
+	if c.AccessKey != "" && len(c.AccessKey) < 16 {
+		errs = append(errs, errors.New("-access-key is too short: use at least 16 characters (32 random bytes recommended)"))
+	}
+	return errors.Join(errs...)
+}
+
+func unspecifiedHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "" || (ip != nil && ip.IsUnspecified())
+}
+
+func checkAdvertise(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port (%v)", err)
+	}
+	if unspecifiedHost(addr) {
+		return errors.New("must name a reachable host, not 0.0.0.0 or ::")
+	}
+	if port == "0" || port == "" {
+		return errors.New("must name a port")
+	}
+	return nil
+}
+
+// normaliseJoin accepts host:port or http(s)://host:port and returns a base
+// URL without a trailing slash.
+func normaliseJoin(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("scheme %q: use http or https", u.Scheme)
+	}
+	if _, _, err := net.SplitHostPort(u.Host); err != nil {
+		return "", fmt.Errorf("want host:port (%v)", err)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}

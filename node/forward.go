@@ -1,0 +1,192 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/raftlog"
+)
+
+// The node-to-node write path. A follower sends a batch of encoded commands
+// in one request to the leader, which commits them (usually sharing an
+// entry with other batches) and answers one result per command.
+const (
+	applyPath        = "/internal/v1/apply"
+	commandsMIMEType = "application/vnd.backplane.commands"
+	// maxForwardBody bounds a forwarded batch on the receiving side.
+	maxForwardBody = 8 << 20
+)
+
+// forwarder is the client side of node-to-node calls.
+type forwarder struct {
+	client *http.Client
+	token  string
+}
+
+func newForwarder(token string) *forwarder {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: applySlots,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &forwarder{client: &http.Client{Transport: tr}, token: token}
+}
+
+type wireResult struct {
+	Index     uint64 `json:"index,omitempty"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+func encodeCommands(cmds []fsm.Command) []byte {
+	size := binary.MaxVarintLen64
+	for _, c := range cmds {
+		size += binary.MaxVarintLen64 + len(c)
+	}
+	buf := binary.AppendUvarint(make([]byte, 0, size), uint64(len(cmds)))
+	for _, c := range cmds {
+		buf = binary.AppendUvarint(buf, uint64(len(c)))
+		buf = append(buf, c...)
+	}
+	return buf
+}
+
+func decodeCommands(b []byte) ([]fsm.Command, error) {
+	n, w := binary.Uvarint(b)
+	if w <= 0 || n == 0 || n > uint64(len(b)) {
+		return nil, errors.New("bad command count")
+	}
+	b = b[w:]
+	cmds := make([]fsm.Command, 0, n)
+	for i := uint64(0); i < n; i++ {
+		l, w := binary.Uvarint(b)
+		if w <= 0 || l == 0 || uint64(len(b)-w) < l {
+			return nil, fmt.Errorf("bad command %d", i)
+		}
+		cmds = append(cmds, fsm.Command(b[w:w+int(l)]))
+		b = b[w+int(l):]
+	}
+	if len(b) != 0 {
+		return nil, errors.New("trailing bytes after commands")
+	}
+	return cmds, nil
+}
+
+// apply sends cmds to the leader at baseURL. Errors after which nothing can
+// have been appended wrap errRetryable; others wrap ErrUncertain.
+func (f *forwarder) apply(ctx context.Context, baseURL string, cmds []fsm.Command) ([]fsm.Result, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+applyPath, bytes.NewReader(encodeCommands(cmds)))
+	if err != nil {
+		return nil, fmt.Errorf("forward to leader: %w", err)
+	}
+	req.Header.Set("Content-Type", commandsMIMEType)
+	f.authorize(req)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, fmt.Errorf("%w: forward to leader %s: %w", errRetryable, baseURL, err)
+		}
+		return nil, fmt.Errorf("%w: forward to leader %s: %w", ErrUncertain, baseURL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardBody))
+	if err != nil {
+		return nil, fmt.Errorf("%w: read leader answer: %w", ErrUncertain, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusMisdirectedRequest:
+		return nil, fmt.Errorf("%w: %s is no longer the leader", errRetryable, baseURL)
+	case http.StatusServiceUnavailable:
+		return nil, fmt.Errorf("%w: leader %s: %s", ErrUncertain, baseURL, bytes.TrimSpace(body))
+	default:
+		return nil, fmt.Errorf("forward to leader %s: status %d: %s", baseURL, resp.StatusCode, bytes.TrimSpace(body))
+	}
+	var out struct {
+		Results []wireResult `json:"results"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, fmt.Errorf("%w: decode leader answer: %w", ErrUncertain, err)
+	}
+	results := make([]fsm.Result, len(out.Results))
+	for i, r := range out.Results {
+		results[i] = fsm.Result{Index: r.Index, Duplicate: r.Duplicate}
+		if r.Error != "" {
+			results[i].Err = fmt.Errorf("%w: %s", fsm.ErrInvalidCommand, r.Error)
+		}
+	}
+	return results, nil
+}
+
+func (f *forwarder) authorize(req *http.Request) {
+	if f.token != "" {
+		req.Header.Set("Authorization", "Bearer "+f.token)
+	}
+}
+
+// forwardJSON relays an admin request to the leader and copies its answer.
+func (f *forwarder) forwardJSON(ctx context.Context, w http.ResponseWriter, baseURL, path string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(forwardedHeader, "1")
+	f.authorize(req)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("forward to leader %s: %w", baseURL, err)
+	}
+	defer resp.Body.Close()
+	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+	w.Header().Set("Backplane-Served-By", resp.Header.Get("Backplane-Served-By"))
+	w.WriteHeader(resp.StatusCode)
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// forwardedHeader marks a request that was already forwarded once, so a
+// stale view of the leader can never bounce a request around.
+const forwardedHeader = "Backplane-Forwarded"
+
+// handleApply is the leader's side of applyPath.
+func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxForwardBody))
+	if err != nil {
+		writeError(w, r, fmt.Errorf("%w: %w", errBadRequest, err))
+		return
+	}
+	cmds, err := decodeCommands(body)
+	if err != nil {
+		writeError(w, r, fmt.Errorf("%w: forwarded batch: %w", errBadRequest, err))
+		return
+	}
+	results, err := n.proposer.proposeLocal(r.Context(), cmds)
+	if errors.Is(err, raftlog.ErrNotLeader) {
+		http.Error(w, "not the leader", http.StatusMisdirectedRequest)
+		return
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := make([]wireResult, len(results))
+	for i, res := range results {
+		out[i] = wireResult{Index: res.Index, Duplicate: res.Duplicate}
+		if res.Err != nil {
+			out[i].Error = res.Err.Error()
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": out})
+}

@@ -1,0 +1,75 @@
+package node
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics holds a node's Prometheus collectors, on a registry of its own
+// (no globals: several nodes can run in one process, as tests do).
+type metrics struct {
+	registry         *prometheus.Registry
+	publishes        *prometheus.CounterVec
+	entries          prometheus.Counter
+	forwardedBatches prometheus.Counter
+	batchCommands    prometheus.Histogram
+	commitSeconds    prometheus.Histogram
+}
+
+func newMetrics(n *Node) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		publishes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backplane_publishes_total", Help: "Publishes answered, by outcome.",
+		}, []string{"outcome"}),
+		entries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "backplane_raft_entries_proposed_total", Help: "Raft entries this node proposed as leader.",
+		}),
+		forwardedBatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "backplane_forwarded_batches_total", Help: "Command batches this node forwarded to the leader.",
+		}),
+		batchCommands: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "backplane_batch_commands", Help: "Commands per proposed entry or forwarded batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "backplane_commit_seconds", Help: "Time from proposing an entry to its local apply (leader).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	m.registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.publishes, m.entries, m.forwardedBatches, m.batchCommands, m.commitSeconds,
+		gauge("backplane_raft_is_leader", "1 if this node is the Raft leader.", func() float64 {
+			if n.raft.IsLeader() {
+				return 1
+			}
+			return 0
+		}),
+		gauge("backplane_stream_readers", "Open native cursor-stream readers.", func() float64 {
+			total := 0
+			for _, c := range n.streams.Counts() {
+				total += c
+			}
+			return float64(total)
+		}),
+		gauge("backplane_raft_term", "Current Raft term.", func() float64 { return float64(n.raft.Status().Term) }),
+		gauge("backplane_raft_commit_index", "Raft commit index.", func() float64 { return float64(n.raft.Status().CommitIndex) }),
+		gauge("backplane_raft_applied_index", "Last Raft index applied to the store.", func() float64 { return float64(n.fsm.AppliedIndex()) }),
+		gauge("backplane_message_last_index", "Highest message index.", func() float64 { return float64(n.fsm.LastMessage()) }),
+		gauge("backplane_message_first_index", "Oldest retained message index.", func() float64 { return float64(n.fsm.FirstMessage()) }),
+		gauge("backplane_retained_messages", "Messages retained in the store.", func() float64 {
+			s, _ := n.fsm.Stats()
+			return float64(s.RetainedMessages)
+		}),
+		gauge("backplane_retained_bytes", "Bytes of message records retained in the store.", func() float64 {
+			s, _ := n.fsm.Stats()
+			return float64(s.RetainedBytes)
+		}),
+	)
+	return m
+}

@@ -1,0 +1,234 @@
+// Package node is one Backplane server: it wires the replicated state
+// machine (fsm), the Raft member (raftlog) and the client transports
+// (transport) behind one HTTP listener, with the admin endpoints, the
+// server REST API and forwarding of writes to the leader.
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/raftlog"
+	"github.com/backplane/backplane/transport"
+)
+
+// AddressesFile is written into the data directory once the node listens:
+// {"id", "http_addr", "raft_addr"} with the bound addresses, so tools and
+// tests that start nodes on port 0 learn where they are.
+const AddressesFile = "addresses.json"
+
+// Node is a running Backplane server.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	fsm      *fsm.FSM
+	raft     *raftlog.Raft
+	proposer *proposer
+	fwd      *forwarder
+	metrics  *metrics
+	streams  *transport.Streams
+
+	httpLn        net.Listener
+	server        *http.Server
+	advertiseHTTP string
+
+	baseCtx    context.Context
+	cancelBase context.CancelFunc
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+}
+
+// New validates cfg, opens the store and the Raft member, and binds the
+// HTTP listener. Run serves.
+func New(cfg Config) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n = &Node{cfg: cfg, log: cfg.Logger.With("component", "node", "id", cfg.ID)}
+	n.baseCtx, n.cancelBase = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			n.closeParts()
+		}
+	}()
+	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on -http %s: %w", cfg.HTTPAddr, err)
+	}
+	n.advertiseHTTP = cfg.AdvertiseHTTP
+	if n.advertiseHTTP == "" {
+		n.advertiseHTTP = n.httpLn.Addr().String()
+	}
+	n.fsm, err = fsm.New(fsm.Config{
+		Dir:               filepath.Join(cfg.DataDir, "state"),
+		Retention:         cfg.Retention,
+		IdempotencyWindow: cfg.IdempotencyWindow,
+		Logger:            cfg.Logger.With("component", "fsm"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open state: %w", err)
+	}
+	n.raft, err = raftlog.Open(raftlog.Config{
+		ID:                cfg.ID,
+		Dir:               filepath.Join(cfg.DataDir, "raft"),
+		BindAddr:          cfg.RaftAddr,
+		AdvertiseAddr:     cfg.AdvertiseRaft,
+		Bootstrap:         len(cfg.Join) == 0,
+		FSM:               n.fsm,
+		Logger:            cfg.Logger.With("component", "raft"),
+		SnapshotThreshold: cfg.SnapshotThreshold,
+		SnapshotInterval:  cfg.SnapshotInterval,
+		TrailingLogs:      cfg.TrailingLogs,
+		NoSync:            cfg.UnsafeNoFsync,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.metrics = newMetrics(n)
+	n.fwd = newForwarder(cfg.AdminToken)
+	n.proposer = newProposer(n.raft, n.fwd, n.leaderURL, cfg.WriteTimeout, n.log, n.metrics)
+	n.streams = transport.NewStreams(n.fsm, transport.StreamOptions{
+		Logger:    cfg.Logger.With("component", "transport"),
+		Authorize: n.authorizeClient,
+	})
+	n.server = &http.Server{
+		Handler:           n.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return n.baseCtx },
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	if err := n.writeAddresses(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// HTTPAddr is the address the node advertises for HTTP.
+func (n *Node) HTTPAddr() string { return n.advertiseHTTP }
+
+// RaftAddr is the address the node advertises for Raft.
+func (n *Node) RaftAddr() string { return n.raft.LocalAddr() }
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+func (n *Node) writeAddresses() error {
+	b, err := json.Marshal(fsm.NodeInfo{ID: n.cfg.ID, HTTPAddr: n.advertiseHTTP, RaftAddr: n.raft.LocalAddr()})
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(n.cfg.DataDir, AddressesFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// Run serves until ctx ends, then shuts the node down. With -join it first
+// joins the cluster, and fails if that does not succeed in time.
+func (n *Node) Run(ctx context.Context) error {
+	serveErr := make(chan error, 1)
+	n.wg.Add(3)
+	go func() {
+		defer n.wg.Done()
+		if err := n.server.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- fmt.Errorf("http server: %w", err)
+		}
+	}()
+	go func() { defer n.wg.Done(); n.proposer.run() }()
+	go func() { defer n.wg.Done(); n.announceLoop() }()
+	n.log.Info("node started", "http", n.advertiseHTTP, "raft", n.RaftAddr(), "data", n.cfg.DataDir,
+		"restarted", n.raft.Restarted())
+
+	if len(n.cfg.Join) > 0 && !n.raft.Restarted() {
+		if err := n.joinCluster(ctx); err != nil {
+			n.Close()
+			return err
+		}
+	} else if len(n.cfg.Join) > 0 {
+		n.log.Info("existing Raft state found: ignoring -join")
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	n.Close()
+	return err
+}
+
+// Close stops serving and shuts down Raft and the store. Safe to call more
+// than once.
+func (n *Node) Close() {
+	n.closeOnce.Do(func() {
+		n.log.Info("node stopping")
+		n.cancelBase() // ends streams and long polls
+		if n.server != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := n.server.Shutdown(ctx); err != nil {
+				_ = n.server.Close()
+			}
+			cancel()
+		}
+		if n.proposer != nil {
+			n.proposer.close()
+		}
+		n.wg.Wait()
+		n.closeParts()
+		n.log.Info("node stopped")
+	})
+}
+
+func (n *Node) closeParts() {
+	if n.cancelBase != nil {
+		n.cancelBase()
+	}
+	if n.raft != nil {
+		if err := n.raft.Shutdown(); err != nil {
+			n.log.Warn("raft shutdown", "err", err)
+		}
+	}
+	if n.fsm != nil {
+		if err := n.fsm.Close(); err != nil {
+			n.log.Warn("close store", "err", err)
+		}
+	}
+	if n.httpLn != nil {
+		_ = n.httpLn.Close()
+	}
+}
+
+// leaderURL is the base URL of the leader's HTTP endpoint.
+func (n *Node) leaderURL() (string, error) {
+	id, _ := n.raft.Leader()
+	if id == "" {
+		return "", ErrNoLeader
+	}
+	info, ok, err := n.fsm.Node(id)
+	if err != nil {
+		return "", err
+	}
+	if !ok || info.HTTPAddr == "" {
+		return "", fmt.Errorf("%w: the leader's HTTP address is not known yet", ErrNoLeader)
+	}
+	return "http://" + info.HTTPAddr, nil
+}
+
+// self is this node's advertised addresses.
+func (n *Node) self() fsm.NodeInfo {
+	return fsm.NodeInfo{ID: n.cfg.ID, RaftAddr: n.raft.LocalAddr(), HTTPAddr: n.advertiseHTTP}
+}

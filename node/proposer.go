@@ -1,0 +1,223 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/raftlog"
+)
+
+// Batching limits: a Raft entry carries at most this many commands or bytes
+// (a single larger proposal still goes alone).
+const (
+	maxBatchCommands = 512
+	maxBatchBytes    = 2 << 20
+	// applySlots is how many Raft entries (or forwarded batches) may be in
+	// flight at once. While all are busy, new proposals queue and leave
+	// together in the next entry: group commit that adds no latency when
+	// the load is light.
+	applySlots = 128
+)
+
+// ErrNoLeader: no leader could be reached within the write timeout.
+var ErrNoLeader = raftlog.ErrNoLeader
+
+// ErrUncertain: the write was sent but its outcome is unknown (leadership
+// was lost, the leader went away, or the deadline passed while in flight).
+// It may have been committed; retry with an idempotency key.
+var ErrUncertain = errors.New("write outcome unknown")
+
+type proposal struct {
+	cmds []fsm.Command
+	done chan proposalResult
+}
+
+type proposalResult struct {
+	results []fsm.Result
+	err     error
+}
+
+// proposer turns concurrent proposals into shared Raft entries on the
+// leader, and into shared forwarded batches on a follower.
+type proposer struct {
+	raft         *raftlog.Raft
+	fwd          *forwarder
+	leaderURL    func() (string, error)
+	writeTimeout time.Duration
+	log          *slog.Logger
+	metrics      *metrics
+
+	in    chan *proposal
+	slots chan struct{}
+	stop  chan struct{}
+}
+
+func newProposer(r *raftlog.Raft, fwd *forwarder, leaderURL func() (string, error), writeTimeout time.Duration, log *slog.Logger, m *metrics) *proposer {
+	return &proposer{
+		raft: r, fwd: fwd, leaderURL: leaderURL, writeTimeout: writeTimeout, log: log, metrics: m,
+		in:    make(chan *proposal, 8192),
+		slots: make(chan struct{}, applySlots),
+		stop:  make(chan struct{}),
+	}
+}
+
+// Propose commits cmds (in one entry with other proposals) and returns one
+// Result per command. It waits at most the write timeout for a leader.
+func (p *proposer) Propose(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
+	if len(cmds) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.writeTimeout)
+	defer cancel()
+	pr := &proposal{cmds: cmds, done: make(chan proposalResult, 1)}
+	select {
+	case p.in <- pr:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: proposal queue full", ErrNoLeader)
+	case <-p.stop:
+		return nil, errors.New("node is shutting down")
+	}
+	select {
+	case res := <-pr.done:
+		return res.results, res.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: no answer within %s", ErrUncertain, p.writeTimeout)
+	}
+}
+
+// run gathers proposals into batches until stop is closed.
+func (p *proposer) run() {
+	for {
+		select {
+		case p.slots <- struct{}{}:
+		case <-p.stop:
+			return
+		}
+		var batch []*proposal
+		select {
+		case first := <-p.in:
+			batch = append(batch, first)
+		case <-p.stop:
+			return
+		}
+		n, size := len(batch[0].cmds), cmdBytes(batch[0].cmds)
+	drain:
+		for n < maxBatchCommands && size < maxBatchBytes {
+			select {
+			case pr := <-p.in:
+				batch = append(batch, pr)
+				n += len(pr.cmds)
+				size += cmdBytes(pr.cmds)
+			default:
+				break drain
+			}
+		}
+		go func() {
+			defer func() { <-p.slots }()
+			p.dispatch(batch, n)
+		}()
+	}
+}
+
+func cmdBytes(cmds []fsm.Command) int {
+	n := 0
+	for _, c := range cmds {
+		n += len(c)
+	}
+	return n
+}
+
+func (p *proposer) dispatch(batch []*proposal, n int) {
+	cmds := make([]fsm.Command, 0, n)
+	for _, pr := range batch {
+		cmds = append(cmds, pr.cmds...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.writeTimeout)
+	defer cancel()
+	p.metrics.batchCommands.Observe(float64(len(cmds)))
+	results, err := p.submit(ctx, cmds)
+	if err == nil && len(results) != len(cmds) {
+		err = fmt.Errorf("commit answered %d results for %d commands", len(results), len(cmds))
+	}
+	off := 0
+	for _, pr := range batch {
+		if err != nil {
+			pr.done <- proposalResult{err: err}
+			continue
+		}
+		pr.done <- proposalResult{results: results[off : off+len(pr.cmds)]}
+		off += len(pr.cmds)
+	}
+}
+
+// submit commits cmds as one entry: locally when leader, else through the
+// leader. It retries only where nothing can have been appended (this node
+// or the remote is not the leader, or the leader could not be dialled),
+// and waits for a leader until ctx ends.
+func (p *proposer) submit(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
+	backoff := 10 * time.Millisecond
+	for {
+		results, err := p.submitOnce(ctx, cmds)
+		if err == nil || !errors.Is(err, errRetryable) {
+			return results, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %v", ErrNoLeader, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+	}
+}
+
+// errRetryable marks failures after which nothing was appended.
+var errRetryable = errors.New("retryable")
+
+func (p *proposer) submitOnce(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
+	if p.raft.IsLeader() {
+		return p.applyLocal(ctx, cmds)
+	}
+	url, err := p.leaderURL()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errRetryable, err)
+	}
+	p.metrics.forwardedBatches.Inc()
+	return p.fwd.apply(ctx, url, cmds)
+}
+
+// applyLocal appends cmds as one entry on this node, which must lead.
+func (p *proposer) applyLocal(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
+	start := time.Now()
+	_, resp, err := p.raft.Apply(ctx, fsm.EncodeEntry(time.Now().UnixNano(), cmds))
+	switch {
+	case errors.Is(err, raftlog.ErrNotLeader):
+		return nil, fmt.Errorf("%w: %w", errRetryable, err)
+	case errors.Is(err, raftlog.ErrLeadershipLost), errors.Is(err, raftlog.ErrTimeout):
+		return nil, fmt.Errorf("%w: %w", ErrUncertain, err)
+	case err != nil:
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	p.metrics.commitSeconds.Observe(time.Since(start).Seconds())
+	p.metrics.entries.Inc()
+	results, ok := resp.([]fsm.Result)
+	if !ok {
+		return nil, fmt.Errorf("commit: unexpected state machine response %T", resp)
+	}
+	return results, nil
+}
+
+// proposeLocal commits on this node only, failing with raftlog.ErrNotLeader
+// if it does not lead. The leader uses it for batches forwarded to it, so a
+// batch never hops twice.
+func (p *proposer) proposeLocal(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
+	if !p.raft.IsLeader() {
+		return nil, raftlog.ErrNotLeader
+	}
+	return p.Propose(ctx, cmds)
+}
+
+func (p *proposer) close() { close(p.stop) }

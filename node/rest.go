@@ -1,0 +1,276 @@
+package node
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/backplane/backplane/fsm"
+)
+
+// The server REST API: the paths and bodies of Azure SignalR Service's
+// data-plane REST API v1, so existing callers port unchanged.
+func (n *Node) restRoutes(mux *http.ServeMux) {
+	const hub = "/api/v1/hubs/{hub}"
+	routes := []struct {
+		pattern string
+		h       http.HandlerFunc
+	}{
+		{"POST " + hub, n.sendToAll},
+		{"POST " + hub + "/groups/{group}", n.sendToGroup},
+		{"POST " + hub + "/users/{user}", n.sendToUser},
+		{"POST " + hub + "/connections/{connectionId}", n.sendToConnection},
+		{"DELETE " + hub + "/connections/{connectionId}", n.closeConnection},
+		{"HEAD " + hub + "/connections/{connectionId}", n.connectionExists},
+		{"HEAD " + hub + "/groups/{group}", n.groupExists},
+		{"HEAD " + hub + "/users/{user}", n.userExists},
+		{"PUT " + hub + "/groups/{group}/connections/{connectionId}", n.connectionGroupChange(true)},
+		{"DELETE " + hub + "/groups/{group}/connections/{connectionId}", n.connectionGroupChange(false)},
+		{"PUT " + hub + "/groups/{group}/users/{user}", n.userGroupChange(true)},
+		{"DELETE " + hub + "/groups/{group}/users/{user}", n.userGroupChange(false)},
+		{"HEAD " + hub + "/groups/{group}/users/{user}", n.userInGroup},
+		{"DELETE " + hub + "/users/{user}/groups", n.removeUserFromAllGroups},
+	}
+	for _, rt := range routes {
+		mux.HandleFunc(rt.pattern, n.requireAccess(rt.h))
+	}
+}
+
+// IdempotencyKeyHeader names the optional header that makes a retried
+// publish return the original index instead of appending twice.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+const maxIdempotencyKeyLen = 256
+
+// sendBody is the body of a REST send.
+type sendBody struct {
+	Target    string          `json:"target"`
+	Arguments json.RawMessage `json:"arguments"`
+}
+
+// parseSend reads and checks a send body within the REST size limit.
+func (n *Node) parseSend(w http.ResponseWriter, r *http.Request, p *fsm.Publish) error {
+	p.Hub = r.PathValue("hub")
+	if err := fsm.ValidateHub(p.Hub); err != nil {
+		return err
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, n.cfg.MaxRESTBody))
+	if err != nil {
+		return err
+	}
+	var body sendBody
+	if err := json.Unmarshal(raw, &body); err != nil {
+		return errBadRequestf("malformed JSON body: %v", err)
+	}
+	args := bytes.TrimSpace(body.Arguments)
+	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
+		args = []byte("[]")
+	}
+	if args[0] != '[' {
+		return errBadRequestf(`"arguments" must be a JSON array`)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, args); err != nil {
+		return errBadRequestf(`"arguments": %v`, err)
+	}
+	p.Target, p.Arguments = body.Target, compact.Bytes()
+	if key := r.Header.Get(IdempotencyKeyHeader); key != "" {
+		if len(key) > maxIdempotencyKeyLen {
+			return errBadRequestf("%s is longer than %d bytes", IdempotencyKeyHeader, maxIdempotencyKeyLen)
+		}
+		p.IdempotencyKey = p.Hub + "\x00" + key
+	}
+	return fsm.ValidatePublish(p)
+}
+
+// publish commits p and answers 202 {"index": N} with Backplane-Index.
+func (n *Node) publish(w http.ResponseWriter, r *http.Request, p *fsm.Publish) {
+	if err := n.parseSend(w, r, p); err != nil {
+		n.metrics.publishes.WithLabelValues("rejected").Inc()
+		writeError(w, r, err)
+		return
+	}
+	results, err := n.proposer.Propose(r.Context(), []fsm.Command{fsm.EncodePublish(p)})
+	if err == nil && results[0].Err != nil {
+		err = results[0].Err
+	}
+	if err != nil {
+		n.metrics.publishes.WithLabelValues("failed").Inc()
+		writeError(w, r, err)
+		return
+	}
+	n.metrics.publishes.WithLabelValues("committed").Inc()
+	res := results[0]
+	w.Header().Set("Backplane-Index", strconv.FormatUint(res.Index, 10))
+	if res.Duplicate {
+		w.Header().Set("Backplane-Duplicate", "true")
+	}
+	writeJSON(w, http.StatusAccepted, map[string]uint64{"index": res.Index})
+}
+
+func (n *Node) sendToAll(w http.ResponseWriter, r *http.Request) {
+	n.publish(w, r, &fsm.Publish{Audience: fsm.ToAll, Excluded: r.URL.Query()["excluded"]})
+}
+
+func (n *Node) sendToGroup(w http.ResponseWriter, r *http.Request) {
+	n.publish(w, r, &fsm.Publish{Audience: fsm.ToGroups, Names: []string{r.PathValue("group")}, Excluded: r.URL.Query()["excluded"]})
+}
+
+func (n *Node) sendToUser(w http.ResponseWriter, r *http.Request) {
+	n.publish(w, r, &fsm.Publish{Audience: fsm.ToUsers, Names: []string{r.PathValue("user")}})
+}
+
+func (n *Node) sendToConnection(w http.ResponseWriter, r *http.Request) {
+	n.publish(w, r, &fsm.Publish{Audience: fsm.ToConnections, Names: []string{r.PathValue("connectionId")}})
+}
+
+// answerExists answers a HEAD existence check: 200 or 404.
+func answerExists(w http.ResponseWriter, r *http.Request, ok bool, err error) {
+	switch {
+	case err != nil:
+		writeError(w, r, err)
+	case ok:
+		w.WriteHeader(http.StatusOK)
+	default:
+		w.WriteHeader(http.StatusNotFound)
+	}
+}
+
+func (n *Node) hubAnd(r *http.Request, what, value string) (string, error) {
+	hub := r.PathValue("hub")
+	if err := fsm.ValidateHub(hub); err != nil {
+		return "", err
+	}
+	if what == "group" {
+		return hub, fsm.ValidateGroup(value)
+	}
+	return hub, fsm.ValidateName(what, value)
+}
+
+func (n *Node) connectionExists(w http.ResponseWriter, r *http.Request) {
+	conn := r.PathValue("connectionId")
+	hub, err := n.hubAnd(r, "connection", conn)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	_, ok, err := n.fsm.Connection(hub, conn)
+	answerExists(w, r, ok, err)
+}
+
+func (n *Node) groupExists(w http.ResponseWriter, r *http.Request) {
+	group := r.PathValue("group")
+	hub, err := n.hubAnd(r, "group", group)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ok, err := n.fsm.GroupHasMembers(hub, group)
+	answerExists(w, r, ok, err)
+}
+
+func (n *Node) userExists(w http.ResponseWriter, r *http.Request) {
+	user := r.PathValue("user")
+	hub, err := n.hubAnd(r, "user", user)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ok, err := n.fsm.UserHasConnections(hub, user)
+	answerExists(w, r, ok, err)
+}
+
+func (n *Node) userInGroup(w http.ResponseWriter, r *http.Request) {
+	group, user := r.PathValue("group"), r.PathValue("user")
+	hub, err := n.hubAnd(r, "group", group)
+	if err == nil {
+		err = fsm.ValidateName("user", user)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ok, err := n.fsm.IsMember(hub, group, fsm.MemberUser, user)
+	answerExists(w, r, ok, err)
+}
+
+// commit proposes one non-publish command and answers 200.
+func (n *Node) commit(w http.ResponseWriter, r *http.Request, cmd fsm.Command) {
+	results, err := n.proposer.Propose(r.Context(), []fsm.Command{cmd})
+	if err == nil && results[0].Err != nil {
+		err = results[0].Err
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{})
+}
+
+func (n *Node) connectionGroupChange(add bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		m := &fsm.Membership{Hub: r.PathValue("hub"), Group: r.PathValue("group"), Kind: fsm.MemberConnection, Member: r.PathValue("connectionId")}
+		if err := fsm.ValidateMembership(m, !add); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if add {
+			if _, ok, err := n.fsm.Connection(m.Hub, m.Member); err != nil || !ok {
+				writeError(w, r, firstErr(err, errNotFoundf("connection %q is not connected to hub %q", m.Member, m.Hub)))
+				return
+			}
+		}
+		n.commit(w, r, fsm.EncodeMembership(m, add))
+	}
+}
+
+func (n *Node) userGroupChange(add bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("ttl") {
+			writeError(w, r, errBadRequestf("the ttl parameter is not supported: remove the user from the group explicitly"))
+			return
+		}
+		m := &fsm.Membership{Hub: r.PathValue("hub"), Group: r.PathValue("group"), Kind: fsm.MemberUser, Member: r.PathValue("user")}
+		if err := fsm.ValidateMembership(m, !add); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		n.commit(w, r, fsm.EncodeMembership(m, add))
+	}
+}
+
+func (n *Node) removeUserFromAllGroups(w http.ResponseWriter, r *http.Request) {
+	m := &fsm.Membership{Hub: r.PathValue("hub"), Kind: fsm.MemberUser, Member: r.PathValue("user")}
+	if err := fsm.ValidateMembership(m, true); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	n.commit(w, r, fsm.EncodeMembership(m, false))
+}
+
+func (n *Node) closeConnection(w http.ResponseWriter, r *http.Request) {
+	conn := r.PathValue("connectionId")
+	hub, err := n.hubAnd(r, "connection", conn)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if _, ok, err := n.fsm.Connection(hub, conn); err != nil || !ok {
+		writeError(w, r, firstErr(err, errNotFoundf("connection %q is not connected to hub %q", conn, hub)))
+		return
+	}
+	reason := r.URL.Query().Get("reason")
+	n.commit(w, r, fsm.EncodeConnection(fsm.CmdConnClose, &fsm.Connection{Hub: hub, ConnID: conn, Reason: reason}))
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return fmt.Errorf("no error")
+}

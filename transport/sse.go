@@ -1,0 +1,84 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// serveSSE streams a hub's messages as Server-Sent Events whose id is the
+// message index, so EventSource resumes by itself through Last-Event-ID.
+// A cursor older than the retained history first gets "event: reset" with
+// the oldest index still available.
+func (s *Streams) serveSSE(w http.ResponseWriter, r *http.Request) {
+	req, err := parseStream(r)
+	if err != nil {
+		writeStreamError(w, http.StatusBadRequest, err)
+		return
+	}
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache, no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	s.sse.Add(1)
+	defer s.sse.Add(-1)
+
+	after := req.after
+	if req.fromNow {
+		after = s.log.LastMessage()
+	}
+	// An initial comment flushes the headers at once: EventSource and the
+	// SignalR client wait for the first bytes before they call open.
+	buf := []byte(": backplane stream after " + strconv.FormatUint(after, 10) + "\nretry: 1000\n\n")
+	if !s.flushSSE(rc, w, buf) {
+		return
+	}
+	ctx := r.Context()
+	for {
+		waitCtx, cancel := context.WithTimeout(ctx, s.opts.KeepAlive)
+		page, err := s.log.WaitRead(waitCtx, &req.reader, after, readBatch)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, context.DeadlineExceeded):
+			if !s.flushSSE(rc, w, []byte(": ping\n\n")) {
+				return
+			}
+			continue
+		case err != nil:
+			s.opts.Logger.Warn("sse read", "hub", req.reader.Hub, "err", err)
+			return
+		}
+		buf = buf[:0]
+		if page.Reset {
+			buf = append(buf, "event: reset\ndata: "...)
+			buf = appendResetJSON(buf, page.Oldest)
+			buf = append(buf, "\n\n"...)
+		}
+		for i := range page.Messages {
+			m := &page.Messages[i]
+			buf = append(buf, "id: "...)
+			buf = strconv.AppendUint(buf, m.Index, 10)
+			buf = append(buf, "\ndata: "...)
+			buf = appendMessageJSON(buf, m)
+			buf = append(buf, "\n\n"...)
+		}
+		if !s.flushSSE(rc, w, buf) {
+			return
+		}
+		after = page.Next
+	}
+}
+
+func (s *Streams) flushSSE(rc *http.ResponseController, w http.ResponseWriter, b []byte) bool {
+	_ = rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+	if _, err := w.Write(b); err != nil {
+		return false
+	}
+	return rc.Flush() == nil
+}

@@ -1,0 +1,179 @@
+// Package transport serves client connections. This file and its siblings
+// sse.go, poll.go and ws.go serve the native cursor stream: a hub's
+// messages (broadcasts plus chosen groups) with the message index as the
+// cursor, over Server-Sent Events, long polling and WebSocket.
+//
+// A native reader needs no per-connection queue: it reads the replicated
+// log from its cursor at its own pace, so a slow reader delays only itself
+// and the log is the buffer.
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/backplane/backplane/fsm"
+)
+
+// Log is what the streams need from the replicated state machine.
+type Log interface {
+	// Read returns at most limit messages for r after the cursor.
+	Read(r *fsm.Reader, after uint64, limit int) (fsm.Page, error)
+	// WaitRead is Read that blocks until there is a message or a reset,
+	// or ctx ends.
+	WaitRead(ctx context.Context, r *fsm.Reader, after uint64, limit int) (fsm.Page, error)
+	// LastMessage is the highest message index so far.
+	LastMessage() uint64
+}
+
+// StreamOptions configures the native streams.
+type StreamOptions struct {
+	Logger *slog.Logger
+	// Authorize, when set, checks each request before it is served and
+	// answers with its own error status.
+	Authorize func(w http.ResponseWriter, r *http.Request) bool
+	// KeepAlive is how often an idle SSE or WebSocket stream sends a ping.
+	KeepAlive time.Duration
+	// WriteTimeout bounds one write to a client; a client that does not
+	// take the bytes in time is disconnected.
+	WriteTimeout time.Duration
+}
+
+// Defaults and limits of the native streams.
+const (
+	DefaultKeepAlive    = 15 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultPollTimeout  = 30 * time.Second
+	MaxPollTimeout      = 90 * time.Second
+	maxGroupsPerReader  = 100
+	readBatch           = 256
+	MaxPollLimit        = 1000
+)
+
+// Streams serves the native cursor stream endpoints.
+type Streams struct {
+	log  Log
+	opts StreamOptions
+	sse  atomic.Int64
+	poll atomic.Int64
+	ws   atomic.Int64
+}
+
+// NewStreams returns the native stream handlers over log.
+func NewStreams(log Log, opts StreamOptions) *Streams {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.KeepAlive <= 0 {
+		opts.KeepAlive = DefaultKeepAlive
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	return &Streams{log: log, opts: opts}
+}
+
+// Register adds the stream routes to mux:
+// GET /v1/hubs/{hub}/stream (SSE), /poll (long polling) and /ws (WebSocket).
+func (s *Streams) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/hubs/{hub}/stream", s.guard(s.serveSSE))
+	mux.HandleFunc("GET /v1/hubs/{hub}/poll", s.guard(s.servePoll))
+	mux.HandleFunc("GET /v1/hubs/{hub}/ws", s.guard(s.serveWS))
+}
+
+// Counts reports the open readers per transport.
+func (s *Streams) Counts() map[string]int {
+	return map[string]int{"stream_sse": int(s.sse.Load()), "stream_poll": int(s.poll.Load()), "stream_ws": int(s.ws.Load())}
+}
+
+func (s *Streams) guard(h http.HandlerFunc) http.HandlerFunc {
+	if s.opts.Authorize == nil {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.Authorize(w, r) {
+			h(w, r)
+		}
+	}
+}
+
+// streamRequest is a parsed stream request.
+type streamRequest struct {
+	reader fsm.Reader
+	after  uint64
+	// fromNow is set when the request named no cursor: it starts at the
+	// current end of the log.
+	fromNow bool
+}
+
+var errBadStream = errors.New("bad stream request")
+
+// parseStream reads the hub, groups and cursor of a stream request. The
+// cursor comes from Last-Event-ID (SSE reconnects) or after=N.
+func parseStream(r *http.Request) (streamRequest, error) {
+	req := streamRequest{reader: fsm.Reader{Hub: r.PathValue("hub"), Broadcast: true}}
+	if err := fsm.ValidateHub(req.reader.Hub); err != nil {
+		return req, fmt.Errorf("%w: %w", errBadStream, err)
+	}
+	q := r.URL.Query()
+	groups := q["group"]
+	if len(groups) > maxGroupsPerReader {
+		return req, fmt.Errorf("%w: at most %d groups per stream", errBadStream, maxGroupsPerReader)
+	}
+	for _, g := range groups {
+		if err := fsm.ValidateGroup(g); err != nil {
+			return req, fmt.Errorf("%w: %w", errBadStream, err)
+		}
+	}
+	req.reader.Groups = groups
+	cursor := r.Header.Get("Last-Event-ID")
+	if cursor == "" {
+		cursor = q.Get("after")
+	}
+	if cursor == "" {
+		req.fromNow = true
+		return req, nil
+	}
+	after, err := strconv.ParseUint(cursor, 10, 64)
+	if err != nil {
+		return req, fmt.Errorf("%w: cursor %q is not a message index (a non-negative integer)", errBadStream, cursor)
+	}
+	req.after = after
+	return req, nil
+}
+
+func writeStreamError(w http.ResponseWriter, status int, err error) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+}
+
+// appendMessageJSON appends {"index":N,"target":"...","arguments":[...]}.
+func appendMessageJSON(b []byte, m *fsm.Message) []byte {
+	b = append(b, `{"index":`...)
+	b = strconv.AppendUint(b, m.Index, 10)
+	b = append(b, `,"target":`...)
+	t, _ := json.Marshal(m.Target)
+	b = append(b, t...)
+	b = append(b, `,"arguments":`...)
+	b = append(b, m.Arguments...)
+	return append(b, '}')
+}
+
+func appendResetJSON(b []byte, oldest uint64) []byte {
+	b = append(b, `{"reset":{"oldest":`...)
+	b = strconv.AppendUint(b, oldest, 10)
+	return append(b, `}}`...)
+}
+
+func writeJSONBody(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,89 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+var wsUpgrader = websocket.Upgrader{
+	ReadBufferSize:  1024,
+	WriteBufferSize: 16 << 10,
+}
+
+// serveWS streams a hub's messages over WebSocket, one JSON message per
+// text frame; a reset is a frame {"reset":{"oldest":N}} first. The client
+// sends nothing but control frames; it resumes by reconnecting with
+// after=<last index it saw>.
+func (s *Streams) serveWS(w http.ResponseWriter, r *http.Request) {
+	req, err := parseStream(r)
+	if err != nil {
+		writeStreamError(w, http.StatusBadRequest, err)
+		return
+	}
+	conn, err := wsUpgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	defer conn.Close()
+	s.ws.Add(1)
+	defer s.ws.Add(-1)
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	// The reader goroutine handles control frames and notices the close.
+	conn.SetReadLimit(4 << 10)
+	go func() {
+		defer cancel()
+		for {
+			if _, _, err := conn.NextReader(); err != nil {
+				return
+			}
+		}
+	}()
+
+	after := req.after
+	if req.fromNow {
+		after = s.log.LastMessage()
+	}
+	var buf []byte
+	for {
+		waitCtx, waitCancel := context.WithTimeout(ctx, s.opts.KeepAlive)
+		page, err := s.log.WaitRead(waitCtx, &req.reader, after, readBatch)
+		waitCancel()
+		switch {
+		case ctx.Err() != nil:
+			s.closeWS(conn, websocket.CloseGoingAway, "server shutting down")
+			return
+		case errors.Is(err, context.DeadlineExceeded):
+			if conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.opts.WriteTimeout)) != nil {
+				return
+			}
+			continue
+		case err != nil:
+			s.opts.Logger.Warn("ws read", "hub", req.reader.Hub, "err", err)
+			s.closeWS(conn, websocket.CloseInternalServerErr, "read failed")
+			return
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+		if page.Reset {
+			if conn.WriteMessage(websocket.TextMessage, appendResetJSON(buf[:0], page.Oldest)) != nil {
+				return
+			}
+		}
+		for i := range page.Messages {
+			buf = appendMessageJSON(buf[:0], &page.Messages[i])
+			if conn.WriteMessage(websocket.TextMessage, buf) != nil {
+				return
+			}
+		}
+		after = page.Next
+	}
+}
+
+func (s *Streams) closeWS(conn *websocket.Conn, code int, text string) {
+	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+}
