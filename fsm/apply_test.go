@@ -2,8 +2,11 @@ package fsm_test
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/hashicorp/raft"
@@ -297,4 +300,74 @@ func TestApplyNodes(t *testing.T) {
 	if nodes, err := f.Nodes(); err != nil || len(nodes) != 1 {
 		t.Fatalf("Nodes after rejected records: got %v, %v, want [%v]", nodes, err, moved)
 	}
+}
+
+// TestApplyAcceptsLimits checks that names at the documented limits pass, so
+// a command the edge accepted is never rejected on apply.
+func TestApplyAcceptsLimits(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	names := make([]string, fsm.MaxNamesPerSend)
+	for i := range names {
+		names[i] = strings.Repeat("é", fsm.MaxGroupNameLen) // 1024 characters, 2048 bytes
+	}
+	for _, p := range []fsm.Publish{
+		{Hub: "h" + strings.Repeat("_9", (fsm.MaxHubNameLen-2)/2) + "Z", Audience: fsm.ToAll, Target: "t"},
+		{Hub: hub, Audience: fsm.ToGroups, Names: names, Excluded: names[:1], Target: strings.Repeat("t", fsm.MaxTargetLen)},
+		{Hub: hub, Audience: fsm.ToUsers, Names: []string{strings.Repeat("ü", fsm.MaxNameLen)}, Target: "t"},
+		{Hub: hub, Audience: fsm.ToAll, Target: "t", IdempotencyKey: strings.Repeat("k", fsm.MaxIdempotencyKeyLen)},
+	} {
+		if res := f.apply(t0, fsm.EncodePublish(&p)); res[0].Err != nil {
+			t.Fatalf("publish at the limits (hub of %d bytes): got error %v, want nil", len(p.Hub), res[0].Err)
+		}
+	}
+	long := strings.Repeat("ü", fsm.MaxNameLen)
+	f.mustApply(t0, join(strings.Repeat("é", fsm.MaxGroupNameLen), fsm.MemberUser, long), connOpen(long, long, "n"))
+	checkUser(t, f, long, true)
+}
+
+// TestApplyBatchingDoesNotMatter checks that replicas agree whatever runs of
+// entries Raft hands them: one at a time, or in batches.
+func TestApplyBatchingDoesNotMatter(t *testing.T) {
+	cfg := fsm.Config{Retention: fsm.Retention{MaxMessages: 60, MaxAge: time.Minute}, IdempotencyWindow: 5 * time.Second}
+	type entry struct {
+		ts   int64
+		cmds []fsm.Command
+	}
+	var entries []entry
+	for i := range 100 {
+		ts := t0 + int64(i)*int64(time.Second)
+		cmds := []fsm.Command{toAll("c1"), keyed(fmt.Sprint("k", i/3)), keyed(fmt.Sprint("c", i%7)), publish(fsm.ToGroups, "g1", "g2")}
+		switch i % 4 {
+		case 0:
+			cmds = append(cmds, join("g1", fsm.MemberConnection, "c1"), connOpen("c1", "u1", "n1"))
+		case 1:
+			cmds = append(cmds, leave("", fsm.MemberConnection, "c1"), join("g2", fsm.MemberUser, "u1"))
+		case 2:
+			cmds = append(cmds, connClose("c1"), fsm.EncodeNodeInfo(&fsm.NodeInfo{ID: "n1", RaftAddr: "r"}))
+		}
+		entries = append(entries, entry{ts, cmds})
+	}
+	single := newTestFSM(t, cfg)
+	var want []fsm.Result
+	for _, e := range entries {
+		want = append(want, single.mustApply(e.ts, e.cmds...)...)
+	}
+	batched := newTestFSM(t, cfg)
+	var got []fsm.Result
+	for i := 0; i < len(entries); i += 7 {
+		var logs []*raft.Log
+		for _, e := range entries[i:min(i+7, len(entries))] {
+			logs = append(logs, batched.entry(e.ts, e.cmds...))
+		}
+		for _, resp := range batched.ApplyBatch(logs) {
+			got = append(got, asResults(t, resp)...)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("results: got %v, want %v", got, want)
+	}
+	if dups := slices.IndexFunc(want, func(r fsm.Result) bool { return r.Duplicate }); dups < 0 {
+		t.Fatalf("duplicates: got none, want the keys to repeat within the window")
+	}
+	checkSameState(t, batched, single)
 }

@@ -11,8 +11,8 @@ import (
 	"github.com/backplane/backplane/fsm"
 )
 
-// applyAudiences applies one publish per entry, stamped t0+index, and
-// returns the number of messages.
+// applyAudiences applies each publish in an entry of its own, stamped
+// t0 plus the index it will get.
 func (tf *testFSM) applyAudiences(cmds ...fsm.Command) {
 	tf.tb.Helper()
 	for _, c := range cmds {
@@ -24,21 +24,27 @@ func (tf *testFSM) applyAudiences(cmds ...fsm.Command) {
 // each one's index.
 func mixedHistory(t *testing.T) *testFSM {
 	f := newTestFSM(t, fsm.Config{})
+	custom := func(p fsm.Publish) fsm.Command {
+		if p.Target == "" {
+			p.Target = "t"
+		}
+		return fsm.EncodePublish(&p)
+	}
 	f.applyAudiences(
-		toAll(),                           // 1
-		publish(fsm.ToGroups, "g1"),       // 2
-		publish(fsm.ToGroups, "g2"),       // 3
-		publish(fsm.ToGroups, "g3"),       // 4: another group
-		publish(fsm.ToUsers, "u1"),        // 5
-		publish(fsm.ToConnections, "cX"),  // 6
-		publish(fsm.ToGroups, "g1", "g2"), // 7: two of the reader's groups
-		fsm.EncodePublish(&fsm.Publish{Hub: "other", Audience: fsm.ToAll, Target: "t"}),                           // 8
-		fsm.EncodePublish(&fsm.Publish{Hub: "other", Audience: fsm.ToGroups, Names: []string{"g1"}, Target: "t"}), // 9
+		toAll(),                                                // 1
+		publish(fsm.ToGroups, "g1"),                            // 2
+		publish(fsm.ToGroups, "g2"),                            // 3
+		publish(fsm.ToGroups, "g3"),                            // 4: another group
+		publish(fsm.ToUsers, "u1"),                             // 5
+		publish(fsm.ToConnections, "cX"),                       // 6
+		publish(fsm.ToGroups, "g1", "g2"),                      // 7: two of the reader's groups
+		custom(fsm.Publish{Hub: "other", Audience: fsm.ToAll}), // 8
+		custom(fsm.Publish{Hub: "other", Audience: fsm.ToGroups, Names: []string{"g1"}}), // 9
 		toAll("me"), // 10: excludes the reader
-		fsm.EncodePublish(&fsm.Publish{Hub: hub, Audience: fsm.ToGroups, Names: []string{"g1"}, Excluded: []string{"x", "me"}, Target: "t"}), // 11
+		custom(fsm.Publish{Hub: hub, Audience: fsm.ToGroups, Names: []string{"g1"}, Excluded: []string{"x", "me"}}), // 11
 		toAll("someone"), // 12
-		fsm.EncodePublish(&fsm.Publish{Hub: hub, Audience: fsm.ToGroups, Names: []string{"g3", "g1", "g3"},
-			Excluded: []string{"x"}, Target: "recv13", Arguments: []byte(`[13,"a"]`)}), // 13
+		custom(fsm.Publish{Hub: hub, Audience: fsm.ToGroups, Names: []string{"g3", "g1", "g3"}, Excluded: []string{"x"},
+			Target: "recv13", Arguments: []byte(`[13,"a"]`)}), // 13
 	)
 	return f
 }

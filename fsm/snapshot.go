@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -63,6 +64,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	tmp := f.path + ".restore"
 	if err := writeRestoreFile(tmp, rc); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := checkRestoreFile(tmp); err != nil {
 		_ = os.Remove(tmp)
 		return err
 	}
@@ -123,4 +128,29 @@ func writeRestoreFile(path string, r io.Reader) error {
 		return fmt.Errorf("restore: close %s: %w", path, err)
 	}
 	return nil
+}
+
+// checkRestoreFile rejects a file that is not a whole store before it is
+// opened for writing: bbolt would initialise an empty file as a new, empty
+// store, and reading the pages of a truncated one faults and kills the
+// process. Opened read-only, bbolt reads only the meta pages.
+func checkRestoreFile(path string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if info.Size() == 0 {
+		return fmt.Errorf("restore: %w: snapshot has no store", ErrCorrupt)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("restore: %w: %w", ErrCorrupt, err)
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		if tx.Size() > info.Size() {
+			return fmt.Errorf("restore: %w: snapshot store truncated to %d of %d bytes", ErrCorrupt, info.Size(), tx.Size())
+		}
+		return nil
+	})
 }

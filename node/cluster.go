@@ -308,4 +308,3 @@ func (n *Node) handleAnnounce(w http.ResponseWriter, r *http.Request) {
 	}
 	writeError(w, r, fmt.Errorf("%w: %q at %s is not a member", errNotFound, info.ID, info.RaftAddr))
 }
-

@@ -93,7 +93,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %q: want host:port, e.g. 127.0.0.1:8080 (%v)", a.flag, a.addr, err))
 		}
 	}
-	if c.HTTPAddr == c.RaftAddr {
+	if _, port, _ := net.SplitHostPort(c.HTTPAddr); c.HTTPAddr == c.RaftAddr && port != "0" {
 		errs = append(errs, fmt.Errorf("-http and -raft are both %q: give them different ports", c.HTTPAddr))
 	}
 	for _, a := range []struct{ flag, addr, listenFlag, listen string }{

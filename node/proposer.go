@@ -20,7 +20,7 @@ const (
 	// flight at once. While all are busy, new proposals queue and leave
 	// together in the next entry: group commit that adds no latency when
 	// the load is light.
-	applySlots = 128
+	applySlots = 16
 )
 
 // ErrNoLeader: no leader could be reached within the write timeout.

@@ -1,0 +1,101 @@
+package fsm_test
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/backplane/backplane/fsm"
+	"github.com/hashicorp/raft"
+)
+
+// benchArgs is a JSON arguments array of about 200 bytes.
+var benchArgs = []byte(`[{"user":"alice","room":"lobby","text":"` + strings.Repeat("lorem ipsum ", 12) + `","seq":123456}]`)
+
+func benchPublish(a fsm.Audience, names ...string) fsm.Command {
+	return fsm.EncodePublish(&fsm.Publish{Hub: hub, Audience: a, Names: names, Target: "newMessage", Arguments: benchArgs})
+}
+
+func BenchmarkEncodePublish(b *testing.B) {
+	p := &fsm.Publish{Hub: hub, Audience: fsm.ToGroups, Names: []string{"lobby"}, Excluded: []string{"conn-1"},
+		Target: "newMessage", Arguments: benchArgs, IdempotencyKey: "0b9a3c1e-5d2f-4e8a-9c7b-1f2e3d4c5b6a"}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(fsm.EncodePublish(p))))
+	for b.Loop() {
+		fsm.EncodePublish(p)
+	}
+}
+
+// BenchmarkApplyBatch applies batches of 8 entries of 64 publishes each, as
+// Raft hands a BatchingFSM a run of committed entries.
+func BenchmarkApplyBatch(b *testing.B) {
+	const entries, perEntry = 8, 64
+	f := newTestFSM(b, fsm.Config{Retention: fsm.DefaultRetention})
+	cmds := make([]fsm.Command, perEntry)
+	for i := range cmds {
+		if i%2 == 0 {
+			cmds[i] = benchPublish(fsm.ToAll)
+		} else {
+			cmds[i] = benchPublish(fsm.ToGroups, "lobby")
+		}
+	}
+	data := fsm.EncodeEntry(t0, cmds)
+	logs := make([]*raft.Log, entries)
+	b.ReportAllocs()
+	b.SetBytes(int64(entries * len(data)))
+	ops := 0
+	for b.Loop() {
+		for i := range logs {
+			f.index++
+			logs[i] = &raft.Log{Index: f.index, Term: 1, Type: raft.LogCommand, Data: data}
+		}
+		f.ApplyBatch(logs)
+		ops++
+	}
+	b.ReportMetric(float64(ops*entries*perEntry)/b.Elapsed().Seconds(), "msgs/s")
+	if got, want := f.LastMessage(), uint64(ops*entries*perEntry); got != want {
+		b.Fatalf("LastMessage: got %d, want %d", got, want)
+	}
+}
+
+// BenchmarkReadCursor reads 100 messages after a random cursor, for a
+// reader of broadcasts and two groups, in a history of 100k messages of
+// which it follows half.
+func BenchmarkReadCursor(b *testing.B) {
+	const messages, perEntry = 100_000, 64
+	f := newTestFSM(b, fsm.Config{})
+	audiences := []fsm.Command{
+		benchPublish(fsm.ToAll), benchPublish(fsm.ToAll),
+		benchPublish(fsm.ToGroups, "g1"), benchPublish(fsm.ToGroups, "g2"),
+		benchPublish(fsm.ToGroups, "g3"), benchPublish(fsm.ToGroups, "g4"),
+		benchPublish(fsm.ToUsers, "u1"), benchPublish(fsm.ToConnections, "c1"),
+	}
+	var logs []*raft.Log
+	for n := 0; n < messages; n += perEntry {
+		cmds := make([]fsm.Command, 0, perEntry)
+		for i := n; i < n+perEntry && i < messages; i++ {
+			cmds = append(cmds, audiences[i%len(audiences)])
+		}
+		logs = append(logs, f.entry(t0, cmds...))
+		if len(logs) == 64 {
+			f.ApplyBatch(logs)
+			logs = logs[:0]
+		}
+	}
+	f.ApplyBatch(logs)
+	if got := f.LastMessage(); got != messages {
+		b.Fatalf("LastMessage: got %d, want %d", got, messages)
+	}
+	r := &fsm.Reader{Hub: hub, Broadcast: true, Groups: []string{"g1", "g2"}, Self: "c9"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	b.ReportAllocs()
+	read := 0
+	for b.Loop() {
+		page, err := f.Read(r, rng.Uint64N(messages-200), 100)
+		if err != nil || len(page.Messages) != 100 {
+			b.Fatalf("Read: got %d messages, %v, want 100, nil", len(page.Messages), err)
+		}
+		read += len(page.Messages)
+	}
+	b.ReportMetric(float64(read)/b.Elapsed().Seconds(), "msgs/s")
+}
