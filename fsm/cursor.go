@@ -173,3 +173,45 @@ func (f *FSM) WaitRead(ctx context.Context, r *Reader, after uint64, limit int) 
 		}
 	}
 }
+
+// ReadAll returns at most limit messages of every hub and audience with
+// index > after, in index order: the feed a node's dispatcher follows to
+// deliver each message to its own connections. Reset works as in Read.
+func (f *FSM) ReadAll(after uint64, limit int) (Page, error) {
+	if limit <= 0 {
+		limit = 1
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return Page{}, fmt.Errorf("read: store closed")
+	}
+	var page Page
+	err := f.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		first, last := getU64(meta, metaFirstMessage), getU64(meta, metaLastMessage)
+		page.Next = max(after, last)
+		start := after
+		if first > 0 && after < first-1 {
+			page.Reset, page.Oldest = true, first
+			start = first - 1
+		}
+		c := tx.Bucket(bucketMessages).Cursor()
+		for k, rec := c.Seek(u64key(start + 1)); k != nil && len(page.Messages) < limit; k, rec = c.Next() {
+			idx := binary.BigEndian.Uint64(k)
+			ts, p, err := decodeRecord(rec)
+			if err != nil {
+				return fmt.Errorf("message %d: %w", idx, err)
+			}
+			page.Messages = append(page.Messages, Message{
+				Index: idx, Time: ts, Hub: p.Hub, Audience: p.Audience, Names: p.Names,
+				Excluded: p.Excluded, Target: p.Target, Arguments: p.Arguments,
+			})
+		}
+		if len(page.Messages) == limit {
+			page.Next = page.Messages[limit-1].Index
+		}
+		return nil
+	})
+	return page, err
+}

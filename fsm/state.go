@@ -154,3 +154,55 @@ func (f *FSM) Stats() (Stats, error) {
 	})
 	return s, err
 }
+
+// Member is a member of a group.
+type Member struct {
+	Kind MemberKind
+	Name string
+}
+
+// GroupMembers lists the connections and users in a group of a hub.
+func (f *FSM) GroupMembers(hub, group string) ([]Member, error) {
+	var out []Member
+	err := f.view(func(tx *bolt.Tx) error {
+		prefix := groupPrefix(hub, group)
+		c := tx.Bucket(bucketGroups).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			rest := k[len(prefix):]
+			if len(rest) < 1 {
+				return fmt.Errorf("%w: group key", ErrCorrupt)
+			}
+			name, tail, ok := readLP(rest[1:])
+			if !ok || len(tail) != 0 {
+				return fmt.Errorf("%w: group key", ErrCorrupt)
+			}
+			out = append(out, Member{Kind: MemberKind(rest[0]), Name: name})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ConnectionsOn lists the open connections recorded as held by a node.
+func (f *FSM) ConnectionsOn(nodeID string) ([]ConnectionInfo, error) {
+	var out []ConnectionInfo
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketConns).ForEach(func(k, v []byte) error {
+			hub, rest, ok := readLP(k)
+			if !ok {
+				return fmt.Errorf("%w: connection key", ErrCorrupt)
+			}
+			conn, _, ok := readLP(rest)
+			if !ok {
+				return fmt.Errorf("%w: connection key", ErrCorrupt)
+			}
+			d := decoder{buf: v}
+			info := ConnectionInfo{Hub: hub, ConnID: conn, UserID: d.string(), NodeID: d.string()}
+			if info.NodeID == nodeID {
+				out = append(out, info)
+			}
+			return d.err
+		})
+	})
+	return out, err
+}

@@ -28,6 +28,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("/debug/pprof/trace", n.requireAdmin(pprof.Trace))
 	n.restRoutes(mux)
 	n.streams.Register(mux)
+	n.hubs.Register(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errNotFoundf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -91,6 +92,9 @@ func (n *Node) Status() (Status, error) {
 		return st, err
 	}
 	st.Connections = n.streams.Counts()
+	for k, v := range n.hubs.Counts() {
+		st.Connections[k] = v
+	}
 	st.Connections["cluster_signalr"] = st.Messages.Connections
 	return st, nil
 }

@@ -29,6 +29,12 @@ type Config struct {
 	AdminToken string // guards /admin, /debug/pprof and node-to-node calls
 	AccessKey  string // when set, REST calls need HS256 JWTs signed with it
 
+	// SignalR hubs.
+	MaxMessageSize    int      // largest client message; default 32 KB
+	AllowedOrigins    []string // browser origins allowed cross-origin
+	UserClaims        []string // JWT claims for the user id; default nameid, sub
+	RelayDisabledHubs []string // hubs whose relay methods are off
+
 	Retention         fsm.Retention
 	IdempotencyWindow time.Duration
 	WriteTimeout      time.Duration // how long a write waits for a leader

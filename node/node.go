@@ -20,6 +20,7 @@ import (
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/raftlog"
 	"github.com/backplane/backplane/transport"
+	"github.com/backplane/backplane/transport/signalr"
 )
 
 // AddressesFile is written into the data directory once the node listens:
@@ -37,6 +38,7 @@ type Node struct {
 	fwd      *forwarder
 	metrics  *metrics
 	streams  *transport.Streams
+	hubs     *signalr.Server
 
 	httpLn        net.Listener
 	server        *http.Server
@@ -101,6 +103,7 @@ func New(cfg Config) (n *Node, err error) {
 		Logger:    cfg.Logger.With("component", "transport"),
 		Authorize: n.authorizeClient,
 	})
+	n.hubs = n.newHubServer()
 	n.server = &http.Server{
 		Handler:           n.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -151,6 +154,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}()
 	go func() { defer n.wg.Done(); n.proposer.run() }()
 	go func() { defer n.wg.Done(); n.announceLoop() }()
+	n.hubs.Start()
 	n.log.Info("node started", "http", n.advertiseHTTP, "raft", n.RaftAddr(), "data", n.cfg.DataDir,
 		"restarted", n.raft.Restarted())
 
@@ -176,6 +180,9 @@ func (n *Node) Run(ctx context.Context) error {
 func (n *Node) Close() {
 	n.closeOnce.Do(func() {
 		n.log.Info("node stopping")
+		if n.hubs != nil {
+			n.hubs.Stop()
+		}
 		n.cancelBase() // ends streams and long polls
 		if n.server != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -48,11 +48,12 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, slog.Level, strin
 	fs := flag.NewFlagSet("backplane", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		cfg       node.Config
-		join      string
-		logLevel  string
-		logFormat string
-		maxBytes  uint64
+		cfg                           node.Config
+		join                          string
+		logLevel                      string
+		logFormat                     string
+		maxBytes                      uint64
+		origins, userClaims, relayOff string
 	)
 	fs.StringVar(&cfg.ID, "id", "node1", "node ID, unique in the cluster")
 	fs.StringVar(&cfg.DataDir, "data", "./data", "data directory (Raft log, snapshots, store)")
@@ -74,6 +75,10 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, slog.Level, strin
 	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 30*time.Second, "how often to check whether a snapshot is due")
 	fs.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 10240, "Raft entries kept after a snapshot for lagging followers")
 	fs.BoolVar(&cfg.UnsafeNoFsync, "unsafe-no-fsync", false, "do not fsync the Raft log (benchmarks only: a power loss can lose acknowledged messages)")
+	fs.IntVar(&cfg.MaxMessageSize, "max-message-size", 32*1024, "largest message a SignalR client may send, in bytes (larger: the connection is closed)")
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser origins allowed cross-origin on /hubs (CORS with credentials, WebSocket origin check)")
+	fs.StringVar(&userClaims, "user-claims", strings.Join(node.DefaultUserClaims, ","), "comma-separated JWT claims a SignalR connection's user id is read from, first present wins")
+	fs.StringVar(&relayOff, "relay-disabled-hubs", "", "comma-separated hubs whose relay methods (JoinGroup, SendToAll, ...) are switched off")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	if err := fs.Parse(args); err != nil {
@@ -86,13 +91,10 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, slog.Level, strin
 		return cfg, 0, "", err
 	}
 	cfg.Retention.MaxBytes = maxBytes
-	if join != "" {
-		for _, j := range strings.Split(join, ",") {
-			if j = strings.TrimSpace(j); j != "" {
-				cfg.Join = append(cfg.Join, j)
-			}
-		}
-	}
+	cfg.Join = splitList(join)
+	cfg.AllowedOrigins = splitList(origins)
+	cfg.UserClaims = splitList(userClaims)
+	cfg.RelayDisabledHubs = splitList(relayOff)
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return cfg, 0, "", fmt.Errorf("-log-level %q: use debug, info, warn or error", logLevel)
@@ -129,4 +131,15 @@ func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

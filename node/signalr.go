@@ -1,0 +1,109 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/transport/signalr"
+)
+
+// hubCluster adapts the node to what the SignalR layer needs.
+type hubCluster struct{ n *Node }
+
+var _ signalr.Cluster = hubCluster{}
+
+func (h hubCluster) NodeID() string { return h.n.cfg.ID }
+
+func (h hubCluster) NodeURL(id string) (string, bool) {
+	info, ok, err := h.n.fsm.Node(id)
+	if err != nil || !ok || info.HTTPAddr == "" {
+		return "", false
+	}
+	return "http://" + info.HTTPAddr, true
+}
+
+func (h hubCluster) Propose(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
+	return h.n.proposer.Propose(ctx, cmds)
+}
+
+func (h hubCluster) ReadAll(after uint64, limit int) (fsm.Page, error) {
+	return h.n.fsm.ReadAll(after, limit)
+}
+
+func (h hubCluster) Changed() <-chan struct{} { return h.n.fsm.Changed() }
+func (h hubCluster) LastMessage() uint64      { return h.n.fsm.LastMessage() }
+
+func (h hubCluster) GroupMembers(hub, group string) ([]fsm.Member, error) {
+	return h.n.fsm.GroupMembers(hub, group)
+}
+
+func (h hubCluster) ConnectionsOn(nodeID string) ([]fsm.ConnectionInfo, error) {
+	return h.n.fsm.ConnectionsOn(nodeID)
+}
+
+func (h hubCluster) Ready() bool {
+	rs := h.n.raft.Status()
+	return rs.LeaderID != "" && h.n.fsm.AppliedIndex() >= rs.CommitIndex
+}
+
+// DefaultUserClaims are the JWT claims a connection's user id is taken
+// from, in order: ASP.NET's ClaimTypes.NameIdentifier short name, then sub.
+var DefaultUserClaims = []string{"nameid", "sub"}
+
+// authenticateClient identifies a SignalR client. Without -access-key every
+// client is anonymous; with it, the client needs an HS256 JWT signed with
+// the key, from the Authorization header or access_token, and its user id
+// comes from the first present of the user claims.
+func (n *Node) authenticateClient(r *http.Request) (signalr.Identity, error) {
+	if n.cfg.AccessKey == "" {
+		return signalr.Identity{}, nil
+	}
+	tok, ok := bearerToken(r)
+	if !ok {
+		tok = r.URL.Query().Get("access_token")
+	}
+	if tok == "" {
+		return signalr.Identity{}, fmt.Errorf("access token required (Authorization: Bearer or access_token=)")
+	}
+	claims := jwt.MapClaims{}
+	key := []byte(n.cfg.AccessKey)
+	if _, err := accessTokenParser.ParseWithClaims(tok, claims, func(*jwt.Token) (any, error) { return key, nil }); err != nil {
+		return signalr.Identity{}, fmt.Errorf("invalid access token: %v", err)
+	}
+	var id signalr.Identity
+	userClaims := n.cfg.UserClaims
+	if len(userClaims) == 0 {
+		userClaims = DefaultUserClaims
+	}
+	for _, name := range userClaims {
+		if v, ok := claims[name].(string); ok && v != "" {
+			id.UserID = v
+			break
+		}
+	}
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		id.Expires = exp.Time
+	}
+	if id.UserID != "" {
+		if err := fsm.ValidateName("user", id.UserID); err != nil {
+			return signalr.Identity{}, err
+		}
+	}
+	return id, nil
+}
+
+func (n *Node) newHubServer() *signalr.Server {
+	return signalr.NewServer(hubCluster{n}, signalr.Options{
+		Logger:         n.cfg.Logger.With("component", "signalr"),
+		Authenticate:   n.authenticateClient,
+		AllowedOrigins: n.cfg.AllowedOrigins,
+		RelayDisabled:  n.cfg.RelayDisabledHubs,
+		MaxMessageSize: n.cfg.MaxMessageSize,
+		WriteTimeout:   10 * time.Second,
+	})
+}

@@ -1,0 +1,284 @@
+package signalr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/transport/hubproto"
+)
+
+// Transport names, as negotiate lists them.
+const (
+	transportWebSockets  = "WebSockets"
+	transportSSE         = "ServerSentEvents"
+	transportLongPolling = "LongPolling"
+)
+
+// conn is one SignalR connection held by this node.
+type conn struct {
+	srv     *Server
+	id      string // public connection id
+	token   string // secret; names this node
+	hub     string
+	user    string
+	expires time.Time
+	created time.Time
+
+	mu        sync.Mutex
+	transport string // set when the first transport request arrives
+	protocol  hubproto.Protocol
+	inbuf     []byte
+	active    bool // handshake done and the connection is recorded in the log
+	pingSeen  bool // the client has sent a Ping: client timeout applies
+	pollEnded time.Time
+	polling   bool
+	pollStop  context.CancelFunc
+	finalRec  []byte // the Close record to send last, if any
+
+	inMu     sync.Mutex // serialises inbound data (POSTs may race)
+	out      chan []byte
+	done     chan struct{}
+	doneOnce sync.Once
+	lastSeen atomic.Int64 // unix nanos of the last client message
+}
+
+func (s *Server) newConn(hub string, id Identity) *conn {
+	c := &conn{
+		srv: s, id: randomID(), token: s.newToken(), hub: hub, user: id.UserID, expires: id.Expires,
+		created: time.Now(), out: make(chan []byte, s.opts.OutboundQueue), done: make(chan struct{}),
+	}
+	c.lastSeen.Store(time.Now().UnixNano())
+	return c
+}
+
+func (c *conn) transportName() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.transport
+}
+
+var (
+	errChangeTransport = errors.New("Cannot change transports mid-connection")
+	errConcurrent      = errors.New("Another request is already using this connection")
+)
+
+// attach binds the connection to a transport on its first request.
+func (c *conn) attach(transport string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.transport == "":
+		c.transport = transport
+		return nil
+	case c.transport != transport:
+		return errChangeTransport
+	case transport != transportLongPolling:
+		return errConcurrent
+	}
+	return nil
+}
+
+func (c *conn) isDone() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// send queues a record for the client. A client that lets its queue fill
+// up is disconnected with allowReconnect: it never slows anyone else.
+func (c *conn) send(rec []byte) {
+	if c.isDone() {
+		return
+	}
+	select {
+	case c.out <- rec:
+	default:
+		c.srv.log.Warn("client too slow: outbound queue full; closing", "conn", c.id, "hub", c.hub)
+		c.end("Connection closed with an error: the client did not keep up", true, "slow client")
+	}
+}
+
+// end closes the connection once. With a protocol and reason, the client
+// gets a Close message (errMsg may be empty) before the transport closes.
+func (c *conn) end(errMsg string, allowReconnect bool, why string) {
+	c.doneOnce.Do(func() {
+		c.mu.Lock()
+		wasActive := c.active
+		if c.protocol != nil && why != "" {
+			c.finalRec = c.protocol.AppendClose(nil, errMsg, allowReconnect)
+		}
+		if c.pollStop != nil {
+			c.pollStop()
+		}
+		c.mu.Unlock()
+		close(c.done)
+		c.srv.remove(c)
+		c.srv.log.Debug("connection ended", "conn", c.id, "hub", c.hub, "reason", why)
+		if wasActive {
+			go c.srv.recordClose(c, why)
+		}
+	})
+}
+
+// takeFinal returns the Close record to write last, once.
+func (c *conn) takeFinal() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rec := c.finalRec
+	c.finalRec = nil
+	return rec
+}
+
+// drain appends queued records to buf, up to max bytes.
+func (c *conn) drain(buf []byte, max int) []byte {
+	for len(buf) < max {
+		select {
+		case rec := <-c.out:
+			buf = append(buf, rec...)
+		default:
+			return buf
+		}
+	}
+	return buf
+}
+
+// receive feeds client bytes (a WebSocket message or a POST body) to the
+// connection: the handshake first, then hub messages. An error closes the
+// connection.
+func (c *conn) receive(data []byte) {
+	c.inMu.Lock()
+	defer c.inMu.Unlock()
+	if c.isDone() {
+		return
+	}
+	c.lastSeen.Store(time.Now().UnixNano())
+	c.inbuf = append(c.inbuf, data...)
+	if c.protocolOf() == nil {
+		if !c.handshake() {
+			return
+		}
+	}
+	p := c.protocolOf()
+	msgs, consumed, err := p.Parse(c.inbuf, c.srv.opts.MaxMessageSize)
+	c.inbuf = c.inbuf[consumed:]
+	for i := range msgs {
+		if c.isDone() {
+			return
+		}
+		c.handle(&msgs[i])
+	}
+	if err != nil {
+		if errors.Is(err, hubproto.ErrMessageTooLarge) {
+			c.end(fmt.Sprintf("Connection closed with an error: message larger than the %d-byte limit", c.srv.opts.MaxMessageSize), false, "message too large")
+			return
+		}
+		c.end("Connection closed with an error: "+err.Error(), false, "malformed message")
+		return
+	}
+	if len(c.inbuf) > c.srv.opts.MaxMessageSize+16 {
+		c.end(fmt.Sprintf("Connection closed with an error: message larger than the %d-byte limit", c.srv.opts.MaxMessageSize), false, "message too large")
+	}
+	if len(c.inbuf) == 0 {
+		c.inbuf = nil
+	}
+}
+
+func (c *conn) protocolOf() hubproto.Protocol {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.protocol
+}
+
+// handshake parses the handshake from inbuf. It returns true once the
+// connection is active and inbuf holds what followed the handshake.
+func (c *conn) handshake() bool {
+	req, rest, ok, err := hubproto.ParseHandshakeRequest(c.inbuf)
+	if !ok && err == nil {
+		if len(c.inbuf) > c.srv.opts.MaxMessageSize {
+			c.failHandshake("Handshake was canceled.")
+		}
+		return false
+	}
+	if err != nil {
+		c.failHandshake("Handshake was canceled: " + err.Error())
+		return false
+	}
+	p := hubproto.Lookup(req.Protocol)
+	switch {
+	case p == nil:
+		c.failHandshake(fmt.Sprintf("The protocol '%s' is not supported.", req.Protocol))
+		return false
+	case req.Version > 2:
+		c.failHandshake(fmt.Sprintf("The server does not support version %d of the '%s' protocol.", req.Version, req.Protocol))
+		return false
+	case c.transportName() == transportSSE && p.TransferFormat() != hubproto.TransferFormatText:
+		c.failHandshake(fmt.Sprintf("Cannot use the '%s' protocol on the current transport 'ServerSentEvents' due to the transport not supporting the '%s' transfer format.", req.Protocol, p.TransferFormat()))
+		return false
+	}
+	c.inbuf = append([]byte(nil), rest...)
+	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.WriteTimeout)
+	defer cancel()
+	open := fsm.EncodeConnection(fsm.CmdConnOpen, &fsm.Connection{Hub: c.hub, ConnID: c.id, UserID: c.user, NodeID: c.srv.cluster.NodeID()})
+	if res, err := c.srv.cluster.Propose(ctx, []fsm.Command{open}); err != nil || res[0].Err != nil {
+		c.srv.log.Warn("record connection", "conn", c.id, "err", errors.Join(err, resultErr(res)))
+		c.failHandshake("The server could not record the connection (no cluster leader?); try again.")
+		return false
+	}
+	c.mu.Lock()
+	c.protocol = p
+	c.active = true
+	c.mu.Unlock()
+	c.srv.activate(c)
+	c.send(hubproto.EncodeHandshakeResponse(""))
+	c.srv.log.Debug("connection active", "conn", c.id, "hub", c.hub, "transport", c.transportName(), "protocol", p.Name())
+	return true
+}
+
+func resultErr(res []fsm.Result) error {
+	if len(res) > 0 {
+		return res[0].Err
+	}
+	return nil
+}
+
+func (c *conn) failHandshake(msg string) {
+	c.send(hubproto.EncodeHandshakeResponse(msg))
+	c.end("", false, "")
+}
+
+// handle acts on one hub message from the client.
+func (c *conn) handle(m *hubproto.Message) {
+	switch m.Type {
+	case hubproto.Invocation:
+		c.invoke(m)
+	case hubproto.StreamInvocation:
+		c.complete(m.InvocationID, nil, "Streaming hub methods are not supported by Backplane.")
+	case hubproto.Ping:
+		c.mu.Lock()
+		c.pingSeen = true
+		c.mu.Unlock()
+	case hubproto.Close:
+		c.end("", false, "")
+	default:
+		// StreamItem, Completion, CancelInvocation, Ack and Sequence need
+		// no action from a relay server.
+	}
+}
+
+// recordClose removes the connection from the replicated state.
+func (s *Server) recordClose(c *conn, why string) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.WriteTimeout)
+	defer cancel()
+	cmd := fsm.EncodeConnection(fsm.CmdConnClose, &fsm.Connection{Hub: c.hub, ConnID: c.id, Reason: why})
+	if _, err := s.cluster.Propose(ctx, []fsm.Command{cmd}); err != nil {
+		s.log.Warn("record connection close", "conn", c.id, "err", err)
+	}
+}

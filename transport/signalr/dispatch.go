@@ -1,0 +1,248 @@
+package signalr
+
+import (
+	"context"
+	"time"
+
+	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/transport/hubproto"
+)
+
+// dispatchBatch is how many messages the dispatcher reads at a time.
+const dispatchBatch = 1024
+
+// dispatchLoop follows the replicated log from its end at start-up and
+// hands each committed message to the local connections it addresses. It
+// reads each message once per node and encodes it once per protocol, and
+// never blocks on a client: a full client queue closes that client.
+func (s *Server) dispatchLoop() {
+	after := s.cluster.LastMessage()
+	for {
+		changed := s.cluster.Changed()
+		page, err := s.cluster.ReadAll(after, dispatchBatch)
+		if err != nil {
+			s.log.Error("dispatcher read", "after", after, "err", err)
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+				continue
+			}
+		}
+		if page.Reset {
+			s.log.Warn("dispatcher fell behind retention; messages were skipped", "after", after, "oldest", page.Oldest)
+		}
+		for i := range page.Messages {
+			s.deliver(&page.Messages[i])
+		}
+		if page.Next > after {
+			after = page.Next
+			if len(page.Messages) == dispatchBatch {
+				continue
+			}
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// encodedMessage encodes a message at most once per protocol.
+type encodedMessage struct {
+	m       *fsm.Message
+	json    []byte
+	msgpack []byte
+}
+
+func (e *encodedMessage) record(p hubproto.Protocol) []byte {
+	if p.TransferFormat() == hubproto.TransferFormatText {
+		if e.json == nil {
+			e.json = hubproto.AppendInvocationJSON(nil, e.m.Target, e.m.Arguments)
+		}
+		return e.json
+	}
+	if e.msgpack == nil {
+		rec, err := hubproto.AppendInvocationMsgpack(nil, e.m.Target, e.m.Arguments)
+		if err != nil {
+			return nil
+		}
+		e.msgpack = rec
+	}
+	return e.msgpack
+}
+
+// deliver sends one message to its local recipients.
+func (s *Server) deliver(m *fsm.Message) {
+	recipients := s.recipients(m)
+	if len(recipients) == 0 {
+		return
+	}
+	enc := encodedMessage{m: m}
+	for _, c := range recipients {
+		if rec := enc.record(c.protocolOf()); rec != nil {
+			c.send(rec)
+		}
+	}
+}
+
+// recipients lists the active local connections a message is for.
+func (s *Server) recipients(m *fsm.Message) []*conn {
+	var groupMembers []fsm.Member
+	if m.Audience == fsm.ToGroups {
+		s.mu.RLock()
+		_, any := s.hubs[m.Hub]
+		s.mu.RUnlock()
+		if !any {
+			return nil
+		}
+		for _, g := range m.Names {
+			members, err := s.cluster.GroupMembers(m.Hub, g)
+			if err != nil {
+				s.log.Error("read group members", "hub", m.Hub, "group", g, "err", err)
+				continue
+			}
+			groupMembers = append(groupMembers, members...)
+		}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	h := s.hubs[m.Hub]
+	if h == nil {
+		return nil
+	}
+	set := map[*conn]struct{}{}
+	switch m.Audience {
+	case fsm.ToAll:
+		for c := range h.conns {
+			set[c] = struct{}{}
+		}
+	case fsm.ToUsers:
+		for _, u := range m.Names {
+			for c := range h.users[u] {
+				set[c] = struct{}{}
+			}
+		}
+	case fsm.ToConnections:
+		for _, id := range m.Names {
+			if c := s.byID[id]; c != nil && c.hub == m.Hub {
+				set[c] = struct{}{}
+			}
+		}
+	case fsm.ToGroups:
+		for _, mem := range groupMembers {
+			switch mem.Kind {
+			case fsm.MemberConnection:
+				if c := s.byID[mem.Name]; c != nil && c.hub == m.Hub {
+					set[c] = struct{}{}
+				}
+			case fsm.MemberUser:
+				for c := range h.users[mem.Name] {
+					set[c] = struct{}{}
+				}
+			}
+		}
+	}
+	for _, id := range m.Excluded {
+		if c := s.byID[id]; c != nil {
+			delete(set, c)
+		}
+	}
+	out := make([]*conn, 0, len(set))
+	for c := range set {
+		out = append(out, c)
+	}
+	return out
+}
+
+// reapLoop ends negotiated connections that never connected, long-polling
+// connections whose client stopped polling, connections whose token
+// expired, and clients silent past the client timeout.
+func (s *Server) reapLoop() {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-tick.C:
+			s.reap(now)
+		}
+	}
+}
+
+func (s *Server) reap(now time.Time) {
+	s.mu.RLock()
+	all := make([]*conn, 0, len(s.byToken))
+	for _, c := range s.byToken {
+		all = append(all, c)
+	}
+	s.mu.RUnlock()
+	for _, c := range all {
+		c.mu.Lock()
+		transport, polling, pollEnded, pingSeen := c.transport, c.polling, c.pollEnded, c.pingSeen
+		c.mu.Unlock()
+		switch {
+		case !c.expires.IsZero() && now.After(c.expires):
+			c.end("", true, "access token expired")
+		case transport == "" && now.Sub(c.created) > s.opts.DisconnectTimeout:
+			c.end("", false, "negotiated but never connected")
+		case transport == transportLongPolling && !polling && now.Sub(pollEnded) > s.opts.DisconnectTimeout:
+			c.end("", false, "long-polling client stopped polling")
+		case transport != "" && transport != transportLongPolling && pingSeen &&
+			now.Sub(time.Unix(0, c.lastSeen.Load())) > s.opts.ClientTimeout:
+			c.end("Connection closed with an error: client timeout", true, "client timeout")
+		case transport != "" && c.protocolOf() == nil && now.Sub(c.created) > s.opts.HandshakeTimeout+s.opts.DisconnectTimeout:
+			c.end("", false, "handshake timeout")
+		}
+	}
+}
+
+// expireOrphans removes from the replicated state the connections that an
+// earlier run of this node held: they died with it. It waits until this
+// node has caught up with the log, and retries until it succeeds once.
+func (s *Server) expireOrphans() {
+	backoff := time.Second
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		if s.expireOrphansOnce() {
+			return
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+func (s *Server) expireOrphansOnce() bool {
+	if !s.cluster.Ready() {
+		return false
+	}
+	recorded, err := s.cluster.ConnectionsOn(s.cluster.NodeID())
+	if err != nil {
+		s.log.Warn("list connections recorded on this node", "err", err)
+		return false
+	}
+	var cmds []fsm.Command
+	s.mu.RLock()
+	for _, info := range recorded {
+		if c := s.byID[info.ConnID]; c == nil || c.hub != info.Hub {
+			cmds = append(cmds, fsm.EncodeConnection(fsm.CmdConnExpire, &fsm.Connection{Hub: info.Hub, ConnID: info.ConnID, Reason: "holder restarted"}))
+		}
+	}
+	s.mu.RUnlock()
+	if len(cmds) == 0 {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.WriteTimeout)
+	defer cancel()
+	if _, err := s.cluster.Propose(ctx, cmds); err != nil {
+		s.log.Warn("expire connections of an earlier run", "count", len(cmds), "err", err)
+		return false
+	}
+	s.log.Info("expired connections held by an earlier run of this node", "count", len(cmds))
+	return true
+}

@@ -1,0 +1,101 @@
+package signalr
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/backplane/backplane/fsm"
+)
+
+// forwardedHeader marks a request already forwarded to a holder, so a stale
+// view of the cluster can never bounce it around.
+const forwardedHeader = "Backplane-Forwarded-Connection"
+
+// serveHub routes a transport request on /hubs/{hub}?id=<token>: a
+// WebSocket upgrade, an SSE stream, a long poll, a send (POST) or the end
+// of a long-polling connection (DELETE). A request for a connection held
+// by another node is forwarded there.
+func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
+	hub := r.PathValue("hub")
+	if err := fsm.ValidateHub(hub); err != nil {
+		http.Error(w, "no such hub: "+err.Error(), http.StatusNotFound)
+		return
+	}
+	token := r.URL.Query().Get("id")
+	isUpgrade := strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+	if token == "" {
+		if r.Method == http.MethodGet && isUpgrade {
+			s.serveWebSocket(w, r, nil) // skipNegotiation: a connection on the spot
+			return
+		}
+		http.Error(w, "Connection ID required", http.StatusBadRequest)
+		return
+	}
+	c := s.lookup(token)
+	if c == nil {
+		if holder := holderOf(token); holder != "" && holder != s.cluster.NodeID() && r.Header.Get(forwardedHeader) == "" {
+			s.forward(w, r, holder)
+			return
+		}
+		http.Error(w, "No Connection with that ID", http.StatusNotFound)
+		return
+	}
+	if c.hub != hub {
+		http.Error(w, "No Connection with that ID", http.StatusNotFound)
+		return
+	}
+	switch r.Method {
+	case http.MethodGet:
+		switch {
+		case isUpgrade:
+			s.serveWebSocket(w, r, c)
+		case strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
+			s.serveSSE(w, r, c)
+		default:
+			s.serveLongPoll(w, r, c)
+		}
+	case http.MethodPost:
+		s.serveSend(w, r, c)
+	case http.MethodDelete:
+		if c.transportName() != transportLongPolling {
+			http.Error(w, "Cannot terminate this connection using the DELETE endpoint.", http.StatusBadRequest)
+			return
+		}
+		c.end("", false, "client sent DELETE")
+		w.WriteHeader(http.StatusAccepted)
+	default:
+		w.Header().Set("Allow", "GET, POST, DELETE")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	}
+}
+
+// serveSend takes client data for SSE and long-polling connections.
+func (s *Server) serveSend(w http.ResponseWriter, r *http.Request, c *conn) {
+	switch c.transportName() {
+	case transportWebSockets:
+		http.Error(w, "POST requests are not allowed for WebSocket connections.", http.StatusMethodNotAllowed)
+		return
+	case "":
+		http.Error(w, "The connection has no transport yet.", http.StatusBadRequest)
+		return
+	}
+	if c.isDone() {
+		http.Error(w, "No Connection with that ID", http.StatusNotFound)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(4*s.opts.MaxMessageSize+1024)))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			c.end("Connection closed with an error: message too large", false, "message too large")
+			http.Error(w, "message too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	c.receive(body)
+	w.WriteHeader(http.StatusOK)
+}

@@ -1,0 +1,84 @@
+package signalr
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// serveLongPoll answers one poll of a long-polling connection. The first
+// poll connects and is answered at once with an empty 200; later polls
+// return every queued record, or an empty 200 after PollTimeout; 204 means
+// the connection is over. A new poll ends an older one with 204.
+func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn) {
+	if err := c.attach(transportLongPolling); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	h := w.Header()
+	h.Set("Cache-Control", "no-cache, no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("Expires", "Thu, 01 Jan 1970 00:00:00 GMT")
+	h.Set("Long-Running", "true")
+	if c.isDone() {
+		if final := c.takeFinal(); final != nil {
+			writePoll(w, final)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.PollTimeout)
+	defer cancel()
+	c.mu.Lock()
+	first := c.pollEnded.IsZero() && !c.polling
+	if c.pollStop != nil {
+		c.pollStop() // the older poll answers 204
+	}
+	c.polling, c.pollStop = true, cancel
+	c.mu.Unlock()
+	superseded := false
+	defer func() {
+		c.mu.Lock()
+		if !superseded {
+			c.polling, c.pollStop = false, nil
+		}
+		c.pollEnded = time.Now()
+		c.mu.Unlock()
+	}()
+	if first {
+		writePoll(w, nil)
+		return
+	}
+	select {
+	case rec := <-c.out:
+		writePoll(w, c.drain(append([]byte(nil), rec...), 1<<20))
+	case <-c.done:
+		buf := c.drain(nil, 1<<30)
+		if final := c.takeFinal(); final != nil {
+			buf = append(buf, final...)
+		}
+		if len(buf) == 0 {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		writePoll(w, buf)
+	case <-ctx.Done():
+		switch {
+		case r.Context().Err() != nil:
+		case ctx.Err() == context.DeadlineExceeded:
+			writePoll(w, nil)
+		default:
+			superseded = true
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}
+}
+
+func writePoll(w http.ResponseWriter, body []byte) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,151 @@
+package signalr
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/backplane/backplane/fsm"
+)
+
+type availableTransport struct {
+	Transport       string   `json:"transport"`
+	TransferFormats []string `json:"transferFormats"`
+}
+
+var allTransports = []availableTransport{
+	{Transport: transportWebSockets, TransferFormats: []string{"Text", "Binary"}},
+	{Transport: transportSSE, TransferFormats: []string{"Text"}},
+	{Transport: transportLongPolling, TransferFormats: []string{"Text", "Binary"}},
+}
+
+type negotiateResponse struct {
+	ConnectionID        string               `json:"connectionId"`
+	ConnectionToken     string               `json:"connectionToken,omitempty"`
+	NegotiateVersion    int                  `json:"negotiateVersion"`
+	AvailableTransports []availableTransport `json:"availableTransports"`
+}
+
+// serveNegotiate answers POST /hubs/{hub}/negotiate: a new connection held
+// by this node, with negotiate v1 (id and secret token) or v0 (one id).
+// Stateful reconnect is not offered: the client then simply does not use
+// it.
+func (s *Server) serveNegotiate(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "negotiate takes POST", http.StatusMethodNotAllowed)
+		return
+	}
+	hub := r.PathValue("hub")
+	if err := fsm.ValidateHub(hub); err != nil {
+		http.Error(w, fmt.Sprintf("no hub %q: %v", hub, err), http.StatusNotFound)
+		return
+	}
+	id, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	version := 0
+	if v := queryValue(r.URL.Query(), "negotiateVersion"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeNegotiateJSON(w, map[string]string{"error": "The negotiateVersion parameter must be a non-negative integer."})
+			return
+		}
+		version = min(n, 1)
+	}
+	c := s.newConn(hub, id)
+	resp := negotiateResponse{ConnectionID: c.id, NegotiateVersion: version, AvailableTransports: allTransports}
+	if version >= 1 {
+		resp.ConnectionToken = c.token
+	} else {
+		// v0 clients send the connection id as the token.
+		c.id = c.token
+		resp.ConnectionID = c.id
+	}
+	s.addPending(c)
+	writeNegotiateJSON(w, resp)
+}
+
+func writeNegotiateJSON(w http.ResponseWriter, v any) {
+	b, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache, no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
+// queryValue reads a query parameter, matching its name case-insensitively
+// as ASP.NET does.
+func queryValue(q url.Values, name string) string {
+	if v := q.Get(name); v != "" {
+		return v
+	}
+	for k, v := range q {
+		if strings.EqualFold(k, name) && len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Identity, bool) {
+	if s.opts.Authenticate == nil {
+		return Identity{}, true
+	}
+	id, err := s.opts.Authenticate(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="backplane"`)
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return Identity{}, false
+	}
+	return id, true
+}
+
+// cors answers preflights and adds CORS headers for allowed origins, with
+// credentials (the SignalR JS client sends cookies by default).
+func (s *Server) cors(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		allowed := origin != "" && s.originAllowed(r)
+		if allowed {
+			hdr := w.Header()
+			hdr.Set("Access-Control-Allow-Origin", origin)
+			hdr.Set("Access-Control-Allow-Credentials", "true")
+			hdr.Add("Vary", "Origin")
+		}
+		if r.Method == http.MethodOptions {
+			if !allowed {
+				http.Error(w, "origin not allowed", http.StatusForbidden)
+				return
+			}
+			hdr := w.Header()
+			hdr.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+			hdr.Set("Access-Control-Allow-Headers", "authorization, content-type, x-requested-with, x-signalr-user-agent")
+			hdr.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// originAllowed: no Origin header (non-browser), the same host, or a
+// configured origin.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if u, err := url.Parse(origin); err == nil && strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	return slices.ContainsFunc(s.opts.AllowedOrigins, func(o string) bool {
+		return o == "*" || strings.EqualFold(strings.TrimSuffix(o, "/"), origin)
+	})
+}

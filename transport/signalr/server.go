@@ -1,0 +1,265 @@
+// Package signalr serves official ASP.NET Core SignalR clients: negotiate,
+// the WebSockets, Server-Sent Events and long-polling transports, the JSON
+// and MessagePack hub protocols, and the relay hub methods. Every message
+// goes through the replicated log; each node's dispatcher follows the log
+// and delivers to the connections it holds.
+//
+// A connection is held by the node that negotiated it. Its token names that
+// node, so a request for the connection that reaches another node (behind a
+// load balancer without sticky sessions) is forwarded to the holder.
+package signalr
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/backplane/backplane/fsm"
+)
+
+// Cluster is what the SignalR layer needs from its node.
+type Cluster interface {
+	// NodeID is this node's id.
+	NodeID() string
+	// NodeURL is the HTTP base URL of a member, if known.
+	NodeURL(id string) (string, bool)
+	// Propose commits commands and returns their results.
+	Propose(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error)
+	// ReadAll returns committed messages of every hub after a cursor.
+	ReadAll(after uint64, limit int) (fsm.Page, error)
+	// Changed is closed at the next applied change.
+	Changed() <-chan struct{}
+	// LastMessage is the highest message index applied here.
+	LastMessage() uint64
+	// GroupMembers lists a group's members.
+	GroupMembers(hub, group string) ([]fsm.Member, error)
+	// Ready reports whether this node knows a leader and has applied all
+	// it knows to be committed.
+	Ready() bool
+	// ConnectionsOn lists the connections the replicated state records on
+	// a node.
+	ConnectionsOn(nodeID string) ([]fsm.ConnectionInfo, error)
+}
+
+// Identity is who a connection belongs to, from its access token.
+type Identity struct {
+	UserID  string
+	Expires time.Time // zero: no expiry
+}
+
+// Options configures the SignalR layer. Zero values take ASP.NET Core's
+// defaults.
+type Options struct {
+	Logger *slog.Logger
+	// Authenticate identifies the client of a negotiate or a transport
+	// request; an error answers 401. Nil: every client is anonymous.
+	Authenticate func(r *http.Request) (Identity, error)
+	// AllowedOrigins lists browser origins allowed cross-origin (CORS with
+	// credentials, and WebSocket origin checks). Same-origin requests and
+	// requests without an Origin header are always allowed.
+	AllowedOrigins []string
+	// RelayDisabled names hubs whose relay methods are switched off.
+	RelayDisabled []string
+	// MaxMessageSize is the largest client message (default 32 KB).
+	MaxMessageSize int
+	// OutboundQueue is how many records may wait for a slow client before
+	// it is disconnected with allowReconnect (default 4096).
+	OutboundQueue     int
+	KeepAlive         time.Duration // default 15 s
+	ClientTimeout     time.Duration // default 30 s
+	HandshakeTimeout  time.Duration // default 15 s
+	DisconnectTimeout time.Duration // default 15 s: reaps unused and inactive connections
+	PollTimeout       time.Duration // default 90 s (below the JS client's 100 s)
+	WriteTimeout      time.Duration // default 10 s
+}
+
+func (o *Options) defaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxMessageSize <= 0 {
+		o.MaxMessageSize = 32 * 1024
+	}
+	if o.OutboundQueue <= 0 {
+		o.OutboundQueue = 4096
+	}
+	setDefault(&o.KeepAlive, 15*time.Second)
+	setDefault(&o.ClientTimeout, 30*time.Second)
+	setDefault(&o.HandshakeTimeout, 15*time.Second)
+	setDefault(&o.DisconnectTimeout, 15*time.Second)
+	setDefault(&o.PollTimeout, 90*time.Second)
+	setDefault(&o.WriteTimeout, 10*time.Second)
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+// Server is the SignalR endpoint of one node.
+type Server struct {
+	cluster Cluster
+	opts    Options
+	log     *slog.Logger
+	relayOff map[string]bool
+
+	mu      sync.RWMutex
+	byToken map[string]*conn
+	byID    map[string]*conn
+	hubs    map[string]*hubConns
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// hubConns indexes a hub's active local connections.
+type hubConns struct {
+	conns map[*conn]struct{}
+	users map[string]map[*conn]struct{}
+}
+
+// NewServer returns the SignalR endpoint; Start runs its background work.
+func NewServer(cluster Cluster, opts Options) *Server {
+	opts.defaults()
+	s := &Server{
+		cluster: cluster, opts: opts, log: opts.Logger,
+		relayOff: map[string]bool{},
+		byToken:  map[string]*conn{}, byID: map[string]*conn{}, hubs: map[string]*hubConns{},
+	}
+	for _, h := range opts.RelayDisabled {
+		s.relayOff[strings.ToLower(h)] = true
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// Start runs the dispatcher and the reaper until Stop.
+func (s *Server) Start() {
+	s.wg.Add(3)
+	go func() { defer s.wg.Done(); s.dispatchLoop() }()
+	go func() { defer s.wg.Done(); s.reapLoop() }()
+	go func() { defer s.wg.Done(); s.expireOrphans() }()
+}
+
+// Stop closes every connection (telling clients they may reconnect) and
+// waits for the background work to end.
+func (s *Server) Stop() {
+	s.mu.RLock()
+	all := make([]*conn, 0, len(s.byToken))
+	for _, c := range s.byToken {
+		all = append(all, c)
+	}
+	s.mu.RUnlock()
+	for _, c := range all {
+		c.end("", true, "server shutting down")
+	}
+	s.cancel()
+	s.wg.Wait()
+}
+
+// Counts reports local connections by transport.
+func (s *Server) Counts() map[string]int {
+	out := map[string]int{"signalr_websockets": 0, "signalr_sse": 0, "signalr_longpolling": 0, "signalr_negotiated": 0}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, c := range s.byToken {
+		switch c.transportName() {
+		case transportWebSockets:
+			out["signalr_websockets"]++
+		case transportSSE:
+			out["signalr_sse"]++
+		case transportLongPolling:
+			out["signalr_longpolling"]++
+		default:
+			out["signalr_negotiated"]++
+		}
+	}
+	return out
+}
+
+// Register adds the hub routes to mux: /hubs/{hub}/negotiate and
+// /hubs/{hub} for every transport request.
+func (s *Server) Register(mux *http.ServeMux) {
+	mux.HandleFunc("/hubs/{hub}/negotiate", s.cors(s.serveNegotiate))
+	mux.HandleFunc("/hubs/{hub}", s.cors(s.serveHub))
+}
+
+// tokenSeparator joins a token's random part and its holder's node id; it
+// cannot occur in node ids or base64url.
+const tokenSeparator = "~"
+
+func randomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (s *Server) newToken() string { return randomID() + tokenSeparator + s.cluster.NodeID() }
+
+// holderOf names the node that holds the connection of a token.
+func holderOf(token string) string {
+	if i := strings.LastIndex(token, tokenSeparator); i >= 0 {
+		return token[i+1:]
+	}
+	return ""
+}
+
+func (s *Server) lookup(token string) *conn {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.byToken[token]
+}
+
+func (s *Server) addPending(c *conn) {
+	s.mu.Lock()
+	s.byToken[c.token] = c
+	s.mu.Unlock()
+}
+
+// activate indexes a connection for delivery.
+func (s *Server) activate(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.byID[c.id] = c
+	h := s.hubs[c.hub]
+	if h == nil {
+		h = &hubConns{conns: map[*conn]struct{}{}, users: map[string]map[*conn]struct{}{}}
+		s.hubs[c.hub] = h
+	}
+	h.conns[c] = struct{}{}
+	if c.user != "" {
+		if h.users[c.user] == nil {
+			h.users[c.user] = map[*conn]struct{}{}
+		}
+		h.users[c.user][c] = struct{}{}
+	}
+}
+
+// remove forgets a connection.
+func (s *Server) remove(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.byToken, c.token)
+	if s.byID[c.id] == c {
+		delete(s.byID, c.id)
+	}
+	if h := s.hubs[c.hub]; h != nil {
+		delete(h.conns, c)
+		if u := h.users[c.user]; u != nil {
+			delete(u, c)
+			if len(u) == 0 {
+				delete(h.users, c.user)
+			}
+		}
+		if len(h.conns) == 0 {
+			delete(s.hubs, c.hub)
+		}
+	}
+}

@@ -1,0 +1,90 @@
+package signalr
+
+import (
+	"bytes"
+	"net/http"
+	"time"
+)
+
+// serveSSE runs the server-to-client half of a connection as Server-Sent
+// Events; the client sends with POST. The end of this request ends the
+// connection.
+func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn) {
+	if err := c.attach(transportSSE); err != nil {
+		status := http.StatusBadRequest
+		if err == errConcurrent {
+			status = http.StatusConflict
+		}
+		http.Error(w, err.Error(), status)
+		return
+	}
+	defer c.end("", true, "sse request ended")
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache, no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("Content-Encoding", "identity")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	write := func(b []byte) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	// A comment at once: the client's connect waits for the stream to open.
+	if !write([]byte(":\r\n")) {
+		return
+	}
+	tick := time.NewTicker(s.opts.KeepAlive / 3)
+	defer tick.Stop()
+	lastWrite := time.Now()
+	var recs, event []byte
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case rec := <-c.out:
+			recs = c.drain(append(recs[:0], rec...), maxFrameBytes)
+			event = appendSSEEvent(event[:0], recs)
+			lastWrite = time.Now()
+			if !write(event) {
+				return
+			}
+		case <-tick.C:
+			if p := c.protocolOf(); p != nil && time.Since(lastWrite) >= s.opts.KeepAlive {
+				lastWrite = time.Now()
+				if !write(appendSSEEvent(event[:0], p.PingRecord())) {
+					return
+				}
+			}
+		case <-c.done:
+			recs = c.drain(recs[:0], 1<<30)
+			if final := c.takeFinal(); final != nil {
+				recs = append(recs, final...)
+			}
+			if len(recs) > 0 {
+				write(appendSSEEvent(event[:0], recs))
+			}
+			return
+		}
+	}
+}
+
+// appendSSEEvent frames payload as one event, a "data: " line per line.
+func appendSSEEvent(dst, payload []byte) []byte {
+	for {
+		line, rest, more := bytes.Cut(payload, []byte("\n"))
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		dst = append(dst, "data: "...)
+		dst = append(dst, line...)
+		dst = append(dst, "\r\n"...)
+		if !more {
+			break
+		}
+		payload = rest
+	}
+	return append(dst, "\r\n"...)
+}
