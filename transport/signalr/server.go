@@ -104,9 +104,9 @@ func setDefault(d *time.Duration, v time.Duration) {
 
 // Server is the SignalR endpoint of one node.
 type Server struct {
-	cluster Cluster
-	opts    Options
-	log     *slog.Logger
+	cluster  Cluster
+	opts     Options
+	log      *slog.Logger
 	relayOff map[string]bool
 
 	mu      sync.RWMutex

@@ -1,0 +1,137 @@
+// Helpers for the SignalR client tests. The Go test in test/cluster starts a
+// three-node cluster of the built binary and runs these files with:
+//   BACKPLANE_NODES       comma-separated base URLs of the nodes
+//   BACKPLANE_ACCESS_KEY  the cluster's -access-key (tokens are signed with it)
+//   BACKPLANE_PIDS        comma-separated process ids, in the same order
+import crypto from "node:crypto";
+import http from "node:http";
+import * as signalR from "@microsoft/signalr";
+import { MessagePackHubProtocol } from "@microsoft/signalr-protocol-msgpack";
+
+export const nodes = (process.env.BACKPLANE_NODES || "").split(",").filter(Boolean);
+export const pids = (process.env.BACKPLANE_PIDS || "").split(",").filter(Boolean).map(Number);
+const accessKey = process.env.BACKPLANE_ACCESS_KEY || "";
+if (nodes.length === 0) throw new Error("BACKPLANE_NODES is not set: run these tests through go test ./test/cluster");
+
+export const transports = {
+  WebSockets: signalR.HttpTransportType.WebSockets,
+  ServerSentEvents: signalR.HttpTransportType.ServerSentEvents,
+  LongPolling: signalR.HttpTransportType.LongPolling,
+};
+
+/** token signs an HS256 JWT for a user with the cluster's access key. */
+export function token(user, ttlSeconds = 600) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const head = b64({ alg: "HS256", typ: "JWT" });
+  const body = b64({ nameid: user, exp: Math.floor(Date.now() / 1000) + ttlSeconds });
+  const sig = crypto.createHmac("sha256", accessKey).update(`${head}.${body}`).digest("base64url");
+  return `${head}.${body}.${sig}`;
+}
+
+/**
+ * connect starts an official client on a base URL and records every "msg"
+ * it receives as {args}.
+ */
+export async function connect(baseUrl, { transport = "WebSockets", msgpack = false, user = "anon", hub = "chat", reconnect = null } = {}) {
+  let b = new signalR.HubConnectionBuilder()
+    .withUrl(`${baseUrl}/hubs/${hub}`, { transport: transports[transport], accessTokenFactory: () => token(user) })
+    .configureLogging(signalR.LogLevel.None);
+  if (msgpack) b = b.withHubProtocol(new MessagePackHubProtocol());
+  if (reconnect) b = b.withAutomaticReconnect(reconnect);
+  const conn = b.build();
+  const received = [];
+  const waiters = [];
+  conn.on("msg", (...args) => {
+    received.push(args);
+    for (const w of [...waiters]) w();
+  });
+  await conn.start();
+  /** waitFor resolves once pred(received) holds, or rejects at the deadline. */
+  const waitFor = (pred, what, ms = 10000) =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        if (pred(received)) {
+          clearTimeout(timer);
+          waiters.splice(waiters.indexOf(check), 1);
+          resolve(received);
+        }
+      };
+      const timer = setTimeout(() => {
+        waiters.splice(waiters.indexOf(check), 1);
+        reject(new Error(`timed out waiting for ${what}; received ${JSON.stringify(received)}`));
+      }, ms);
+      waiters.push(check);
+      check();
+    });
+  return { conn, received, waitFor, user };
+}
+
+/** publish sends a REST broadcast (or a sub-path like "groups/g") through a node. */
+export async function publish(baseUrl, hub, sub, body) {
+  const url = `${baseUrl}/api/v1/hubs/${hub}${sub ? "/" + sub : ""}`;
+  const bearer = restToken(url);
+  const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${bearer}` }, body: JSON.stringify(body) });
+  const text = await res.text();
+  if (res.status !== 202) throw new Error(`publish ${url}: ${res.status} ${text}`);
+  return JSON.parse(text).index;
+}
+
+function restToken(url) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const head = b64({ alg: "HS256", typ: "JWT" });
+  const body = b64({ aud: url, exp: Math.floor(Date.now() / 1000) + 600 });
+  const sig = crypto.createHmac("sha256", accessKey).update(`${head}.${body}`).digest("base64url");
+  return `${head}.${body}.${sig}`;
+}
+
+/**
+ * balancer starts a loopback HTTP proxy that sends each request (and each
+ * WebSocket upgrade) to the next target in turn, skipping targets that
+ * refuse connections: a load balancer without sticky sessions.
+ */
+export async function balancer(targets) {
+  let next = 0;
+  const pick = () => targets[next++ % targets.length];
+  const forward = (req, onResponse, onError, attempt = 0) => {
+    const target = new URL(pick());
+    const out = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, onResponse);
+    out.on("error", (err) => (attempt + 1 < targets.length ? forward(req, onResponse, onError, attempt + 1) : onError(err)));
+    return out;
+  };
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks);
+      const send = (attempt) => {
+        const out = forward(req, (up) => {
+          res.writeHead(up.statusCode, up.headers);
+          up.pipe(res);
+        }, () => { res.writeHead(502); res.end(); }, attempt);
+        out.end(body);
+      };
+      send(0);
+      server.requests.push(req.url);
+    });
+  });
+  server.requests = [];
+  server.on("upgrade", (req, socket, head) => {
+    const out = forward(req, () => {}, () => socket.destroy());
+    out.on("upgrade", (up, upSocket, upHead) => {
+      let raw = `HTTP/1.1 ${up.statusCode} ${up.statusMessage}\r\n`;
+      for (let i = 0; i < up.rawHeaders.length; i += 2) raw += `${up.rawHeaders[i]}: ${up.rawHeaders[i + 1]}\r\n`;
+      socket.write(raw + "\r\n");
+      if (upHead.length) socket.write(upHead);
+      if (head.length) upSocket.write(head);
+      upSocket.pipe(socket).pipe(upSocket);
+      socket.on("error", () => upSocket.destroy());
+      upSocket.on("error", () => socket.destroy());
+    });
+    out.on("response", (res) => { socket.end(`HTTP/1.1 ${res.statusCode} ${res.statusMessage}\r\n\r\n`); });
+    out.end();
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  server.url = `http://127.0.0.1:${server.address().port}`;
+  server.setTargets = (list) => { targets = list; next = 0; };
+  return server;
+}
