@@ -92,28 +92,39 @@ func (n *Node) requireAccess(h http.HandlerFunc) http.HandlerFunc {
 // Authorization header or the access_token query parameter (browsers cannot
 // set headers on EventSource and WebSocket). It answers 401 itself.
 func (n *Node) authorizeClient(w http.ResponseWriter, r *http.Request) bool {
-	if n.cfg.AccessKey == "" {
-		return true
-	}
-	tok, ok := bearerToken(r)
-	if !ok {
-		tok = r.URL.Query().Get("access_token")
-	}
-	if tok == "" {
-		writeError(w, r, fmt.Errorf("%w: access token required (Authorization: Bearer or access_token=)", errUnauthorized))
-		return false
-	}
-	if _, err := n.parseAccessToken(tok); err != nil {
+	if _, err := n.clientClaims(r); err != nil {
 		writeError(w, r, err)
 		return false
 	}
 	return true
 }
 
+// clientClaims verifies a client connection's token, when client tokens
+// are configured (-access-key, -jwt-public-key or -jwks-file): from the
+// Authorization header or the access_token query parameter (browsers cannot
+// set headers on EventSource and WebSocket). Nil claims: tokens are off.
+func (n *Node) clientClaims(r *http.Request) (jwt.MapClaims, error) {
+	if !n.clientKeys.enabled() {
+		return nil, nil
+	}
+	tok, ok := bearerToken(r)
+	if !ok {
+		tok = r.URL.Query().Get("access_token")
+	}
+	if tok == "" {
+		return nil, fmt.Errorf("%w: access token required (Authorization: Bearer or access_token=)", errUnauthorized)
+	}
+	return n.clientKeys.parse(tok)
+}
+
+// accessTokenLeeway tolerates clock skew between token issuers and nodes.
+const accessTokenLeeway = 30 * time.Second
+
+// accessTokenParser verifies REST tokens: HS256 only, as Azure does.
 var accessTokenParser = jwt.NewParser(
 	jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 	jwt.WithExpirationRequired(),
-	jwt.WithLeeway(30*time.Second),
+	jwt.WithLeeway(accessTokenLeeway),
 )
 
 func (n *Node) parseAccessToken(tok string) (*jwt.RegisteredClaims, error) {

@@ -28,6 +28,9 @@ type Config struct {
 
 	AdminToken string // guards /admin, /debug/pprof and node-to-node calls
 	AccessKey  string // when set, REST calls need HS256 JWTs signed with it
+	// JWTPublicKeyFile and JWKSFile let clients present RS256/ES256 tokens.
+	JWTPublicKeyFile string
+	JWKSFile         string
 
 	// SignalR hubs.
 	MaxMessageSize    int      // largest client message; default 32 KB

@@ -39,6 +39,8 @@ type Node struct {
 	metrics  *metrics
 	streams  *transport.Streams
 	hubs     *signalr.Server
+	// clientKeys verifies client connection tokens.
+	clientKeys *clientKeys
 
 	httpLn        net.Listener
 	server        *http.Server
@@ -63,6 +65,10 @@ func New(cfg Config) (n *Node, err error) {
 			n.closeParts()
 		}
 	}()
+	n.clientKeys, err = loadClientKeys(cfg.AccessKey, cfg.JWTPublicKeyFile, cfg.JWKSFile)
+	if err != nil {
+		return nil, err
+	}
 	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on -http %s: %w", cfg.HTTPAddr, err)

@@ -2,11 +2,8 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/transport/signalr"
@@ -55,25 +52,14 @@ func (h hubCluster) Ready() bool {
 // from, in order: ASP.NET's ClaimTypes.NameIdentifier short name, then sub.
 var DefaultUserClaims = []string{"nameid", "sub"}
 
-// authenticateClient identifies a SignalR client. Without -access-key every
-// client is anonymous; with it, the client needs an HS256 JWT signed with
-// the key, from the Authorization header or access_token, and its user id
-// comes from the first present of the user claims.
+// authenticateClient identifies a SignalR client. Without client tokens
+// configured every client is anonymous; otherwise it needs a valid token
+// (see clientClaims), and its user id comes from the first present of the
+// user claims.
 func (n *Node) authenticateClient(r *http.Request) (signalr.Identity, error) {
-	if n.cfg.AccessKey == "" {
-		return signalr.Identity{}, nil
-	}
-	tok, ok := bearerToken(r)
-	if !ok {
-		tok = r.URL.Query().Get("access_token")
-	}
-	if tok == "" {
-		return signalr.Identity{}, fmt.Errorf("access token required (Authorization: Bearer or access_token=)")
-	}
-	claims := jwt.MapClaims{}
-	key := []byte(n.cfg.AccessKey)
-	if _, err := accessTokenParser.ParseWithClaims(tok, claims, func(*jwt.Token) (any, error) { return key, nil }); err != nil {
-		return signalr.Identity{}, fmt.Errorf("invalid access token: %v", err)
+	claims, err := n.clientClaims(r)
+	if err != nil || claims == nil {
+		return signalr.Identity{}, err
 	}
 	var id signalr.Identity
 	userClaims := n.cfg.UserClaims
