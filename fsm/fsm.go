@@ -135,7 +135,7 @@ func openStore(path string) (*bolt.DB, error) {
 		NoSync:          true,
 		NoFreelistSync:  true,
 		FreelistType:    bolt.FreelistMapType,
-		InitialMmapSize: 256 << 20, // long snapshot reads must not block growth
+		InitialMmapSize: 2 << 30, // address space only: a long snapshot read must not block growth
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)

@@ -137,13 +137,15 @@ func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 		reason = "not a member of a cluster yet"
 	case rs.LeaderID == "":
 		reason = "no known leader"
-	case n.fsm.AppliedIndex() < rs.CommitIndex:
+	case rs.AppliedIndex < rs.CommitIndex:
+		// Raft's own applied index: it counts the no-op entry a new leader
+		// appends, which never reaches the state machine.
 		reason = "catching up with the log"
 	}
 	if reason != "" {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": reason,
-			"applied_index": n.fsm.AppliedIndex(), "commit_index": rs.CommitIndex})
+			"applied_index": rs.AppliedIndex, "commit_index": rs.CommitIndex})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ready": true, "leader": rs.LeaderID, "applied_index": n.fsm.AppliedIndex()})
+	writeJSON(w, http.StatusOK, map[string]any{"ready": true, "leader": rs.LeaderID, "applied_index": rs.AppliedIndex})
 }

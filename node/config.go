@@ -38,10 +38,12 @@ type Config struct {
 	UserClaims        []string // JWT claims for the user id; default nameid, sub
 	RelayDisabledHubs []string // hubs whose relay methods are off
 
-	Retention         fsm.Retention
-	IdempotencyWindow time.Duration
-	WriteTimeout      time.Duration // how long a write waits for a leader
-	MaxRESTBody       int64         // bytes; larger bodies get 413
+	// Retention bounds the message history. Give every node the same
+	// values: a node with smaller bounds keeps less history (indexes stay
+	// the same everywhere).
+	Retention    fsm.Retention
+	WriteTimeout time.Duration // how long a write waits for a leader
+	MaxRESTBody  int64         // bytes; larger bodies get 413
 
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
@@ -87,9 +89,6 @@ func (c *Config) Validate() error {
 	if c.MaxRESTBody == 0 {
 		c.MaxRESTBody = DefaultMaxRESTBody
 	}
-	if c.IdempotencyWindow == 0 {
-		c.IdempotencyWindow = fsm.DefaultIdempotencyWindow
-	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -125,8 +124,8 @@ func (c *Config) Validate() error {
 		}
 		c.Join[i] = norm
 	}
-	if c.WriteTimeout < 0 || c.JoinTimeout < 0 || c.SnapshotInterval < 0 || c.IdempotencyWindow < 0 {
-		errs = append(errs, errors.New("-write-timeout, -join-timeout, -snapshot-interval and -idempotency-window must not be negative"))
+	if c.WriteTimeout < 0 || c.JoinTimeout < 0 || c.SnapshotInterval < 0 {
+		errs = append(errs, errors.New("-write-timeout, -join-timeout, and -snapshot-interval must not be negative"))
 	}
 	if c.Retention.MaxAge < 0 {
 		errs = append(errs, errors.New("-retain-age must not be negative (0 keeps messages of any age)"))

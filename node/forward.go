@@ -95,7 +95,7 @@ func (f *forwarder) apply(ctx context.Context, baseURL string, cmds []fsm.Comman
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
-			return nil, fmt.Errorf("%w: forward to leader %s: %w", errRetryable, baseURL, err)
+			return nil, retryable(fmt.Errorf("forward to leader %s: %w", baseURL, err))
 		}
 		return nil, fmt.Errorf("%w: forward to leader %s: %w", ErrUncertain, baseURL, err)
 	}
@@ -107,7 +107,7 @@ func (f *forwarder) apply(ctx context.Context, baseURL string, cmds []fsm.Comman
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusMisdirectedRequest:
-		return nil, fmt.Errorf("%w: %s is no longer the leader", errRetryable, baseURL)
+		return nil, retryable(fmt.Errorf("%s is no longer the leader", baseURL))
 	case http.StatusServiceUnavailable:
 		return nil, fmt.Errorf("%w: leader %s: %s", ErrUncertain, baseURL, bytes.TrimSpace(body))
 	default:

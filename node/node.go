@@ -54,11 +54,11 @@ type Node struct {
 
 // New validates cfg, opens the store and the Raft member, and binds the
 // HTTP listener. Run serves.
-func New(cfg Config) (n *Node, err error) {
+func New(cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger.With("component", "node", "id", cfg.ID)}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node", "id", cfg.ID)}
 	n.baseCtx, n.cancelBase = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -78,9 +78,11 @@ func New(cfg Config) (n *Node, err error) {
 		n.advertiseHTTP = n.httpLn.Addr().String()
 	}
 	n.fsm, err = fsm.New(fsm.Config{
-		Dir:               filepath.Join(cfg.DataDir, "state"),
-		Retention:         cfg.Retention,
-		IdempotencyWindow: cfg.IdempotencyWindow,
+		Dir:       filepath.Join(cfg.DataDir, "state"),
+		Retention: cfg.Retention,
+		// Not configurable per node: it decides at apply time whether a
+		// publish gets a new index, so every replica must use the same.
+		IdempotencyWindow: fsm.DefaultIdempotencyWindow,
 		Logger:            cfg.Logger.With("component", "fsm"),
 	})
 	if err != nil {
@@ -118,6 +120,12 @@ func New(cfg Config) (n *Node, err error) {
 	}
 	if err := n.writeAddresses(); err != nil {
 		return nil, err
+	}
+	if cfg.AdminToken == "" && !isLoopbackListen(cfg.HTTPAddr) {
+		n.log.Warn("HTTP listens beyond loopback without -admin-token: admin endpoints and node-to-node calls accept only loopback clients, so nodes on other machines cannot join or forward writes; set -admin-token on every node")
+	}
+	if cfg.AccessKey == "" && !isLoopbackListen(cfg.HTTPAddr) {
+		n.log.Warn("HTTP listens beyond loopback without -access-key: anyone who can reach it may publish and connect")
 	}
 	return n, nil
 }
@@ -244,4 +252,16 @@ func (n *Node) leaderURL() (string, error) {
 // self is this node's advertised addresses.
 func (n *Node) self() fsm.NodeInfo {
 	return fsm.NodeInfo{ID: n.cfg.ID, RaftAddr: n.raft.LocalAddr(), HTTPAddr: n.advertiseHTTP}
+}
+
+func isLoopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -167,7 +167,7 @@ func (p *proposer) submit(ctx context.Context, cmds []fsm.Command) ([]fsm.Result
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %v", ErrNoLeader, err)
+			return nil, fmt.Errorf("%w within %s: %v", ErrNoLeader, p.writeTimeout, errors.Unwrap(err))
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 200*time.Millisecond)
@@ -177,13 +177,23 @@ func (p *proposer) submit(ctx context.Context, cmds []fsm.Command) ([]fsm.Result
 // errRetryable marks failures after which nothing was appended.
 var errRetryable = errors.New("retryable")
 
+// retryable wraps err so that errors.Is(…, errRetryable) holds while
+// errors.Unwrap gives back err for messages.
+func retryable(err error) error { return retryableError{err} }
+
+type retryableError struct{ err error }
+
+func (r retryableError) Error() string        { return r.err.Error() }
+func (r retryableError) Unwrap() error        { return r.err }
+func (r retryableError) Is(target error) bool { return target == errRetryable }
+
 func (p *proposer) submitOnce(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
 	if p.raft.IsLeader() {
 		return p.applyLocal(ctx, cmds)
 	}
 	url, err := p.leaderURL()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errRetryable, err)
+		return nil, retryable(err)
 	}
 	p.metrics.forwardedBatches.Inc()
 	return p.fwd.apply(ctx, url, cmds)
@@ -195,7 +205,7 @@ func (p *proposer) applyLocal(ctx context.Context, cmds []fsm.Command) ([]fsm.Re
 	_, resp, err := p.raft.Apply(ctx, fsm.EncodeEntry(time.Now().UnixNano(), cmds))
 	switch {
 	case errors.Is(err, raftlog.ErrNotLeader):
-		return nil, fmt.Errorf("%w: %w", errRetryable, err)
+		return nil, retryable(err)
 	case errors.Is(err, raftlog.ErrLeadershipLost), errors.Is(err, raftlog.ErrTimeout):
 		return nil, fmt.Errorf("%w: %w", ErrUncertain, err)
 	case err != nil:

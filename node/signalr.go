@@ -45,7 +45,7 @@ func (h hubCluster) ConnectionsOn(nodeID string) ([]fsm.ConnectionInfo, error) {
 
 func (h hubCluster) Ready() bool {
 	rs := h.n.raft.Status()
-	return rs.LeaderID != "" && h.n.fsm.AppliedIndex() >= rs.CommitIndex
+	return rs.LeaderID != "" && rs.AppliedIndex >= rs.CommitIndex
 }
 
 // DefaultUserClaims are the JWT claims a connection's user id is taken

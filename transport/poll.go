@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -69,12 +70,12 @@ func pollParams(r *http.Request) error {
 	q := r.URL.Query()
 	if v := q.Get("timeout"); v != "" {
 		if n, err := strconv.Atoi(v); err != nil || n < 0 || time.Duration(n)*time.Second > MaxPollTimeout {
-			return errors.Join(errBadStream, errors.New("timeout must be 0 to 90 seconds"))
+			return fmt.Errorf("%w: timeout must be 0 to 90 seconds", errBadStream)
 		}
 	}
 	if v := q.Get("limit"); v != "" {
 		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > MaxPollLimit {
-			return errors.Join(errBadStream, errors.New("limit must be 1 to 1000"))
+			return fmt.Errorf("%w: limit must be 1 to 1000", errBadStream)
 		}
 	}
 	return nil

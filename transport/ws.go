@@ -56,7 +56,7 @@ func (s *Streams) serveWS(w http.ResponseWriter, r *http.Request) {
 		waitCancel()
 		switch {
 		case ctx.Err() != nil:
-			s.closeWS(conn, websocket.CloseGoingAway, "server shutting down")
+			s.closeWS(conn, websocket.CloseGoingAway, "stream ended")
 			return
 		case errors.Is(err, context.DeadlineExceeded):
 			if conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.opts.WriteTimeout)) != nil {

@@ -68,7 +68,6 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, slog.Level, strin
 	fs.Uint64Var(&cfg.Retention.MaxMessages, "retain-messages", fsm.DefaultRetention.MaxMessages, "keep at most this many messages (0: no count limit)")
 	fs.Uint64Var(&maxBytes, "retain-bytes", fsm.DefaultRetention.MaxBytes, "keep at most this many bytes of messages (0: no size limit)")
 	fs.DurationVar(&cfg.Retention.MaxAge, "retain-age", fsm.DefaultRetention.MaxAge, "keep messages at most this long (0: no age limit)")
-	fs.DurationVar(&cfg.IdempotencyWindow, "idempotency-window", fsm.DefaultIdempotencyWindow, "how long an Idempotency-Key is remembered")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", node.DefaultWriteTimeout, "how long a write waits for a leader before 503")
 	fs.Int64Var(&cfg.MaxRESTBody, "max-rest-body", node.DefaultMaxRESTBody, "largest REST request body in bytes (larger: 413)")
 	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 8192, "Raft entries between snapshots (log compaction)")
