@@ -1,0 +1,455 @@
+// Package cluster runs real backplane processes on 127.0.0.1 and checks the
+// cluster-level guarantees from the outside: membership, replication,
+// failover, resume across nodes, retention resets and bad input.
+//
+// TestMain builds the binary once; startNode runs it with its data in a
+// per-test temporary directory and learns its bound addresses from
+// <data>/addresses.json. A node's stderr is kept in memory and printed only
+// when the test fails.
+package cluster
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binaryPath is the backplane binary built by TestMain.
+var binaryPath string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "backplane-cluster-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "create temp dir:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	root, err := moduleRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	binaryPath = filepath.Join(dir, "backplane")
+	build := exec.Command("go", "build", "-o", binaryPath, "./cmd/node")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build ./cmd/node: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("go env GOMOD: not inside a module")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// Listen addresses for a fresh node: loopback, port picked by the kernel.
+// (TestBothListenersOnPortZero checks the binary accepts both on port 0.)
+const (
+	defaultHTTPListen = "127.0.0.1:0"
+	defaultRaftListen = "127.0.0.1:0"
+)
+
+// nodeOptions configures one node process. Zero values keep the binary's
+// defaults.
+type nodeOptions struct {
+	ID string
+	// Join lists HTTP addresses (host:port) of members to join through.
+	Join []string
+	// AdminToken is passed as -admin-token and used by the harness for
+	// admin calls to this node.
+	AdminToken string
+	// RetainMessages is -retain-messages (0: the binary's default).
+	RetainMessages int
+	// SnapshotThreshold, TrailingLogs and SnapshotInterval tune log
+	// compaction (0: the binary's defaults).
+	SnapshotThreshold int
+	TrailingLogs      int
+	SnapshotInterval  time.Duration
+	// WriteTimeout is -write-timeout (0: the binary's default).
+	WriteTimeout time.Duration
+	// HTTPListen and RaftListen override the listen addresses.
+	HTTPListen string
+	RaftListen string
+	// ExtraArgs are appended to the command line.
+	ExtraArgs []string
+}
+
+// node is one backplane process (and its restarts).
+type node struct {
+	t       *testing.T
+	opts    nodeOptions
+	id      string
+	dataDir string
+	// httpAddr and raftAddr are the bound addresses from addresses.json;
+	// they stay the same across restarts.
+	httpAddr string
+	raftAddr string
+	// logs holds the stderr of every run of this node, in order.
+	logs *syncBuffer
+	// cmd and exited belong to the current run; only the test goroutine
+	// changes them.
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+func (n *node) String() string { return n.id }
+
+// baseURL is http://<http addr>.
+func (n *node) baseURL() string { return "http://" + n.httpAddr }
+
+// running reports whether the current process is alive.
+func (n *node) running() bool {
+	if n.exited == nil {
+		return false
+	}
+	select {
+	case <-n.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// addresses is <data>/addresses.json.
+type addresses struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+}
+
+// startNode starts a fresh node with its data in a new temporary directory
+// and waits until it has written addresses.json. The process is stopped when
+// the test ends.
+func startNode(t *testing.T, opts nodeOptions) *node {
+	t.Helper()
+	if opts.ID == "" {
+		opts.ID = "node1"
+	}
+	if opts.HTTPListen == "" {
+		opts.HTTPListen = defaultHTTPListen
+	}
+	if opts.RaftListen == "" {
+		opts.RaftListen = defaultRaftListen
+	}
+	n := &node{
+		t:       t,
+		opts:    opts,
+		id:      opts.ID,
+		dataDir: filepath.Join(t.TempDir(), opts.ID),
+		logs:    &syncBuffer{},
+	}
+	t.Cleanup(func() {
+		n.stop()
+		if t.Failed() {
+			t.Logf("---- log of %s ----\n%s", n.id, n.logs.tail(256<<10))
+		}
+	})
+	n.launch(opts.HTTPListen, opts.RaftListen)
+	return n
+}
+
+// args is the command line for one run.
+func (n *node) args(httpListen, raftListen string) []string {
+	o := n.opts
+	args := []string{"-id", o.ID, "-data", n.dataDir, "-http", httpListen, "-raft", raftListen, "-log-level", "info"}
+	if len(o.Join) > 0 {
+		args = append(args, "-join", strings.Join(o.Join, ","))
+	}
+	if o.AdminToken != "" {
+		args = append(args, "-admin-token", o.AdminToken)
+	}
+	if o.RetainMessages > 0 {
+		args = append(args, "-retain-messages", strconv.Itoa(o.RetainMessages))
+	}
+	if o.SnapshotThreshold > 0 {
+		args = append(args, "-snapshot-threshold", strconv.Itoa(o.SnapshotThreshold))
+	}
+	if o.TrailingLogs > 0 {
+		args = append(args, "-trailing-logs", strconv.Itoa(o.TrailingLogs))
+	}
+	if o.SnapshotInterval > 0 {
+		args = append(args, "-snapshot-interval", o.SnapshotInterval.String())
+	}
+	if o.WriteTimeout > 0 {
+		args = append(args, "-write-timeout", o.WriteTimeout.String())
+	}
+	return append(args, o.ExtraArgs...)
+}
+
+// launch starts one run and waits for addresses.json.
+func (n *node) launch(httpListen, raftListen string) {
+	t := n.t
+	t.Helper()
+	addrFile := filepath.Join(n.dataDir, "addresses.json")
+	if err := os.Remove(addrFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s: remove stale %s: %v", n.id, addrFile, err)
+	}
+	args := n.args(httpListen, raftListen)
+	fmt.Fprintf(n.logs, "==== %s: starting %s %s\n", time.Now().Format(time.StampMilli), filepath.Base(binaryPath), strings.Join(args, " "))
+	cmd := exec.Command(binaryPath, args...)
+	cmd.Env = childEnv()
+	cmd.Stdout = n.logs
+	cmd.Stderr = n.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: start %s: %v", n.id, binaryPath, err)
+	}
+	exited := make(chan struct{})
+	n.cmd, n.exited = cmd, exited
+	go func() {
+		err := cmd.Wait()
+		n.logs.setExit(err)
+		close(exited)
+	}()
+
+	var got addresses
+	waitFor(t, 15*time.Second, n.id+" to write addresses.json", func() (bool, string) {
+		b, err := os.ReadFile(addrFile)
+		if err == nil {
+			if err := json.Unmarshal(b, &got); err != nil {
+				return false, fmt.Sprintf("parse %s: %v", b, err)
+			}
+			return true, ""
+		}
+		select {
+		case <-exited:
+			t.Fatalf("%s exited (%s) instead of listening and writing addresses.json; its output:\n%s", n.id, n.logs.exitText(), n.logs.tail(16<<10))
+		default:
+		}
+		return false, err.Error()
+	})
+	if got.ID != n.id || got.HTTPAddr == "" || got.RaftAddr == "" {
+		t.Fatalf("%s: addresses.json = %+v, want id %q and both addresses", n.id, got, n.id)
+	}
+	if n.httpAddr != "" && (got.HTTPAddr != n.httpAddr || got.RaftAddr != n.raftAddr) {
+		t.Fatalf("%s restarted on http %s raft %s, want the previous http %s raft %s",
+			n.id, got.HTTPAddr, got.RaftAddr, n.httpAddr, n.raftAddr)
+	}
+	n.httpAddr, n.raftAddr = got.HTTPAddr, got.RaftAddr
+}
+
+// childEnv is the test's environment without BACKPLANE_* settings, so the
+// command line alone configures the nodes.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "BACKPLANE_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// stop ends the current run: SIGTERM, then SIGKILL after a deadline.
+func (n *node) stop() {
+	if !n.running() {
+		return
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.exited:
+	case <-time.After(10 * time.Second):
+		n.t.Errorf("%s did not stop within 10s of SIGTERM; killing it", n.id)
+		_ = n.cmd.Process.Kill()
+		<-n.exited
+	}
+}
+
+// kill9 kills the current run with SIGKILL and waits for it to be gone.
+func kill9(t *testing.T, n *node) {
+	t.Helper()
+	if !n.running() {
+		t.Fatalf("kill9 %s: not running", n.id)
+	}
+	if err := n.cmd.Process.Kill(); err != nil {
+		t.Fatalf("kill9 %s: %v", n.id, err)
+	}
+	<-n.exited
+	fmt.Fprintf(n.logs, "==== %s: killed with SIGKILL\n", time.Now().Format(time.StampMilli))
+}
+
+// restart starts a stopped node again with the same data directory, the
+// same ports and the same other flags.
+func restart(t *testing.T, n *node) {
+	t.Helper()
+	if n.running() {
+		t.Fatalf("restart %s: still running", n.id)
+	}
+	n.launch(n.httpAddr, n.raftAddr)
+}
+
+// waitFor polls cond every 25ms until it reports true, and fails the test
+// with cond's last explanation when timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, detail)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// waitMembers waits until every node in nodes lists exactly nodes as
+// members, agrees on one leader among them (with its addresses), and is
+// ready. It returns the leader.
+func waitMembers(t *testing.T, timeout time.Duration, nodes ...*node) *node {
+	t.Helper()
+	want := expectedMembers(nodes...)
+	var leader *node
+	waitFor(t, timeout, fmt.Sprintf("%v to agree on members %v and a leader", nodes, want), func() (bool, string) {
+		leaderID := ""
+		for _, n := range nodes {
+			st, err := status(n)
+			if err != nil {
+				return false, err.Error()
+			}
+			if st.ID != n.id {
+				return false, fmt.Sprintf("%s: status id %q, want %q", n.id, st.ID, n.id)
+			}
+			if got := sortedMembers(st.Members); !slices.Equal(got, want) {
+				return false, fmt.Sprintf("%s: members %+v, want %+v", n.id, got, want)
+			}
+			if st.Leader.ID == "" {
+				return false, fmt.Sprintf("%s: no leader", n.id)
+			}
+			if leaderID == "" {
+				leaderID = st.Leader.ID
+			} else if st.Leader.ID != leaderID {
+				return false, fmt.Sprintf("%s: leader %q, another node says %q", n.id, st.Leader.ID, leaderID)
+			}
+			if ok, why := ready(n); !ok {
+				return false, fmt.Sprintf("%s: /readyz %s", n.id, why)
+			}
+		}
+		leader = nil
+		for _, n := range nodes {
+			if n.id == leaderID {
+				leader = n
+			}
+		}
+		if leader == nil {
+			return false, fmt.Sprintf("leader %q is not one of %v", leaderID, nodes)
+		}
+		for _, n := range nodes {
+			st, err := status(n)
+			if err != nil {
+				return false, err.Error()
+			}
+			if st.Leader.ID != leader.id || st.Leader.RaftAddr != leader.raftAddr || st.Leader.HTTPAddr != leader.httpAddr {
+				return false, fmt.Sprintf("%s: leader %+v, want {%s %s %s}", n.id, st.Leader, leader.id, leader.raftAddr, leader.httpAddr)
+			}
+		}
+		return true, ""
+	})
+	return leader
+}
+
+// startCluster starts size nodes n1..n<size>: n1 bootstraps, the others join
+// it with -join. It waits until all agree on members and leader.
+func startCluster(t *testing.T, size int, opts nodeOptions) []*node {
+	t.Helper()
+	first := opts
+	first.ID = "n1"
+	first.Join = nil
+	nodes := []*node{startNode(t, first)}
+	waitFor(t, 15*time.Second, "n1 to be ready", func() (bool, string) { return ready(nodes[0]) })
+	for i := 2; i <= size; i++ {
+		o := opts
+		o.ID = "n" + strconv.Itoa(i)
+		o.Join = []string{nodes[0].httpAddr}
+		nodes = append(nodes, startNode(t, o))
+	}
+	waitMembers(t, 30*time.Second, nodes...)
+	return nodes
+}
+
+// ---- logs ----
+
+// syncBuffer is a bytes.Buffer safe for concurrent use, which also records
+// how the last run ended.
+type syncBuffer struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	exit string
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Len is the number of bytes written so far: an offset for since.
+func (b *syncBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Len()
+}
+
+// since is what was written after offset.
+func (b *syncBuffer) since(offset int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf.Bytes()[offset:])
+}
+
+// tail is the last max bytes.
+func (b *syncBuffer) tail(max int) string {
+	s := b.String()
+	if len(s) > max {
+		return "[...]\n" + s[len(s)-max:]
+	}
+	return s
+}
+
+func (b *syncBuffer) setExit(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err == nil {
+		b.exit = "exit status 0"
+	} else {
+		b.exit = err.Error()
+	}
+	fmt.Fprintf(&b.buf, "==== %s: process ended: %s\n", time.Now().Format(time.StampMilli), b.exit)
+}
+
+func (b *syncBuffer) exitText() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.exit
+}

@@ -1,0 +1,107 @@
+package cluster
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const signalrAccessKey = "cluster-test-access-key-0123456789"
+
+// npmInstalls makes sure each Node.js test package has its node_modules,
+// installing from the committed lockfile once per test binary run.
+var npmInstalls sync.Map
+
+func ensureNodeModules(t *testing.T, dir string) {
+	t.Helper()
+	once, _ := npmInstalls.LoadOrStore(dir, &sync.Once{})
+	once.(*sync.Once).Do(func() {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules")); err == nil {
+			return
+		}
+		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
+		}
+	})
+	if _, err := os.Stat(filepath.Join(dir, "node_modules")); err != nil {
+		t.Fatalf("%s has no node_modules (npm ci failed earlier)", dir)
+	}
+}
+
+// runNode runs a Node.js script or test files in dir with env added, and
+// returns the combined output; a non-zero exit fails the test with it.
+func runNode(t *testing.T, dir string, timeout time.Duration, env []string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node %s in %s: %v\n%s", strings.Join(args, " "), dir, err, out)
+	}
+	return string(out)
+}
+
+func moduleDir(t *testing.T, rel string) string {
+	t.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(root, rel)
+}
+
+// TestOfficialSignalRClients runs the official @microsoft/signalr 10 client
+// and its MessagePack protocol (test/signalr/*.test.mjs) against a
+// three-node cluster: every transport and protocol with clients on
+// different nodes, REST sends, a long-polling client behind a balancer
+// without affinity, and automatic reconnect after a node is killed.
+func TestOfficialSignalRClients(t *testing.T) {
+	dir := moduleDir(t, "test/signalr")
+	ensureNodeModules(t, dir)
+	nodes := startCluster(t, 3, nodeOptions{ExtraArgs: []string{"-access-key", signalrAccessKey}})
+	var urls, pids []string
+	for _, n := range nodes {
+		urls = append(urls, n.baseURL())
+		pids = append(pids, strconv.Itoa(n.cmd.Process.Pid))
+	}
+	out := runNode(t, dir, 3*time.Minute, []string{
+		"BACKPLANE_NODES=" + strings.Join(urls, ","),
+		"BACKPLANE_PIDS=" + strings.Join(pids, ","),
+		"BACKPLANE_ACCESS_KEY=" + signalrAccessKey,
+	}, "--test", "--test-reporter=spec", "relay.test.mjs", "scaleout.test.mjs")
+	t.Log(out)
+	for _, want := range []string{"# fail 0", "# skipped 0"} {
+		if !strings.Contains(out, want) && !strings.Contains(out, strings.Replace(want, "# ", "ℹ ", 1)) {
+			t.Fatalf("node test summary lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestNodeChatExample runs examples/node-chat against a two-node cluster:
+// the example in the docs works as written.
+func TestNodeChatExample(t *testing.T) {
+	dir := moduleDir(t, "examples/node-chat")
+	ensureNodeModules(t, dir)
+	nodes := startCluster(t, 2, nodeOptions{})
+	out := runNode(t, dir, time.Minute, []string{"BACKPLANE_NODES=" + nodes[0].baseURL() + "," + nodes[1].baseURL()}, "chat.mjs")
+	for _, want := range []string{
+		"[alice on " + nodes[0].baseURL() + "] bob: hi alice",
+		"[bob on " + nodes[1].baseURL() + "] alice: hello from node 1",
+		"committed at indexes 1 and 2",
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("example output lacks %q:\n%s", want, out)
+		}
+	}
+}
