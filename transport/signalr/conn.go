@@ -38,7 +38,8 @@ type conn struct {
 	pollEnded time.Time
 	polling   bool
 	pollStop  context.CancelFunc
-	finalRec  []byte // the Close record to send last, if any
+	ended     time.Time // when end ran
+	finalRec  []byte    // the Close record to send last, if any
 
 	inMu     sync.Mutex // serialises inbound data (POSTs may race)
 	out      chan []byte
@@ -106,21 +107,23 @@ func (c *conn) send(rec []byte) {
 	}
 }
 
-// end closes the connection once. With a protocol and reason, the client
-// gets a Close message (errMsg may be empty) before the transport closes.
+// end closes the connection once. When the server ends it (with an error,
+// or allowing reconnect), the client gets a Close message before the
+// transport closes; an end the client asked for (its Close, a DELETE) gets
+// none. A long-polling connection keeps its token until its next poll has
+// told the client (Close or 204), or until the reaper forgets it.
 func (c *conn) end(errMsg string, allowReconnect bool, why string) {
 	c.doneOnce.Do(func() {
 		c.mu.Lock()
 		wasActive := c.active
-		if c.protocol != nil && why != "" {
+		if c.protocol != nil && why != "" && (errMsg != "" || allowReconnect) {
 			c.finalRec = c.protocol.AppendClose(nil, errMsg, allowReconnect)
 		}
-		if c.pollStop != nil {
-			c.pollStop()
-		}
+		c.ended = time.Now()
+		keepToken := c.transport == transportLongPolling
 		c.mu.Unlock()
-		close(c.done)
-		c.srv.remove(c)
+		close(c.done) // a pending poll answers with the queue and the Close
+		c.srv.remove(c, keepToken)
 		c.srv.log.Debug("connection ended", "conn", c.id, "hub", c.hub, "reason", why)
 		if wasActive {
 			go c.srv.recordClose(c, why)
@@ -233,9 +236,18 @@ func (c *conn) handshake() bool {
 		return false
 	}
 	c.mu.Lock()
-	c.protocol = p
-	c.active = true
+	ended := !c.ended.IsZero()
+	if !ended {
+		c.protocol = p
+		c.active = true // from here on, end records the close
+	}
 	c.mu.Unlock()
+	if ended {
+		// The connection ended while its open was being committed: end
+		// did not record a close, so undo the open here.
+		go c.srv.recordClose(c, "ended during the handshake")
+		return false
+	}
 	c.srv.activate(c)
 	c.send(hubproto.EncodeHandshakeResponse(""))
 	c.srv.log.Debug("connection active", "conn", c.id, "hub", c.hub, "transport", c.transportName(), "protocol", p.Name())

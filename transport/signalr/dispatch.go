@@ -181,15 +181,22 @@ func (s *Server) reap(now time.Time) {
 	s.mu.RUnlock()
 	for _, c := range all {
 		c.mu.Lock()
-		transport, polling, pollEnded, pingSeen := c.transport, c.polling, c.pollEnded, c.pingSeen
+		transport, polling, pollEnded, pingSeen, ended := c.transport, c.polling, c.pollEnded, c.pingSeen, c.ended
 		c.mu.Unlock()
 		switch {
+		case c.isDone():
+			// An ended long-polling connection whose client never polled
+			// again.
+			if now.Sub(ended) > s.opts.DisconnectTimeout {
+				s.forget(c)
+			}
 		case !c.expires.IsZero() && now.After(c.expires):
 			c.end("", true, "access token expired")
 		case transport == "" && now.Sub(c.created) > s.opts.DisconnectTimeout:
 			c.end("", false, "negotiated but never connected")
 		case transport == transportLongPolling && !polling && now.Sub(pollEnded) > s.opts.DisconnectTimeout:
 			c.end("", false, "long-polling client stopped polling")
+			s.forget(c) // nobody is polling to be told
 		case transport != "" && transport != transportLongPolling && pingSeen &&
 			now.Sub(time.Unix(0, c.lastSeen.Load())) > s.opts.ClientTimeout:
 			c.end("Connection closed with an error: client timeout", true, "client timeout")

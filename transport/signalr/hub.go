@@ -42,7 +42,11 @@ func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "No Connection with that ID", http.StatusNotFound)
 		return
 	}
-	if c.hub != hub {
+	isSSE := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+	isPoll := r.Method == http.MethodGet && !isUpgrade && !isSSE
+	// An ended connection is gone, except to the long poll that learns how
+	// it ended.
+	if c.hub != hub || (c.isDone() && !isPoll) {
 		http.Error(w, "No Connection with that ID", http.StatusNotFound)
 		return
 	}
@@ -51,7 +55,7 @@ func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case isUpgrade:
 			s.serveWebSocket(w, r, c)
-		case strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
+		case isSSE:
 			s.serveSSE(w, r, c)
 		default:
 			s.serveLongPoll(w, r, c)

@@ -22,6 +22,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn) 
 	h.Set("Expires", "Thu, 01 Jan 1970 00:00:00 GMT")
 	h.Set("Long-Running", "true")
 	if c.isDone() {
+		defer s.forget(c)
 		if final := c.takeFinal(); final != nil {
 			writePoll(w, final)
 			return

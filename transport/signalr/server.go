@@ -170,6 +170,9 @@ func (s *Server) Counts() map[string]int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, c := range s.byToken {
+		if c.isDone() {
+			continue // an ended long-polling connection awaiting its last poll
+		}
 		switch c.transportName() {
 		case transportWebSockets:
 			out["signalr_websockets"]++
@@ -223,10 +226,25 @@ func (s *Server) addPending(c *conn) {
 	s.mu.Unlock()
 }
 
-// activate indexes a connection for delivery.
+// forget drops the token of an ended connection: it is unknown (404) from
+// then on.
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byToken[c.token] == c {
+		delete(s.byToken, c.token)
+	}
+}
+
+// activate indexes a connection for delivery, unless it has already ended
+// (end closes done before remove takes the lock, so the two never leave an
+// ended connection indexed).
 func (s *Server) activate(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if c.isDone() {
+		return
+	}
 	s.byID[c.id] = c
 	h := s.hubs[c.hub]
 	if h == nil {
@@ -242,11 +260,14 @@ func (s *Server) activate(c *conn) {
 	}
 }
 
-// remove forgets a connection.
-func (s *Server) remove(c *conn) {
+// remove takes a connection out of delivery and, unless keepToken, forgets
+// its token.
+func (s *Server) remove(c *conn, keepToken bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.byToken, c.token)
+	if !keepToken {
+		delete(s.byToken, c.token)
+	}
 	if s.byID[c.id] == c {
 		delete(s.byID, c.id)
 	}

@@ -1,0 +1,92 @@
+package signalr
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+)
+
+func TestReaperNegotiatedNeverConnected(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, testOptions(func(o *Options) { o.DisconnectTimeout = 300 * time.Millisecond }))
+	n := ts.negotiate("chat", "")
+	u := ts.hubURL("chat", "id="+url.QueryEscape(n.ConnectionToken))
+	// A POST before any transport is refused without binding a transport.
+	mustEqual(t, "POST before a transport", ts.status(http.MethodPost, u, []byte(handshakeJSON), nil), http.StatusBadRequest)
+	waitFor(t, "the unused connection to be reaped", func() (bool, string) {
+		return ts.srv.lookup(n.ConnectionToken) == nil, "still held"
+	})
+	mustEqual(t, "poll of the reaped connection", ts.status(http.MethodGet, u, nil, nil), http.StatusNotFound)
+	_, resp, err := ts.dialWS("chat", "id="+url.QueryEscape(n.ConnectionToken), nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("upgrade of the reaped connection: got error %v, status %v, want 404", err, statusOf(resp))
+	}
+}
+
+// expiringServer authenticates every client with an identity that expires
+// after a short while.
+func expiringServer(t *testing.T, lifetime time.Duration) *testServer {
+	return newTestServer(t, testOptions(func(o *Options) {
+		o.PollTimeout = 3 * time.Second
+		o.Authenticate = func(r *http.Request) (Identity, error) {
+			return Identity{UserID: "u", Expires: time.Now().Add(lifetime)}, nil
+		}
+	}))
+}
+
+func TestReaperIdentityExpiresWebSocket(t *testing.T) {
+	t.Parallel()
+	lifetime := 500 * time.Millisecond
+	ts := expiringServer(t, lifetime)
+	start := time.Now()
+	c := ts.openWS("chat", "")
+	got := c.closed()
+	wantClose(t, "expired identity", got, false, true)
+	if elapsed := time.Since(start); elapsed < lifetime {
+		t.Fatalf("expired identity: got the close after %s, want at least %s", elapsed, lifetime)
+	}
+}
+
+func TestReaperIdentityExpiresLongPollPending(t *testing.T) {
+	t.Parallel()
+	ts := expiringServer(t, 500*time.Millisecond)
+	n := ts.openLP("chat")
+	pending := ts.pollAsync("chat", n.ConnectionToken)
+	r := ts.awaitPoll(pending)
+	if r.status != http.StatusOK {
+		t.Fatalf("pending poll at expiry: got %d %q, want 200 with a Close", r.status, r.body)
+	}
+	var got []record
+	for _, raw := range splitRecords(t, r.body) {
+		got = append(got, parseRecord(t, raw))
+	}
+	wantClose(t, "expired identity over a pending poll", got, false, true)
+}
+
+func TestReaperIdentityExpiresBetweenPolls(t *testing.T) {
+	t.Parallel()
+	ts := expiringServer(t, 300*time.Millisecond)
+	n := ts.openLP("chat")
+	// No poll is pending when the identity expires: the next poll still
+	// learns of the Close.
+	waitFor(t, "the expired connection to end", func() (bool, string) {
+		c := ts.srv.lookup(n.ConnectionToken)
+		return c == nil || c.isDone(), "still open"
+	})
+	u := ts.hubURL("chat", "id="+url.QueryEscape(n.ConnectionToken))
+	mustEqual(t, "POST after expiry", ts.status(http.MethodPost, u, []byte(`{"type":6}`+rs), nil), http.StatusNotFound)
+	mustEqual(t, "SSE GET after expiry", ts.status(http.MethodGet, u, nil, http.Header{"Accept": {"text/event-stream"}}), http.StatusNotFound)
+	r := ts.poll("chat", n.ConnectionToken)
+	if r.status != http.StatusOK {
+		t.Fatalf("poll after expiry: got %d %q, want 200 with a Close", r.status, r.body)
+	}
+	var got []record
+	for _, raw := range splitRecords(t, r.body) {
+		got = append(got, parseRecord(t, raw))
+	}
+	wantClose(t, "expired identity between polls", got, false, true)
+	if r := ts.poll("chat", n.ConnectionToken); r.status != http.StatusNoContent && r.status != http.StatusNotFound {
+		t.Fatalf("poll after the Close: got %d %q, want 204 or 404", r.status, r.body)
+	}
+}

@@ -1,0 +1,171 @@
+package signalr
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/backplane/backplane/fsm"
+)
+
+// relayServer authenticates clients as the user named by their "user"
+// query parameter (anonymous without one).
+func relayServer(t *testing.T, relayOff ...string) *testServer {
+	return newTestServer(t, testOptions(func(o *Options) {
+		o.RelayDisabled = relayOff
+		o.Authenticate = func(r *http.Request) (Identity, error) {
+			return Identity{UserID: r.URL.Query().Get("user")}, nil
+		}
+	}))
+}
+
+// relayClients are connections of several users on hub "chat", plus one
+// of alice's on hub "other".
+type relayClients struct {
+	ts                        *testServer
+	alice1, alice2, bob, anon *wsClient
+	otherHub                  *wsClient
+	marks                     int
+}
+
+func newRelayClients(t *testing.T) *relayClients {
+	ts := relayServer(t)
+	return &relayClients{
+		ts:       ts,
+		alice1:   ts.openWS("chat", "user=alice"),
+		alice2:   ts.openWS("chat", "user=alice"),
+		bob:      ts.openWS("chat", "user=bob"),
+		anon:     ts.openWS("chat", ""),
+		otherHub: ts.openWS("other", "user=alice"),
+	}
+}
+
+func (rc *relayClients) all() map[string]*wsClient {
+	return map[string]*wsClient{"alice1": rc.alice1, "alice2": rc.alice2, "bob": rc.bob, "anon": rc.anon, "otherHub": rc.otherHub}
+}
+
+// expect publishes a marker to every connection of both hubs, then wants
+// each client to have received target exactly when it is named in to.
+func (rc *relayClients) expect(t *testing.T, target string, to ...string) {
+	t.Helper()
+	rc.marks++
+	marker := "marker" + strings.Repeat("!", rc.marks)
+	for _, hub := range []string{"chat", "other"} {
+		rc.ts.cluster.publish(t, &fsm.Publish{Hub: hub, Audience: fsm.ToAll, Target: marker, Arguments: []byte(`[]`)})
+	}
+	for name, c := range rc.all() {
+		want := ""
+		for _, n := range to {
+			if n == name {
+				want = target
+			}
+		}
+		got := strings.Join(c.deliveries(marker), ",")
+		if got != want {
+			t.Fatalf("%s received %q before the marker, want %q (sent to %v)", name, got, want, to)
+		}
+	}
+}
+
+// ok wants a successful Completion.
+func ok(t *testing.T, what string, r record) record {
+	t.Helper()
+	if r.Error != "" {
+		t.Fatalf("%s: got %s, want a successful Completion", what, r.raw)
+	}
+	return r
+}
+
+func TestRelayAudiences(t *testing.T) {
+	t.Parallel()
+	rc := newRelayClients(t)
+
+	ok(t, "JoinGroup", rc.alice1.invoke("1", "JoinGroup", "g1"))
+	ok(t, "joingroup", rc.anon.invoke("1", "joingroup", "g1"))
+	ok(t, "JoinGroup on the other hub", rc.otherHub.invoke("1", "JoinGroup", "g1"))
+	ok(t, "SendToGroup", rc.bob.invoke("2", "SendToGroup", "g1", "toGroup", 1))
+	rc.expect(t, "toGroup", "alice1", "anon")
+
+	ok(t, "LEAVEGROUP", rc.alice1.invoke("3", "LEAVEGROUP", "g1"))
+	ok(t, "sendtogroup", rc.bob.invoke("4", "sendtogroup", "g1", "toGroupAgain"))
+	rc.expect(t, "toGroupAgain", "anon")
+
+	ok(t, "SendToUser", rc.bob.invoke("5", "SendToUser", "alice", "toAlice"))
+	rc.expect(t, "toAlice", "alice1", "alice2")
+
+	ok(t, "SendToConnection", rc.anon.invoke("6", "SendToConnection", rc.bob.id, "toBob"))
+	rc.expect(t, "toBob", "bob")
+
+	ok(t, "SendToAll", rc.anon.invoke("7", "sendToAll", "toAll"))
+	rc.expect(t, "toAll", "alice1", "alice2", "bob", "anon")
+}
+
+func TestRelayExcluded(t *testing.T) {
+	t.Parallel()
+	rc := newRelayClients(t)
+	cl := rc.ts.cluster
+	cl.publish(t, &fsm.Publish{Hub: "chat", Audience: fsm.ToAll, Excluded: []string{rc.alice1.id, rc.bob.id}, Target: "allBut", Arguments: []byte(`[]`)})
+	rc.expect(t, "allBut", "alice2", "anon")
+
+	ok(t, "JoinGroup", rc.alice1.invoke("1", "JoinGroup", "g"))
+	ok(t, "JoinGroup", rc.bob.invoke("1", "JoinGroup", "g"))
+	cl.publish(t, &fsm.Publish{Hub: "chat", Audience: fsm.ToGroups, Names: []string{"g"}, Excluded: []string{rc.bob.id}, Target: "groupBut", Arguments: []byte(`[]`)})
+	rc.expect(t, "groupBut", "alice1")
+}
+
+func TestRelayUserGroupMembers(t *testing.T) {
+	t.Parallel()
+	rc := newRelayClients(t)
+	// A REST-style membership of a user reaches each of its connections.
+	mem := &fsm.Membership{Hub: "chat", Group: "fans", Kind: fsm.MemberUser, Member: "alice"}
+	if res, err := rc.ts.cluster.Propose(t.Context(), []fsm.Command{fsm.EncodeMembership(mem, true)}); err != nil || res[0].Err != nil {
+		t.Fatalf("add user to group: got %v, %v, want nil", err, resultErr(res))
+	}
+	ok(t, "SendToGroup", rc.bob.invoke("1", "SendToGroup", "fans", "toFans"))
+	rc.expect(t, "toFans", "alice1", "alice2")
+}
+
+func TestRelayErrors(t *testing.T) {
+	t.Parallel()
+	ts := relayServer(t, "locked")
+	c := ts.openWS("chat", "")
+
+	r := c.invoke("1", "NoSuchMethod", "x")
+	if !strings.Contains(r.Error, "NoSuchMethod") || !strings.Contains(r.Error, "does not exist") || r.Result != nil {
+		t.Fatalf("unknown method: got %s, want an error that it does not exist", r.raw)
+	}
+	for _, tc := range []struct {
+		target string
+		args   []any
+	}{
+		{"SendToGroup", []any{"g"}},      // no target method
+		{"SendToUser", []any{"", "m"}},   // empty user
+		{"JoinGroup", []any{42}},         // not a string
+		{"SendToConnection", []any{nil}}, // null connection id
+		{"SendToAll", []any{[]string{}}}, // target is not a string
+	} {
+		if r := c.invoke("2", tc.target, tc.args...); r.Error == "" || r.Result != nil {
+			t.Fatalf("%s%v: got %s, want an error", tc.target, tc.args, r.raw)
+		}
+	}
+
+	// Fire-and-forget invocations are never answered, not even with an
+	// error; the next one with an id is.
+	c.write(invocation("", "SendToAll", "fire", 1) + invocation("", "NoSuchMethod") + invocation("3", "SendToAll", "withID"))
+	ok(t, "invocation after fire-and-forget ones", c.completion("3")) // fails on any other Completion
+	var targets []string
+	for range 2 {
+		targets = append(targets, c.next().Target)
+	}
+	mustEqual(t, "deliveries", strings.Join(targets, ","), "fire,withID")
+
+	locked := ts.openWS("locked", "")
+	r = locked.invoke("1", "SendToAll", "x")
+	if r.Error == "" || !strings.Contains(r.Error, "switched off") {
+		t.Fatalf("relay-disabled hub: got %s, want an error", r.raw)
+	}
+	r = locked.invoke("2", "JoinGroup", "g")
+	if r.Error == "" {
+		t.Fatalf("relay-disabled hub JoinGroup: got %s, want an error", r.raw)
+	}
+}
