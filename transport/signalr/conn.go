@@ -38,6 +38,8 @@ type conn struct {
 	pollEnded time.Time
 	polling   bool
 	pollStop  context.CancelFunc
+	pollGen   uint64    // counts polls; a poll only clears state it owns
+	attached  time.Time // when the first transport request arrived
 	ended     time.Time // when end ran
 	finalRec  []byte    // the Close record to send last, if any
 
@@ -74,7 +76,7 @@ func (c *conn) attach(transport string) error {
 	defer c.mu.Unlock()
 	switch {
 	case c.transport == "":
-		c.transport = transport
+		c.transport, c.attached = transport, time.Now()
 		return nil
 	case c.transport != transport:
 		return errChangeTransport

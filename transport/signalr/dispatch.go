@@ -181,7 +181,7 @@ func (s *Server) reap(now time.Time) {
 	s.mu.RUnlock()
 	for _, c := range all {
 		c.mu.Lock()
-		transport, polling, pollEnded, pingSeen, ended := c.transport, c.polling, c.pollEnded, c.pingSeen, c.ended
+		transport, polling, pollEnded, pingSeen, ended, attached := c.transport, c.polling, c.pollEnded, c.pingSeen, c.ended, c.attached
 		c.mu.Unlock()
 		switch {
 		case c.isDone():
@@ -200,7 +200,7 @@ func (s *Server) reap(now time.Time) {
 		case transport != "" && transport != transportLongPolling && pingSeen &&
 			now.Sub(time.Unix(0, c.lastSeen.Load())) > s.opts.ClientTimeout:
 			c.end("Connection closed with an error: client timeout", true, "client timeout")
-		case transport != "" && c.protocolOf() == nil && now.Sub(c.created) > s.opts.HandshakeTimeout+s.opts.DisconnectTimeout:
+		case transport != "" && c.protocolOf() == nil && now.Sub(attached) > s.opts.HandshakeTimeout:
 			c.end("", false, "handshake timeout")
 		}
 	}

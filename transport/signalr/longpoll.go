@@ -38,11 +38,12 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn) 
 		c.pollStop() // the older poll answers 204
 	}
 	c.polling, c.pollStop = true, cancel
+	c.pollGen++
+	gen := c.pollGen
 	c.mu.Unlock()
-	superseded := false
 	defer func() {
 		c.mu.Lock()
-		if !superseded {
+		if c.pollGen == gen { // a newer poll owns the state otherwise
 			c.polling, c.pollStop = false, nil
 		}
 		c.pollEnded = time.Now()
@@ -71,7 +72,6 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn) 
 		case ctx.Err() == context.DeadlineExceeded:
 			writePoll(w, nil)
 		default:
-			superseded = true
 			w.WriteHeader(http.StatusNoContent)
 		}
 	}
