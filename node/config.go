@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/raftlog"
 )
 
 // Config is everything a node needs. cmd/node fills it from flags and the
@@ -44,6 +45,9 @@ type Config struct {
 	Retention    fsm.Retention
 	WriteTimeout time.Duration // how long a write waits for a leader
 	MaxRESTBody  int64         // bytes; larger bodies get 413
+
+	// RaftTiming overrides the Raft clock; zero fields keep the defaults.
+	RaftTiming raftlog.Timing
 
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
@@ -89,6 +93,20 @@ func (c *Config) Validate() error {
 	if c.MaxRESTBody == 0 {
 		c.MaxRESTBody = DefaultMaxRESTBody
 	}
+	t := &c.RaftTiming
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&t.HeartbeatTimeout, raftlog.DefaultTiming.HeartbeatTimeout},
+		{&t.ElectionTimeout, raftlog.DefaultTiming.ElectionTimeout},
+		{&t.LeaderLeaseTimeout, raftlog.DefaultTiming.LeaderLeaseTimeout},
+		{&t.CommitTimeout, raftlog.DefaultTiming.CommitTimeout},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -126,6 +144,10 @@ func (c *Config) Validate() error {
 	}
 	if c.WriteTimeout < 0 || c.JoinTimeout < 0 || c.SnapshotInterval < 0 {
 		errs = append(errs, errors.New("-write-timeout, -join-timeout, and -snapshot-interval must not be negative"))
+	}
+	if t.LeaderLeaseTimeout > t.HeartbeatTimeout || t.HeartbeatTimeout > t.ElectionTimeout {
+		errs = append(errs, fmt.Errorf("Raft timing: want -raft-lease-timeout (%s) <= -raft-heartbeat-timeout (%s) <= -raft-election-timeout (%s)",
+			t.LeaderLeaseTimeout, t.HeartbeatTimeout, t.ElectionTimeout))
 	}
 	if c.Retention.MaxAge < 0 {
 		errs = append(errs, errors.New("-retain-age must not be negative (0 keeps messages of any age)"))

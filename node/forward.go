@@ -43,6 +43,7 @@ func newForwarder(token string) *forwarder {
 }
 
 type wireResult struct {
+	Entry     uint64 `json:"entry"`
 	Index     uint64 `json:"index,omitempty"`
 	Duplicate bool   `json:"duplicate,omitempty"`
 	Error     string `json:"error,omitempty"`
@@ -121,7 +122,7 @@ func (f *forwarder) apply(ctx context.Context, baseURL string, cmds []fsm.Comman
 	}
 	results := make([]fsm.Result, len(out.Results))
 	for i, r := range out.Results {
-		results[i] = fsm.Result{Index: r.Index, Duplicate: r.Duplicate}
+		results[i] = fsm.Result{Index: r.Index, Duplicate: r.Duplicate, Entry: r.Entry}
 		if r.Error != "" {
 			results[i].Err = fmt.Errorf("%w: %s", fsm.ErrInvalidCommand, r.Error)
 		}
@@ -183,7 +184,7 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]wireResult, len(results))
 	for i, res := range results {
-		out[i] = wireResult{Index: res.Index, Duplicate: res.Duplicate}
+		out[i] = wireResult{Index: res.Index, Duplicate: res.Duplicate, Entry: res.Entry}
 		if res.Err != nil {
 			out[i].Error = res.Err.Error()
 		}

@@ -96,6 +96,7 @@ func New(cfg Config) (_ *Node, err error) {
 		Bootstrap:         len(cfg.Join) == 0,
 		FSM:               n.fsm,
 		Logger:            cfg.Logger.With("component", "raft"),
+		Timing:            cfg.RaftTiming,
 		SnapshotThreshold: cfg.SnapshotThreshold,
 		SnapshotInterval:  cfg.SnapshotInterval,
 		TrailingLogs:      cfg.TrailingLogs,

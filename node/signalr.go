@@ -43,6 +43,13 @@ func (h hubCluster) ConnectionsOn(nodeID string) ([]fsm.ConnectionInfo, error) {
 	return h.n.fsm.ConnectionsOn(nodeID)
 }
 
+func (h hubCluster) AppliedIndex() uint64 { return h.n.fsm.AppliedIndex() }
+
+func (h hubCluster) ConnectionOpen(hub, conn string) (bool, error) {
+	_, ok, err := h.n.fsm.Connection(hub, conn)
+	return ok, err
+}
+
 func (h hubCluster) Ready() bool {
 	rs := h.n.raft.Status()
 	return rs.LeaderID != "" && rs.AppliedIndex >= rs.CommitIndex

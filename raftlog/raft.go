@@ -48,12 +48,16 @@ type Timing struct {
 	CommitTimeout      time.Duration
 }
 
-// DefaultTiming halves hashicorp/raft's defaults for faster failover and
-// shortens CommitTimeout so idle followers learn commits within ~5 ms.
+// DefaultTiming keeps hashicorp/raft's failure detection (a dead leader is
+// replaced in about 1–2 s) and shortens CommitTimeout so idle followers
+// learn commits within ~5 ms. Halving the timeouts made a loaded two-core
+// machine lose leadership spuriously (the lease check steps a leader down
+// when it misses its followers for 250 ms), so shorter values are an
+// operator's choice (-raft-heartbeat-timeout and friends), not a default.
 var DefaultTiming = Timing{
-	HeartbeatTimeout:   500 * time.Millisecond,
-	ElectionTimeout:    500 * time.Millisecond,
-	LeaderLeaseTimeout: 250 * time.Millisecond,
+	HeartbeatTimeout:   time.Second,
+	ElectionTimeout:    time.Second,
+	LeaderLeaseTimeout: 500 * time.Millisecond,
 	CommitTimeout:      5 * time.Millisecond,
 }
 

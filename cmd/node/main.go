@@ -20,6 +20,7 @@ import (
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/node"
+	"github.com/backplane/backplane/raftlog"
 )
 
 func main() {
@@ -73,6 +74,10 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, slog.Level, strin
 	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 8192, "Raft entries between snapshots (log compaction)")
 	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 30*time.Second, "how often to check whether a snapshot is due")
 	fs.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 10240, "Raft entries kept after a snapshot for lagging followers")
+	fs.DurationVar(&cfg.RaftTiming.HeartbeatTimeout, "raft-heartbeat-timeout", raftlog.DefaultTiming.HeartbeatTimeout, "Raft: a follower without contact from the leader this long starts an election")
+	fs.DurationVar(&cfg.RaftTiming.ElectionTimeout, "raft-election-timeout", raftlog.DefaultTiming.ElectionTimeout, "Raft: how long a candidate waits for votes")
+	fs.DurationVar(&cfg.RaftTiming.LeaderLeaseTimeout, "raft-lease-timeout", raftlog.DefaultTiming.LeaderLeaseTimeout, "Raft: a leader that misses a quorum this long steps down")
+	fs.DurationVar(&cfg.RaftTiming.CommitTimeout, "raft-commit-timeout", raftlog.DefaultTiming.CommitTimeout, "Raft: idle interval after which the leader tells followers the commit index")
 	fs.BoolVar(&cfg.UnsafeNoFsync, "unsafe-no-fsync", false, "do not fsync the Raft log (benchmarks only: a power loss can lose acknowledged messages)")
 	fs.StringVar(&cfg.JWTPublicKeyFile, "jwt-public-key", "", "PEM file with an RSA or EC public key: clients may present RS256/ES256 tokens it verifies")
 	fs.StringVar(&cfg.JWKSFile, "jwks-file", "", "JWKS file (RSA and P-256 EC keys, matched by kid): clients may present RS256/ES256 tokens they verify")

@@ -76,6 +76,14 @@ export async function publish(baseUrl, hub, sub, body) {
   return JSON.parse(text).index;
 }
 
+/** rest calls the REST API of a node with a valid access token; returns the status. */
+export async function rest(baseUrl, method, path) {
+  const url = `${baseUrl}${path}`;
+  const res = await fetch(url, { method, headers: { authorization: `Bearer ${restToken(url)}` } });
+  await res.arrayBuffer();
+  return res.status;
+}
+
 function restToken(url) {
   const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
   const head = b64({ alg: "HS256", typ: "JWT" });
@@ -134,4 +142,16 @@ export async function balancer(targets) {
   server.url = `http://127.0.0.1:${server.address().port}`;
   server.setTargets = (list) => { targets = list; next = 0; };
   return server;
+}
+
+/** eventually retries fn until pred(result) holds (followers apply a few ms after the leader). */
+export async function eventually(fn, pred, what, ms = 5000) {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (pred(last)) return last;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out waiting for ${what}; last result ${JSON.stringify(last)}`);
 }

@@ -2,7 +2,7 @@
 // on different nodes: relay methods and REST sends reach the right clients.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { nodes, connect, publish } from "./lib.mjs";
+import { nodes, connect, publish, rest, eventually } from "./lib.mjs";
 
 const combos = [
   { transport: "WebSockets", msgpack: false },
@@ -88,4 +88,22 @@ test("an unknown hub method fails the invocation with a clear error", async () =
   await assert.rejects(c.conn.invoke("NoSuchMethod", 1), /does not exist/);
   await assert.rejects(c.conn.invoke("SendToGroup"), /group name is missing/);
   await c.conn.stop();
+});
+
+test("a REST close of a connection held by another node closes the client; existence checks follow", async () => {
+  const c = await connect(nodes[0], { user: "closable" });
+  open.push(c);
+  const id = c.conn.connectionId;
+  const path = `/api/v1/hubs/chat/connections/${encodeURIComponent(id)}`;
+  for (const n of nodes) {
+    await eventually(() => rest(n, "HEAD", path), (s) => s === 200, `the connection to exist on ${n}`);
+  }
+  await eventually(() => rest(nodes[1], "HEAD", "/api/v1/hubs/chat/users/closable"), (s) => s === 200, "its user to exist");
+  const closed = new Promise((resolve) => c.conn.onclose(resolve));
+  assert.equal(await rest(nodes[2], "DELETE", path), 200);
+  const err = await closed;
+  assert.equal(err, undefined, "a REST close is a normal close, not an error");
+  for (const n of nodes) {
+    await eventually(() => rest(n, "HEAD", path), (s) => s === 404, `the connection to be gone on ${n}`);
+  }
 });

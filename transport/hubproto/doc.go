@@ -32,6 +32,10 @@
 //	Close             [7, error|nil, allowReconnect?]
 //	Ack, Sequence     [8|9, sequenceId]
 //
+// Parsers accept 5- or 6-element invocations (the JS client omits an empty
+// streamIds) and Close with or without allowReconnect; the encoder writes
+// ASP.NET's layouts (6-element invocations, 3-element Close).
+//
 // Several records may share one WebSocket frame or HTTP body, and a record
 // may be split across frames: Parse consumes only complete records and
 // reports how many bytes it used, so the caller keeps the rest.

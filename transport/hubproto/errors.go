@@ -20,7 +20,8 @@ var (
 	ErrMessageTooLarge = errors.New("hubproto: message too large")
 
 	// ErrInvalidMessage reports a Message that cannot be encoded: an unknown
-	// type, or a Completion that has both an Error and a result.
+	// type, a missing target or invocation id (see Message), or a Completion
+	// that has both an Error and a result.
 	ErrInvalidMessage = errors.New("hubproto: invalid message")
 
 	// ErrUnsupportedValue reports a value that has no representation in the

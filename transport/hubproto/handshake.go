@@ -118,15 +118,14 @@ func (s *jsonScanner) readObject(field func(key []byte) error) error {
 	if !more {
 		s.pos++
 	}
-	var keyBuf [32]byte
 	for more {
 		content, escaped, err := s.readString()
 		if err != nil {
 			return err
 		}
 		key := content
-		if escaped {
-			key = appendUnescaped(keyBuf[:0], content)
+		if escaped { // rare: property names are plain ASCII in practice
+			key = appendUnescaped(nil, content)
 		}
 		if err := s.expect(':'); err != nil {
 			return err

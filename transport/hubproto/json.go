@@ -65,17 +65,38 @@ type jsonFields struct {
 	allowReconnect                        bool
 	seq                                   int64
 	args, item, result                    []byte
-	spans                                 []argSpan
 	streamIDs                             []string
 	headers                               map[string]string
+
+	// The argument spans: the first few in an array that stays on the
+	// stack with the struct, the rest in a slice.
+	nspans    int
+	spanArr   [8]argSpan
+	spanExtra []argSpan
+}
+
+// addSpan records the span of the next argument.
+func (f *jsonFields) addSpan(sp argSpan) {
+	if f.nspans < len(f.spanArr) {
+		f.spanArr[f.nspans] = sp
+	} else {
+		f.spanExtra = append(f.spanExtra, sp)
+	}
+	f.nspans++
+}
+
+// span returns the span of argument i.
+func (f *jsonFields) span(i int) argSpan {
+	if i < len(f.spanArr) {
+		return f.spanArr[i]
+	}
+	return f.spanExtra[i-len(f.spanArr)]
 }
 
 // parseJSONRecord parses one record without its separator. ok is false for
 // a well-formed record of an unknown type, which is skipped.
 func parseJSONRecord(rec []byte) (m Message, ok bool, err error) {
 	var f jsonFields
-	var spanBuf [16]argSpan
-	f.spans = spanBuf[:0]
 	s := jsonScanner{buf: rec}
 	if err := s.readObject(func(key []byte) error { return s.readField(&f, key) }); err != nil {
 		return Message{}, false, err
@@ -139,7 +160,7 @@ func (s *jsonScanner) readArguments(f *jsonFields) error {
 	}
 	start := s.pos
 	s.pos++
-	f.spans = f.spans[:0]
+	f.nspans, f.spanExtra = 0, f.spanExtra[:0]
 	more := s.peek() != ']'
 	if !more {
 		s.pos++
@@ -150,7 +171,7 @@ func (s *jsonScanner) readArguments(f *jsonFields) error {
 		if _, err := s.skipValue(1); err != nil {
 			return err
 		}
-		f.spans = append(f.spans, argSpan{at - start, s.pos - start})
+		f.addSpan(argSpan{at - start, s.pos - start})
 		var err error
 		if more, err = s.next(']'); err != nil {
 			return err
@@ -224,7 +245,8 @@ func (s *jsonScanner) readHeaders() (map[string]string, error) {
 }
 
 // message validates the collected properties for the message type and
-// builds the Message, copying raw values out of the input buffer.
+// builds the Message, copying raw values out of the input buffer. As in
+// ASP.NET, a target or invocation id that is required must be non-empty.
 func (f *jsonFields) message() (Message, bool, error) {
 	if !f.hasType {
 		return Message{}, false, errorf(ErrMalformed, "missing required property 'type'")
@@ -233,42 +255,29 @@ func (f *jsonFields) message() (Message, bool, error) {
 	if f.typ < 1 || !t.Known() {
 		return Message{}, false, nil
 	}
-	missing := func(name string) (Message, bool, error) {
-		return Message{}, false, errorf(ErrMalformed, "%v: missing required property '%s'", t, name)
-	}
 	m := Message{Type: t}
+	missing := ""
 	switch t {
 	case Invocation, StreamInvocation:
-		if t == StreamInvocation && !f.hasInvID {
-			return missing("invocationId")
-		}
-		if !f.hasTarget {
-			return missing("target")
-		}
 		if !f.hasArgs {
-			return missing("arguments")
+			missing = "arguments"
 		}
 		m.InvocationID, m.Target, m.StreamIDs, m.Headers = f.invID, f.target, f.streamIDs, f.headers
-		if len(f.spans) > 0 {
+		if f.nspans > 0 {
 			store := bytes.Clone(f.args)
-			m.Arguments = make([]RawValue, len(f.spans))
-			for i, sp := range f.spans {
+			m.Arguments = make([]RawValue, f.nspans)
+			for i := range m.Arguments {
+				sp := f.span(i)
 				m.Arguments[i] = JSONValue(store[sp.start:sp.end:sp.end])
 			}
 		}
 	case StreamItem:
-		if !f.hasInvID {
-			return missing("invocationId")
-		}
 		if !f.hasItem {
-			return missing("item")
+			missing = "item"
 		}
 		m.InvocationID, m.Headers = f.invID, f.headers
 		m.Item = JSONValue(bytes.Clone(f.item))
 	case Completion:
-		if !f.hasInvID {
-			return missing("invocationId")
-		}
 		if f.hasError && f.hasResult {
 			return Message{}, false, errorf(ErrMalformed, "completion: the 'error' and 'result' properties are mutually exclusive")
 		}
@@ -277,17 +286,20 @@ func (f *jsonFields) message() (Message, bool, error) {
 			m.Result = JSONValue(bytes.Clone(f.result))
 		}
 	case CancelInvocation:
-		if !f.hasInvID {
-			return missing("invocationId")
-		}
 		m.InvocationID, m.Headers = f.invID, f.headers
 	case Close:
 		m.Error, m.AllowReconnect = f.errMsg, f.allowReconnect
 	case Ack, Sequence:
 		if !f.hasSeq {
-			return missing("sequenceId")
+			missing = "sequenceId"
 		}
 		m.SequenceID = f.seq
+	}
+	if missing == "" {
+		missing = m.missingField()
+	}
+	if missing != "" {
+		return Message{}, false, errorf(ErrMalformed, "%v: missing required property '%s'", t, missing)
 	}
 	return m, true, nil
 }

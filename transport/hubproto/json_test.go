@@ -55,6 +55,8 @@ func TestJSONParseClientGoldens(t *testing.T) {
 			Message{Type: Ping}},
 		{"duplicate property last wins", `{"type":5,"invocationId":"1","invocationId":"2"}`,
 			Message{Type: CancelInvocation, InvocationID: "2"}},
+		{"empty invocation id means none", `{"type":1,"invocationId":"","target":"T","arguments":[]}`,
+			Message{Type: Invocation, Target: "T"}},
 		{"close allowReconnect null", `{"type":7,"allowReconnect":null,"error":null}`, Message{Type: Close}},
 	}
 	for _, tt := range tests {
@@ -101,7 +103,7 @@ func TestJSONAppendGoldens(t *testing.T) {
 		{"ack", Message{Type: Ack, SequenceID: 2}, `{"type":8,"sequenceId":2}`},
 		{"sequence", Message{Type: Sequence, SequenceID: 3}, `{"type":9,"sequenceId":3}`},
 		{"escapes", Message{Type: Invocation, Target: "a\"b\\c\n\x01\u2028ü\xff", Arguments: []RawValue{jv(`"ü"`)}},
-			`{"type":1,"target":"a\"b\\c\n\u0001` + "\u2028ü" + `\ufffd","arguments":["ü"]}`},
+			`{"type":1,"target":"a\"b\\c\n\u0001` + "\u2028ü\ufffd" + `","arguments":["ü"]}`},
 		{"msgpack args converted", Message{Type: Invocation, Target: "t", Arguments: []RawValue{mv(t, "81 a1 61 c4 02 01 02")}},
 			`{"type":1,"target":"t","arguments":[{"a":"AQI="}]}`},
 		{"headers ignored on ping", Message{Type: Ping, Headers: map[string]string{"a": "b"}}, `{"type":6}`},
@@ -258,6 +260,13 @@ func TestJSONParseMalformed(t *testing.T) {
 		`{"type":2,"invocationId":"1"}`,
 		`{"type":3}`,
 		`{"type":3,"invocationId":null}`,
+		`{"type":3,"invocationId":""}`,
+		`{"type":2,"invocationId":"","item":1}`,
+		`{"type":5,"invocationId":""}`,
+		`{"type":4,"invocationId":"","target":"T","arguments":[]}`,
+		`{"type":4,"invocationId":"1","target":"","arguments":[]}`,
+		`{"type":1,"target":"","arguments":[]}`,
+		`{"type":1,"target":null,"arguments":[]}`,
 		`{"type":3,"invocationId":"1","result":1,"error":"x"}`,
 		`{"type":3,"invocationId":"1","result":}`,
 		`{"type":4,"target":"T","arguments":[]}`,
@@ -295,6 +304,12 @@ func TestJSONAppendErrors(t *testing.T) {
 		{Type: 0},
 		{Type: 10},
 		{Type: Completion, InvocationID: "1", Error: "e", HasResult: true},
+		{Type: Invocation},
+		{Type: StreamInvocation, Target: "T"},
+		{Type: StreamInvocation, InvocationID: "1"},
+		{Type: StreamItem},
+		{Type: Completion},
+		{Type: CancelInvocation},
 	} {
 		out, err := JSON{}.Append(prefix, &m)
 		if !errors.Is(err, ErrInvalidMessage) || string(out) != "keep" {

@@ -32,7 +32,8 @@ func (JSON) AppendInvocation(dst []byte, target string, argsJSON []byte) ([]byte
 // {"type":1,"target":<target>,"arguments":<argsJSON>} + 0x1E, the
 // fire-and-forget Invocation that fan-out sends to every JSON client.
 // argsJSON must be a valid JSON array; it is copied verbatim and not
-// validated (empty means []). It allocates only if dst must grow.
+// validated (empty means []). target should be non-empty. It allocates only
+// if dst must grow.
 func AppendInvocationJSON(dst []byte, target string, argsJSON []byte) []byte {
 	dst = appendJSONString(append(dst, `{"type":1,"target":`...), target)
 	dst = append(dst, `,"arguments":`...)
@@ -58,8 +59,8 @@ func (JSON) Append(dst []byte, m *Message) ([]byte, error) {
 
 // appendJSONMessage appends the JSON object of m without the separator.
 func appendJSONMessage(dst []byte, m *Message) ([]byte, error) {
-	if !m.Type.Known() {
-		return dst, errorf(ErrInvalidMessage, "cannot encode message type %d", int(m.Type))
+	if err := m.checkEncodable(); err != nil {
+		return dst, err
 	}
 	dst = strconv.AppendInt(append(dst, `{"type":`...), int64(m.Type), 10)
 	if m.Type.Trackable() && len(m.Headers) > 0 {
@@ -68,7 +69,7 @@ func appendJSONMessage(dst []byte, m *Message) ([]byte, error) {
 	var err error
 	switch m.Type {
 	case Invocation, StreamInvocation:
-		if m.InvocationID != "" || m.Type == StreamInvocation {
+		if m.InvocationID != "" {
 			dst = appendJSONString(append(dst, `,"invocationId":`...), m.InvocationID)
 		}
 		dst = appendJSONString(append(dst, `,"target":`...), m.Target)
@@ -93,8 +94,6 @@ func appendJSONMessage(dst []byte, m *Message) ([]byte, error) {
 	case Completion:
 		dst = appendJSONString(append(dst, `,"invocationId":`...), m.InvocationID)
 		switch {
-		case m.Error != "" && m.HasResult:
-			return dst, errorf(ErrInvalidMessage, "completion %q has both a result and an error", m.InvocationID)
 		case m.Error != "":
 			dst = appendJSONString(append(dst, `,"error":`...), m.Error)
 		case m.HasResult:

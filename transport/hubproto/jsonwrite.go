@@ -8,8 +8,13 @@ import (
 
 const hexDigits = "0123456789abcdef"
 
+// replacementChar is U+FFFD in UTF-8. It is written as a character rather
+// than as \ufffd so that converting the output again gives the same bytes.
+const replacementChar = "\uFFFD"
+
 // appendJSONString appends s as a quoted JSON string. Invalid UTF-8 is
-// replaced by U+FFFD, so the output is always valid JSON text.
+// replaced by U+FFFD, so the output is always valid JSON text. Only '"',
+// '\\' and control characters are escaped.
 func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
@@ -27,7 +32,7 @@ func appendJSONString(dst []byte, s string) []byte {
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && size == 1 {
-			dst = append(append(dst, s[start:i]...), `\ufffd`...)
+			dst = append(append(dst, s[start:i]...), replacementChar...)
 			i++
 			start = i
 			continue
@@ -55,7 +60,7 @@ func appendJSONBytesString(dst []byte, s []byte) []byte {
 		}
 		r, size := utf8.DecodeRune(s[i:])
 		if r == utf8.RuneError && size == 1 {
-			dst = append(append(dst, s[start:i]...), `\ufffd`...)
+			dst = append(append(dst, s[start:i]...), replacementChar...)
 			i++
 			start = i
 			continue

@@ -137,8 +137,12 @@ func (v RawValue) AppendMsgpack(dst []byte) ([]byte, error) {
 // belong to Type are meaningful; encoders ignore the others and the parsers
 // leave them zero.
 //
-// An empty InvocationID means "none": a fire-and-forget Invocation. Empty
-// slices and maps are equivalent to nil, and an empty Error means no error.
+// An empty InvocationID means "none": a fire-and-forget Invocation. As in
+// ASP.NET, Invocation and StreamInvocation need a non-empty Target, and
+// StreamInvocation, StreamItem, Completion and CancelInvocation need a
+// non-empty InvocationID; parsers reject records without them and encoders
+// refuse to write them. Empty slices and maps are equivalent to nil, and an
+// empty Error means no error.
 type Message struct {
 	// Type is the message type.
 	Type MessageType
@@ -202,4 +206,41 @@ func (m *Message) LogValue() slog.Value {
 		attrs = append(attrs, slog.Int64("sequenceId", m.SequenceID))
 	}
 	return slog.GroupValue(attrs...)
+}
+
+// missingField returns the name of a field that m.Type requires to be
+// non-empty but that m lacks, or "". ASP.NET rejects such messages.
+func (m *Message) missingField() string {
+	switch m.Type {
+	case Invocation:
+		if m.Target == "" {
+			return "target"
+		}
+	case StreamInvocation:
+		if m.InvocationID == "" {
+			return "invocationId"
+		}
+		if m.Target == "" {
+			return "target"
+		}
+	case StreamItem, Completion, CancelInvocation:
+		if m.InvocationID == "" {
+			return "invocationId"
+		}
+	}
+	return ""
+}
+
+// checkEncodable reports why m cannot be encoded, or nil.
+func (m *Message) checkEncodable() error {
+	if !m.Type.Known() {
+		return errorf(ErrInvalidMessage, "cannot encode message type %d", int(m.Type))
+	}
+	if f := m.missingField(); f != "" {
+		return errorf(ErrInvalidMessage, "%v without %s", m.Type, f)
+	}
+	if m.Type == Completion && m.Error != "" && m.HasResult {
+		return errorf(ErrInvalidMessage, "completion %q has both a result and an error", m.InvocationID)
+	}
+	return nil
 }

@@ -105,6 +105,9 @@ func parseMsgpackRecord(body []byte) (m Message, ok bool, err error) {
 	if err != nil {
 		return Message{}, false, fmt.Errorf("%v: %w", m.Type, err)
 	}
+	if f := m.missingField(); f != "" {
+		return Message{}, false, r.errorf("%v: missing or empty %s", m.Type, f)
+	}
 	if err := r.skipN(count-read, 0); err != nil { // future extra elements
 		return Message{}, false, err
 	}
@@ -175,12 +178,8 @@ func (r *mpReader) readInvocation(m *Message, count int) (read int, err error) {
 	if m.Headers, err = r.readHeaders(); err != nil {
 		return 0, err
 	}
-	var isNil bool
-	if m.InvocationID, isNil, err = r.readStringOrNil("invocationId"); err != nil {
+	if m.InvocationID, _, err = r.readStringOrNil("invocationId"); err != nil {
 		return 0, err
-	}
-	if isNil && m.Type == StreamInvocation {
-		return 0, r.errorf("missing invocationId")
 	}
 	if m.Target, err = r.readString("target"); err != nil {
 		return 0, err

@@ -25,15 +25,17 @@ func (MessagePack) AppendInvocation(dst []byte, target string, argsJSON []byte) 
 }
 
 // AppendInvocationMsgpack appends the framed MessagePack record
-// [1, {}, nil, target, [args...]] of a fire-and-forget Invocation, converting
-// argsJSON (a JSON array; empty means no arguments) with the rules of
-// JSONToMsgpack. Invalid JSON, or JSON that is not an array, fails with
-// ErrMalformed and leaves dst unchanged.
+// [1, {}, nil, target, [args...], []] of a fire-and-forget Invocation (the
+// 6-element layout ASP.NET writes), the message that fan-out sends to every
+// MessagePack client. argsJSON is a JSON array of the arguments (empty means
+// none), converted with the rules of JSONToMsgpack; invalid JSON, or JSON
+// that is not an array, fails with ErrMalformed and leaves dst unchanged.
+// target should be non-empty. It allocates only if dst must grow.
 func AppendInvocationMsgpack(dst []byte, target string, argsJSON []byte) ([]byte, error) {
 	start := len(dst)
 	pre := varintLen(len(argsJSON) + len(target) + 8)
 	dst = append(dst, 0, 0, 0, 0, 0)[:start+pre]
-	dst = append(dst, mpFixArray|5, byte(Invocation), mpFixMap, mpNil)
+	dst = append(dst, mpFixArray|6, byte(Invocation), mpFixMap, mpNil)
 	dst = mpAppendString(dst, target)
 	if len(argsJSON) == 0 {
 		dst = append(dst, mpFixArray)
@@ -47,7 +49,7 @@ func AppendInvocationMsgpack(dst []byte, target string, argsJSON []byte) ([]byte
 			return dst[:start], err
 		}
 	}
-	return fixPrefix(dst, start, pre)
+	return fixPrefix(append(dst, mpFixArray), start, pre) // no stream ids
 }
 
 // fixPrefix writes the length prefix of the body that follows the pre bytes
@@ -72,8 +74,8 @@ func fixPrefix(dst []byte, start, pre int) ([]byte, error) {
 }
 
 // Append implements Protocol. Arrays follow ASP.NET's layouts: Invocation
-// has 5 elements, or 6 when there are stream ids; Close always has 3; a void
-// Completion has 4. Headers are written with sorted keys, and JSON raw
+// and StreamInvocation always have 6 elements (streamIds may be empty);
+// Close always has 3; a void Completion has 4. Headers are written with sorted keys, and JSON raw
 // values are converted to MessagePack.
 func (MessagePack) Append(dst []byte, m *Message) ([]byte, error) {
 	start := len(dst)
@@ -97,14 +99,13 @@ func estimateBody(m *Message) int {
 
 // appendMsgpackBody appends the MessagePack array of m without a prefix.
 func appendMsgpackBody(dst []byte, m *Message) ([]byte, error) {
+	if err := m.checkEncodable(); err != nil {
+		return dst, err
+	}
 	var err error
 	switch m.Type {
 	case Invocation, StreamInvocation:
-		n := 5
-		if len(m.StreamIDs) > 0 {
-			n = 6
-		}
-		dst = append(dst, mpFixArray|byte(n), byte(m.Type))
+		dst = append(dst, mpFixArray|6, byte(m.Type))
 		dst = mpAppendStringMap(dst, m.Headers)
 		if m.Type == Invocation {
 			dst = mpAppendStringOrNil(dst, m.InvocationID)
@@ -117,20 +118,15 @@ func appendMsgpackBody(dst []byte, m *Message) ([]byte, error) {
 				return dst, err
 			}
 		}
-		if n == 6 {
-			dst = mpAppendArrayHeader(dst, len(m.StreamIDs))
-			for _, id := range m.StreamIDs {
-				dst = mpAppendString(dst, id)
-			}
+		dst = mpAppendArrayHeader(dst, len(m.StreamIDs))
+		for _, id := range m.StreamIDs {
+			dst = mpAppendString(dst, id)
 		}
 	case StreamItem:
 		dst = append(dst, mpFixArray|4, byte(StreamItem))
 		dst = mpAppendString(mpAppendStringMap(dst, m.Headers), m.InvocationID)
 		return m.Item.AppendMsgpack(dst)
 	case Completion:
-		if m.Error != "" && m.HasResult {
-			return dst, errorf(ErrInvalidMessage, "completion %q has both a result and an error", m.InvocationID)
-		}
 		n := 5
 		if m.Error == "" && !m.HasResult {
 			n = 4
@@ -155,8 +151,6 @@ func appendMsgpackBody(dst []byte, m *Message) ([]byte, error) {
 		dst = mpAppendBool(dst, m.AllowReconnect)
 	case Ack, Sequence:
 		dst = mpAppendInt(append(dst, mpFixArray|2, byte(m.Type)), m.SequenceID)
-	default:
-		return dst, errorf(ErrInvalidMessage, "cannot encode message type %d", int(m.Type))
 	}
 	return dst, nil
 }

@@ -40,6 +40,7 @@ type conn struct {
 	pollStop  context.CancelFunc
 	pollGen   uint64    // counts polls; a poll only clears state it owns
 	attached  time.Time // when the first transport request arrived
+	openEntry uint64    // Raft index of the entry that recorded the open
 	ended     time.Time // when end ran
 	finalRec  []byte    // the Close record to send last, if any
 
@@ -131,6 +132,17 @@ func (c *conn) end(errMsg string, allowReconnect bool, why string) {
 			go c.srv.recordClose(c, why)
 		}
 	})
+}
+
+// abort ends the connection with a plain Close, as ASP.NET's
+// Context.Abort() does: the client stops and does not reconnect.
+func (c *conn) abort(why string) {
+	c.mu.Lock()
+	if c.protocol != nil && c.ended.IsZero() {
+		c.finalRec = c.protocol.AppendClose(nil, "", false)
+	}
+	c.mu.Unlock()
+	c.end("", false, why)
 }
 
 // takeFinal returns the Close record to write last, once.
@@ -232,7 +244,8 @@ func (c *conn) handshake() bool {
 	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.WriteTimeout)
 	defer cancel()
 	open := fsm.EncodeConnection(fsm.CmdConnOpen, &fsm.Connection{Hub: c.hub, ConnID: c.id, UserID: c.user, NodeID: c.srv.cluster.NodeID()})
-	if res, err := c.srv.cluster.Propose(ctx, []fsm.Command{open}); err != nil || res[0].Err != nil {
+	res, err := c.srv.cluster.Propose(ctx, []fsm.Command{open})
+	if err != nil || res[0].Err != nil {
 		c.srv.log.Warn("record connection", "conn", c.id, "err", errors.Join(err, resultErr(res)))
 		c.failHandshake("The server could not record the connection (no cluster leader?); try again.")
 		return false
@@ -240,6 +253,7 @@ func (c *conn) handshake() bool {
 	c.mu.Lock()
 	ended := !c.ended.IsZero()
 	if !ended {
+		c.openEntry = res[0].Entry
 		c.protocol = p
 		c.active = true // from here on, end records the close
 	}

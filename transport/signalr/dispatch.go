@@ -182,6 +182,7 @@ func (s *Server) reap(now time.Time) {
 	for _, c := range all {
 		c.mu.Lock()
 		transport, polling, pollEnded, pingSeen, ended, attached := c.transport, c.polling, c.pollEnded, c.pingSeen, c.ended, c.attached
+		active, openEntry := c.active, c.openEntry
 		c.mu.Unlock()
 		switch {
 		case c.isDone():
@@ -190,6 +191,8 @@ func (s *Server) reap(now time.Time) {
 			if now.Sub(ended) > s.opts.DisconnectTimeout {
 				s.forget(c)
 			}
+		case active && s.closedByCluster(c, openEntry):
+			c.abort("closed through the REST API or expired by the cluster")
 		case !c.expires.IsZero() && now.After(c.expires):
 			c.end("", true, "access token expired")
 		case transport == "" && now.Sub(c.created) > s.opts.DisconnectTimeout:
@@ -252,4 +255,16 @@ func (s *Server) expireOrphansOnce() bool {
 	}
 	s.log.Info("expired connections held by an earlier run of this node", "count", len(cmds))
 	return true
+}
+
+// closedByCluster reports whether the replicated state no longer records an
+// active connection as open: someone closed it through the REST API. It
+// only trusts the store once it has applied the entry that opened the
+// connection.
+func (s *Server) closedByCluster(c *conn, openEntry uint64) bool {
+	if openEntry == 0 || s.cluster.AppliedIndex() < openEntry {
+		return false
+	}
+	open, err := s.cluster.ConnectionOpen(c.hub, c.id)
+	return err == nil && !open
 }

@@ -103,7 +103,12 @@ func (c *fakeCluster) LastMessage() uint64      { return c.f.LastMessage() }
 func (c *fakeCluster) GroupMembers(hub, group string) ([]fsm.Member, error) {
 	return c.f.GroupMembers(hub, group)
 }
-func (c *fakeCluster) Ready() bool { return true }
+func (c *fakeCluster) Ready() bool          { return true }
+func (c *fakeCluster) AppliedIndex() uint64 { return c.f.AppliedIndex() }
+func (c *fakeCluster) ConnectionOpen(hub, conn string) (bool, error) {
+	_, ok, err := c.f.Connection(hub, conn)
+	return ok, err
+}
 func (c *fakeCluster) ConnectionsOn(nodeID string) ([]fsm.ConnectionInfo, error) {
 	return c.f.ConnectionsOn(nodeID)
 }

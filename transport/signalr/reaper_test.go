@@ -1,10 +1,13 @@
 package signalr
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/backplane/backplane/fsm"
 )
 
 func TestReaperNegotiatedNeverConnected(t *testing.T) {
@@ -88,5 +91,22 @@ func TestReaperIdentityExpiresBetweenPolls(t *testing.T) {
 	wantClose(t, "expired identity between polls", got, false, true)
 	if r := ts.poll("chat", n.ConnectionToken); r.status != http.StatusNoContent && r.status != http.StatusNotFound {
 		t.Fatalf("poll after the Close: got %d %q, want 204 or 404", r.status, r.body)
+	}
+}
+
+// A connection closed in the replicated state (the REST API's DELETE
+// /connections/{id}, committed on any node) is closed by its holder.
+func TestConnectionClosedInTheClusterIsClosedByItsHolder(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, testOptions(nil))
+	c := ts.openWS("chat", "")
+	other := ts.openWS("chat", "")
+	cmd := fsm.EncodeConnection(fsm.CmdConnClose, &fsm.Connection{Hub: "chat", ConnID: c.id, Reason: "rest"})
+	if _, err := ts.cluster.Propose(context.Background(), []fsm.Command{cmd}); err != nil {
+		t.Fatalf("commit the close: %v", err)
+	}
+	wantClose(t, "connection closed through the cluster", c.closed(), false, false)
+	if ts.srv.lookup(other.token) == nil {
+		t.Fatal("closing one connection closed another")
 	}
 }

@@ -38,6 +38,11 @@ type Cluster interface {
 	LastMessage() uint64
 	// GroupMembers lists a group's members.
 	GroupMembers(hub, group string) ([]fsm.Member, error)
+	// AppliedIndex is the last Raft index applied to this node's store.
+	AppliedIndex() uint64
+	// ConnectionOpen reports whether the replicated state records a
+	// connection as open.
+	ConnectionOpen(hub, conn string) (bool, error)
 	// Ready reports whether this node knows a leader and has applied all
 	// it knows to be committed.
 	Ready() bool
