@@ -113,6 +113,7 @@ func (st *applyState) applyEntry(l *raft.Log) ([]Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("entry %d command %d (%s): %w", l.Index, i, c.Type(), err)
 		}
+		res.Entry = l.Index
 		results[i] = res
 	}
 	if err := st.enforceRetention(ts); err != nil {

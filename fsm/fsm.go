@@ -72,6 +72,10 @@ type Result struct {
 	Duplicate bool
 	// Err is set when the command was rejected; nothing changed.
 	Err error
+	// Entry is the Raft index of the entry that carried the command: once
+	// a node's AppliedIndex reaches it, the command's effect is visible in
+	// that node's store.
+	Entry uint64
 }
 
 // FSM implements raft.FSM and raft.BatchingFSM over a bbolt store.

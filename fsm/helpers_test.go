@@ -49,9 +49,23 @@ func (tf *testFSM) entry(ts int64, cmds ...fsm.Command) *raft.Log {
 }
 
 // apply applies one command entry stamped ts and returns its results.
+// Every result must name the entry that carried it (Result.Entry); apply
+// checks that and clears it, so tests compare the rest of the result.
 func (tf *testFSM) apply(ts int64, cmds ...fsm.Command) []fsm.Result {
 	tf.tb.Helper()
-	return asResults(tf.tb, tf.Apply(tf.entry(ts, cmds...)))
+	l := tf.entry(ts, cmds...)
+	return stripEntries(tf.tb, l.Index, asResults(tf.tb, tf.Apply(l)))
+}
+
+func stripEntries(tb testing.TB, index uint64, res []fsm.Result) []fsm.Result {
+	tb.Helper()
+	for i := range res {
+		if res[i].Entry != index {
+			tb.Fatalf("result %d: got Entry %d, want the entry's Raft index %d", i, res[i].Entry, index)
+		}
+		res[i].Entry = 0
+	}
+	return res
 }
 
 // mustApply is apply that fails the test if any command is rejected.
