@@ -63,6 +63,8 @@ type applyState struct {
 	last    uint64 // last message index
 	first   uint64 // first retained message index
 	bytes   uint64 // retained record bytes
+	entry   uint64 // Raft index of the entry being applied
+	off     uint32 // offset of the command being applied in its entry
 
 	messages, streams, groups, memberOf, conns, userConns, nodes, idem, idemTime *bolt.Bucket
 }
@@ -108,7 +110,9 @@ func (st *applyState) applyEntry(l *raft.Log) ([]Result, error) {
 		panic(fmt.Sprintf("fsm: entry %d: %v", l.Index, err))
 	}
 	results := make([]Result, len(cmds))
+	st.entry = l.Index
 	for i, c := range cmds {
+		st.off = uint32(i)
 		res, err := st.applyCommand(ts, c)
 		if err != nil {
 			return nil, fmt.Errorf("entry %d command %d (%s): %w", l.Index, i, c.Type(), err)
@@ -149,6 +153,24 @@ func (st *applyState) applyCommand(ts int64, c Command) (Result, error) {
 			return st.connOpen(conn)
 		}
 		return st.connClose(conn)
+	case CmdStatefulOpen:
+		d := decoder{buf: payload}
+		o := &StatefulOpen{Hub: d.string(), ConnID: d.string(), UserID: d.string(), NodeID: d.string()}
+		o.TokenHash = append([]byte(nil), d.bytes()...)
+		if err := d.done("stateful open"); err != nil {
+			panic(fmt.Sprintf("fsm: %v", err))
+		}
+		return st.statefulOpen(o)
+	case CmdInvocation:
+		d := decoder{buf: payload}
+		inv := &Invocation{Hub: d.string(), ConnID: d.string(), InvocationID: d.string(), ClientSeq: d.uvarint(), Error: d.string()}
+		inv.Inner = Command(d.bytes())
+		if err := d.done("invocation"); err != nil {
+			panic(fmt.Sprintf("fsm: %v", err))
+		}
+		return st.invocation(ts, inv)
+	case CmdCheckpoint:
+		return st.checkpoints(payload)
 	case CmdNodeInfo:
 		n, err := decodeNodeInfo(payload)
 		if err != nil {
@@ -228,6 +250,9 @@ func (st *applyState) membership(m *Membership, add bool) (Result, error) {
 		return Result{Err: err}, nil
 	}
 	if add {
+		if err := st.recordHistory(m.Hub, m.Group, m.Kind, m.Member, true); err != nil {
+			return Result{}, err
+		}
 		if err := st.groups.Put(groupKey(m.Hub, m.Group, m.Kind, m.Member), nil); err != nil {
 			return Result{}, err
 		}
@@ -240,6 +265,9 @@ func (st *applyState) membership(m *Membership, add bool) (Result, error) {
 }
 
 func (st *applyState) leave(hub, group string, kind MemberKind, member string) error {
+	if err := st.recordHistory(hub, group, kind, member, false); err != nil {
+		return err
+	}
 	if err := st.groups.Delete(groupKey(hub, group, kind, member)); err != nil {
 		return err
 	}
@@ -311,5 +339,8 @@ func (st *applyState) connClose(c *Connection) (Result, error) {
 	if err := st.conns.Delete(key); err != nil {
 		return Result{}, err
 	}
-	return Result{}, st.leaveAll(c.Hub, MemberConnection, c.ConnID)
+	if err := st.leaveAll(c.Hub, MemberConnection, c.ConnID); err != nil {
+		return Result{}, err
+	}
+	return Result{}, st.forgetStateful(c.Hub, c.ConnID)
 }

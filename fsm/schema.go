@@ -33,7 +33,8 @@ var (
 	bucketIdemTime  = []byte("idemTime")
 
 	allBuckets = [][]byte{bucketMeta, bucketMessages, bucketStreams, bucketGroups, bucketMemberOf,
-		bucketConns, bucketUserConns, bucketNodes, bucketIdem, bucketIdemTime}
+		bucketConns, bucketUserConns, bucketNodes, bucketIdem, bucketIdemTime,
+		bucketStateful, bucketTokens, bucketCompletions, bucketHistory}
 )
 
 // Keys of the meta bucket.

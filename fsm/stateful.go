@@ -1,0 +1,404 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Stateful connections (SignalR stateful reconnect) can resume on any node.
+// Everything the server numbers for such a connection is derived from log
+// entries: the messages addressed to it (with group membership taken at
+// each message's position, from the membership history) and the
+// completions of its own invocations, which ride on the entries that carry
+// its sends. Small checkpoints of acknowledged positions are replicated in
+// batches by the holder.
+
+// More command types (see commands.go; append only).
+const (
+	CmdInvocation     CommandType = 9  // a stateful connection's invocation: its command and completion
+	CmdCheckpoint     CommandType = 10 // acknowledged positions of stateful connections
+	CmdStatefulOpen   CommandType = 11 // a stateful connection opened, or resumed on another node
+	posSize                       = 21 // encoded Position
+	orderCompletionOf byte        = 0  // a send's completion: just before its message
+	orderMessage      byte        = 1
+	orderCompletion   byte        = 2 // other completions: after the message they follow
+)
+
+// Position orders the events of a stateful connection's stream: messages
+// and completions, in log order.
+type Position struct {
+	Msg   uint64 // message index the event is at or follows
+	Order byte   // completion of a send (0), message (1), other completion (2)
+	Entry uint64 // Raft index of the completion's entry
+	Off   uint32 // command offset of the completion in its entry
+}
+
+// Less orders positions.
+func (p Position) Less(q Position) bool {
+	return bytes.Compare(p.key(), q.key()) < 0
+}
+
+func (p Position) key() []byte {
+	k := make([]byte, posSize)
+	binary.BigEndian.PutUint64(k, p.Msg)
+	k[8] = p.Order
+	binary.BigEndian.PutUint64(k[9:], p.Entry)
+	binary.BigEndian.PutUint32(k[17:], p.Off)
+	return k
+}
+
+func positionFromKey(k []byte) Position {
+	return Position{Msg: binary.BigEndian.Uint64(k), Order: k[8], Entry: binary.BigEndian.Uint64(k[9:]), Off: binary.BigEndian.Uint32(k[17:])}
+}
+
+// StatefulOpen records a stateful connection, or moves it to another
+// holder on a resume. TokenHash lets any node recognise the connection's
+// secret token without storing it.
+type StatefulOpen struct {
+	Hub, ConnID, UserID, NodeID string
+	TokenHash                   []byte
+}
+
+// Invocation is a stateful connection's invocation: ClientSeq numbers it in
+// the client's trackable messages, so a resent duplicate is dropped; Inner
+// is the command it asks for (empty when it failed before reaching the
+// log, with Error saying why). InvocationID is empty for fire-and-forget.
+type Invocation struct {
+	Hub, ConnID  string
+	InvocationID string
+	ClientSeq    uint64
+	Error        string
+	Inner        Command
+}
+
+// Checkpoint says a stateful connection's client acknowledged its stream up
+// to Seq, which is the event at Pos.
+type Checkpoint struct {
+	Hub, ConnID string
+	Seq         uint64
+	Pos         Position
+}
+
+// EncodeStatefulOpen encodes a stateful open or takeover.
+func EncodeStatefulOpen(o *StatefulOpen) Command {
+	e := encoder{}
+	e.byte(byte(CmdStatefulOpen))
+	e.string(o.Hub)
+	e.string(o.ConnID)
+	e.string(o.UserID)
+	e.string(o.NodeID)
+	e.bytes(o.TokenHash)
+	return e.buf
+}
+
+// EncodeInvocation encodes a stateful connection's invocation.
+func EncodeInvocation(inv *Invocation) Command {
+	e := encoder{}
+	e.byte(byte(CmdInvocation))
+	e.string(inv.Hub)
+	e.string(inv.ConnID)
+	e.string(inv.InvocationID)
+	e.uvarint(inv.ClientSeq)
+	e.string(inv.Error)
+	e.bytes(inv.Inner)
+	return e.buf
+}
+
+// EncodeCheckpoints encodes a batch of checkpoints.
+func EncodeCheckpoints(cps []Checkpoint) Command {
+	e := encoder{}
+	e.byte(byte(CmdCheckpoint))
+	e.uvarint(uint64(len(cps)))
+	for _, cp := range cps {
+		e.string(cp.Hub)
+		e.string(cp.ConnID)
+		e.uvarint(cp.Seq)
+		e.bytes(cp.Pos.key())
+	}
+	return e.buf
+}
+
+// statefulRecord is the replicated state of a stateful connection.
+type statefulRecord struct {
+	OpenPos   uint64 // last message index when it opened: later messages are for it
+	ClientSeq uint64 // highest client message applied
+	AckSeq    uint64 // checkpoint: acknowledged stream position
+	AckPos    Position
+	TokenHash []byte
+}
+
+func (r *statefulRecord) encode() []byte {
+	e := encoder{}
+	e.uvarint(r.OpenPos)
+	e.uvarint(r.ClientSeq)
+	e.uvarint(r.AckSeq)
+	e.bytes(r.AckPos.key())
+	e.bytes(r.TokenHash)
+	return e.buf
+}
+
+func decodeStatefulRecord(b []byte) (*statefulRecord, error) {
+	d := decoder{buf: b}
+	r := &statefulRecord{OpenPos: d.uvarint(), ClientSeq: d.uvarint(), AckSeq: d.uvarint()}
+	pos := d.bytes()
+	r.TokenHash = append([]byte(nil), d.bytes()...)
+	if err := d.done("stateful record"); err != nil {
+		return nil, err
+	}
+	if len(pos) != posSize {
+		return nil, fmt.Errorf("%w: stateful position", ErrCorrupt)
+	}
+	r.AckPos = positionFromKey(pos)
+	return r, nil
+}
+
+// Buckets of stateful connections:
+//
+//	stateful    lp(hub) lp(conn)                               → statefulRecord
+//	tokens      token hash                                     → lp(hub) lp(conn)
+//	completions lp(hub) lp(conn) position                      → completion record
+//	history     lp(hub) kind lp(member) lp(group) from (u64)   → to (u64; MaxUint64 while a member)
+var (
+	bucketStateful    = []byte("stateful")
+	bucketTokens      = []byte("tokens")
+	bucketCompletions = []byte("completions")
+	bucketHistory     = []byte("history")
+)
+
+func (st *applyState) statefulBucket() *bolt.Bucket { return st.tx.Bucket(bucketStateful) }
+
+func (st *applyState) statefulOpen(o *StatefulOpen) (Result, error) {
+	if err := ValidateHub(o.Hub); err != nil {
+		return Result{Err: err}, nil
+	}
+	if err := ValidateName("connection", o.ConnID); err != nil {
+		return Result{Err: err}, nil
+	}
+	key := connKey(o.Hub, o.ConnID)
+	if v := st.statefulBucket().Get(key); v != nil {
+		rec, err := decodeStatefulRecord(v)
+		if err != nil {
+			return Result{}, err
+		}
+		if !bytes.Equal(rec.TokenHash, o.TokenHash) {
+			return Result{Err: fmt.Errorf("%w: token does not match connection %q", ErrInvalidCommand, o.ConnID)}, nil
+		}
+		// A resume on another node: only the holder changes.
+		return st.connOpen(&Connection{Hub: o.Hub, ConnID: o.ConnID, UserID: o.UserID, NodeID: o.NodeID})
+	}
+	if st.conns.Get(key) != nil {
+		return Result{Err: fmt.Errorf("%w: connection %q is already open", ErrInvalidCommand, o.ConnID)}, nil
+	}
+	rec := &statefulRecord{OpenPos: st.last, AckPos: Position{Msg: st.last, Order: orderCompletion}, TokenHash: o.TokenHash}
+	if err := st.statefulBucket().Put(key, rec.encode()); err != nil {
+		return Result{}, err
+	}
+	if err := st.tx.Bucket(bucketTokens).Put(o.TokenHash, key); err != nil {
+		return Result{}, err
+	}
+	return st.connOpen(&Connection{Hub: o.Hub, ConnID: o.ConnID, UserID: o.UserID, NodeID: o.NodeID})
+}
+
+// invocation applies a stateful connection's invocation once per client
+// sequence number and records its completion at its position in the
+// connection's stream.
+func (st *applyState) invocation(ts int64, inv *Invocation) (Result, error) {
+	key := connKey(inv.Hub, inv.ConnID)
+	v := st.statefulBucket().Get(key)
+	if v == nil {
+		return Result{Err: fmt.Errorf("%w: no stateful connection %q", ErrInvalidCommand, inv.ConnID)}, nil
+	}
+	rec, err := decodeStatefulRecord(v)
+	if err != nil {
+		return Result{}, err
+	}
+	if inv.ClientSeq <= rec.ClientSeq {
+		return Result{Duplicate: true}, nil // a resent message already applied
+	}
+	rec.ClientSeq = inv.ClientSeq
+	if err := st.statefulBucket().Put(key, rec.encode()); err != nil {
+		return Result{}, err
+	}
+	var res Result
+	errMsg := inv.Error
+	if len(inv.Inner) > 0 {
+		switch inv.Inner.Type() &^ IgnoreUnknownFlag {
+		case CmdPublish, CmdGroupAdd, CmdGroupRemove:
+		default:
+			return Result{Err: fmt.Errorf("%w: an invocation may carry a publish or a membership change", ErrInvalidCommand)}, nil
+		}
+		res, err = st.applyCommand(ts, inv.Inner)
+		if err != nil {
+			return Result{}, err
+		}
+		if res.Err != nil && errMsg == "" {
+			errMsg = res.Err.Error()
+		}
+	}
+	if inv.InvocationID == "" {
+		return res, nil
+	}
+	pos := Position{Msg: st.last, Order: orderCompletion, Entry: st.entry, Off: st.off}
+	c := completionRecord{InvocationID: inv.InvocationID, Error: errMsg}
+	if res.Index != 0 && errMsg == "" {
+		pos.Msg, pos.Order = res.Index, orderCompletionOf
+		c.HasResult, c.Result = true, res.Index
+	}
+	return res, st.tx.Bucket(bucketCompletions).Put(append(connKey(inv.Hub, inv.ConnID), pos.key()...), c.encode())
+}
+
+type completionRecord struct {
+	InvocationID string
+	HasResult    bool
+	Result       uint64
+	Error        string
+}
+
+func (c *completionRecord) encode() []byte {
+	e := encoder{}
+	e.string(c.InvocationID)
+	if c.HasResult {
+		e.byte(1)
+	} else {
+		e.byte(0)
+	}
+	e.uvarint(c.Result)
+	e.string(c.Error)
+	return e.buf
+}
+
+func decodeCompletion(b []byte) (completionRecord, error) {
+	d := decoder{buf: b}
+	c := completionRecord{InvocationID: d.string(), HasResult: d.byte() == 1, Result: d.uvarint(), Error: d.string()}
+	return c, d.done("completion")
+}
+
+func (st *applyState) checkpoints(payload []byte) (Result, error) {
+	d := decoder{buf: payload}
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.buf)) {
+		d.fail("checkpoint count")
+	}
+	type cp struct {
+		hub, conn string
+		seq       uint64
+		pos       []byte
+	}
+	var cps []cp
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		cps = append(cps, cp{hub: d.string(), conn: d.string(), seq: d.uvarint(), pos: d.bytes()})
+	}
+	if err := d.done("checkpoints"); err != nil {
+		panic(fmt.Sprintf("fsm: %v", err))
+	}
+	for _, c := range cps {
+		key := connKey(c.hub, c.conn)
+		v := st.statefulBucket().Get(key)
+		if v == nil || len(c.pos) != posSize {
+			continue // closed meanwhile
+		}
+		rec, err := decodeStatefulRecord(v)
+		if err != nil {
+			return Result{}, err
+		}
+		if c.seq <= rec.AckSeq {
+			continue
+		}
+		rec.AckSeq, rec.AckPos = c.seq, positionFromKey(c.pos)
+		if err := st.statefulBucket().Put(key, rec.encode()); err != nil {
+			return Result{}, err
+		}
+		// Completions the client acknowledged are no longer needed.
+		if err := deletePrefixBefore(st.tx.Bucket(bucketCompletions), key, c.pos); err != nil {
+			return Result{}, err
+		}
+	}
+	return Result{}, nil
+}
+
+// deletePrefixBefore deletes the keys prefix+k with k <= limit.
+func deletePrefixBefore(b *bolt.Bucket, prefix, limit []byte) error {
+	var doomed [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if bytes.Compare(k[len(prefix):], limit) > 0 {
+			break
+		}
+		doomed = append(doomed, append([]byte(nil), k...))
+	}
+	for _, k := range doomed {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func deletePrefix(b *bolt.Bucket, prefix []byte) error {
+	var doomed [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		doomed = append(doomed, append([]byte(nil), k...))
+	}
+	for _, k := range doomed {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordHistory keeps the intervals of message indexes during which a
+// member was in a group: messages after a join and up to a leave are the
+// member's. Kept for users, and for stateful connections.
+func (st *applyState) recordHistory(hub, group string, kind MemberKind, member string, add bool) error {
+	if kind == MemberConnection && st.statefulBucket().Get(connKey(hub, member)) == nil {
+		return nil
+	}
+	h := st.tx.Bucket(bucketHistory)
+	prefix := memberOfKey(hub, kind, member, group) // the group's intervals follow it
+	open := openInterval(h, prefix)
+	switch {
+	case add && open == nil:
+		return h.Put(append(append([]byte(nil), prefix...), u64key(st.last)...), u64key(math.MaxUint64))
+	case !add && open != nil:
+		return h.Put(open, u64key(st.last))
+	}
+	return nil
+}
+
+// openInterval finds the interval key of a current membership.
+func openInterval(h *bolt.Bucket, prefix []byte) []byte {
+	c := h.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(k) == len(prefix)+8 && binary.BigEndian.Uint64(v) == math.MaxUint64 {
+			return append([]byte(nil), k...)
+		}
+	}
+	return nil
+}
+
+// forgetStateful removes a closed connection's stateful data.
+func (st *applyState) forgetStateful(hub, conn string) error {
+	key := connKey(hub, conn)
+	v := st.statefulBucket().Get(key)
+	if v == nil {
+		return nil
+	}
+	if rec, err := decodeStatefulRecord(v); err == nil {
+		if err := st.tx.Bucket(bucketTokens).Delete(rec.TokenHash); err != nil {
+			return err
+		}
+	}
+	if err := st.statefulBucket().Delete(key); err != nil {
+		return err
+	}
+	if err := deletePrefix(st.tx.Bucket(bucketCompletions), key); err != nil {
+		return err
+	}
+	return deletePrefix(st.tx.Bucket(bucketHistory), memberOfPrefix(hub, MemberConnection, conn))
+}
