@@ -155,7 +155,7 @@ func (st *applyState) applyCommand(ts int64, c Command) (Result, error) {
 		return st.connClose(conn)
 	case CmdStatefulOpen:
 		d := decoder{buf: payload}
-		o := &StatefulOpen{Hub: d.string(), ConnID: d.string(), UserID: d.string(), NodeID: d.string()}
+		o := &StatefulOpen{Hub: d.string(), ConnID: d.string(), UserID: d.string(), NodeID: d.string(), Protocol: d.string()}
 		o.TokenHash = append([]byte(nil), d.bytes()...)
 		if err := d.done("stateful open"); err != nil {
 			panic(fmt.Sprintf("fsm: %v", err))

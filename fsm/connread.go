@@ -18,6 +18,7 @@ var ErrStreamTrimmed = errors.New("fsm: the connection's stream was trimmed by r
 // StatefulState is the replicated state of a stateful connection.
 type StatefulState struct {
 	Hub, ConnID, UserID, NodeID string
+	Protocol                    string // the hub protocol the client speaks
 	// ClientSeq is the highest client message applied: resent messages up
 	// to it are duplicates.
 	ClientSeq uint64
@@ -68,7 +69,7 @@ func statefulState(tx *bolt.Tx, hub, conn string) (StatefulState, bool, error) {
 		return StatefulState{}, false, err
 	}
 	d := decoder{buf: c}
-	s := StatefulState{Hub: hub, ConnID: conn, UserID: d.string(), NodeID: d.string(),
+	s := StatefulState{Hub: hub, ConnID: conn, UserID: d.string(), NodeID: d.string(), Protocol: rec.Protocol,
 		ClientSeq: rec.ClientSeq, AckSeq: rec.AckSeq, AckPos: rec.AckPos}
 	return s, true, d.done("connection record")
 }

@@ -60,6 +60,7 @@ func positionFromKey(k []byte) Position {
 // secret token without storing it.
 type StatefulOpen struct {
 	Hub, ConnID, UserID, NodeID string
+	Protocol                    string // the hub protocol the client speaks
 	TokenHash                   []byte
 }
 
@@ -91,6 +92,7 @@ func EncodeStatefulOpen(o *StatefulOpen) Command {
 	e.string(o.ConnID)
 	e.string(o.UserID)
 	e.string(o.NodeID)
+	e.string(o.Protocol)
 	e.bytes(o.TokenHash)
 	return e.buf
 }
@@ -129,6 +131,7 @@ type statefulRecord struct {
 	AckSeq    uint64 // checkpoint: acknowledged stream position
 	AckPos    Position
 	TokenHash []byte
+	Protocol  string
 }
 
 func (r *statefulRecord) encode() []byte {
@@ -138,6 +141,7 @@ func (r *statefulRecord) encode() []byte {
 	e.uvarint(r.AckSeq)
 	e.bytes(r.AckPos.key())
 	e.bytes(r.TokenHash)
+	e.string(r.Protocol)
 	return e.buf
 }
 
@@ -146,6 +150,7 @@ func decodeStatefulRecord(b []byte) (*statefulRecord, error) {
 	r := &statefulRecord{OpenPos: d.uvarint(), ClientSeq: d.uvarint(), AckSeq: d.uvarint()}
 	pos := d.bytes()
 	r.TokenHash = append([]byte(nil), d.bytes()...)
+	r.Protocol = d.string()
 	if err := d.done("stateful record"); err != nil {
 		return nil, err
 	}
@@ -193,7 +198,7 @@ func (st *applyState) statefulOpen(o *StatefulOpen) (Result, error) {
 	if st.conns.Get(key) != nil {
 		return Result{Err: fmt.Errorf("%w: connection %q is already open", ErrInvalidCommand, o.ConnID)}, nil
 	}
-	rec := &statefulRecord{OpenPos: st.last, AckPos: Position{Msg: st.last, Order: orderCompletion}, TokenHash: o.TokenHash}
+	rec := &statefulRecord{OpenPos: st.last, AckPos: Position{Msg: st.last, Order: orderCompletion}, TokenHash: o.TokenHash, Protocol: o.Protocol}
 	if err := st.statefulBucket().Put(key, rec.encode()); err != nil {
 		return Result{}, err
 	}

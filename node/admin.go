@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/raftlog"
 )
 
 // routes builds the node's HTTP routes.
@@ -29,6 +30,7 @@ func (n *Node) routes() http.Handler {
 	n.restRoutes(mux)
 	n.streams.Register(mux)
 	n.hubs.Register(mux)
+	n.uiRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errNotFoundf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -129,6 +131,16 @@ func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
 // known leader and has applied everything it knows to be committed.
 func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 	rs := n.raft.Status()
+	if reason := n.notReadyReason(rs); reason != "" {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": reason,
+			"applied_index": rs.AppliedIndex, "commit_index": rs.CommitIndex})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ready": true, "leader": rs.LeaderID, "applied_index": rs.AppliedIndex})
+}
+
+// notReadyReason says why the node is not ready, or "" when it is.
+func (n *Node) notReadyReason(rs raftlog.Status) string {
 	var reason string
 	switch {
 	case rs.State == "Shutdown":
@@ -142,10 +154,5 @@ func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 		// appends, which never reaches the state machine.
 		reason = "catching up with the log"
 	}
-	if reason != "" {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": reason,
-			"applied_index": rs.AppliedIndex, "commit_index": rs.CommitIndex})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"ready": true, "leader": rs.LeaderID, "applied_index": rs.AppliedIndex})
+	return reason
 }

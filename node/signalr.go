@@ -45,9 +45,17 @@ func (h hubCluster) ConnectionsOn(nodeID string) ([]fsm.ConnectionInfo, error) {
 
 func (h hubCluster) AppliedIndex() uint64 { return h.n.fsm.AppliedIndex() }
 
-func (h hubCluster) ConnectionOpen(hub, conn string) (bool, error) {
-	_, ok, err := h.n.fsm.Connection(hub, conn)
-	return ok, err
+func (h hubCluster) ConnectionHolder(hub, conn string) (string, bool, error) {
+	info, ok, err := h.n.fsm.Connection(hub, conn)
+	return info.NodeID, ok, err
+}
+
+func (h hubCluster) StatefulByToken(hash []byte) (fsm.StatefulState, bool, error) {
+	return h.n.fsm.StatefulByToken(hash)
+}
+
+func (h hubCluster) ReadConnection(hub, conn string, after fsm.Position, limit int) ([]fsm.ConnEvent, bool, error) {
+	return h.n.fsm.ReadConnection(hub, conn, after, limit)
 }
 
 func (h hubCluster) Ready() bool {

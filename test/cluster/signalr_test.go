@@ -105,3 +105,28 @@ func TestNodeChatExample(t *testing.T) {
 		}
 	}
 }
+
+// TestStatefulReconnectAcrossNodes runs test/signalr/stateful.test.mjs:
+// the official client with withStatefulReconnect() resumes through a
+// follower, with invocations in flight, and after its node is killed.
+func TestStatefulReconnectAcrossNodes(t *testing.T) {
+	dir := moduleDir(t, "test/signalr")
+	ensureNodeModules(t, dir)
+	nodes := startCluster(t, 3, nodeOptions{ExtraArgs: []string{"-access-key", signalrAccessKey}})
+	var urls, pids []string
+	for _, n := range nodes {
+		urls = append(urls, n.baseURL())
+		pids = append(pids, strconv.Itoa(n.cmd.Process.Pid))
+	}
+	out := runNode(t, dir, 3*time.Minute, []string{
+		"BACKPLANE_NODES=" + strings.Join(urls, ","),
+		"BACKPLANE_PIDS=" + strings.Join(pids, ","),
+		"BACKPLANE_ACCESS_KEY=" + signalrAccessKey,
+	}, "--test", "--test-reporter=spec", "stateful.test.mjs")
+	t.Log(out)
+	for _, want := range []string{"fail 0", "skipped 0"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("node test summary lacks %q:\n%s", want, out)
+		}
+	}
+}

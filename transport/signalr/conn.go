@@ -44,6 +44,14 @@ type conn struct {
 	ended     time.Time // when end ran
 	finalRec  []byte    // the Close record to send last, if any
 
+	// Stateful reconnect: offered at negotiate; st is set once the
+	// handshake turned it on. detachedAt is when its last socket dropped.
+	statefulOffered bool
+	st              *statefulState
+	sock            *socket // the attached WebSocket, nil when detached
+	detachedAt      time.Time
+	movedAway       bool // another node took the connection over
+
 	inMu     sync.Mutex // serialises inbound data (POSTs may race)
 	out      chan []byte
 	done     chan struct{}
@@ -96,6 +104,13 @@ func (c *conn) isDone() bool {
 	}
 }
 
+// isEnding reports whether end has run (done may close a little later).
+func (c *conn) isEnding() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.ended.IsZero()
+}
+
 // send queues a record for the client. A client that lets its queue fill
 // up is disconnected with allowReconnect: it never slows anyone else.
 func (c *conn) send(rec []byte) {
@@ -124,12 +139,28 @@ func (c *conn) end(errMsg string, allowReconnect bool, why string) {
 		}
 		c.ended = time.Now()
 		keepToken := c.transport == transportLongPolling
+		stateful, movedAway := c.st != nil, c.movedAway
 		c.mu.Unlock()
-		close(c.done) // a pending poll answers with the queue and the Close
-		c.srv.remove(c, keepToken)
-		c.srv.log.Debug("connection ended", "conn", c.id, "hub", c.hub, "reason", why)
-		if wasActive {
-			go c.srv.recordClose(c, why)
+		finish := func() {
+			close(c.done) // a pending poll answers with the queue and the Close
+			c.srv.remove(c, keepToken)
+			c.srv.log.Debug("connection ended", "conn", c.id, "hub", c.hub, "reason", why)
+		}
+		switch {
+		case movedAway:
+			finish() // its new holder owns the record now
+		case stateful:
+			// The close must be committed before the client hears of it:
+			// a resume racing to another node must find it closed.
+			go func() {
+				c.srv.recordClose(c, why)
+				finish()
+			}()
+		default:
+			finish()
+			if wasActive {
+				go c.srv.recordClose(c, why)
+			}
 		}
 	})
 }
@@ -173,7 +204,7 @@ func (c *conn) drain(buf []byte, max int) []byte {
 func (c *conn) receive(data []byte) {
 	c.inMu.Lock()
 	defer c.inMu.Unlock()
-	if c.isDone() {
+	if c.isEnding() {
 		return
 	}
 	c.lastSeen.Store(time.Now().UnixNano())
@@ -187,10 +218,14 @@ func (c *conn) receive(data []byte) {
 	msgs, consumed, err := p.Parse(c.inbuf, c.srv.opts.MaxMessageSize)
 	c.inbuf = c.inbuf[consumed:]
 	for i := range msgs {
-		if c.isDone() {
+		if c.isEnding() {
 			return
 		}
-		c.handle(&msgs[i])
+		if c.st != nil {
+			c.handleStateful(&msgs[i])
+		} else {
+			c.handle(&msgs[i])
+		}
 	}
 	if err != nil {
 		if errors.Is(err, hubproto.ErrMessageTooLarge) {
@@ -243,7 +278,14 @@ func (c *conn) handshake() bool {
 	c.inbuf = append([]byte(nil), rest...)
 	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.WriteTimeout)
 	defer cancel()
+	// Stateful reconnect is on only if negotiate agreed, the client shook
+	// hands with version 2, and the transport is WebSockets.
+	stateful := c.statefulOffered && req.Version >= 2 && c.transportName() == transportWebSockets
 	open := fsm.EncodeConnection(fsm.CmdConnOpen, &fsm.Connection{Hub: c.hub, ConnID: c.id, UserID: c.user, NodeID: c.srv.cluster.NodeID()})
+	if stateful {
+		open = fsm.EncodeStatefulOpen(&fsm.StatefulOpen{Hub: c.hub, ConnID: c.id, UserID: c.user,
+			NodeID: c.srv.cluster.NodeID(), Protocol: p.Name(), TokenHash: tokenHash(c.token)})
+	}
 	res, err := c.srv.cluster.Propose(ctx, []fsm.Command{open})
 	if err != nil || res[0].Err != nil {
 		c.srv.log.Warn("record connection", "conn", c.id, "err", errors.Join(err, resultErr(res)))
@@ -256,6 +298,10 @@ func (c *conn) handshake() bool {
 		c.openEntry = res[0].Entry
 		c.protocol = p
 		c.active = true // from here on, end records the close
+		if stateful {
+			c.st = newStatefulState()
+			c.st.pendingEntry = res[0].Entry
+		}
 	}
 	c.mu.Unlock()
 	if ended {
@@ -266,6 +312,9 @@ func (c *conn) handshake() bool {
 	}
 	c.srv.activate(c)
 	c.send(hubproto.EncodeHandshakeResponse(""))
+	if c.st != nil {
+		go c.feed()
+	}
 	c.srv.log.Debug("connection active", "conn", c.id, "hub", c.hub, "transport", c.transportName(), "protocol", p.Name())
 	return true
 }

@@ -149,6 +149,14 @@ func (s *Server) recipients(m *fsm.Message) []*conn {
 			delete(set, c)
 		}
 	}
+	// Stateful connections read their own stream from the log (so any node
+	// can rebuild it); wake them instead.
+	for c := range h.conns {
+		if c.st != nil {
+			delete(set, c)
+			c.st.poke()
+		}
+	}
 	out := make([]*conn, 0, len(set))
 	for c := range set {
 		out = append(out, c)
@@ -183,6 +191,8 @@ func (s *Server) reap(now time.Time) {
 		c.mu.Lock()
 		transport, polling, pollEnded, pingSeen, ended, attached := c.transport, c.polling, c.pollEnded, c.pingSeen, c.ended, c.attached
 		active, openEntry := c.active, c.openEntry
+		detached := c.st != nil && c.sock == nil && !c.detachedAt.IsZero()
+		detachedAt := c.detachedAt
 		c.mu.Unlock()
 		switch {
 		case c.isDone():
@@ -191,6 +201,8 @@ func (s *Server) reap(now time.Time) {
 			if now.Sub(ended) > s.opts.DisconnectTimeout {
 				s.forget(c)
 			}
+		case detached && now.Sub(detachedAt) > s.opts.DisconnectTimeout:
+			c.end("", false, "not resumed in time")
 		case active && s.closedByCluster(c, openEntry):
 			c.abort("closed through the REST API or expired by the cluster")
 		case !c.expires.IsZero() && now.After(c.expires):
@@ -265,6 +277,15 @@ func (s *Server) closedByCluster(c *conn, openEntry uint64) bool {
 	if openEntry == 0 || s.cluster.AppliedIndex() < openEntry {
 		return false
 	}
-	open, err := s.cluster.ConnectionOpen(c.hub, c.id)
+	holder, open, err := s.cluster.ConnectionHolder(c.hub, c.id)
+	if err == nil && open && holder != s.cluster.NodeID() {
+		// A stateful connection resumed on another node: let go of it
+		// without closing it in the cluster.
+		c.mu.Lock()
+		c.movedAway = true
+		c.mu.Unlock()
+		c.end("", false, "resumed on node "+holder)
+		return false
+	}
 	return err == nil && !open
 }

@@ -105,9 +105,15 @@ func (c *fakeCluster) GroupMembers(hub, group string) ([]fsm.Member, error) {
 }
 func (c *fakeCluster) Ready() bool          { return true }
 func (c *fakeCluster) AppliedIndex() uint64 { return c.f.AppliedIndex() }
-func (c *fakeCluster) ConnectionOpen(hub, conn string) (bool, error) {
-	_, ok, err := c.f.Connection(hub, conn)
-	return ok, err
+func (c *fakeCluster) ConnectionHolder(hub, conn string) (string, bool, error) {
+	info, ok, err := c.f.Connection(hub, conn)
+	return info.NodeID, ok, err
+}
+func (c *fakeCluster) StatefulByToken(hash []byte) (fsm.StatefulState, bool, error) {
+	return c.f.StatefulByToken(hash)
+}
+func (c *fakeCluster) ReadConnection(hub, conn string, after fsm.Position, limit int) ([]fsm.ConnEvent, bool, error) {
+	return c.f.ReadConnection(hub, conn, after, limit)
 }
 func (c *fakeCluster) ConnectionsOn(nodeID string) ([]fsm.ConnectionInfo, error) {
 	return c.f.ConnectionsOn(nodeID)

@@ -35,8 +35,14 @@ func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
 	}
 	c := s.lookup(token)
 	if c == nil {
+		if r.Method == http.MethodGet && isUpgrade {
+			if state, ok, err := s.cluster.StatefulByToken(tokenHash(token)); err == nil && ok {
+				s.resumeElsewhere(w, r, token, state)
+				return
+			}
+		}
 		if holder := holderOf(token); holder != "" && holder != s.cluster.NodeID() && r.Header.Get(forwardedHeader) == "" {
-			s.forward(w, r, holder)
+			s.forward(w, r, holder, nil)
 			return
 		}
 		http.Error(w, "No Connection with that ID", http.StatusNotFound)

@@ -28,12 +28,14 @@ type negotiateResponse struct {
 	ConnectionToken     string               `json:"connectionToken,omitempty"`
 	NegotiateVersion    int                  `json:"negotiateVersion"`
 	AvailableTransports []availableTransport `json:"availableTransports"`
+	// UseStatefulReconnect is set only when the client asked for it: the
+	// JS client fails the negotiation when a server offers it unasked.
+	UseStatefulReconnect bool `json:"useStatefulReconnect,omitempty"`
 }
 
 // serveNegotiate answers POST /hubs/{hub}/negotiate: a new connection held
 // by this node, with negotiate v1 (id and secret token) or v0 (one id).
-// Stateful reconnect is not offered: the client then simply does not use
-// it.
+// Stateful reconnect is offered when the client asks for it.
 func (s *Server) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
@@ -66,6 +68,9 @@ func (s *Server) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 		// v0 clients send the connection id as the token.
 		c.id = c.token
 		resp.ConnectionID = c.id
+	}
+	if strings.EqualFold(queryValue(r.URL.Query(), "useStatefulReconnect"), "true") {
+		c.statefulOffered, resp.UseStatefulReconnect = true, true
 	}
 	s.addPending(c)
 	writeNegotiateJSON(w, resp)

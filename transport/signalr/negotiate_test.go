@@ -19,8 +19,11 @@ func TestNegotiateV1(t *testing.T) {
 		if n.ConnectionID == "" || n.ConnectionToken == "" || n.NegotiateVersion == nil || *n.NegotiateVersion != 1 {
 			t.Fatalf("negotiate ?%s: got %s, want connectionId, connectionToken and negotiateVersion 1", query, body)
 		}
-		if _, ok := n.raw["useStatefulReconnect"]; ok {
-			t.Fatalf("negotiate ?%s: got %s, want no useStatefulReconnect (not supported)", query, body)
+		// Offered only when asked: the JS client fails a negotiation that
+		// offers it unasked.
+		asked := strings.Contains(query, "useStatefulReconnect=true")
+		if got := string(n.raw["useStatefulReconnect"]); (got == "true") != asked || (!asked && got != "") {
+			t.Fatalf("negotiate ?%s: got %s, want useStatefulReconnect only when asked", query, body)
 		}
 		if _, ok := n.raw["ProtocolVersion"]; ok {
 			t.Fatalf("negotiate ?%s: got %s, want no ProtocolVersion", query, body)

@@ -1,6 +1,8 @@
 package signalr
 
 import (
+	"errors"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -9,9 +11,15 @@ import (
 // forward relays a transport request to the node holding the connection:
 // WebSocket upgrades, SSE streams and long polls alike (responses are
 // flushed as they come).
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, holder string) {
+// When the holder cannot be reached and unreachable is set, it serves the
+// request instead (a stateful connection resumes here).
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, holder string, unreachable http.HandlerFunc) {
 	base, ok := s.cluster.NodeURL(holder)
 	if !ok {
+		if unreachable != nil {
+			unreachable(w, r)
+			return
+		}
 		http.Error(w, "No Connection with that ID (its node is not a member)", http.StatusNotFound)
 		return
 	}
@@ -31,6 +39,11 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, holder string) 
 		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.log.Debug("forward to holder failed", "holder", holder, "err", err)
+			var op *net.OpError
+			if unreachable != nil && errors.As(err, &op) && op.Op == "dial" {
+				unreachable(w, r)
+				return
+			}
 			http.Error(w, "No Connection with that ID (its node is unreachable)", http.StatusNotFound)
 		},
 	}

@@ -28,30 +28,9 @@ const (
 var errArguments = errors.New("bad arguments")
 
 func (c *conn) invoke(m *hubproto.Message) {
-	method := strings.ToLower(m.Target)
-	if c.srv.relayOff[strings.ToLower(c.hub)] {
-		c.complete(m.InvocationID, nil, fmt.Sprintf("Method '%s' does not exist: relay methods are switched off on hub '%s'.", m.Target, c.hub))
-		return
-	}
-	var cmd fsm.Command
-	var err error
-	switch method {
-	case methodJoinGroup, methodLeaveGroup:
-		cmd, err = c.membershipCommand(m, method == methodJoinGroup)
-	case methodSendToAll:
-		cmd, err = c.sendCommand(m, fsm.ToAll, 0)
-	case methodSendToGroup:
-		cmd, err = c.sendCommand(m, fsm.ToGroups, 1)
-	case methodSendToUser:
-		cmd, err = c.sendCommand(m, fsm.ToUsers, 1)
-	case methodSendToConnection:
-		cmd, err = c.sendCommand(m, fsm.ToConnections, 1)
-	default:
-		c.complete(m.InvocationID, nil, fmt.Sprintf("Failed to invoke '%s': method does not exist. Relay methods: JoinGroup, LeaveGroup, SendToAll, SendToGroup, SendToUser, SendToConnection.", m.Target))
-		return
-	}
-	if err != nil {
-		c.complete(m.InvocationID, nil, fmt.Sprintf("Failed to invoke '%s': %v", m.Target, err))
+	cmd, errMsg := c.relayCommand(m)
+	if errMsg != "" {
+		c.complete(m.InvocationID, nil, errMsg)
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.WriteTimeout)
@@ -69,6 +48,35 @@ func (c *conn) invoke(m *hubproto.Message) {
 		return
 	}
 	c.complete(m.InvocationID, strconv.AppendUint(nil, res[0].Index, 10), "")
+}
+
+// relayCommand turns a relay method invocation into its command, or says
+// why it cannot be done.
+func (c *conn) relayCommand(m *hubproto.Message) (fsm.Command, string) {
+	method := strings.ToLower(m.Target)
+	if c.srv.relayOff[strings.ToLower(c.hub)] {
+		return nil, fmt.Sprintf("Method '%s' does not exist: relay methods are switched off on hub '%s'.", m.Target, c.hub)
+	}
+	var cmd fsm.Command
+	var err error
+	switch method {
+	case methodJoinGroup, methodLeaveGroup:
+		cmd, err = c.membershipCommand(m, method == methodJoinGroup)
+	case methodSendToAll:
+		cmd, err = c.sendCommand(m, fsm.ToAll, 0)
+	case methodSendToGroup:
+		cmd, err = c.sendCommand(m, fsm.ToGroups, 1)
+	case methodSendToUser:
+		cmd, err = c.sendCommand(m, fsm.ToUsers, 1)
+	case methodSendToConnection:
+		cmd, err = c.sendCommand(m, fsm.ToConnections, 1)
+	default:
+		return nil, fmt.Sprintf("Failed to invoke '%s': method does not exist. Relay methods: JoinGroup, LeaveGroup, SendToAll, SendToGroup, SendToUser, SendToConnection.", m.Target)
+	}
+	if err != nil {
+		return nil, fmt.Sprintf("Failed to invoke '%s': %v", m.Target, err)
+	}
+	return cmd, ""
 }
 
 // complete answers an invocation that asked for a result (no answer is ever

@@ -40,9 +40,13 @@ type Cluster interface {
 	GroupMembers(hub, group string) ([]fsm.Member, error)
 	// AppliedIndex is the last Raft index applied to this node's store.
 	AppliedIndex() uint64
-	// ConnectionOpen reports whether the replicated state records a
-	// connection as open.
-	ConnectionOpen(hub, conn string) (bool, error)
+	// ConnectionHolder reports whether the replicated state records a
+	// connection as open, and which node holds it.
+	ConnectionHolder(hub, conn string) (nodeID string, open bool, err error)
+	// StatefulByToken finds a stateful connection by its token's hash.
+	StatefulByToken(tokenHash []byte) (fsm.StatefulState, bool, error)
+	// ReadConnection reads a stateful connection's stream after a position.
+	ReadConnection(hub, conn string, after fsm.Position, limit int) ([]fsm.ConnEvent, bool, error)
 	// Ready reports whether this node knows a leader and has applied all
 	// it knows to be committed.
 	Ready() bool
@@ -147,7 +151,8 @@ func NewServer(cluster Cluster, opts Options) *Server {
 
 // Start runs the dispatcher and the reaper until Stop.
 func (s *Server) Start() {
-	s.wg.Add(3)
+	s.wg.Add(4)
+	go func() { defer s.wg.Done(); s.statefulLoop() }()
 	go func() { defer s.wg.Done(); s.dispatchLoop() }()
 	go func() { defer s.wg.Done(); s.reapLoop() }()
 	go func() { defer s.wg.Done(); s.expireOrphans() }()

@@ -1,6 +1,7 @@
 package signalr
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -27,6 +28,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 		c = s.newConn(r.PathValue("hub"), id)
 		s.addPending(c)
 	}
+	if c.st != nil {
+		s.resumeWebSocket(w, r, c, false)
+		return
+	}
 	if err := c.attach(transportWebSockets); err != nil {
 		status := http.StatusBadRequest
 		if err == errConcurrent {
@@ -35,33 +40,128 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 		http.Error(w, err.Error(), status)
 		return
 	}
-	up := websocket.Upgrader{
-		ReadBufferSize: 4096, WriteBufferSize: 16 << 10,
-		CheckOrigin: func(*http.Request) bool { return true }, // checked above
-	}
-	ws, err := up.Upgrade(w, r, nil)
+	ws, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		c.end("", false, "websocket upgrade failed")
 		return
 	}
+	s.runSocket(ws, c, c.newSocket())
+}
+
+var upgrader = websocket.Upgrader{
+	ReadBufferSize: 4096, WriteBufferSize: 16 << 10,
+	CheckOrigin: func(*http.Request) bool { return true }, // checked by the caller
+}
+
+// socket is one WebSocket attached to a connection; a stateful connection
+// outlives its sockets.
+type socket struct {
+	gone   chan struct{} // closed when the socket is dropped or replaced
+	exited chan struct{} // closed when its writer has stopped
+}
+
+// newSocket attaches a new socket, replacing (and waiting out) an old one.
+func (c *conn) newSocket() *socket {
+	c.mu.Lock()
+	old := c.sock
+	if old != nil {
+		close(old.gone)
+	}
+	sock := &socket{gone: make(chan struct{}), exited: make(chan struct{})}
+	c.sock, c.detachedAt = sock, time.Time{}
+	c.mu.Unlock()
+	if old != nil {
+		select {
+		case <-old.exited:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	return sock
+}
+
+// socketLost handles the end of a socket: a Close frame from the client
+// (or any drop of a connection without stateful reconnect) ends the
+// connection; a stateful connection whose socket dropped waits for a
+// resume.
+func (c *conn) socketLost(sock *socket, err error) {
+	var closeFrame *websocket.CloseError
+	if errors.As(err, &closeFrame) && closeFrame.Code == websocket.CloseAbnormalClosure {
+		closeFrame = nil // gorilla's name for a connection lost without a Close frame
+	}
+	if c.st == nil || closeFrame != nil {
+		if closeFrame != nil {
+			c.end("", false, "")
+		} else {
+			c.end("", true, "websocket closed")
+		}
+		return
+	}
+	c.mu.Lock()
+	current := c.sock == sock
+	if current {
+		close(sock.gone)
+		c.sock, c.detachedAt = nil, time.Now()
+	}
+	c.mu.Unlock()
+	if current {
+		c.st.mu.Lock()
+		c.st.attached = false
+		c.st.mu.Unlock()
+		c.srv.log.Debug("stateful connection lost its socket; waiting for a resume", "conn", c.id)
+	}
+}
+
+// runSocket reads client messages in a goroutine and writes until the
+// socket or the connection ends.
+func (s *Server) runSocket(ws *websocket.Conn, c *conn, sock *socket) {
 	ws.SetReadLimit(int64(4*s.opts.MaxMessageSize + 1024))
 	go func() {
-		defer c.end("", true, "websocket closed")
 		for {
 			_, data, err := ws.ReadMessage()
 			if err != nil {
+				c.socketLost(sock, err)
 				return
 			}
 			c.receive(data)
 		}
 	}()
-	s.writeWebSocket(ws, c)
+	s.writeWebSocket(ws, c, sock)
+}
+
+// resumeWebSocket takes a new socket for a stateful connection: the old
+// socket, if any, is replaced; the client gets our Sequence and every
+// unacknowledged message.
+func (s *Server) resumeWebSocket(w http.ResponseWriter, r *http.Request, c *conn, authenticated bool) {
+	if c.isEnding() {
+		http.Error(w, "No Connection with that ID", http.StatusNotFound)
+		return
+	}
+	if !authenticated {
+		id, ok := s.authenticate(w, r)
+		if !ok {
+			return
+		}
+		if s.opts.Authenticate != nil && id.UserID != c.user {
+			http.Error(w, "the token names another user than the connection's", http.StatusUnauthorized)
+			return
+		}
+	}
+	ws, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	sock := c.newSocket()
+	c.prepareResume()
+	s.log.Debug("stateful connection resumed", "conn", c.id, "hub", c.hub)
+	s.runSocket(ws, c, sock)
 }
 
 // writeWebSocket writes queued records, several per frame, until the
 // connection ends; it pings when nothing was written for KeepAlive.
-func (s *Server) writeWebSocket(ws *websocket.Conn, c *conn) {
+func (s *Server) writeWebSocket(ws *websocket.Conn, c *conn, sock *socket) {
+	defer close(sock.exited)
 	defer ws.Close()
+	lost := func() { c.socketLost(sock, errors.New("write failed")) }
 	tick := time.NewTicker(s.opts.KeepAlive / 3)
 	defer tick.Stop()
 	lastWrite := time.Now()
@@ -80,16 +180,18 @@ func (s *Server) writeWebSocket(ws *websocket.Conn, c *conn) {
 		case rec := <-c.out:
 			buf = c.drain(append(buf[:0], rec...), maxFrameBytes)
 			if !write(buf) {
-				c.end("", true, "websocket write failed")
+				lost()
 				return
 			}
 		case <-tick.C:
 			if p := c.protocolOf(); p != nil && time.Since(lastWrite) >= s.opts.KeepAlive {
 				if !write(p.PingRecord()) {
-					c.end("", true, "websocket write failed")
+					lost()
 					return
 				}
 			}
+		case <-sock.gone:
+			return
 		case <-c.done:
 			buf = c.drain(buf[:0], 1<<30)
 			if final := c.takeFinal(); final != nil {

@@ -1,0 +1,394 @@
+package signalr
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/transport/hubproto"
+)
+
+// Stateful reconnect (types 8 and 9) on WebSockets, for clients that
+// negotiated it and shook hands with version 2. The connection's outgoing
+// stream — messages addressed to it and completions of its invocations —
+// is read from the replicated log by position (fsm.ReadConnection), so any
+// node can rebuild it; the holder buffers what the client has not
+// acknowledged and replicates the acknowledged position once a second.
+// Client messages are numbered and applied once: a resent duplicate is
+// dropped by the state machine (fsm.Invocation.ClientSeq).
+
+// Limits of the unacknowledged buffer (ASP.NET's default is 100,000
+// bytes). When it is full, reading the log pauses: the log is the buffer.
+const (
+	statefulBufferBytes = 100_000
+	statefulBufferCount = 1024
+	feedBatch           = 128
+)
+
+type bufferedEvent struct {
+	seq uint64
+	pos fsm.Position
+	rec []byte
+}
+
+// statefulState is a stateful connection's numbering and buffer. mu
+// guards it; never call into the cluster while holding it.
+type statefulState struct {
+	mu           sync.Mutex
+	nextPos      fsm.Position // events after it are not buffered yet
+	outSeq       uint64       // sequence id of the last buffered event
+	unacked      []bufferedEvent
+	unackedBytes int
+	ackSeq       uint64 // the client's latest Ack and its position
+	ackPos       fsm.Position
+	checkpointed uint64 // the last ackSeq replicated
+	inSeq        uint64 // trackable client messages received
+	applied      uint64 // client messages up to this one were already applied
+	lastAckSent  uint64
+	attached     bool // a socket is writing: buffered events go out at once
+	awaiting     bool // after a resume: client input is ignored until its Sequence
+	pendingEntry uint64
+	wake         chan struct{}
+}
+
+func newStatefulState() *statefulState {
+	return &statefulState{attached: true, wake: make(chan struct{}, 1)}
+}
+
+func (st *statefulState) poke() {
+	select {
+	case st.wake <- struct{}{}:
+	default:
+	}
+}
+
+func tokenHash(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+// feed moves the connection's events from the log into its buffer (and to
+// the client when a socket is attached) until the connection ends.
+func (c *conn) feed() {
+	st := c.st
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		var changed <-chan struct{}
+		st.mu.Lock()
+		pending := st.pendingEntry
+		st.mu.Unlock()
+		if pending > c.srv.cluster.AppliedIndex() {
+			changed = c.srv.cluster.Changed()
+		}
+		c.fill()
+		select {
+		case <-c.done:
+			return
+		case <-st.wake:
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *conn) fill() {
+	st, p := c.st, c.protocolOf()
+	for !c.isEnding() {
+		st.mu.Lock()
+		room := st.unackedBytes < statefulBufferBytes && len(st.unacked) < statefulBufferCount
+		after := st.nextPos
+		st.mu.Unlock()
+		if !room {
+			return
+		}
+		events, open, err := c.srv.cluster.ReadConnection(c.hub, c.id, after, feedBatch)
+		if errors.Is(err, fsm.ErrStreamTrimmed) {
+			c.end("Connection closed with an error: the messages it missed are no longer retained", false, "stream trimmed")
+			return
+		}
+		if err != nil {
+			c.srv.log.Warn("read connection stream", "conn", c.id, "err", err)
+			return
+		}
+		if !open || len(events) == 0 {
+			return // a closed connection is ended by the reaper
+		}
+		st.mu.Lock()
+		for i := range events {
+			rec, err := encodeEvent(p, &events[i])
+			if err != nil {
+				c.srv.log.Error("encode stream event", "conn", c.id, "err", err)
+				rec = nil
+			}
+			st.outSeq++
+			st.unacked = append(st.unacked, bufferedEvent{seq: st.outSeq, pos: events[i].Pos, rec: rec})
+			st.unackedBytes += len(rec)
+			st.nextPos = events[i].Pos
+			if st.attached && rec != nil {
+				c.send(rec)
+			}
+		}
+		st.mu.Unlock()
+	}
+}
+
+func encodeEvent(p hubproto.Protocol, e *fsm.ConnEvent) ([]byte, error) {
+	if e.Message != nil {
+		return p.AppendInvocation(nil, e.Message.Target, e.Message.Arguments)
+	}
+	m := hubproto.Message{Type: hubproto.Completion, InvocationID: e.InvocationID, Error: e.Error}
+	if e.HasResult {
+		m.Result, m.HasResult = hubproto.JSONValue(strconv.AppendUint(nil, e.Result, 10)), true
+	}
+	return p.Append(nil, &m)
+}
+
+// handleStateful numbers and acts on a client message of a stateful
+// connection.
+func (c *conn) handleStateful(m *hubproto.Message) {
+	st := c.st
+	st.mu.Lock()
+	if st.awaiting && m.Type != hubproto.Sequence {
+		st.mu.Unlock()
+		return // sent before the client saw our Sequence: it will resend
+	}
+	switch m.Type {
+	case hubproto.Sequence:
+		st.awaiting = false
+		if m.SequenceID > 0 {
+			st.inSeq = uint64(m.SequenceID) - 1
+		}
+		st.mu.Unlock()
+		return
+	case hubproto.Ack:
+		c.acked(uint64(max(m.SequenceID, 0)))
+		st.mu.Unlock()
+		st.poke()
+		return
+	}
+	if !m.Type.Trackable() {
+		st.mu.Unlock()
+		c.handle(m)
+		return
+	}
+	st.inSeq++
+	seq := st.inSeq
+	duplicate := seq <= st.applied
+	st.mu.Unlock()
+	if duplicate {
+		return
+	}
+	switch m.Type {
+	case hubproto.Invocation:
+		c.invokeStateful(m, seq)
+	case hubproto.StreamInvocation:
+		c.commitInvocation(&fsm.Invocation{InvocationID: m.InvocationID, ClientSeq: seq, Error: "Streaming hub methods are not supported by Backplane."})
+	}
+}
+
+// acked trims the buffer up to a client Ack; st.mu is held.
+func (c *conn) acked(seq uint64) {
+	st := c.st
+	n := 0
+	for n < len(st.unacked) && st.unacked[n].seq <= seq {
+		st.unackedBytes -= len(st.unacked[n].rec)
+		st.ackSeq, st.ackPos = st.unacked[n].seq, st.unacked[n].pos
+		n++
+	}
+	st.unacked = append(st.unacked[:0], st.unacked[n:]...)
+}
+
+// invokeStateful commits an invocation with its client sequence number;
+// its completion comes back through the log.
+func (c *conn) invokeStateful(m *hubproto.Message, seq uint64) {
+	cmd, errMsg := c.relayCommand(m)
+	c.commitInvocation(&fsm.Invocation{InvocationID: m.InvocationID, ClientSeq: seq, Error: errMsg, Inner: cmd})
+}
+
+// commitInvocation proposes until the cluster answers: the sequence number
+// makes a retry safe. A connection that cannot commit for long is closed
+// with allowReconnect; the client resumes and resends.
+func (c *conn) commitInvocation(inv *fsm.Invocation) {
+	inv.Hub, inv.ConnID = c.hub, c.id
+	cmd := fsm.EncodeInvocation(inv)
+	deadline := time.Now().Add(3 * c.srv.opts.WriteTimeout)
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.WriteTimeout)
+		res, err := c.srv.cluster.Propose(ctx, []fsm.Command{cmd})
+		cancel()
+		if err == nil {
+			c.st.mu.Lock()
+			c.st.pendingEntry = max(c.st.pendingEntry, res[0].Entry)
+			c.st.mu.Unlock()
+			c.st.poke()
+			return
+		}
+		if time.Now().After(deadline) || c.isEnding() {
+			c.srv.log.Warn("commit invocation", "conn", c.id, "err", err)
+			c.end("Connection closed with an error: the cluster did not commit the invocation", true, "invocation not committed")
+			return
+		}
+		select {
+		case <-c.srv.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// prepareResume readies a stateful connection for a new socket: the
+// client gets our Sequence first, then every unacknowledged event in
+// order; its input is ignored until its own Sequence.
+func (c *conn) prepareResume() {
+	st := c.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for drained := false; !drained; {
+		select {
+		case <-c.out:
+		default:
+			drained = true
+		}
+	}
+	first := st.outSeq + 1
+	if len(st.unacked) > 0 {
+		first = st.unacked[0].seq
+	}
+	st.applied = max(st.applied, st.inSeq)
+	st.awaiting, st.attached = true, true
+	p := c.protocolOf()
+	seqRec, _ := p.Append(nil, &hubproto.Message{Type: hubproto.Sequence, SequenceID: int64(first)})
+	c.send(seqRec)
+	for _, e := range st.unacked {
+		if e.rec != nil {
+			c.send(e.rec)
+		}
+	}
+}
+
+// ackAndCheckpoint sends Acks to clients whose received count grew and
+// replicates, in one command for all of this node's connections, the
+// positions their clients acknowledged.
+func (s *Server) ackAndCheckpoint() {
+	s.mu.RLock()
+	var conns []*conn
+	for _, c := range s.byID {
+		if c.st != nil {
+			conns = append(conns, c)
+		}
+	}
+	s.mu.RUnlock()
+	var cps []fsm.Checkpoint
+	var marks []func()
+	for _, c := range conns {
+		st := c.st
+		st.mu.Lock()
+		if st.attached && !st.awaiting && st.inSeq > st.lastAckSent {
+			st.lastAckSent = st.inSeq
+			rec, _ := c.protocolOf().Append(nil, &hubproto.Message{Type: hubproto.Ack, SequenceID: int64(st.inSeq)})
+			c.send(rec)
+		}
+		if st.ackSeq > st.checkpointed {
+			seq := st.ackSeq
+			cps = append(cps, fsm.Checkpoint{Hub: c.hub, ConnID: c.id, Seq: seq, Pos: st.ackPos})
+			marks = append(marks, func() {
+				st.mu.Lock()
+				st.checkpointed = max(st.checkpointed, seq)
+				st.mu.Unlock()
+			})
+		}
+		st.mu.Unlock()
+	}
+	if len(cps) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.WriteTimeout)
+	defer cancel()
+	if _, err := s.cluster.Propose(ctx, []fsm.Command{fsm.EncodeCheckpoints(cps)}); err != nil {
+		s.log.Warn("replicate acknowledged positions", "connections", len(cps), "err", err)
+		return
+	}
+	for _, mark := range marks {
+		mark()
+	}
+}
+
+func (s *Server) statefulLoop() {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+			s.ackAndCheckpoint()
+		}
+	}
+}
+
+// resumeElsewhere serves the resume of a stateful connection this node
+// does not hold: it is forwarded to the holder, or, when the holder is
+// this node's earlier run or cannot be reached, taken over here.
+func (s *Server) resumeElsewhere(w http.ResponseWriter, r *http.Request, token string, state fsm.StatefulState) {
+	if state.Hub != r.PathValue("hub") {
+		http.Error(w, "No Connection with that ID", http.StatusNotFound)
+		return
+	}
+	adopt := func(w http.ResponseWriter, r *http.Request) { s.adopt(w, r, token, state) }
+	if state.NodeID != s.cluster.NodeID() && r.Header.Get(forwardedHeader) == "" {
+		s.forward(w, r, state.NodeID, adopt)
+		return
+	}
+	adopt(w, r)
+}
+
+// adopt takes over a stateful connection from the replicated state: its
+// numbering restarts at the last replicated checkpoint, which the client
+// had acknowledged, and its stream is read again from the log after it.
+func (s *Server) adopt(w http.ResponseWriter, r *http.Request, token string, state fsm.StatefulState) {
+	id, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if s.opts.Authenticate != nil && id.UserID != state.UserID {
+		http.Error(w, "the token names another user than the connection's", http.StatusUnauthorized)
+		return
+	}
+	p := hubproto.Lookup(state.Protocol)
+	if p == nil {
+		http.Error(w, "No Connection with that ID (unknown protocol)", http.StatusNotFound)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.WriteTimeout)
+	defer cancel()
+	takeover := fsm.EncodeStatefulOpen(&fsm.StatefulOpen{Hub: state.Hub, ConnID: state.ConnID, UserID: state.UserID,
+		NodeID: s.cluster.NodeID(), Protocol: state.Protocol, TokenHash: tokenHash(token)})
+	res, err := s.cluster.Propose(ctx, []fsm.Command{takeover})
+	if err != nil || res[0].Err != nil {
+		s.log.Info("could not take over a stateful connection", "conn", state.ConnID, "err", errors.Join(err, resultErr(res)))
+		http.Error(w, "No Connection with that ID", http.StatusNotFound)
+		return
+	}
+	now := time.Now()
+	c := &conn{
+		srv: s, id: state.ConnID, token: token, hub: state.Hub, user: state.UserID, expires: id.Expires,
+		created: now, out: make(chan []byte, s.opts.OutboundQueue), done: make(chan struct{}),
+		transport: transportWebSockets, attached: now, protocol: p, active: true, openEntry: res[0].Entry,
+		statefulOffered: true, st: newStatefulState(),
+	}
+	c.lastSeen.Store(now.UnixNano())
+	st := c.st
+	st.nextPos, st.outSeq, st.ackSeq, st.ackPos, st.checkpointed = state.AckPos, state.AckSeq, state.AckSeq, state.AckPos, state.AckSeq
+	st.applied, st.inSeq, st.pendingEntry, st.attached = state.ClientSeq, state.ClientSeq, res[0].Entry, false
+	s.addPending(c)
+	s.activate(c)
+	s.log.Info("took over a stateful connection", "conn", c.id, "hub", c.hub, "from", state.NodeID, "acked", state.AckSeq)
+	go c.feed()
+	s.resumeWebSocket(w, r, c, true)
+}
