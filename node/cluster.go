@@ -224,6 +224,12 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	// The removed node's clients must reconnect elsewhere.
+	if req.ID != n.cfg.ID {
+		if err := n.expireConnectionsOf(r.Context(), req.ID, "holder removed"); err != nil {
+			n.log.Warn("expire connections of a removed node", "node", req.ID, "err", err)
+		}
+	}
 	w.Header().Set("Backplane-Served-By", n.cfg.ID)
 	writeJSON(w, http.StatusOK, map[string]any{"removed": req.ID})
 }

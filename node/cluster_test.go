@@ -214,3 +214,23 @@ func (n *testNode) publishTo(t *testing.T, hub, sub, target string) uint64 {
 	_ = json.Unmarshal(res.body, &out)
 	return out.Index
 }
+
+// The leader expires the connections of a node it cannot reach, once, for
+// the whole cluster.
+func TestLeaderExpiresConnectionsOfAnUnreachableNode(t *testing.T) {
+	c := startCluster(t, clusterOptions{size: 3, tweak: func(cfg *Config) { cfg.HolderTimeout = 1500 * time.Millisecond }})
+	victim := c.followers()[0]
+	open := fsm.EncodeConnection(fsm.CmdConnOpen, &fsm.Connection{Hub: "chat", ConnID: "held-by-victim", NodeID: victim.ID()})
+	if _, err := c.leader().proposer.Propose(t.Context(), []fsm.Command{open}); err != nil {
+		t.Fatal(err)
+	}
+	leader := c.leader()
+	if _, ok, _ := leader.fsm.Connection("chat", "held-by-victim"); !ok {
+		t.Fatal("the connection was not recorded")
+	}
+	victim.stop()
+	waitFor(t, 20*time.Second, "the connection of the stopped node to expire", func() (bool, string) {
+		_, ok, err := leader.fsm.Connection("chat", "held-by-victim")
+		return err == nil && !ok, "still recorded"
+	})
+}

@@ -46,6 +46,10 @@ type Config struct {
 	WriteTimeout time.Duration // how long a write waits for a leader
 	MaxRESTBody  int64         // bytes; larger bodies get 413
 
+	// HolderTimeout is how long the leader waits for an unreachable node
+	// before it expires the connections that node held.
+	HolderTimeout time.Duration
+
 	// RaftTiming overrides the Raft clock; zero fields keep the defaults.
 	RaftTiming raftlog.Timing
 
@@ -89,6 +93,9 @@ func (c *Config) Validate() error {
 	}
 	if c.JoinTimeout == 0 {
 		c.JoinTimeout = DefaultJoinTimeout
+	}
+	if c.HolderTimeout == 0 {
+		c.HolderTimeout = DefaultHolderTimeout
 	}
 	if c.MaxRESTBody == 0 {
 		c.MaxRESTBody = DefaultMaxRESTBody

@@ -160,7 +160,7 @@ func (n *Node) writeAddresses() error {
 // joins the cluster, and fails if that does not succeed in time.
 func (n *Node) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go func() {
 		defer n.wg.Done()
 		if err := n.server.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -169,6 +169,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}()
 	go func() { defer n.wg.Done(); n.proposer.run() }()
 	go func() { defer n.wg.Done(); n.announceLoop() }()
+	go func() { defer n.wg.Done(); n.janitorLoop() }()
 	n.hubs.Start()
 	n.log.Info("node started", "http", n.advertiseHTTP, "raft", n.RaftAddr(), "data", n.cfg.DataDir,
 		"restarted", n.raft.Restarted())

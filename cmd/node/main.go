@@ -81,6 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, slog.Level, strin
 	fs.BoolVar(&cfg.UnsafeNoFsync, "unsafe-no-fsync", false, "do not fsync the Raft log (benchmarks only: a power loss can lose acknowledged messages)")
 	fs.StringVar(&cfg.JWTPublicKeyFile, "jwt-public-key", "", "PEM file with an RSA or EC public key: clients may present RS256/ES256 tokens it verifies")
 	fs.StringVar(&cfg.JWKSFile, "jwks-file", "", "JWKS file (RSA and P-256 EC keys, matched by kid): clients may present RS256/ES256 tokens they verify")
+	fs.DurationVar(&cfg.HolderTimeout, "holder-timeout", node.DefaultHolderTimeout, "how long the leader waits for an unreachable node before expiring the client connections it held (stateful clients can resume elsewhere until then)")
 	fs.IntVar(&cfg.MaxMessageSize, "max-message-size", 32*1024, "largest message a SignalR client may send, in bytes (larger: the connection is closed)")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser origins allowed cross-origin on /hubs (CORS with credentials, WebSocket origin check)")
 	fs.StringVar(&userClaims, "user-claims", strings.Join(node.DefaultUserClaims, ","), "comma-separated JWT claims a SignalR connection's user id is read from, first present wins")

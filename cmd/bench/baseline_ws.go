@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/backplane/backplane/transport/hubproto"
+)
+
+// The raw WebSocket baseline: a gorilla/websocket server in this process
+// broadcasts the same hub-protocol records Backplane sends (same target,
+// same argument size) to the same number of local connections, either one
+// record per frame or perFrame records per frame, as fast as the
+// connections take them. The clients are the benchmark's own SignalR
+// readers, so the client-side cost is the same as in the fan-out scenario.
+
+// wsServer holds the accepted connections and their outbound queues.
+type wsServer struct {
+	mu     sync.Mutex
+	queues []chan []byte
+	ready  chan struct{} // receives one value per accepted connection
+	srv    *http.Server
+	ln     net.Listener
+}
+
+func startWSServer(perFrame int) (*wsServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	s := &wsServer{ln: ln, ready: make(chan struct{}, 1<<16)}
+	up := websocket.Upgrader{ReadBufferSize: 4096, WriteBufferSize: 16 << 10}
+	s.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		q := make(chan []byte, 64)
+		s.mu.Lock()
+		s.queues = append(s.queues, q)
+		s.mu.Unlock()
+		s.ready <- struct{}{}
+		go func() { // discard whatever the client sends
+			for {
+				if _, _, err := ws.NextReader(); err != nil {
+					return
+				}
+			}
+		}()
+		defer ws.Close()
+		var buf []byte
+		for rec := range q {
+			buf = append(buf[:0], rec...)
+			for i := 1; i < perFrame; i++ {
+				next, ok := <-q
+				if !ok {
+					return
+				}
+				buf = append(buf, next...)
+			}
+			_ = ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if ws.WriteMessage(websocket.TextMessage, buf) != nil {
+				return
+			}
+		}
+	})}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+func (s *wsServer) close() {
+	s.mu.Lock()
+	for _, q := range s.queues {
+		close(q)
+	}
+	s.queues = nil
+	s.mu.Unlock()
+	_ = s.srv.Close()
+}
+
+// wsBroadcast measures one raw broadcast for d.
+func (b *bench) wsBroadcast(ctx context.Context, conns, perFrame int, d time.Duration) (wsBaseline, error) {
+	wb := wsBaseline{Conns: conns, PerFrame: perFrame}
+	s, err := startWSServer(perFrame)
+	if err != nil {
+		return wb, err
+	}
+	defer s.close()
+	t := newFanoutTracker(conns)
+	url := "ws://" + s.ln.Addr().String() + "/"
+	clients := make([]*hubClient, 0, conns)
+	defer func() { closeAll(clients) }()
+	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 16 << 10, WriteBufferSize: 4 << 10}
+	for range conns {
+		ws, _, err := dialer.DialContext(ctx, url, nil)
+		if err != nil {
+			return wb, fmt.Errorf("dial the raw WebSocket server: %w", err)
+		}
+		c := newHubClient(ws, 0, t.onMessage, nil)
+		go c.read(nil)
+		clients = append(clients, c)
+	}
+	for range conns {
+		select {
+		case <-s.ready:
+		case <-ctx.Done():
+			return wb, ctx.Err()
+		}
+	}
+	s.mu.Lock()
+	queues := append([]chan []byte(nil), s.queues...)
+	s.mu.Unlock()
+	var seq int64
+	var args []byte
+	send := func() int64 {
+		now := time.Now()
+		t.sentAt[seq].Store(now.UnixNano())
+		args = b.payload.args(args[:0], now, seq, 0)
+		rec := hubproto.AppendInvocationJSON(nil, targetMethod, args)
+		for _, q := range queues {
+			q <- rec
+		}
+		seq++
+		return seq - 1
+	}
+	if perFrame == 1 {
+		// Single messages, as in the fan-out scenario.
+		var single histogram
+		for range b.cfg.fanoutMsgs {
+			n := send()
+			if !t.waitAll(ctx, n, 10*time.Second) {
+				return wb, fmt.Errorf("message %d reached %d of %d connections within 10s", n, t.count[n].Load(), conns)
+			}
+			single.Record(t.timeToAll(n))
+		}
+		wb.OneToAll = single.Summary()
+	}
+
+	stats := newDeliveryStats()
+	t.d.Store(stats)
+	prog := startProgress(b.stderr, fmt.Sprintf("raw websocket %d/frame", perFrame), stats.delivered)
+	meter := &usageMeter{c: &cluster{}, start: []procSample{readProc("self")}, machine0: readMachine()}
+	start := time.Now()
+	for time.Since(start) < d && ctx.Err() == nil && seq < maxFanoutSeq {
+		send()
+	}
+	elapsed := time.Since(start)
+	prog.Stop()
+	wb.Usage = meter.Stop(ctx)
+	wb.DeliveriesPerSec = float64(stats.delivered.Load()) / elapsed.Seconds()
+	if n, why := dropped(clients); n > 0 {
+		return wb, fmt.Errorf("%d raw WebSocket clients dropped: %s", n, why)
+	}
+	return wb, nil
+}
+
+// baselines runs the bare Raft and raw WebSocket baselines.
+func (b *bench) baselines(ctx context.Context, rep *report) error {
+	err := b.raftBaselines(ctx, rep)
+	if err != nil {
+		return fmt.Errorf("bare raft baseline: %w", err)
+	}
+	conns := b.cfg.fanoutConn * 3
+	if s := rep.scenario("fanout"); s == nil && len(rep.Scenarios) > 0 {
+		return nil // no fan-out to compare with
+	}
+	var errs []error
+	for _, perFrame := range []int{1, 16} {
+		b.logf("baseline: raw gorilla/websocket broadcast to %d local connections, %d message(s) per frame", conns, perFrame)
+		wb, err := b.wsBroadcast(ctx, conns, perFrame, b.cfg.duration)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("raw websocket baseline (%d/frame): %w", perFrame, err))
+			continue
+		}
+		rep.Baselines.WS = append(rep.Baselines.WS, wb)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,403 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/backplane/backplane/transport/hubproto"
+)
+
+// targetMethod is the client method every benchmark message invokes.
+const targetMethod = "msg"
+
+// newHTTPClient returns a client that keeps up to conns connections per
+// node, so many requests in flight never wait for a connection.
+func newHTTPClient(conns int) *http.Client {
+	return &http.Client{
+		Timeout: 60 * time.Second,
+		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        4 * conns,
+			MaxIdleConnsPerHost: conns,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+	}
+}
+
+// payload builds message arguments of a fixed size that carry the send
+// time, a sequence number and the node the message entered through:
+// [sendUnixNano, seq, origin, "xxx…"]. Size is the length of the JSON
+// arguments array.
+type payload struct {
+	size int
+	pad  string
+}
+
+func newPayload(size int) payload {
+	return payload{size: size, pad: strings.Repeat("x", max(size, 0))}
+}
+
+// args appends the JSON arguments array.
+func (p payload) args(dst []byte, sent time.Time, seq int64, origin int) []byte {
+	start := len(dst)
+	dst = append(dst, '[')
+	dst = strconv.AppendInt(dst, sent.UnixNano(), 10)
+	dst = append(dst, ',')
+	dst = strconv.AppendInt(dst, seq, 10)
+	dst = append(dst, ',')
+	dst = strconv.AppendInt(dst, int64(origin), 10)
+	dst = append(dst, ',', '"')
+	padLen := max(p.size-(len(dst)-start)-2, 0)
+	dst = append(dst, p.pad[:padLen]...)
+	return append(dst, '"', ']')
+}
+
+// restBody is a REST send body: {"target":"msg","arguments":[...]}.
+func (p payload) restBody(sent time.Time, seq int64, origin int) []byte {
+	b := make([]byte, 0, p.size+40)
+	b = append(b, `{"target":"`+targetMethod+`","arguments":`...)
+	b = p.args(b, sent, seq, origin)
+	return append(b, '}')
+}
+
+// stamp is what a receiver reads back from a message.
+type stamp struct {
+	sent   int64 // unix nanos
+	seq    int64
+	origin int
+}
+
+// readStamp parses the first three arguments of a benchmark message.
+func readStamp(args []hubproto.RawValue) (stamp, bool) {
+	if len(args) < 3 {
+		return stamp{}, false
+	}
+	sent, ok1 := atoi(args[0].Data)
+	seq, ok2 := atoi(args[1].Data)
+	origin, ok3 := atoi(args[2].Data)
+	return stamp{sent: sent, seq: seq, origin: int(origin)}, ok1 && ok2 && ok3
+}
+
+// atoi parses a non-negative JSON integer without allocating.
+func atoi(b []byte) (int64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	return v, true
+}
+
+// publisher posts REST sends and reports the committed index.
+type publisher struct {
+	http *http.Client
+}
+
+var errNotAccepted = errors.New("publish not accepted")
+
+// publish posts body to POST /api/v1/hubs/{hub}[/groups/{group}] and
+// returns the committed message index.
+func (p *publisher) publish(ctx context.Context, base, hub string, body []byte) (uint64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/hubs/"+hub, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("publish: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusAccepted {
+		return 0, fmt.Errorf("%w: %d %s", errNotAccepted, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	idx, err := strconv.ParseUint(resp.Header.Get("Backplane-Index"), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("publish: bad Backplane-Index %q: %w", resp.Header.Get("Backplane-Index"), err)
+	}
+	return idx, nil
+}
+
+// hubClient is a SignalR client over WebSocket with the JSON protocol.
+// One goroutine reads; onMessage runs on it for every Invocation and
+// onCompletion for every Completion.
+type hubClient struct {
+	node int // index of the node it is connected to
+	ws   *websocket.Conn
+	wmu  sync.Mutex
+
+	onMessage    func(c *hubClient, m *hubproto.Message, now time.Time)
+	onCompletion func(c *hubClient, m *hubproto.Message, now time.Time)
+	closed       chan struct{}
+	err          error // why reading stopped; read after closed
+	// done receives the error text of completions while a caller waits in
+	// invokeWait ("" for success).
+	done   chan string
+	tag    int // the scenario's own number for the client
+	nextID atomic.Int64
+	// sentAt holds the send time of recent invocations by id, to time
+	// their completion.
+	sentAt [1024]atomic.Int64
+}
+
+// dialHub negotiates on base, upgrades to WebSocket and completes the
+// JSON handshake. The client reads until Close or an error.
+func dialHub(ctx context.Context, hc *http.Client, base, hub string, node int,
+	onMessage, onCompletion func(*hubClient, *hubproto.Message, time.Time)) (*hubClient, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/hubs/"+hub+"/negotiate?negotiateVersion=1", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("negotiate: %w", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var neg struct {
+		ConnectionToken string `json:"connectionToken"`
+		Error           string `json:"error"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &neg) != nil || neg.ConnectionToken == "" {
+		return nil, fmt.Errorf("negotiate: %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	u := "ws" + strings.TrimPrefix(base, "http") + "/hubs/" + hub + "?id=" + url.QueryEscape(neg.ConnectionToken)
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 16 << 10, WriteBufferSize: 4 << 10}
+	ws, _, err := d.DialContext(ctx, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("websocket: %w", err)
+	}
+	c := newHubClient(ws, node, onMessage, onCompletion)
+	if err := ws.WriteMessage(websocket.TextMessage, hubproto.AppendHandshakeRequest(nil, "json", 1)); err != nil {
+		ws.Close()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+	var buf []byte
+	for {
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			ws.Close()
+			return nil, fmt.Errorf("handshake: %w", err)
+		}
+		buf = append(buf, data...)
+		errMsg, rest, ok, err := hubproto.ParseHandshakeResponse(buf)
+		if err != nil || errMsg != "" {
+			ws.Close()
+			return nil, fmt.Errorf("handshake: %v %s", err, errMsg)
+		}
+		if ok {
+			buf = append([]byte(nil), rest...)
+			break
+		}
+	}
+	_ = ws.SetReadDeadline(time.Time{})
+	go c.read(buf)
+	return c, nil
+}
+
+// newHubClient wraps an open WebSocket; the caller starts c.read.
+func newHubClient(ws *websocket.Conn, node int, onMessage, onCompletion func(*hubClient, *hubproto.Message, time.Time)) *hubClient {
+	return &hubClient{node: node, ws: ws, onMessage: onMessage, onCompletion: onCompletion,
+		closed: make(chan struct{}), done: make(chan string, 1)}
+}
+
+// read parses records until the connection ends.
+func (c *hubClient) read(pending []byte) {
+	defer close(c.closed)
+	proto := hubproto.JSON{}
+	buf := pending
+	for {
+		if len(buf) > 0 {
+			msgs, consumed, err := proto.Parse(buf, 0)
+			now := time.Now()
+			for i := range msgs {
+				m := &msgs[i]
+				switch m.Type {
+				case hubproto.Invocation:
+					if c.onMessage != nil {
+						c.onMessage(c, m, now)
+					}
+				case hubproto.Completion:
+					if c.onCompletion != nil {
+						c.onCompletion(c, m, now)
+					}
+				case hubproto.Close:
+					c.err = fmt.Errorf("server closed the connection: %q (allowReconnect %v)", m.Error, m.AllowReconnect)
+					c.ws.Close()
+					return
+				}
+			}
+			if err != nil {
+				c.err = fmt.Errorf("parse: %w", err)
+				c.ws.Close()
+				return
+			}
+			buf = append(buf[:0], buf[consumed:]...)
+		}
+		_, r, err := c.ws.NextReader()
+		if err != nil {
+			c.err = err
+			return
+		}
+		if buf, err = readAppend(buf, r); err != nil {
+			c.err = err
+			return
+		}
+	}
+}
+
+// readAppend reads r to its end onto buf.
+func readAppend(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// invoke sends an Invocation with an invocation id (so the server answers
+// with a Completion) and remembers when it was sent.
+func (c *hubClient) invoke(target string, argsJSON []byte, now time.Time) error {
+	id := c.nextID.Add(1)
+	c.sentAt[id%int64(len(c.sentAt))].Store(now.UnixNano())
+	rec := make([]byte, 0, len(argsJSON)+64)
+	rec = append(rec, `{"type":1,"invocationId":"`...)
+	rec = strconv.AppendInt(rec, id, 10)
+	rec = append(rec, `","target":`...)
+	rec = strconv.AppendQuote(rec, target)
+	rec = append(rec, `,"arguments":`...)
+	rec = append(rec, argsJSON...)
+	rec = append(rec, '}', 0x1e)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	return c.ws.WriteMessage(websocket.TextMessage, rec)
+}
+
+// invokeWait invokes and waits for the completion (used for JoinGroup
+// before the measurement starts). It must not be mixed with other
+// invocations on the same client.
+func (c *hubClient) invokeWait(ctx context.Context, target string, argsJSON []byte) error {
+	if err := c.invoke(target, argsJSON, time.Now()); err != nil {
+		return err
+	}
+	select {
+	case errMsg := <-c.done:
+		if errMsg != "" {
+			return fmt.Errorf("%s: %s", target, errMsg)
+		}
+		return nil
+	case <-c.closed:
+		return fmt.Errorf("%s: connection closed: %w", target, c.err)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(15 * time.Second):
+		return fmt.Errorf("%s: no completion within 15s", target)
+	}
+}
+
+// sentTime returns when the invocation of a completion was sent.
+func (c *hubClient) sentTime(invocationID string) (int64, bool) {
+	id, ok := atoi([]byte(invocationID))
+	if !ok {
+		return 0, false
+	}
+	return c.sentAt[id%int64(len(c.sentAt))].Load(), true
+}
+
+// Close closes the WebSocket without a closing handshake.
+func (c *hubClient) Close() { _ = c.ws.Close() }
+
+// dialMany opens n clients spread round-robin over the nodes, at most 32
+// dials at a time. nodeOf(i) picks the node of client i.
+func dialMany(ctx context.Context, cl *cluster, hub string, n int, nodeOf func(i int) int,
+	onMessage, onCompletion func(*hubClient, *hubproto.Message, time.Time)) ([]*hubClient, error) {
+	clients := make([]*hubClient, n)
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	hc := newHTTPClient(32)
+	for i := range n {
+		sem <- struct{}{}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			node := nodeOf(i)
+			c, err := dialHub(ctx, hc, cl.nodes[node].url, hub, node, onMessage, onCompletion)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("client %d on %s: %w", i, cl.nodes[node].id, err)
+			}
+			clients[i] = c
+		}()
+	}
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	if firstErr != nil {
+		closeAll(clients)
+		return nil, firstErr
+	}
+	return clients, nil
+}
+
+// closeAll closes every client that was opened.
+func closeAll(clients []*hubClient) {
+	for _, c := range clients {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// dropped counts clients whose connection ended, with the first reason.
+func dropped(clients []*hubClient) (int, string) {
+	n, why := 0, ""
+	for _, c := range clients {
+		select {
+		case <-c.closed:
+			if n == 0 && c.err != nil {
+				why = c.err.Error()
+			}
+			n++
+		default:
+		}
+	}
+	return n, why
+}

@@ -1,0 +1,259 @@
+// Command bench measures a Backplane cluster the way a user sizing one
+// would: it drives load only through the public interfaces (the REST API,
+// SignalR WebSocket clients, the native cursor stream) and reports
+// throughput, latency, CPU, memory and disk per scenario, next to
+// baselines measured in the same run on the same machine: a bare
+// hashicorp/raft cluster with Backplane's Raft settings, and a raw
+// gorilla/websocket broadcast.
+//
+// By default it builds ./cmd/node and starts a local three-node cluster on
+// 127.0.0.1 with its data in a temp dir; -targets drives an existing
+// cluster instead. Every process and temp dir it creates is removed at the
+// end, also on Ctrl-C (a second Ctrl-C kills at once).
+//
+//	go run ./cmd/bench -scenario all -duration 5s -json bench.json
+//
+// See docs/performance.md for what each scenario measures.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// scenarioNames lists the scenarios in the order "all" runs them.
+var scenarioNames = []string{"broadcast", "chat", "hifreq", "fanout", "reconnect"}
+
+// config is the parsed command line.
+type config struct {
+	scenarios  []string
+	duration   time.Duration
+	binary     string
+	targets    []string
+	adminToken string
+	nodeArgs   []string
+
+	clients    int     // broadcast subscribers, chat clients
+	groupSize  int     // chat: clients per group
+	chatRate   float64 // chat: sends per second per client
+	rate       float64 // broadcast: publishes per second (0: as fast as possible)
+	inflight   int     // broadcast: REST requests in flight at most
+	publishers int     // hifreq: concurrent REST publishers
+	size       int     // bytes of message arguments
+	publishTo  string  // broadcast: leader or follower
+	fanoutConn int     // fanout: connections per node
+	fanoutMsgs int     // fanout: single messages timed one by one
+	fanoutWin  int     // fanout: messages outstanding in the stream phase
+	resumeMsgs int     // reconnect: messages missed by the resuming client
+
+	baseline         bool
+	baselineInflight []int
+	jsonPath         string
+	pprofDir         string
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg config
+	var scenario, targets, nodeArgs, inflights string
+	fs.StringVar(&scenario, "scenario", "all", "comma-separated scenarios: all, "+strings.Join(scenarioNames, ", "))
+	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured time of each scenario and baseline")
+	fs.StringVar(&cfg.binary, "binary", "", "backplane binary to run (default: go build ./cmd/node into a temp dir)")
+	fs.StringVar(&targets, "targets", "", "comma-separated base URLs of an existing cluster (default: start a local three-node cluster)")
+	fs.StringVar(&cfg.adminToken, "admin-token", "", "bearer token for /admin and /debug/pprof of -targets")
+	fs.StringVar(&nodeArgs, "node-args", "", "extra flags for each local node, space-separated (e.g. \"-unsafe-no-fsync\")")
+	fs.IntVar(&cfg.clients, "clients", 30, "broadcast: WebSocket subscribers; chat: WebSocket clients (spread over the nodes)")
+	fs.IntVar(&cfg.groupSize, "group-size", 5, "chat: clients per group")
+	fs.Float64Var(&cfg.chatRate, "chat-rate", 10, "chat: SendToGroup invocations per second per client")
+	fs.Float64Var(&cfg.rate, "rate", 1000, "broadcast: publishes per second (0: as fast as -inflight allows)")
+	fs.IntVar(&cfg.inflight, "inflight", 256, "broadcast: REST publishes in flight at most")
+	fs.IntVar(&cfg.publishers, "publishers", 64, "hifreq and reconnect: concurrent REST publishers, spread over the nodes")
+	fs.IntVar(&cfg.size, "size", 200, "bytes of each message's JSON arguments")
+	fs.StringVar(&cfg.publishTo, "publish-to", "leader", "broadcast: the node the publisher posts to: leader or follower")
+	fs.IntVar(&cfg.fanoutConn, "fanout-conns", 1000, "fanout: WebSocket connections per node")
+	fs.IntVar(&cfg.fanoutMsgs, "fanout-msgs", 20, "fanout: messages timed one at a time to reach every connection")
+	fs.IntVar(&cfg.fanoutWin, "fanout-window", 16, "fanout: messages outstanding (published, not yet everywhere) in the stream phase")
+	fs.IntVar(&cfg.resumeMsgs, "resume-msgs", 10000, "reconnect: messages the resuming reader missed")
+	fs.BoolVar(&cfg.baseline, "baseline", true, "also measure the bare Raft and raw WebSocket baselines and print ratios")
+	fs.StringVar(&inflights, "baseline-inflight", "256,16", "bare Raft baseline: comma-separated numbers of applies in flight to measure (16 is Backplane's proposer limit)")
+	fs.StringVar(&cfg.jsonPath, "json", "", "write the results as JSON to this file")
+	fs.StringVar(&cfg.pprofDir, "pprof", "", "save a CPU profile of the leader and a follower during each scenario into this directory")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for _, s := range splitList(scenario) {
+		switch {
+		case s == "all":
+			cfg.scenarios = append(cfg.scenarios, scenarioNames...)
+		case slices.Contains(scenarioNames, s):
+			cfg.scenarios = append(cfg.scenarios, s)
+		default:
+			return cfg, fmt.Errorf("-scenario %q: use all or %s", s, strings.Join(scenarioNames, ", "))
+		}
+	}
+	for _, v := range splitList(inflights) {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return cfg, fmt.Errorf("-baseline-inflight %q: want positive integers", inflights)
+		}
+		cfg.baselineInflight = append(cfg.baselineInflight, n)
+	}
+	cfg.targets = splitList(targets)
+	cfg.nodeArgs = strings.Fields(nodeArgs)
+	switch {
+	case cfg.duration <= 0:
+		return cfg, fmt.Errorf("-duration must be positive")
+	case cfg.clients < 1 || cfg.groupSize < 1 || cfg.publishers < 1 || cfg.inflight < 1 || cfg.fanoutConn < 1 || cfg.fanoutWin < 1:
+		return cfg, fmt.Errorf("-clients, -group-size, -publishers, -inflight, -fanout-conns and -fanout-window must be at least 1")
+	case cfg.size < 48:
+		return cfg, fmt.Errorf("-size must be at least 48 (the timestamp, sequence and origin take room)")
+	case cfg.publishTo != "leader" && cfg.publishTo != "follower":
+		return cfg, fmt.Errorf("-publish-to %q: use leader or follower", cfg.publishTo)
+	}
+	return cfg, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		if err == flag.ErrHelp {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	os.Exit(run(cfg, os.Stdout, os.Stderr))
+}
+
+// cleanups runs registered clean-up functions once, last first; kill
+// runs the fast variants (a second Ctrl-C).
+type cleanups struct {
+	mu    sync.Mutex
+	funcs []func()
+	kills []func()
+	done  bool
+}
+
+func (c *cleanups) add(f, kill func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.funcs = append(c.funcs, f)
+	if kill != nil {
+		c.kills = append(c.kills, kill)
+	}
+}
+
+func (c *cleanups) run() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return
+	}
+	c.done = true
+	for i := len(c.funcs) - 1; i >= 0; i-- {
+		c.funcs[i]()
+	}
+}
+
+func (c *cleanups) kill() {
+	for _, k := range c.kills {
+		k()
+	}
+}
+
+func run(cfg config, stdout, stderr io.Writer) int {
+	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "bench: "+format+"\n", args...) }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var cl cleanups
+	defer cl.run()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		if _, ok := <-sigs; !ok {
+			return
+		}
+		logf("interrupted: stopping (Ctrl-C again to kill at once)")
+		cancel()
+		if _, ok := <-sigs; !ok {
+			return
+		}
+		logf("killing")
+		cl.kill()
+		os.Exit(130)
+	}()
+
+	raiseFileLimit(logf)
+	b := &bench{cfg: cfg, logf: logf, stderr: stderr, cleanups: &cl}
+	rep := newReport(cfg)
+	err := b.runAll(ctx, rep)
+	if err != nil {
+		logf("%v", err)
+	}
+	cl.run() // stop the cluster before printing
+	if len(rep.Scenarios) > 0 || len(rep.Baselines.Raft) > 0 {
+		rep.finish()
+		rep.print(stdout)
+		if cfg.jsonPath != "" {
+			if err := rep.writeJSON(cfg.jsonPath); err != nil {
+				logf("%v", err)
+				return 1
+			}
+			logf("results written to %s", cfg.jsonPath)
+		}
+	}
+	switch {
+	case ctx.Err() != nil:
+		return 130
+	case err != nil:
+		return 1
+	}
+	return 0
+}
+
+// raiseFileLimit raises the open-file limit to the hard maximum: the
+// fan-out scenario holds thousands of sockets, and the local nodes
+// inherit the limit.
+func raiseFileLimit(logf func(string, ...any)) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		logf("read the open-file limit: %v", err)
+		return
+	}
+	if lim.Cur >= lim.Max {
+		logf("open-file limit is %d (already the hard maximum)", lim.Cur)
+		return
+	}
+	old := lim.Cur
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		logf("raise the open-file limit from %d to %d: %v", old, lim.Max, err)
+		return
+	}
+	logf("raised the open-file limit from %d to %d (the hard maximum)", old, lim.Max)
+}

@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/backplane/backplane/transport/hubproto"
+)
+
+// deliveryStats times deliveries by whether the receiver is on the node
+// the message entered through.
+type deliveryStats struct {
+	same, other histogram
+	delivered   *counter
+}
+
+func newDeliveryStats() *deliveryStats {
+	return &deliveryStats{delivered: &counter{name: "delivered"}}
+}
+
+// onMessage is a hubClient callback that records a benchmark message.
+func (d *deliveryStats) onMessage(c *hubClient, m *hubproto.Message, now time.Time) {
+	if m.Target != targetMethod {
+		return
+	}
+	st, ok := readStamp(m.Arguments)
+	if !ok {
+		return
+	}
+	lat := now.Sub(time.Unix(0, st.sent))
+	if c.node == st.origin {
+		d.same.Record(lat)
+	} else {
+		d.other.Record(lat)
+	}
+	d.delivered.Add(1)
+}
+
+// waitDelivered waits until want deliveries arrived, or no delivery came
+// for idle.
+func waitDelivered(ctx context.Context, c *counter, want int64, idle time.Duration) {
+	last, lastChange := c.Load(), time.Now()
+	for c.Load() < want && time.Since(lastChange) < idle && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+		if v := c.Load(); v != last {
+			last, lastChange = v, time.Now()
+		}
+	}
+}
+
+// broadcast: one REST publisher (many requests in flight) posts to one
+// node at a fixed rate; subscribers spread over every node receive it.
+func (b *bench) broadcast(ctx context.Context, r *scenarioResult) error {
+	const hub = "bench_broadcast"
+	cfg := b.cfg
+	origin, role, err := b.pickPublishNode(ctx)
+	if err != nil {
+		return err
+	}
+	r.Params = map[string]any{"subscribers": cfg.clients, "rate": cfg.rate, "inflight": cfg.inflight,
+		"size": cfg.size, "publish_to": role, "duration_s": cfg.duration.Seconds()}
+	r.Description = fmt.Sprintf("1 REST publisher → %s (%s), %s msgs/s (≤%d in flight), %d WebSocket subscribers over %d nodes, %d-byte arguments",
+		b.cl.nodes[origin].id, role, rateText(cfg.rate), cfg.inflight, cfg.clients, len(b.cl.nodes), cfg.size)
+	d := newDeliveryStats()
+	clients, err := dialMany(ctx, b.cl, hub, cfg.clients, func(i int) int { return i % len(b.cl.nodes) }, d.onMessage, nil)
+	if err != nil {
+		return fmt.Errorf("connect subscribers: %w", err)
+	}
+	defer closeAll(clients)
+	m0, e0, err := b.cl.logTotals(ctx)
+	if err != nil {
+		return err
+	}
+	var ack histogram
+	ok, errs := &counter{name: "published"}, &counter{name: "errors"}
+	prog := startProgress(b.stderr, "broadcast", ok, d.delivered, errs)
+	meas := b.startMeasure(ctx, r)
+	load := b.publishLoad(ctx, loadSpec{hub: hub, nodes: []int{origin}, rate: cfg.rate, workers: cfg.inflight,
+		duration: cfg.duration, ack: &ack, ok: ok, errs: errs})
+	want := load.committed * int64(cfg.clients)
+	waitDelivered(ctx, d.delivered, want, 3*time.Second)
+	meas.stop(ctx)
+	prog.Stop()
+	m1, e1, err := b.cl.logTotals(ctx)
+	if err != nil {
+		return err
+	}
+	secs := load.elapsed.Seconds()
+	r.add("committed publishes/s", float64(load.committed)/secs, "msg/s")
+	r.add("deliveries/s", float64(d.delivered.Load())/secs, "msg/s")
+	r.add("delivered / expected", ratioOf(d.delivered.Load(), want), "")
+	r.add("messages per Raft entry", entryRatio(m0, e0, m1, e1), "")
+	r.lat("publish → 202 (commit)", ack.Summary())
+	r.lat("publish → delivery, same node", d.same.Summary())
+	r.lat("publish → delivery, other nodes", d.other.Summary())
+	if n, why := dropped(clients); n > 0 {
+		r.addNote("%d subscribers were disconnected: %s", n, why)
+	}
+	noteLoad(r, load, errs)
+	return nil
+}
+
+// hifreq: many REST publishers over every node post small messages as fast
+// as they can; nobody subscribes.
+func (b *bench) hifreq(ctx context.Context, r *scenarioResult) error {
+	const hub = "bench_hifreq"
+	cfg := b.cfg
+	r.Params = map[string]any{"publishers": cfg.publishers, "size": cfg.size, "duration_s": cfg.duration.Seconds()}
+	r.Description = fmt.Sprintf("%d concurrent REST publishers over %d nodes, as fast as possible, %d-byte arguments, no subscribers",
+		cfg.publishers, len(b.cl.nodes), cfg.size)
+	m0, e0, err := b.cl.logTotals(ctx)
+	if err != nil {
+		return err
+	}
+	var ack histogram
+	ok, errs := &counter{name: "committed"}, &counter{name: "errors"}
+	prog := startProgress(b.stderr, "hifreq", ok, errs)
+	meas := b.startMeasure(ctx, r)
+	load := b.publishLoad(ctx, loadSpec{hub: hub, nodes: b.allNodes(), workers: cfg.publishers,
+		duration: cfg.duration, ack: &ack, ok: ok, errs: errs})
+	meas.stop(ctx)
+	prog.Stop()
+	m1, e1, err := b.cl.logTotals(ctx)
+	if err != nil {
+		return err
+	}
+	if load.committed == 0 {
+		return fmt.Errorf("%w: %v", errNoMessages, load.firstError)
+	}
+	r.add("committed publishes/s", float64(load.committed)/load.elapsed.Seconds(), "msg/s")
+	r.add("messages per Raft entry", entryRatio(m0, e0, m1, e1), "")
+	r.lat("publish → 202 (commit)", ack.Summary())
+	noteLoad(r, load, errs)
+	return nil
+}
+
+func (b *bench) allNodes() []int {
+	out := make([]int, len(b.cl.nodes))
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// chat: clients in groups of K, spread over the nodes, each invoking
+// SendToGroup at a fixed rate; every member of the group receives it.
+func (b *bench) chat(ctx context.Context, r *scenarioResult) error {
+	const hub = "bench_chat"
+	cfg := b.cfg
+	r.Params = map[string]any{"clients": cfg.clients, "group_size": cfg.groupSize, "rate_per_client": cfg.chatRate,
+		"size": cfg.size, "duration_s": cfg.duration.Seconds()}
+	groups := (cfg.clients + cfg.groupSize - 1) / cfg.groupSize
+	r.Description = fmt.Sprintf("%d WebSocket clients over %d nodes in %d groups of ≤%d, each SendToGroup %s/s, %d-byte arguments",
+		cfg.clients, len(b.cl.nodes), groups, cfg.groupSize, strconv.FormatFloat(cfg.chatRate, 'f', -1, 64), cfg.size)
+	d := newDeliveryStats()
+	var complete histogram
+	var measuring sync.Mutex // held while joining: completions go to done
+	sent, completed, errs := &counter{name: "sent"}, &counter{name: "completed"}, &counter{name: "errors"}
+	joining := true
+	onCompletion := func(c *hubClient, m *hubproto.Message, now time.Time) {
+		measuring.Lock()
+		j := joining
+		measuring.Unlock()
+		if j {
+			c.done <- m.Error
+			return
+		}
+		if m.Error != "" {
+			errs.Add(1)
+			return
+		}
+		if at, ok := c.sentTime(m.InvocationID); ok {
+			complete.Record(now.Sub(time.Unix(0, at)))
+		}
+		completed.Add(1)
+	}
+	clients, err := dialMany(ctx, b.cl, hub, cfg.clients, func(i int) int { return i % len(b.cl.nodes) }, d.onMessage, onCompletion)
+	if err != nil {
+		return fmt.Errorf("connect clients: %w", err)
+	}
+	defer closeAll(clients)
+	groupArg := func(i int) string { return strconv.Quote("g" + strconv.Itoa(i/cfg.groupSize)) }
+	if err := b.joinGroups(ctx, clients, groupArg); err != nil {
+		return err
+	}
+	measuring.Lock()
+	joining = false
+	measuring.Unlock()
+	sizes := make([]int64, groups)
+	for i := range clients {
+		sizes[i/cfg.groupSize]++
+	}
+
+	prog := startProgress(b.stderr, "chat", sent, completed, d.delivered, errs)
+	meas := b.startMeasure(ctx, r)
+	start := time.Now()
+	var wg sync.WaitGroup
+	var want int64
+	var wantMu sync.Mutex
+	interval := time.Duration(float64(time.Second) / cfg.chatRate)
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			prefix := []byte("[" + groupArg(i) + `,"` + targetMethod + `",`)
+			next := start.Add(time.Duration(rand.Int64N(int64(interval))))
+			var seq int64
+			for ctx.Err() == nil {
+				time.Sleep(time.Until(next))
+				now := time.Now()
+				if now.Sub(start) >= cfg.duration {
+					return
+				}
+				args := b.payload.args(append([]byte(nil), prefix...), now, seq, c.node)
+				// args is prefix + "[...]": drop the inner '['.
+				args = append(args[:len(prefix)], args[len(prefix)+1:]...)
+				if err := c.invoke("SendToGroup", args, now); err != nil {
+					errs.Add(1)
+					return
+				}
+				sent.Add(1)
+				wantMu.Lock()
+				want += sizes[i/cfg.groupSize]
+				wantMu.Unlock()
+				seq++
+				next = next.Add(interval)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	waitDelivered(ctx, completed, sent.Load(), 3*time.Second)
+	waitDelivered(ctx, d.delivered, want, 3*time.Second)
+	meas.stop(ctx)
+	prog.Stop()
+	secs := elapsed.Seconds()
+	r.add("sends/s (SendToGroup)", float64(sent.Load())/secs, "msg/s")
+	r.add("deliveries/s", float64(d.delivered.Load())/secs, "msg/s")
+	r.add("delivered / expected", ratioOf(d.delivered.Load(), want), "")
+	r.lat("invoke → completion (commit)", complete.Summary())
+	r.lat("send → delivery, same node", d.same.Summary())
+	r.lat("send → delivery, other nodes", d.other.Summary())
+	if n, why := dropped(clients); n > 0 {
+		r.addNote("%d clients were disconnected: %s", n, why)
+	}
+	if errs.Load() > 0 {
+		r.addNote("%d invocations failed", errs.Load())
+	}
+	return nil
+}
+
+// joinGroups has every client invoke JoinGroup and waits for each
+// completion, 32 clients at a time.
+func (b *bench) joinGroups(ctx context.Context, clients []*hubClient, groupArg func(int) string) error {
+	sem := make(chan struct{}, 32)
+	errc := make(chan error, len(clients))
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := c.invokeWait(ctx, "JoinGroup", []byte("["+groupArg(i)+"]")); err != nil {
+				errc <- fmt.Errorf("client %d JoinGroup: %w", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	return <-errc
+}
+
+func ratioOf(got, want int64) float64 {
+	if want == 0 {
+		return 0
+	}
+	return float64(got) / float64(want)
+}
+
+func rateText(rate float64) string {
+	if rate <= 0 {
+		return "unpaced"
+	}
+	return human(rate)
+}
+
+// noteLoad records publishing errors and schedule lag.
+func noteLoad(r *scenarioResult, load loadResult, errs *counter) {
+	if n := errs.Load(); n > 0 {
+		r.addNote("%d publishes failed; first: %v", n, load.firstError)
+	}
+	if load.behind > 100*time.Millisecond {
+		r.addNote("the paced publisher fell up to %s behind its schedule (in-flight limit reached)", load.behind.Round(time.Millisecond))
+	}
+}

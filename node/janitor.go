@@ -1,0 +1,113 @@
+package node
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/backplane/backplane/fsm"
+)
+
+// Connection expiry for nodes that died: a node removes its own
+// connections when they end, and at start-up the ones its earlier run
+// held; but connections held by a node that is down stay recorded until
+// someone decides they are gone. The leader decides, once, for the
+// cluster: it probes the members, and the connections of a node it has not
+// reached for -holder-timeout are expired through the log. (A stateful
+// connection can resume on another node until then.)
+const (
+	DefaultHolderTimeout = 45 * time.Second
+	probeTimeout         = time.Second
+)
+
+func (n *Node) janitorLoop() {
+	tick := time.NewTicker(min(5*time.Second, n.cfg.HolderTimeout/3))
+	defer tick.Stop()
+	lastSeen := map[string]time.Time{}
+	wasLeader := false
+	for {
+		select {
+		case <-n.baseCtx.Done():
+			return
+		case now := <-tick.C:
+			leader := n.raft.IsLeader()
+			if leader && !wasLeader {
+				lastSeen = map[string]time.Time{} // a new leader grants everyone a fresh grace period
+			}
+			wasLeader = leader
+			if leader {
+				n.expireDeadHolders(now, lastSeen)
+			}
+		}
+	}
+}
+
+// expireConnectionsOf expires every connection a node holds.
+func (n *Node) expireConnectionsOf(ctx context.Context, id, reason string) error {
+	conns, err := n.fsm.ConnectionsOn(id)
+	if err != nil || len(conns) == 0 {
+		return err
+	}
+	cmds := make([]fsm.Command, 0, len(conns))
+	for _, c := range conns {
+		cmds = append(cmds, fsm.EncodeConnection(fsm.CmdConnExpire, &fsm.Connection{Hub: c.Hub, ConnID: c.ConnID, Reason: reason}))
+	}
+	if _, err := n.proposer.Propose(ctx, cmds); err != nil {
+		return err
+	}
+	n.log.Info("expired connections of a node", "node", id, "count", len(cmds), "reason", reason)
+	return nil
+}
+
+// expireDeadHolders probes the nodes that hold connections and expires the
+// connections of those unreachable for orphanAfter.
+func (n *Node) expireDeadHolders(now time.Time, lastSeen map[string]time.Time) {
+	nodes, err := n.fsm.Nodes()
+	if err != nil {
+		return
+	}
+	members, err := n.raft.Members()
+	if err != nil {
+		return
+	}
+	holders := map[string]string{} // node id → http address ("" if not a member)
+	for _, info := range nodes {
+		holders[info.ID] = ""
+		if isMember(members, info.ID) {
+			holders[info.ID] = info.HTTPAddr
+		}
+	}
+	for id, addr := range holders {
+		if id == n.cfg.ID || (addr != "" && n.probe(addr)) {
+			lastSeen[id] = now
+			continue
+		}
+		if _, ok := lastSeen[id]; !ok {
+			lastSeen[id] = now // first noticed: the grace period starts
+		}
+		if now.Sub(lastSeen[id]) < n.cfg.HolderTimeout {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.baseCtx, n.cfg.WriteTimeout)
+		if err := n.expireConnectionsOf(ctx, id, "holder unreachable"); err != nil {
+			n.log.Warn("expire connections of an unreachable node", "node", id, "err", err)
+		}
+		cancel()
+	}
+}
+
+// probe reports whether a node answers /healthz.
+func (n *Node) probe(httpAddr string) bool {
+	ctx, cancel := context.WithTimeout(n.baseCtx, probeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/healthz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := n.fwd.client.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
