@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -94,6 +95,14 @@ type Raft struct {
 	snaps     *raft.FileSnapshotStore
 	// Restarted is true when the node found Raft state on disk.
 	restarted bool
+
+	mu        sync.Mutex
+	observers []observerChan // closed on Shutdown, ending their goroutines
+}
+
+type observerChan struct {
+	o  *raft.Observer
+	ch chan raft.Observation
 }
 
 // Open starts a Raft member. A node with existing state restarts from it;
@@ -246,6 +255,13 @@ func (r *Raft) Shutdown() error {
 	var err error
 	if r.raft != nil {
 		err = r.raft.Shutdown().Error()
+		r.mu.Lock()
+		for _, oc := range r.observers {
+			r.raft.DeregisterObserver(oc.o)
+			close(oc.ch)
+		}
+		r.observers = nil
+		r.mu.Unlock()
 	}
 	r.closeParts()
 	if err != nil {

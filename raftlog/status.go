@@ -47,10 +47,14 @@ func (r *Raft) Leader() (id, addr string) {
 func (r *Raft) LeaderChanges() <-chan struct{} {
 	obs := make(chan raft.Observation, 16)
 	out := make(chan struct{}, 1)
-	r.raft.RegisterObserver(raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+	observer := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
 		return ok
-	}))
+	})
+	r.raft.RegisterObserver(observer)
+	r.mu.Lock()
+	r.observers = append(r.observers, observerChan{observer, obs})
+	r.mu.Unlock()
 	go func() {
 		for range obs {
 			select {
