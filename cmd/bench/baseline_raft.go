@@ -39,9 +39,10 @@ type noopSnapshot struct{}
 
 // bareRaft is a running three-member cluster.
 type bareRaft struct {
-	dir     string
-	members []*raftlog.Raft
-	leader  *raftlog.Raft
+	dir      string
+	members  []*raftlog.Raft
+	leader   *raftlog.Raft
+	stopOnce sync.Once
 }
 
 // startBareRaft opens three members under a new temp dir: the first
@@ -85,14 +86,17 @@ func startBareRaft(ctx context.Context) (br *bareRaft, err error) {
 	return br, nil
 }
 
+// stop shuts the members down and removes their directory, once.
 func (br *bareRaft) stop() {
-	var wg sync.WaitGroup
-	for _, m := range br.members {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = m.Shutdown() }()
-	}
-	wg.Wait()
-	_ = os.RemoveAll(br.dir)
+	br.stopOnce.Do(func() {
+		var wg sync.WaitGroup
+		for _, m := range br.members {
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = m.Shutdown() }()
+		}
+		wg.Wait()
+		_ = os.RemoveAll(br.dir)
+	})
 }
 
 // throughput applies entries of perEntry messages of size bytes each,
@@ -171,6 +175,9 @@ func roundPerEntry(v float64) int {
 // raftBaselines measures the bare engine at the messages per entry that
 // the scenarios achieved.
 func (b *bench) raftBaselines(ctx context.Context, rep *report) error {
+	if rep.scenario("hifreq") == nil && rep.scenario("broadcast") == nil && len(rep.Scenarios) > 0 {
+		return nil // nothing to compare with
+	}
 	b.logf("baseline: bare three-member Raft cluster in this process")
 	br, err := startBareRaft(ctx)
 	if err != nil {
@@ -188,7 +195,9 @@ func (b *bench) raftBaselines(ctx context.Context, rep *report) error {
 		for _, inflight := range b.cfg.baselineInflight {
 			c := &counter{name: "committed"}
 			prog := startProgress(b.stderr, fmt.Sprintf("bare raft %d msgs/entry, %d in flight", k, inflight), c)
+			meter := selfMeter()
 			rb := br.throughput(ctx, k, b.cfg.size, inflight, b.cfg.duration, c)
+			rb.Usage = meter.Stop(ctx)
 			prog.Stop()
 			rb.For = "hifreq"
 			rep.Baselines.Raft = append(rep.Baselines.Raft, rb)
@@ -201,7 +210,9 @@ func (b *bench) raftBaselines(ctx context.Context, rep *report) error {
 		}
 		c := &counter{name: "committed"}
 		prog := startProgress(b.stderr, fmt.Sprintf("bare raft %s msgs/s", human(b.cfg.rate)), c)
+		meter := selfMeter()
 		rb := br.paced(ctx, k, b.cfg.size, b.cfg.rate, b.cfg.duration, c)
+		rb.Usage = meter.Stop(ctx)
 		prog.Stop()
 		rb.For = "broadcast"
 		rep.Baselines.Raft = append(rep.Baselines.Raft, rb)

@@ -146,7 +146,7 @@ func (b *bench) wsBroadcast(ctx context.Context, conns, perFrame int, d time.Dur
 	stats := newDeliveryStats()
 	t.d.Store(stats)
 	prog := startProgress(b.stderr, fmt.Sprintf("raw websocket %d/frame", perFrame), stats.delivered)
-	meter := &usageMeter{c: &cluster{}, start: []procSample{readProc("self")}, machine0: readMachine()}
+	meter := selfMeter()
 	start := time.Now()
 	for time.Since(start) < d && ctx.Err() == nil && seq < maxFanoutSeq {
 		send()
@@ -167,7 +167,7 @@ func (b *bench) baselines(ctx context.Context, rep *report) error {
 	if err != nil {
 		return fmt.Errorf("bare raft baseline: %w", err)
 	}
-	conns := b.cfg.fanoutConn * 3
+	conns := b.cfg.fanoutConn * len(b.cl.nodes)
 	if s := rep.scenario("fanout"); s == nil && len(rep.Scenarios) > 0 {
 		return nil // no fan-out to compare with
 	}

@@ -145,10 +145,27 @@ func (b *bench) startMeasure(ctx context.Context, r *scenarioResult) *measure {
 	return m
 }
 
-// stop ends the window and records the usage.
+// stop ends the window and records the usage; with -pprof it also saves
+// the leader's heap profile (in use at the end of the window).
 func (m *measure) stop(ctx context.Context) {
 	m.r.Usage = m.meter.Stop(ctx)
 	m.profiles.Wait()
+	if m.b.cfg.pprofDir == "" {
+		return
+	}
+	if leader, err := m.b.cl.leader(ctx); err == nil {
+		n := m.b.cl.nodes[leader]
+		path := filepath.Join(m.b.cfg.pprofDir, fmt.Sprintf("%s-heap-leader-%s.pb.gz", m.r.Name, n.id))
+		body, err := m.b.cl.get(ctx, n.url+"/debug/pprof/heap")
+		if err == nil {
+			err = os.WriteFile(path, body, 0o644)
+		}
+		if err != nil {
+			m.b.logf("heap profile %s: %v", n.id, err)
+			return
+		}
+		m.r.addNote("heap profile of the leader: %s", path)
+	}
 }
 
 // loadSpec describes a REST publishing load.

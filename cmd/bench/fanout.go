@@ -149,7 +149,7 @@ func (b *bench) fanout(ctx context.Context, r *scenarioResult) error {
 	meas.stop(ctx)
 	prog.Stop()
 	if firstErr != nil {
-		return fmt.Errorf("publish: %w", firstErr)
+		return firstErr
 	}
 	var streamAll histogram
 	for s := streamStart; s < seq.Load(); s++ {

@@ -48,6 +48,7 @@ type raftBaseline struct {
 	MsgsPerSec    float64 `json:"messages_per_s"`
 	EntriesPerSec float64 `json:"entries_per_s"`
 	Commit        latency `json:"commit_latency"`
+	Usage         []usage `json:"usage"`
 }
 
 func (rb raftBaseline) label() string {
@@ -253,22 +254,28 @@ func (rep *report) print(w io.Writer) {
 			} else {
 				fmt.Fprintf(w, "   %-52s %s msgs/s (%s entries/s), commit %s\n", rb.label(), human(rb.MsgsPerSec), human(rb.EntriesPerSec), rb.Commit)
 			}
+			printUsage(w, rb.Usage)
 		}
 		for _, wb := range rep.Baselines.WS {
 			fmt.Fprintf(w, "   %-52s %s deliveries/s to %s connections\n", wb.label(), human(wb.DeliveriesPerSec), human(float64(wb.Conns)))
 			if wb.OneToAll.Count > 0 {
 				fmt.Fprintf(w, "   %-52s %s\n", "   one message → all connections", wb.OneToAll)
 			}
-			if len(wb.Usage) > 0 {
-				var cpu []string
-				for _, u := range wb.Usage {
-					cpu = append(cpu, fmt.Sprintf("%s %.0f", u.Name, u.CPUPct))
-				}
-				fmt.Fprintf(w, "   %-52s %s\n", "   CPU, % of one core", strings.Join(cpu, "  "))
-			}
+			printUsage(w, wb.Usage)
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+func printUsage(w io.Writer, us []usage) {
+	if len(us) == 0 {
+		return
+	}
+	var cpu []string
+	for _, u := range us {
+		cpu = append(cpu, fmt.Sprintf("%s %.0f", u.Name, u.CPUPct))
+	}
+	fmt.Fprintf(w, "   %-52s %s\n", "   CPU, % of one core", strings.Join(cpu, "  "))
 }
 
 func (m *metric) valueText() string {

@@ -78,6 +78,7 @@ func (b *bench) broadcast(ctx context.Context, r *scenarioResult) error {
 	var ack histogram
 	ok, errs := &counter{name: "published"}, &counter{name: "errors"}
 	prog := startProgress(b.stderr, "broadcast", ok, d.delivered, errs)
+	commits := b.cl.startCommitMeter(ctx)
 	meas := b.startMeasure(ctx, r)
 	load := b.publishLoad(ctx, loadSpec{hub: hub, nodes: []int{origin}, rate: cfg.rate, workers: cfg.inflight,
 		duration: cfg.duration, ack: &ack, ok: ok, errs: errs})
@@ -94,6 +95,7 @@ func (b *bench) broadcast(ctx context.Context, r *scenarioResult) error {
 	r.add("deliveries/s", float64(d.delivered.Load())/secs, "msg/s")
 	r.add("delivered / expected", ratioOf(d.delivered.Load(), want), "")
 	r.add("messages per Raft entry", entryRatio(m0, e0, m1, e1), "")
+	addCommitMetrics(ctx, r, commits, secs)
 	r.lat("publish → 202 (commit)", ack.Summary())
 	r.lat("publish → delivery, same node", d.same.Summary())
 	r.lat("publish → delivery, other nodes", d.other.Summary())
@@ -119,6 +121,7 @@ func (b *bench) hifreq(ctx context.Context, r *scenarioResult) error {
 	var ack histogram
 	ok, errs := &counter{name: "committed"}, &counter{name: "errors"}
 	prog := startProgress(b.stderr, "hifreq", ok, errs)
+	commits := b.cl.startCommitMeter(ctx)
 	meas := b.startMeasure(ctx, r)
 	load := b.publishLoad(ctx, loadSpec{hub: hub, nodes: b.allNodes(), workers: cfg.publishers,
 		duration: cfg.duration, ack: &ack, ok: ok, errs: errs})
@@ -133,9 +136,21 @@ func (b *bench) hifreq(ctx context.Context, r *scenarioResult) error {
 	}
 	r.add("committed publishes/s", float64(load.committed)/load.elapsed.Seconds(), "msg/s")
 	r.add("messages per Raft entry", entryRatio(m0, e0, m1, e1), "")
+	addCommitMetrics(ctx, r, commits, load.elapsed.Seconds())
 	r.lat("publish → 202 (commit)", ack.Summary())
 	noteLoad(r, load, errs)
 	return nil
+}
+
+// addCommitMetrics reports the leader's Raft entries per second and the
+// mean time one spent from raft.Apply to the leader's apply.
+func addCommitMetrics(ctx context.Context, r *scenarioResult, m *commitMeter, secs float64) {
+	meanMS, entries := m.Stop(ctx)
+	if entries == 0 {
+		return
+	}
+	r.add("Raft entries/s proposed by the leader", entries/secs, "entry/s")
+	r.add("leader raft.Apply → applied, mean per entry", meanMS, "ms")
 }
 
 func (b *bench) allNodes() []int {

@@ -103,6 +103,71 @@ func (c *cluster) readMetricsUsage(ctx context.Context, n *benchNode) procSample
 	return s
 }
 
+// metricValues reads the named unlabelled series from a node's /metrics.
+func (c *cluster) metricValues(ctx context.Context, n *benchNode, names ...string) (map[string]float64, error) {
+	b, err := c.get(ctx, n.url+"/metrics")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		for _, name := range names {
+			if f[0] == name {
+				v, _ := strconv.ParseFloat(f[1], 64)
+				out[name] = v
+			}
+		}
+	}
+	return out, nil
+}
+
+// commitMeter reads the leader's backplane_commit_seconds histogram (the
+// time from raft.Apply to the leader's own apply, per entry) before and
+// after a phase.
+type commitMeter struct {
+	c      *cluster
+	leader *benchNode
+	start  map[string]float64
+}
+
+const (
+	commitSum   = "backplane_commit_seconds_sum"
+	commitCount = "backplane_commit_seconds_count"
+)
+
+func (c *cluster) startCommitMeter(ctx context.Context) *commitMeter {
+	li, err := c.leader(ctx)
+	if err != nil {
+		return nil
+	}
+	m := &commitMeter{c: c, leader: c.nodes[li]}
+	if m.start, err = c.metricValues(ctx, m.leader, commitSum, commitCount); err != nil {
+		return nil
+	}
+	return m
+}
+
+// Stop returns the mean commit time per entry in ms and the entries the
+// leader committed, or zeros if the metrics are not available.
+func (m *commitMeter) Stop(ctx context.Context) (meanMS float64, entries float64) {
+	if m == nil {
+		return 0, 0
+	}
+	end, err := m.c.metricValues(ctx, m.leader, commitSum, commitCount)
+	if err != nil {
+		return 0, 0
+	}
+	entries = end[commitCount] - m.start[commitCount]
+	if entries <= 0 {
+		return 0, 0
+	}
+	return 1000 * (end[commitSum] - m.start[commitSum]) / entries, entries
+}
+
 // usage is CPU and memory of one process over a phase.
 type usage struct {
 	Name   string  `json:"name"`
@@ -163,6 +228,12 @@ func (c *cluster) sampleAll(ctx context.Context) []procSample {
 	return append(out, readProc("self"))
 }
 
+// selfMeter measures only this process (and the rest of the machine), for
+// the in-process baselines.
+func selfMeter() *usageMeter {
+	return &usageMeter{c: &cluster{}, start: []procSample{readProc("self")}, machine0: readMachine()}
+}
+
 func (c *cluster) startUsage(ctx context.Context) *usageMeter {
 	return &usageMeter{c: c, start: c.sampleAll(ctx), machine0: readMachine()}
 }
@@ -198,14 +269,21 @@ func (m *usageMeter) Stop(ctx context.Context) []usage {
 // diskUsage is the space a node's data directory takes.
 type diskUsage struct {
 	Node       string  `json:"node"`
-	RaftBytes  int64   `json:"raft_bytes"`  // raft/ (log and snapshots), allocated
-	StateBytes int64   `json:"state_bytes"` // state/ (bbolt store), allocated
+	LogBytes   int64   `json:"raft_log_bytes"`      // raft/raft.db, allocated
+	SnapBytes  int64   `json:"raft_snapshot_bytes"` // raft/snapshots/, allocated
+	StateBytes int64   `json:"state_bytes"`         // state/ (bbolt store), allocated
 	Messages   uint64  `json:"messages"`
 	PerMessage float64 `json:"bytes_per_message"`
 }
 
 // dirBytes is the space allocated to the files under dir (what du says).
 func dirBytes(dir string) int64 {
+	if info, err := os.Stat(dir); err == nil && !info.IsDir() {
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			return st.Blocks * 512
+		}
+		return info.Size()
+	}
 	var total int64
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -235,10 +313,12 @@ func (c *cluster) disk(ctx context.Context) ([]diskUsage, error) {
 		if err != nil {
 			return nil, err
 		}
-		d := diskUsage{Node: n.id, RaftBytes: dirBytes(filepath.Join(n.dataDir, "raft")),
+		raftDir := filepath.Join(n.dataDir, "raft")
+		d := diskUsage{Node: n.id, LogBytes: dirBytes(filepath.Join(raftDir, "raft.db")),
+			SnapBytes:  dirBytes(filepath.Join(raftDir, "snapshots")),
 			StateBytes: dirBytes(filepath.Join(n.dataDir, "state")), Messages: st.Messages.LastMessage}
 		if d.Messages > 0 {
-			d.PerMessage = float64(d.RaftBytes+d.StateBytes) / float64(d.Messages)
+			d.PerMessage = float64(d.LogBytes+d.SnapBytes+d.StateBytes) / float64(d.Messages)
 		}
 		out = append(out, d)
 	}
@@ -246,8 +326,8 @@ func (c *cluster) disk(ctx context.Context) ([]diskUsage, error) {
 }
 
 func (d diskUsage) String() string {
-	return fmt.Sprintf("%s: raft %s MB + state %s MB for %s messages = %.0f B/message",
-		d.Node, mb(d.RaftBytes), mb(d.StateBytes), human(float64(d.Messages)), d.PerMessage)
+	return fmt.Sprintf("%s: Raft log %s MB + snapshots %s MB + store %s MB for %s messages = %.0f B/message",
+		d.Node, mb(d.LogBytes), mb(d.SnapBytes), mb(d.StateBytes), human(float64(d.Messages)), d.PerMessage)
 }
 
 func mb(b int64) string { return fmt.Sprintf("%.1f", float64(b)/(1<<20)) }
