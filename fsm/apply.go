@@ -324,12 +324,17 @@ func (st *applyState) connOpen(c *Connection) (Result, error) {
 }
 
 // connClose forgets a connection and its group memberships. Messages sent to
-// it stay until retention trims them.
+// it stay until retention trims them. A close that names a node applies only
+// while that node holds the connection: a stateful connection may have
+// resumed on another node before its old holder's close was committed.
 func (st *applyState) connClose(c *Connection) (Result, error) {
 	key := connKey(c.Hub, c.ConnID)
 	if rec := st.conns.Get(key); rec != nil {
 		d := decoder{buf: rec}
 		user := d.string()
+		if holder := d.string(); c.NodeID != "" && holder != c.NodeID {
+			return Result{Err: fmt.Errorf("%w: connection %q is held by node %q, not %q", ErrInvalidCommand, c.ConnID, holder, c.NodeID)}, nil
+		}
 		if user != "" {
 			if err := st.userConns.Delete(appendLP(userConnsPrefix(c.Hub, user), c.ConnID)); err != nil {
 				return Result{}, err

@@ -119,7 +119,7 @@ type Connection struct {
 	Hub    string
 	ConnID string
 	UserID string // set on open
-	NodeID string // the node holding the connection; set on open
+	NodeID string // the node holding the connection; set on open, and on a holder's close
 	Reason string // set on close/expire
 }
 

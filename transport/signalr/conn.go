@@ -350,11 +350,12 @@ func (c *conn) handle(m *hubproto.Message) {
 	}
 }
 
-// recordClose removes the connection from the replicated state.
+// recordClose removes the connection from the replicated state, unless
+// another node has taken it over meanwhile (the close names this node).
 func (s *Server) recordClose(c *conn, why string) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.WriteTimeout)
 	defer cancel()
-	cmd := fsm.EncodeConnection(fsm.CmdConnClose, &fsm.Connection{Hub: c.hub, ConnID: c.id, Reason: why})
+	cmd := fsm.EncodeConnection(fsm.CmdConnClose, &fsm.Connection{Hub: c.hub, ConnID: c.id, NodeID: s.cluster.NodeID(), Reason: why})
 	if _, err := s.cluster.Propose(ctx, []fsm.Command{cmd}); err != nil {
 		s.log.Warn("record connection close", "conn", c.id, "err", err)
 	}

@@ -212,8 +212,10 @@ func (s *Server) reap(now time.Time) {
 		case transport == transportLongPolling && !polling && now.Sub(pollEnded) > s.opts.DisconnectTimeout:
 			c.end("", false, "long-polling client stopped polling")
 			s.forget(c) // nobody is polling to be told
-		case transport != "" && transport != transportLongPolling && pingSeen &&
+		case transport != "" && transport != transportLongPolling && pingSeen && !detached &&
 			now.Sub(time.Unix(0, c.lastSeen.Load())) > s.opts.ClientTimeout:
+			// A detached stateful connection hears nothing from its
+			// client: DisconnectTimeout alone decides.
 			c.end("Connection closed with an error: client timeout", true, "client timeout")
 		case transport != "" && c.protocolOf() == nil && now.Sub(attached) > s.opts.HandshakeTimeout:
 			c.end("", false, "handshake timeout")

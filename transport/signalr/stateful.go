@@ -121,6 +121,9 @@ func (c *conn) fill() {
 		}
 		st.mu.Lock()
 		for i := range events {
+			if st.unackedBytes >= statefulBufferBytes || len(st.unacked) >= statefulBufferCount {
+				break // full: the rest is read again after an Ack
+			}
 			rec, err := encodeEvent(p, &events[i])
 			if err != nil {
 				c.srv.log.Error("encode stream event", "conn", c.id, "err", err)
@@ -381,6 +384,7 @@ func (s *Server) adopt(w http.ResponseWriter, r *http.Request, token string, sta
 		created: now, out: make(chan []byte, s.opts.OutboundQueue), done: make(chan struct{}),
 		transport: transportWebSockets, attached: now, protocol: p, active: true, openEntry: res[0].Entry,
 		statefulOffered: true, st: newStatefulState(),
+		detachedAt: now, // until its socket attaches: reaped if the upgrade fails
 	}
 	c.lastSeen.Store(now.UnixNano())
 	st := c.st

@@ -70,6 +70,7 @@ func (c *conn) newSocket() *socket {
 	sock := &socket{gone: make(chan struct{}), exited: make(chan struct{})}
 	c.sock, c.detachedAt = sock, time.Time{}
 	c.mu.Unlock()
+	c.lastSeen.Store(time.Now().UnixNano()) // the client timeout counts from the resume
 	if old != nil {
 		select {
 		case <-old.exited:
