@@ -110,10 +110,12 @@ func EncodeInvocation(inv *Invocation) Command {
 	return e.buf
 }
 
-// EncodeCheckpoints encodes a batch of checkpoints.
-func EncodeCheckpoints(cps []Checkpoint) Command {
+// EncodeCheckpoints encodes a holder's batch of checkpoints. A checkpoint
+// for a connection that another node has taken over meanwhile is ignored.
+func EncodeCheckpoints(nodeID string, cps []Checkpoint) Command {
 	e := encoder{}
 	e.byte(byte(CmdCheckpoint))
+	e.string(nodeID)
 	e.uvarint(uint64(len(cps)))
 	for _, cp := range cps {
 		e.string(cp.Hub)
@@ -284,6 +286,7 @@ func decodeCompletion(b []byte) (completionRecord, error) {
 
 func (st *applyState) checkpoints(payload []byte) (Result, error) {
 	d := decoder{buf: payload}
+	holder := d.string()
 	n := d.uvarint()
 	if d.err == nil && n > uint64(len(d.buf)) {
 		d.fail("checkpoint count")
@@ -305,6 +308,13 @@ func (st *applyState) checkpoints(payload []byte) (Result, error) {
 		v := st.statefulBucket().Get(key)
 		if v == nil || len(c.pos) != posSize {
 			continue // closed meanwhile
+		}
+		if rec := st.conns.Get(key); rec != nil {
+			d := decoder{buf: rec}
+			d.string() // user
+			if node := d.string(); node != holder {
+				continue // taken over by another node: its numbering rules now
+			}
 		}
 		rec, err := decodeStatefulRecord(v)
 		if err != nil {

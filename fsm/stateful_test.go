@@ -93,7 +93,7 @@ func TestStatefulStreamIsDerivedFromTheLog(t *testing.T) {
 		t.Fatalf("last message %d, want 9: the duplicate must not append", f.LastMessage())
 	}
 	// A checkpoint is replicated state any node can resume from.
-	f.mustApply(t0, fsm.EncodeCheckpoints([]fsm.Checkpoint{{Hub: hub, ConnID: "c1", Seq: 4, Pos: events[3].Pos}}))
+	f.mustApply(t0, fsm.EncodeCheckpoints("n1", []fsm.Checkpoint{{Hub: hub, ConnID: "c1", Seq: 4, Pos: events[3].Pos}}))
 	st, ok, err := f.StatefulByToken([]byte("hash-c1"))
 	if err != nil || !ok || st.AckSeq != 4 || st.AckPos != events[3].Pos || st.ClientSeq != 2 || st.UserID != "u1" {
 		t.Fatalf("state by token: %+v ok=%v err=%v", st, ok, err)

@@ -50,7 +50,7 @@ func (n *Node) expireConnectionsOf(ctx context.Context, id, reason string) error
 	}
 	cmds := make([]fsm.Command, 0, len(conns))
 	for _, c := range conns {
-		cmds = append(cmds, fsm.EncodeConnection(fsm.CmdConnExpire, &fsm.Connection{Hub: c.Hub, ConnID: c.ConnID, Reason: reason}))
+		cmds = append(cmds, fsm.EncodeConnection(fsm.CmdConnExpire, &fsm.Connection{Hub: c.Hub, ConnID: c.ConnID, NodeID: id, Reason: reason}))
 	}
 	if _, err := n.proposer.Propose(ctx, cmds); err != nil {
 		return err

@@ -3,9 +3,11 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -42,10 +44,12 @@ type Info struct {
 	Members     []infoMember `json:"members"`
 }
 
-// handleInfo answers GET /v1/info. It is public: it tells nothing a client
-// of the node could not learn otherwise (no Raft addresses, no counters
-// beyond the last message index every reader sees).
+// handleInfo answers GET /v1/info. It is public, and readable from any
+// origin: it tells nothing a client of the node could not learn otherwise
+// (no Raft addresses, no counters beyond the last message index every
+// reader sees). The chat page asks the leader's for the end of the log.
 func (n *Node) handleInfo(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Access-Control-Allow-Origin", "*")
 	leader, _ := n.raft.Leader()
 	info := Info{ID: n.cfg.ID, HTTPAddr: n.advertiseHTTP, Leader: leader, LastMessage: n.fsm.LastMessage(), Members: []infoMember{}}
 	if members, err := n.raft.Members(); err == nil {
@@ -143,7 +147,7 @@ func (n *Node) probeMember(ctx context.Context, cm *ClusterMember) {
 	cm.RTTMillis = float64(time.Since(start).Microseconds()) / 1000
 	switch {
 	case err != nil && code == 0:
-		cm.Error = err.Error()
+		cm.Error = probeError(err)
 	case err != nil:
 		cm.Reachable, cm.Error = true, err.Error()
 	case st.ID != cm.ID:
@@ -154,8 +158,20 @@ func (n *Node) probeMember(ctx context.Context, cm *ClusterMember) {
 	if err := <-readyDone; err == nil || ready.Reason != "" {
 		cm.Ready, cm.NotReady = ready.Ready, ready.Reason
 	} else if cm.Reachable {
-		cm.NotReady = err.Error()
+		cm.NotReady = probeError(err)
 	}
+}
+
+// probeError says briefly why a member did not answer.
+func probeError(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("no answer within %s", memberProbeTimeout)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return err.Error()
 }
 
 // getJSON GETs url as a node-to-node call (with the admin token) and

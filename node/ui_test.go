@@ -54,6 +54,9 @@ func TestInfoIsPublicAndNamesTheNode(t *testing.T) {
 	if res.status != http.StatusOK {
 		t.Fatalf("GET /v1/info without credentials: %d %s", res.status, res.body)
 	}
+	if got := res.header.Get("Access-Control-Allow-Origin"); got != "*" {
+		t.Fatalf("GET /v1/info: Access-Control-Allow-Origin %q, want * (the chat page reads the leader's)", got)
+	}
 	var info struct {
 		ID          string `json:"id"`
 		HTTPAddr    string `json:"http_addr"`

@@ -53,7 +53,7 @@ type conn struct {
 	movedAway       bool // another node took the connection over
 
 	inMu     sync.Mutex // serialises inbound data (POSTs may race)
-	out      chan []byte
+	out      *outQueue
 	done     chan struct{}
 	doneOnce sync.Once
 	lastSeen atomic.Int64 // unix nanos of the last client message
@@ -62,7 +62,7 @@ type conn struct {
 func (s *Server) newConn(hub string, id Identity) *conn {
 	c := &conn{
 		srv: s, id: randomID(), token: s.newToken(), hub: hub, user: id.UserID, expires: id.Expires,
-		created: time.Now(), out: make(chan []byte, s.opts.OutboundQueue), done: make(chan struct{}),
+		created: time.Now(), out: newOutQueue(s.opts.OutboundQueue), done: make(chan struct{}),
 	}
 	c.lastSeen.Store(time.Now().UnixNano())
 	return c
@@ -117,9 +117,7 @@ func (c *conn) send(rec []byte) {
 	if c.isDone() {
 		return
 	}
-	select {
-	case c.out <- rec:
-	default:
+	if !c.out.push(rec) {
 		c.srv.log.Warn("client too slow: outbound queue full; closing", "conn", c.id, "hub", c.hub)
 		c.end("Connection closed with an error: the client did not keep up", true, "slow client")
 	}
@@ -187,15 +185,10 @@ func (c *conn) takeFinal() []byte {
 
 // drain appends queued records to buf, up to max bytes.
 func (c *conn) drain(buf []byte, max int) []byte {
-	for len(buf) < max {
-		select {
-		case rec := <-c.out:
-			buf = append(buf, rec...)
-		default:
-			return buf
-		}
+	if len(buf) >= max {
+		return buf
 	}
-	return buf
+	return c.out.take(buf, max)
 }
 
 // receive feeds client bytes (a WebSocket message or a POST body) to the
@@ -299,6 +292,7 @@ func (c *conn) handshake() bool {
 		c.protocol = p
 		c.active = true // from here on, end records the close
 		if stateful {
+			c.out.setMax(max(c.srv.opts.OutboundQueue, statefulBufferCount+64)) // a resume replays a full buffer
 			c.st = newStatefulState()
 			c.st.pendingEntry = res[0].Entry
 		}

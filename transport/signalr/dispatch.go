@@ -2,6 +2,8 @@ package signalr
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/backplane/backplane/fsm"
@@ -87,7 +89,11 @@ func (s *Server) deliver(m *fsm.Message) {
 	}
 }
 
-// recipients lists the active local connections a message is for.
+// recipients lists the active local connections a message is for, in
+// s.scratch (the dispatcher is one goroutine, so it reuses one slice and
+// allocates nothing per message for a send to all). Stateful connections
+// read their own stream from the log (so that any node can rebuild it):
+// they are woken instead.
 func (s *Server) recipients(m *fsm.Message) []*conn {
 	var groupMembers []fsm.Member
 	if m.Audience == fsm.ToGroups {
@@ -112,55 +118,50 @@ func (s *Server) recipients(m *fsm.Message) []*conn {
 	if h == nil {
 		return nil
 	}
-	set := map[*conn]struct{}{}
+	for c := range h.stateful {
+		c.st.poke()
+	}
+	out := s.scratch[:0]
+	add := func(c *conn) {
+		if c != nil && c.st == nil && c.hub == m.Hub && !slices.Contains(m.Excluded, c.id) {
+			out = append(out, c)
+		}
+	}
 	switch m.Audience {
 	case fsm.ToAll:
 		for c := range h.conns {
-			set[c] = struct{}{}
-		}
-	case fsm.ToUsers:
-		for _, u := range m.Names {
-			for c := range h.users[u] {
-				set[c] = struct{}{}
-			}
+			add(c)
 		}
 	case fsm.ToConnections:
 		for _, id := range m.Names {
-			if c := s.byID[id]; c != nil && c.hub == m.Hub {
-				set[c] = struct{}{}
+			add(s.byID[id])
+		}
+	case fsm.ToUsers, fsm.ToGroups:
+		for _, u := range m.Names {
+			if m.Audience == fsm.ToUsers {
+				for c := range h.users[u] {
+					add(c)
+				}
 			}
 		}
-	case fsm.ToGroups:
 		for _, mem := range groupMembers {
 			switch mem.Kind {
 			case fsm.MemberConnection:
-				if c := s.byID[mem.Name]; c != nil && c.hub == m.Hub {
-					set[c] = struct{}{}
-				}
+				add(s.byID[mem.Name])
 			case fsm.MemberUser:
 				for c := range h.users[mem.Name] {
-					set[c] = struct{}{}
+					add(c)
 				}
 			}
 		}
 	}
-	for _, id := range m.Excluded {
-		if c := s.byID[id]; c != nil {
-			delete(set, c)
-		}
+	if len(m.Names) > 1 || len(groupMembers) > 0 {
+		// Several names (or a connection in a group both directly and
+		// through its user) can name a connection twice.
+		slices.SortFunc(out, func(a, b *conn) int { return strings.Compare(a.id, b.id) })
+		out = slices.CompactFunc(out, func(a, b *conn) bool { return a == b })
 	}
-	// Stateful connections read their own stream from the log (so any node
-	// can rebuild it); wake them instead.
-	for c := range h.conns {
-		if c.st != nil {
-			delete(set, c)
-			c.st.poke()
-		}
-	}
-	out := make([]*conn, 0, len(set))
-	for c := range set {
-		out = append(out, c)
-	}
+	s.scratch = out
 	return out
 }
 
@@ -254,7 +255,7 @@ func (s *Server) expireOrphansOnce() bool {
 	s.mu.RLock()
 	for _, info := range recorded {
 		if c := s.byID[info.ConnID]; c == nil || c.hub != info.Hub {
-			cmds = append(cmds, fsm.EncodeConnection(fsm.CmdConnExpire, &fsm.Connection{Hub: info.Hub, ConnID: info.ConnID, Reason: "holder restarted"}))
+			cmds = append(cmds, fsm.EncodeConnection(fsm.CmdConnExpire, &fsm.Connection{Hub: info.Hub, ConnID: info.ConnID, NodeID: info.NodeID, Reason: "holder restarted"}))
 		}
 	}
 	s.mu.RUnlock()

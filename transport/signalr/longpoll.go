@@ -54,8 +54,8 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn) 
 		return
 	}
 	select {
-	case rec := <-c.out:
-		writePoll(w, c.drain(append([]byte(nil), rec...), 1<<20))
+	case <-c.out.ready:
+		writePoll(w, c.drain(nil, 1<<20))
 	case <-c.done:
 		buf := c.drain(nil, 1<<30)
 		if final := c.takeFinal(); final != nil {

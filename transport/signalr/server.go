@@ -122,6 +122,7 @@ type Server struct {
 	byToken map[string]*conn
 	byID    map[string]*conn
 	hubs    map[string]*hubConns
+	scratch []*conn // the dispatcher's recipient list, reused
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -130,8 +131,9 @@ type Server struct {
 
 // hubConns indexes a hub's active local connections.
 type hubConns struct {
-	conns map[*conn]struct{}
-	users map[string]map[*conn]struct{}
+	conns    map[*conn]struct{}
+	stateful map[*conn]struct{} // the stateful ones among conns
+	users    map[string]map[*conn]struct{}
 }
 
 // NewServer returns the SignalR endpoint; Start runs its background work.
@@ -258,10 +260,13 @@ func (s *Server) activate(c *conn) {
 	s.byID[c.id] = c
 	h := s.hubs[c.hub]
 	if h == nil {
-		h = &hubConns{conns: map[*conn]struct{}{}, users: map[string]map[*conn]struct{}{}}
+		h = &hubConns{conns: map[*conn]struct{}{}, stateful: map[*conn]struct{}{}, users: map[string]map[*conn]struct{}{}}
 		s.hubs[c.hub] = h
 	}
 	h.conns[c] = struct{}{}
+	if c.st != nil {
+		h.stateful[c] = struct{}{}
+	}
 	if c.user != "" {
 		if h.users[c.user] == nil {
 			h.users[c.user] = map[*conn]struct{}{}
@@ -283,6 +288,7 @@ func (s *Server) remove(c *conn, keepToken bool) {
 	}
 	if h := s.hubs[c.hub]; h != nil {
 		delete(h.conns, c)
+		delete(h.stateful, c)
 		if u := h.users[c.user]; u != nil {
 			delete(u, c)
 			if len(u) == 0 {

@@ -46,8 +46,11 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn) {
 		select {
 		case <-r.Context().Done():
 			return
-		case rec := <-c.out:
-			recs = c.drain(append(recs[:0], rec...), maxFrameBytes)
+		case <-c.out.ready:
+			recs = c.drain(recs[:0], maxFrameBytes)
+			if len(recs) == 0 {
+				continue
+			}
 			event = appendSSEEvent(event[:0], recs)
 			lastWrite = time.Now()
 			if !write(event) {

@@ -252,19 +252,14 @@ func (c *conn) prepareResume() {
 	st := c.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	for drained := false; !drained; {
-		select {
-		case <-c.out:
-		default:
-			drained = true
-		}
-	}
+	c.out.clear()
 	first := st.outSeq + 1
 	if len(st.unacked) > 0 {
 		first = st.unacked[0].seq
 	}
 	st.applied = max(st.applied, st.inSeq)
 	st.awaiting, st.attached = true, true
+	st.lastAckSent = 0 // an Ack queued before the drop was discarded above
 	p := c.protocolOf()
 	seqRec, _ := p.Append(nil, &hubproto.Message{Type: hubproto.Sequence, SequenceID: int64(first)})
 	c.send(seqRec)
@@ -313,7 +308,7 @@ func (s *Server) ackAndCheckpoint() {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.WriteTimeout)
 	defer cancel()
-	if _, err := s.cluster.Propose(ctx, []fsm.Command{fsm.EncodeCheckpoints(cps)}); err != nil {
+	if _, err := s.cluster.Propose(ctx, []fsm.Command{fsm.EncodeCheckpoints(s.cluster.NodeID(), cps)}); err != nil {
 		s.log.Warn("replicate acknowledged positions", "connections", len(cps), "err", err)
 		return
 	}
@@ -381,7 +376,7 @@ func (s *Server) adopt(w http.ResponseWriter, r *http.Request, token string, sta
 	now := time.Now()
 	c := &conn{
 		srv: s, id: state.ConnID, token: token, hub: state.Hub, user: state.UserID, expires: id.Expires,
-		created: now, out: make(chan []byte, s.opts.OutboundQueue), done: make(chan struct{}),
+		created: now, out: newOutQueue(max(s.opts.OutboundQueue, statefulBufferCount+64)), done: make(chan struct{}),
 		transport: transportWebSockets, attached: now, protocol: p, active: true, openEntry: res[0].Entry,
 		statefulOffered: true, st: newStatefulState(),
 		detachedAt: now, // until its socket attaches: reaped if the upgrade fails

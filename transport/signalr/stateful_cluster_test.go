@@ -411,7 +411,9 @@ func TestStatefulCheckpointsBatchedPerNode(t *testing.T) {
 	ts.cluster.setHook(func(cmds []fsm.Command) {
 		for _, cmd := range cmds {
 			if cmd.Type() == fsm.CmdCheckpoint {
-				n, _ := binary.Uvarint(cmd[1:])
+				// The payload is the holder's node id, then the count.
+				idLen, w := binary.Uvarint(cmd[1:])
+				n, _ := binary.Uvarint(cmd[1+w+int(idLen):])
 				mu.Lock()
 				batches = append(batches, n)
 				mu.Unlock()

@@ -3,6 +3,7 @@ package signalr
 import (
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -48,9 +49,12 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 	s.runSocket(ws, c, c.newSocket())
 }
 
+// upgrader keeps an idle connection small: a 1 KiB read buffer, and write
+// buffers shared through a pool (held only while a frame is written).
 var upgrader = websocket.Upgrader{
-	ReadBufferSize: 4096, WriteBufferSize: 16 << 10,
-	CheckOrigin: func(*http.Request) bool { return true }, // checked by the caller
+	ReadBufferSize: 1024, WriteBufferSize: 16 << 10,
+	WriteBufferPool: &sync.Pool{},
+	CheckOrigin:     func(*http.Request) bool { return true }, // checked by the caller
 }
 
 // socket is one WebSocket attached to a connection; a stateful connection
@@ -88,6 +92,14 @@ func (c *conn) socketLost(sock *socket, err error) {
 	var closeFrame *websocket.CloseError
 	if errors.As(err, &closeFrame) && closeFrame.Code == websocket.CloseAbnormalClosure {
 		closeFrame = nil // gorilla's name for a connection lost without a Close frame
+	}
+	if closeFrame != nil && c.st != nil {
+		c.mu.Lock()
+		replaced := c.sock != sock
+		c.mu.Unlock()
+		if replaced {
+			return // a Close on a socket a resume already replaced
+		}
 	}
 	if c.st == nil || closeFrame != nil {
 		if closeFrame != nil {
@@ -178,8 +190,11 @@ func (s *Server) writeWebSocket(ws *websocket.Conn, c *conn, sock *socket) {
 	}
 	for {
 		select {
-		case rec := <-c.out:
-			buf = c.drain(append(buf[:0], rec...), maxFrameBytes)
+		case <-c.out.ready:
+			buf = c.drain(buf[:0], maxFrameBytes)
+			if len(buf) == 0 {
+				continue
+			}
 			if !write(buf) {
 				lost()
 				return

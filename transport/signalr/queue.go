@@ -1,0 +1,71 @@
+package signalr
+
+import "sync"
+
+// outQueue is a connection's bounded queue of outgoing records. It holds no
+// memory while empty (an idle connection costs nothing here), and the
+// writer takes everything queued at once, so several records share one
+// WebSocket frame, SSE event or poll response.
+type outQueue struct {
+	mu    sync.Mutex
+	recs  [][]byte
+	max   int
+	ready chan struct{} // signalled when records are waiting
+}
+
+func newOutQueue(max int) *outQueue {
+	return &outQueue{max: max, ready: make(chan struct{}, 1)}
+}
+
+func (q *outQueue) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// push queues a record; false when the queue is full.
+func (q *outQueue) push(rec []byte) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.recs) >= q.max {
+		return false
+	}
+	q.recs = append(q.recs, rec)
+	q.signal()
+	return true
+}
+
+// take appends queued records to dst, at least one and then as many as fit
+// in maxBytes, and removes them from the queue.
+func (q *outQueue) take(dst []byte, maxBytes int) []byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for n < len(q.recs) && (n == 0 || len(dst)+len(q.recs[n]) <= maxBytes) {
+		dst = append(dst, q.recs[n]...)
+		q.recs[n] = nil
+		n++
+	}
+	q.recs = q.recs[n:]
+	if len(q.recs) == 0 {
+		q.recs = nil // give the backing array back
+	} else {
+		q.signal()
+	}
+	return dst
+}
+
+// clear drops every queued record.
+func (q *outQueue) clear() {
+	q.mu.Lock()
+	q.recs = nil
+	q.mu.Unlock()
+}
+
+// setMax changes the bound.
+func (q *outQueue) setMax(max int) {
+	q.mu.Lock()
+	q.max = max
+	q.mu.Unlock()
+}
