@@ -202,10 +202,8 @@ func connMessages(tx *bolt.Tx, hub, conn, user string, openPos uint64, after Pos
 		if slices.Contains(p.Excluded, conn) {
 			continue
 		}
-		out = append(out, ConnEvent{Pos: Position{Msg: idx, Order: orderMessage}, Message: &Message{
-			Index: idx, Time: ts, Hub: p.Hub, Audience: p.Audience, Names: p.Names,
-			Excluded: p.Excluded, Target: p.Target, Arguments: p.Arguments,
-		}})
+		m := messageOf(idx, ts, p)
+		out = append(out, ConnEvent{Pos: Position{Msg: idx, Order: orderMessage}, Message: &m})
 	}
 	return out, nil
 }

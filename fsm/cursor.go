@@ -55,21 +55,19 @@ type Page struct {
 // It seeks each of the reader's streams directly to the cursor: the cost
 // grows with what is returned, not with the history.
 func (f *FSM) Read(r *Reader, after uint64, limit int) (Page, error) {
-	if limit <= 0 {
-		limit = 1
-	}
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.db == nil {
-		return Page{}, fmt.Errorf("read: store closed")
-	}
 	var page Page
-	err := f.db.View(func(tx *bolt.Tx) error {
+	err := f.view(func(tx *bolt.Tx) error {
 		var err error
-		page, err = readPage(tx, r, after, limit)
+		page, err = readPage(tx, r, after, max(limit, 1))
 		return err
 	})
 	return page, err
+}
+
+// messageOf is the reader's view of a stored message.
+func messageOf(idx uint64, ts int64, p *Publish) Message {
+	return Message{Index: idx, Time: ts, Hub: p.Hub, Audience: p.Audience, Names: p.Names,
+		Excluded: p.Excluded, Target: p.Target, Arguments: p.Arguments}
 }
 
 func readPage(tx *bolt.Tx, r *Reader, after uint64, limit int) (Page, error) {
@@ -102,10 +100,7 @@ func readPage(tx *bolt.Tx, r *Reader, after uint64, limit int) (Page, error) {
 		if r.Self != "" && slices.Contains(p.Excluded, r.Self) {
 			continue
 		}
-		page.Messages = append(page.Messages, Message{
-			Index: idx, Time: ts, Hub: p.Hub, Audience: p.Audience, Names: p.Names,
-			Excluded: p.Excluded, Target: p.Target, Arguments: p.Arguments,
-		})
+		page.Messages = append(page.Messages, messageOf(idx, ts, p))
 	}
 	return page, nil
 }
@@ -178,16 +173,9 @@ func (f *FSM) WaitRead(ctx context.Context, r *Reader, after uint64, limit int) 
 // index > after, in index order: the feed a node's dispatcher follows to
 // deliver each message to its own connections. Reset works as in Read.
 func (f *FSM) ReadAll(after uint64, limit int) (Page, error) {
-	if limit <= 0 {
-		limit = 1
-	}
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.db == nil {
-		return Page{}, fmt.Errorf("read: store closed")
-	}
+	limit = max(limit, 1)
 	var page Page
-	err := f.db.View(func(tx *bolt.Tx) error {
+	err := f.view(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		first, last := getU64(meta, metaFirstMessage), getU64(meta, metaLastMessage)
 		page.Next = max(after, last)
@@ -203,10 +191,7 @@ func (f *FSM) ReadAll(after uint64, limit int) (Page, error) {
 			if err != nil {
 				return fmt.Errorf("message %d: %w", idx, err)
 			}
-			page.Messages = append(page.Messages, Message{
-				Index: idx, Time: ts, Hub: p.Hub, Audience: p.Audience, Names: p.Names,
-				Excluded: p.Excluded, Target: p.Target, Arguments: p.Arguments,
-			})
+			page.Messages = append(page.Messages, messageOf(idx, ts, p))
 		}
 		if len(page.Messages) == limit {
 			page.Next = page.Messages[limit-1].Index
