@@ -46,6 +46,12 @@ func (t CommandType) String() string {
 		return "node-info"
 	case CmdNodeRemove:
 		return "node-remove"
+	case CmdInvocation:
+		return "invocation"
+	case CmdCheckpoint:
+		return "checkpoint"
+	case CmdStatefulOpen:
+		return "stateful-open"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(t))
 }

@@ -31,7 +31,11 @@ type StatefulState struct {
 // ConnEvent is one event of a stateful connection's stream: a message
 // addressed to it, or the completion of one of its invocations.
 type ConnEvent struct {
-	Pos          Position
+	Pos Position
+	// Skip marks no event: the stream's position moves past messages that
+	// turned out not to be for this connection (it was excluded), so a
+	// reader never stalls on them. It is not numbered.
+	Skip         bool
 	Message      *Message // nil for a completion
 	InvocationID string
 	HasResult    bool
@@ -204,6 +208,10 @@ func connMessages(tx *bolt.Tx, hub, conn, user string, openPos uint64, after Pos
 		}
 		m := messageOf(idx, ts, p)
 		out = append(out, ConnEvent{Pos: Position{Msg: idx, Order: orderMessage}, Message: &m})
+	}
+	if len(out) == 0 && len(indexes) > 0 {
+		// Every candidate excluded this connection: say how far it read.
+		out = append(out, ConnEvent{Pos: Position{Msg: indexes[len(indexes)-1], Order: orderMessage}, Skip: true})
 	}
 	return out, nil
 }

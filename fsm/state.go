@@ -206,3 +206,21 @@ func (f *FSM) ConnectionsOn(nodeID string) ([]ConnectionInfo, error) {
 	})
 	return out, err
 }
+
+// Holders counts the open connections per holding node.
+func (f *FSM) Holders() (map[string]int, error) {
+	out := map[string]int{}
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketConns).ForEach(func(_, v []byte) error {
+			d := decoder{buf: v}
+			d.string() // user
+			node := d.string()
+			if d.err != nil {
+				return fmt.Errorf("connection record: %w", d.err)
+			}
+			out[node]++
+			return nil
+		})
+	})
+	return out, err
+}

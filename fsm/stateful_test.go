@@ -131,3 +131,50 @@ func TestStatefulResumeOnAnotherNodeKeepsItsState(t *testing.T) {
 		t.Fatal("a takeover with another token must be rejected")
 	}
 }
+
+// A long run of messages that exclude the connection does not stall its
+// reader: a Skip event moves the position past them.
+func TestStatefulReaderSkipsPastExcludedRuns(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	f.mustApply(t0, statefulOpen("c1", ""))
+	for i := 0; i < 300; i++ {
+		f.mustApply(t0, toAll("c1"))
+	}
+	last := f.mustApply(t0, publish(fsm.ToAll))[0].Index
+	var pos fsm.Position
+	for reads := 0; reads < 10; reads++ {
+		events, _, err := f.ReadConnection(hub, "c1", pos, 128)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events) == 0 {
+			t.Fatalf("read %d after %+v: no event and no skip: the reader would stall", reads, pos)
+		}
+		for _, e := range events {
+			if e.Skip {
+				if e.Message != nil {
+					t.Fatalf("a skip carries a message: %+v", e)
+				}
+				pos = e.Pos
+				continue
+			}
+			if e.Message == nil || e.Message.Index != last {
+				t.Fatalf("got %+v, want only message %d", e, last)
+			}
+			return
+		}
+	}
+	t.Fatal("never reached the message after the excluded run")
+}
+
+func TestStatefulCommandTypesArePinned(t *testing.T) {
+	for _, c := range []struct {
+		t    fsm.CommandType
+		v    byte
+		name string
+	}{{fsm.CmdInvocation, 9, "invocation"}, {fsm.CmdCheckpoint, 10, "checkpoint"}, {fsm.CmdStatefulOpen, 11, "stateful-open"}} {
+		if byte(c.t) != c.v || c.t.String() != c.name {
+			t.Errorf("command %s: value %d name %q, want %d %q", c.name, byte(c.t), c.t.String(), c.v, c.name)
+		}
+	}
+}

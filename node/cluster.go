@@ -214,8 +214,12 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, fmt.Errorf("%w: %q", raftlog.ErrUnknownMember, req.ID))
 		return
 	}
-	// Forget the addresses first: a leader removing itself cannot commit
-	// anything afterwards.
+	// Expire its connections (its clients must reconnect elsewhere) and
+	// forget its addresses first: a leader removing itself cannot commit
+	// anything afterwards. A failed expiry is retried by the janitor.
+	if err := n.expireConnectionsOf(r.Context(), req.ID, "holder removed"); err != nil {
+		n.log.Warn("expire connections of a removed node", "node", req.ID, "err", err)
+	}
 	if _, err := n.proposer.Propose(r.Context(), []fsm.Command{fsm.EncodeNodeRemove(req.ID)}); err != nil {
 		writeError(w, r, err)
 		return
@@ -223,12 +227,6 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 	if err := n.raft.Remove(req.ID); err != nil {
 		writeError(w, r, err)
 		return
-	}
-	// The removed node's clients must reconnect elsewhere.
-	if req.ID != n.cfg.ID {
-		if err := n.expireConnectionsOf(r.Context(), req.ID, "holder removed"); err != nil {
-			n.log.Warn("expire connections of a removed node", "node", req.ID, "err", err)
-		}
 	}
 	w.Header().Set("Backplane-Served-By", n.cfg.ID)
 	writeJSON(w, http.StatusOK, map[string]any{"removed": req.ID})

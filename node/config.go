@@ -156,6 +156,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("Raft timing: want -raft-lease-timeout (%s) <= -raft-heartbeat-timeout (%s) <= -raft-election-timeout (%s)",
 			t.LeaderLeaseTimeout, t.HeartbeatTimeout, t.ElectionTimeout))
 	}
+	if c.HolderTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("-holder-timeout %s: use at least 1s (the default is %s)", c.HolderTimeout, DefaultHolderTimeout))
+	}
 	if c.Retention.MaxAge < 0 {
 		errs = append(errs, errors.New("-retain-age must not be negative (0 keeps messages of any age)"))
 	}

@@ -59,10 +59,11 @@ func (n *Node) expireConnectionsOf(ctx context.Context, id, reason string) error
 	return nil
 }
 
-// expireDeadHolders probes the nodes that hold connections and expires the
-// connections of those unreachable for orphanAfter.
+// expireDeadHolders probes the nodes that hold connections (including
+// nodes no longer members) and expires the connections of those
+// unreachable for -holder-timeout.
 func (n *Node) expireDeadHolders(now time.Time, lastSeen map[string]time.Time) {
-	nodes, err := n.fsm.Nodes()
+	held, err := n.fsm.Holders()
 	if err != nil {
 		return
 	}
@@ -71,10 +72,10 @@ func (n *Node) expireDeadHolders(now time.Time, lastSeen map[string]time.Time) {
 		return
 	}
 	holders := map[string]string{} // node id → http address ("" if not a member)
-	for _, info := range nodes {
-		holders[info.ID] = ""
-		if isMember(members, info.ID) {
-			holders[info.ID] = info.HTTPAddr
+	for id := range held {
+		holders[id] = ""
+		if info, ok, err := n.fsm.Node(id); err == nil && ok && isMember(members, id) {
+			holders[id] = info.HTTPAddr
 		}
 	}
 	for id, addr := range holders {

@@ -41,7 +41,7 @@ var (
 )
 
 // Timing is the Raft clock. The defaults suit a LAN: a failed leader is
-// replaced in about a second.
+// replaced in about 1–2 s.
 type Timing struct {
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration

@@ -150,14 +150,16 @@ func (c *conn) end(errMsg string, allowReconnect bool, why string) {
 		case stateful:
 			// The close must be committed before the client hears of it:
 			// a resume racing to another node must find it closed.
+			c.srv.closing.Add(1)
 			go func() {
+				defer c.srv.closing.Add(-1)
 				c.srv.recordClose(c, why)
 				finish()
 			}()
 		default:
 			finish()
 			if wasActive {
-				go c.srv.recordClose(c, why)
+				c.srv.goRecordClose(c, why)
 			}
 		}
 	})
@@ -301,7 +303,7 @@ func (c *conn) handshake() bool {
 	if ended {
 		// The connection ended while its open was being committed: end
 		// did not record a close, so undo the open here.
-		go c.srv.recordClose(c, "ended during the handshake")
+		c.srv.goRecordClose(c, "ended during the handshake")
 		return false
 	}
 	c.srv.activate(c)
@@ -353,4 +355,14 @@ func (s *Server) recordClose(c *conn, why string) {
 	if _, err := s.cluster.Propose(ctx, []fsm.Command{cmd}); err != nil {
 		s.log.Warn("record connection close", "conn", c.id, "err", err)
 	}
+}
+
+// goRecordClose records a close in the background; Stop waits for it
+// briefly.
+func (s *Server) goRecordClose(c *conn, why string) {
+	s.closing.Add(1)
+	go func() {
+		defer s.closing.Add(-1)
+		s.recordClose(c, why)
+	}()
 }

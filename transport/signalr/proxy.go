@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"time"
 )
 
 // forward relays a transport request to the node holding the connection:
@@ -37,6 +38,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, holder string, 
 			pr.SetXForwarded()
 		},
 		FlushInterval: -1,
+		Transport:     forwardTransport,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.log.Debug("forward to holder failed", "holder", holder, "err", err)
 			var op *net.OpError
@@ -48,4 +50,13 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, holder string, 
 		},
 	}
 	proxy.ServeHTTP(w, r)
+}
+
+// forwardTransport dials holders with a short timeout: a resume whose
+// holder vanished is taken over here instead of waiting out a long dial.
+var forwardTransport = &http.Transport{
+	Proxy:               nil,
+	DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	MaxIdleConnsPerHost: 64,
+	IdleConnTimeout:     90 * time.Second,
 }

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/backplane/backplane/fsm"
@@ -124,9 +125,10 @@ type Server struct {
 	hubs    map[string]*hubConns
 	scratch []*conn // the dispatcher's recipient list, reused
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closing atomic.Int64 // closes being recorded in the log
 }
 
 // hubConns indexes a hub's active local connections.
@@ -171,6 +173,10 @@ func (s *Server) Stop() {
 	s.mu.RUnlock()
 	for _, c := range all {
 		c.end("", true, "server shutting down")
+	}
+	// Let the closes reach the log (others then know at once), briefly.
+	for deadline := time.Now().Add(2 * time.Second); s.closing.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	s.cancel()
 	s.wg.Wait()

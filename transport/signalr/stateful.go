@@ -109,7 +109,7 @@ func (c *conn) fill() {
 		}
 		events, open, err := c.srv.cluster.ReadConnection(c.hub, c.id, after, feedBatch)
 		if errors.Is(err, fsm.ErrStreamTrimmed) {
-			c.end("Connection closed with an error: the messages it missed are no longer retained", false, "stream trimmed")
+			c.end("Connection closed with an error: the messages it missed are no longer retained", true, "stream trimmed")
 			return
 		}
 		if err != nil {
@@ -121,6 +121,10 @@ func (c *conn) fill() {
 		}
 		st.mu.Lock()
 		for i := range events {
+			if events[i].Skip {
+				st.nextPos = events[i].Pos
+				continue
+			}
 			if st.unackedBytes >= statefulBufferBytes || len(st.unacked) >= statefulBufferCount {
 				break // full: the rest is read again after an Ack
 			}
