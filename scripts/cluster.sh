@@ -106,10 +106,6 @@ for i in 0 1 2; do
       echo "$name is not ready after ${ready_timeout}s; /readyz says:" >&2
       answer=$(curl -sS --max-time 2 "http://127.0.0.1:$port/readyz" 2>&1 || true)
       echo "$answer" >&2
-      if [[ "$answer" == *"catching up with the log"* ]]; then
-        echo "(after a leader change /readyz can stay 503 until the next write:" \
-          "see docs/operations.md, Limits / not yet)" >&2
-      fi
       echo "see $data/$name.log" >&2
       exit 1
     fi
