@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/backplane/backplane/transport"
 )
 
 // bearerToken extracts the token of an "Authorization: Bearer" header.
@@ -31,17 +33,32 @@ func isLoopback(remoteAddr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// sameOrigin refuses cross-origin browser requests to the REST and admin
+// APIs unless the origin is in -allowed-origins: without it, any web page
+// a user visits could POST to a node on localhost (a form post needs no
+// CORS preflight). Clients that send no Origin (curl, SDKs, other nodes)
+// are unaffected.
+func (n *Node) sameOrigin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !transport.OriginAllowed(r, n.cfg.AllowedOrigins) {
+			writeError(w, r, fmt.Errorf("%w: cross-origin request from %s refused (add the origin to -allowed-origins)", errForbidden, r.Header.Get("Origin")))
+			return
+		}
+		h(w, r)
+	}
+}
+
 // requireAdmin guards admin, debug and node-to-node endpoints: with
 // -admin-token they need it as a bearer token (401 without, 403 when
 // wrong); without one they are open to loopback clients only.
 func (n *Node) requireAdmin(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return n.sameOrigin(func(w http.ResponseWriter, r *http.Request) {
 		if err := n.checkAdmin(r); err != nil {
 			writeError(w, r, err)
 			return
 		}
 		h(w, r)
-	}
+	})
 }
 
 func (n *Node) checkAdmin(r *http.Request) error {
@@ -66,7 +83,7 @@ func (n *Node) checkAdmin(r *http.Request) error {
 // its query, as Azure SignalR Service does.
 func (n *Node) requireAccess(h http.HandlerFunc) http.HandlerFunc {
 	if n.cfg.AccessKey == "" {
-		return h
+		return n.sameOrigin(h)
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := bearerToken(r)

@@ -99,3 +99,36 @@ func TestAccessKeyRequiresAzureStyleJWTForREST(t *testing.T) {
 		t.Fatalf("poll with access_token: %d %s", got.status, got.body)
 	}
 }
+
+// A web page on another origin cannot make a user's browser publish to, or
+// administer, a node without an access key (a form post needs no CORS
+// preflight); curl and SDKs send no Origin and are unaffected.
+func TestCrossOriginBrowserRequestsAreRefused(t *testing.T) {
+	c := startCluster(t, clusterOptions{size: 1, tweak: func(cfg *Config) { cfg.AllowedOrigins = []string{"https://app.example"} }})
+	n := c.nodes[0]
+	body := []byte(`{"target":"t","arguments":[]}`)
+	cases := []struct {
+		origin string
+		want   int
+	}{
+		{"https://evil.example", http.StatusForbidden},
+		{"", http.StatusAccepted},
+		{"http://" + n.HTTPAddr(), http.StatusAccepted},
+		{"https://app.example", http.StatusAccepted},
+	}
+	for _, tc := range cases {
+		h := map[string]string{"Content-Type": "text/plain"}
+		if tc.origin != "" {
+			h["Origin"] = tc.origin
+		}
+		if got := doHTTP(t, http.MethodPost, n.url("/api/v1/hubs/chat"), body, h); got.status != tc.want {
+			t.Errorf("publish with Origin %q: status %d (%s), want %d", tc.origin, got.status, got.body, tc.want)
+		}
+	}
+	if last := n.fsm.LastMessage(); last != 3 {
+		t.Fatalf("last message %d, want 3: the refused publish must change nothing", last)
+	}
+	if got := doHTTP(t, http.MethodPost, n.url("/admin/remove"), []byte(`{"id":"node1"}`), map[string]string{"Origin": "https://evil.example"}); got.status != http.StatusForbidden {
+		t.Fatalf("cross-origin admin call: status %d, want 403", got.status)
+	}
+}

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/transport"
 )
 
 type availableTransport struct {
@@ -143,14 +143,5 @@ func (s *Server) cors(h http.HandlerFunc) http.HandlerFunc {
 // originAllowed: no Origin header (non-browser), the same host, or a
 // configured origin.
 func (s *Server) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	if u, err := url.Parse(origin); err == nil && strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	return slices.ContainsFunc(s.opts.AllowedOrigins, func(o string) bool {
-		return o == "*" || strings.EqualFold(strings.TrimSuffix(o, "/"), origin)
-	})
+	return transport.OriginAllowed(r, s.opts.AllowedOrigins)
 }
