@@ -97,7 +97,7 @@ func (b *bench) wsBroadcast(ctx context.Context, conns, perFrame int, d time.Dur
 	url := "ws://" + s.ln.Addr().String() + "/"
 	clients := make([]*hubClient, 0, conns)
 	defer func() { closeAll(clients) }()
-	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 16 << 10, WriteBufferSize: 4 << 10}
+	dialer := readerDialer
 	for range conns {
 		ws, _, err := dialer.DialContext(ctx, url, nil)
 		if err != nil {

@@ -157,13 +157,23 @@ type hubClient struct {
 	tag    int // the scenario's own number for the client
 	nextID atomic.Int64
 	// sentAt holds the send time of recent invocations by id, to time
-	// their completion.
-	sentAt [1024]atomic.Int64
+	// their completion. It is allocated only for a client that gets
+	// completions, so an idle client stays small.
+	sentAt *[1024]atomic.Int64
 }
 
-// dialHub negotiates on base, upgrades to WebSocket and completes the
-// JSON handshake. The client reads until Close or an error.
-func dialHub(ctx context.Context, hc *http.Client, base, hub string, node int,
+// readerDialer is the WebSocket dialer of clients that read a stream of
+// messages (broadcast, chat, fanout and the raw WebSocket baseline).
+var readerDialer = &websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 16 << 10, WriteBufferSize: 4 << 10}
+
+// idleDialer keeps an idle client small: a 1 KiB read buffer and write
+// buffers held only while a frame is written.
+var idleDialer = &websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 1024,
+	WriteBufferPool: &sync.Pool{}}
+
+// dialHub negotiates on base, upgrades to WebSocket with d and completes
+// the JSON handshake. The client reads until Close or an error.
+func dialHub(ctx context.Context, hc *http.Client, d *websocket.Dialer, base, hub string, node int,
 	onMessage, onCompletion func(*hubClient, *hubproto.Message, time.Time)) (*hubClient, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/hubs/"+hub+"/negotiate?negotiateVersion=1", nil)
 	if err != nil {
@@ -183,7 +193,6 @@ func dialHub(ctx context.Context, hc *http.Client, base, hub string, node int,
 		return nil, fmt.Errorf("negotiate: %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
 	}
 	u := "ws" + strings.TrimPrefix(base, "http") + "/hubs/" + hub + "?id=" + url.QueryEscape(neg.ConnectionToken)
-	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 16 << 10, WriteBufferSize: 4 << 10}
 	ws, _, err := d.DialContext(ctx, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("websocket: %w", err)
@@ -219,8 +228,12 @@ func dialHub(ctx context.Context, hc *http.Client, base, hub string, node int,
 
 // newHubClient wraps an open WebSocket; the caller starts c.read.
 func newHubClient(ws *websocket.Conn, node int, onMessage, onCompletion func(*hubClient, *hubproto.Message, time.Time)) *hubClient {
-	return &hubClient{node: node, ws: ws, onMessage: onMessage, onCompletion: onCompletion,
+	c := &hubClient{node: node, ws: ws, onMessage: onMessage, onCompletion: onCompletion,
 		closed: make(chan struct{}), done: make(chan string, 1)}
+	if onCompletion != nil {
+		c.sentAt = new([1024]atomic.Int64)
+	}
+	return c
 }
 
 // read parses records until the connection ends.
@@ -289,7 +302,9 @@ func readAppend(buf []byte, r io.Reader) ([]byte, error) {
 // with a Completion) and remembers when it was sent.
 func (c *hubClient) invoke(target string, argsJSON []byte, now time.Time) error {
 	id := c.nextID.Add(1)
-	c.sentAt[id%int64(len(c.sentAt))].Store(now.UnixNano())
+	if c.sentAt != nil {
+		c.sentAt[id%int64(len(c.sentAt))].Store(now.UnixNano())
+	}
 	rec := make([]byte, 0, len(argsJSON)+64)
 	rec = append(rec, `{"type":1,"invocationId":"`...)
 	rec = strconv.AppendInt(rec, id, 10)
@@ -329,7 +344,7 @@ func (c *hubClient) invokeWait(ctx context.Context, target string, argsJSON []by
 // sentTime returns when the invocation of a completion was sent.
 func (c *hubClient) sentTime(invocationID string) (int64, bool) {
 	id, ok := atoi([]byte(invocationID))
-	if !ok {
+	if !ok || c.sentAt == nil {
 		return 0, false
 	}
 	return c.sentAt[id%int64(len(c.sentAt))].Load(), true
@@ -338,16 +353,26 @@ func (c *hubClient) sentTime(invocationID string) (int64, bool) {
 // Close closes the WebSocket without a closing handshake.
 func (c *hubClient) Close() { _ = c.ws.Close() }
 
-// dialMany opens n clients spread round-robin over the nodes, at most 32
-// dials at a time. nodeOf(i) picks the node of client i.
+// dialMany opens n reading clients, at most 32 dials at a time.
+// nodeOf(i) picks the node of client i.
 func dialMany(ctx context.Context, cl *cluster, hub string, n int, nodeOf func(i int) int,
 	onMessage, onCompletion func(*hubClient, *hubproto.Message, time.Time)) ([]*hubClient, error) {
+	return dialManyWith(ctx, cl, hub, n, nodeOf, onMessage, onCompletion, readerDialer, nil)
+}
+
+// dialManyWith is dialMany with a WebSocket dialer of its own; opened,
+// if not nil, counts the clients as they connect. The negotiate
+// connections are closed at the end, so that they are not counted as
+// the clients' memory on either side.
+func dialManyWith(ctx context.Context, cl *cluster, hub string, n int, nodeOf func(i int) int,
+	onMessage, onCompletion func(*hubClient, *hubproto.Message, time.Time), d *websocket.Dialer, opened *counter) ([]*hubClient, error) {
 	clients := make([]*hubClient, n)
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
 	hc := newHTTPClient(32)
+	defer hc.CloseIdleConnections()
 	for i := range n {
 		sem <- struct{}{}
 		if ctx.Err() != nil {
@@ -357,7 +382,10 @@ func dialMany(ctx context.Context, cl *cluster, hub string, n int, nodeOf func(i
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			node := nodeOf(i)
-			c, err := dialHub(ctx, hc, cl.nodes[node].url, hub, node, onMessage, onCompletion)
+			c, err := dialHub(ctx, hc, d, cl.nodes[node].url, hub, node, onMessage, onCompletion)
+			if err == nil && opened != nil {
+				opened.Add(1)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && firstErr == nil {

@@ -31,8 +31,9 @@ import (
 	"time"
 )
 
-// scenarioNames lists the scenarios in the order "all" runs them.
-var scenarioNames = []string{"broadcast", "chat", "hifreq", "fanout", "reconnect"}
+// scenarioNames lists the scenarios in the order "all" runs them. idle
+// runs first, so that its "before" is a node no other scenario has grown.
+var scenarioNames = []string{"idle", "broadcast", "chat", "hifreq", "fanout", "reconnect"}
 
 // config is the parsed command line.
 type config struct {
@@ -55,6 +56,7 @@ type config struct {
 	fanoutMsgs int     // fanout: single messages timed one by one
 	fanoutWin  int     // fanout: messages outstanding in the stream phase
 	resumeMsgs int     // reconnect: messages missed by the resuming client
+	idleConns  int     // idle: connections to one node
 
 	baseline         bool
 	baselineInflight []int
@@ -85,6 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.fanoutMsgs, "fanout-msgs", 20, "fanout: messages timed one at a time to reach every connection")
 	fs.IntVar(&cfg.fanoutWin, "fanout-window", 16, "fanout: messages outstanding (published, not yet everywhere) in the stream phase")
 	fs.IntVar(&cfg.resumeMsgs, "resume-msgs", 10000, "reconnect: messages the resuming reader missed")
+	fs.IntVar(&cfg.idleConns, "idle-conns", 2000, "idle: idle WebSocket connections to one node (the leader)")
 	fs.BoolVar(&cfg.baseline, "baseline", true, "also measure the bare Raft and raw WebSocket baselines and print ratios")
 	fs.StringVar(&inflights, "baseline-inflight", "256,16", "bare Raft baseline: comma-separated numbers of applies in flight to measure (16 is Backplane's proposer limit)")
 	fs.StringVar(&cfg.jsonPath, "json", "", "write the results as JSON to this file")
@@ -117,8 +120,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	switch {
 	case cfg.duration <= 0:
 		return cfg, fmt.Errorf("-duration must be positive")
-	case cfg.clients < 1 || cfg.groupSize < 1 || cfg.publishers < 1 || cfg.inflight < 1 || cfg.fanoutConn < 1 || cfg.fanoutWin < 1:
-		return cfg, fmt.Errorf("-clients, -group-size, -publishers, -inflight, -fanout-conns and -fanout-window must be at least 1")
+	case cfg.clients < 1 || cfg.groupSize < 1 || cfg.publishers < 1 || cfg.inflight < 1 || cfg.fanoutConn < 1 || cfg.fanoutWin < 1 || cfg.idleConns < 1:
+		return cfg, fmt.Errorf("-clients, -group-size, -publishers, -inflight, -fanout-conns, -fanout-window and -idle-conns must be at least 1")
 	case cfg.size < 48:
 		return cfg, fmt.Errorf("-size must be at least 48 (the timestamp, sequence and origin take room)")
 	case cfg.publishTo != "leader" && cfg.publishTo != "follower":

@@ -25,6 +25,8 @@ type procSample struct {
 	cpu    float64 // user+system seconds since start
 	rssKB  int64
 	peakKB int64 // VmHWM
+	anonKB int64 // RssAnon: the Go heap, stacks and other private memory
+	fileKB int64 // RssFile: mapped files (the bbolt stores, the binary)
 	ok     bool
 }
 
@@ -61,10 +63,33 @@ func readProc(pid string) procSample {
 			s.rssKB = kbField(line)
 		case strings.HasPrefix(line, "VmHWM:"):
 			s.peakKB = kbField(line)
+		case strings.HasPrefix(line, "RssAnon:"):
+			s.anonKB = kbField(line)
+		case strings.HasPrefix(line, "RssFile:"):
+			s.fileKB = kbField(line)
 		}
 	}
 	s.ok = true
 	return s
+}
+
+// openFileLimit reads the soft "Max open files" limit of a process from
+// /proc/<pid>/limits ("self" for this process); 0 if unknown.
+func openFileLimit(pid string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/limits")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Max open files"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				v, _ := strconv.ParseInt(f[0], 10, 64)
+				return v
+			}
+		}
+	}
+	return 0
 }
 
 func kbField(line string) int64 {

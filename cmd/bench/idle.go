@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// idleTargetKiB is the memory target per idle connection on a node.
+const idleTargetKiB = 10
+
+// memReading is the memory of the node under test and of this process,
+// read after a forced garbage collection on both.
+type memReading struct {
+	node       procSample // VmRSS, RssAnon, RssFile
+	others     []procSample
+	heapInuse  float64 // go_memstats_heap_inuse_bytes
+	heapAlloc  float64 // go_memstats_heap_alloc_bytes: live heap after the GC
+	stacks     float64 // go_memstats_stack_inuse_bytes
+	goroutines float64 // go_goroutines
+	gcForced   bool
+
+	self           procSample
+	selfHeapInuse  float64
+	selfStacks     float64
+	selfGoroutines float64
+
+	tcpInUse, tcpMemPages int64 // /proc/net/sockstat, the whole machine
+}
+
+var goMemMetrics = []string{"go_memstats_heap_inuse_bytes", "go_memstats_heap_alloc_bytes",
+	"go_memstats_stack_inuse_bytes", "go_goroutines"}
+
+// readMemory forces a GC on the node (the heap profile endpoint runs one
+// with gc=1) and in this process, gives the runtime a moment to return
+// freed pages, then reads both processes' memory.
+func (b *bench) readMemory(ctx context.Context, target int) (memReading, error) {
+	var m memReading
+	n := b.cl.nodes[target]
+	if _, err := b.cl.get(ctx, n.url+"/debug/pprof/heap?gc=1"); err == nil {
+		m.gcForced = true
+	} else {
+		b.logf("idle: could not force a GC on %s (figures include garbage): %v", n.id, err)
+	}
+	runtime.GC()
+	select {
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+		return m, ctx.Err()
+	}
+	vals, err := b.cl.metricValues(ctx, n, goMemMetrics...)
+	if err != nil {
+		return m, err
+	}
+	m.heapInuse, m.heapAlloc = vals["go_memstats_heap_inuse_bytes"], vals["go_memstats_heap_alloc_bytes"]
+	m.stacks, m.goroutines = vals["go_memstats_stack_inuse_bytes"], vals["go_goroutines"]
+	all := b.cl.sampleAll(ctx)
+	for i, s := range all[:len(b.cl.nodes)] {
+		if i == target {
+			m.node = s
+		} else {
+			m.others = append(m.others, s)
+		}
+	}
+	m.self = all[len(all)-1]
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	m.selfHeapInuse = float64(ms.HeapInuse)
+	m.selfStacks, m.selfGoroutines = float64(ms.StackInuse), float64(runtime.NumGoroutine())
+	m.tcpInUse, m.tcpMemPages = readSockstat()
+	return m, nil
+}
+
+// readSockstat reads the TCP line of /proc/net/sockstat: sockets in use
+// and pages of socket buffers.
+func readSockstat() (inUse, memPages int64) {
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "TCP:"); ok {
+			f := strings.Fields(rest)
+			for i := 0; i+1 < len(f); i += 2 {
+				v, _ := strconv.ParseInt(f[i+1], 10, 64)
+				switch f[i] {
+				case "inuse":
+					inUse = v
+				case "mem":
+					memPages = v
+				}
+			}
+		}
+	}
+	return inUse, memPages
+}
+
+// localPorts is the size of the ephemeral port range: the most
+// connections one client address can open to one server address.
+func localPorts() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	lo, _ := strconv.Atoi(f[0])
+	hi, _ := strconv.Atoi(f[1])
+	return hi - lo + 1
+}
+
+// checkIdleLimits fails early when a limit this machine sets is below
+// the connections asked for, naming the limit.
+func (b *bench) checkIdleLimits(r *scenarioResult, target int, conns int) error {
+	const margin = 256 // the node's and the benchmark's other files and sockets
+	if pid := b.cl.nodes[target].pid(); pid != 0 {
+		lim := openFileLimit(strconv.Itoa(pid))
+		r.add("node open-file limit (/proc/<pid>/limits)", float64(lim), "files")
+		if lim > 0 && lim < int64(conns+margin) {
+			return fmt.Errorf("%s's open-file limit is %d, below %d connections + %d; raise the hard limit (ulimit -Hn) the benchmark starts under",
+				b.cl.nodes[target].id, lim, conns, margin)
+		}
+	}
+	lim := openFileLimit("self")
+	r.add("bench open-file limit", float64(lim), "files")
+	if lim > 0 && lim < int64(conns+margin) {
+		return fmt.Errorf("the benchmark's open-file limit is %d, below %d connections + %d; raise the hard limit (ulimit -Hn)", lim, conns, margin)
+	}
+	if ports := localPorts(); ports > 0 && conns > ports-margin {
+		return fmt.Errorf("%d connections from one client address to one node need more than the %d ephemeral ports of net.ipv4.ip_local_port_range", conns, ports)
+	}
+	return nil
+}
+
+// waitConnections waits until the node counts held more WebSocket
+// connections than in base (its /admin/status connections before) and the
+// cluster records held more SignalR connections, where held is the clients
+// whose connection is still open (the server may close some while they
+// open); it returns held.
+func (b *bench) waitConnections(ctx context.Context, n *benchNode, clients []*hubClient, base map[string]int, timeout time.Duration) (int, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		d, _ := dropped(clients)
+		held := len(clients) - d
+		st, err := b.cl.status(ctx, n)
+		if err == nil && st.Connections["signalr_websockets"] == base["signalr_websockets"]+held &&
+			st.Connections["cluster_signalr"] == base["cluster_signalr"]+held {
+			return held, nil
+		}
+		if ctx.Err() != nil {
+			return held, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return held, err
+			}
+			return held, fmt.Errorf("after %s %s counts %d WebSocket connections and the cluster records %d, want %d each (%d opened, %d of them ended)",
+				timeout, n.id, st.Connections["signalr_websockets"]-base["signalr_websockets"],
+				st.Connections["cluster_signalr"]-base["cluster_signalr"], held, len(clients), d)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// idle: N idle SignalR WebSocket connections (negotiate, upgrade, JSON
+// handshake) to one node, the leader; memory per connection on the node
+// and in this process, and the node's CPU while it holds them.
+func (b *bench) idle(ctx context.Context, r *scenarioResult) error {
+	const hub = "bench_idle"
+	conns := b.cfg.idleConns
+	target, err := b.cl.leader(ctx)
+	if err != nil {
+		return err
+	}
+	n := b.cl.nodes[target]
+	r.Params = map[string]any{"connections": conns, "node": n.id, "hold_s": b.cfg.duration.Seconds()}
+	r.Description = fmt.Sprintf("%d idle WebSocket connections (JSON) to %s (the leader); memory before and after, after a forced GC; CPU while holding them for %s",
+		conns, n.id, b.cfg.duration)
+	if err := b.checkIdleLimits(r, target, conns); err != nil {
+		return err
+	}
+	st0, err := b.cl.status(ctx, n)
+	if err != nil {
+		return err
+	}
+	before, err := b.readMemory(ctx, target)
+	if err != nil {
+		return err
+	}
+
+	opened := &counter{name: "opened"}
+	prog := startProgress(b.stderr, "idle", opened)
+	b.logf("idle: opening %d connections to %s", conns, n.id)
+	start := time.Now()
+	clients, err := dialManyWith(ctx, b.cl, hub, conns, func(int) int { return target }, nil, nil, idleDialer, opened)
+	prog.Stop()
+	if err != nil {
+		return fmt.Errorf("opened %d of %d connections, then: %w", opened.Load(), conns, err)
+	}
+	defer closeAll(clients)
+	held, err := b.waitConnections(ctx, n, clients, st0.Connections, 30*time.Second+time.Duration(conns)*time.Millisecond)
+	if d, why := dropped(clients); d > 0 {
+		// Seen: a node's start-up sweep of connections "held by an
+		// earlier run" expiring connections that were opening.
+		r.addNote("%d of %d connections were closed by the server while they opened; the figures are per connection held (%d). The first reason: %s",
+			d, conns, held, why)
+	}
+	if err != nil {
+		if n.logPath != "" {
+			err = fmt.Errorf("%w; the end of %s's log:\n%s", err, n.id, tailFile(n.logPath, 2000))
+		}
+		return err
+	}
+	if held == 0 {
+		return fmt.Errorf("no connection stayed open")
+	}
+	openSecs := time.Since(start).Seconds()
+	r.add("connections opened/s (negotiate+upgrade+handshake, 32 at a time, until counted)", float64(conns)/openSecs, "conn/s")
+
+	after, err := b.readMemory(ctx, target)
+	if err != nil {
+		return err
+	}
+	droppedBefore, _ := dropped(clients)
+	m0, e0, _ := b.cl.logTotals(ctx)
+	holdStart := time.Now()
+	meas := b.startMeasure(ctx, r)
+	select {
+	case <-time.After(b.cfg.duration):
+	case <-ctx.Done():
+	}
+	meas.stop(ctx)
+	if m1, e1, err := b.cl.logTotals(ctx); err == nil && e1 >= e0 {
+		r.add("Raft entries/s while the connections idle", float64(e1-e0)/time.Since(holdStart).Seconds(), "entry/s")
+		if m1 > m0 {
+			r.addNote("%d messages were published while idle (another client?)", m1-m0)
+		}
+	}
+	if d, why := dropped(clients); d > droppedBefore {
+		r.addNote("%d connections were dropped while idle: %s", d-droppedBefore, why)
+	}
+
+	per := func(d float64) float64 { return d / float64(held) / 1024 } // bytes → KiB per connection
+	perKB := func(d int64) float64 { return float64(d) / float64(held) }
+	rss := r.add("node: RSS per connection (ΔVmRSS / N)", perKB(after.node.rssKB-before.node.rssKB), "KiB")
+	rss.Versus = append(rss.Versus, comparison{Baseline: fmt.Sprintf("target ≤ %d KiB", idleTargetKiB), What: "KiB",
+		Value: idleTargetKiB, Ratio: rss.Value / idleTargetKiB})
+	if after.node.anonKB > 0 {
+		r.add("node:   of which anonymous (ΔRssAnon / N)", perKB(after.node.anonKB-before.node.anonKB), "KiB")
+		r.add("node:   of which mapped files (ΔRssFile / N)", perKB(after.node.fileKB-before.node.fileKB), "KiB")
+	}
+	r.add("node: Go heap in use per connection (Δheap_inuse / N)", per(after.heapInuse-before.heapInuse), "KiB")
+	r.add("node: live heap per connection (Δheap_alloc after GC / N)", per(after.heapAlloc-before.heapAlloc), "KiB")
+	r.add("node: goroutine stacks per connection (Δstack_inuse / N)", per(after.stacks-before.stacks), "KiB")
+	r.add("node: goroutines per connection", (after.goroutines-before.goroutines)/float64(held), "")
+	if len(after.others) > 0 && len(after.others) == len(before.others) {
+		var d int64
+		for i := range after.others {
+			d += after.others[i].rssKB - before.others[i].rssKB
+		}
+		r.add("other nodes: RSS per connection, mean (ΔVmRSS / N)", perKB(d)/float64(len(after.others)), "KiB")
+	}
+	r.add("bench: RSS per connection (ΔVmRSS / N)", perKB(after.self.rssKB-before.self.rssKB), "KiB")
+	r.add("bench: Go heap in use per connection", per(after.selfHeapInuse-before.selfHeapInuse), "KiB")
+	r.add("bench: goroutine stacks per connection", per(after.selfStacks-before.selfStacks), "KiB")
+	r.add("bench: goroutines per connection", (after.selfGoroutines-before.selfGoroutines)/float64(held), "")
+
+	mib := func(v float64) string { return fmt.Sprintf("%.1f", v/(1<<20)) }
+	r.addNote("%s: VmRSS %.1f → %.1f MB (RssAnon %.1f → %.1f, RssFile %.1f → %.1f); heap in use %s → %s MB; stacks %s → %s MB; goroutines %.0f → %.0f",
+		n.id, float64(before.node.rssKB)/1024, float64(after.node.rssKB)/1024,
+		float64(before.node.anonKB)/1024, float64(after.node.anonKB)/1024, float64(before.node.fileKB)/1024, float64(after.node.fileKB)/1024,
+		mib(before.heapInuse), mib(after.heapInuse), mib(before.stacks), mib(after.stacks), before.goroutines, after.goroutines)
+	r.addNote("bench: VmRSS %.1f → %.1f MB; heap in use %s → %s MB; stacks %s → %s MB; goroutines %.0f → %.0f",
+		float64(before.self.rssKB)/1024, float64(after.self.rssKB)/1024, mib(before.selfHeapInuse), mib(after.selfHeapInuse),
+		mib(before.selfStacks), mib(after.selfStacks), before.selfGoroutines, after.selfGoroutines)
+	if pageKB := int64(os.Getpagesize() / 1024); after.tcpInUse > 0 {
+		r.addNote("kernel (whole machine, not in any RSS): TCP sockets in use %d → %d, TCP buffer memory %d → %d KiB",
+			before.tcpInUse, after.tcpInUse, before.tcpMemPages*pageKB, after.tcpMemPages*pageKB)
+	}
+	if !before.gcForced || !after.gcForced {
+		r.addNote("no GC could be forced on %s (admin token?): the heap figures include garbage", n.id)
+	}
+	return nil
+}
