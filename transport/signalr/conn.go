@@ -52,11 +52,12 @@ type conn struct {
 	detachedAt      time.Time
 	movedAway       bool // another node took the connection over
 
-	inMu     sync.Mutex // serialises inbound data (POSTs may race)
-	out      *outQueue
-	done     chan struct{}
-	doneOnce sync.Once
-	lastSeen atomic.Int64 // unix nanos of the last client message
+	inMu      sync.Mutex // serialises inbound data (POSTs may race)
+	out       *outQueue
+	done      chan struct{}
+	doneOnce  sync.Once
+	lastSeen  atomic.Int64 // unix nanos of the last client message
+	lastWrite atomic.Int64 // unix nanos of the last WebSocket write
 }
 
 func (s *Server) newConn(hub string, id Identity) *conn {
@@ -65,6 +66,7 @@ func (s *Server) newConn(hub string, id Identity) *conn {
 		created: time.Now(), out: newOutQueue(s.opts.OutboundQueue), done: make(chan struct{}),
 	}
 	c.lastSeen.Store(time.Now().UnixNano())
+	c.lastWrite.Store(time.Now().UnixNano())
 	return c
 }
 

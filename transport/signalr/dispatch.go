@@ -169,7 +169,7 @@ func (s *Server) recipients(m *fsm.Message) []*conn {
 // connections whose client stopped polling, connections whose token
 // expired, and clients silent past the client timeout.
 func (s *Server) reapLoop() {
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(min(time.Second, s.opts.KeepAlive/3))
 	defer tick.Stop()
 	for {
 		select {
@@ -182,6 +182,11 @@ func (s *Server) reapLoop() {
 }
 
 func (s *Server) reap(now time.Time) {
+	// Closes and takeovers come through the log: look for them only when
+	// the store changed since the last sweep (an idle node reads nothing).
+	applied := s.cluster.AppliedIndex()
+	storeChanged := applied != s.lastReapApplied
+	s.lastReapApplied = applied
 	s.mu.RLock()
 	all := make([]*conn, 0, len(s.byToken))
 	for _, c := range s.byToken {
@@ -193,6 +198,7 @@ func (s *Server) reap(now time.Time) {
 		transport, polling, pollEnded, pingSeen, ended, attached := c.transport, c.polling, c.pollEnded, c.pingSeen, c.ended, c.attached
 		active, openEntry := c.active, c.openEntry
 		detached := c.st != nil && c.sock == nil && !c.detachedAt.IsZero()
+		hasSocket := c.sock != nil
 		detachedAt := c.detachedAt
 		c.mu.Unlock()
 		switch {
@@ -204,7 +210,7 @@ func (s *Server) reap(now time.Time) {
 			}
 		case detached && now.Sub(detachedAt) > s.opts.DisconnectTimeout:
 			c.end("", false, "not resumed in time")
-		case active && s.closedByCluster(c, openEntry):
+		case active && storeChanged && s.closedByCluster(c, openEntry):
 			c.abort("closed through the REST API or expired by the cluster")
 		case !c.expires.IsZero() && now.After(c.expires):
 			c.end("", true, "access token expired")
@@ -220,6 +226,11 @@ func (s *Server) reap(now time.Time) {
 			c.end("Connection closed with an error: client timeout", true, "client timeout")
 		case transport != "" && c.protocolOf() == nil && now.Sub(attached) > s.opts.HandshakeTimeout:
 			c.end("", false, "handshake timeout")
+		case transport == transportWebSockets && hasSocket && now.Sub(time.Unix(0, c.lastWrite.Load())) >= s.opts.KeepAlive:
+			if p := c.protocolOf(); p != nil {
+				c.lastWrite.Store(now.UnixNano())
+				c.send(p.PingRecord())
+			}
 		}
 	}
 }
@@ -253,8 +264,12 @@ func (s *Server) expireOrphansOnce() bool {
 	}
 	var cmds []fsm.Command
 	s.mu.RLock()
+	held := make(map[string]bool, len(s.byToken)) // active and still opening
+	for _, c := range s.byToken {
+		held[c.hub+"\x00"+c.id] = true
+	}
 	for _, info := range recorded {
-		if c := s.byID[info.ConnID]; c == nil || c.hub != info.Hub {
+		if !held[info.Hub+"\x00"+info.ConnID] {
 			cmds = append(cmds, fsm.EncodeConnection(fsm.CmdConnExpire, &fsm.Connection{Hub: info.Hub, ConnID: info.ConnID, NodeID: info.NodeID, Reason: "holder restarted"}))
 		}
 	}

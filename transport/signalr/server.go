@@ -125,6 +125,8 @@ type Server struct {
 	hubs    map[string]*hubConns
 	scratch []*conn // the dispatcher's recipient list, reused
 
+	lastReapApplied uint64 // the reaper's view of the store's applied index
+
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup

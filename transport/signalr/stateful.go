@@ -367,29 +367,36 @@ func (s *Server) adopt(w http.ResponseWriter, r *http.Request, token string, sta
 		http.Error(w, "No Connection with that ID (unknown protocol)", http.StatusNotFound)
 		return
 	}
+	// Held (as opening) before the takeover commits, so the start-up
+	// orphan sweep never mistakes it for a connection of an earlier run.
+	now := time.Now()
+	c := &conn{
+		srv: s, id: state.ConnID, token: token, hub: state.Hub, user: state.UserID, expires: id.Expires,
+		created: now, out: newOutQueue(max(s.opts.OutboundQueue, statefulBufferCount+64)), done: make(chan struct{}),
+		transport: transportWebSockets, attached: now, protocol: p,
+		statefulOffered: true, st: newStatefulState(),
+		detachedAt: now, // reaped like a dropped socket if the upgrade below fails
+	}
+	c.lastSeen.Store(now.UnixNano())
+	c.lastWrite.Store(now.UnixNano())
+	s.addPending(c)
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.WriteTimeout)
 	defer cancel()
 	takeover := fsm.EncodeStatefulOpen(&fsm.StatefulOpen{Hub: state.Hub, ConnID: state.ConnID, UserID: state.UserID,
 		NodeID: s.cluster.NodeID(), Protocol: state.Protocol, TokenHash: tokenHash(token)})
 	res, err := s.cluster.Propose(ctx, []fsm.Command{takeover})
 	if err != nil || res[0].Err != nil {
+		s.forget(c)
 		s.log.Info("could not take over a stateful connection", "conn", state.ConnID, "err", errors.Join(err, resultErr(res)))
 		http.Error(w, "No Connection with that ID", http.StatusNotFound)
 		return
 	}
-	now := time.Now()
-	c := &conn{
-		srv: s, id: state.ConnID, token: token, hub: state.Hub, user: state.UserID, expires: id.Expires,
-		created: now, out: newOutQueue(max(s.opts.OutboundQueue, statefulBufferCount+64)), done: make(chan struct{}),
-		transport: transportWebSockets, attached: now, protocol: p, active: true, openEntry: res[0].Entry,
-		statefulOffered: true, st: newStatefulState(),
-		detachedAt: now, // until its socket attaches: reaped if the upgrade fails
-	}
-	c.lastSeen.Store(now.UnixNano())
+	c.mu.Lock()
+	c.active, c.openEntry = true, res[0].Entry
+	c.mu.Unlock()
 	st := c.st
 	st.nextPos, st.outSeq, st.ackSeq, st.ackPos, st.checkpointed = state.AckPos, state.AckSeq, state.AckSeq, state.AckPos, state.AckSeq
 	st.applied, st.inSeq, st.pendingEntry, st.attached = state.ClientSeq, state.ClientSeq, res[0].Entry, false
-	s.addPending(c)
 	s.activate(c)
 	s.log.Info("took over a stateful connection", "conn", c.id, "hub", c.hub, "from", state.NodeID, "acked", state.AckSeq)
 	go c.feed()

@@ -46,7 +46,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 		c.end("", false, "websocket upgrade failed")
 		return
 	}
-	s.runSocket(ws, c, c.newSocket())
+	// The socket runs on goroutines of its own: returning from the handler
+	// lets net/http free the request's buffers, which an idle connection
+	// would otherwise hold for its whole life.
+	go s.runSocket(ws, c, c.newSocket())
 }
 
 // upgrader keeps an idle connection small: a 1 KiB read buffer, and write
@@ -166,18 +169,16 @@ func (s *Server) resumeWebSocket(w http.ResponseWriter, r *http.Request, c *conn
 	sock := c.newSocket()
 	c.prepareResume()
 	s.log.Debug("stateful connection resumed", "conn", c.id, "hub", c.hub)
-	s.runSocket(ws, c, sock)
+	go s.runSocket(ws, c, sock)
 }
 
 // writeWebSocket writes queued records, several per frame, until the
-// connection ends; it pings when nothing was written for KeepAlive.
+// socket or the connection ends. Keep-alive Pings are queued by the reaper
+// when nothing was written for KeepAlive, so an idle socket has no timer.
 func (s *Server) writeWebSocket(ws *websocket.Conn, c *conn, sock *socket) {
 	defer close(sock.exited)
 	defer ws.Close()
 	lost := func() { c.socketLost(sock, errors.New("write failed")) }
-	tick := time.NewTicker(s.opts.KeepAlive / 3)
-	defer tick.Stop()
-	lastWrite := time.Now()
 	var buf []byte
 	write := func(b []byte) bool {
 		kind := websocket.TextMessage
@@ -185,7 +186,7 @@ func (s *Server) writeWebSocket(ws *websocket.Conn, c *conn, sock *socket) {
 			kind = websocket.BinaryMessage
 		}
 		_ = ws.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
-		lastWrite = time.Now()
+		c.lastWrite.Store(time.Now().UnixNano())
 		return ws.WriteMessage(kind, b) == nil
 	}
 	for {
@@ -199,12 +200,8 @@ func (s *Server) writeWebSocket(ws *websocket.Conn, c *conn, sock *socket) {
 				lost()
 				return
 			}
-		case <-tick.C:
-			if p := c.protocolOf(); p != nil && time.Since(lastWrite) >= s.opts.KeepAlive {
-				if !write(p.PingRecord()) {
-					lost()
-					return
-				}
+			if cap(buf) > 16<<10 {
+				buf = nil // do not keep a burst's buffer for an idle connection
 			}
 		case <-sock.gone:
 			return
