@@ -28,9 +28,17 @@ func BenchmarkEncodePublish(b *testing.B) {
 
 // BenchmarkApplyBatch applies batches of 8 entries of 64 publishes each, as
 // Raft hands a BatchingFSM a run of committed entries.
-func BenchmarkApplyBatch(b *testing.B) {
+func BenchmarkApplyBatch(b *testing.B) { benchApplyBatch(b, false) }
+
+// BenchmarkApplyBatchSynced is BenchmarkApplyBatch with the store fsynced
+// on every commit: what the store would cost if it did not rely on the
+// Raft log for durability (docs/architecture.md).
+func BenchmarkApplyBatchSynced(b *testing.B) { benchApplyBatch(b, true) }
+
+func benchApplyBatch(b *testing.B, synced bool) {
 	const entries, perEntry = 8, 64
 	f := newTestFSM(b, fsm.Config{Retention: fsm.DefaultRetention})
+	fsm.SetStoreSync(f.FSM, synced)
 	cmds := make([]fsm.Command, perEntry)
 	for i := range cmds {
 		if i%2 == 0 {

@@ -47,3 +47,11 @@ func IdempotencyKeys(f *FSM) (keys []string, expiry int, err error) {
 	})
 	return keys, expiry, err
 }
+
+// SetStoreSync turns fsync of the store on or off, for the benchmark that
+// measures what not syncing it saves.
+func SetStoreSync(f *FSM, sync bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	f.db.NoSync = !sync
+}
