@@ -51,6 +51,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.appliedIndex.Store(st.applied)
 	f.lastMessage.Store(st.last)
 	f.firstMessage.Store(st.first)
+	f.retainedSize.Store(st.bytes)
 	f.notify.broadcast()
 	return results
 }

@@ -93,6 +93,7 @@ type FSM struct {
 	appliedIndex atomic.Uint64
 	lastMessage  atomic.Uint64
 	firstMessage atomic.Uint64
+	retainedSize atomic.Uint64 // bytes of retained message records
 
 	notify notifier
 }
@@ -157,6 +158,7 @@ func (f *FSM) loadCounters() error {
 		f.appliedIndex.Store(getU64(meta, metaAppliedIndex))
 		f.lastMessage.Store(getU64(meta, metaLastMessage))
 		f.firstMessage.Store(getU64(meta, metaFirstMessage))
+		f.retainedSize.Store(getU64(meta, metaBytes))
 		return nil
 	})
 }
@@ -186,6 +188,18 @@ func (f *FSM) LastMessage() uint64 { return f.lastMessage.Load() }
 // FirstMessage is the oldest retained message index; LastMessage()+1 when
 // no message is retained.
 func (f *FSM) FirstMessage() uint64 { return f.firstMessage.Load() }
+
+// RetainedMessages is how many messages the store retains.
+func (f *FSM) RetainedMessages() uint64 {
+	first, last := f.FirstMessage(), f.LastMessage()
+	if first == 0 || last < first {
+		return 0
+	}
+	return last - first + 1
+}
+
+// RetainedBytes is the size of the retained message records.
+func (f *FSM) RetainedBytes() uint64 { return f.retainedSize.Load() }
 
 // Changed returns a channel that is closed at the next change of state
 // (entries applied, a restore, or Close). Take it before reading, so no

@@ -202,3 +202,18 @@ func TestRetentionTrimsStreams(t *testing.T) {
 		t.Fatalf("stream index entries: got %d, want %d", len(indexes), wantEntries)
 	}
 }
+
+// The counters behind the metrics agree with the store's Stats.
+func TestRetainedCountersMatchStats(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{Retention: fsm.Retention{MaxMessages: 7}})
+	for i := 0; i < 20; i++ {
+		f.mustApply(t0, publish(fsm.ToAll))
+	}
+	st, err := f.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.RetainedMessages() != st.RetainedMessages || f.RetainedBytes() != st.RetainedBytes || st.RetainedMessages != 7 {
+		t.Fatalf("counters %d messages / %d bytes, Stats %+v, want equal and 7 messages", f.RetainedMessages(), f.RetainedBytes(), st)
+	}
+}
