@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"net/http"
 	"time"
 
 	"github.com/backplane/backplane/fsm"
@@ -101,14 +100,7 @@ func (n *Node) expireDeadHolders(now time.Time, lastSeen map[string]time.Time) {
 func (n *Node) probe(httpAddr string) bool {
 	ctx, cancel := context.WithTimeout(n.baseCtx, probeTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/healthz", nil)
-	if err != nil {
-		return false
-	}
-	resp, err := n.fwd.client.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	var health struct{}
+	_, err := n.getJSON(ctx, "http://"+httpAddr+"/healthz", &health)
+	return err == nil
 }

@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -218,8 +217,8 @@ func (n *Node) connectionGroupChange(add bool) http.HandlerFunc {
 			return
 		}
 		if add {
-			if _, ok, err := n.fsm.Connection(m.Hub, m.Member); err != nil || !ok {
-				writeError(w, r, firstErr(err, errNotFoundf("connection %q is not connected to hub %q", m.Member, m.Hub)))
+			if err := n.connectionMustExist(m.Hub, m.Member); err != nil {
+				writeError(w, r, err)
 				return
 			}
 		}
@@ -258,19 +257,19 @@ func (n *Node) closeConnection(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if _, ok, err := n.fsm.Connection(hub, conn); err != nil || !ok {
-		writeError(w, r, firstErr(err, errNotFoundf("connection %q is not connected to hub %q", conn, hub)))
+	if err := n.connectionMustExist(hub, conn); err != nil {
+		writeError(w, r, err)
 		return
 	}
 	reason := r.URL.Query().Get("reason")
 	n.commit(w, r, fsm.EncodeConnection(fsm.CmdConnClose, &fsm.Connection{Hub: hub, ConnID: conn, Reason: reason}))
 }
 
-func firstErr(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
+// connectionMustExist answers 404 for a connection that is not open.
+func (n *Node) connectionMustExist(hub, conn string) error {
+	_, ok, err := n.fsm.Connection(hub, conn)
+	if err == nil && !ok {
+		err = errNotFoundf("connection %q is not connected to hub %q", conn, hub)
 	}
-	return fmt.Errorf("no error")
+	return err
 }

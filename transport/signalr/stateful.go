@@ -78,21 +78,32 @@ func (c *conn) feed() {
 	st := c.st
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	var filledAt uint64 // the applied index when the stream was last read
+	idle := false
 	for {
 		var changed <-chan struct{}
 		st.mu.Lock()
 		pending := st.pendingEntry
 		st.mu.Unlock()
-		if pending > c.srv.cluster.AppliedIndex() {
+		applied := c.srv.cluster.AppliedIndex()
+		if pending > applied {
 			changed = c.srv.cluster.Changed()
 		}
-		c.fill()
+		if !idle {
+			c.fill()
+			filledAt = applied
+		}
 		select {
 		case <-c.done:
 			return
 		case <-st.wake:
+			idle = false
 		case <-changed:
+			idle = false
 		case <-tick.C:
+			// The once-a-second safety net reads only if the store changed
+			// since the last read: an idle connection reads nothing.
+			idle = c.srv.cluster.AppliedIndex() == filledAt
 		}
 	}
 }
