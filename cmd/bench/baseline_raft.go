@@ -172,10 +172,65 @@ func roundPerEntry(v float64) int {
 	return int(math.Round(v))
 }
 
+// perEntryGroup is one bare-Raft throughput measurement to make: the
+// messages per entry it batches and the scenarios it is compared with.
+type perEntryGroup struct {
+	perEntry  int
+	scenarios []string
+}
+
+// groupByPerEntry groups scenarios by their messages per Raft entry,
+// rounded as roundPerEntry does, keeping the order of first appearance:
+// scenarios that round to the same number share one measurement.
+func groupByPerEntry(names []string, ratios []float64) []perEntryGroup {
+	var groups []perEntryGroup
+next:
+	for i, name := range names {
+		k := roundPerEntry(ratios[i])
+		for g := range groups {
+			if groups[g].perEntry == k {
+				groups[g].scenarios = append(groups[g].scenarios, name)
+				continue next
+			}
+		}
+		groups = append(groups, perEntryGroup{perEntry: k, scenarios: []string{name}})
+	}
+	return groups
+}
+
+// throughputScenarios are the as-fast-as-possible scenarios whose
+// committed publishes/s are compared with the bare Raft throughput.
+var throughputScenarios = []string{"hifreq", "hifreq-ws"}
+
+// throughputGroups returns the bare-Raft throughput measurements the
+// report's scenarios need: one per distinct messages per entry of the
+// throughput scenarios that ran, or 1 message per entry for hifreq when
+// no scenario ran at all (a baselines-only run).
+func throughputGroups(rep *report) []perEntryGroup {
+	var names []string
+	var ratios []float64
+	for _, name := range throughputScenarios {
+		s := rep.scenario(name)
+		if s == nil {
+			continue
+		}
+		v := 1.0
+		if m := s.metric("messages per Raft entry"); m != nil {
+			v = m.Value
+		}
+		names, ratios = append(names, name), append(ratios, v)
+	}
+	if len(names) == 0 && len(rep.Scenarios) == 0 {
+		names, ratios = []string{"hifreq"}, []float64{1}
+	}
+	return groupByPerEntry(names, ratios)
+}
+
 // raftBaselines measures the bare engine at the messages per entry that
 // the scenarios achieved.
 func (b *bench) raftBaselines(ctx context.Context, rep *report) error {
-	if rep.scenario("hifreq") == nil && rep.scenario("broadcast") == nil && len(rep.Scenarios) > 0 {
+	groups := throughputGroups(rep)
+	if len(groups) == 0 && (rep.scenario("broadcast") == nil || b.cfg.rate <= 0) {
 		return nil // nothing to compare with
 	}
 	b.logf("baseline: bare three-member Raft cluster in this process")
@@ -185,21 +240,19 @@ func (b *bench) raftBaselines(ctx context.Context, rep *report) error {
 	}
 	b.cleanups.add(br.stop, nil)
 	defer br.stop()
-	if s := rep.scenario("hifreq"); s != nil || len(rep.Scenarios) == 0 {
-		k := 1
-		if s != nil {
-			if m := s.metric("messages per Raft entry"); m != nil {
-				k = roundPerEntry(m.Value)
-			}
-		}
+	for _, g := range groups {
 		for _, inflight := range b.cfg.baselineInflight {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			k := g.perEntry
 			c := &counter{name: "committed"}
 			prog := startProgress(b.stderr, fmt.Sprintf("bare raft %d msgs/entry, %d in flight", k, inflight), c)
 			meter := selfMeter()
 			rb := br.throughput(ctx, k, b.cfg.size, inflight, b.cfg.duration, c)
 			rb.Usage = meter.Stop(ctx)
 			prog.Stop()
-			rb.For = "hifreq"
+			rb.For, rb.AlsoFor = g.scenarios[0], g.scenarios[1:]
 			rep.Baselines.Raft = append(rep.Baselines.Raft, rb)
 		}
 	}

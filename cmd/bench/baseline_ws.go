@@ -21,6 +21,11 @@ import (
 // connections take them. The clients are the benchmark's own SignalR
 // readers, so the client-side cost is the same as in the fan-out scenario.
 
+// rawQueueDepth is the records the raw server queues per connection: its
+// sender keeps up to this many outstanding, the depth the fan-out
+// scenario's -fanout-window defaults to.
+const rawQueueDepth = 64
+
 // wsServer holds the accepted connections and their outbound queues.
 type wsServer struct {
 	mu     sync.Mutex
@@ -42,7 +47,7 @@ func startWSServer(perFrame int) (*wsServer, error) {
 		if err != nil {
 			return
 		}
-		q := make(chan []byte, 64)
+		q := make(chan []byte, rawQueueDepth)
 		s.mu.Lock()
 		s.queues = append(s.queues, q)
 		s.mu.Unlock()
@@ -147,14 +152,17 @@ func (b *bench) wsBroadcast(ctx context.Context, conns, perFrame int, d time.Dur
 	t.d.Store(stats)
 	prog := startProgress(b.stderr, fmt.Sprintf("raw websocket %d/frame", perFrame), stats.delivered)
 	meter := selfMeter()
+	frames0 := countFrames(clients)
 	start := time.Now()
 	for time.Since(start) < d && ctx.Err() == nil && seq < maxFanoutSeq {
 		send()
 	}
 	elapsed := time.Since(start)
+	frames1 := countFrames(clients)
 	prog.Stop()
 	wb.Usage = meter.Stop(ctx)
 	wb.DeliveriesPerSec = float64(stats.delivered.Load()) / elapsed.Seconds()
+	wb.RecordsPerFrame = recordsPerFrame(frames0, frames1)
 	if n, why := dropped(clients); n > 0 {
 		return wb, fmt.Errorf("%d raw WebSocket clients dropped: %s", n, why)
 	}

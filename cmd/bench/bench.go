@@ -60,7 +60,7 @@ func (b *bench) runAll(ctx context.Context, rep *report) error {
 		}
 	}
 	funcs := map[string]scenarioFunc{
-		"idle": b.idle, "broadcast": b.broadcast, "chat": b.chat, "hifreq": b.hifreq, "fanout": b.fanout, "reconnect": b.reconnect,
+		"idle": b.idle, "broadcast": b.broadcast, "chat": b.chat, "hifreq": b.hifreq, "hifreq-ws": b.hifreqWS, "fanout": b.fanout, "reconnect": b.reconnect,
 	}
 	for _, name := range b.cfg.scenarios {
 		if ctx.Err() != nil {

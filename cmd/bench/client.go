@@ -159,8 +159,16 @@ type hubClient struct {
 	// sentAt holds the send time of recent invocations by id, to time
 	// their completion. It is allocated only for a client that gets
 	// completions, so an idle client stays small.
-	sentAt *[1024]atomic.Int64
+	sentAt *[sentRing]atomic.Int64
+	// frames counts the WebSocket messages read (as gorilla returns them,
+	// fragments joined) and records the hub-protocol records parsed from
+	// them, for records per frame.
+	frames, records atomic.Int64
 }
+
+// sentRing is how many recent invocations a client can time: at most
+// this many may be outstanding at once.
+const sentRing = 1024
 
 // readerDialer is the WebSocket dialer of clients that read a stream of
 // messages (broadcast, chat, fanout and the raw WebSocket baseline).
@@ -231,7 +239,7 @@ func newHubClient(ws *websocket.Conn, node int, onMessage, onCompletion func(*hu
 	c := &hubClient{node: node, ws: ws, onMessage: onMessage, onCompletion: onCompletion,
 		closed: make(chan struct{}), done: make(chan string, 1)}
 	if onCompletion != nil {
-		c.sentAt = new([1024]atomic.Int64)
+		c.sentAt = new([sentRing]atomic.Int64)
 	}
 	return c
 }
@@ -241,10 +249,19 @@ func (c *hubClient) read(pending []byte) {
 	defer close(c.closed)
 	proto := hubproto.JSON{}
 	buf := pending
+	// frame is whether buf holds a frame not yet counted: it is counted
+	// together with its records, so that a count taken meanwhile sees
+	// both or neither (almost: they are two atomics).
+	frame := false
 	for {
 		if len(buf) > 0 {
 			msgs, consumed, err := proto.Parse(buf, 0)
 			now := time.Now()
+			c.records.Add(int64(len(msgs)))
+			if frame {
+				c.frames.Add(1)
+				frame = false
+			}
 			for i := range msgs {
 				m := &msgs[i]
 				switch m.Type {
@@ -268,6 +285,9 @@ func (c *hubClient) read(pending []byte) {
 				return
 			}
 			buf = append(buf[:0], buf[consumed:]...)
+		} else if frame {
+			c.frames.Add(1) // an empty frame
+			frame = false
 		}
 		_, r, err := c.ws.NextReader()
 		if err != nil {
@@ -278,7 +298,33 @@ func (c *hubClient) read(pending []byte) {
 			c.err = err
 			return
 		}
+		frame = true
 	}
+}
+
+// frameCount is the WebSocket frames and hub-protocol records a set of
+// clients have read so far.
+type frameCount struct{ frames, records int64 }
+
+// countFrames sums the frames and records the clients have read.
+func countFrames(clients []*hubClient) frameCount {
+	var fc frameCount
+	for _, c := range clients {
+		if c != nil {
+			fc.frames += c.frames.Load()
+			fc.records += c.records.Load()
+		}
+	}
+	return fc
+}
+
+// recordsPerFrame is records per WebSocket frame read between two counts
+// (0 when no frame was read).
+func recordsPerFrame(before, after frameCount) float64 {
+	if after.frames <= before.frames {
+		return 0
+	}
+	return float64(after.records-before.records) / float64(after.frames-before.frames)
 }
 
 // readAppend reads r to its end onto buf.

@@ -75,8 +75,8 @@ func (b *bench) fanout(ctx context.Context, r *scenarioResult) error {
 	}
 	r.Params = map[string]any{"connections_per_node": cfg.fanoutConn, "connections": total, "single_messages": cfg.fanoutMsgs,
 		"window": cfg.fanoutWin, "size": cfg.size, "duration_s": cfg.duration.Seconds()}
-	r.Description = fmt.Sprintf("%d WebSocket connections (%d per node); REST publishes to the leader; %d single messages timed, then a stream with ≤%d messages outstanding, %d-byte arguments",
-		total, cfg.fanoutConn, cfg.fanoutMsgs, cfg.fanoutWin, cfg.size)
+	r.Description = fmt.Sprintf("%d WebSocket connections (%d per node); REST publishes to the leader; %d single messages timed, then a stream with ≤%d messages outstanding (the raw WebSocket baseline queues ≤%d per connection), %d-byte arguments",
+		total, cfg.fanoutConn, cfg.fanoutMsgs, cfg.fanoutWin, rawQueueDepth, cfg.size)
 	t := newFanoutTracker(total)
 	b.logf("fanout: opening %d connections", total)
 	openStart := time.Now()
@@ -122,6 +122,7 @@ func (b *bench) fanout(ctx context.Context, r *scenarioResult) error {
 	published, stalled := &counter{name: "published"}, &counter{name: "stalled"}
 	prog := startProgress(b.stderr, "fanout", published, d.delivered)
 	meas := b.startMeasure(ctx, r)
+	frames0 := countFrames(clients)
 	start := time.Now()
 	var wg sync.WaitGroup
 	var firstErr error
@@ -146,6 +147,7 @@ func (b *bench) fanout(ctx context.Context, r *scenarioResult) error {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	frames1 := countFrames(clients)
 	meas.stop(ctx)
 	prog.Stop()
 	if firstErr != nil {
@@ -160,6 +162,7 @@ func (b *bench) fanout(ctx context.Context, r *scenarioResult) error {
 	deliveries := d.delivered.Load()
 	r.add("deliveries/s", float64(deliveries)/elapsed.Seconds(), "msg/s")
 	r.add("messages/s (each to every connection)", float64(published.Load())/elapsed.Seconds(), "msg/s")
+	r.add("records per WebSocket frame", recordsPerFrame(frames0, frames1), "")
 	r.lat("stream: message → all connections", streamAll.Summary())
 	r.lat("stream: publish → delivery, same node", d.same.Summary())
 	r.lat("stream: publish → delivery, other nodes", d.other.Summary())

@@ -33,7 +33,7 @@ import (
 
 // scenarioNames lists the scenarios in the order "all" runs them. idle
 // runs first, so that its "before" is a node no other scenario has grown.
-var scenarioNames = []string{"idle", "broadcast", "chat", "hifreq", "fanout", "reconnect"}
+var scenarioNames = []string{"idle", "broadcast", "chat", "hifreq", "hifreq-ws", "fanout", "reconnect"}
 
 // config is the parsed command line.
 type config struct {
@@ -49,7 +49,8 @@ type config struct {
 	chatRate   float64 // chat: sends per second per client
 	rate       float64 // broadcast: publishes per second (0: as fast as possible)
 	inflight   int     // broadcast: REST requests in flight at most
-	publishers int     // hifreq: concurrent REST publishers
+	publishers int     // hifreq: concurrent REST publishers; hifreq-ws: WebSocket publishers
+	wsPipeline int     // hifreq-ws: invocations outstanding per WebSocket publisher
 	size       int     // bytes of message arguments
 	publishTo  string  // broadcast: leader or follower
 	fanoutConn int     // fanout: connections per node
@@ -69,7 +70,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	var cfg config
 	var scenario, targets, nodeArgs, inflights string
-	fs.StringVar(&scenario, "scenario", "all", "comma-separated scenarios: all, "+strings.Join(scenarioNames, ", "))
+	fs.StringVar(&scenario, "scenario", "all", "comma-separated scenarios: all, "+strings.Join(scenarioNames, ", ")+
+		" (hifreq publishes over REST, hifreq-ws the same load as SignalR WebSocket clients invoking SendToAll)")
 	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured time of each scenario and baseline")
 	fs.StringVar(&cfg.binary, "binary", "", "backplane binary to run (default: go build ./cmd/node into a temp dir)")
 	fs.StringVar(&targets, "targets", "", "comma-separated base URLs of an existing cluster (default: start a local three-node cluster)")
@@ -80,12 +82,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&cfg.chatRate, "chat-rate", 10, "chat: SendToGroup invocations per second per client")
 	fs.Float64Var(&cfg.rate, "rate", 1000, "broadcast: publishes per second (0: as fast as -inflight allows)")
 	fs.IntVar(&cfg.inflight, "inflight", 256, "broadcast: REST publishes in flight at most")
-	fs.IntVar(&cfg.publishers, "publishers", 64, "hifreq and reconnect: concurrent REST publishers, spread over the nodes")
+	fs.IntVar(&cfg.publishers, "publishers", 64, "hifreq and reconnect: concurrent REST publishers, spread over the nodes; hifreq-ws: SignalR WebSocket publishers, spread over the nodes")
+	fs.IntVar(&cfg.wsPipeline, "ws-pipeline", 4, fmt.Sprintf("hifreq-ws: SendToAll invocations each WebSocket publisher keeps outstanding (1 to %d)", sentRing))
 	fs.IntVar(&cfg.size, "size", 200, "bytes of each message's JSON arguments")
 	fs.StringVar(&cfg.publishTo, "publish-to", "leader", "broadcast: the node the publisher posts to: leader or follower")
 	fs.IntVar(&cfg.fanoutConn, "fanout-conns", 1000, "fanout: WebSocket connections per node")
 	fs.IntVar(&cfg.fanoutMsgs, "fanout-msgs", 20, "fanout: messages timed one at a time to reach every connection")
-	fs.IntVar(&cfg.fanoutWin, "fanout-window", 16, "fanout: messages outstanding (published, not yet everywhere) in the stream phase")
+	fs.IntVar(&cfg.fanoutWin, "fanout-window", rawQueueDepth, fmt.Sprintf("fanout: messages outstanding (published, not yet everywhere) in the stream phase; the default is the raw WebSocket baseline's %d-record queue per connection, so both keep the same depth", rawQueueDepth))
 	fs.IntVar(&cfg.resumeMsgs, "resume-msgs", 10000, "reconnect: messages the resuming reader missed")
 	fs.IntVar(&cfg.idleConns, "idle-conns", 2000, "idle: idle WebSocket connections to one node (the leader)")
 	fs.BoolVar(&cfg.baseline, "baseline", true, "also measure the bare Raft and raw WebSocket baselines and print ratios")
@@ -122,6 +125,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("-duration must be positive")
 	case cfg.clients < 1 || cfg.groupSize < 1 || cfg.publishers < 1 || cfg.inflight < 1 || cfg.fanoutConn < 1 || cfg.fanoutWin < 1 || cfg.idleConns < 1:
 		return cfg, fmt.Errorf("-clients, -group-size, -publishers, -inflight, -fanout-conns, -fanout-window and -idle-conns must be at least 1")
+	case cfg.wsPipeline < 1 || cfg.wsPipeline > sentRing:
+		return cfg, fmt.Errorf("-ws-pipeline must be from 1 to %d", sentRing)
 	case cfg.size < 48:
 		return cfg, fmt.Errorf("-size must be at least 48 (the timestamp, sequence and origin take room)")
 	case cfg.publishTo != "leader" && cfg.publishTo != "follower":

@@ -41,14 +41,20 @@ type baselines struct {
 
 // raftBaseline is one measurement of the bare Raft cluster.
 type raftBaseline struct {
-	For           string  `json:"for"` // the scenario it is compared with
-	MsgsPerEntry  int     `json:"messages_per_entry"`
-	Inflight      int     `json:"inflight,omitempty"`
-	Rate          float64 `json:"rate,omitempty"` // messages/s offered; 0: as fast as possible
-	MsgsPerSec    float64 `json:"messages_per_s"`
-	EntriesPerSec float64 `json:"entries_per_s"`
-	Commit        latency `json:"commit_latency"`
-	Usage         []usage `json:"usage"`
+	For           string   `json:"for"`                // the scenario it is compared with
+	AlsoFor       []string `json:"also_for,omitempty"` // further scenarios compared with the same measurement
+	MsgsPerEntry  int      `json:"messages_per_entry"`
+	Inflight      int      `json:"inflight,omitempty"`
+	Rate          float64  `json:"rate,omitempty"` // messages/s offered; 0: as fast as possible
+	MsgsPerSec    float64  `json:"messages_per_s"`
+	EntriesPerSec float64  `json:"entries_per_s"`
+	Commit        latency  `json:"commit_latency"`
+	Usage         []usage  `json:"usage"`
+}
+
+// scenarios names every scenario compared with the measurement.
+func (rb raftBaseline) scenarios() []string {
+	return append([]string{rb.For}, rb.AlsoFor...)
 }
 
 func (rb raftBaseline) label() string {
@@ -63,6 +69,7 @@ type wsBaseline struct {
 	Conns            int     `json:"connections"`
 	PerFrame         int     `json:"messages_per_frame"`
 	DeliveriesPerSec float64 `json:"deliveries_per_s"`
+	RecordsPerFrame  float64 `json:"records_per_frame"`  // records received per WebSocket frame, in the stream
 	OneToAll         latency `json:"one_message_to_all"` // with one message per frame
 	Usage            []usage `json:"usage"`
 }
@@ -171,11 +178,11 @@ func (rep *report) finish() {
 		}
 	}
 	for _, rb := range rep.Baselines.Raft {
-		s := rep.scenario(rb.For)
-		if s == nil {
-			continue
-		}
 		if rb.Rate > 0 {
+			s := rep.scenario(rb.For)
+			if s == nil {
+				continue
+			}
 			if m := s.metric("publish → 202 (commit)"); m != nil && m.Latency != nil && rb.Commit.Count > 0 {
 				m.Versus = append(m.Versus,
 					comparison{Baseline: rb.label(), What: "p50", Value: rb.Commit.P50MS, Ratio: m.Latency.P50MS / rb.Commit.P50MS},
@@ -183,8 +190,16 @@ func (rep *report) finish() {
 			}
 			continue
 		}
-		if m := s.metric("committed publishes/s"); m != nil && rb.MsgsPerSec > 0 {
-			m.Versus = append(m.Versus, comparison{Baseline: rb.label(), What: "messages/s", Value: rb.MsgsPerSec, Ratio: m.Value / rb.MsgsPerSec})
+		// A throughput measurement: each scenario it was made for (at
+		// that scenario's own messages per entry) compares with it.
+		for _, name := range rb.scenarios() {
+			s := rep.scenario(name)
+			if s == nil {
+				continue
+			}
+			if m := s.metric("committed publishes/s"); m != nil && rb.MsgsPerSec > 0 {
+				m.Versus = append(m.Versus, comparison{Baseline: rb.label(), What: "messages/s", Value: rb.MsgsPerSec, Ratio: m.Value / rb.MsgsPerSec})
+			}
 		}
 	}
 	if s := rep.scenario("fanout"); s != nil {
@@ -257,7 +272,8 @@ func (rep *report) print(w io.Writer) {
 			printUsage(w, rb.Usage)
 		}
 		for _, wb := range rep.Baselines.WS {
-			fmt.Fprintf(w, "   %-52s %s deliveries/s to %s connections\n", wb.label(), human(wb.DeliveriesPerSec), human(float64(wb.Conns)))
+			fmt.Fprintf(w, "   %-52s %s deliveries/s to %s connections, %.2f records per WebSocket frame\n",
+				wb.label(), human(wb.DeliveriesPerSec), human(float64(wb.Conns)), wb.RecordsPerFrame)
 			if wb.OneToAll.Count > 0 {
 				fmt.Fprintf(w, "   %-52s %s\n", "   one message → all connections", wb.OneToAll)
 			}

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/backplane/backplane/transport/hubproto"
+)
+
+func TestGroupByPerEntry(t *testing.T) {
+	tests := []struct {
+		name   string
+		names  []string
+		ratios []float64
+		want   []perEntryGroup
+	}{
+		{"none", nil, nil, nil},
+		{"one", []string{"hifreq"}, []float64{3.4}, []perEntryGroup{{3, []string{"hifreq"}}}},
+		{"same rounding shares one measurement", []string{"hifreq", "hifreq-ws"}, []float64{2.6, 3.2},
+			[]perEntryGroup{{3, []string{"hifreq", "hifreq-ws"}}}},
+		{"different rounding, first appearance first", []string{"hifreq", "hifreq-ws"}, []float64{5.1, 1.2},
+			[]perEntryGroup{{5, []string{"hifreq"}}, {1, []string{"hifreq-ws"}}}},
+		{"below one is one", []string{"hifreq", "hifreq-ws"}, []float64{0, 0.7},
+			[]perEntryGroup{{1, []string{"hifreq", "hifreq-ws"}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := groupByPerEntry(tt.names, tt.ratios); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("groupByPerEntry(%v, %v) = %v, want %v", tt.names, tt.ratios, got, tt.want)
+			}
+		})
+	}
+}
+
+func scenarioWith(name string, perEntry, perSec float64) *scenarioResult {
+	s := &scenarioResult{Name: name}
+	s.add("committed publishes/s", perSec, "msg/s")
+	s.add("messages per Raft entry", perEntry, "")
+	return s
+}
+
+func TestThroughputGroups(t *testing.T) {
+	rep := &report{Scenarios: []*scenarioResult{scenarioWith("hifreq", 4.2, 1), scenarioWith("hifreq-ws", 1.1, 1)}}
+	want := []perEntryGroup{{4, []string{"hifreq"}}, {1, []string{"hifreq-ws"}}}
+	if got := throughputGroups(rep); !reflect.DeepEqual(got, want) {
+		t.Errorf("both ran: got %v, want %v", got, want)
+	}
+	failed := scenarioWith("hifreq", 4, 1)
+	failed.Err = "boom"
+	rep = &report{Scenarios: []*scenarioResult{failed, scenarioWith("hifreq-ws", 2, 1)}}
+	want = []perEntryGroup{{2, []string{"hifreq-ws"}}}
+	if got := throughputGroups(rep); !reflect.DeepEqual(got, want) {
+		t.Errorf("hifreq failed: got %v, want %v", got, want)
+	}
+	if got := throughputGroups(&report{Scenarios: []*scenarioResult{{Name: "fanout"}}}); got != nil {
+		t.Errorf("no throughput scenario: got %v, want none", got)
+	}
+	want = []perEntryGroup{{1, []string{"hifreq"}}}
+	if got := throughputGroups(&report{}); !reflect.DeepEqual(got, want) {
+		t.Errorf("baselines only: got %v, want %v", got, want)
+	}
+}
+
+// versusOf lists the baselines a scenario's committed publishes/s was
+// compared with, and the ratios.
+func versusOf(t *testing.T, rep *report, name string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, c := range rep.scenario(name).metric("committed publishes/s").Versus {
+		out[c.Baseline] = c.Ratio
+	}
+	return out
+}
+
+func TestFinishComparesEachScenarioWithItsOwnPerEntry(t *testing.T) {
+	rep := &report{Scenarios: []*scenarioResult{scenarioWith("hifreq", 4, 1000), scenarioWith("hifreq-ws", 1, 500)}}
+	rep.Baselines.Raft = []raftBaseline{
+		{For: "hifreq", MsgsPerEntry: 4, Inflight: 256, MsgsPerSec: 2000},
+		{For: "hifreq", MsgsPerEntry: 4, Inflight: 16, MsgsPerSec: 4000},
+		{For: "hifreq-ws", MsgsPerEntry: 1, Inflight: 256, MsgsPerSec: 250},
+		{For: "hifreq-ws", MsgsPerEntry: 1, Inflight: 16, MsgsPerSec: 1000},
+	}
+	rep.finish()
+	want := map[string]float64{"bare Raft at 4 msgs/entry, 256 in flight": 0.5, "bare Raft at 4 msgs/entry, 16 in flight": 0.25}
+	if got := versusOf(t, rep, "hifreq"); !reflect.DeepEqual(got, want) {
+		t.Errorf("hifreq versus %v, want %v", got, want)
+	}
+	want = map[string]float64{"bare Raft at 1 msgs/entry, 256 in flight": 2, "bare Raft at 1 msgs/entry, 16 in flight": 0.5}
+	if got := versusOf(t, rep, "hifreq-ws"); !reflect.DeepEqual(got, want) {
+		t.Errorf("hifreq-ws versus %v, want %v", got, want)
+	}
+}
+
+func TestFinishSharedMeasurement(t *testing.T) {
+	rep := &report{Scenarios: []*scenarioResult{scenarioWith("hifreq", 3, 300), scenarioWith("hifreq-ws", 3, 600)}}
+	rep.Baselines.Raft = []raftBaseline{{For: "hifreq", AlsoFor: []string{"hifreq-ws"}, MsgsPerEntry: 3, Inflight: 16, MsgsPerSec: 1200}}
+	rep.finish()
+	label := "bare Raft at 3 msgs/entry, 16 in flight"
+	if got := versusOf(t, rep, "hifreq"); !reflect.DeepEqual(got, map[string]float64{label: 0.25}) {
+		t.Errorf("hifreq versus %v", got)
+	}
+	if got := versusOf(t, rep, "hifreq-ws"); !reflect.DeepEqual(got, map[string]float64{label: 0.5}) {
+		t.Errorf("hifreq-ws versus %v", got)
+	}
+	b, err := json.Marshal(rep.Baselines.Raft[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"for":"hifreq","also_for":["hifreq-ws"]`) {
+		t.Errorf("JSON does not name both scenarios: %s", b)
+	}
+}
+
+func TestSendToAllArgs(t *testing.T) {
+	p := newPayload(200)
+	now := time.Unix(0, 1700000000123456789)
+	got := sendToAllArgs(p, []byte("junk"), now, 42, 2)
+	if !strings.HasPrefix(string(got), "junk") {
+		t.Fatalf("dst prefix lost: %q", got)
+	}
+	got = got[len("junk"):]
+	var args []json.RawMessage
+	if err := json.Unmarshal(got, &args); err != nil {
+		t.Fatalf("not a JSON array: %v: %s", err, got)
+	}
+	if string(args[0]) != `"`+targetMethod+`"` {
+		t.Errorf("first argument %s, want the target %q", args[0], targetMethod)
+	}
+	// The rest is the hifreq message's arguments, one by one.
+	var want []json.RawMessage
+	if err := json.Unmarshal(p.args(nil, now, 42, 2), &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(args[1:], want) {
+		t.Errorf("message arguments %s, want %s", args[1:], want)
+	}
+	// And the relay reads the stamp back from them.
+	raw := make([]hubproto.RawValue, len(args)-1)
+	for i, a := range args[1:] {
+		raw[i].Data = a
+	}
+	if st, ok := readStamp(raw); !ok || st.sent != now.UnixNano() || st.seq != 42 || st.origin != 2 {
+		t.Errorf("readStamp = %+v, %v", st, ok)
+	}
+}
+
+func TestRecordsPerFrame(t *testing.T) {
+	if got := recordsPerFrame(frameCount{10, 20}, frameCount{14, 84}); got != 16 {
+		t.Errorf("got %v, want 16", got)
+	}
+	if got := recordsPerFrame(frameCount{10, 20}, frameCount{10, 20}); got != 0 {
+		t.Errorf("no frames: got %v, want 0", got)
+	}
+}
+
+// TestClientCountsFrames checks that a client counts each WebSocket
+// message once and every record in it.
+func TestClientCountsFrames(t *testing.T) {
+	rec := func(seq int) []byte {
+		return hubproto.AppendInvocationJSON(nil, targetMethod, newPayload(60).args(nil, time.Now(), int64(seq), 0))
+	}
+	frames := [][]byte{slices.Concat(rec(0), rec(1), rec(2)), rec(3), slices.Concat(rec(4), rec(5))}
+	up := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		for _, f := range frames {
+			if err := ws.WriteMessage(websocket.TextMessage, f); err != nil {
+				return
+			}
+		}
+		_, _, _ = ws.NextReader() // until the client closes
+	}))
+	defer srv.Close()
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDeliveryStats()
+	c := newHubClient(ws, 0, d.onMessage, nil)
+	go c.read(nil)
+	defer func() { c.Close(); <-c.closed }()
+	deadline := time.Now().Add(5 * time.Second)
+	for d.delivered.Load() < 6 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	got := countFrames([]*hubClient{c, nil})
+	if got != (frameCount{frames: 3, records: 6}) {
+		t.Errorf("counted %+v, want 3 frames and 6 records", got)
+	}
+	if r := recordsPerFrame(frameCount{}, got); r != 2 {
+		t.Errorf("records per frame %v, want 2", r)
+	}
+}
+
+func TestParseFlagsDefaults(t *testing.T) {
+	cfg, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.fanoutWin != rawQueueDepth || rawQueueDepth != 64 {
+		t.Errorf("-fanout-window default %d, want the raw baseline's queue depth 64", cfg.fanoutWin)
+	}
+	if cfg.wsPipeline != 4 {
+		t.Errorf("-ws-pipeline default %d, want 4", cfg.wsPipeline)
+	}
+	if i := slices.Index(cfg.scenarios, "hifreq-ws"); i < 1 || cfg.scenarios[i-1] != "hifreq" {
+		t.Errorf("all = %v: want hifreq-ws right after hifreq", cfg.scenarios)
+	}
+	for _, bad := range []string{"0", "1025"} {
+		if _, err := parseFlags([]string{"-ws-pipeline", bad}, io.Discard); err == nil {
+			t.Errorf("-ws-pipeline %s accepted", bad)
+		}
+	}
+}

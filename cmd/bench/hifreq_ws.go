@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/backplane/backplane/transport/hubproto"
+)
+
+// hifreqWS: the hifreq load (many publishers over every node, as fast as
+// possible, no subscribers) sent by SignalR WebSocket clients that invoke
+// the relay method SendToAll, each keeping -ws-pipeline invocations
+// outstanding. A completion without error means the message is committed.
+func (b *bench) hifreqWS(ctx context.Context, r *scenarioResult) error {
+	const hub = "bench_hifreq_ws"
+	cfg := b.cfg
+	r.Params = map[string]any{"publishers": cfg.publishers, "pipeline": cfg.wsPipeline, "size": cfg.size,
+		"duration_s": cfg.duration.Seconds()}
+	r.Description = fmt.Sprintf("%d SignalR WebSocket publishers over %d nodes invoking SendToAll, ≤%d invocations outstanding each, as fast as possible, %d-byte arguments, no subscribers",
+		cfg.publishers, len(b.cl.nodes), cfg.wsPipeline, cfg.size)
+
+	var (
+		complete histogram
+		lastDone atomic.Int64 // unix nanos of the latest completion
+		errMu    sync.Mutex
+		firstErr string                                       // guarded by errMu
+		slotsOf  atomic.Pointer[map[*hubClient]chan struct{}] // set once the clients are open
+		ok, errs = &counter{name: "committed"}, &counter{name: "errors"}
+		sent     = &counter{name: "sent"}
+		noteErr  = func(msg string) {
+			errMu.Lock()
+			defer errMu.Unlock()
+			if firstErr == "" {
+				firstErr = msg
+			}
+		}
+		recordDone = func(now time.Time) {
+			ns := now.UnixNano()
+			for last := lastDone.Load(); ns > last && !lastDone.CompareAndSwap(last, ns); last = lastDone.Load() {
+			}
+		}
+	)
+	onCompletion := func(c *hubClient, m *hubproto.Message, now time.Time) {
+		if m.Error != "" {
+			errs.Add(1)
+			noteErr(m.Error)
+		} else {
+			if at, found := c.sentTime(m.InvocationID); found {
+				complete.Record(now.Sub(time.Unix(0, at)))
+			}
+			ok.Add(1)
+		}
+		recordDone(now)
+		if slots := slotsOf.Load(); slots != nil {
+			select { // free the slot: the publisher may send the next one
+			case <-(*slots)[c]:
+			default:
+			}
+		}
+	}
+	clients, err := dialMany(ctx, b.cl, hub, cfg.publishers, func(i int) int { return i % len(b.cl.nodes) }, nil, onCompletion)
+	if err != nil {
+		return fmt.Errorf("connect publishers: %w", err)
+	}
+	defer closeAll(clients)
+	slots := make(map[*hubClient]chan struct{}, len(clients))
+	for _, c := range clients {
+		slots[c] = make(chan struct{}, cfg.wsPipeline)
+	}
+	slotsOf.Store(&slots)
+
+	// Read the log after the connections opened (their opens are entries
+	// without messages) and before they close.
+	m0, e0, err := b.cl.logTotals(ctx)
+	if err != nil {
+		return err
+	}
+	prog := startProgress(b.stderr, "hifreq-ws", ok, errs)
+	commits := b.cl.startCommitMeter(ctx)
+	meas := b.startMeasure(ctx, r)
+	start := time.Now()
+	var seq atomic.Int64
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slot := slots[c]
+			var args []byte
+			for {
+				select {
+				case slot <- struct{}{}:
+				case <-c.closed:
+					return
+				case <-ctx.Done():
+					return
+				}
+				now := time.Now()
+				if now.Sub(start) >= cfg.duration {
+					return
+				}
+				args = sendToAllArgs(b.payload, args[:0], now, seq.Add(1)-1, c.node)
+				if err := c.invoke("SendToAll", args, now); err != nil {
+					errs.Add(1)
+					noteErr(fmt.Sprintf("send SendToAll invocation: %v", err))
+					return
+				}
+				sent.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	drained := waitCompletions(ctx, clients, func() bool { return ok.Load()+errs.Load() >= sent.Load() }, 10*time.Second)
+	meas.stop(ctx)
+	prog.Stop()
+	m1, e1, err := b.cl.logTotals(ctx)
+	if err != nil {
+		return err
+	}
+	errMu.Lock()
+	first := firstErr
+	errMu.Unlock()
+	if ok.Load() == 0 {
+		return fmt.Errorf("%w: %d invocations failed; first: %s", errNoMessages, errs.Load(), first)
+	}
+	// As in hifreq, the load ends when the last answer arrived.
+	secs := time.Unix(0, lastDone.Load()).Sub(start).Seconds()
+	r.add("committed publishes/s", float64(ok.Load())/secs, "msg/s")
+	r.add("messages per Raft entry", entryRatio(m0, e0, m1, e1), "")
+	addCommitMetrics(ctx, r, commits, secs)
+	r.lat("invoke → completion (commit)", complete.Summary())
+	if n := errs.Load(); n > 0 {
+		r.addNote("%d publishes failed; first: %v", n, first)
+	}
+	if !drained {
+		r.addNote("%d invocations had no completion 10s after sending stopped", sent.Load()-ok.Load()-errs.Load())
+	}
+	if n, why := dropped(clients); n > 0 {
+		r.addNote("%d publishers were disconnected: %s", n, why)
+	}
+	return nil
+}
+
+// sendToAllArgs appends the arguments of a SendToAll invocation that
+// relays p's message: ["msg", sendUnixNano, seq, origin, "xxx…"]. The relay
+// takes the target first and the message's own arguments after it, so the
+// committed message has the same arguments as a hifreq REST publish.
+func sendToAllArgs(p payload, dst []byte, sent time.Time, seq int64, origin int) []byte {
+	dst = append(dst, `["`+targetMethod+`",`...)
+	n := len(dst)
+	dst = p.args(dst, sent, seq, origin)
+	// p.args wrote its own '[' at n: drop it.
+	return append(dst[:n], dst[n+1:]...)
+}
+
+// waitCompletions polls until done reports true, every client has closed,
+// the context ends or timeout passes; it reports whether done did.
+func waitCompletions(ctx context.Context, clients []*hubClient, done func() bool, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for !done() {
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return false
+		}
+		if n, _ := dropped(clients); n == len(clients) {
+			return done()
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
