@@ -53,6 +53,7 @@ type conn struct {
 	movedAway       bool // another node took the connection over
 
 	inMu      sync.Mutex // serialises inbound data (POSTs may race)
+	inv       invoker    // commits relay invocations in order, pipelined
 	out       *outQueue
 	done      chan struct{}
 	doneOnce  sync.Once
@@ -119,7 +120,9 @@ func (c *conn) send(rec []byte) {
 	if c.isDone() {
 		return
 	}
-	if !c.out.push(rec) {
+	if c.out.push(rec) {
+		c.wakeWriter()
+	} else {
 		c.srv.log.Warn("client too slow: outbound queue full; closing", "conn", c.id, "hub", c.hub)
 		c.end("Connection closed with an error: the client did not keep up", true, "slow client")
 	}
@@ -142,7 +145,9 @@ func (c *conn) end(errMsg string, allowReconnect bool, why string) {
 		stateful, movedAway := c.st != nil, c.movedAway
 		c.mu.Unlock()
 		finish := func() {
-			close(c.done) // a pending poll answers with the queue and the Close
+			close(c.done)    // a pending poll answers with the queue and the Close
+			c.wakeWriter()   // a WebSocket's writer sends the rest and closes it
+			c.wakeInvokers() // a reader waiting for invocation space stops waiting
 			c.srv.remove(c, keepToken)
 			c.srv.log.Debug("connection ended", "conn", c.id, "hub", c.hub, "reason", why)
 		}

@@ -56,6 +56,13 @@ func (q *outQueue) take(dst []byte, maxBytes int) []byte {
 	return dst
 }
 
+// pending reports whether records are queued.
+func (q *outQueue) pending() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.recs) > 0
+}
+
 // clear drops every queued record.
 func (q *outQueue) clear() {
 	q.mu.Lock()

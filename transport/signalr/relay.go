@@ -2,11 +2,9 @@ package signalr
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/backplane/backplane/fsm"
@@ -33,21 +31,7 @@ func (c *conn) invoke(m *hubproto.Message) {
 		c.complete(m.InvocationID, nil, errMsg)
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.WriteTimeout)
-	defer cancel()
-	res, err := c.srv.cluster.Propose(ctx, []fsm.Command{cmd})
-	if err == nil {
-		err = res[0].Err
-	}
-	if err != nil {
-		c.complete(m.InvocationID, nil, fmt.Sprintf("Failed to invoke '%s': %v", m.Target, err))
-		return
-	}
-	if res[0].Index == 0 {
-		c.complete(m.InvocationID, nil, "")
-		return
-	}
-	c.complete(m.InvocationID, strconv.AppendUint(nil, res[0].Index, 10), "")
+	c.enqueueInvocation(pendingInvocation{id: m.InvocationID, target: m.Target, cmd: cmd})
 }
 
 // relayCommand turns a relay method invocation into its command, or says

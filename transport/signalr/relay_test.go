@@ -1,8 +1,11 @@
 package signalr
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/backplane/backplane/fsm"
@@ -168,4 +171,70 @@ func TestRelayErrors(t *testing.T) {
 	if r.Error == "" {
 		t.Fatalf("relay-disabled hub JoinGroup: got %s, want an error", r.raw)
 	}
+}
+
+// A client that sends invocations without waiting for their completions
+// gets them committed in the order it sent them, and the ones sent while
+// a commit is under way share the next proposal.
+func TestRelayInvocationsPipelineInOrder(t *testing.T) {
+	ts := relayServer(t)
+	sender, receiver := ts.openWS("chat", "user=alice"), ts.openWS("chat", "user=bob")
+	const n = 20
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var batches []int // commands per proposal carrying the sends
+	first := true
+	ts.cluster.setHook(func(cmds []fsm.Command) {
+		if len(cmds) == 0 || len(cmds[0]) == 0 || fsm.CommandType(cmds[0][0]) != fsm.CmdPublish {
+			return // not the sends (a connection record, say)
+		}
+		mu.Lock()
+		batches = append(batches, len(cmds))
+		wait := first
+		first = false
+		mu.Unlock()
+		if wait {
+			<-release // hold the first commit while the rest queue
+		}
+	})
+	for i := range n {
+		sender.write(invocation(fmt.Sprint("s", i), "SendToAll", "seq", i))
+	}
+	ts.srv.mu.RLock()
+	c := ts.srv.byID[sender.id]
+	ts.srv.mu.RUnlock()
+	firstBatch := 0
+	waitFor(t, "the sends after the first commit's to queue", func() (bool, string) {
+		mu.Lock()
+		if len(batches) > 0 {
+			firstBatch = batches[0]
+		}
+		mu.Unlock()
+		c.inv.mu.Lock()
+		defer c.inv.mu.Unlock()
+		return firstBatch > 0 && len(c.inv.queue) == n-firstBatch,
+			fmt.Sprintf("%d in the first commit, %d queued", firstBatch, len(c.inv.queue))
+	})
+	close(release)
+	var last uint64
+	for i := range n {
+		r := sender.completion(fmt.Sprint("s", i))
+		idx, err := strconv.ParseUint(string(r.Result), 10, 64)
+		if r.Error != "" || err != nil {
+			t.Fatalf("completion %d: got %s, want the message index", i, r.raw)
+		}
+		if idx <= last {
+			t.Fatalf("completion %d: got index %d after %d, want indexes in the order sent", i, idx, last)
+		}
+		last = idx
+	}
+	for i := range n {
+		r := receiver.next()
+		if r.Target != "seq" || len(r.Arguments) != 1 || string(r.Arguments[0]) != fmt.Sprint(i) {
+			t.Fatalf("delivery %d: got %s, want seq(%d)", i, r.raw, i)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	mustEqual(t, "proposals carrying the 20 sends", fmt.Sprint(batches), fmt.Sprint([]int{firstBatch, n - firstBatch}))
 }

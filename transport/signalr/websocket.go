@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -41,7 +42,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 		http.Error(w, err.Error(), status)
 		return
 	}
-	ws, err := upgrader.Upgrade(w, r, nil)
+	ws, idle, err := upgradeSocket(w, r)
 	if err != nil {
 		c.end("", false, "websocket upgrade failed")
 		return
@@ -49,42 +50,147 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 	// The socket runs on goroutines of its own: returning from the handler
 	// lets net/http free the request's buffers, which an idle connection
 	// would otherwise hold for its whole life.
-	go s.runSocket(ws, c, c.newSocket())
-}
-
-// upgrader keeps an idle connection small: a 1 KiB read buffer, and write
-// buffers shared through a pool (held only while a frame is written).
-var upgrader = websocket.Upgrader{
-	ReadBufferSize: 1024, WriteBufferSize: 16 << 10,
-	WriteBufferPool: &sync.Pool{},
-	CheckOrigin:     func(*http.Request) bool { return true }, // checked by the caller
+	go s.runSocket(c.newSocket(ws), idle)
 }
 
 // socket is one WebSocket attached to a connection; a stateful connection
-// outlives its sockets.
+// outlives its sockets. An idle socket costs one goroutine, its reader: the
+// writer runs only while there is something to do (records queued, or the
+// socket or the connection ending), and exits when the queue is empty.
 type socket struct {
-	gone   chan struct{} // closed when the socket is dropped or replaced
-	exited chan struct{} // closed when its writer has stopped
+	c      *conn
+	ws     *websocket.Conn
+	exited chan struct{} // closed when its writer has stopped for good
+	gone   atomic.Bool   // the socket was dropped or replaced
+
+	// writing is true while a writer goroutine runs; only that goroutine
+	// touches the fields below it.
+	writing atomic.Bool
+	stopped bool // the writer closed the socket; it never runs again
 }
 
 // newSocket attaches a new socket, replacing (and waiting out) an old one.
-func (c *conn) newSocket() *socket {
+func (c *conn) newSocket(ws *websocket.Conn) *socket {
 	c.mu.Lock()
 	old := c.sock
 	if old != nil {
-		close(old.gone)
+		old.gone.Store(true)
 	}
-	sock := &socket{gone: make(chan struct{}), exited: make(chan struct{})}
+	sock := &socket{c: c, ws: ws, exited: make(chan struct{})}
 	c.sock, c.detachedAt = sock, time.Time{}
 	c.mu.Unlock()
 	c.lastSeen.Store(time.Now().UnixNano()) // the client timeout counts from the resume
 	if old != nil {
+		old.wake()
 		select {
 		case <-old.exited:
 		case <-time.After(2 * time.Second):
 		}
 	}
 	return sock
+}
+
+// wakeWriter makes the attached socket's writer run, if there is a socket.
+func (c *conn) wakeWriter() {
+	c.mu.Lock()
+	sock := c.sock
+	c.mu.Unlock()
+	if sock != nil {
+		sock.wake()
+	}
+}
+
+// wake starts the writer goroutine unless one is running.
+func (sock *socket) wake() {
+	if sock.writing.CompareAndSwap(false, true) {
+		go sock.runWriter()
+	}
+}
+
+// runWriter writes until nothing is left to do. Handing the socket back
+// (writing = false) and then looking again closes the race with a wake
+// that came while this writer was finishing: either that wake started a
+// new writer, or this one sees the work and goes on.
+func (sock *socket) runWriter() {
+	for {
+		sock.write()
+		if sock.stopped {
+			close(sock.exited) // writing stays true: no writer starts again
+			return
+		}
+		sock.writing.Store(false)
+		if !sock.hasWork() || !sock.writing.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// hasWork reports whether records are queued or the socket must close.
+func (sock *socket) hasWork() bool {
+	return sock.gone.Load() || sock.c.isDone() || sock.c.out.pending()
+}
+
+// write writes queued records, several per frame, until the queue is
+// empty; when the socket was dropped or the connection ended, it writes
+// what is left (and the Close message) and closes the socket. Keep-alive
+// Pings are queued by the reaper when nothing was written for KeepAlive,
+// so an idle socket has no timer and no writer.
+func (sock *socket) write() {
+	c, ws := sock.c, sock.ws
+	stop := func() {
+		sock.stopped = true
+		_ = ws.Close()
+	}
+	if sock.gone.Load() {
+		stop()
+		return
+	}
+	select {
+	case <-c.done:
+		buf := c.drain(nil, 1<<30)
+		if final := c.takeFinal(); final != nil {
+			buf = append(buf, final...)
+		}
+		if len(buf) > 0 {
+			sock.writeFrame(buf)
+		}
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		stop()
+		return
+	default:
+	}
+	bp := frameBuffers.Get().(*[]byte)
+	defer frameBuffers.Put(bp)
+	for {
+		buf := c.drain((*bp)[:0], maxFrameBytes)
+		if len(buf) == 0 {
+			break
+		}
+		if cap(buf) <= 16<<10 {
+			*bp = buf // keep a grown buffer, but not a burst's
+		}
+		if !sock.writeFrame(buf) {
+			c.socketLost(sock, errors.New("write failed"))
+			stop()
+			return
+		}
+	}
+}
+
+// frameBuffers holds the buffers writers coalesce records into, so an idle
+// socket holds none.
+var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// writeFrame writes one WebSocket message.
+func (sock *socket) writeFrame(b []byte) bool {
+	c := sock.c
+	kind := websocket.TextMessage
+	if p := c.protocolOf(); p != nil && p.TransferFormat() == hubproto.TransferFormatBinary {
+		kind = websocket.BinaryMessage
+	}
+	_ = sock.ws.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+	c.lastWrite.Store(time.Now().UnixNano())
+	return sock.ws.WriteMessage(kind, b) == nil
 }
 
 // socketLost handles the end of a socket: a Close frame from the client
@@ -115,7 +221,7 @@ func (c *conn) socketLost(sock *socket, err error) {
 	c.mu.Lock()
 	current := c.sock == sock
 	if current {
-		close(sock.gone)
+		sock.gone.Store(true)
 		c.sock, c.detachedAt = nil, time.Now()
 	}
 	c.mu.Unlock()
@@ -127,21 +233,25 @@ func (c *conn) socketLost(sock *socket, err error) {
 	}
 }
 
-// runSocket reads client messages in a goroutine and writes until the
-// socket or the connection ends.
-func (s *Server) runSocket(ws *websocket.Conn, c *conn, sock *socket) {
+// runSocket reads client messages until the socket ends, parking outside
+// gorilla while idle (see idleReader); the writer runs on demand (see
+// socket.wake).
+func (s *Server) runSocket(sock *socket, idle *idleReader) {
+	c, ws := sock.c, sock.ws
 	ws.SetReadLimit(int64(4*s.opts.MaxMessageSize + 1024))
-	go func() {
-		for {
-			_, data, err := ws.ReadMessage()
-			if err != nil {
-				c.socketLost(sock, err)
-				return
-			}
-			c.receive(data)
+	sock.wake() // records queued before the socket was attached
+	for {
+		idle.wait()
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			c.socketLost(sock, err)
+			sock.wake() // the writer closes the socket
+			return
 		}
-	}()
-	s.writeWebSocket(ws, c, sock)
+		done := make(chan struct{})
+		go func() { c.receive(data); close(done) }()
+		<-done
+	}
 }
 
 // resumeWebSocket takes a new socket for a stateful connection: the old
@@ -162,59 +272,12 @@ func (s *Server) resumeWebSocket(w http.ResponseWriter, r *http.Request, c *conn
 			return
 		}
 	}
-	ws, err := upgrader.Upgrade(w, r, nil)
+	ws, idle, err := upgradeSocket(w, r)
 	if err != nil {
 		return
 	}
-	sock := c.newSocket()
+	sock := c.newSocket(ws)
 	c.prepareResume()
 	s.log.Debug("stateful connection resumed", "conn", c.id, "hub", c.hub)
-	go s.runSocket(ws, c, sock)
-}
-
-// writeWebSocket writes queued records, several per frame, until the
-// socket or the connection ends. Keep-alive Pings are queued by the reaper
-// when nothing was written for KeepAlive, so an idle socket has no timer.
-func (s *Server) writeWebSocket(ws *websocket.Conn, c *conn, sock *socket) {
-	defer close(sock.exited)
-	defer ws.Close()
-	lost := func() { c.socketLost(sock, errors.New("write failed")) }
-	var buf []byte
-	write := func(b []byte) bool {
-		kind := websocket.TextMessage
-		if p := c.protocolOf(); p != nil && p.TransferFormat() == hubproto.TransferFormatBinary {
-			kind = websocket.BinaryMessage
-		}
-		_ = ws.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
-		c.lastWrite.Store(time.Now().UnixNano())
-		return ws.WriteMessage(kind, b) == nil
-	}
-	for {
-		select {
-		case <-c.out.ready:
-			buf = c.drain(buf[:0], maxFrameBytes)
-			if len(buf) == 0 {
-				continue
-			}
-			if !write(buf) {
-				lost()
-				return
-			}
-			if cap(buf) > 16<<10 {
-				buf = nil // do not keep a burst's buffer for an idle connection
-			}
-		case <-sock.gone:
-			return
-		case <-c.done:
-			buf = c.drain(buf[:0], 1<<30)
-			if final := c.takeFinal(); final != nil {
-				buf = append(buf, final...)
-			}
-			if len(buf) > 0 {
-				write(buf)
-			}
-			_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-			return
-		}
-	}
+	go s.runSocket(sock, idle)
 }

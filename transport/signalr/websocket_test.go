@@ -3,8 +3,10 @@ package signalr
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -333,4 +335,40 @@ func TestWebSocketCloses(t *testing.T) {
 	c := ts.openWS("chat", "")
 	ts.srv.Stop()
 	wantClose(t, "server stop", c.closed(), false, true)
+}
+
+// An idle WebSocket costs one goroutine on the server, its reader, parked
+// outside gorilla's read path; the writer runs only while records are
+// queued.
+func TestIdleWebSocketHoldsOnlyItsReader(t *testing.T) {
+	ts := newTestServer(t, Options{})
+	const n = 30
+	clients := make([]*wsClient, n)
+	for i := range clients {
+		clients[i] = ts.openWS("chat", "")
+	}
+	ts.cluster.publish(t, &fsm.Publish{Hub: "chat", Audience: fsm.ToAll, Target: "wake", Arguments: []byte(`[]`)})
+	for _, c := range clients {
+		if r := c.next(); r.Target != "wake" {
+			t.Fatalf("got %s, want the broadcast", r.raw)
+		}
+	}
+	waitFor(t, "each socket to hold only its reader, parked idle", func() (bool, string) {
+		buf := make([]byte, 4<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		readers, parked, writers := 0, 0, 0
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			switch {
+			case strings.Contains(g, "signalr.(*Server).runSocket"):
+				readers++
+				if strings.Contains(g, "signalr.(*idleReader).wait") {
+					parked++
+				}
+			case strings.Contains(g, "signalr.(*socket).runWriter"):
+				writers++
+			}
+		}
+		return readers == n && parked == n && writers == 0,
+			fmt.Sprintf("%d readers, %d parked idle, %d writers", readers, parked, writers)
+	})
 }
