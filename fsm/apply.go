@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -53,6 +54,12 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.firstMessage.Store(st.first)
 	f.retainedSize.Store(st.bytes)
 	f.notify.broadcast()
+	if observe := f.cfg.ObserveApply; observe != nil {
+		now := time.Now()
+		for _, ts := range st.stamps {
+			observe(now.Sub(time.Unix(0, ts)))
+		}
+	}
 	return results
 }
 
@@ -61,11 +68,12 @@ type applyState struct {
 	f       *FSM
 	tx      *bolt.Tx
 	applied uint64
-	last    uint64 // last message index
-	first   uint64 // first retained message index
-	bytes   uint64 // retained record bytes
-	entry   uint64 // Raft index of the entry being applied
-	off     uint32 // offset of the command being applied in its entry
+	last    uint64  // last message index
+	first   uint64  // first retained message index
+	bytes   uint64  // retained record bytes
+	entry   uint64  // Raft index of the entry being applied
+	stamps  []int64 // proposer stamps of the applied entries, when observed
+	off     uint32  // offset of the command being applied in its entry
 
 	messages, streams, groups, memberOf, conns, userConns, nodes, idem, idemTime *bolt.Bucket
 }
@@ -112,6 +120,9 @@ func (st *applyState) applyEntry(l *raft.Log) ([]Result, error) {
 	}
 	results := make([]Result, len(cmds))
 	st.entry = l.Index
+	if st.f.cfg.ObserveApply != nil {
+		st.stamps = append(st.stamps, ts)
+	}
 	for i, c := range cmds {
 		st.off = uint32(i)
 		res, err := st.applyCommand(ts, c)

@@ -371,3 +371,23 @@ func TestApplyBatchingDoesNotMatter(t *testing.T) {
 	}
 	checkSameState(t, batched, single)
 }
+
+// ObserveApply hears, for every applied command entry, the time since the
+// proposer stamped it.
+func TestObserveApplyTimesEachEntryFromItsStamp(t *testing.T) {
+	var delays []time.Duration
+	tf := newTestFSM(t, fsm.Config{ObserveApply: func(d time.Duration) { delays = append(delays, d) }})
+	now := time.Now()
+	stamps := []time.Time{now.Add(-2 * time.Second), now.Add(-50 * time.Millisecond)}
+	batch := []*raft.Log{tf.entry(stamps[0].UnixNano(), toAll()), tf.entry(stamps[1].UnixNano(), toAll(), toAll())}
+	tf.ApplyBatch(batch)
+	after := time.Now()
+	if len(delays) != len(stamps) {
+		t.Fatalf("got %d observations, want one per entry (%d)", len(delays), len(stamps))
+	}
+	for i, st := range stamps {
+		if lo, hi := now.Sub(st), after.Sub(st); delays[i] < lo || delays[i] > hi {
+			t.Errorf("entry %d: got delay %s, want between %s and %s", i, delays[i], lo, hi)
+		}
+	}
+}

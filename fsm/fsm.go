@@ -61,6 +61,10 @@ type Config struct {
 	IdempotencyWindow time.Duration
 	// Logger receives the state machine's logs; nil discards them.
 	Logger *slog.Logger
+	// ObserveApply, if set, is called after each applied batch with, for
+	// every entry in it, the time from the proposer's stamp on the entry
+	// to now (across machines this includes their clock difference).
+	ObserveApply func(delay time.Duration)
 }
 
 // Result is the outcome of one command of an applied entry.

@@ -16,6 +16,28 @@ type metrics struct {
 	commitSeconds    prometheus.Histogram
 }
 
+// delayMetrics time an entry's way from the proposer's stamp (taken by the
+// leader just before raft.Apply). They exist before the state machine, so
+// it reports from its first apply. Across machines they include the
+// clocks' difference.
+type delayMetrics struct {
+	apply, dispatch prometheus.Histogram
+}
+
+func newDelayMetrics() *delayMetrics {
+	buckets := prometheus.ExponentialBuckets(0.00025, 1.5, 24) // 0.25 ms … ~2.8 s
+	return &delayMetrics{
+		apply: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "backplane_apply_delay_seconds", Buckets: buckets,
+			Help: "Time from the proposer's stamp on a Raft entry to its apply to this node's store.",
+		}),
+		dispatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "backplane_dispatch_delay_seconds", Buckets: buckets,
+			Help: "Time from the proposer's stamp on a message's entry to its queuing for this node's SignalR connections (messages with local recipients).",
+		}),
+	}
+}
+
 func newMetrics(n *Node) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
@@ -44,6 +66,7 @@ func newMetrics(n *Node) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.publishes, m.entries, m.forwardedBatches, m.batchCommands, m.commitSeconds,
+		n.delays.apply, n.delays.dispatch,
 		gauge("backplane_raft_is_leader", "1 if this node is the Raft leader.", func() float64 {
 			if n.raft.IsLeader() {
 				return 1

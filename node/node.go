@@ -37,6 +37,7 @@ type Node struct {
 	proposer *proposer
 	fwd      *forwarder
 	metrics  *metrics
+	delays   *delayMetrics
 	streams  *transport.Streams
 	hubs     *signalr.Server
 	// clientKeys verifies client connection tokens.
@@ -77,6 +78,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.advertiseHTTP == "" {
 		n.advertiseHTTP = n.httpLn.Addr().String()
 	}
+	n.delays = newDelayMetrics()
 	n.fsm, err = fsm.New(fsm.Config{
 		Dir:       filepath.Join(cfg.DataDir, "state"),
 		Retention: cfg.Retention,
@@ -84,6 +86,7 @@ func New(cfg Config) (_ *Node, err error) {
 		// publish gets a new index, so every replica must use the same.
 		IdempotencyWindow: fsm.DefaultIdempotencyWindow,
 		Logger:            cfg.Logger.With("component", "fsm"),
+		ObserveApply:      func(d time.Duration) { n.delays.apply.Observe(d.Seconds()) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open state: %w", err)

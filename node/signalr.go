@@ -100,11 +100,12 @@ func (n *Node) authenticateClient(r *http.Request) (signalr.Identity, error) {
 
 func (n *Node) newHubServer() *signalr.Server {
 	return signalr.NewServer(hubCluster{n}, signalr.Options{
-		Logger:         n.cfg.Logger.With("component", "signalr"),
-		Authenticate:   n.authenticateClient,
-		AllowedOrigins: n.cfg.AllowedOrigins,
-		RelayDisabled:  n.cfg.RelayDisabledHubs,
-		MaxMessageSize: n.cfg.MaxMessageSize,
-		WriteTimeout:   10 * time.Second,
+		Logger:          n.cfg.Logger.With("component", "signalr"),
+		Authenticate:    n.authenticateClient,
+		AllowedOrigins:  n.cfg.AllowedOrigins,
+		RelayDisabled:   n.cfg.RelayDisabledHubs,
+		MaxMessageSize:  n.cfg.MaxMessageSize,
+		WriteTimeout:    10 * time.Second,
+		ObserveDispatch: func(d time.Duration) { n.delays.dispatch.Observe(d.Seconds()) },
 	})
 }

@@ -87,6 +87,9 @@ func (s *Server) deliver(m *fsm.Message) {
 			c.send(rec)
 		}
 	}
+	if observe := s.opts.ObserveDispatch; observe != nil {
+		observe(time.Since(time.Unix(0, m.Time)))
+	}
 }
 
 // recipients lists the active local connections a message is for, in

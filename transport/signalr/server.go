@@ -86,6 +86,10 @@ type Options struct {
 	DisconnectTimeout time.Duration // default 15 s: reaps unused and inactive connections
 	PollTimeout       time.Duration // default 90 s (below the JS client's 100 s)
 	WriteTimeout      time.Duration // default 10 s
+	// ObserveDispatch, if set, is called for every message queued to at
+	// least one local connection, with the time since the proposer's stamp
+	// on its entry.
+	ObserveDispatch func(delay time.Duration)
 }
 
 func (o *Options) defaults() {

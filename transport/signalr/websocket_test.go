@@ -372,3 +372,32 @@ func TestIdleWebSocketHoldsOnlyItsReader(t *testing.T) {
 			fmt.Sprintf("%d readers, %d parked idle, %d writers", readers, parked, writers)
 	})
 }
+
+// ObserveDispatch times each message queued to local connections from its
+// entry's stamp; a message nobody here receives is not observed.
+func TestObserveDispatchTimesMessagesWithLocalRecipients(t *testing.T) {
+	observed := make(chan time.Duration, 10)
+	ts := newTestServer(t, testOptions(func(o *Options) {
+		o.ObserveDispatch = func(d time.Duration) { observed <- d }
+	}))
+	c := ts.openWS("chat", "")
+	ts.cluster.publish(t, &fsm.Publish{Hub: "elsewhere", Audience: fsm.ToAll, Target: "nobody", Arguments: []byte(`[]`)})
+	start := time.Now()
+	ts.cluster.publish(t, &fsm.Publish{Hub: "chat", Audience: fsm.ToAll, Target: "hello", Arguments: []byte(`[]`)})
+	if r := c.next(); r.Target != "hello" {
+		t.Fatalf("got %s, want the message", r.raw)
+	}
+	select {
+	case d := <-observed:
+		if d < 0 || d > time.Since(start) {
+			t.Fatalf("got delay %s, want between 0 and %s", d, time.Since(start))
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("got no observation, want one for the delivered message")
+	}
+	select {
+	case d := <-observed:
+		t.Fatalf("got a second observation (%s), want none for the message without local recipients", d)
+	default:
+	}
+}
