@@ -121,6 +121,7 @@ func (b *bench) fanout(ctx context.Context, r *scenarioResult) error {
 	t.d.Store(d)
 	published, stalled := &counter{name: "published"}, &counter{name: "stalled"}
 	prog := startProgress(b.stderr, "fanout", published, d.delivered)
+	delays := b.cl.startDelayMeter(ctx)
 	meas := b.startMeasure(ctx, r)
 	frames0 := countFrames(clients)
 	start := time.Now()
@@ -150,6 +151,7 @@ func (b *bench) fanout(ctx context.Context, r *scenarioResult) error {
 	frames1 := countFrames(clients)
 	meas.stop(ctx)
 	prog.Stop()
+	stages := delays.Stop(ctx)
 	if firstErr != nil {
 		return firstErr
 	}
@@ -166,6 +168,7 @@ func (b *bench) fanout(ctx context.Context, r *scenarioResult) error {
 	r.lat("stream: message → all connections", streamAll.Summary())
 	r.lat("stream: publish → delivery, same node", d.same.Summary())
 	r.lat("stream: publish → delivery, other nodes", d.other.Summary())
+	stages.addTo(r, "stream: ", b.cl.remote())
 	if n, why := dropped(clients); n > 0 || stalled.Load() > 0 {
 		r.addNote("%d connections dropped (%s); %d messages never reached all", n, why, stalled.Load())
 	}

@@ -79,6 +79,7 @@ func (b *bench) broadcast(ctx context.Context, r *scenarioResult) error {
 	ok, errs := &counter{name: "published"}, &counter{name: "errors"}
 	prog := startProgress(b.stderr, "broadcast", ok, d.delivered, errs)
 	commits := b.cl.startCommitMeter(ctx)
+	delays := b.cl.startDelayMeter(ctx)
 	meas := b.startMeasure(ctx, r)
 	load := b.publishLoad(ctx, loadSpec{hub: hub, nodes: []int{origin}, rate: cfg.rate, workers: cfg.inflight,
 		duration: cfg.duration, ack: &ack, ok: ok, errs: errs})
@@ -86,6 +87,7 @@ func (b *bench) broadcast(ctx context.Context, r *scenarioResult) error {
 	waitDelivered(ctx, d.delivered, want, 3*time.Second)
 	meas.stop(ctx)
 	prog.Stop()
+	stages := delays.Stop(ctx)
 	m1, e1, err := b.cl.logTotals(ctx)
 	if err != nil {
 		return err
@@ -99,6 +101,7 @@ func (b *bench) broadcast(ctx context.Context, r *scenarioResult) error {
 	r.lat("publish → 202 (commit)", ack.Summary())
 	r.lat("publish → delivery, same node", d.same.Summary())
 	r.lat("publish → delivery, other nodes", d.other.Summary())
+	stages.addTo(r, "", b.cl.remote())
 	if n, why := dropped(clients); n > 0 {
 		r.addNote("%d subscribers were disconnected: %s", n, why)
 	}

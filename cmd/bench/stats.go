@@ -63,7 +63,10 @@ type latency struct {
 	P50MS  float64 `json:"p50_ms"`
 	P99MS  float64 `json:"p99_ms"`
 	P999MS float64 `json:"p999_ms"`
-	MaxMS  float64 `json:"max_ms"`
+	MaxMS  float64 `json:"max_ms,omitempty"`
+	// Interpolated: read from a node's Prometheus buckets, percentiles
+	// interpolated within a bucket and no maximum.
+	Interpolated bool `json:"interpolated,omitempty"`
 }
 
 // Summary computes the percentiles.
@@ -92,6 +95,9 @@ func (h *histogram) Summary() latency {
 func (l latency) String() string {
 	if l.Count == 0 {
 		return "no samples"
+	}
+	if l.Interpolated {
+		return fmt.Sprintf("p50 %s  p99 %s  mean %s ms (n=%d)", fmtMS(l.P50MS), fmtMS(l.P99MS), fmtMS(l.MeanMS), l.Count)
 	}
 	return fmt.Sprintf("p50 %s  p99 %s  p99.9 %s  max %s ms (n=%d)",
 		fmtMS(l.P50MS), fmtMS(l.P99MS), fmtMS(l.P999MS), fmtMS(l.MaxMS), l.Count)
