@@ -49,7 +49,29 @@ type raftBaseline struct {
 	MsgsPerSec    float64  `json:"messages_per_s"`
 	EntriesPerSec float64  `json:"entries_per_s"`
 	Commit        latency  `json:"commit_latency"`
-	Usage         []usage  `json:"usage"`
+	// A paced measurement's stamp → applied delays, named as the
+	// broadcast scenario's lines, and the member(s) that applied as
+	// leader.
+	Delays []namedLatency `json:"delays,omitempty"`
+	Leader string         `json:"leader,omitempty"`
+	Usage  []usage        `json:"usage"`
+	Notes  []string       `json:"notes,omitempty"`
+}
+
+// namedLatency is one delay of a baseline.
+type namedLatency struct {
+	Name    string  `json:"name"`
+	Latency latency `json:"latency"`
+}
+
+// delay returns the named delay, if measured.
+func (rb raftBaseline) delay(name string) (latency, bool) {
+	for _, d := range rb.Delays {
+		if d.Name == name && d.Latency.Count > 0 {
+			return d.Latency, true
+		}
+	}
+	return latency{}, false
 }
 
 // scenarios names every scenario compared with the measurement.
@@ -188,6 +210,21 @@ func (rep *report) finish() {
 					comparison{Baseline: rb.label(), What: "p50", Value: rb.Commit.P50MS, Ratio: m.Latency.P50MS / rb.Commit.P50MS},
 					comparison{Baseline: rb.label(), What: "p99", Value: rb.Commit.P99MS, Ratio: m.Latency.P99MS / rb.Commit.P99MS})
 			}
+			// The nodes' stamp → applied against Raft's alone, and a
+			// delivery on another node against Raft's apply there.
+			for _, p := range []struct{ metric, base string }{
+				{"stamp → applied, leader", "stamp → applied, leader"},
+				{"stamp → applied, followers", "stamp → applied, followers"},
+				{"publish → delivery, other nodes", "stamp → applied, followers"},
+			} {
+				m := s.metric(p.metric)
+				bl, ok := rb.delay(p.base)
+				if m == nil || m.Latency == nil || m.Latency.Count == 0 || !ok {
+					continue
+				}
+				label := fmt.Sprintf("bare Raft %s at %s msgs/s", p.base, human(rb.Rate))
+				m.Versus = append(m.Versus, ratios(label, *m.Latency, bl)...)
+			}
 			continue
 		}
 		// A throughput measurement: each scenario it was made for (at
@@ -220,6 +257,19 @@ func (rep *report) finish() {
 			}
 		}
 	}
+}
+
+// ratios compares a latency's p50 and p99 with a baseline's, leaving out
+// a percentile the baseline has as zero.
+func ratios(label string, l, base latency) []comparison {
+	var out []comparison
+	if base.P50MS > 0 {
+		out = append(out, comparison{Baseline: label, What: "p50", Value: base.P50MS, Ratio: l.P50MS / base.P50MS})
+	}
+	if base.P99MS > 0 {
+		out = append(out, comparison{Baseline: label, What: "p99", Value: base.P99MS, Ratio: l.P99MS / base.P99MS})
+	}
+	return out
 }
 
 // print writes the results table.
@@ -269,7 +319,13 @@ func (rep *report) print(w io.Writer) {
 			} else {
 				fmt.Fprintf(w, "   %-52s %s msgs/s (%s entries/s), commit %s\n", rb.label(), human(rb.MsgsPerSec), human(rb.EntriesPerSec), rb.Commit)
 			}
+			for _, d := range rb.Delays {
+				fmt.Fprintf(w, "   %-52s %s\n", "   "+d.Name, d.Latency)
+			}
 			printUsage(w, rb.Usage)
+			for _, n := range rb.Notes {
+				fmt.Fprintf(w, "      note: %s\n", n)
+			}
 		}
 		for _, wb := range rep.Baselines.WS {
 			fmt.Fprintf(w, "   %-52s %s deliveries/s to %s connections, %.2f records per WebSocket frame\n",
