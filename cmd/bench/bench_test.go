@@ -225,3 +225,40 @@ func TestParseFlagsDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestHandleSkipsInvocations checks that a client without onMessage
+// counts the Invocations the server sends (as hubproto encodes them)
+// without parsing them, and still parses Completions and Close.
+func TestHandleSkipsInvocations(t *testing.T) {
+	var got []string
+	c := &hubClient{onCompletion: func(_ *hubClient, m *hubproto.Message, _ time.Time) {
+		got = append(got, m.InvocationID+"/"+m.Error)
+	}}
+	inv := hubproto.AppendInvocationJSON(nil, targetMethod, newPayload(60).args(nil, time.Now(), 1, 0))
+	done, err := hubproto.JSON{}.Append(nil, &hubproto.Message{Type: hubproto.Completion, InvocationID: "7", Result: hubproto.JSONValue([]byte("42")), HasResult: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed, err := hubproto.JSON{}.Append(nil, &hubproto.Message{Type: hubproto.Completion, InvocationID: "8", Error: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := slices.Concat(inv, done, inv, hubproto.JSON{}.PingRecord(), failed, inv[:20])
+	records, consumed, err := c.handle(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if records != 5 || consumed != len(buf)-20 {
+		t.Errorf("records %d, consumed %d: want 5 and %d (the partial record left)", records, consumed, len(buf)-20)
+	}
+	if n := c.skipped.Load(); n != 2 {
+		t.Errorf("skipped %d invocations, want 2", n)
+	}
+	if !slices.Equal(got, []string{"7/", "8/boom"}) {
+		t.Errorf("completions %q, want 7 and 8 (boom)", got)
+	}
+	closeRec := hubproto.JSON{}.AppendClose(nil, "bye", false)
+	if _, _, err := c.handle(slices.Concat(inv, closeRec, done)); err == nil || !strings.Contains(err.Error(), "bye") {
+		t.Errorf("Close record: err %v, want the server's close", err)
+	}
+}

@@ -146,6 +146,10 @@ type hubClient struct {
 	node int // index of the node it is connected to
 	ws   *websocket.Conn
 	wmu  sync.Mutex
+	// Guarded by wmu: the buffer invoke builds records in, and when the
+	// write deadline next needs moving.
+	wbuf      []byte
+	wdeadline time.Time
 
 	onMessage    func(c *hubClient, m *hubproto.Message, now time.Time)
 	onCompletion func(c *hubClient, m *hubproto.Message, now time.Time)
@@ -164,6 +168,9 @@ type hubClient struct {
 	// fragments joined) and records the hub-protocol records parsed from
 	// them, for records per frame.
 	frames, records atomic.Int64
+	// skipped counts the Invocations a client without onMessage received
+	// and did not parse.
+	skipped atomic.Int64
 }
 
 // sentRing is how many recent invocations a client can time: at most
@@ -247,7 +254,6 @@ func newHubClient(ws *websocket.Conn, node int, onMessage, onCompletion func(*hu
 // read parses records until the connection ends.
 func (c *hubClient) read(pending []byte) {
 	defer close(c.closed)
-	proto := hubproto.JSON{}
 	buf := pending
 	// frame is whether buf holds a frame not yet counted: it is counted
 	// together with its records, so that a count taken meanwhile sees
@@ -255,32 +261,14 @@ func (c *hubClient) read(pending []byte) {
 	frame := false
 	for {
 		if len(buf) > 0 {
-			msgs, consumed, err := proto.Parse(buf, 0)
-			now := time.Now()
-			c.records.Add(int64(len(msgs)))
+			records, consumed, err := c.handle(buf)
+			c.records.Add(int64(records))
 			if frame {
 				c.frames.Add(1)
 				frame = false
 			}
-			for i := range msgs {
-				m := &msgs[i]
-				switch m.Type {
-				case hubproto.Invocation:
-					if c.onMessage != nil {
-						c.onMessage(c, m, now)
-					}
-				case hubproto.Completion:
-					if c.onCompletion != nil {
-						c.onCompletion(c, m, now)
-					}
-				case hubproto.Close:
-					c.err = fmt.Errorf("server closed the connection: %q (allowReconnect %v)", m.Error, m.AllowReconnect)
-					c.ws.Close()
-					return
-				}
-			}
 			if err != nil {
-				c.err = fmt.Errorf("parse: %w", err)
+				c.err = err
 				c.ws.Close()
 				return
 			}
@@ -302,6 +290,84 @@ func (c *hubClient) read(pending []byte) {
 	}
 }
 
+// recordSeparator ends every record of the JSON hub protocol.
+const recordSeparator = 0x1e
+
+// invocationPrefix is how the server's JSON protocol starts an
+// Invocation record.
+var invocationPrefix = []byte(`{"type":1,`)
+
+// handle parses the complete records at the start of buf and calls the
+// callbacks; it returns the records seen and the bytes they took. A
+// client without onMessage does not parse Invocations at all (only
+// counts them): hifreq-ws publishers receive every message they relay to
+// the hub, dozens for each of their own completions, and parsing those
+// cost the bench process most of its CPU. Any other record is parsed in
+// full. The callbacks get the time the records were read: after the
+// parse with onMessage, before it (when they are found) without.
+func (c *hubClient) handle(buf []byte) (records, consumed int, err error) {
+	if c.onMessage != nil {
+		msgs, consumed, err := hubproto.JSON{}.Parse(buf, 0)
+		if cerr := c.dispatch(msgs, time.Now()); cerr != nil {
+			return len(msgs), consumed, cerr
+		}
+		if err != nil {
+			err = fmt.Errorf("parse: %w", err)
+		}
+		return len(msgs), consumed, err
+	}
+	now := time.Now()
+	skipped := 0
+	defer func() { c.skipped.Add(int64(skipped)) }()
+	for consumed < len(buf) {
+		i := bytes.IndexByte(buf[consumed:], recordSeparator)
+		if i < 0 {
+			break
+		}
+		rec := buf[consumed : consumed+i+1]
+		if bytes.HasPrefix(rec, invocationPrefix) {
+			records++
+			skipped++
+			consumed += len(rec)
+			continue
+		}
+		msgs, n, err := hubproto.JSON{}.Parse(rec, 0)
+		records += len(msgs)
+		consumed += n
+		if cerr := c.dispatch(msgs, now); cerr != nil {
+			return records, consumed, cerr
+		}
+		if err != nil {
+			return records, consumed, fmt.Errorf("parse: %w", err)
+		}
+		if n < len(rec) {
+			break // cannot happen: rec is one complete record
+		}
+	}
+	return records, consumed, nil
+}
+
+// dispatch calls the callbacks for parsed records; a Close record ends
+// the client with an error.
+func (c *hubClient) dispatch(msgs []hubproto.Message, now time.Time) error {
+	for i := range msgs {
+		m := &msgs[i]
+		switch m.Type {
+		case hubproto.Invocation:
+			if c.onMessage != nil {
+				c.onMessage(c, m, now)
+			}
+		case hubproto.Completion:
+			if c.onCompletion != nil {
+				c.onCompletion(c, m, now)
+			}
+		case hubproto.Close:
+			return fmt.Errorf("server closed the connection: %q (allowReconnect %v)", m.Error, m.AllowReconnect)
+		}
+	}
+	return nil
+}
+
 // frameCount is the WebSocket frames and hub-protocol records a set of
 // clients have read so far.
 type frameCount struct{ frames, records int64 }
@@ -316,6 +382,17 @@ func countFrames(clients []*hubClient) frameCount {
 		}
 	}
 	return fc
+}
+
+// countSkipped sums the Invocations the clients received unparsed.
+func countSkipped(clients []*hubClient) int64 {
+	var n int64
+	for _, c := range clients {
+		if c != nil {
+			n += c.skipped.Load()
+		}
+	}
+	return n
 }
 
 // recordsPerFrame is records per WebSocket frame read between two counts
@@ -351,17 +428,22 @@ func (c *hubClient) invoke(target string, argsJSON []byte, now time.Time) error 
 	if c.sentAt != nil {
 		c.sentAt[id%int64(len(c.sentAt))].Store(now.UnixNano())
 	}
-	rec := make([]byte, 0, len(argsJSON)+64)
-	rec = append(rec, `{"type":1,"invocationId":"`...)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	rec := append(c.wbuf[:0], `{"type":1,"invocationId":"`...)
 	rec = strconv.AppendInt(rec, id, 10)
 	rec = append(rec, `","target":`...)
 	rec = strconv.AppendQuote(rec, target)
 	rec = append(rec, `,"arguments":`...)
 	rec = append(rec, argsJSON...)
-	rec = append(rec, '}', 0x1e)
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	rec = append(rec, '}', recordSeparator)
+	c.wbuf = rec // WriteMessage copies it into the frame
+	// A write deadline 10s ahead, moved only when less than 5s is left:
+	// setting one for every frame costs a timer update each.
+	if now.After(c.wdeadline) {
+		c.wdeadline = now.Add(5 * time.Second)
+		_ = c.ws.SetWriteDeadline(now.Add(10 * time.Second))
+	}
 	return c.ws.WriteMessage(websocket.TextMessage, rec)
 }
 

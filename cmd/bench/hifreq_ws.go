@@ -11,15 +11,18 @@ import (
 )
 
 // hifreqWS: the hifreq load (many publishers over every node, as fast as
-// possible, no subscribers) sent by SignalR WebSocket clients that invoke
-// the relay method SendToAll, each keeping -ws-pipeline invocations
-// outstanding. A completion without error means the message is committed.
+// possible) sent by SignalR WebSocket clients that invoke the relay method
+// SendToAll, each keeping -ws-pipeline invocations outstanding. A
+// completion without error means the message is committed. There are no
+// other subscribers, but SendToAll's audience is every connection of the
+// hub, the publishers included: each receives every message (counted,
+// not parsed).
 func (b *bench) hifreqWS(ctx context.Context, r *scenarioResult) error {
 	const hub = "bench_hifreq_ws"
 	cfg := b.cfg
 	r.Params = map[string]any{"publishers": cfg.publishers, "pipeline": cfg.wsPipeline, "size": cfg.size,
 		"duration_s": cfg.duration.Seconds()}
-	r.Description = fmt.Sprintf("%d SignalR WebSocket publishers over %d nodes invoking SendToAll, ≤%d invocations outstanding each, as fast as possible, %d-byte arguments, no subscribers",
+	r.Description = fmt.Sprintf("%d SignalR WebSocket publishers over %d nodes invoking SendToAll, ≤%d invocations outstanding each, as fast as possible, %d-byte arguments, no other subscribers (each publisher receives every message)",
 		cfg.publishers, len(b.cl.nodes), cfg.wsPipeline, cfg.size)
 
 	var (
@@ -78,6 +81,7 @@ func (b *bench) hifreqWS(ctx context.Context, r *scenarioResult) error {
 	if err != nil {
 		return err
 	}
+	skipped0 := countSkipped(clients)
 	prog := startProgress(b.stderr, "hifreq-ws", ok, errs)
 	commits := b.cl.startCommitMeter(ctx)
 	meas := b.startMeasure(ctx, r)
@@ -116,6 +120,11 @@ func (b *bench) hifreqWS(ctx context.Context, r *scenarioResult) error {
 	drained := waitCompletions(ctx, clients, func() bool { return ok.Load()+errs.Load() >= sent.Load() }, 10*time.Second)
 	meas.stop(ctx)
 	prog.Stop()
+	// The publishers' copies of the last messages may trail their
+	// completions a little.
+	want := ok.Load() * int64(len(clients))
+	waitCompletions(ctx, clients, func() bool { return countSkipped(clients)-skipped0 >= want }, time.Second)
+	delivered := countSkipped(clients) - skipped0
 	m1, e1, err := b.cl.logTotals(ctx)
 	if err != nil {
 		return err
@@ -129,6 +138,8 @@ func (b *bench) hifreqWS(ctx context.Context, r *scenarioResult) error {
 	// As in hifreq, the load ends when the last answer arrived.
 	secs := time.Unix(0, lastDone.Load()).Sub(start).Seconds()
 	r.add("committed publishes/s", float64(ok.Load())/secs, "msg/s")
+	r.add("deliveries/s (to the publishers themselves)", float64(delivered)/secs, "msg/s")
+	r.add("delivered / expected", ratioOf(delivered, want), "")
 	r.add("messages per Raft entry", entryRatio(m0, e0, m1, e1), "")
 	addCommitMetrics(ctx, r, commits, secs)
 	r.lat("invoke → completion (commit)", complete.Summary())

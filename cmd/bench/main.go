@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,6 +64,7 @@ type config struct {
 	baselineInflight []int
 	jsonPath         string
 	pprofDir         string
+	cpuProfile       string // the bench process's own CPU profile
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -95,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&inflights, "baseline-inflight", "256,16", "bare Raft baseline: comma-separated numbers of applies in flight to measure (16 is Backplane's proposer limit)")
 	fs.StringVar(&cfg.jsonPath, "json", "", "write the results as JSON to this file")
 	fs.StringVar(&cfg.pprofDir, "pprof", "", "save a CPU profile of the leader and a follower during each scenario into this directory")
+	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the bench process itself (the load generators and clients, over the whole run) to this file")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -217,6 +220,20 @@ func run(cfg config, stdout, stderr io.Writer) int {
 	}()
 
 	raiseFileLimit(logf)
+	if cfg.cpuProfile != "" {
+		stop, err := startCPUProfile(cfg.cpuProfile)
+		if err != nil {
+			logf("%v", err)
+			return 1
+		}
+		defer func() {
+			if err := stop(); err != nil {
+				logf("%v", err)
+			} else {
+				logf("CPU profile of the bench process written to %s", cfg.cpuProfile)
+			}
+		}()
+	}
 	b := &bench{cfg: cfg, logf: logf, stderr: stderr, cleanups: &cl}
 	rep := newReport(cfg)
 	err := b.runAll(ctx, rep)
@@ -242,6 +259,25 @@ func run(cfg config, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// startCPUProfile profiles this process into path until stop.
+func startCPUProfile(path string) (stop func() error, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 // raiseFileLimit raises the open-file limit to the hard maximum: the
