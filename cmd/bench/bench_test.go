@@ -120,10 +120,10 @@ func TestFinishSharedMeasurement(t *testing.T) {
 	}
 }
 
-func TestSendToAllArgs(t *testing.T) {
+func TestSendToGroupArgs(t *testing.T) {
 	p := newPayload(200)
 	now := time.Unix(0, 1700000000123456789)
-	got := sendToAllArgs(p, []byte("junk"), now, 42, 2)
+	got := sendToGroupArgs(p, []byte("junk"), "g", now, 42, 2)
 	if !strings.HasPrefix(string(got), "junk") {
 		t.Fatalf("dst prefix lost: %q", got)
 	}
@@ -132,20 +132,20 @@ func TestSendToAllArgs(t *testing.T) {
 	if err := json.Unmarshal(got, &args); err != nil {
 		t.Fatalf("not a JSON array: %v: %s", err, got)
 	}
-	if string(args[0]) != `"`+targetMethod+`"` {
-		t.Errorf("first argument %s, want the target %q", args[0], targetMethod)
+	if string(args[0]) != `"g"` || string(args[1]) != `"`+targetMethod+`"` {
+		t.Errorf("first arguments %s, %s, want the group \"g\" and the target %q", args[0], args[1], targetMethod)
 	}
 	// The rest is the hifreq message's arguments, one by one.
 	var want []json.RawMessage
 	if err := json.Unmarshal(p.args(nil, now, 42, 2), &want); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(args[1:], want) {
-		t.Errorf("message arguments %s, want %s", args[1:], want)
+	if !reflect.DeepEqual(args[2:], want) {
+		t.Errorf("message arguments %s, want %s", args[2:], want)
 	}
 	// And the relay reads the stamp back from them.
-	raw := make([]hubproto.RawValue, len(args)-1)
-	for i, a := range args[1:] {
+	raw := make([]hubproto.RawValue, len(args)-2)
+	for i, a := range args[2:] {
 		raw[i].Data = a
 	}
 	if st, ok := readStamp(raw); !ok || st.sent != now.UnixNano() || st.seq != 42 || st.origin != 2 {

@@ -73,7 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var cfg config
 	var scenario, targets, nodeArgs, inflights string
 	fs.StringVar(&scenario, "scenario", "all", "comma-separated scenarios: all, "+strings.Join(scenarioNames, ", ")+
-		" (hifreq publishes over REST, hifreq-ws the same load as SignalR WebSocket clients invoking SendToAll)")
+		" (hifreq publishes over REST, hifreq-ws the same load as SignalR WebSocket clients invoking SendToGroup on a group nobody joined)")
 	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured time of each scenario and baseline")
 	fs.StringVar(&cfg.binary, "binary", "", "backplane binary to run (default: go build ./cmd/node into a temp dir)")
 	fs.StringVar(&targets, "targets", "", "comma-separated base URLs of an existing cluster (default: start a local three-node cluster)")
@@ -85,7 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&cfg.rate, "rate", 1000, "broadcast: publishes per second (0: as fast as -inflight allows)")
 	fs.IntVar(&cfg.inflight, "inflight", 256, "broadcast: REST publishes in flight at most")
 	fs.IntVar(&cfg.publishers, "publishers", 64, "hifreq and reconnect: concurrent REST publishers, spread over the nodes; hifreq-ws: SignalR WebSocket publishers, spread over the nodes")
-	fs.IntVar(&cfg.wsPipeline, "ws-pipeline", 4, fmt.Sprintf("hifreq-ws: SendToAll invocations each WebSocket publisher keeps outstanding (1 to %d)", sentRing))
+	fs.IntVar(&cfg.wsPipeline, "ws-pipeline", 4, fmt.Sprintf("hifreq-ws: SendToGroup invocations each WebSocket publisher keeps outstanding (1 to %d)", sentRing))
 	fs.IntVar(&cfg.size, "size", 200, "bytes of each message's JSON arguments")
 	fs.StringVar(&cfg.publishTo, "publish-to", "leader", "broadcast: the node the publisher posts to: leader or follower")
 	fs.IntVar(&cfg.fanoutConn, "fanout-conns", 1000, "fanout: WebSocket connections per node")

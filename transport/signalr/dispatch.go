@@ -201,9 +201,13 @@ func (s *Server) reap(now time.Time) {
 		transport, polling, pollEnded, pingSeen, ended, attached := c.transport, c.polling, c.pollEnded, c.pingSeen, c.ended, c.attached
 		active, openEntry := c.active, c.openEntry
 		detached := c.st != nil && c.sock == nil && !c.detachedAt.IsZero()
-		hasSocket := c.sock != nil
+		sock := c.sock
+		hasSocket := sock != nil
 		detachedAt := c.detachedAt
 		c.mu.Unlock()
+		if sock != nil {
+			sock.retireIdle(now)
+		}
 		switch {
 		case c.isDone():
 			// An ended long-polling connection whose client never polled

@@ -56,18 +56,37 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 // socket is one WebSocket attached to a connection; a stateful connection
 // outlives its sockets. An idle socket costs one goroutine, its reader: the
 // writer runs only while there is something to do (records queued, or the
-// socket or the connection ending), and exits when the queue is empty.
+// socket or the connection ending). When the queue empties, a writer that
+// is streaming (started less than streamingGap after the previous one
+// exited) lingers
+// for the next records, so a busy socket keeps one goroutine with its grown
+// stack instead of starting a new one per message; the reaper retires a
+// lingering writer after writerLinger without writes. Any other writer
+// exits at once.
 type socket struct {
 	c      *conn
 	ws     *websocket.Conn
 	exited chan struct{} // closed when its writer has stopped for good
 	gone   atomic.Bool   // the socket was dropped or replaced
 
-	// writing is true while a writer goroutine runs; only that goroutine
-	// touches the fields below it.
-	writing atomic.Bool
-	stopped bool // the writer closed the socket; it never runs again
+	writing   atomic.Bool // a writer goroutine runs (or lingers)
+	lingering atomic.Bool // the writer waits for records
+	retire    atomic.Bool // set by the reaper: the lingering writer exits
+
+	// Owned by the goroutine that set writing.
+	stopped  bool      // the writer closed the socket; it never runs again
+	deadline time.Time // the write deadline last set on the socket
+	lastExit time.Time // when the previous writer handed the socket back
 }
+
+const (
+	// streamingGap: a writer whose predecessor exited less than this
+	// before it started lingers when its queue empties.
+	streamingGap = 100 * time.Millisecond
+	// writerLinger: the reaper retires a writer that has lingered without
+	// writing for this long.
+	writerLinger = time.Second
+)
 
 // newSocket attaches a new socket, replacing (and waiting out) an old one.
 func (c *conn) newSocket(ws *websocket.Conn) *socket {
@@ -100,11 +119,14 @@ func (c *conn) wakeWriter() {
 	}
 }
 
-// wake starts the writer goroutine unless one is running.
+// wake starts the writer goroutine unless one is running; a lingering
+// writer is signalled instead.
 func (sock *socket) wake() {
 	if sock.writing.CompareAndSwap(false, true) {
 		go sock.runWriter()
+		return
 	}
+	sock.c.out.signal()
 }
 
 // runWriter writes until nothing is left to do. Handing the socket back
@@ -112,16 +134,45 @@ func (sock *socket) wake() {
 // that came while this writer was finishing: either that wake started a
 // new writer, or this one sees the work and goes on.
 func (sock *socket) runWriter() {
+	streaming := !sock.lastExit.IsZero() && time.Since(sock.lastExit) < streamingGap
 	for {
 		sock.write()
 		if sock.stopped {
 			close(sock.exited) // writing stays true: no writer starts again
 			return
 		}
+		if streaming && sock.linger() {
+			continue
+		}
+		sock.lastExit = time.Now()
 		sock.writing.Store(false)
 		if !sock.hasWork() || !sock.writing.CompareAndSwap(false, true) {
 			return
 		}
+	}
+}
+
+// linger waits for more work; false once the reaper retired the writer.
+// Every push, and every wake, signals the queue's ready channel.
+func (sock *socket) linger() bool {
+	sock.retire.Store(false)
+	sock.lingering.Store(true)
+	defer sock.lingering.Store(false)
+	for !sock.hasWork() {
+		<-sock.c.out.ready
+		if sock.retire.Load() && !sock.hasWork() {
+			return false
+		}
+	}
+	return true
+}
+
+// retireIdle makes a writer that lingered without writing for writerLinger
+// exit; the reaper calls it.
+func (sock *socket) retireIdle(now time.Time) {
+	if sock.lingering.Load() && now.Sub(time.Unix(0, sock.c.lastWrite.Load())) >= writerLinger {
+		sock.retire.Store(true)
+		sock.c.out.signal()
 	}
 }
 
@@ -188,8 +239,15 @@ func (sock *socket) writeFrame(b []byte) bool {
 	if p := c.protocolOf(); p != nil && p.TransferFormat() == hubproto.TransferFormatBinary {
 		kind = websocket.BinaryMessage
 	}
-	_ = sock.ws.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-	c.lastWrite.Store(time.Now().UnixNano())
+	// Moving the deadline costs a timer update: do it only once half of
+	// the write timeout is spent, so a stuck write fails within WriteTimeout/2
+	// to WriteTimeout.
+	now := time.Now()
+	if timeout := c.srv.opts.WriteTimeout; sock.deadline.Sub(now) < timeout/2 {
+		sock.deadline = now.Add(timeout)
+		_ = sock.ws.SetWriteDeadline(sock.deadline)
+	}
+	c.lastWrite.Store(now.UnixNano())
 	return sock.ws.WriteMessage(kind, b) == nil
 }
 
