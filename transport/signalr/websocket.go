@@ -76,12 +76,12 @@ type socket struct {
 	// Owned by the goroutine that set writing.
 	stopped  bool      // the writer closed the socket; it never runs again
 	deadline time.Time // the write deadline last set on the socket
-	lastExit time.Time // when the previous writer handed the socket back
+	lastExit time.Time // when the last writer that wrote handed the socket back
 }
 
 const (
-	// streamingGap: a writer whose predecessor exited less than this
-	// before it started lingers when its queue empties.
+	// streamingGap: a writer that starts less than this after the last
+	// writer that wrote something exited lingers when its queue empties.
 	streamingGap = 100 * time.Millisecond
 	// writerLinger: the reaper retires a writer that has lingered without
 	// writing for this long.
@@ -135,8 +135,11 @@ func (sock *socket) wake() {
 // new writer, or this one sees the work and goes on.
 func (sock *socket) runWriter() {
 	streaming := !sock.lastExit.IsZero() && time.Since(sock.lastExit) < streamingGap
+	wrote := false
 	for {
-		sock.write()
+		if sock.write() {
+			wrote = true
+		}
 		if sock.stopped {
 			close(sock.exited) // writing stays true: no writer starts again
 			return
@@ -144,7 +147,9 @@ func (sock *socket) runWriter() {
 		if streaming && sock.linger() {
 			continue
 		}
-		sock.lastExit = time.Now()
+		if wrote {
+			sock.lastExit = time.Now()
+		}
 		sock.writing.Store(false)
 		if !sock.hasWork() || !sock.writing.CompareAndSwap(false, true) {
 			return
@@ -182,11 +187,11 @@ func (sock *socket) hasWork() bool {
 }
 
 // write writes queued records, several per frame, until the queue is
-// empty; when the socket was dropped or the connection ended, it writes
-// what is left (and the Close message) and closes the socket. Keep-alive
-// Pings are queued by the reaper when nothing was written for KeepAlive,
-// so an idle socket has no timer and no writer.
-func (sock *socket) write() {
+// empty, and reports whether it wrote any; when the socket was dropped or
+// the connection ended, it writes what is left (and the Close message) and
+// closes the socket. Keep-alive Pings are queued by the reaper when nothing
+// was written for KeepAlive, so an idle socket has no timer and no writer.
+func (sock *socket) write() (wrote bool) {
 	c, ws := sock.c, sock.ws
 	stop := func() {
 		sock.stopped = true
@@ -225,7 +230,9 @@ func (sock *socket) write() {
 			stop()
 			return
 		}
+		wrote = true
 	}
+	return wrote
 }
 
 // frameBuffers holds the buffers writers coalesce records into, so an idle

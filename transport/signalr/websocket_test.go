@@ -401,3 +401,28 @@ func TestObserveDispatchTimesMessagesWithLocalRecipients(t *testing.T) {
 	default:
 	}
 }
+
+// A socket that only answered the handshake never keeps a lingering
+// writer: lingering is for sockets that stream.
+func TestHandshakeOnlySocketDoesNotLinger(t *testing.T) {
+	ts := newTestServer(t, Options{})
+	const n = 10
+	for range n {
+		ts.openWS("chat", "")
+	}
+	deadline := time.Now().Add(1500 * time.Millisecond) // past writerLinger
+	for time.Now().Before(deadline) {
+		ts.srv.mu.RLock()
+		for _, c := range ts.srv.byID {
+			c.mu.Lock()
+			sock := c.sock
+			c.mu.Unlock()
+			if sock != nil && sock.lingering.Load() {
+				ts.srv.mu.RUnlock()
+				t.Fatalf("connection %s: its writer lingers after the handshake alone, want it gone", c.id)
+			}
+		}
+		ts.srv.mu.RUnlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+}
