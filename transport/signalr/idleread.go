@@ -2,7 +2,6 @@ package signalr
 
 import (
 	"bufio"
-	"errors"
 	"net"
 	"net/http"
 	"sync"
@@ -72,12 +71,9 @@ func upgradeSocket(w http.ResponseWriter, r *http.Request) (*websocket.Conn, *id
 		return nil, nil, err
 	}
 	ir := &idleReader{br: h.br, raw: h.raw}
-	if h.br == nil || h.raw == nil {
+	ir.peek = peekReadable(&ir.one)
+	if h.br == nil || h.raw == nil || ir.peek == nil {
 		ir.raw = nil // no way to wait outside gorilla: always read
-	}
-	ir.peek = func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), ir.one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return !errors.Is(err, syscall.EAGAIN)
 	}
 	return ws, ir, nil
 }
