@@ -40,6 +40,7 @@ type fakeCluster struct {
 	closed bool       // the FSM is closed: Propose fails
 	urls   map[string]string
 	hook   func(cmds []fsm.Command) // runs before each Propose applies
+	fail   error                    // when set, Propose fails with it and applies nothing
 }
 
 func newFakeCluster(t *testing.T, id string) *fakeCluster {
@@ -89,6 +90,9 @@ func (c *fakeCluster) Propose(ctx context.Context, cmds []fsm.Command) ([]fsm.Re
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, errors.New("fake cluster: closed")
+	}
+	if c.fail != nil {
+		return nil, c.fail
 	}
 	c.index++
 	res := c.f.Apply(&raft.Log{Index: c.index, Term: 1, Type: raft.LogCommand, Data: fsm.EncodeEntry(time.Now().UnixNano(), cmds)})

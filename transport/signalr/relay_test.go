@@ -1,12 +1,16 @@
 package signalr
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/backplane/backplane/fsm"
 )
@@ -237,4 +241,83 @@ func TestRelayInvocationsPipelineInOrder(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	mustEqual(t, "proposals carrying the 20 sends", fmt.Sprint(batches), fmt.Sprint([]int{firstBatch, n - firstBatch}))
+}
+
+// When the cluster cannot commit, every invocation of the failed proposal
+// completes with the error, and nothing is delivered.
+func TestRelayInvocationsFailTogether(t *testing.T) {
+	ts := relayServer(t)
+	sender, receiver := ts.openWS("chat", "user=alice"), ts.openWS("chat", "user=bob")
+	ts.cluster.mu.Lock()
+	ts.cluster.fail = errors.New("no leader within 10s")
+	ts.cluster.mu.Unlock()
+	for i := range 3 {
+		sender.write(invocation(fmt.Sprint("f", i), "SendToAll", "seq", i))
+	}
+	for i := range 3 {
+		r := sender.completion(fmt.Sprint("f", i))
+		if want := "Failed to invoke 'SendToAll': no leader within 10s"; r.Error != want || len(r.Result) != 0 {
+			t.Fatalf("completion %d: got %s, want the error %q and no result", i, r.raw, want)
+		}
+	}
+	ts.cluster.mu.Lock()
+	ts.cluster.fail = nil
+	ts.cluster.mu.Unlock()
+	ts.cluster.publish(t, &fsm.Publish{Hub: "chat", Audience: fsm.ToAll, Target: "marker", Arguments: []byte(`[]`)})
+	if r := receiver.next(); r.Target != "marker" {
+		t.Fatalf("receiver: got %s, want only the marker (the failed sends were not committed)", r.raw)
+	}
+}
+
+// A client that sends faster than its invocations commit is not read
+// beyond maxPendingInvocations queued: the queue stays bounded, and every
+// invocation still commits, in order.
+func TestRelayInvocationQueueIsBounded(t *testing.T) {
+	ts := relayServer(t)
+	sender := ts.openWS("chat", "user=alice")
+	release := make(chan struct{})
+	var once sync.Once
+	ts.cluster.setHook(func(cmds []fsm.Command) {
+		if len(cmds) > 0 && len(cmds[0]) > 0 && fsm.CommandType(cmds[0][0]) == fsm.CmdPublish {
+			once.Do(func() { <-release })
+		}
+	})
+	const n = maxPendingInvocations + 40
+	go func() {
+		for i := range n {
+			// Written from another goroutine: the server stops reading, so
+			// these writes may block until it reads again.
+			if err := sender.conn.WriteMessage(websocket.TextMessage, []byte(invocation(fmt.Sprint("q", i), "SendToAll", "seq", i))); err != nil {
+				return
+			}
+		}
+	}()
+	ts.srv.mu.RLock()
+	c := ts.srv.byID[sender.id]
+	ts.srv.mu.RUnlock()
+	queued := func() int {
+		c.inv.mu.Lock()
+		defer c.inv.mu.Unlock()
+		return len(c.inv.queue)
+	}
+	waitFor(t, "the invocation queue to fill", func() (bool, string) {
+		return queued() == maxPendingInvocations, fmt.Sprintf("%d queued", queued())
+	})
+	// While the first commit is held, the queue stays at its bound.
+	for range 20 {
+		if q := queued(); q > maxPendingInvocations {
+			t.Fatalf("got %d queued invocations, want at most %d", q, maxPendingInvocations)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	var last uint64
+	for i := range n {
+		r := sender.completion(fmt.Sprint("q", i))
+		idx, err := strconv.ParseUint(string(r.Result), 10, 64)
+		if r.Error != "" || err != nil || idx <= last {
+			t.Fatalf("completion %d: got %s after index %d, want the next message index", i, r.raw, last)
+		}
+		last = idx
+	}
 }
