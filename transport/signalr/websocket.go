@@ -57,12 +57,11 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 // outlives its sockets. An idle socket costs one goroutine, its reader: the
 // writer runs only while there is something to do (records queued, or the
 // socket or the connection ending). When the queue empties, a writer that
-// is streaming (started less than streamingGap after the previous one
-// exited) lingers
-// for the next records, so a busy socket keeps one goroutine with its grown
-// stack instead of starting a new one per message; the reaper retires a
-// lingering writer after writerLinger without writes. Any other writer
-// exits at once.
+// is streaming (it started less than streamingGap after the last writer
+// that wrote) lingers for the next records, so a busy socket keeps one
+// goroutine with its grown stack instead of starting one per message; the
+// reaper retires a lingering writer after writerLinger without writes. Any
+// other writer exits at once.
 type socket struct {
 	c      *conn
 	ws     *websocket.Conn
