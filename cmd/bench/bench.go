@@ -61,6 +61,7 @@ func (b *bench) runAll(ctx context.Context, rep *report) error {
 	}
 	funcs := map[string]scenarioFunc{
 		"idle": b.idle, "broadcast": b.broadcast, "chat": b.chat, "hifreq": b.hifreq, "hifreq-ws": b.hifreqWS, "fanout": b.fanout, "reconnect": b.reconnect,
+		"storm": b.storm,
 	}
 	for _, name := range b.cfg.scenarios {
 		if ctx.Err() != nil {
@@ -178,6 +179,9 @@ type loadSpec struct {
 	count    int64         // stop after this many publishes
 	ack      *histogram    // publish → 202 latency
 	ok, errs *counter
+	// head, if set, is kept at the highest index acknowledged so far, as
+	// the answers come (everything up to it is committed).
+	head *atomic.Uint64
 }
 
 // loadResult is what a publishing load achieved.
@@ -280,6 +284,10 @@ func (b *bench) publishLoad(ctx context.Context, spec loadSpec) loadResult {
 				for m := minIdx.Load(); idx < m && !minIdx.CompareAndSwap(m, idx); m = minIdx.Load() {
 				}
 				for m := maxIdx.Load(); idx > m && !maxIdx.CompareAndSwap(m, idx); m = maxIdx.Load() {
+				}
+				if spec.head != nil {
+					for m := spec.head.Load(); idx > m && !spec.head.CompareAndSwap(m, idx); m = spec.head.Load() {
+					}
 				}
 			}
 		}()

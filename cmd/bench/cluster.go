@@ -35,6 +35,20 @@ func (n *benchNode) pid() int {
 	return n.cmd.Process.Pid
 }
 
+// dead reports whether the node is a local process that has exited (the
+// storm scenario kills one).
+func (n *benchNode) dead() bool {
+	if n.exited == nil {
+		return false
+	}
+	select {
+	case <-n.exited:
+		return true
+	default:
+		return false
+	}
+}
+
 // cluster is the three (or more) nodes the benchmark drives.
 type cluster struct {
 	nodes      []*benchNode
@@ -297,9 +311,13 @@ func (c *cluster) status(ctx context.Context, n *benchNode) (nodeStatus, error) 
 	return st, nil
 }
 
-// leader returns the index in c.nodes of the current leader.
+// leader returns the index in c.nodes of the current leader, asking the
+// nodes that are still running.
 func (c *cluster) leader(ctx context.Context) (int, error) {
 	for _, n := range c.nodes {
+		if n.dead() {
+			continue
+		}
 		st, err := c.status(ctx, n)
 		if err != nil {
 			return -1, err
@@ -323,6 +341,9 @@ func (c *cluster) settle(ctx context.Context, timeout time.Duration) error {
 		quiet := true
 		var commit uint64
 		for _, n := range c.nodes {
+			if n.dead() {
+				continue
+			}
 			st, err := c.status(ctx, n)
 			if err != nil {
 				return err
@@ -361,13 +382,33 @@ func (c *cluster) logTotals(ctx context.Context) (messages, entries uint64, err 
 	return st.Messages.LastMessage, st.LastIndex, nil
 }
 
+// killNode ends node i with SIGKILL, as a crash would, and waits up to
+// 10 s for its process to exit. stop and kill pass over it afterwards;
+// its data stays in the temp dir until stop removes it.
+func (c *cluster) killNode(i int) error {
+	n := c.nodes[i]
+	if n.pid() == 0 {
+		return fmt.Errorf("%s is not a local process", n.id)
+	}
+	if err := n.cmd.Process.Kill(); err != nil && !n.dead() {
+		return fmt.Errorf("kill %s: %w", n.id, err)
+	}
+	select {
+	case <-n.exited:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("%s (pid %d) did not exit within 10s of SIGKILL", n.id, n.pid())
+	}
+}
+
 // stop ends every local node (SIGTERM, then SIGKILL after 10 s) and
-// removes the temp dir. Safe to call more than once.
+// removes the temp dir. A node that already exited (killNode) is passed
+// over. Safe to call more than once.
 func (c *cluster) stop(logf func(string, ...any)) {
 	c.stopOnce.Do(func() {
 		var wg sync.WaitGroup
 		for _, n := range c.nodes {
-			if n.pid() == 0 {
+			if n.pid() == 0 || n.dead() {
 				continue
 			}
 			wg.Add(1)
@@ -395,7 +436,7 @@ func (c *cluster) stop(logf func(string, ...any)) {
 // kill ends every local node at once with SIGKILL (second Ctrl-C).
 func (c *cluster) kill() {
 	for _, n := range c.nodes {
-		if n.pid() != 0 {
+		if n.pid() != 0 && !n.dead() {
 			_ = n.cmd.Process.Kill()
 		}
 	}

@@ -33,8 +33,10 @@ import (
 )
 
 // scenarioNames lists the scenarios in the order "all" runs them. idle
-// runs first, so that its "before" is a node no other scenario has grown.
-var scenarioNames = []string{"idle", "broadcast", "chat", "hifreq", "hifreq-ws", "fanout", "reconnect"}
+// runs first, so that its "before" is a node no other scenario has grown;
+// storm runs last, because it kills a node (parseFlags moves it last in
+// any list).
+var scenarioNames = []string{"idle", "broadcast", "chat", "hifreq", "hifreq-ws", "fanout", "reconnect", "storm"}
 
 // config is the parsed command line.
 type config struct {
@@ -45,20 +47,22 @@ type config struct {
 	adminToken string
 	nodeArgs   []string
 
-	clients    int     // broadcast subscribers, chat clients
-	groupSize  int     // chat: clients per group
-	chatRate   float64 // chat: sends per second per client
-	rate       float64 // broadcast: publishes per second (0: as fast as possible)
-	inflight   int     // broadcast: REST requests in flight at most
-	publishers int     // hifreq: concurrent REST publishers; hifreq-ws: WebSocket publishers
-	wsPipeline int     // hifreq-ws: invocations outstanding per WebSocket publisher
-	size       int     // bytes of message arguments
-	publishTo  string  // broadcast: leader or follower
-	fanoutConn int     // fanout: connections per node
-	fanoutMsgs int     // fanout: single messages timed one by one
-	fanoutWin  int     // fanout: messages outstanding in the stream phase
-	resumeMsgs int     // reconnect: messages missed by the resuming client
-	idleConns  int     // idle: connections to one node
+	clients      int     // broadcast subscribers, chat clients
+	groupSize    int     // chat: clients per group
+	chatRate     float64 // chat: sends per second per client
+	rate         float64 // broadcast: publishes per second (0: as fast as possible)
+	inflight     int     // broadcast: REST requests in flight at most
+	publishers   int     // hifreq: concurrent REST publishers; hifreq-ws: WebSocket publishers
+	wsPipeline   int     // hifreq-ws: invocations outstanding per WebSocket publisher
+	size         int     // bytes of message arguments
+	publishTo    string  // broadcast: leader or follower
+	fanoutConn   int     // fanout: connections per node
+	fanoutMsgs   int     // fanout: single messages timed one by one
+	fanoutWin    int     // fanout: messages outstanding in the stream phase
+	resumeMsgs   int     // reconnect: messages missed by the resuming client
+	idleConns    int     // idle: connections to one node
+	stormReaders int     // storm: SSE readers on the node that is killed
+	stormRate    float64 // storm: publishes per second
 
 	baseline         bool
 	baselineInflight []int
@@ -73,7 +77,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var cfg config
 	var scenario, targets, nodeArgs, inflights string
 	fs.StringVar(&scenario, "scenario", "all", "comma-separated scenarios: all, "+strings.Join(scenarioNames, ", ")+
-		" (hifreq publishes over REST, hifreq-ws the same load as SignalR WebSocket clients invoking SendToGroup on a group nobody joined)")
+		" (hifreq publishes over REST, hifreq-ws the same load as SignalR WebSocket clients invoking SendToGroup on a group nobody joined; "+
+		"storm kills a follower during a paced publish and its native SSE readers resume on the survivors, checked for gaps and duplicates: "+
+		"it needs a local cluster and always runs last)")
 	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured time of each scenario and baseline")
 	fs.StringVar(&cfg.binary, "binary", "", "backplane binary to run (default: go build ./cmd/node into a temp dir)")
 	fs.StringVar(&targets, "targets", "", "comma-separated base URLs of an existing cluster (default: start a local three-node cluster)")
@@ -93,6 +99,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.fanoutWin, "fanout-window", rawQueueDepth, fmt.Sprintf("fanout: messages outstanding (published, not yet everywhere) in the stream phase; the default is the raw WebSocket baseline's %d-record queue per connection, so both keep the same depth", rawQueueDepth))
 	fs.IntVar(&cfg.resumeMsgs, "resume-msgs", 10000, "reconnect: messages the resuming reader missed")
 	fs.IntVar(&cfg.idleConns, "idle-conns", 2000, "idle: idle WebSocket connections to one node (the leader)")
+	fs.IntVar(&cfg.stormReaders, "storm-readers", 500, "storm: native SSE readers on the follower that is killed")
+	fs.Float64Var(&cfg.stormRate, "storm-rate", 500, "storm: REST publishes per second to the leader, before and after the kill")
 	fs.BoolVar(&cfg.baseline, "baseline", true, "also measure the bare Raft and raw WebSocket baselines and print ratios")
 	fs.StringVar(&inflights, "baseline-inflight", "256,16", "bare Raft baseline: comma-separated numbers of applies in flight to measure (16 is Backplane's proposer limit)")
 	fs.StringVar(&cfg.jsonPath, "json", "", "write the results as JSON to this file")
@@ -104,7 +112,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	stormNamed := false // storm named on its own, not through all
 	for _, s := range splitList(scenario) {
+		stormNamed = stormNamed || s == "storm"
 		switch {
 		case s == "all":
 			cfg.scenarios = append(cfg.scenarios, scenarioNames...)
@@ -113,6 +123,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		default:
 			return cfg, fmt.Errorf("-scenario %q: use all or %s", s, strings.Join(scenarioNames, ", "))
 		}
+	}
+	// storm kills a node: it runs once, after the others.
+	if slices.Contains(cfg.scenarios, "storm") {
+		cfg.scenarios = append(slices.DeleteFunc(cfg.scenarios, func(s string) bool { return s == "storm" }), "storm")
 	}
 	for _, v := range splitList(inflights) {
 		n, err := strconv.Atoi(v)
@@ -123,11 +137,20 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	cfg.targets = splitList(targets)
 	cfg.nodeArgs = strings.Fields(nodeArgs)
+	if len(cfg.targets) > 0 && slices.Contains(cfg.scenarios, "storm") {
+		if stormNamed {
+			return cfg, errStormRemote
+		}
+		cfg.scenarios = slices.DeleteFunc(cfg.scenarios, func(s string) bool { return s == "storm" })
+		fmt.Fprintf(stderr, "bench: skipping storm: %v\n", errStormRemote)
+	}
 	switch {
 	case cfg.duration <= 0:
 		return cfg, fmt.Errorf("-duration must be positive")
-	case cfg.clients < 1 || cfg.groupSize < 1 || cfg.publishers < 1 || cfg.inflight < 1 || cfg.fanoutConn < 1 || cfg.fanoutWin < 1 || cfg.idleConns < 1:
-		return cfg, fmt.Errorf("-clients, -group-size, -publishers, -inflight, -fanout-conns, -fanout-window and -idle-conns must be at least 1")
+	case cfg.clients < 1 || cfg.groupSize < 1 || cfg.publishers < 1 || cfg.inflight < 1 || cfg.fanoutConn < 1 || cfg.fanoutWin < 1 || cfg.idleConns < 1 || cfg.stormReaders < 1:
+		return cfg, fmt.Errorf("-clients, -group-size, -publishers, -inflight, -fanout-conns, -fanout-window, -idle-conns and -storm-readers must be at least 1")
+	case cfg.stormRate <= 0:
+		return cfg, fmt.Errorf("-storm-rate must be positive")
 	case cfg.wsPipeline < 1 || cfg.wsPipeline > sentRing:
 		return cfg, fmt.Errorf("-ws-pipeline must be from 1 to %d", sentRing)
 	case cfg.size < 48:
@@ -257,6 +280,11 @@ func run(cfg config, stdout, stderr io.Writer) int {
 		return 130
 	case err != nil:
 		return 1
+	}
+	for _, s := range rep.Scenarios {
+		if s.Err != "" {
+			return 1 // a failed scenario (e.g. storm's gaps) fails the run
+		}
 	}
 	return 0
 }

@@ -276,6 +276,9 @@ func (m *usageMeter) Stop(ctx context.Context) []usage {
 		if i < len(m.c.nodes) {
 			name = m.c.nodes[i].id
 		}
+		if i < len(m.c.nodes) && !e.ok && m.c.nodes[i].dead() {
+			name += " (killed)" // no end reading: its CPU and memory are unknown
+		}
 		u := usage{Name: name, RSSMB: float64(e.rssKB) / 1024, PeakMB: float64(e.peakKB) / 1024}
 		if s := m.start[i]; s.ok && e.ok {
 			u.CPUPct = 100 * (e.cpu - s.cpu) / e.at.Sub(s.at).Seconds()
@@ -333,6 +336,9 @@ func (c *cluster) disk(ctx context.Context) ([]diskUsage, error) {
 	for _, n := range c.nodes {
 		if n.dataDir == "" {
 			return nil, nil // remote: not measurable from here
+		}
+		if n.dead() {
+			continue // killed by the storm scenario
 		}
 		st, err := c.status(ctx, n)
 		if err != nil {

@@ -1,0 +1,723 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The storm scenario: a node dies and its clients resume elsewhere.
+//
+// Native SSE readers all follow one hub on a follower (the victim), from
+// the current end of the log. A paced REST publisher posts to the leader
+// for the whole scenario. After stormSteady of steady delivery the victim
+// is killed with SIGKILL; every reader sees its stream break and at once
+// reconnects to a surviving node (round-robin over the survivors) with
+// after=<the last id it saw>, as a client does. Publishing stops -duration
+// after the kill; then every reader must receive every message up to the
+// last committed index. The hub has one audience (broadcasts) and nothing
+// else publishes during the scenario, so its message indexes are dense:
+// each reader's indexes must follow each other with no gap and no repeat,
+// across the reconnection, and end at the last committed index.
+
+const (
+	// stormHub is the hub the readers follow and the publisher posts to.
+	stormHub = "bench_storm"
+	// stormSteady is how long the readers receive from the victim
+	// before it is killed.
+	stormSteady = time.Second
+	// stormIdle ends the wait for the readers to reach the last index
+	// once none of them has received anything for this long.
+	stormIdle = 15 * time.Second
+	// stormMaxWait bounds that wait in any case.
+	stormMaxWait = 2 * time.Minute
+	// stormWorkers is the publisher's requests in flight at most.
+	stormWorkers = 64
+	// stormOpening is how many of the first streams are opened at once.
+	stormOpening = 64
+)
+
+// errStormRemote is why storm cannot run against -targets.
+var errStormRemote = errors.New("storm needs a local cluster: it kills a node")
+
+// errSSEFormat marks a stream that broke the SSE format the protocol
+// documents (as opposed to a stream that ended).
+var errSSEFormat = errors.New("SSE format")
+
+// readSSE reads a native cursor stream (docs/protocol.md) until it ends:
+// onMessage gets every event that has an id (the message index) and its
+// data, onReset the data of every "event: reset". Comments and retry
+// lines are skipped. data is valid only during the call. An event with
+// data but no id, an unknown event type or an id that is not a number is
+// an error wrapping errSSEFormat; the end of the stream is the reader's
+// error (io.EOF for a clean end).
+func readSSE(br *bufio.Reader, onMessage func(id uint64, data []byte), onReset func(data []byte)) error {
+	var (
+		id            uint64
+		hasID, isData bool
+		event         string
+		data          []byte
+	)
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return fmt.Errorf("%w: a line longer than %d bytes", errSSEFormat, br.Size())
+			}
+			return err
+		}
+		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		if len(line) == 0 { // the end of an event
+			switch {
+			case event == "reset":
+				onReset(data)
+			case event != "":
+				return fmt.Errorf("%w: unexpected event %q", errSSEFormat, event)
+			case isData && hasID:
+				onMessage(id, data)
+			case isData:
+				return fmt.Errorf("%w: a message without id: %.200s", errSSEFormat, data)
+			}
+			id, hasID, isData, event, data = 0, false, false, "", data[:0]
+			continue
+		}
+		if line[0] == ':' {
+			continue // a comment: the opening line, or a ping
+		}
+		field, value, _ := bytes.Cut(line, []byte(":"))
+		value = bytes.TrimPrefix(value, []byte(" "))
+		switch string(field) {
+		case "id":
+			v, ok := atoi(value)
+			if !ok {
+				return fmt.Errorf("%w: id %q is not an index", errSSEFormat, value)
+			}
+			id, hasID = uint64(v), true
+		case "data":
+			if isData {
+				data = append(data, '\n')
+			}
+			data, isData = append(data, value...), true
+		case "event":
+			event = string(value)
+		}
+	}
+}
+
+// sentFromData reads the send time (unix nanoseconds) a benchmark message
+// carries as its first argument, from a native message's JSON.
+func sentFromData(data []byte) (int64, bool) {
+	const key = `"arguments":[`
+	i := bytes.Index(data, []byte(key))
+	if i < 0 {
+		return 0, false
+	}
+	rest := data[i+len(key):]
+	end := bytes.IndexAny(rest, ",]")
+	if end < 0 {
+		return 0, false
+	}
+	return atoi(rest[:end])
+}
+
+// seqCheck checks that a reader's indexes follow each other one by one
+// from its starting cursor: no gap, no repeat, no step back.
+type seqCheck struct {
+	last     uint64 // the highest index received: the cursor to resume from
+	received int64  // messages received, repeats included
+	gaps     int64  // times an index skipped over others
+	missed   uint64 // indexes skipped over
+	dups     int64  // messages whose index was not above the last
+	first    string // the first violation, described
+}
+
+func newSeqCheck(after uint64) seqCheck { return seqCheck{last: after} }
+
+// add checks the next index received.
+func (s *seqCheck) add(id uint64) {
+	s.received++
+	switch {
+	case id == s.last+1:
+		s.last = id
+	case id <= s.last:
+		s.dups++
+		if s.first == "" {
+			s.first = fmt.Sprintf("index %d after %d (a repeat or a step back)", id, s.last)
+		}
+	default:
+		s.gaps++
+		s.missed += id - s.last - 1
+		if s.first == "" {
+			s.first = fmt.Sprintf("index %d after %d (%d missing)", id, s.last, id-s.last-1)
+		}
+		s.last = id
+	}
+}
+
+// indexAt is a reader's last index from a given time on.
+type indexAt struct {
+	index uint64
+	at    time.Time
+}
+
+// catchUp times when a reader caught up with the head after the kill. The
+// head is the highest index committed (acknowledged with 202 to the
+// publisher, so every index up to it is committed) at the moment the
+// reader reconnected: the first byte of its first stream on a surviving
+// node. The reader caught up at the first time at or after the kill when
+// the last index it had received was at least that head. Because the head
+// is known only once the reader reconnects, the indexes it still read
+// from the dead node's socket after the kill are kept until then.
+type catchUp struct {
+	lastBeforeKill uint64    // the last index received before the kill
+	early          []indexAt // indexes received after the kill, before the reconnection
+	reconnected    bool
+	target         uint64    // the head when the reader reconnected
+	at             time.Time // when it caught up; zero until then
+}
+
+// delivered records that the reader's last index became last at t;
+// killAt is zero before the kill.
+func (c *catchUp) delivered(t time.Time, last uint64, killAt time.Time) {
+	switch {
+	case c.reconnected:
+		if c.at.IsZero() && last >= c.target {
+			c.at = t
+		}
+	case killAt.IsZero() || t.Before(killAt):
+		c.lastBeforeKill = last
+	default:
+		c.early = append(c.early, indexAt{last, t})
+	}
+}
+
+// reconnect records the reader's first byte from a surviving node at t,
+// when head was the highest committed index.
+func (c *catchUp) reconnect(t time.Time, head uint64, killAt time.Time) {
+	if c.reconnected {
+		return
+	}
+	c.reconnected, c.target = true, head
+	switch {
+	case c.lastBeforeKill >= head:
+		c.at = killAt
+	default:
+		for _, e := range c.early {
+			if e.index >= head {
+				c.at = e.at
+				break
+			}
+		}
+	}
+	c.early = nil
+}
+
+// stormReader is one native SSE reader. Its fields are its goroutine's
+// until the readers stop, except lastSeen.
+type stormReader struct {
+	id       int
+	seq      seqCheck
+	catch    catchUp
+	lastSeen atomic.Uint64 // seq.last, for the waiting scenario
+
+	opened      bool      // its first stream is open
+	resumed     bool      // it reconnected to a surviving node after the kill
+	resumeNode  int       // that node
+	resumeAfter uint64    // the cursor it resumed from
+	firstAfter  uint64    // the first index it received after resuming (0: none)
+	reconnectAt time.Time // the first byte of that stream
+	brokeAt     time.Time // when its stream on the victim ended after the kill
+	afterResume int64     // messages received after resuming
+	failedDials int       // stream requests that failed (connection or status)
+	earlyBreaks int       // streams that ended before the kill
+	laterBreaks int       // streams on a survivor that ended before the scenario did
+	resets      int       // "event: reset" received
+	formatErr   string    // the first SSE format error
+	lastErr     string    // why the last stream or request ended
+}
+
+// problems lists what the reader got wrong, once the readers have
+// stopped; final is the last committed index.
+func (r *stormReader) problems(final uint64) []string {
+	var p []string
+	if r.seq.gaps > 0 {
+		p = append(p, fmt.Sprintf("%d gap(s), %d index(es) missing", r.seq.gaps, r.seq.missed))
+	}
+	if r.seq.dups > 0 {
+		p = append(p, fmt.Sprintf("%d duplicate(s)", r.seq.dups))
+	}
+	if r.seq.first != "" {
+		p = append(p, "first: "+r.seq.first)
+	}
+	if r.resets > 0 {
+		p = append(p, fmt.Sprintf("%d reset event(s)", r.resets))
+	}
+	if r.formatErr != "" {
+		p = append(p, "stream format: "+r.formatErr)
+	}
+	if !r.resumed {
+		p = append(p, "never reconnected to a surviving node")
+	}
+	if r.seq.last != final {
+		p = append(p, fmt.Sprintf("ended at index %d, the last committed index is %d", r.seq.last, final))
+	}
+	return p
+}
+
+// stormRun is the shared state of the readers.
+type stormRun struct {
+	cl        *cluster
+	hc        *http.Client
+	victim    int
+	survivors []int
+	head      *atomic.Uint64            // highest index acknowledged to the publisher
+	killAt    atomic.Pointer[time.Time] // nil until the kill
+	bufSize   int
+	openSem   chan struct{}
+
+	opened, reconnected, delivered *counter
+	beforeKill, afterKill          histogram // publish → delivery, by delivery time
+}
+
+// newStreamClient returns an HTTP client for conns long-lived streams: no
+// overall timeout (a stream lasts the whole scenario), a bound on the
+// wait for the response headers, and an idle pool as large as the streams.
+func newStreamClient(conns int) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:          conns,
+			MaxIdleConnsPerHost:   conns,
+			IdleConnTimeout:       90 * time.Second,
+			ResponseHeaderTimeout: 10 * time.Second,
+			DisableCompression:    true,
+			ReadBufferSize:        8 << 10,
+			WriteBufferSize:       1 << 10,
+		},
+	}
+}
+
+// read runs one reader until ctx ends: on the victim first, then, once
+// the victim is killed, on a surviving node, reconnecting from its last
+// index whenever a stream ends.
+func (s *stormRun) read(ctx context.Context, r *stormReader) {
+	node, tries := s.victim, 0
+	for ctx.Err() == nil {
+		killAt := s.killAt.Load()
+		if killAt != nil && node == s.victim {
+			node = s.survivors[(r.id+tries)%len(s.survivors)]
+		}
+		after := r.seq.last
+		if !r.opened {
+			select {
+			case s.openSem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+		resp, err := s.open(ctx, node, after)
+		if !r.opened {
+			<-s.openSem
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.failedDials++
+			r.lastErr = err.Error()
+			if killAt != nil {
+				tries++
+				node = s.survivors[(r.id+tries)%len(s.survivors)]
+			}
+			sleepCtx(ctx, 20*time.Millisecond)
+			continue
+		}
+		now := time.Now()
+		if !r.opened {
+			r.opened = true
+			s.opened.Add(1)
+		}
+		if killAt != nil && !r.resumed && node != s.victim {
+			r.resumed, r.resumeNode, r.resumeAfter, r.reconnectAt = true, node, after, now
+			r.catch.reconnect(now, s.head.Load(), *killAt)
+			s.reconnected.Add(1)
+		}
+		err = readSSE(bufio.NewReaderSize(resp.Body, s.bufSize), func(id uint64, data []byte) {
+			s.onMessage(r, id, data)
+		}, func([]byte) { r.resets++ })
+		resp.Body.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errSSEFormat) && r.formatErr == "" {
+			r.formatErr = err.Error()
+		}
+		r.lastErr = fmt.Sprint(err)
+		switch {
+		case s.killAt.Load() == nil:
+			r.earlyBreaks++
+		case node != s.victim:
+			r.laterBreaks++
+		case r.brokeAt.IsZero():
+			r.brokeAt = time.Now()
+		}
+	}
+}
+
+// open requests a stream from node after the cursor.
+func (s *stormRun) open(ctx context.Context, node int, after uint64) (*http.Response, error) {
+	n := s.cl.nodes[node]
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/hubs/%s/stream?after=%d", n.url, stormHub, after), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("stream on %s: %w", n.id, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		return nil, fmt.Errorf("stream on %s: %d %s", n.id, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return resp, nil
+}
+
+// onMessage checks and times one message a reader received.
+func (s *stormRun) onMessage(r *stormReader, id uint64, data []byte) {
+	now := time.Now()
+	var killAt time.Time
+	if k := s.killAt.Load(); k != nil {
+		killAt = *k
+	}
+	r.seq.add(id)
+	r.lastSeen.Store(r.seq.last)
+	r.catch.delivered(now, r.seq.last, killAt)
+	if r.resumed {
+		r.afterResume++
+		if r.firstAfter == 0 {
+			r.firstAfter = id
+		}
+	}
+	if sent, ok := sentFromData(data); ok {
+		lat := now.Sub(time.Unix(0, sent))
+		if killAt.IsZero() || now.Before(killAt) {
+			s.beforeKill.Record(lat)
+		} else {
+			s.afterKill.Record(lat)
+		}
+	}
+	s.delivered.Add(1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// storm: see the comment at the top of this file.
+func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
+	cfg := b.cfg
+	if b.cl.remote() {
+		return errStormRemote
+	}
+	if len(b.cl.nodes) < 3 {
+		return fmt.Errorf("storm needs at least 3 nodes (the survivors must keep a quorum), the cluster has %d", len(b.cl.nodes))
+	}
+	leader, err := b.cl.leader(ctx)
+	if err != nil {
+		return err
+	}
+	// A follower; with -pprof, startMeasure profiles (leader+1), so the
+	// victim is the other one.
+	victim := (leader + len(b.cl.nodes) - 1) % len(b.cl.nodes)
+	var survivors []int
+	for i := range b.cl.nodes {
+		if i != victim {
+			survivors = append(survivors, i)
+		}
+	}
+	st, err := b.cl.status(ctx, b.cl.nodes[leader])
+	if err != nil {
+		return err
+	}
+	start := st.Messages.LastMessage
+	vname := b.cl.nodes[victim].id
+	var snames []string
+	for _, i := range survivors {
+		snames = append(snames, b.cl.nodes[i].id)
+	}
+	r.Params = map[string]any{"readers": cfg.stormReaders, "rate": cfg.stormRate, "size": cfg.size,
+		"duration_s": cfg.duration.Seconds(), "victim": vname, "steady_s": stormSteady.Seconds()}
+	r.Description = fmt.Sprintf("%s native SSE readers of one hub on follower %s from the current end; a REST publisher → leader %s at %s msgs/s; "+
+		"after %s %s is SIGKILLed and every reader resumes with after=<last id> on %s (round-robin); publishing goes on for %s after the kill. "+
+		"Reconnected = first byte of the new stream; caught up = the first time after the kill that the reader's last id ≥ the highest index "+
+		"committed (202 to the publisher) when it reconnected",
+		human(float64(cfg.stormReaders)), vname, b.cl.nodes[leader].id, rateText(cfg.stormRate), stormSteady, vname,
+		strings.Join(snames, " and "), cfg.duration)
+
+	var head atomic.Uint64
+	head.Store(start)
+	s := &stormRun{cl: b.cl, hc: newStreamClient(cfg.stormReaders), victim: victim, survivors: survivors, head: &head,
+		bufSize: max(16<<10, 2*cfg.size+256), openSem: make(chan struct{}, stormOpening),
+		opened: &counter{name: "streams"}, reconnected: &counter{name: "reconnected"}, delivered: &counter{name: "delivered"}}
+	defer s.hc.CloseIdleConnections()
+	readers := make([]*stormReader, cfg.stormReaders)
+	rctx, cancelReaders := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	stopReaders := func() {
+		cancelReaders()
+		wg.Wait()
+	}
+	defer stopReaders()
+	for i := range readers {
+		rd := &stormReader{id: i, seq: newSeqCheck(start)}
+		rd.lastSeen.Store(start)
+		readers[i] = rd
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.read(rctx, rd)
+		}()
+	}
+	if err := waitCount(ctx, s.opened, int64(len(readers)), 60*time.Second); err != nil {
+		return fmt.Errorf("open %d streams on %s: %d open: %w (last error of reader 0: %s)", len(readers), vname, s.opened.Load(), err, readers[0].lastErr)
+	}
+
+	var ack histogram
+	ok, errs := &counter{name: "published"}, &counter{name: "errors"}
+	prog := startProgress(b.stderr, "storm", ok, s.delivered, s.reconnected, errs)
+	stopProgress := sync.OnceFunc(prog.Stop)
+	defer stopProgress()
+	meas := b.startMeasure(ctx, r)
+	loadc := make(chan loadResult, 1)
+	go func() {
+		loadc <- b.publishLoad(ctx, loadSpec{hub: stormHub, nodes: []int{leader}, rate: cfg.stormRate, workers: stormWorkers,
+			duration: stormSteady + cfg.duration, ack: &ack, ok: ok, errs: errs, head: &head})
+	}()
+	sleepCtx(ctx, stormSteady)
+	if ctx.Err() != nil {
+		<-loadc
+		meas.stop(ctx)
+		return ctx.Err()
+	}
+	silent := 0
+	for _, rd := range readers {
+		if rd.lastSeen.Load() == start {
+			silent++
+		}
+	}
+	headAtKill := head.Load()
+	killAt := time.Now()
+	s.killAt.Store(&killAt)
+	b.logf("storm: killing %s (pid %d) with SIGKILL; %s committed so far", vname, b.cl.nodes[victim].pid(), human(float64(headAtKill-start)))
+	kerr := b.cl.killNode(victim)
+	exited := time.Since(killAt)
+	load := <-loadc
+	if kerr != nil {
+		meas.stop(ctx)
+		return kerr
+	}
+	published := time.Now()
+	if load.committed == 0 {
+		meas.stop(ctx)
+		return fmt.Errorf("%w: %v", errNoMessages, load.firstError)
+	}
+
+	// The last committed index: the publisher's highest, checked against
+	// the leader's log.
+	final := load.maxIndex
+	if st, err := b.cl.status(ctx, b.cl.nodes[leader]); err != nil {
+		r.addNote("could not read the leader's last message index: %v", err)
+	} else if st.Messages.LastMessage != final {
+		r.addNote("the leader's last message index is %d, the publisher's highest acknowledged %d: waiting for %d",
+			st.Messages.LastMessage, final, max(final, st.Messages.LastMessage))
+		final = max(final, st.Messages.LastMessage)
+	}
+	waitErr := waitReaders(ctx, readers, final)
+	allAt := time.Since(published)
+	meas.stop(ctx)
+	stopProgress()
+	stopReaders()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
+	// Figures.
+	var broke, reconnect, caught histogram
+	var lastReconnect time.Duration
+	var afterResume, gaps, dups int64
+	var missed uint64
+	var early, later, failed, resumed int
+	for _, rd := range readers {
+		if rd.resumed {
+			resumed++
+			d := rd.reconnectAt.Sub(killAt)
+			reconnect.Record(d)
+			lastReconnect = max(lastReconnect, d)
+		}
+		if !rd.brokeAt.IsZero() {
+			broke.Record(rd.brokeAt.Sub(killAt))
+		}
+		if !rd.catch.at.IsZero() {
+			caught.Record(rd.catch.at.Sub(killAt))
+		}
+		afterResume += rd.afterResume
+		gaps += rd.seq.gaps
+		missed += rd.seq.missed
+		dups += rd.seq.dups
+		early += rd.earlyBreaks
+		later += rd.laterBreaks
+		failed += rd.failedDials
+	}
+	r.add("readers", float64(len(readers)), "streams")
+	r.add("messages published", float64(load.committed), "msgs")
+	r.add("publish rate", float64(load.committed)/load.elapsed.Seconds(), "msg/s")
+	r.add("committed before the kill", float64(headAtKill-start), "msgs")
+	r.add("kill → victim process exited", float64(exited)/float64(time.Millisecond), "ms")
+	r.lat("kill → reader saw its stream end", broke.Summary())
+	r.lat("kill → reader reconnected (first byte of the new stream)", reconnect.Summary())
+	r.lat("kill → reader caught up with the head", caught.Summary())
+	if lastReconnect > 0 {
+		r.add("resumes/s (readers ÷ kill → last reader reconnected)", float64(resumed)/lastReconnect.Seconds(), "resumes/s")
+	}
+	r.add("messages received after the reconnect", float64(afterResume), "msgs")
+	r.add("gaps (indexes missed)", float64(missed), "msgs")
+	r.add("duplicates", float64(dups), "msgs")
+	r.add("publishing stopped → every reader at the last index", float64(allAt)/float64(time.Millisecond), "ms")
+	r.lat("publish → 202 (commit)", ack.Summary())
+	r.lat("publish → delivery, before the kill", s.beforeKill.Summary())
+	r.lat("publish → delivery, after the kill", s.afterKill.Summary())
+	if silent > 0 {
+		r.addNote("%d readers had received nothing from %s when it was killed", silent, vname)
+	}
+	if early > 0 {
+		r.addNote("%d streams on %s ended before the kill (the readers resumed on it)", early, vname)
+	}
+	if later > 0 {
+		r.addNote("%d streams on the survivors ended before the scenario did (the readers resumed on the same node)", later)
+	}
+	if failed > 0 {
+		r.addNote("%d stream requests failed (the readers retried after 20 ms, on the next survivor after the kill)", failed)
+	}
+	noteLoad(r, load, errs)
+
+	// Verdict.
+	var bad []string
+	nbad := 0
+	for _, rd := range readers {
+		p := rd.problems(final)
+		if len(p) == 0 {
+			continue
+		}
+		nbad++
+		if len(bad) < 5 {
+			resumedOn := "-"
+			if rd.resumed {
+				resumedOn = b.cl.nodes[rd.resumeNode].id
+			}
+			bad = append(bad, fmt.Sprintf("reader %d (%s → %s, resumed after=%d, first index after it %d, %d received, last error %q): %s",
+				rd.id, vname, resumedOn, rd.resumeAfter, rd.firstAfter, rd.seq.received, rd.lastErr, strings.Join(p, "; ")))
+		}
+	}
+	if nbad == 0 && waitErr == nil {
+		return nil
+	}
+	msg := fmt.Sprintf("%d of %d readers are wrong (gaps %d, missing %d, duplicates %d; committed %d..%d, killed at %d)",
+		nbad, len(readers), gaps, missed, dups, start+1, final, headAtKill)
+	if waitErr != nil {
+		msg += "; " + waitErr.Error()
+	}
+	if len(bad) > 0 {
+		msg += ": " + strings.Join(bad, " | ")
+	}
+	if dir, err := keepLogs(b.cl); err != nil {
+		msg += fmt.Sprintf("; could not keep the node logs: %v", err)
+	} else {
+		msg += "; node logs kept in " + dir
+	}
+	return errors.New(msg)
+}
+
+// waitCount waits until c reaches want.
+func waitCount(ctx context.Context, c *counter, want int64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for c.Load() < want {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not within %s", timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+// waitReaders waits until every reader has final, or none has received
+// anything for stormIdle, or stormMaxWait has passed.
+func waitReaders(ctx context.Context, readers []*stormReader, final uint64) error {
+	deadline := time.Now().Add(stormMaxWait)
+	var lastSum uint64
+	lastChange := time.Now()
+	for {
+		behind, lowest, sum := 0, final, uint64(0)
+		for _, rd := range readers {
+			v := rd.lastSeen.Load()
+			sum += v
+			if v < final {
+				behind++
+				lowest = min(lowest, v)
+			}
+		}
+		switch {
+		case behind == 0:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case sum != lastSum:
+			lastSum, lastChange = sum, time.Now()
+		case time.Since(lastChange) > stormIdle || time.Now().After(deadline):
+			return fmt.Errorf("%d readers never reached the last committed index %d (the lowest is at %d; nothing arrived for %s)",
+				behind, final, lowest, time.Since(lastChange).Round(time.Millisecond))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// keepLogs copies the local nodes' logs into a new temp dir that outlives
+// the cluster, for a failed storm to be examined.
+func keepLogs(cl *cluster) (string, error) {
+	dir, err := os.MkdirTemp("", "backplane-storm-logs-")
+	if err != nil {
+		return "", err
+	}
+	for _, n := range cl.nodes {
+		if n.logPath == "" {
+			continue
+		}
+		b, err := os.ReadFile(n.logPath)
+		if err != nil {
+			return dir, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, n.id+".log"), b, 0o644); err != nil {
+			return dir, err
+		}
+	}
+	return dir, nil
+}
