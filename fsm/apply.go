@@ -49,6 +49,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		// The store can no longer follow the log; continuing would diverge.
 		panic(fmt.Sprintf("fsm: apply entries %d..%d: %v", logs[0].Index, logs[len(logs)-1].Index, err))
 	}
+	// The tail first: a reader that sees the new last message, or wakes on
+	// the broadcast below, finds it in the tail.
+	f.tail.add(st.added, st.first)
 	f.appliedIndex.Store(st.applied)
 	f.lastMessage.Store(st.last)
 	f.firstMessage.Store(st.first)
@@ -68,12 +71,13 @@ type applyState struct {
 	f       *FSM
 	tx      *bolt.Tx
 	applied uint64
-	last    uint64  // last message index
-	first   uint64  // first retained message index
-	bytes   uint64  // retained record bytes
-	entry   uint64  // Raft index of the entry being applied
-	stamps  []int64 // proposer stamps of the applied entries, when observed
-	off     uint32  // offset of the command being applied in its entry
+	last    uint64    // last message index
+	first   uint64    // first retained message index
+	bytes   uint64    // retained record bytes
+	entry   uint64    // Raft index of the entry being applied
+	stamps  []int64   // proposer stamps of the applied entries, when observed
+	added   []Message // the messages this batch added, for the tail
+	off     uint32    // offset of the command being applied in its entry
 
 	messages, streams, groups, memberOf, conns, userConns, nodes, idem, idemTime *bolt.Bucket
 }
@@ -237,6 +241,7 @@ func (st *applyState) publish(ts int64, c Command, p *Publish) (Result, error) {
 	if st.first == 0 {
 		st.first = 1
 	}
+	st.added = append(st.added, messageOf(index, ts, p))
 	st.bytes += uint64(len(rec))
 	return Result{Index: index}, nil
 }

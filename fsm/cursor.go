@@ -55,6 +55,14 @@ type Page struct {
 // It seeks each of the reader's streams directly to the cursor: the cost
 // grows with what is returned, not with the history.
 func (f *FSM) Read(r *Reader, after uint64, limit int) (Page, error) {
+	if page, ok := f.tail.read(r, after, max(limit, 1)); ok {
+		return page, nil
+	}
+	return f.readStore(r, after, limit)
+}
+
+// readStore is Read from the store, for a cursor before the tail.
+func (f *FSM) readStore(r *Reader, after uint64, limit int) (Page, error) {
 	var page Page
 	err := f.view(func(tx *bolt.Tx) error {
 		var err error
@@ -174,6 +182,14 @@ func (f *FSM) WaitRead(ctx context.Context, r *Reader, after uint64, limit int) 
 // deliver each message to its own connections. Reset works as in Read.
 func (f *FSM) ReadAll(after uint64, limit int) (Page, error) {
 	limit = max(limit, 1)
+	if page, ok := f.tail.readAll(after, limit); ok {
+		return page, nil
+	}
+	return f.readAllStore(after, limit)
+}
+
+// readAllStore is ReadAll from the store, for a cursor before the tail.
+func (f *FSM) readAllStore(after uint64, limit int) (Page, error) {
 	var page Page
 	err := f.view(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)

@@ -55,3 +55,24 @@ func SetStoreSync(f *FSM, sync bool) {
 	defer f.mu.RUnlock()
 	f.db.NoSync = !sync
 }
+
+// ReadStore and ReadAllStore read the store, bypassing the in-memory tail,
+// so tests can check that both give the same pages.
+func ReadStore(f *FSM, r *Reader, after uint64, limit int) (Page, error) {
+	return f.readStore(r, after, limit)
+}
+
+func ReadAllStore(f *FSM, after uint64, limit int) (Page, error) {
+	return f.readAllStore(after, max(limit, 1))
+}
+
+// TailBounds are the tail's oldest and newest message indexes (0, 0 when
+// empty).
+func TailBounds(f *FSM) (lo, hi uint64) {
+	f.tail.mu.RLock()
+	defer f.tail.mu.RUnlock()
+	if len(f.tail.msgs) == 0 {
+		return 0, 0
+	}
+	return f.tail.msgs[0].Index, f.tail.msgs[len(f.tail.msgs)-1].Index
+}

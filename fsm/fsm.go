@@ -100,6 +100,7 @@ type FSM struct {
 	retainedSize atomic.Uint64 // bytes of retained message records
 
 	notify notifier
+	tail   tail // the newest messages, for readers near the end
 }
 
 var (
@@ -174,6 +175,7 @@ func (f *FSM) Close() error {
 	if f.db == nil {
 		return nil
 	}
+	f.tail.reset() // readers then reach the closed store and get its error
 	err := f.db.Close()
 	f.db = nil
 	f.notify.broadcast()

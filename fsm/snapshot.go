@@ -80,6 +80,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.tail.reset() // its messages belong to the store being replaced
 	if f.db != nil {
 		if err := f.db.Close(); err != nil {
 			return fmt.Errorf("restore: close old store: %w", err)
