@@ -107,3 +107,31 @@ func BenchmarkReadCursor(b *testing.B) {
 	}
 	b.ReportMetric(float64(read)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// BenchmarkReadLive is what a live stream does after each applied batch:
+// read the few newest messages for its streams. The cursor is inside the
+// in-memory tail, so no store transaction is involved.
+func BenchmarkReadLive(b *testing.B) {
+	const messages = 10_000
+	f := newTestFSM(b, fsm.Config{})
+	audiences := []fsm.Command{benchPublish(fsm.ToAll), benchPublish(fsm.ToGroups, "g1"), benchPublish(fsm.ToGroups, "g3")}
+	for n := 0; n < messages; n += 100 {
+		cmds := make([]fsm.Command, 0, 100)
+		for i := n; i < n+100; i++ {
+			cmds = append(cmds, audiences[i%len(audiences)])
+		}
+		f.ApplyBatch([]*raft.Log{f.entry(t0, cmds...)})
+	}
+	r := &fsm.Reader{Hub: hub, Broadcast: true, Groups: []string{"g1", "g2"}}
+	rng := rand.New(rand.NewPCG(3, 4))
+	b.ReportAllocs()
+	read := 0
+	for b.Loop() {
+		page, err := f.Read(r, messages-1-rng.Uint64N(16), 256)
+		if err != nil || len(page.Messages) == 0 {
+			b.Fatalf("Read: got %d messages, %v, want some", len(page.Messages), err)
+		}
+		read += len(page.Messages)
+	}
+	b.ReportMetric(float64(read)/b.Elapsed().Seconds(), "msgs/s")
+}
