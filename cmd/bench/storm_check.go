@@ -236,4 +236,3 @@ func (r *stormReader) problems(final uint64) []string {
 	}
 	return p
 }
-
