@@ -241,6 +241,10 @@ func (st *applyState) publish(ts int64, c Command, p *Publish) (Result, error) {
 	if st.first == 0 {
 		st.first = 1
 	}
+	if len(st.added) == 2*tailMessages {
+		// A huge batch (a replay): only the newest can end up in the tail.
+		st.added = append(st.added[:0], st.added[tailMessages:]...)
+	}
 	st.added = append(st.added, messageOf(index, ts, p))
 	st.bytes += uint64(len(rec))
 	return Result{Index: index}, nil

@@ -185,3 +185,27 @@ func TestTailRespectsRetention(t *testing.T) {
 		t.Fatalf("read after 10: got reset %v oldest %d messages %v, want a reset to %d and the messages from there", page.Reset, page.Oldest, indexesOf(page.Messages), lo)
 	}
 }
+
+// A batch with more messages than the tail holds (a replay after a
+// restart) leaves the newest ones in the tail, consecutive up to the last.
+func TestTailAfterAHugeBatch(t *testing.T) {
+	tf := newTestFSM(t, fsm.Config{})
+	tf.mustApply(t0, toAll())
+	var batch []*raft.Log
+	for range 100 {
+		cmds := make([]fsm.Command, 100)
+		for i := range cmds {
+			cmds[i] = toAll()
+		}
+		batch = append(batch, tf.entry(t0, cmds...))
+	}
+	tf.ApplyBatch(batch)
+	lo, hi := fsm.TailBounds(tf.FSM)
+	if hi != 10_001 || hi-lo+1 != 4096 {
+		t.Fatalf("tail holds %d..%d, want the newest 4,096 messages up to 10001", lo, hi)
+	}
+	page, err := tf.Read(&fsm.Reader{Hub: hub, Broadcast: true}, hi-3, 10)
+	if err != nil || len(page.Messages) != 3 || page.Messages[0].Index != hi-2 {
+		t.Fatalf("read after %d: got %v, %v, want the last three", hi-3, indexesOf(page.Messages), err)
+	}
+}
