@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"time"
 )
 
 // serveSSE streams a hub's messages as Server-Sent Events whose id is the
@@ -33,20 +32,21 @@ func (s *Streams) serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	// An initial comment flushes the headers at once: EventSource and the
 	// SignalR client wait for the first bytes before they call open.
+	dl := &writeDeadline{timeout: s.opts.WriteTimeout, set: rc.SetWriteDeadline}
 	buf := []byte(": backplane stream after " + strconv.FormatUint(after, 10) + "\nretry: 1000\n\n")
-	if !s.flushSSE(rc, w, buf) {
+	if !flushSSE(rc, w, dl, buf) {
 		return
 	}
 	ctx := r.Context()
+	ka := &keepAlive{parent: ctx, period: s.opts.KeepAlive}
+	defer ka.stop()
 	for {
-		waitCtx, cancel := context.WithTimeout(ctx, s.opts.KeepAlive)
-		page, err := s.log.WaitRead(waitCtx, &req.reader, after, readBatch)
-		cancel()
+		page, err := s.log.WaitRead(ka.wait(), &req.reader, after, readBatch)
 		switch {
 		case ctx.Err() != nil:
 			return
 		case errors.Is(err, context.DeadlineExceeded):
-			if !s.flushSSE(rc, w, []byte(": ping\n\n")) {
+			if !flushSSE(rc, w, dl, []byte(": ping\n\n")) {
 				return
 			}
 			continue
@@ -68,15 +68,15 @@ func (s *Streams) serveSSE(w http.ResponseWriter, r *http.Request) {
 			buf = appendMessageJSON(buf, m)
 			buf = append(buf, "\n\n"...)
 		}
-		if !s.flushSSE(rc, w, buf) {
+		if !flushSSE(rc, w, dl, buf) {
 			return
 		}
 		after = page.Next
 	}
 }
 
-func (s *Streams) flushSSE(rc *http.ResponseController, w http.ResponseWriter, b []byte) bool {
-	_ = rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+func flushSSE(rc *http.ResponseController, w http.ResponseWriter, dl *writeDeadline, b []byte) bool {
+	dl.extend()
 	if _, err := w.Write(b); err != nil {
 		return false
 	}

@@ -149,6 +149,50 @@ func parseStream(r *http.Request) (streamRequest, error) {
 	return req, nil
 }
 
+// keepAlive is the context a native stream waits for messages under. It
+// ends KeepAlive after it was made, and the stream then sends a ping. It is
+// made once per keep-alive period rather than per wait, so a busy stream
+// does not create and stop a timer per batch; it sends a needless ping
+// once per period instead.
+type keepAlive struct {
+	parent context.Context
+	period time.Duration
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// wait returns the current period's context, starting a new period if the
+// last one ended.
+func (k *keepAlive) wait() context.Context {
+	if k.ctx == nil || k.ctx.Err() != nil {
+		k.stop()
+		k.ctx, k.cancel = context.WithTimeout(k.parent, k.period)
+	}
+	return k.ctx
+}
+
+func (k *keepAlive) stop() {
+	if k.cancel != nil {
+		k.cancel()
+	}
+}
+
+// writeDeadline moves a connection's write deadline only once half of it
+// is spent, since setting it costs a timer update: a write that blocks
+// fails within timeout/2 to timeout.
+type writeDeadline struct {
+	timeout time.Duration
+	set     func(time.Time) error
+	at      time.Time
+}
+
+func (d *writeDeadline) extend() {
+	if now := time.Now(); d.at.Sub(now) < d.timeout/2 {
+		d.at = now.Add(d.timeout)
+		_ = d.set(d.at)
+	}
+}
+
 func writeStreamError(w http.ResponseWriter, status int, err error) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)

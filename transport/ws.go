@@ -50,10 +50,11 @@ func (s *Streams) serveWS(w http.ResponseWriter, r *http.Request) {
 		after = s.log.LastMessage()
 	}
 	var buf []byte
+	ka := &keepAlive{parent: ctx, period: s.opts.KeepAlive}
+	defer ka.stop()
+	dl := &writeDeadline{timeout: s.opts.WriteTimeout, set: conn.SetWriteDeadline}
 	for {
-		waitCtx, waitCancel := context.WithTimeout(ctx, s.opts.KeepAlive)
-		page, err := s.log.WaitRead(waitCtx, &req.reader, after, readBatch)
-		waitCancel()
+		page, err := s.log.WaitRead(ka.wait(), &req.reader, after, readBatch)
 		switch {
 		case ctx.Err() != nil:
 			s.closeWS(conn, websocket.CloseGoingAway, "stream ended")
@@ -68,7 +69,7 @@ func (s *Streams) serveWS(w http.ResponseWriter, r *http.Request) {
 			s.closeWS(conn, websocket.CloseInternalServerErr, "read failed")
 			return
 		}
-		_ = conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+		dl.extend()
 		if page.Reset {
 			if conn.WriteMessage(websocket.TextMessage, appendResetJSON(buf[:0], page.Oldest)) != nil {
 				return
