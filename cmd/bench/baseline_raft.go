@@ -85,7 +85,13 @@ type stampRecording struct {
 const stampBytes = 16 // stamp and tag
 
 func newStampRecording(members int) *stampRecording {
-	return &stampRecording{tag: rand.Uint64() | 1, applied: make([]atomic.Int64, members), asLeader: make([]atomic.Int64, members)}
+	return newStampRecordingTag(members, rand.Uint64()|1)
+}
+
+// newStampRecordingTag records the phase tagged tag (non-zero): the member
+// processes all record the tag their parent chose.
+func newStampRecordingTag(members int, tag uint64) *stampRecording {
+	return &stampRecording{tag: tag, applied: make([]atomic.Int64, members), asLeader: make([]atomic.Int64, members)}
 }
 
 // stampEntry writes the stamp and tag at the start of data (which must
@@ -168,11 +174,7 @@ func startBareRaft(ctx context.Context) (br *bareRaft, err error) {
 	}()
 	for i := 1; i <= 3; i++ {
 		id := fmt.Sprintf("raft%d", i)
-		r, err := raftlog.Open(raftlog.Config{
-			ID: id, Dir: filepath.Join(dir, id), BindAddr: "127.0.0.1:0", Bootstrap: i == 1, FSM: &noopFSM{br: br, member: i - 1},
-			// cmd/node's defaults.
-			SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second, TrailingLogs: 10240,
-		})
+		r, err := raftlog.Open(bareMemberConfig(id, filepath.Join(dir, id), i == 1, &noopFSM{br: br, member: i - 1}))
 		if err != nil {
 			return br, fmt.Errorf("open %s: %w", id, err)
 		}
@@ -194,6 +196,17 @@ func startBareRaft(ctx context.Context) (br *bareRaft, err error) {
 		}
 	}
 	return br, nil
+}
+
+// bareMemberConfig is the Raft set-up of one bare member, in this process
+// or in a member process of its own (see baseline_raft_procs.go): a
+// loopback TCP transport on a free port and cmd/node's defaults.
+func bareMemberConfig(id, dir string, bootstrap bool, fsm raft.FSM) raftlog.Config {
+	return raftlog.Config{
+		ID: id, Dir: dir, BindAddr: "127.0.0.1:0", Bootstrap: bootstrap, FSM: fsm,
+		// cmd/node's defaults.
+		SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second, TrailingLogs: 10240,
+	}
 }
 
 // stop shuts the members down and removes their directory, once.
@@ -255,7 +268,35 @@ func (br *bareRaft) paced(ctx context.Context, perEntry, size int, rate float64,
 	rec := newStampRecording(len(br.members))
 	br.stamps.Store(rec)
 	defer br.stamps.Store(nil)
-	var h histogram
+	pl := pacedLoad(ctx, leader, rec, perEntry, size, rate, d, prog)
+	rb := pl.baseline(perEntry, rate)
+	// The followers apply a little after the leader's commit returned.
+	want := int64(pl.commit.Summary().Count) * int64(len(br.members))
+	for deadline := time.Now().Add(5 * time.Second); rec.total() < want && time.Now().Before(deadline) && ctx.Err() == nil; {
+		time.Sleep(5 * time.Millisecond)
+	}
+	br.stamps.Store(nil)
+	ids := make([]string, len(br.members))
+	for i, m := range br.members {
+		ids[i] = m.ID()
+	}
+	rb.addStampDelays(rec, ids, li, want)
+	return rb
+}
+
+// pacedResult is what a paced load measured on the proposer.
+type pacedResult struct {
+	commit  *histogram // stamp → Apply returned, per committed entry
+	offered int        // entries proposed
+	secs    float64
+}
+
+// pacedLoad proposes entries of perEntry messages of size bytes to leader
+// at rate messages/s for d, each in its own goroutine, stamped with rec's
+// stamp just before raft.Apply, and times each commit. The in-process
+// baseline and the leader of the member processes run this same loop.
+func pacedLoad(ctx context.Context, leader *raftlog.Raft, rec *stampRecording, perEntry, size int, rate float64, d time.Duration, prog *counter) pacedResult {
+	h := new(histogram)
 	start := time.Now()
 	interval := time.Duration(float64(time.Second) * float64(perEntry) / rate)
 	var wg sync.WaitGroup
@@ -278,29 +319,26 @@ func (br *bareRaft) paced(ctx context.Context, perEntry, size int, rate float64,
 		next = next.Add(interval)
 	}
 	wg.Wait()
-	secs := time.Since(start).Seconds()
-	rb := raftBaseline{MsgsPerEntry: perEntry, Rate: rate, MsgsPerSec: float64(h.Summary().Count) * float64(perEntry) / secs,
-		EntriesPerSec: float64(n) / secs, Commit: h.Summary()}
-	// The followers apply a little after the leader's commit returned.
-	want := int64(h.Summary().Count) * int64(len(br.members))
-	for deadline := time.Now().Add(5 * time.Second); rec.total() < want && time.Now().Before(deadline) && ctx.Err() == nil; {
-		time.Sleep(5 * time.Millisecond)
-	}
-	br.stamps.Store(nil)
-	rb.addStampDelays(rec, br.members, li, want)
-	return rb
+	return pacedResult{commit: h, offered: n, secs: time.Since(start).Seconds()}
+}
+
+// baseline is the paced measurement's line, without its stamp delays.
+func (pl pacedResult) baseline(perEntry int, rate float64) raftBaseline {
+	c := pl.commit.Summary()
+	return raftBaseline{MsgsPerEntry: perEntry, Rate: rate, MsgsPerSec: float64(c.Count) * float64(perEntry) / pl.secs,
+		EntriesPerSec: float64(pl.offered) / pl.secs, Commit: c}
 }
 
 // addStampDelays adds the stamp → applied lines of a paced phase, and
 // notes on who applied as leader and on applies not seen.
-func (rb *raftBaseline) addStampDelays(rec *stampRecording, members []*raftlog.Raft, firstLeader int, want int64) {
+func (rb *raftBaseline) addStampDelays(rec *stampRecording, members []string, firstLeader int, want int64) {
 	rb.Delays = append(rb.Delays,
 		namedLatency{Name: "stamp → applied, leader", Latency: rec.leader.Summary()},
 		namedLatency{Name: "stamp → applied, followers", Latency: rec.followers.Summary()})
 	var leaders []string
 	for i, m := range members {
 		if rec.asLeader[i].Load() > 0 {
-			leaders = append(leaders, m.ID())
+			leaders = append(leaders, m)
 		}
 	}
 	rb.Leader = strings.Join(leaders, ", ")
@@ -308,7 +346,7 @@ func (rb *raftBaseline) addStampDelays(rec *stampRecording, members []*raftlog.R
 		rb.Notes = append(rb.Notes, "stamp → applied: from the stamp taken just before raft.Apply to the no-op state machine's ApplyBatch call on each member "+
 			"(leader: "+rb.Leader+", as it was when applying); within ~3%, where the nodes' lines are interpolated within ×1.5 buckets and end after their store's write")
 	}
-	if len(leaders) > 1 || (len(leaders) == 1 && firstLeader >= 0 && leaders[0] != members[firstLeader].ID()) {
+	if len(leaders) > 1 || (len(leaders) == 1 && firstLeader >= 0 && leaders[0] != members[firstLeader]) {
 		rb.Notes = append(rb.Notes, fmt.Sprintf("the leader changed during the phase: applies as leader by %s", rb.Leader))
 	}
 	if got := rec.total(); got < want {
@@ -409,19 +447,32 @@ func (b *bench) raftBaselines(ctx context.Context, rep *report) error {
 			rep.Baselines.Raft = append(rep.Baselines.Raft, rb)
 		}
 	}
-	if s := rep.scenario("broadcast"); s != nil && b.cfg.rate > 0 {
-		k := 1
-		if m := s.metric("messages per Raft entry"); m != nil {
-			k = roundPerEntry(m.Value)
-		}
-		c := &counter{name: "committed"}
-		prog := startProgress(b.stderr, fmt.Sprintf("bare raft %s msgs/s", human(b.cfg.rate)), c)
-		meter := selfMeter()
-		rb := br.paced(ctx, k, b.cfg.size, b.cfg.rate, b.cfg.duration, c)
-		rb.Usage = meter.Stop(ctx)
-		prog.Stop()
-		rb.For = "broadcast"
-		rep.Baselines.Raft = append(rep.Baselines.Raft, rb)
+	s := rep.scenario("broadcast")
+	if s == nil || b.cfg.rate <= 0 {
+		return ctx.Err()
 	}
+	k := 1
+	if m := s.metric("messages per Raft entry"); m != nil {
+		k = roundPerEntry(m.Value)
+	}
+	c := &counter{name: "committed"}
+	prog := startProgress(b.stderr, fmt.Sprintf("bare raft %s msgs/s", human(b.cfg.rate)), c)
+	meter := selfMeter()
+	rb := br.paced(ctx, k, b.cfg.size, b.cfg.rate, b.cfg.duration, c)
+	rb.Usage = meter.Stop(ctx)
+	prog.Stop()
+	rb.For = "broadcast"
+	rep.Baselines.Raft = append(rep.Baselines.Raft, rb)
+	if !b.cfg.baselineProcs || ctx.Err() != nil {
+		return ctx.Err()
+	}
+	// The same measurement with each member in a process of its own; the
+	// in-process members stop first, so that only these run.
+	br.stop()
+	rb, err = b.raftProcsBaseline(ctx, k)
+	if err != nil {
+		return fmt.Errorf("three processes: %w", err)
+	}
+	rep.Baselines.Raft = append(rep.Baselines.Raft, rb)
 	return ctx.Err()
 }

@@ -110,7 +110,7 @@ func startLocalCluster(ctx context.Context, binary string, nodeArgs []string, lo
 		if i > 1 {
 			join = []string{"-join", c.nodes[0].url}
 		}
-		if err := c.launch(ctx, n, append(join, nodeArgs...)); err != nil {
+		if err := c.launch(ctx, n, nodeLaunchArgs(n, append(join, nodeArgs...))); err != nil {
 			return c, err
 		}
 		c.nodes = append(c.nodes, n)
@@ -147,8 +147,16 @@ func buildBinary(ctx context.Context, out string) error {
 	return nil
 }
 
-// launch starts one node process and waits for its addresses.json.
-func (c *cluster) launch(ctx context.Context, n *benchNode, extra []string) error {
+// nodeLaunchArgs is the command line of a local node: its id, data dir,
+// loopback addresses on free ports, then extra.
+func nodeLaunchArgs(n *benchNode, extra []string) []string {
+	return append([]string{"-id", n.id, "-data", n.dataDir, "-http", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-log-level", "warn"}, extra...)
+}
+
+// launch starts c.binary with args as node n and waits for the
+// addresses.json it writes into n.dataDir. Nodes and bare Raft member
+// processes (baseline_raft_procs.go) start this way.
+func (c *cluster) launch(ctx context.Context, n *benchNode, args []string) error {
 	if err := os.MkdirAll(n.dataDir, 0o750); err != nil {
 		return fmt.Errorf("create %s: %w", n.dataDir, err)
 	}
@@ -156,7 +164,6 @@ func (c *cluster) launch(ctx context.Context, n *benchNode, extra []string) erro
 	if err != nil {
 		return fmt.Errorf("create node log: %w", err)
 	}
-	args := append([]string{"-id", n.id, "-data", n.dataDir, "-http", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-log-level", "warn"}, extra...)
 	n.cmd = exec.Command(c.binary, args...)
 	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
 	// Own process group: a terminal's Ctrl-C reaches only the benchmark,

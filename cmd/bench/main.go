@@ -3,7 +3,9 @@
 // SignalR WebSocket clients, the native cursor stream) and reports
 // throughput, latency, CPU, memory and disk per scenario, next to
 // baselines measured in the same run on the same machine: a bare
-// hashicorp/raft cluster with Backplane's Raft settings, and a raw
+// hashicorp/raft cluster with Backplane's Raft settings (its three members
+// in this process and, for broadcast's paced load, also in three
+// processes of this binary, as the nodes are), and a raw
 // gorilla/websocket broadcast.
 //
 // By default it builds ./cmd/node and starts a local three-node cluster on
@@ -65,6 +67,7 @@ type config struct {
 	stormRate    float64 // storm: publishes per second
 
 	baseline         bool
+	baselineProcs    bool // also the paced bare Raft baseline in three processes
 	baselineInflight []int
 	jsonPath         string
 	pprofDir         string
@@ -102,6 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.stormReaders, "storm-readers", 500, "storm: native SSE readers on the follower that is killed")
 	fs.Float64Var(&cfg.stormRate, "storm-rate", 500, "storm: REST publishes per second to the leader, before and after the kill")
 	fs.BoolVar(&cfg.baseline, "baseline", true, "also measure the bare Raft and raw WebSocket baselines and print ratios")
+	fs.BoolVar(&cfg.baselineProcs, "baseline-procs", true, "with broadcast: also measure the paced bare Raft baseline with its three members in three processes (this binary re-executed), as the nodes are, next to the one with all three in this process")
 	fs.StringVar(&inflights, "baseline-inflight", "256,16", "bare Raft baseline: comma-separated numbers of applies in flight to measure (16 is Backplane's proposer limit)")
 	fs.StringVar(&cfg.jsonPath, "json", "", "write the results as JSON to this file")
 	fs.StringVar(&cfg.pprofDir, "pprof", "", "save a CPU profile of the leader and a follower during each scenario into this directory")
@@ -172,6 +176,9 @@ func splitList(s string) []string {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == bareMemberCmd {
+		os.Exit(runBareRaftMember(os.Args[2:], os.Stderr))
+	}
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
 		if err == flag.ErrHelp {

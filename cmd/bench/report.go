@@ -54,8 +54,11 @@ type raftBaseline struct {
 	// leader.
 	Delays []namedLatency `json:"delays,omitempty"`
 	Leader string         `json:"leader,omitempty"`
-	Usage  []usage        `json:"usage"`
-	Notes  []string       `json:"notes,omitempty"`
+	// Processes is 3 when each member ran in a process of its own, 0
+	// when all three ran in the benchmark process.
+	Processes int      `json:"processes,omitempty"`
+	Usage     []usage  `json:"usage"`
+	Notes     []string `json:"notes,omitempty"`
 }
 
 // namedLatency is one delay of a baseline.
@@ -81,9 +84,23 @@ func (rb raftBaseline) scenarios() []string {
 
 func (rb raftBaseline) label() string {
 	if rb.Rate > 0 {
-		return fmt.Sprintf("bare Raft commit at %s msgs/s, %d msgs/entry", human(rb.Rate), rb.MsgsPerEntry)
+		return fmt.Sprintf("%s commit at %s msgs/s, %d msgs/entry", rb.engine(), human(rb.Rate), rb.MsgsPerEntry)
 	}
 	return fmt.Sprintf("bare Raft at %d msgs/entry, %d in flight", rb.MsgsPerEntry, rb.Inflight)
+}
+
+// engine names the bare cluster: "bare Raft" in the benchmark process,
+// "bare Raft, 3 processes" in processes of their own.
+func (rb raftBaseline) engine() string {
+	if rb.Processes > 1 {
+		return fmt.Sprintf("bare Raft, %d processes,", rb.Processes)
+	}
+	return "bare Raft"
+}
+
+// delayLabel names one of a paced measurement's delays as a baseline.
+func (rb raftBaseline) delayLabel(name string) string {
+	return fmt.Sprintf("%s %s at %s msgs/s", rb.engine(), name, human(rb.Rate))
 }
 
 // wsBaseline is one measurement of the raw WebSocket broadcast.
@@ -222,8 +239,7 @@ func (rep *report) finish() {
 				if m == nil || m.Latency == nil || m.Latency.Count == 0 || !ok {
 					continue
 				}
-				label := fmt.Sprintf("bare Raft %s at %s msgs/s", p.base, human(rb.Rate))
-				m.Versus = append(m.Versus, ratios(label, *m.Latency, bl)...)
+				m.Versus = append(m.Versus, ratios(rb.delayLabel(p.base), *m.Latency, bl)...)
 			}
 			continue
 		}

@@ -56,6 +56,49 @@ func (h *histogram) Record(d time.Duration) {
 	}
 }
 
+// histSnapshot is a histogram's content, to send it between processes:
+// its non-empty buckets as [index, count] pairs.
+type histSnapshot struct {
+	Buckets [][2]uint64 `json:"buckets,omitempty"`
+	Count   uint64      `json:"count"`
+	SumUS   uint64      `json:"sum_us"`
+	MaxUS   uint64      `json:"max_us"`
+}
+
+// snapshot copies the histogram (while nothing records, for an exact
+// copy).
+func (h *histogram) snapshot() histSnapshot {
+	s := histSnapshot{Count: h.count.Load(), SumUS: h.sumUS.Load(), MaxUS: h.maxUS.Load()}
+	for i := range h.buckets {
+		if n := h.buckets[i].Load(); n > 0 {
+			s.Buckets = append(s.Buckets, [2]uint64{uint64(i), n})
+		}
+	}
+	return s
+}
+
+// merge adds a snapshot's observations, as if they had been recorded
+// here; a bucket index out of range is an error and merges nothing.
+func (h *histogram) merge(s histSnapshot) error {
+	for _, b := range s.Buckets {
+		if b[0] >= histBuckets {
+			return fmt.Errorf("histogram bucket %d out of range", b[0])
+		}
+	}
+	for _, b := range s.Buckets {
+		h.buckets[b[0]].Add(b[1])
+	}
+	h.count.Add(s.Count)
+	h.sumUS.Add(s.SumUS)
+	for {
+		m := h.maxUS.Load()
+		if s.MaxUS <= m || h.maxUS.CompareAndSwap(m, s.MaxUS) {
+			break
+		}
+	}
+	return nil
+}
+
 // latency summarises a histogram in milliseconds.
 type latency struct {
 	Count  uint64  `json:"count"`
