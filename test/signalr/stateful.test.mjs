@@ -113,10 +113,14 @@ test("client invocations in flight during the cut are committed exactly once", a
   const expected = Array.from({ length: 40 }, (_, i) => `send-${i}`);
   await eventually(async () => c.received.length, (n) => n >= 40, "the sender's own messages", 20000);
   expectExactlyOnceInOrder(c.received, expected);
-  // The log holds each send once.
-  const res = await fetch(`${nodes[2]}/v1/hubs/chat/poll?after=0&timeout=0&limit=1000&group=sr-sends&access_token=${token("reader")}`);
-  const body = await res.json();
-  const logged = body.messages.map((m) => m.arguments[0]);
+  // The log holds each send once. It is read on a third node, which may
+  // apply the last entries a moment after the sender's node delivered them:
+  // wait until it has caught up, then check what it holds.
+  const logged = await eventually(async () => {
+    const res = await fetch(`${nodes[2]}/v1/hubs/chat/poll?after=0&timeout=0&limit=1000&group=sr-sends&access_token=${token("reader")}`);
+    const body = await res.json();
+    return body.messages.map((m) => m.arguments[0]);
+  }, (l) => l.length >= expected.length, "the third node to apply every send");
   expectExactlyOnceInOrder(logged, expected);
   await c.conn.stop();
 });
