@@ -1,8 +1,10 @@
 package signalr
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -58,4 +60,64 @@ func TestForwardWebSocketToHolder(t *testing.T) {
 		t.Fatalf("invoke through b: got %s, want a result", r.raw)
 	}
 	mustEqual(t, "delivery through b", c.next().raw, `{"type":1,"target":"notify","arguments":["x"]}`)
+}
+
+// A WebSocket relayed by a node that does not hold the connection goes
+// through a tunnel: two goroutines on the relaying node, both parked
+// waiting for data without a buffer, and both gone when the client leaves.
+func TestForwardedWebSocketTunnel(t *testing.T) {
+	a, b := twoNodes(t)
+	const n = 5
+	var clients []*wsClient
+	for range n {
+		neg := a.negotiate("chat", "")
+		c, resp, err := b.dialWS("chat", "id="+url.QueryEscape(neg.ConnectionToken), nil)
+		if err != nil {
+			t.Fatalf("upgrade via b: got error %v (status %v), want a WebSocket to a", err, statusOf(resp))
+		}
+		c.handshake()
+		clients = append(clients, c)
+	}
+	pipes := func() (parked, all int) {
+		buf := make([]byte, 4<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "signalr.pipe(") {
+				all++
+				if strings.Contains(g, "signalr.readableWaiter") {
+					parked++
+				}
+			}
+		}
+		return parked, all
+	}
+	waitFor(t, "two parked tunnel goroutines per relayed socket", func() (bool, string) {
+		parked, all := pipes()
+		return parked == 2*n && all == 2*n, fmt.Sprintf("%d tunnel goroutines, %d parked", all, parked)
+	})
+	// Traffic both ways still flows.
+	if r := clients[0].invoke("1", "SendToAll", "notify", "x"); r.Error != "" {
+		t.Fatalf("invoke through the tunnel: got %s, want a result", r.raw)
+	}
+	for _, c := range clients {
+		mustEqual(t, "delivery through the tunnel", c.next().raw, `{"type":1,"target":"notify","arguments":["x"]}`)
+	}
+	for _, c := range clients {
+		_ = c.conn.Close()
+	}
+	waitFor(t, "the tunnels and the held connections to close", func() (bool, string) {
+		_, all := pipes()
+		held := a.srv.Counts()["signalr_websockets"]
+		return all == 0 && held == 0, fmt.Sprintf("%d tunnel goroutines, %d WebSockets held by a", all, held)
+	})
+}
+
+// A relayed upgrade that the holder refuses gets the holder's answer.
+func TestForwardedWebSocketRefusal(t *testing.T) {
+	t.Parallel()
+	_, b := twoNodes(t)
+	_, resp, err := b.dialWS("chat", "id="+url.QueryEscape("unknown~a"), nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("upgrade via b of a token a does not hold: got %v (status %v), want a's 404", err, statusOf(resp))
+	}
 }

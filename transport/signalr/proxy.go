@@ -6,12 +6,13 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"time"
 )
 
 // forward relays a transport request to the node holding the connection:
-// WebSocket upgrades, SSE streams and long polls alike (responses are
-// flushed as they come).
+// SSE streams and long polls through a reverse proxy that flushes as
+// responses come, WebSocket upgrades through a TCP tunnel (tunnel.go).
 // When the holder cannot be reached and unreachable is set, it serves the
 // request instead (a stateful connection resumes here).
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, holder string, unreachable http.HandlerFunc) {
@@ -27,6 +28,10 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, holder string, 
 	target, err := url.Parse(base)
 	if err != nil {
 		http.Error(w, "bad member address", http.StatusBadGateway)
+		return
+	}
+	if r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") && target.Scheme == "http" {
+		s.tunnelWebSocket(w, r, target, holder, unreachable)
 		return
 	}
 	proxy := &httputil.ReverseProxy{
