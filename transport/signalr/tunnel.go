@@ -19,7 +19,7 @@ import (
 // httputil.ReverseProxy. The proxy keeps, for every relayed socket, its
 // handler goroutine with net/http's buffers, two copy goroutines with
 // 32 KiB buffers and the outgoing connection's own goroutines: about
-// 100 KiB and five goroutines per idle connection. The tunnel forwards the
+// 100 KiB and four more goroutines per idle connection. The tunnel forwards the
 // upgrade request, relays the holder's answer, and then keeps two
 // goroutines that wait for data from a shallow frame and borrow a buffer
 // only while they copy.
