@@ -376,23 +376,7 @@ func startBareRaftProcs(ctx context.Context, c *cluster) error {
 
 // post sends a POST and returns the body of a 200 answer.
 func (c *cluster) post(ctx context.Context, client *http.Client, u string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("POST %s: %w", u, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("POST %s: %w", u, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("POST %s: %d %s", u, resp.StatusCode, strings.TrimSpace(string(b)))
-	}
-	return b, nil
+	return c.do(ctx, client, http.MethodPost, u)
 }
 
 // memberStats reads every member's /stats, in c.nodes' order.
