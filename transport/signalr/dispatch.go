@@ -190,13 +190,7 @@ func (s *Server) reap(now time.Time) {
 	applied := s.cluster.AppliedIndex()
 	storeChanged := applied != s.lastReapApplied
 	s.lastReapApplied = applied
-	s.mu.RLock()
-	all := make([]*conn, 0, len(s.byToken))
-	for _, c := range s.byToken {
-		all = append(all, c)
-	}
-	s.mu.RUnlock()
-	for _, c := range all {
+	for _, c := range s.heldConns() {
 		c.mu.Lock()
 		transport, polling, pollEnded, pingSeen, ended, attached := c.transport, c.polling, c.pollEnded, c.pingSeen, c.ended, c.attached
 		active, openEntry := c.active, c.openEntry

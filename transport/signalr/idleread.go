@@ -37,11 +37,11 @@ var upgrader = websocket.Upgrader{
 }
 
 // hijackWriter hands gorilla a small read buffer of ours at the upgrade,
-// and keeps what the reader needs to wait for data without it.
+// and keeps the connection so the reader can wait for data without it.
 type hijackWriter struct {
 	http.ResponseWriter
-	br  *bufio.Reader
-	raw syscall.RawConn // nil when the connection has no file descriptor
+	br   *bufio.Reader
+	conn net.Conn
 }
 
 // Hijack takes over the connection from net/http.
@@ -53,12 +53,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if brw.Reader.Buffered() > 0 {
 		return c, brw, nil // gorilla refuses a client that sent data before the handshake
 	}
-	h.br = bufio.NewReaderSize(c, socketReadBuffer)
-	if sc, ok := c.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			h.raw = raw
-		}
-	}
+	h.br, h.conn = bufio.NewReaderSize(c, socketReadBuffer), c
 	return c, bufio.NewReadWriter(h.br, brw.Writer), nil
 }
 
@@ -70,27 +65,52 @@ func upgradeSocket(w http.ResponseWriter, r *http.Request) (*websocket.Conn, *id
 	if err != nil {
 		return nil, nil, err
 	}
-	ir := &idleReader{br: h.br, raw: h.raw}
-	ir.peek = peekReadable(&ir.one)
-	if h.br == nil || h.raw == nil || ir.peek == nil {
-		ir.raw = nil // no way to wait outside gorilla: always read
+	ir := &idleReader{br: h.br}
+	if h.conn != nil {
+		ir.readable = newReadWaiter(h.conn)
 	}
 	return ws, ir, nil
 }
 
 // idleReader waits until a WebSocket has bytes to read.
 type idleReader struct {
-	br   *bufio.Reader
-	raw  syscall.RawConn
-	peek func(fd uintptr) bool // made once, so a wait allocates nothing
-	one  [1]byte
+	br       *bufio.Reader // gorilla's read buffer; nil if it is not ours
+	readable *readWaiter   // nil: no way to wait outside gorilla, always read
 }
 
 // wait returns when gorilla has buffered bytes, the socket is readable,
 // or the socket is closed or broken (ReadMessage then reports why).
 func (ir *idleReader) wait() {
-	if ir.raw == nil || ir.br.Buffered() > 0 {
+	if ir.readable == nil || ir.br.Buffered() > 0 {
 		return
 	}
-	_ = ir.raw.Read(ir.peek)
+	ir.readable.wait()
+}
+
+// readWaiter blocks a goroutine until a connection has bytes to read, from
+// a shallow frame and without a buffer: a MSG_PEEK through the runtime's
+// poller. Where the connection has no file descriptor to peek at (or the
+// platform no MSG_PEEK), wait returns at once and the caller just reads.
+type readWaiter struct {
+	raw  syscall.RawConn
+	peek func(fd uintptr) bool // made once, so a wait allocates nothing
+	one  [1]byte
+}
+
+func newReadWaiter(c net.Conn) *readWaiter {
+	rw := &readWaiter{}
+	rw.peek = peekReadable(&rw.one)
+	if sc, ok := c.(syscall.Conn); ok && rw.peek != nil {
+		if raw, err := sc.SyscallConn(); err == nil {
+			rw.raw = raw
+		}
+	}
+	return rw
+}
+
+// wait returns when the connection is readable, closed or broken.
+func (rw *readWaiter) wait() {
+	if rw.raw != nil {
+		_ = rw.raw.Read(rw.peek)
+	}
 }

@@ -168,16 +168,21 @@ func (s *Server) Start() {
 	go func() { defer s.wg.Done(); s.expireOrphans() }()
 }
 
-// Stop closes every connection (telling clients they may reconnect) and
-// waits for the background work to end.
-func (s *Server) Stop() {
+// heldConns lists the connections this node holds, at this moment.
+func (s *Server) heldConns() []*conn {
 	s.mu.RLock()
+	defer s.mu.RUnlock()
 	all := make([]*conn, 0, len(s.byToken))
 	for _, c := range s.byToken {
 		all = append(all, c)
 	}
-	s.mu.RUnlock()
-	for _, c := range all {
+	return all
+}
+
+// Stop closes every connection (telling clients they may reconnect) and
+// waits for the background work to end.
+func (s *Server) Stop() {
+	for _, c := range s.heldConns() {
 		c.end("", true, "server shutting down")
 	}
 	// Let the closes reach the log (others then know at once), briefly.

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -133,9 +132,9 @@ func flushBuffered(dst io.Writer, br *bufio.Reader) error {
 func pipe(dst, src net.Conn) {
 	defer dst.Close()
 	defer src.Close()
-	wait := readableWaiter(src)
+	readable := newReadWaiter(src)
 	for {
-		wait()
+		readable.wait()
 		bp := tunnelBuffers.Get().(*[]byte)
 		n, err := src.Read(*bp)
 		if n > 0 {
@@ -148,21 +147,4 @@ func pipe(dst, src net.Conn) {
 			return
 		}
 	}
-}
-
-// readableWaiter returns a function that blocks until src has bytes to
-// read (or an error to report); a no-op where the connection has no file
-// descriptor to peek at.
-func readableWaiter(src net.Conn) func() {
-	var one [1]byte
-	peek := peekReadable(&one)
-	sc, ok := src.(syscall.Conn)
-	if !ok || peek == nil {
-		return func() {}
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return func() {}
-	}
-	return func() { _ = raw.Read(peek) }
 }

@@ -304,6 +304,7 @@ func (s *Server) runSocket(sock *socket, idle *idleReader) {
 	c, ws := sock.c, sock.ws
 	ws.SetReadLimit(int64(4*s.opts.MaxMessageSize + 1024))
 	sock.wake() // records queued before the socket was attached
+	handled := make(chan struct{}, 1)
 	for {
 		idle.wait()
 		_, data, err := ws.ReadMessage()
@@ -312,9 +313,9 @@ func (s *Server) runSocket(sock *socket, idle *idleReader) {
 			sock.wake() // the writer closes the socket
 			return
 		}
-		done := make(chan struct{})
-		go func() { c.receive(data); close(done) }()
-		<-done
+		// On a goroutine of its own, so that this one's stack stays small.
+		go func() { c.receive(data); handled <- struct{}{} }()
+		<-handled
 	}
 }
 
