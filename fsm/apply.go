@@ -14,11 +14,13 @@ import (
 // entries in one bbolt transaction. Each command entry's response is a
 // []Result, one per command; other entries answer nil.
 //
-// Apply's contract: an entry that cannot be decoded, or a command of an
-// unknown type without IgnoreUnknownFlag, panics, because replicas must
-// never diverge. A command that is well formed but invalid is rejected in
-// its Result and changes nothing. Applying uses no clock, randomness or
-// network: time comes from the entry's proposer stamp.
+// Apply's contract: nothing that arrives in the log panics a replica. A
+// command that cannot be decoded, is of an unknown type or is invalid is
+// rejected in its Result and changes nothing; an entry that cannot be split
+// into commands answers an error and changes nothing but the applied index.
+// Every replica decides the same, so none diverges. Only a store failure
+// panics: the store could no longer follow the log. Applying uses no clock,
+// randomness or network: time comes from the entry's proposer stamp.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	results := make([]interface{}, len(logs))
 	f.mu.RLock()
@@ -115,12 +117,15 @@ func (st *applyState) saveMeta() error {
 	return nil
 }
 
-// applyEntry applies one command entry. A returned error is a store failure;
-// a decoding failure panics.
-func (st *applyState) applyEntry(l *raft.Log) ([]Result, error) {
+// applyEntry applies one command entry. It returns []Result, one per
+// command, or, for an entry that cannot be split into commands, an error
+// wrapping ErrInvalidCommand (the entry changes nothing but the applied
+// index, on every replica). A returned error is a store failure.
+func (st *applyState) applyEntry(l *raft.Log) (any, error) {
 	ts, cmds, err := DecodeEntry(l.Data)
 	if err != nil {
-		panic(fmt.Sprintf("fsm: entry %d: %v", l.Index, err))
+		st.f.log.Error("rejected an entry that cannot be decoded", "entry", l.Index, "err", err)
+		return fmt.Errorf("%w: entry %d: %w", ErrInvalidCommand, l.Index, err), nil
 	}
 	results := make([]Result, len(cmds))
 	st.entry = l.Index
@@ -143,77 +148,41 @@ func (st *applyState) applyEntry(l *raft.Log) ([]Result, error) {
 }
 
 // applyCommand applies one command. The returned error is a store failure;
-// rejections go in the Result.
+// rejections, including commands that cannot be decoded or are of an
+// unknown type, go in the Result, the same on every replica.
 func (st *applyState) applyCommand(ts int64, c Command) (Result, error) {
-	t := c.Type()
-	payload := c[1:]
-	switch t &^ IgnoreUnknownFlag {
-	case CmdPublish:
-		p, err := decodePublish(payload)
-		if err != nil {
-			panic(fmt.Sprintf("fsm: %v", err))
-		}
-		return st.publish(ts, c, p)
-	case CmdGroupAdd, CmdGroupRemove:
-		m, err := decodeMembership(payload)
-		if err != nil {
-			panic(fmt.Sprintf("fsm: %v", err))
-		}
-		return st.membership(m, t&^IgnoreUnknownFlag == CmdGroupAdd)
-	case CmdConnOpen, CmdConnClose, CmdConnExpire:
-		conn, err := decodeConnection(payload)
-		if err != nil {
-			panic(fmt.Sprintf("fsm: %v", err))
-		}
-		if t&^IgnoreUnknownFlag == CmdConnOpen {
-			return st.connOpen(conn)
-		}
-		return st.connClose(conn)
-	case CmdStatefulOpen:
-		d := decoder{buf: payload}
-		o := &StatefulOpen{Hub: d.string(), ConnID: d.string(), UserID: d.string(), NodeID: d.string(), Protocol: d.string()}
-		o.TokenHash = append([]byte(nil), d.bytes()...)
-		if err := d.done("stateful open"); err != nil {
-			panic(fmt.Sprintf("fsm: %v", err))
-		}
-		return st.statefulOpen(o)
-	case CmdInvocation:
-		d := decoder{buf: payload}
-		inv := &Invocation{Hub: d.string(), ConnID: d.string(), InvocationID: d.string(), ClientSeq: d.uvarint(), Error: d.string()}
-		inv.Inner = Command(d.bytes())
-		if err := d.done("invocation"); err != nil {
-			panic(fmt.Sprintf("fsm: %v", err))
-		}
-		return st.invocation(ts, inv)
-	case CmdCheckpoint:
-		return st.checkpoints(payload)
-	case CmdNodeInfo:
-		n, err := decodeNodeInfo(payload)
-		if err != nil {
-			panic(fmt.Sprintf("fsm: %v", err))
-		}
-		if err := ValidateName("node", n.ID); err != nil {
-			return Result{Err: err}, nil
-		}
-		return Result{}, st.nodes.Put([]byte(n.ID), payload)
-	case CmdNodeRemove:
-		d := decoder{buf: payload}
-		id := d.string()
-		if err := d.done("node remove"); err != nil {
-			panic(fmt.Sprintf("fsm: %v", err))
-		}
-		return Result{}, st.nodes.Delete([]byte(id))
-	}
-	if t&IgnoreUnknownFlag != 0 {
-		return Result{Err: fmt.Errorf("%w: type %d", ErrUnknownCommand, byte(t))}, nil
-	}
-	panic(fmt.Sprintf("fsm: unknown command type %d", byte(t)))
-}
-
-func (st *applyState) publish(ts int64, c Command, p *Publish) (Result, error) {
-	if err := ValidatePublish(p); err != nil {
+	parsed, err := parseCommand(c)
+	if err != nil {
 		return Result{Err: err}, nil
 	}
+	switch cmd := parsed.(type) {
+	case *Publish:
+		cmd.Arguments = append([]byte(nil), cmd.Arguments...) // it outlives the entry, in the tail
+		return st.publish(ts, c, cmd)
+	case *Membership:
+		return st.membership(cmd, c.Type()&^IgnoreUnknownFlag == CmdGroupAdd)
+	case *Connection:
+		if c.Type()&^IgnoreUnknownFlag == CmdConnOpen {
+			return st.connOpen(cmd)
+		}
+		return st.connClose(cmd)
+	case *StatefulOpen:
+		cmd.TokenHash = append([]byte(nil), cmd.TokenHash...)
+		return st.statefulOpen(cmd)
+	case *Invocation:
+		return st.invocation(ts, cmd)
+	case *checkpointBatch:
+		return st.checkpoints(cmd)
+	case *NodeInfo:
+		return Result{}, st.nodes.Put([]byte(cmd.ID), c[1:])
+	case *nodeRemove:
+		return Result{}, st.nodes.Delete([]byte(cmd.id))
+	}
+	return Result{}, fmt.Errorf("parsed command of type %T has no apply", parsed)
+}
+
+// publish appends a message; parseCommand validated p.
+func (st *applyState) publish(ts int64, c Command, p *Publish) (Result, error) {
 	if p.IdempotencyKey != "" {
 		if v := st.idem.Get([]byte(p.IdempotencyKey)); len(v) == 16 {
 			seen := int64(binary.BigEndian.Uint64(v[8:]))
@@ -266,10 +235,8 @@ func (st *applyState) rememberIdempotencyKey(key string, index uint64, ts int64)
 	return st.idemTime.Put(append(u64key(uint64(ts)), key...), nil)
 }
 
+// membership adds or removes a group member; parseCommand validated m.
 func (st *applyState) membership(m *Membership, add bool) (Result, error) {
-	if err := ValidateMembership(m, !add); err != nil {
-		return Result{Err: err}, nil
-	}
 	if add {
 		if err := st.recordHistory(m.Hub, m.Group, m.Kind, m.Member, true); err != nil {
 			return Result{}, err
@@ -315,13 +282,8 @@ func (st *applyState) leaveAll(hub string, kind MemberKind, member string) error
 	return nil
 }
 
+// connOpen records a connection; parseCommand validated c's names.
 func (st *applyState) connOpen(c *Connection) (Result, error) {
-	if err := ValidateHub(c.Hub); err != nil {
-		return Result{Err: err}, nil
-	}
-	if err := ValidateName("connection", c.ConnID); err != nil {
-		return Result{Err: err}, nil
-	}
 	key := connKey(c.Hub, c.ConnID)
 	if rec := st.conns.Get(key); rec != nil {
 		// Reopened (a resume on another node): drop a previous user's index.

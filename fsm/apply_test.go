@@ -217,45 +217,98 @@ func TestApplyUnknownOptionalCommand(t *testing.T) {
 	checkIndexes(t, "known optional publish", indexesOf(f.mustApply(t0, optional)), []uint64{3})
 }
 
-// TestApplyPanicsOnUndecodable checks the contract that keeps replicas from
-// diverging: an entry that cannot be decoded, or a command of an unknown type
-// without IgnoreUnknownFlag, panics, and the whole entry changes nothing.
-func TestApplyPanicsOnUndecodable(t *testing.T) {
+// TestApplyRejectsUndecodable checks the contract that keeps one bad entry
+// from stopping the cluster: an entry that cannot be split into commands
+// answers an error, and a command that cannot be decoded, of an unknown
+// type or invalid, is rejected in its Result; neither panics, neither
+// changes anything but the applied index, and valid neighbours apply.
+func TestApplyRejectsUndecodable(t *testing.T) {
 	f := newTestFSM(t, fsm.Config{})
 	f.mustApply(t0, toAll(), join("g", fsm.MemberUser, "u"))
 	valid := fsm.EncodeEntry(t0, []fsm.Command{toAll()})
+	checkUnchanged := func(name string, last uint64) {
+		t.Helper()
+		if got := f.AppliedIndex(); got != f.index {
+			t.Fatalf("%s: AppliedIndex: got %d, want %d", name, got, f.index)
+		}
+		if got := f.LastMessage(); got != last {
+			t.Fatalf("%s: LastMessage: got %d, want %d", name, got, last)
+		}
+		if ok, err := f.IsMember(hub, "g", fsm.MemberUser, "u"); err != nil || !ok {
+			t.Fatalf("%s: IsMember: got %v, %v, want true, nil", name, ok, err)
+		}
+	}
 	for _, c := range []struct {
 		name string
 		data []byte
 	}{
-		{"unknown type", fsm.EncodeEntry(t0, []fsm.Command{toAll(), {0x7f, 0}})},
-		{"type 0", fsm.EncodeEntry(t0, []fsm.Command{toAll(), {0}})},
 		{"garbage", []byte("not an entry at all")},
 		{"empty data", nil},
 		{"wrong version", append([]byte{9}, valid[1:]...)},
 		{"truncated", valid[:len(valid)-2]},
 		{"no commands", fsm.EncodeEntry(t0, nil)},
-		{"corrupt publish", fsm.EncodeEntry(t0, []fsm.Command{toAll(), {byte(fsm.CmdPublish), 0xff}})},
-		{"publish with trailing bytes", fsm.EncodeEntry(t0, []fsm.Command{append(toAll(), 0)})},
-		{"corrupt membership", fsm.EncodeEntry(t0, []fsm.Command{leave("g", fsm.MemberUser, "u")[:4]})},
-		{"corrupt connection", fsm.EncodeEntry(t0, []fsm.Command{{byte(fsm.CmdConnClose), 3}})},
-		{"corrupt node info", fsm.EncodeEntry(t0, []fsm.Command{{byte(fsm.CmdNodeInfo), 1}})},
-		{"corrupt node remove", fsm.EncodeEntry(t0, []fsm.Command{append(fsm.EncodeNodeRemove("n"), 1)})},
+		{"the 3-byte apply body", []byte{1, 1, 0x7f}},
 	} {
-		l := &raft.Log{Index: f.index + 1, Term: 1, Type: raft.LogCommand, Data: c.data}
-		mustPanic(t, c.name, func() { f.Apply(l) })
-		if got := f.AppliedIndex(); got != f.index {
-			t.Fatalf("%s: AppliedIndex: got %d, want %d", c.name, got, f.index)
+		f.index++
+		resp := f.Apply(&raft.Log{Index: f.index, Term: 1, Type: raft.LogCommand, Data: c.data})
+		err, ok := resp.(error)
+		if !ok || !errors.Is(err, fsm.ErrInvalidCommand) {
+			t.Fatalf("%s: Apply response: got %T (%v), want an error wrapping %v", c.name, resp, resp, fsm.ErrInvalidCommand)
 		}
-		if got := f.LastMessage(); got != 1 {
-			t.Fatalf("%s: LastMessage: got %d, want 1", c.name, got)
+		checkUnchanged(c.name, 1)
+	}
+	last := uint64(1)
+	for _, c := range []struct {
+		name string
+		cmd  fsm.Command
+	}{
+		{"unknown type", fsm.Command{0x7f, 0}},
+		{"type 0", fsm.Command{0}},
+		{"corrupt publish", fsm.Command{byte(fsm.CmdPublish), 0xff}},
+		{"publish with trailing bytes", append(toAll(), 0)},
+		{"corrupt membership", leave("g", fsm.MemberUser, "u")[:4]},
+		{"corrupt connection", fsm.Command{byte(fsm.CmdConnClose), 3}},
+		{"close without connection id", connClose("")},
+		{"corrupt node info", fsm.Command{byte(fsm.CmdNodeInfo), 1}},
+		{"corrupt node remove", append(fsm.EncodeNodeRemove("n"), 1)},
+		{"node remove without id", fsm.EncodeNodeRemove("")},
+		{"corrupt checkpoints", fsm.Command{byte(fsm.CmdCheckpoint), 0, 5}},
+		{"stateful open without token", fsm.EncodeStatefulOpen(&fsm.StatefulOpen{Hub: hub, ConnID: "s", Protocol: "json"})},
+		{"stateful open with a 40 KB token hash", fsm.EncodeStatefulOpen(&fsm.StatefulOpen{Hub: hub, ConnID: "s", Protocol: "json", TokenHash: make([]byte, 40<<10)})},
+		{"invocation carrying node info", fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s", ClientSeq: 1, Inner: fsm.EncodeNodeInfo(&fsm.NodeInfo{ID: "n"})})},
+		{"invocation carrying a corrupt publish", fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s", ClientSeq: 1, Inner: fsm.Command{byte(fsm.CmdPublish), 0xff}})},
+	} {
+		if err := fsm.ValidateCommand(c.cmd); !errors.Is(err, fsm.ErrInvalidCommand) {
+			t.Fatalf("%s: ValidateCommand: got %v, want an error wrapping %v", c.name, err, fsm.ErrInvalidCommand)
 		}
-		if ok, err := f.IsMember(hub, "g", fsm.MemberUser, "u"); err != nil || !ok {
-			t.Fatalf("%s: IsMember: got %v, %v, want true, nil", c.name, ok, err)
+		alone := f.apply(t0, c.cmd)
+		if !errors.Is(alone[0].Err, fsm.ErrInvalidCommand) {
+			t.Fatalf("%s: got error %v, want one wrapping %v", c.name, alone[0].Err, fsm.ErrInvalidCommand)
+		}
+		checkUnchanged(c.name+" alone", last)
+		res := f.apply(t0, toAll(), c.cmd, toAll())
+		if !errors.Is(res[1].Err, fsm.ErrInvalidCommand) || res[0].Err != nil || res[2].Err != nil {
+			t.Fatalf("%s between publishes: got errors %v, %v, %v, want only the middle one", c.name, res[0].Err, res[1].Err, res[2].Err)
+		}
+		checkIndexes(t, c.name+" neighbours", indexesOf(res), []uint64{last + 1, 0, last + 2})
+		last += 2
+		checkUnchanged(c.name+" between publishes", last)
+	}
+	if st, err := f.Stats(); err != nil || st.Connections != 0 {
+		t.Fatalf("Stats().Connections: got %d, %v, want 0", st.Connections, err)
+	}
+	// The store still follows the log.
+	checkIndexes(t, "next publish", indexesOf(f.mustApply(t0, toAll())), []uint64{last + 1})
+}
+
+// TestValidateCommandAcceptsWhatApplyAccepts: every command the project
+// encodes passes the edge's check.
+func TestValidateCommandAcceptsWhatApplyAccepts(t *testing.T) {
+	for i, c := range everyCommand() {
+		if err := fsm.ValidateCommand(c); err != nil {
+			t.Fatalf("command %d (%s): ValidateCommand: got %v, want nil", i, c.Type(), err)
 		}
 	}
-	// The store still follows the log after the panics.
-	checkIndexes(t, "next publish", indexesOf(f.mustApply(t0, toAll())), []uint64{2})
 }
 
 func TestApplyAfterClosePanics(t *testing.T) {
@@ -278,7 +331,7 @@ func TestApplyNodes(t *testing.T) {
 	if err != nil || len(nodes) != 2 || nodes[0] != n1 || nodes[1] != n2 {
 		t.Fatalf("Nodes: got %v, %v, want [%v %v]", nodes, err, n1, n2)
 	}
-	moved := fsm.NodeInfo{ID: "n1", RaftAddr: "10.0.0.1:7001", HTTPAddr: "10.0.0.1:8001"}
+	moved := fsm.NodeInfo{ID: "n1", RaftAddr: "127.0.0.2:7001", HTTPAddr: "127.0.0.2:8001"}
 	f.mustApply(t0, fsm.EncodeNodeInfo(&moved), fsm.EncodeNodeRemove("n2"), fsm.EncodeNodeRemove("n9"))
 	if got, ok, err := f.Node("n1"); err != nil || !ok || got != moved {
 		t.Fatalf("Node(n1): got %v, %v, %v, want %v, true, nil", got, ok, err, moved)

@@ -76,3 +76,23 @@ func TailBounds(f *FSM) (lo, hi uint64) {
 	}
 	return f.tail.msgs[0].Index, f.tail.msgs[len(f.tail.msgs)-1].Index
 }
+
+// DumpStore lists every key and value of every bucket, in order, so tests
+// can check that two replicas hold byte-for-byte the same state.
+func DumpStore(f *FSM) ([][2][]byte, error) {
+	var out [][2][]byte
+	err := f.view(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
+				key := append(append(append([]byte(nil), name...), 0), k...)
+				out = append(out, [2][]byte{key, append([]byte(nil), v...)})
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}

@@ -178,13 +178,8 @@ var (
 
 func (st *applyState) statefulBucket() *bolt.Bucket { return st.tx.Bucket(bucketStateful) }
 
+// statefulOpen records a stateful connection; parseCommand validated o.
 func (st *applyState) statefulOpen(o *StatefulOpen) (Result, error) {
-	if err := ValidateHub(o.Hub); err != nil {
-		return Result{Err: err}, nil
-	}
-	if err := ValidateName("connection", o.ConnID); err != nil {
-		return Result{Err: err}, nil
-	}
 	key := connKey(o.Hub, o.ConnID)
 	if v := st.statefulBucket().Get(key); v != nil {
 		rec, err := decodeStatefulRecord(v)
@@ -232,12 +227,7 @@ func (st *applyState) invocation(ts int64, inv *Invocation) (Result, error) {
 	}
 	var res Result
 	errMsg := inv.Error
-	if len(inv.Inner) > 0 {
-		switch inv.Inner.Type() &^ IgnoreUnknownFlag {
-		case CmdPublish, CmdGroupAdd, CmdGroupRemove:
-		default:
-			return Result{Err: fmt.Errorf("%w: an invocation may carry a publish or a membership change", ErrInvalidCommand)}, nil
-		}
+	if len(inv.Inner) > 0 { // parseCommand allowed only a publish or a membership change
 		res, err = st.applyCommand(ts, inv.Inner)
 		if err != nil {
 			return Result{}, err
@@ -284,25 +274,8 @@ func decodeCompletion(b []byte) (completionRecord, error) {
 	return c, d.done("completion")
 }
 
-func (st *applyState) checkpoints(payload []byte) (Result, error) {
-	d := decoder{buf: payload}
-	holder := d.string()
-	n := d.uvarint()
-	if d.err == nil && n > uint64(len(d.buf)) {
-		d.fail("checkpoint count")
-	}
-	type cp struct {
-		hub, conn string
-		seq       uint64
-		pos       []byte
-	}
-	var cps []cp
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		cps = append(cps, cp{hub: d.string(), conn: d.string(), seq: d.uvarint(), pos: d.bytes()})
-	}
-	if err := d.done("checkpoints"); err != nil {
-		panic(fmt.Sprintf("fsm: %v", err))
-	}
+func (st *applyState) checkpoints(b *checkpointBatch) (Result, error) {
+	holder, cps := b.holder, b.cps
 	for _, c := range cps {
 		key := connKey(c.hub, c.conn)
 		v := st.statefulBucket().Get(key)
