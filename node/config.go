@@ -33,6 +33,44 @@ type Config struct {
 	JWTPublicKeyFile string
 	JWKSFile         string
 
+	// Members' authentication (docs/security.md). PeerTLS* turn on mutual
+	// TLS for Raft and node-to-node HTTP; without them ClusterKey, a
+	// shared secret, authenticates every Raft connection and node-to-node
+	// request. A node whose -http or -raft binds beyond loopback needs one
+	// of them unless InsecureCluster is set.
+	PeerTLSCert     string
+	PeerTLSKey      string
+	PeerTLSCA       string
+	ClusterKey      string
+	InsecureCluster bool
+
+	// TLSCert and TLSKey serve HTTPS and WSS to clients on HTTPAddr. The
+	// files are read again when they change.
+	TLSCert string
+	TLSKey  string
+
+	// JWTAudience and JWTIssuer, when set, must match a client token's aud
+	// and iss claims.
+	JWTAudience string
+	JWTIssuer   string
+
+	// RelayPolicy is RelayOpen or RelayRoles; empty picks RelayRoles as soon
+	// as client tokens are configured, RelayOpen otherwise.
+	RelayPolicy string
+
+	// Limits per client. Zero takes the default; a negative value means
+	// no limit.
+	MaxGroupsPerConnection   int     // groups one connection may join (default 100)
+	InvocationRate           float64 // invocations per second per connection (default 50)
+	InvocationBurst          int     // invocations a connection may send at once (default 100)
+	MaxConnectionsPerAddress int     // concurrent client connections per remote address (default 1000)
+
+	// HTTP server timeouts. Zero takes the default. Long polls, SSE and
+	// WebSockets keep their own rules once their request is read.
+	HTTPHeaderTimeout time.Duration // reading request headers (default 10s)
+	HTTPBodyTimeout   time.Duration // reading a request body (default 30s)
+	HTTPIdleTimeout   time.Duration // an idle keep-alive connection (default 2m)
+
 	// SignalR hubs.
 	MaxMessageSize    int      // largest client message; default 32 KB
 	AllowedOrigins    []string // browser origins allowed cross-origin
@@ -69,6 +107,23 @@ const (
 	DefaultWriteTimeout = 5 * time.Second
 	DefaultJoinTimeout  = 2 * time.Minute
 	DefaultMaxRESTBody  = 1 << 20 // Azure SignalR's REST limit
+
+	DefaultMaxGroupsPerConnection   = 100
+	DefaultInvocationRate           = 50.0
+	DefaultInvocationBurst          = 100
+	DefaultMaxConnectionsPerAddress = 1000
+	DefaultHTTPHeaderTimeout        = 10 * time.Second
+	DefaultHTTPBodyTimeout          = 30 * time.Second
+	DefaultHTTPIdleTimeout          = 2 * time.Minute
+)
+
+// Relay policies: who may call the relay methods (JoinGroup, SendToAll…).
+const (
+	// RelayOpen lets every client call every relay method.
+	RelayOpen = "open"
+	// RelayRoles lets a client call only what the role claim of its token
+	// grants (backplane.sendToAll, backplane.joinLeaveGroup.<group>…).
+	RelayRoles = "roles"
 )
 
 var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -100,6 +155,7 @@ func (c *Config) Validate() error {
 	if c.MaxRESTBody == 0 {
 		c.MaxRESTBody = DefaultMaxRESTBody
 	}
+	c.fillLimitDefaults()
 	t := &c.RaftTiming
 	for _, d := range []struct {
 		v   *time.Duration
@@ -165,6 +221,34 @@ func (c *Config) Validate() error {
 	if c.MaxRESTBody < 0 {
 		errs = append(errs, errors.New("-max-rest-body must be positive"))
 	}
+	switch c.RelayPolicy {
+	case RelayOpen, RelayRoles:
+	case "":
+		c.RelayPolicy = RelayOpen
+		if c.AccessKey != "" || c.JWTPublicKeyFile != "" || c.JWKSFile != "" {
+			c.RelayPolicy = RelayRoles
+		}
+	default:
+		errs = append(errs, fmt.Errorf("-relay-policy %q: use %q or %q", c.RelayPolicy, RelayOpen, RelayRoles))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("-tls-cert and -tls-key go together: give both or neither"))
+	}
+	if n := countSet(c.PeerTLSCert, c.PeerTLSKey, c.PeerTLSCA); n != 0 && n != 3 {
+		errs = append(errs, errors.New("-peer-tls-cert, -peer-tls-key and -peer-tls-ca go together: give all three or none"))
+	}
+	if c.ClusterKey != "" && len(c.ClusterKey) < 16 {
+		errs = append(errs, errors.New("-cluster-key is too short: use at least 16 characters (32 random bytes, base64, recommended)"))
+	}
+	if c.PeerTLSCert == "" && c.ClusterKey == "" && !c.InsecureCluster &&
+		(!isLoopbackListen(c.HTTPAddr) || !isLoopbackListen(c.RaftAddr)) {
+		errs = append(errs, errors.New("-http or -raft listens beyond loopback but members do not authenticate each other: "+
+			"set -peer-tls-cert, -peer-tls-key and -peer-tls-ca (mutual TLS) or -cluster-key (a shared secret) on every node, "+
+			"or -insecure-cluster to accept any peer (see docs/security.md)"))
+	}
+	if c.HTTPBodyTimeout < 0 || c.HTTPIdleTimeout < 0 || c.HTTPHeaderTimeout < 0 {
+		errs = append(errs, errors.New("-http-header-timeout, -http-body-timeout and -http-idle-timeout must not be negative"))
+	}
 	if c.AccessKey != "" && len(c.AccessKey) < 16 {
 		errs = append(errs, errors.New("-access-key is too short: use at least 16 characters (32 random bytes recommended)"))
 	}
@@ -212,4 +296,40 @@ func normaliseJoin(s string) (string, error) {
 		return "", fmt.Errorf("want host:port (%v)", err)
 	}
 	return u.Scheme + "://" + u.Host, nil
+}
+
+// fillLimitDefaults gives the per-client limits and HTTP timeouts their
+// defaults where they are zero.
+func (c *Config) fillLimitDefaults() {
+	if c.MaxGroupsPerConnection == 0 {
+		c.MaxGroupsPerConnection = DefaultMaxGroupsPerConnection
+	}
+	if c.InvocationRate == 0 {
+		c.InvocationRate = DefaultInvocationRate
+	}
+	if c.InvocationBurst == 0 {
+		c.InvocationBurst = DefaultInvocationBurst
+	}
+	if c.MaxConnectionsPerAddress == 0 {
+		c.MaxConnectionsPerAddress = DefaultMaxConnectionsPerAddress
+	}
+	if c.HTTPHeaderTimeout == 0 {
+		c.HTTPHeaderTimeout = DefaultHTTPHeaderTimeout
+	}
+	if c.HTTPBodyTimeout == 0 {
+		c.HTTPBodyTimeout = DefaultHTTPBodyTimeout
+	}
+	if c.HTTPIdleTimeout == 0 {
+		c.HTTPIdleTimeout = DefaultHTTPIdleTimeout
+	}
+}
+
+func countSet(values ...string) int {
+	n := 0
+	for _, v := range values {
+		if v != "" {
+			n++
+		}
+	}
+	return n
 }
