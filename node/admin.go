@@ -17,8 +17,8 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("POST /admin/remove", n.requireAdmin(n.handleRemove))
 	mux.HandleFunc("GET /admin/status", n.requireAdmin(n.handleStatus))
 	mux.HandleFunc("POST /admin/snapshot", n.requireAdmin(n.handleSnapshot))
-	mux.HandleFunc("POST "+applyPath, n.requireAdmin(n.handleApply))
-	mux.HandleFunc("POST "+announcePath, n.requireAdmin(n.handleAnnounce))
+	mux.HandleFunc("POST "+applyPath, n.requirePeer(n.handleApply))
+	mux.HandleFunc("POST "+announcePath, n.requirePeer(n.handleAnnounce))
 	mux.HandleFunc("GET /healthz", n.handleHealth)
 	mux.HandleFunc("GET /readyz", n.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.registry, promhttp.HandlerOpts{}))
@@ -34,7 +34,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errNotFoundf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return withBodyTimeout(mux, n.cfg.HTTPBodyTimeout)
 }
 
 // memberStatus is one member in /admin/status.

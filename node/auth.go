@@ -1,17 +1,13 @@
 package node
 
 import (
-	"crypto/subtle"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/backplane/backplane/transport"
 )
 
 // bearerToken extracts the token of an "Authorization: Bearer" header.
@@ -24,66 +20,12 @@ func bearerToken(r *http.Request) (string, bool) {
 	return tok, tok != ""
 }
 
-func isLoopback(remoteAddr string) bool {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// sameOrigin refuses cross-origin browser requests to the REST and admin
-// APIs unless the origin is in -allowed-origins: without it, any web page
-// a user visits could POST to a node on localhost (a form post needs no
-// CORS preflight). Clients that send no Origin (curl, SDKs, other nodes)
-// are unaffected.
-func (n *Node) sameOrigin(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !transport.OriginAllowed(r, n.cfg.AllowedOrigins) {
-			writeError(w, r, fmt.Errorf("%w: cross-origin request from %s refused (add the origin to -allowed-origins)", errForbidden, r.Header.Get("Origin")))
-			return
-		}
-		h(w, r)
-	}
-}
-
-// requireAdmin guards admin, debug and node-to-node endpoints: with
-// -admin-token they need it as a bearer token (401 without, 403 when
-// wrong); without one they are open to loopback clients only.
-func (n *Node) requireAdmin(h http.HandlerFunc) http.HandlerFunc {
-	return n.sameOrigin(func(w http.ResponseWriter, r *http.Request) {
-		if err := n.checkAdmin(r); err != nil {
-			writeError(w, r, err)
-			return
-		}
-		h(w, r)
-	})
-}
-
-func (n *Node) checkAdmin(r *http.Request) error {
-	if n.cfg.AdminToken == "" {
-		if !isLoopback(r.RemoteAddr) {
-			return fmt.Errorf("%w: admin endpoints accept only loopback clients when no -admin-token is set", errForbidden)
-		}
-		return nil
-	}
-	tok, ok := bearerToken(r)
-	if !ok {
-		return fmt.Errorf("%w: admin token required (Authorization: Bearer <token>)", errUnauthorized)
-	}
-	if subtle.ConstantTimeCompare([]byte(tok), []byte(n.cfg.AdminToken)) != 1 {
-		return fmt.Errorf("%w: wrong admin token", errForbidden)
-	}
-	return nil
-}
-
 // requireAccess guards the server REST API: with -access-key it needs an
 // HS256 JWT signed with that key whose audience is the request URL without
 // its query, as Azure SignalR Service does.
 func (n *Node) requireAccess(h http.HandlerFunc) http.HandlerFunc {
 	if n.cfg.AccessKey == "" {
-		return n.sameOrigin(h)
+		return noBrowsers(h)
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := bearerToken(r)

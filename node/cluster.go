@@ -185,7 +185,7 @@ func (n *Node) proposeNodeInfo(ctx context.Context, info fsm.NodeInfo) error {
 	if err != nil || (ok && current == info) {
 		return err
 	}
-	_, err = n.proposer.Propose(ctx, []fsm.Command{fsm.EncodeNodeInfo(&info)})
+	_, err = n.proposer.ProposeOne(ctx, fsm.EncodeNodeInfo(&info))
 	return err
 }
 
@@ -220,7 +220,7 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 	if err := n.expireConnectionsOf(r.Context(), req.ID, "holder removed"); err != nil {
 		n.log.Warn("expire connections of a removed node", "node", req.ID, "err", err)
 	}
-	if _, err := n.proposer.Propose(r.Context(), []fsm.Command{fsm.EncodeNodeRemove(req.ID)}); err != nil {
+	if _, err := n.proposer.ProposeOne(r.Context(), fsm.EncodeNodeRemove(req.ID)); err != nil {
 		writeError(w, r, err)
 		return
 	}

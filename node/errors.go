@@ -24,9 +24,13 @@ var (
 func statusOf(err error) int {
 	var maxBytes *http.MaxBytesError
 	switch {
+	case errors.Is(err, errMisdirected):
+		return http.StatusMisdirectedRequest
+	case errors.Is(err, errSlowBody):
+		return http.StatusRequestTimeout
 	case errors.As(err, &maxBytes):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, errBadRequest), errors.Is(err, fsm.ErrInvalidCommand):
+	case errors.Is(err, errBadRequest), errors.Is(err, fsm.ErrInvalidCommand), errors.Is(err, fsm.ErrUnknownCommand):
 		return http.StatusBadRequest
 	case errors.Is(err, errUnauthorized):
 		return http.StatusUnauthorized

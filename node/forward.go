@@ -173,6 +173,12 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, fmt.Errorf("%w: forwarded batch: %w", errBadRequest, err))
 		return
 	}
+	// Even a member's batch is decoded and checked before it is proposed:
+	// nothing malformed may reach the log.
+	if err := validateCommands(cmds); err != nil {
+		writeError(w, r, fmt.Errorf("%w: forwarded batch: %w", errBadRequest, err))
+		return
+	}
 	results, err := n.proposer.proposeLocal(r.Context(), cmds)
 	if errors.Is(err, raftlog.ErrNotLeader) {
 		http.Error(w, "not the leader", http.StatusMisdirectedRequest)

@@ -51,8 +51,16 @@ func (n *Node) expireConnectionsOf(ctx context.Context, id, reason string) error
 	for _, c := range conns {
 		cmds = append(cmds, fsm.EncodeConnection(fsm.CmdConnExpire, &fsm.Connection{Hub: c.Hub, ConnID: c.ConnID, NodeID: id, Reason: reason}))
 	}
-	if _, err := n.proposer.Propose(ctx, cmds); err != nil {
+	results, err := n.proposer.Propose(ctx, cmds)
+	if err != nil {
 		return err
+	}
+	for _, res := range results {
+		// A close already committed by the holder, or a resume elsewhere,
+		// rejects an expiry: that connection needed none.
+		if res.Err != nil {
+			n.log.Debug("connection expiry rejected", "node", id, "err", res.Err)
+		}
 	}
 	n.log.Info("expired connections of a node", "node", id, "count", len(cmds), "reason", reason)
 	return nil

@@ -42,6 +42,9 @@ type Node struct {
 	hubs     *signalr.Server
 	// clientKeys verifies client connection tokens.
 	clientKeys *clientKeys
+	// peerVerify authenticates a node-to-node request; nil when members
+	// do not authenticate each other.
+	peerVerify func(r *http.Request) error
 
 	httpLn        net.Listener
 	server        *http.Server
@@ -118,7 +121,8 @@ func New(cfg Config) (_ *Node, err error) {
 	n.hubs = n.newHubServer()
 	n.server = &http.Server{
 		Handler:           n.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.HTTPHeaderTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return n.baseCtx },
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}

@@ -67,9 +67,14 @@ func newProposer(r *raftlog.Raft, fwd *forwarder, leaderURL func() (string, erro
 
 // Propose commits cmds (in one entry with other proposals) and returns one
 // Result per command. It waits at most the write timeout for a leader.
+// Every command is decoded and checked first: if one is malformed, none is
+// proposed and the error wraps fsm.ErrInvalidCommand.
 func (p *proposer) Propose(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
 	if len(cmds) == 0 {
 		return nil, nil
+	}
+	if err := validateCommands(cmds); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.writeTimeout)
 	defer cancel()
@@ -87,6 +92,27 @@ func (p *proposer) Propose(ctx context.Context, cmds []fsm.Command) ([]fsm.Resul
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: no answer within %s", ErrUncertain, p.writeTimeout)
 	}
+}
+
+// ProposeOne commits one command. Its error holds the command's rejection
+// too (wrapping fsm.ErrInvalidCommand), so a caller handles one error.
+func (p *proposer) ProposeOne(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	results, err := p.Propose(ctx, []fsm.Command{cmd})
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	return results[0], results[0].Err
+}
+
+// validateCommands decodes and checks every command as apply will, so
+// nothing malformed reaches the log.
+func validateCommands(cmds []fsm.Command) error {
+	for i, c := range cmds {
+		if err := fsm.ValidateCommand(c); err != nil {
+			return fmt.Errorf("command %d of %d: %w", i+1, len(cmds), err)
+		}
+	}
+	return nil
 }
 
 // run gathers proposals into batches until stop is closed.
@@ -213,11 +239,13 @@ func (p *proposer) applyLocal(ctx context.Context, cmds []fsm.Command) ([]fsm.Re
 	}
 	p.metrics.commitSeconds.Observe(time.Since(start).Seconds())
 	p.metrics.entries.Inc()
-	results, ok := resp.([]fsm.Result)
-	if !ok {
-		return nil, fmt.Errorf("commit: unexpected state machine response %T", resp)
+	switch resp := resp.(type) {
+	case []fsm.Result:
+		return resp, nil
+	case error: // the entry could not be decoded (it never comes from this code)
+		return nil, fmt.Errorf("commit: %w", resp)
 	}
-	return results, nil
+	return nil, fmt.Errorf("commit: unexpected state machine response %T", resp)
 }
 
 // proposeLocal commits on this node only, failing with raftlog.ErrNotLeader

@@ -92,17 +92,13 @@ func (n *Node) publish(w http.ResponseWriter, r *http.Request, p *fsm.Publish) {
 		writeError(w, r, err)
 		return
 	}
-	results, err := n.proposer.Propose(r.Context(), []fsm.Command{fsm.EncodePublish(p)})
-	if err == nil && results[0].Err != nil {
-		err = results[0].Err
-	}
+	res, err := n.proposer.ProposeOne(r.Context(), fsm.EncodePublish(p))
 	if err != nil {
 		n.metrics.publishes.WithLabelValues("failed").Inc()
 		writeError(w, r, err)
 		return
 	}
 	n.metrics.publishes.WithLabelValues("committed").Inc()
-	res := results[0]
 	w.Header().Set("Backplane-Index", strconv.FormatUint(res.Index, 10))
 	if res.Duplicate {
 		w.Header().Set("Backplane-Duplicate", "true")
@@ -198,11 +194,7 @@ func (n *Node) userInGroup(w http.ResponseWriter, r *http.Request) {
 
 // commit proposes one non-publish command and answers 200.
 func (n *Node) commit(w http.ResponseWriter, r *http.Request, cmd fsm.Command) {
-	results, err := n.proposer.Propose(r.Context(), []fsm.Command{cmd})
-	if err == nil && results[0].Err != nil {
-		err = results[0].Err
-	}
-	if err != nil {
+	if _, err := n.proposer.ProposeOne(r.Context(), cmd); err != nil {
 		writeError(w, r, err)
 		return
 	}

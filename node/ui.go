@@ -44,12 +44,13 @@ type Info struct {
 	Members     []infoMember `json:"members"`
 }
 
-// handleInfo answers GET /v1/info. It is public, and readable from any
-// origin: it tells nothing a client of the node could not learn otherwise
-// (no Raft addresses, no counters beyond the last message index every
-// reader sees). The chat page asks the leader's for the end of the log.
+// handleInfo answers GET /v1/info. It is public: it tells nothing a client
+// of the node could not learn otherwise (no Raft addresses, no counters
+// beyond the last message index every reader sees). The chat page served
+// by one member asks the leader's for the end of the log, so pages of the
+// members, and origins named in -allowed-origins, may read it
+// cross-origin; no wildcard is ever sent.
 func (n *Node) handleInfo(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Access-Control-Allow-Origin", "*")
 	leader, _ := n.raft.Leader()
 	info := Info{ID: n.cfg.ID, HTTPAddr: n.advertiseHTTP, Leader: leader, LastMessage: n.fsm.LastMessage(), Members: []infoMember{}}
 	if members, err := n.raft.Members(); err == nil {
@@ -61,7 +62,31 @@ func (n *Node) handleInfo(w http.ResponseWriter, r *http.Request) {
 			info.Members = append(info.Members, im)
 		}
 	}
+	if origin := r.Header.Get("Origin"); origin != "" && n.infoOriginAllowed(origin, info.Members) {
+		w.Header().Set("Access-Control-Allow-Origin", origin)
+	}
+	w.Header().Add("Vary", "Origin")
 	writeJSON(w, http.StatusOK, info)
+}
+
+// infoOriginAllowed: the origin is a member's page or listed explicitly in
+// -allowed-origins (a "*" there does not count).
+func (n *Node) infoOriginAllowed(origin string, members []infoMember) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	for _, m := range members {
+		if m.HTTPAddr != "" && strings.EqualFold(m.HTTPAddr, u.Host) {
+			return true
+		}
+	}
+	for _, o := range n.cfg.AllowedOrigins {
+		if o != "*" && strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {
+			return true
+		}
+	}
+	return false
 }
 
 // ClusterMember is one member in GET /admin/cluster: its place in the Raft

@@ -50,12 +50,16 @@ func TestInfoIsPublicAndNamesTheNode(t *testing.T) {
 	waitFor(t, 5*time.Second, "the follower applies the message", func() (bool, string) {
 		return f.fsm.LastMessage() == idx, ""
 	})
-	res := doHTTP(t, http.MethodGet, f.url("/v1/info"), nil, nil)
+	res := doHTTP(t, http.MethodGet, f.url("/v1/info"), nil, map[string]string{"Origin": "http://" + leader.HTTPAddr()})
 	if res.status != http.StatusOK {
 		t.Fatalf("GET /v1/info without credentials: %d %s", res.status, res.body)
 	}
-	if got := res.header.Get("Access-Control-Allow-Origin"); got != "*" {
-		t.Fatalf("GET /v1/info: Access-Control-Allow-Origin %q, want * (the chat page reads the leader's)", got)
+	if got, want := res.header.Get("Access-Control-Allow-Origin"), "http://"+leader.HTTPAddr(); got != want {
+		t.Fatalf("GET /v1/info from a member's page: Access-Control-Allow-Origin %q, want %q (the chat page reads the leader's)", got, want)
+	}
+	other := doHTTP(t, http.MethodGet, f.url("/v1/info"), nil, map[string]string{"Origin": "https://elsewhere.invalid"})
+	if got := other.header.Get("Access-Control-Allow-Origin"); other.status != http.StatusOK || got != "" {
+		t.Fatalf("GET /v1/info from another origin: status %d, Access-Control-Allow-Origin %q, want 200 and none", other.status, got)
 	}
 	var info struct {
 		ID          string `json:"id"`
