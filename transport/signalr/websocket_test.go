@@ -243,6 +243,30 @@ func TestSlowWebSocketClient(t *testing.T) {
 		}
 		received++
 	}
+	// The slow client starts reading the moment it is seen cut off, while
+	// its blocked write still waits: that write then finishes, and the
+	// client gets what was queued, in order with no gaps, then a Close that
+	// allows reconnecting, then the socket closes. (Reading only after all
+	// the publishes could start after the write timed out, on a loaded
+	// machine, and then no Close can arrive.)
+	type slowRead struct {
+		frames [][]byte
+		err    error
+	}
+	slowDone := make(chan slowRead, 1)
+	readSlow := func() {
+		var got slowRead
+		_ = slow.SetReadDeadline(time.Now().Add(writeTimeout + 2*waitTimeout))
+		for {
+			_, data, err := slow.ReadMessage()
+			if err != nil {
+				got.err = err
+				break
+			}
+			got.frames = append(got.frames, data)
+		}
+		slowDone <- got
+	}
 	start := time.Now()
 	var cutOff time.Duration // when the slow client was seen disconnected
 	for i := range total {
@@ -253,6 +277,7 @@ func TestSlowWebSocketClient(t *testing.T) {
 		}
 		if cutOff == 0 && ts.srv.lookup(n.ConnectionToken) == nil {
 			cutOff = time.Since(start)
+			go readSlow()
 		}
 	}
 	for received < total {
@@ -264,20 +289,13 @@ func TestSlowWebSocketClient(t *testing.T) {
 	if ts.srv.lookup(fast.token) == nil {
 		t.Fatal("reading client: got it disconnected, want it connected")
 	}
-	// Reading now lets the blocked write finish: the slow client gets what
-	// was queued, in order with no gaps, then a Close that allows
-	// reconnecting, then the socket closes.
+	got := <-slowDone
+	if ne, ok := got.err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("slow client: socket still open after %s, want it closed", writeTimeout+2*waitTimeout)
+	}
 	next := 0
 	var last record
-	_ = slow.SetReadDeadline(time.Now().Add(waitTimeout))
-	for {
-		_, data, err := slow.ReadMessage()
-		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				t.Fatalf("slow client: socket still open after %s, want it closed", waitTimeout)
-			}
-			break
-		}
+	for _, data := range got.frames {
 		for _, raw := range splitRecords(t, string(data)) {
 			if last.Type == 7 {
 				t.Fatalf("slow client: got %.40s after the Close, want nothing", raw)
@@ -296,7 +314,7 @@ func TestSlowWebSocketClient(t *testing.T) {
 		t.Fatalf("slow client: got all %d messages, want it cut off", next)
 	}
 	if last.Type != 7 || last.Error == "" || !last.AllowReconnect {
-		t.Fatalf("slow client: got last record %s, want a Close with an error and allowReconnect", last.raw)
+		t.Fatalf("slow client: got last record %.200s, want a Close with an error and allowReconnect", last.raw)
 	}
 }
 
