@@ -108,6 +108,16 @@ const (
 	DefaultJoinTimeout  = 2 * time.Minute
 	DefaultMaxRESTBody  = 1 << 20 // Azure SignalR's REST limit
 
+	// Log compaction: a snapshot every DefaultSnapshotThreshold entries,
+	// checked every DefaultSnapshotInterval, keeping DefaultTrailingLogs
+	// entries after it for lagging followers.
+	DefaultSnapshotThreshold = 8192
+	DefaultSnapshotInterval  = 30 * time.Second
+	DefaultTrailingLogs      = 10240
+	// DefaultMaxMessageSize is the largest message a SignalR client may
+	// send (ASP.NET Core's default).
+	DefaultMaxMessageSize = 32 * 1024
+
 	DefaultMaxGroupsPerConnection   = 100
 	DefaultInvocationRate           = 50.0
 	DefaultInvocationBurst          = 100
@@ -154,6 +164,18 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRESTBody == 0 {
 		c.MaxRESTBody = DefaultMaxRESTBody
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = DefaultSnapshotThreshold
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = DefaultSnapshotInterval
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = DefaultTrailingLogs
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
 	}
 	c.fillLimitDefaults()
 	t := &c.RaftTiming

@@ -40,7 +40,7 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, errConflict):
 		return http.StatusConflict
-	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrUncertain), errors.Is(err, raftlog.ErrNotLeader),
+	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrUncertain), errors.Is(err, ErrOverloaded), errors.Is(err, raftlog.ErrNotLeader),
 		errors.Is(err, raftlog.ErrLeadershipLost), errors.Is(err, raftlog.ErrTimeout):
 		return http.StatusServiceUnavailable
 	}

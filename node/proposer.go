@@ -26,6 +26,10 @@ const (
 // ErrNoLeader: no leader could be reached within the write timeout.
 var ErrNoLeader = raftlog.ErrNoLeader
 
+// ErrOverloaded: the node's proposal queue stayed full for the whole write
+// timeout. Nothing was sent; retry later.
+var ErrOverloaded = errors.New("node overloaded: proposal queue full")
+
 // ErrUncertain: the write was sent but its outcome is unknown (leadership
 // was lost, the leader went away, or the deadline passed while in flight).
 // It may have been committed; retry with an idempotency key.
@@ -82,7 +86,7 @@ func (p *proposer) Propose(ctx context.Context, cmds []fsm.Command) ([]fsm.Resul
 	select {
 	case p.in <- pr:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: proposal queue full", ErrNoLeader)
+		return nil, fmt.Errorf("%w for %s", ErrOverloaded, p.writeTimeout)
 	case <-p.stop:
 		return nil, errors.New("node is shutting down")
 	}

@@ -16,7 +16,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/node"
@@ -71,9 +70,9 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, slog.Level, strin
 	fs.DurationVar(&cfg.Retention.MaxAge, "retain-age", fsm.DefaultRetention.MaxAge, "keep messages at most this long (0: no age limit)")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", node.DefaultWriteTimeout, "how long a write waits for a leader before 503")
 	fs.Int64Var(&cfg.MaxRESTBody, "max-rest-body", node.DefaultMaxRESTBody, "largest REST request body in bytes (larger: 413)")
-	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 8192, "Raft entries between snapshots (log compaction)")
-	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 30*time.Second, "how often to check whether a snapshot is due")
-	fs.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 10240, "Raft entries kept after a snapshot for lagging followers")
+	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", node.DefaultSnapshotThreshold, "Raft entries between snapshots (log compaction)")
+	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", node.DefaultSnapshotInterval, "how often to check whether a snapshot is due")
+	fs.Uint64Var(&cfg.TrailingLogs, "trailing-logs", node.DefaultTrailingLogs, "Raft entries kept after a snapshot for lagging followers")
 	fs.DurationVar(&cfg.RaftTiming.HeartbeatTimeout, "raft-heartbeat-timeout", raftlog.DefaultTiming.HeartbeatTimeout, "Raft: a follower without contact from the leader this long starts an election")
 	fs.DurationVar(&cfg.RaftTiming.ElectionTimeout, "raft-election-timeout", raftlog.DefaultTiming.ElectionTimeout, "Raft: how long a candidate waits for votes")
 	fs.DurationVar(&cfg.RaftTiming.LeaderLeaseTimeout, "raft-lease-timeout", raftlog.DefaultTiming.LeaderLeaseTimeout, "Raft: a leader that misses a quorum this long steps down")
@@ -82,7 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, slog.Level, strin
 	fs.StringVar(&cfg.JWTPublicKeyFile, "jwt-public-key", "", "PEM file with an RSA or EC public key: clients may present RS256/ES256 tokens it verifies")
 	fs.StringVar(&cfg.JWKSFile, "jwks-file", "", "JWKS file (RSA and P-256 EC keys, matched by kid): clients may present RS256/ES256 tokens they verify")
 	fs.DurationVar(&cfg.HolderTimeout, "holder-timeout", node.DefaultHolderTimeout, "how long the leader waits for an unreachable node before expiring the client connections it held (stateful clients can resume elsewhere until then)")
-	fs.IntVar(&cfg.MaxMessageSize, "max-message-size", 32*1024, "largest message a SignalR client may send, in bytes (larger: the connection is closed)")
+	fs.IntVar(&cfg.MaxMessageSize, "max-message-size", node.DefaultMaxMessageSize, "largest message a SignalR client may send, in bytes (larger: the connection is closed)")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser origins allowed cross-origin on /hubs (CORS with credentials, WebSocket origin check)")
 	fs.StringVar(&userClaims, "user-claims", strings.Join(node.DefaultUserClaims, ","), "comma-separated JWT claims a SignalR connection's user id is read from, first present wins")
 	fs.StringVar(&relayOff, "relay-disabled-hubs", "", "comma-separated hubs whose relay methods (JoinGroup, SendToAll, ...) are switched off")
