@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/backplane/backplane/transport"
 )
 
 // bearerToken extracts the token of an "Authorization: Bearer" header.
@@ -46,22 +48,28 @@ func (n *Node) requireAccess(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// authorizeClient checks a client connection's token when -access-key is
-// set: an HS256 JWT signed with the key, with an expiry, from the
-// Authorization header or the access_token query parameter (browsers cannot
-// set headers on EventSource and WebSocket). It answers 401 itself.
-func (n *Node) authorizeClient(w http.ResponseWriter, r *http.Request) bool {
-	if _, err := n.clientClaims(r); err != nil {
-		writeError(w, r, err)
-		return false
+// authorizeClient checks a native stream's token when client tokens are
+// configured (see clientClaims) and returns what it grants: its expiry and
+// roles. It answers 401 (or 403 for a token bound to another hub) itself.
+func (n *Node) authorizeClient(w http.ResponseWriter, r *http.Request) (transport.Access, bool) {
+	claims, err := n.clientClaims(r)
+	var access transport.Access
+	if err == nil && claims != nil {
+		access, err = clientAccess(claims)
 	}
-	return true
+	if err != nil {
+		writeError(w, r, err)
+		return transport.Access{}, false
+	}
+	return access, true
 }
 
 // clientClaims verifies a client connection's token, when client tokens
 // are configured (-access-key, -jwt-public-key or -jwks-file): from the
 // Authorization header or the access_token query parameter (browsers cannot
-// set headers on EventSource and WebSocket). Nil claims: tokens are off.
+// set headers on EventSource and WebSocket). Beyond the signature and
+// expiry it checks -jwt-audience, -jwt-issuer and the token's binding to
+// the request's hub (checkClientClaims). Nil claims: tokens are off.
 func (n *Node) clientClaims(r *http.Request) (jwt.MapClaims, error) {
 	if !n.clientKeys.enabled() {
 		return nil, nil
@@ -73,7 +81,14 @@ func (n *Node) clientClaims(r *http.Request) (jwt.MapClaims, error) {
 	if tok == "" {
 		return nil, fmt.Errorf("%w: access token required (Authorization: Bearer or access_token=)", errUnauthorized)
 	}
-	return n.clientKeys.parse(tok)
+	claims, err := n.clientKeys.parse(tok)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.checkClientClaims(claims, r.PathValue("hub")); err != nil {
+		return nil, err
+	}
+	return claims, nil
 }
 
 // accessTokenLeeway tolerates clock skew between token issuers and nodes.

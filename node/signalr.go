@@ -69,8 +69,8 @@ var DefaultUserClaims = []string{"nameid", "sub"}
 
 // authenticateClient identifies a SignalR client. Without client tokens
 // configured every client is anonymous; otherwise it needs a valid token
-// (see clientClaims), and its user id comes from the first present of the
-// user claims.
+// (see clientClaims), its user id comes from the first present of the
+// user claims, and its permissions from the role claim.
 func (n *Node) authenticateClient(r *http.Request) (signalr.Identity, error) {
 	claims, err := n.clientClaims(r)
 	if err != nil || claims == nil {
@@ -87,9 +87,11 @@ func (n *Node) authenticateClient(r *http.Request) (signalr.Identity, error) {
 			break
 		}
 	}
-	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
-		id.Expires = exp.Time
+	access, err := clientAccess(claims)
+	if err != nil {
+		return signalr.Identity{}, err
 	}
+	id.Expires, id.Permissions = access.Expires, access.Permissions
 	if id.UserID != "" {
 		if err := fsm.ValidateName("user", id.UserID); err != nil {
 			return signalr.Identity{}, err
@@ -104,6 +106,7 @@ func (n *Node) newHubServer() *signalr.Server {
 		Authenticate:    n.authenticateClient,
 		AllowedOrigins:  n.cfg.AllowedOrigins,
 		RelayDisabled:   n.cfg.RelayDisabledHubs,
+		RelayPolicy:     n.cfg.RelayPolicy,
 		MaxMessageSize:  n.cfg.MaxMessageSize,
 		WriteTimeout:    10 * time.Second,
 		ObserveDispatch: func(d time.Duration) { n.delays.dispatch.Observe(d.Seconds()) },

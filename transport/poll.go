@@ -27,19 +27,23 @@ func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
 // servePoll answers one long poll: the messages after the cursor, waiting
 // up to timeout (seconds, default 30, at most 90) for the first one, and
 // the cursor to poll from next. Without a cursor it answers at once with
-// the current end of the log as "next".
-func (s *Streams) servePoll(w http.ResponseWriter, r *http.Request) {
-	req, err := parseStream(r)
-	if err == nil {
-		err = pollParams(r)
-	}
-	if err != nil {
+// the current end of the log as "next". A poll waits no longer than its
+// token is valid.
+func (s *Streams) servePoll(w http.ResponseWriter, r *http.Request, access Access) {
+	if err := pollParams(r); err != nil {
 		writeStreamError(w, http.StatusBadRequest, err)
+		return
+	}
+	req, ok := s.openStream(w, r, access)
+	if !ok {
 		return
 	}
 	s.poll.Add(1)
 	defer s.poll.Add(-1)
 	timeout, limit := pollTimeout(r), pollLimit(r)
+	if !access.Expires.IsZero() {
+		timeout = min(timeout, time.Until(access.Expires))
+	}
 	resp := pollResponse{Messages: []rawJSON{}, Next: req.after}
 	if req.fromNow {
 		resp.Next = s.log.LastMessage()

@@ -10,11 +10,12 @@ import (
 // serveSSE streams a hub's messages as Server-Sent Events whose id is the
 // message index, so EventSource resumes by itself through Last-Event-ID.
 // A cursor older than the retained history first gets "event: reset" with
-// the oldest index still available.
-func (s *Streams) serveSSE(w http.ResponseWriter, r *http.Request) {
-	req, err := parseStream(r)
-	if err != nil {
-		writeStreamError(w, http.StatusBadRequest, err)
+// the oldest index still available. The response ends when the client's
+// token expires (after a comment saying so); EventSource then reconnects
+// and is refused until it presents a fresh token.
+func (s *Streams) serveSSE(w http.ResponseWriter, r *http.Request, access Access) {
+	req, ok := s.openStream(w, r, access)
+	if !ok {
 		return
 	}
 	rc := http.NewResponseController(w)
@@ -37,13 +38,17 @@ func (s *Streams) serveSSE(w http.ResponseWriter, r *http.Request) {
 	if !flushSSE(rc, w, dl, buf) {
 		return
 	}
-	ctx := r.Context()
+	ctx, cancel := untilExpiry(r.Context(), access)
+	defer cancel()
 	ka := &keepAlive{parent: ctx, period: s.opts.KeepAlive}
 	defer ka.stop()
 	for {
 		page, err := s.log.WaitRead(ka.wait(), &req.reader, after, readBatch)
 		switch {
 		case ctx.Err() != nil:
+			if errors.Is(context.Cause(ctx), errTokenExpired) {
+				flushSSE(rc, w, dl, []byte(": access token expired\n\n"))
+			}
 			return
 		case errors.Is(err, context.DeadlineExceeded):
 			if !flushSSE(rc, w, dl, []byte(": ping\n\n")) {

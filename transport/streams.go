@@ -36,9 +36,14 @@ type Log interface {
 // StreamOptions configures the native streams.
 type StreamOptions struct {
 	Logger *slog.Logger
-	// Authorize, when set, checks each request before it is served and
-	// answers with its own error status.
-	Authorize func(w http.ResponseWriter, r *http.Request) bool
+	// Authorize, when set, checks each request before it is served: it
+	// answers with its own error status and returns false, or returns what
+	// the client's token grants. A stream ends when that access expires.
+	Authorize func(w http.ResponseWriter, r *http.Request) (Access, bool)
+	// RelayPolicy is RelayOpen (or empty) or RelayRoles. Under RelayRoles
+	// a stream may follow a group (group=) only if the token grants
+	// backplane.joinLeaveGroup or backplane.joinLeaveGroup.<group>.
+	RelayPolicy string
 	// KeepAlive is how often an idle SSE or WebSocket stream sends a ping.
 	KeepAlive time.Duration
 	// WriteTimeout bounds one write to a client; a client that does not
@@ -93,15 +98,60 @@ func (s *Streams) Counts() map[string]int {
 	return map[string]int{"stream_sse": int(s.sse.Load()), "stream_poll": int(s.poll.Load()), "stream_ws": int(s.ws.Load())}
 }
 
-func (s *Streams) guard(h http.HandlerFunc) http.HandlerFunc {
-	if s.opts.Authorize == nil {
-		return h
-	}
+// streamHandler serves a stream request with what its token grants.
+type streamHandler func(w http.ResponseWriter, r *http.Request, access Access)
+
+// guard authorizes a request before h serves it. A token that has already
+// expired (the token parser tolerates some clock skew) is refused: the
+// stream would end at once, and EventSource would keep reconnecting.
+func (s *Streams) guard(h streamHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.opts.Authorize(w, r) {
-			h(w, r)
+		var access Access
+		if s.opts.Authorize != nil {
+			var ok bool
+			if access, ok = s.opts.Authorize(w, r); !ok {
+				return
+			}
+		}
+		if !access.Expires.IsZero() && !time.Now().Before(access.Expires) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="backplane"`)
+			writeStreamError(w, http.StatusUnauthorized, errors.New("unauthorized: the access token has expired"))
+			return
+		}
+		h(w, r, access)
+	}
+}
+
+// errTokenExpired is the cause of a stream's context ending when its
+// token expires.
+var errTokenExpired = errors.New("access token expired")
+
+// untilExpiry returns ctx ending also when access expires, with
+// errTokenExpired as its cause.
+func untilExpiry(ctx context.Context, access Access) (context.Context, context.CancelFunc) {
+	if access.Expires.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadlineCause(ctx, access.Expires, errTokenExpired)
+}
+
+// openStream parses a stream request and checks that its token may follow
+// the groups it names; it answers 400 or 403 itself.
+func (s *Streams) openStream(w http.ResponseWriter, r *http.Request, access Access) (streamRequest, bool) {
+	req, err := parseStream(r)
+	if err != nil {
+		writeStreamError(w, http.StatusBadRequest, err)
+		return req, false
+	}
+	if Restricted(s.opts.RelayPolicy) {
+		for _, g := range req.reader.Groups {
+			if err := access.Permissions.Check(PermJoinLeaveGroup, g); err != nil {
+				writeStreamError(w, http.StatusForbidden, fmt.Errorf("group=%s: %w", g, err))
+				return req, false
+			}
 		}
 	}
+	return req, true
 }
 
 // streamRequest is a parsed stream request.

@@ -17,11 +17,11 @@ var wsUpgrader = websocket.Upgrader{
 // serveWS streams a hub's messages over WebSocket, one JSON message per
 // text frame; a reset is a frame {"reset":{"oldest":N}} first. The client
 // sends nothing but control frames; it resumes by reconnecting with
-// after=<last index it saw>.
-func (s *Streams) serveWS(w http.ResponseWriter, r *http.Request) {
-	req, err := parseStream(r)
-	if err != nil {
-		writeStreamError(w, http.StatusBadRequest, err)
+// after=<last index it saw>. When the client's token expires, the stream
+// closes with 1008 (policy violation) "access token expired".
+func (s *Streams) serveWS(w http.ResponseWriter, r *http.Request, access Access) {
+	req, ok := s.openStream(w, r, access)
+	if !ok {
 		return
 	}
 	conn, err := wsUpgrader.Upgrade(w, r, nil)
@@ -32,7 +32,7 @@ func (s *Streams) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.ws.Add(1)
 	defer s.ws.Add(-1)
 
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel := untilExpiry(r.Context(), access)
 	defer cancel()
 	// The reader goroutine handles control frames and notices the close.
 	conn.SetReadLimit(4 << 10)
@@ -57,7 +57,11 @@ func (s *Streams) serveWS(w http.ResponseWriter, r *http.Request) {
 		page, err := s.log.WaitRead(ka.wait(), &req.reader, after, readBatch)
 		switch {
 		case ctx.Err() != nil:
-			s.closeWS(conn, websocket.CloseGoingAway, "stream ended")
+			if errors.Is(context.Cause(ctx), errTokenExpired) {
+				s.closeWS(conn, websocket.ClosePolicyViolation, errTokenExpired.Error())
+			} else {
+				s.closeWS(conn, websocket.CloseGoingAway, "stream ended")
+			}
 			return
 		case errors.Is(err, context.DeadlineExceeded):
 			if conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.opts.WriteTimeout)) != nil {

@@ -19,11 +19,23 @@ export const transports = {
   LongPolling: signalR.HttpTransportType.LongPolling,
 };
 
-/** token signs an HS256 JWT for a user with the cluster's access key. */
-export function token(user, ttlSeconds = 600) {
+/**
+ * Every relay permission: with -access-key the cluster's relay policy is
+ * "roles", and these tests exercise every relay method and group= stream.
+ */
+export const allRoles = [
+  "backplane.sendToAll",
+  "backplane.sendToGroup",
+  "backplane.joinLeaveGroup",
+  "backplane.sendToUser",
+  "backplane.sendToConnection",
+];
+
+/** token signs an HS256 JWT for a user with the cluster's access key, granting roles. */
+export function token(user, ttlSeconds = 600, roles = allRoles) {
   const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
   const head = b64({ alg: "HS256", typ: "JWT" });
-  const body = b64({ nameid: user, exp: Math.floor(Date.now() / 1000) + ttlSeconds });
+  const body = b64({ nameid: user, exp: Math.floor(Date.now() / 1000) + ttlSeconds, role: roles });
   const sig = crypto.createHmac("sha256", accessKey).update(`${head}.${body}`).digest("base64url");
   return `${head}.${body}.${sig}`;
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/transport"
 	"github.com/backplane/backplane/transport/hubproto"
 )
 
@@ -27,6 +28,7 @@ type conn struct {
 	hub     string
 	user    string
 	expires time.Time
+	perms   transport.Permissions // what the token grants (RelayRoles)
 	created time.Time
 
 	mu        sync.Mutex
@@ -63,7 +65,7 @@ type conn struct {
 
 func (s *Server) newConn(hub string, id Identity) *conn {
 	c := &conn{
-		srv: s, id: randomID(), token: s.newToken(), hub: hub, user: id.UserID, expires: id.Expires,
+		srv: s, id: randomID(), token: s.newToken(), hub: hub, user: id.UserID, expires: id.Expires, perms: id.Permissions,
 		created: time.Now(), out: newOutQueue(s.opts.OutboundQueue), done: make(chan struct{}),
 	}
 	c.lastSeen.Store(time.Now().UnixNano())

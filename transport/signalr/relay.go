@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/transport"
 	"github.com/backplane/backplane/transport/hubproto"
 )
 
@@ -41,6 +42,9 @@ func (c *conn) relayCommand(m *hubproto.Message) (fsm.Command, string) {
 	if c.srv.relayOff[strings.ToLower(c.hub)] {
 		return nil, fmt.Sprintf("Method '%s' does not exist: relay methods are switched off on hub '%s'.", m.Target, c.hub)
 	}
+	if err := c.permitted(method, m); err != nil {
+		return nil, fmt.Sprintf("Failed to invoke '%s': %v", m.Target, err)
+	}
 	var cmd fsm.Command
 	var err error
 	switch method {
@@ -61,6 +65,37 @@ func (c *conn) relayCommand(m *hubproto.Message) (fsm.Command, string) {
 		return nil, fmt.Sprintf("Failed to invoke '%s': %v", m.Target, err)
 	}
 	return cmd, ""
+}
+
+// relayPermissions names the permission each relay method needs under
+// the roles policy, and whether it is granted per group (the group is the
+// first argument).
+var relayPermissions = map[string]struct {
+	perm    string
+	byGroup bool
+}{
+	methodJoinGroup:        {transport.PermJoinLeaveGroup, true},
+	methodLeaveGroup:       {transport.PermJoinLeaveGroup, true},
+	methodSendToAll:        {transport.PermSendToAll, false},
+	methodSendToGroup:      {transport.PermSendToGroup, true},
+	methodSendToUser:       {transport.PermSendToUser, false},
+	methodSendToConnection: {transport.PermSendToConnection, false},
+}
+
+// permitted checks, under the roles policy, that the connection's token
+// grants what the relay method needs; the error names the missing
+// permission. An unknown method passes (relayCommand refuses it).
+func (c *conn) permitted(method string, m *hubproto.Message) error {
+	need, ok := relayPermissions[method]
+	if !ok || !transport.Restricted(c.srv.opts.RelayPolicy) {
+		return nil
+	}
+	group := ""
+	if need.byGroup && !c.perms.Allows(need.perm, "") {
+		// A missing or malformed group name grants nothing per group.
+		group, _ = stringArg(m, 0, "the group name")
+	}
+	return c.perms.Check(need.perm, group)
 }
 
 // complete answers an invocation that asked for a result (no answer is ever

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/transport"
 )
 
 // Cluster is what the SignalR layer needs from its node.
@@ -60,6 +61,10 @@ type Cluster interface {
 type Identity struct {
 	UserID  string
 	Expires time.Time // zero: no expiry
+	// Permissions are the roles the token grants (its role claim); they
+	// decide which relay methods the connection may call under the
+	// transport.RelayRoles policy.
+	Permissions transport.Permissions
 }
 
 // Options configures the SignalR layer. Zero values take ASP.NET Core's
@@ -75,6 +80,10 @@ type Options struct {
 	AllowedOrigins []string
 	// RelayDisabled names hubs whose relay methods are switched off.
 	RelayDisabled []string
+	// RelayPolicy is transport.RelayOpen (or empty: every client may call
+	// every relay method) or transport.RelayRoles (a client may call only
+	// what its Identity's Permissions grant).
+	RelayPolicy string
 	// MaxMessageSize is the largest client message (default 32 KB).
 	MaxMessageSize int
 	// OutboundQueue is how many records may wait for a slow client before

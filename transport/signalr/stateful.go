@@ -382,7 +382,7 @@ func (s *Server) adopt(w http.ResponseWriter, r *http.Request, token string, sta
 	// orphan sweep never mistakes it for a connection of an earlier run.
 	now := time.Now()
 	c := &conn{
-		srv: s, id: state.ConnID, token: token, hub: state.Hub, user: state.UserID, expires: id.Expires,
+		srv: s, id: state.ConnID, token: token, hub: state.Hub, user: state.UserID, expires: id.Expires, perms: id.Permissions,
 		created: now, out: newOutQueue(max(s.opts.OutboundQueue, statefulBufferCount+64)), done: make(chan struct{}),
 		transport: transportWebSockets, attached: now, protocol: p,
 		statefulOffered: true, st: newStatefulState(),
