@@ -1,7 +1,8 @@
 // Package raftlog sets up hashicorp/raft for Backplane: a raft-boltdb log
 // and stable store behind a log cache, a file snapshot store and the TCP
-// transport, all under one directory; bootstrap, restart, join, remove and
-// leadership observation. Every non-default setting is explained in
+// transport (members authenticated by package peer when configured), all
+// under one directory; bootstrap, restart, join, remove and leadership
+// observation. Every non-default setting is explained in
 // docs/operations.md and docs/performance.md.
 package raftlog
 
@@ -16,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/backplane/backplane/peer"
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	bolt "go.etcd.io/bbolt"
@@ -68,6 +71,9 @@ type Config struct {
 	Dir           string // directory for raft.db and snapshots/
 	BindAddr      string // TCP listen address; port 0 picks a free port
 	AdvertiseAddr string // address other members dial; default: the bound address
+	// Peer authenticates the other members on the Raft port (mutual TLS
+	// or the cluster key). Nil means plain TCP.
+	Peer *peer.Auth
 	// Bootstrap makes a node with no Raft state start a one-member cluster.
 	// A node with existing state ignores it.
 	Bootstrap bool
@@ -157,9 +163,9 @@ func Open(cfg Config) (r *Raft, err error) {
 			return nil, fmt.Errorf("raftlog: advertise address %q: %w", cfg.AdvertiseAddr, err)
 		}
 	}
-	r.transport, err = raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, 3, 10*time.Second, hlog.Named("transport"))
+	r.transport, err = newTransport(cfg, advertise, hlog.Named("transport"))
 	if err != nil {
-		return nil, fmt.Errorf("raftlog: listen on %s: %w", cfg.BindAddr, err)
+		return nil, err
 	}
 
 	rc := raftConfig(cfg)
@@ -181,6 +187,58 @@ func Open(cfg Config) (r *Raft, err error) {
 		return nil, fmt.Errorf("raftlog: start raft: %w", err)
 	}
 	return r, nil
+}
+
+// newTransport listens on cfg.BindAddr and builds the Raft transport over
+// cfg.Peer's stream layer (plain TCP when nil): up to 3 pooled connections
+// per member and a 10 s I/O timeout. Its LocalAddr is advertise when set,
+// else the bound address (so port 0 reports the port picked), and, as in
+// raft's own TCP transport, it must be a concrete IP.
+func newTransport(cfg Config, advertise net.Addr, logger hclog.Logger) (*raft.NetworkTransport, error) {
+	ln, err := net.Listen("tcp", cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: listen on %s: %w", cfg.BindAddr, err)
+	}
+	local := advertise
+	if local == nil {
+		local = ln.Addr()
+	}
+	if tcp, ok := local.(*net.TCPAddr); !ok || tcp.IP == nil || tcp.IP.IsUnspecified() {
+		_ = ln.Close()
+		return nil, fmt.Errorf("raftlog: raft address %s cannot be dialled by other members: set an advertise address", local)
+	}
+	var stream raft.StreamLayer
+	if cfg.Peer != nil {
+		stream = cfg.Peer.RaftStreamLayer(ln, advertise)
+	} else {
+		stream = plainStream{Listener: ln, advertise: advertise}
+	}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  logger,
+	}), nil
+}
+
+// plainStream is the Raft stream layer without member authentication:
+// plain TCP, as raft.TCPStreamLayer.
+type plainStream struct {
+	net.Listener
+	advertise net.Addr
+}
+
+// Dial connects to another member.
+func (s plainStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return net.DialTimeout("tcp", string(address), timeout)
+}
+
+// Addr is the advertised address if any, else the bound one.
+func (s plainStream) Addr() net.Addr {
+	if s.advertise != nil {
+		return s.advertise
+	}
+	return s.Listener.Addr()
 }
 
 func raftConfig(cfg Config) *raft.Config {

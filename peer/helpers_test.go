@@ -1,0 +1,224 @@
+package peer
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testCA signs certificates for a test.
+type testCA struct {
+	cert   *x509.Certificate
+	key    *ecdsa.PrivateKey
+	pem    []byte
+	serial int64
+}
+
+func newTestCA(t *testing.T, name string) *testCA {
+	t.Helper()
+	key := mustKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatalf("create CA %s: %v", name, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{cert: cert, key: key, pem: pemBlock("CERTIFICATE", der), serial: 1}
+}
+
+func mustKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func pemBlock(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
+
+// issue signs a certificate for cn, valid for server and client use on
+// 127.0.0.1, ::1 and localhost; it returns the certificate and key PEM.
+func (ca *testCA) issue(t *testing.T, cn string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	ca.serial++
+	key := mustKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(ca.serial),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatalf("issue %s: %v", cn, err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pemBlock("CERTIFICATE", der), pemBlock("EC PRIVATE KEY", kder)
+}
+
+// certFiles is a certificate and key written to disk.
+type certFiles struct{ cert, key string }
+
+// writeCert issues a certificate for cn and writes it under dir.
+func (ca *testCA) writeCert(t *testing.T, dir, cn string) certFiles {
+	t.Helper()
+	c, k := ca.issue(t, cn)
+	f := certFiles{cert: filepath.Join(dir, cn+".crt"), key: filepath.Join(dir, cn+".key")}
+	writeFile(t, f.cert, c)
+	writeFile(t, f.key, k)
+	return f
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testPKI is a peer CA with two members, a client certificate from its own
+// CA, and a stranger whose certificate comes from a different CA.
+type testPKI struct {
+	dir                      string
+	ca, other                *testCA
+	caFile, otherCAFile      string
+	member1, member2, client certFiles
+	stranger                 certFiles
+}
+
+func newPKI(t *testing.T) *testPKI {
+	t.Helper()
+	p := &testPKI{dir: t.TempDir(), ca: newTestCA(t, "peer CA"), other: newTestCA(t, "other CA")}
+	p.caFile = filepath.Join(p.dir, "ca.pem")
+	p.otherCAFile = filepath.Join(p.dir, "other-ca.pem")
+	writeFile(t, p.caFile, p.ca.pem)
+	writeFile(t, p.otherCAFile, p.other.pem)
+	p.member1 = p.ca.writeCert(t, p.dir, "member1")
+	p.member2 = p.ca.writeCert(t, p.dir, "member2")
+	p.client = p.other.writeCert(t, p.dir, "client")
+	p.stranger = p.other.writeCert(t, p.dir, "stranger")
+	return p
+}
+
+// tlsAuth is a ModeTLS Auth presenting m under the peer CA.
+func (p *testPKI) tlsAuth(t *testing.T, id string, m certFiles) *Auth {
+	t.Helper()
+	return mustNew(t, Config{NodeID: id, CertFile: m.cert, KeyFile: m.key, CAFile: p.caFile})
+}
+
+// strangerAuth is a ModeTLS Auth of another cluster (the other CA).
+func (p *testPKI) strangerAuth(t *testing.T) *Auth {
+	t.Helper()
+	return mustNew(t, Config{NodeID: "stranger", CertFile: p.stranger.cert, KeyFile: p.stranger.key, CAFile: p.otherCAFile})
+}
+
+func mustNew(t *testing.T, cfg Config) *Auth {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(a.client.CloseIdleConnections)
+	return a
+}
+
+// listen binds 127.0.0.1:0 and closes the listener when the test ends.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	return ln
+}
+
+// logBuffer collects log lines for assertions.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// contains reports whether s contains every one of subs.
+func contains(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+// sendAnyCert is a client that asks for ServerName, trusts any server and
+// presents cert (empty: none) whatever CAs the server asks for.
+func sendAnyCert(cert *tls.Certificate) *tls.Config {
+	return &tls.Config{
+		ServerName:           ServerName,
+		InsecureSkipVerify:   true, //nolint:gosec // a test client probing the server
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil },
+	}
+}
