@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/backplane/backplane/fsm"
@@ -45,6 +46,9 @@ func (n *Node) joinCluster(ctx context.Context) error {
 	var lastErr error
 	for {
 		for _, base := range n.cfg.Join {
+			if n.peers.Scheme() == "https" {
+				base = "https://" + strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
+			}
 			status, answer, err := n.postAdmin(ctx, base+"/admin/join", body)
 			switch {
 			case err != nil:
@@ -55,7 +59,7 @@ func (n *Node) joinCluster(ctx context.Context) error {
 			case status == http.StatusConflict:
 				return fmt.Errorf("join via %s refused: %s (remove the old member with POST /admin/remove, or pick another -id)", base, answer)
 			case status == http.StatusUnauthorized || status == http.StatusForbidden:
-				return fmt.Errorf("join via %s refused: %s (check -admin-token)", base, answer)
+				return fmt.Errorf("join via %s refused: %s (check -peer-tls-*, -cluster-key or -admin-token)", base, answer)
 			default:
 				lastErr = fmt.Errorf("join via %s: status %d: %s", base, status, answer)
 			}
@@ -73,13 +77,12 @@ func (n *Node) joinCluster(ctx context.Context) error {
 func (n *Node) postAdmin(ctx context.Context, url string, body []byte) (int, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	if err != nil {
 		return 0, "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	n.fwd.authorize(req)
-	resp, err := n.fwd.client.Do(req)
+	resp, err := n.fwd.do(req, body)
 	if err != nil {
 		return 0, "", err
 	}

@@ -259,8 +259,12 @@ func (c *Config) Validate() error {
 	if n := countSet(c.PeerTLSCert, c.PeerTLSKey, c.PeerTLSCA); n != 0 && n != 3 {
 		errs = append(errs, errors.New("-peer-tls-cert, -peer-tls-key and -peer-tls-ca go together: give all three or none"))
 	}
-	if c.ClusterKey != "" && len(c.ClusterKey) < 16 {
-		errs = append(errs, errors.New("-cluster-key is too short: use at least 16 characters (32 random bytes, base64, recommended)"))
+	if c.ClusterKey != "" {
+		for i, key := range strings.Split(c.ClusterKey, ",") {
+			if len(key) < 16 {
+				errs = append(errs, fmt.Errorf("-cluster-key: key %d is too short: use at least 16 characters (32 random bytes, base64, recommended); a comma separates keys during a rotation", i+1))
+			}
+		}
 	}
 	if c.PeerTLSCert == "" && c.ClusterKey == "" && !c.InsecureCluster &&
 		(!isLoopbackListen(c.HTTPAddr) || !isLoopbackListen(c.RaftAddr)) {

@@ -8,11 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"time"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/peer"
 	"github.com/backplane/backplane/raftlog"
 )
 
@@ -26,20 +25,31 @@ const (
 	maxForwardBody = 8 << 20
 )
 
-// forwarder is the client side of node-to-node calls.
+// forwarder is the client side of node-to-node calls: every one goes
+// through the peer client, which proves this node is a member (mutual TLS
+// or the cluster key). Only when members do not authenticate each other
+// (all on loopback, or -insecure-cluster) does it send the admin token.
 type forwarder struct {
-	client *http.Client
-	token  string
+	peers *peer.Auth
+	token string
 }
 
-func newForwarder(token string) *forwarder {
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        256,
-		MaxIdleConnsPerHost: applySlots,
-		IdleConnTimeout:     90 * time.Second,
+func newForwarder(peers *peer.Auth, token string) *forwarder {
+	return &forwarder{peers: peers, token: token}
+}
+
+// url is a member's base URL for its advertised HTTP address.
+func (f *forwarder) url(httpAddr string) string { return f.peers.URL(httpAddr) }
+
+// do sends a node-to-node request; body is its exact body (nil for none).
+func (f *forwarder) do(req *http.Request, body []byte) (*http.Response, error) {
+	if f.peers.Mode() == peer.ModeNone && f.token != "" {
+		req.Header.Set("Authorization", "Bearer "+f.token)
 	}
-	return &forwarder{client: &http.Client{Transport: tr}, token: token}
+	if body == nil {
+		body = []byte{}
+	}
+	return f.peers.Do(req, body)
 }
 
 type wireResult struct {
@@ -86,16 +96,14 @@ func decodeCommands(b []byte) ([]fsm.Command, error) {
 // apply sends cmds to the leader at baseURL. Errors after which nothing can
 // have been appended wrap errRetryable; others wrap ErrUncertain.
 func (f *forwarder) apply(ctx context.Context, baseURL string, cmds []fsm.Command) ([]fsm.Result, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+applyPath, bytes.NewReader(encodeCommands(cmds)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+applyPath, nil)
 	if err != nil {
 		return nil, fmt.Errorf("forward to leader: %w", err)
 	}
 	req.Header.Set("Content-Type", commandsMIMEType)
-	f.authorize(req)
-	resp, err := f.client.Do(req)
+	resp, err := f.do(req, encodeCommands(cmds))
 	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
+		if peer.IsDialError(err) {
 			return nil, retryable(fmt.Errorf("forward to leader %s: %w", baseURL, err))
 		}
 		return nil, fmt.Errorf("%w: forward to leader %s: %w", ErrUncertain, baseURL, err)
@@ -130,22 +138,15 @@ func (f *forwarder) apply(ctx context.Context, baseURL string, cmds []fsm.Comman
 	return results, nil
 }
 
-func (f *forwarder) authorize(req *http.Request) {
-	if f.token != "" {
-		req.Header.Set("Authorization", "Bearer "+f.token)
-	}
-}
-
 // forwardJSON relays an admin request to the leader and copies its answer.
 func (f *forwarder) forwardJSON(ctx context.Context, w http.ResponseWriter, baseURL, path string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+path, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(forwardedHeader, "1")
-	f.authorize(req)
-	resp, err := f.client.Do(req)
+	resp, err := f.do(req, body)
 	if err != nil {
 		return fmt.Errorf("forward to leader %s: %w", baseURL, err)
 	}

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/backplane/backplane/peer"
 )
 
 // Guards of the endpoints that are not for browsers: the admin API, pprof,
@@ -127,7 +129,7 @@ func (n *Node) checkAdmin(r *http.Request) error {
 func (n *Node) requirePeer(h http.HandlerFunc) http.HandlerFunc {
 	return noBrowsers(func(w http.ResponseWriter, r *http.Request) {
 		err := n.verifyPeer(r)
-		if errors.Is(err, errNoPeerAuth) {
+		if errors.Is(err, peer.ErrNoPeerAuth) {
 			err = fromLoopbackDirectly(r)
 			if err != nil && n.cfg.InsecureCluster && n.cfg.AdminToken != "" {
 				err = n.checkAdmin(r)
@@ -143,14 +145,8 @@ func (n *Node) requirePeer(h http.HandlerFunc) http.HandlerFunc {
 	})
 }
 
-// errNoPeerAuth: members do not authenticate each other (no peer
-// certificates and no cluster key).
-var errNoPeerAuth = errors.New("no member authentication configured")
-
-// verifyPeer reports whether r comes from an authenticated member.
+// verifyPeer reports whether r comes from an authenticated member; an
+// error wrapping peer.ErrNoPeerAuth says members do not authenticate.
 func (n *Node) verifyPeer(r *http.Request) error {
-	if n.peerVerify == nil {
-		return errNoPeerAuth
-	}
-	return n.peerVerify(r)
+	return n.peers.Verify(r)
 }

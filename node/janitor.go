@@ -109,6 +109,6 @@ func (n *Node) probe(httpAddr string) bool {
 	ctx, cancel := context.WithTimeout(n.baseCtx, probeTimeout)
 	defer cancel()
 	var health struct{}
-	_, err := n.getJSON(ctx, "http://"+httpAddr+"/healthz", &health)
+	_, err := n.getJSON(ctx, n.fwd.url(httpAddr)+"/healthz", &health)
 	return err == nil
 }

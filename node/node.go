@@ -6,6 +6,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/peer"
 	"github.com/backplane/backplane/raftlog"
 	"github.com/backplane/backplane/transport"
 	"github.com/backplane/backplane/transport/signalr"
@@ -42,9 +44,9 @@ type Node struct {
 	hubs     *signalr.Server
 	// clientKeys verifies client connection tokens.
 	clientKeys *clientKeys
-	// peerVerify authenticates a node-to-node request; nil when members
-	// do not authenticate each other.
-	peerVerify func(r *http.Request) error
+	// peers authenticates members to each other and is the one client
+	// for node-to-node HTTP.
+	peers *peer.Auth
 
 	httpLn        net.Listener
 	server        *http.Server
@@ -73,9 +75,20 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.peers, err = peer.New(peer.Config{
+		NodeID: cfg.ID, CertFile: cfg.PeerTLSCert, KeyFile: cfg.PeerTLSKey, CAFile: cfg.PeerTLSCA,
+		ClusterKey: cfg.ClusterKey, ClientCertFile: cfg.TLSCert, ClientKeyFile: cfg.TLSKey,
+		Logger: cfg.Logger.With("component", "peer"),
+	})
+	if err != nil {
+		return nil, err
+	}
 	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on -http %s: %w", cfg.HTTPAddr, err)
+	}
+	if tc := n.peers.HTTPTLSConfig(); tc != nil {
+		n.httpLn = tls.NewListener(n.httpLn, tc)
 	}
 	n.advertiseHTTP = cfg.AdvertiseHTTP
 	if n.advertiseHTTP == "" {
@@ -107,12 +120,13 @@ func New(cfg Config) (_ *Node, err error) {
 		SnapshotInterval:  cfg.SnapshotInterval,
 		TrailingLogs:      cfg.TrailingLogs,
 		NoSync:            cfg.UnsafeNoFsync,
+		Peer:              n.peers,
 	})
 	if err != nil {
 		return nil, err
 	}
 	n.metrics = newMetrics(n)
-	n.fwd = newForwarder(cfg.AdminToken)
+	n.fwd = newForwarder(n.peers, cfg.AdminToken)
 	n.proposer = newProposer(n.raft, n.fwd, n.leaderURL, cfg.WriteTimeout, n.log, n.metrics)
 	n.streams = transport.NewStreams(n.fsm, transport.StreamOptions{
 		Logger:      cfg.Logger.With("component", "transport"),
@@ -256,7 +270,7 @@ func (n *Node) leaderURL() (string, error) {
 	if !ok || info.HTTPAddr == "" {
 		return "", fmt.Errorf("%w: the leader's HTTP address is not known yet", ErrNoLeader)
 	}
-	return "http://" + info.HTTPAddr, nil
+	return n.fwd.url(info.HTTPAddr), nil
 }
 
 // self is this node's advertised addresses.

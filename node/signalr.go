@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/peer"
 	"github.com/backplane/backplane/transport/signalr"
 )
 
@@ -21,7 +23,7 @@ func (h hubCluster) NodeURL(id string) (string, bool) {
 	if err != nil || !ok || info.HTTPAddr == "" {
 		return "", false
 	}
-	return "http://" + info.HTTPAddr, true
+	return h.n.fwd.url(info.HTTPAddr), true
 }
 
 func (h hubCluster) Propose(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
@@ -110,5 +112,18 @@ func (n *Node) newHubServer() *signalr.Server {
 		MaxMessageSize:  n.cfg.MaxMessageSize,
 		WriteTimeout:    10 * time.Second,
 		ObserveDispatch: func(d time.Duration) { n.delays.dispatch.Observe(d.Seconds()) },
+		Peers:           memberPeers{n.peers},
 	})
 }
+
+// memberPeers gives the SignalR layer the node's peer client.
+type memberPeers struct{ *peer.Auth }
+
+// FromMember: r was signed by a member, or members do not authenticate
+// each other (then a relayed request cannot be told from a client's).
+func (p memberPeers) FromMember(r *http.Request) bool {
+	err := p.Verify(r)
+	return err == nil || errors.Is(err, peer.ErrNoPeerAuth)
+}
+
+func (memberPeers) IsDialError(err error) bool { return peer.IsDialError(err) }

@@ -156,7 +156,7 @@ func (n *Node) probeMember(ctx context.Context, cm *ClusterMember) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, memberProbeTimeout)
 	defer cancel()
-	base := "http://" + cm.HTTPAddr
+	base := n.fwd.url(cm.HTTPAddr)
 	var ready struct {
 		Ready  bool   `json:"ready"`
 		Reason string `json:"reason"`
@@ -199,7 +199,7 @@ func probeError(err error) string {
 	return err.Error()
 }
 
-// getJSON GETs url as a node-to-node call (with the admin token) and
+// getJSON GETs url as a node-to-node call (through the peer client) and
 // decodes the JSON answer into v. An answer other than 200 is an error,
 // but a 503's body is still decoded (/readyz says in it why not ready).
 // code is 0 when nothing answered.
@@ -208,8 +208,7 @@ func (n *Node) getJSON(ctx context.Context, url string, v any) (code int, err er
 	if err != nil {
 		return 0, err
 	}
-	n.fwd.authorize(req)
-	resp, err := n.fwd.client.Do(req)
+	resp, err := n.fwd.do(req, nil)
 	if err != nil {
 		return 0, err
 	}

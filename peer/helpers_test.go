@@ -2,15 +2,8 @@ package peer
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,77 +11,35 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/backplane/backplane/internal/testpki"
 )
 
 // testCA signs certificates for a test.
+// testCA is a test certificate authority (internal/testpki).
 type testCA struct {
-	cert   *x509.Certificate
-	key    *ecdsa.PrivateKey
-	pem    []byte
-	serial int64
+	*testpki.CA
+	pem []byte
 }
 
 func newTestCA(t *testing.T, name string) *testCA {
 	t.Helper()
-	key := mustKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatalf("create CA %s: %v", name, err)
-	}
-	cert, err := x509.ParseCertificate(der)
+	ca, err := testpki.NewCA(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testCA{cert: cert, key: key, pem: pemBlock("CERTIFICATE", der), serial: 1}
-}
-
-func mustKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-func pemBlock(typ string, der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+	return &testCA{CA: ca, pem: ca.PEM}
 }
 
 // issue signs a certificate for cn, valid for server and client use on
 // 127.0.0.1, ::1 and localhost; it returns the certificate and key PEM.
 func (ca *testCA) issue(t *testing.T, cn string) (certPEM, keyPEM []byte) {
 	t.Helper()
-	ca.serial++
-	key := mustKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(ca.serial),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatalf("issue %s: %v", cn, err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
+	c, k, err := ca.Issue(cn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pemBlock("CERTIFICATE", der), pemBlock("EC PRIVATE KEY", kder)
+	return c, k
 }
 
 // certFiles is a certificate and key written to disk.

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,14 @@ import (
 )
 
 // ---- HTTP ----
+
+// trustClusterCA makes the harness's clients trust clusterCA, so they can
+// talk HTTPS to nodes started with PeerTLS (before any test runs).
+func trustClusterCA() {
+	for _, c := range []*http.Client{httpClient, streamClient} {
+		c.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: clusterCA.Pool(), MinVersion: tls.VersionTLS12}
+	}
+}
 
 // httpClient is for short requests; streams use streamClient with a context.
 var (

@@ -23,10 +23,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/backplane/backplane/internal/testpki"
 )
 
 // binaryPath is the backplane binary built by TestMain.
 var binaryPath string
+
+// clusterCA signs the member certificates of nodes started with PeerTLS;
+// clusterCAFile holds its certificate. The harness's HTTP clients trust it.
+var (
+	clusterCA     *testpki.CA
+	clusterCAFile string
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(runTests(m))
@@ -44,6 +53,16 @@ func runTests(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if clusterCA, err = testpki.NewCA("backplane test cluster CA"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	clusterCAFile = filepath.Join(dir, "cluster-ca.pem")
+	if err := clusterCA.WriteCA(clusterCAFile); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	trustClusterCA()
 	binaryPath = filepath.Join(dir, "backplane")
 	build := exec.Command("go", "build", "-o", binaryPath, "./cmd/node")
 	build.Dir = root
@@ -94,6 +113,11 @@ type nodeOptions struct {
 	// HTTPListen and RaftListen override the listen addresses.
 	HTTPListen string
 	RaftListen string
+	// PeerTLS gives the node a member certificate signed by clusterCA and
+	// turns on mutual TLS between members (its HTTP port serves HTTPS).
+	PeerTLS bool
+	// ClusterKey is -cluster-key.
+	ClusterKey string
 	// ExtraArgs are appended to the command line.
 	ExtraArgs []string
 }
@@ -118,8 +142,16 @@ type node struct {
 
 func (n *node) String() string { return n.id }
 
-// baseURL is http://<http addr>.
-func (n *node) baseURL() string { return "http://" + n.httpAddr }
+// baseURL is http(s)://<http addr>.
+func (n *node) baseURL() string { return n.scheme() + "://" + n.httpAddr }
+
+// scheme is https for a node whose HTTP port serves TLS.
+func (n *node) scheme() string {
+	if n.opts.PeerTLS {
+		return "https"
+	}
+	return "http"
+}
 
 // running reports whether the current process is alive.
 func (n *node) running() bool {
@@ -197,7 +229,28 @@ func (n *node) args(httpListen, raftListen string) []string {
 	if o.WriteTimeout > 0 {
 		args = append(args, "-write-timeout", o.WriteTimeout.String())
 	}
+	if o.PeerTLS {
+		f := n.memberCert()
+		args = append(args, "-peer-tls-cert", f.Cert, "-peer-tls-key", f.Key, "-peer-tls-ca", clusterCAFile)
+	}
+	if o.ClusterKey != "" {
+		args = append(args, "-cluster-key", o.ClusterKey)
+	}
 	return append(args, o.ExtraArgs...)
+}
+
+// memberCert writes (once) the node's member certificate, beside its data.
+func (n *node) memberCert() testpki.Files {
+	dir := filepath.Dir(n.dataDir)
+	f := testpki.Files{Cert: filepath.Join(dir, n.id+".crt"), Key: filepath.Join(dir, n.id+".key")}
+	if _, err := os.Stat(f.Cert); err == nil {
+		return f
+	}
+	f, err := clusterCA.WriteCert(dir, n.id)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return f
 }
 
 // launch starts one run and waits for addresses.json.

@@ -41,7 +41,7 @@ func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		if holder := holderOf(token); holder != "" && holder != s.cluster.NodeID() && r.Header.Get(forwardedHeader) == "" {
+		if holder := holderOf(token); holder != "" && holder != s.cluster.NodeID() && !s.relayed(r) {
 			s.forward(w, r, holder, nil)
 			return
 		}

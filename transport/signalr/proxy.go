@@ -1,13 +1,10 @@
 package signalr
 
 import (
-	"errors"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strings"
-	"time"
 )
 
 // forward relays a transport request to the node holding the connection:
@@ -30,7 +27,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, holder string, 
 		http.Error(w, "bad member address", http.StatusBadGateway)
 		return
 	}
-	if r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") && target.Scheme == "http" {
+	if r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		s.tunnelWebSocket(w, r, target, holder, unreachable)
 		return
 	}
@@ -41,13 +38,13 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, holder string, 
 			pr.Out.Host = r.Host
 			pr.Out.Header.Set(forwardedHeader, s.cluster.NodeID())
 			pr.SetXForwarded()
+			s.peers.Sign(pr.Out, nil)
 		},
 		FlushInterval: -1,
-		Transport:     forwardTransport,
+		Transport:     s.peers.Client().Transport,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.log.Debug("forward to holder failed", "holder", holder, "err", err)
-			var op *net.OpError
-			if unreachable != nil && errors.As(err, &op) && op.Op == "dial" {
+			if unreachable != nil && s.peers.IsDialError(err) {
 				unreachable(w, r)
 				return
 			}
@@ -55,13 +52,4 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, holder string, 
 		},
 	}
 	proxy.ServeHTTP(w, r)
-}
-
-// forwardTransport dials holders with a short timeout: a resume whose
-// holder vanished is taken over here instead of waiting out a long dial.
-var forwardTransport = &http.Transport{
-	Proxy:               nil,
-	DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-	MaxIdleConnsPerHost: 64,
-	IdleConnTimeout:     90 * time.Second,
 }

@@ -99,6 +99,9 @@ type Options struct {
 	// least one local connection, with the time since the proposer's stamp
 	// on its entry.
 	ObserveDispatch func(delay time.Duration)
+	// Peers reaches and recognises the other members (see Peers); nil:
+	// plain HTTP between members that do not authenticate each other.
+	Peers Peers
 }
 
 func (o *Options) defaults() {
@@ -110,6 +113,9 @@ func (o *Options) defaults() {
 	}
 	if o.OutboundQueue <= 0 {
 		o.OutboundQueue = 4096
+	}
+	if o.Peers == nil {
+		o.Peers = newPlainPeers()
 	}
 	setDefault(&o.KeepAlive, 15*time.Second)
 	setDefault(&o.ClientTimeout, 30*time.Second)
@@ -129,6 +135,7 @@ func setDefault(d *time.Duration, v time.Duration) {
 type Server struct {
 	cluster  Cluster
 	opts     Options
+	peers    Peers
 	log      *slog.Logger
 	relayOff map[string]bool
 
@@ -157,7 +164,7 @@ type hubConns struct {
 func NewServer(cluster Cluster, opts Options) *Server {
 	opts.defaults()
 	s := &Server{
-		cluster: cluster, opts: opts, log: opts.Logger,
+		cluster: cluster, opts: opts, log: opts.Logger, peers: opts.Peers,
 		relayOff: map[string]bool{},
 		byToken:  map[string]*conn{}, byID: map[string]*conn{}, hubs: map[string]*hubConns{},
 	}

@@ -354,7 +354,7 @@ func (s *Server) resumeElsewhere(w http.ResponseWriter, r *http.Request, token s
 		return
 	}
 	adopt := func(w http.ResponseWriter, r *http.Request) { s.adopt(w, r, token, state) }
-	if state.NodeID != s.cluster.NodeID() && r.Header.Get(forwardedHeader) == "" {
+	if state.NodeID != s.cluster.NodeID() && !s.relayed(r) {
 		s.forward(w, r, state.NodeID, adopt)
 		return
 	}

@@ -30,8 +30,7 @@ var tunnelBuffers = sync.Pool{New: func() any { b := make([]byte, 16<<10); retur
 // the holder cannot be dialled and unreachable is set, it serves the
 // request instead (a stateful connection resumes here).
 func (s *Server) tunnelWebSocket(w http.ResponseWriter, r *http.Request, base *url.URL, holder string, unreachable http.HandlerFunc) {
-	dialer := net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
-	back, err := dialer.DialContext(r.Context(), "tcp", base.Host)
+	back, err := s.peers.DialHTTP(r.Context(), base.Host)
 	if err != nil {
 		s.log.Debug("tunnel to holder failed", "holder", holder, "err", err)
 		if unreachable != nil {
@@ -84,6 +83,7 @@ func (s *Server) tunnelHandshake(back net.Conn, r *http.Request) (*http.Response
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		out.Header.Set("X-Forwarded-For", strings.Join(append(r.Header.Values("X-Forwarded-For"), ip), ", "))
 	}
+	s.peers.Sign(out, nil)
 	_ = back.SetDeadline(time.Now().Add(10 * time.Second))
 	if err := out.Write(back); err != nil {
 		return nil, nil, fmt.Errorf("send the upgrade: %w", err)
