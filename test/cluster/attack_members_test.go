@@ -382,4 +382,3 @@ func readInvocationTarget(t *testing.T, conn *websocket.Conn) string {
 	}
 	return ""
 }
-
