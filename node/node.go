@@ -129,9 +129,10 @@ func New(cfg Config) (_ *Node, err error) {
 	n.fwd = newForwarder(n.peers, cfg.AdminToken)
 	n.proposer = newProposer(n.raft, n.fwd, n.leaderURL, cfg.WriteTimeout, n.log, n.metrics)
 	n.streams = transport.NewStreams(n.fsm, transport.StreamOptions{
-		Logger:      cfg.Logger.With("component", "transport"),
-		Authorize:   n.authorizeClient,
-		RelayPolicy: cfg.RelayPolicy,
+		Logger:         cfg.Logger.With("component", "transport"),
+		Authorize:      n.authorizeClient,
+		RelayPolicy:    cfg.RelayPolicy,
+		AllowedOrigins: cfg.AllowedOrigins,
 	})
 	n.hubs = n.newHubServer()
 	n.server = &http.Server{

@@ -36,6 +36,9 @@ type Log interface {
 // StreamOptions configures the native streams.
 type StreamOptions struct {
 	Logger *slog.Logger
+	// AllowedOrigins lists browser origins that may read the streams
+	// cross-origin ("*": any); the node's own host is always allowed.
+	AllowedOrigins []string
 	// Authorize, when set, checks each request before it is served: it
 	// answers with its own error status and returns false, or returns what
 	// the client's token grants. A stream ends when that access expires.
@@ -106,6 +109,14 @@ type streamHandler func(w http.ResponseWriter, r *http.Request, access Access)
 // stream would end at once, and EventSource would keep reconnecting.
 func (s *Streams) guard(h streamHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if origin := r.Header.Get("Origin"); origin != "" {
+			if !OriginAllowed(r, s.opts.AllowedOrigins) {
+				writeStreamError(w, http.StatusForbidden, fmt.Errorf("forbidden: origin %s is not allowed (add it to -allowed-origins)", origin))
+				return
+			}
+			w.Header().Set("Access-Control-Allow-Origin", origin)
+			w.Header().Add("Vary", "Origin")
+		}
 		var access Access
 		if s.opts.Authorize != nil {
 			var ok bool

@@ -148,7 +148,7 @@
   }
 
   // settle finds how far the log went while the page was away: the
-  // leader's last_message (GET /v1/info, which any origin may read), or
+  // leader's last_message (GET /v1/info, which the members' pages may read), or
   // this node's when it leads. A node that just restarted may not know
   // the leader yet, nor (its store being rebuilt from the log) its
   // address: the page remembers addresses from before, and waits up to 5 s.
