@@ -211,11 +211,11 @@ func TestParseFlagsStorm(t *testing.T) {
 		t.Errorf("scenarios %v, want %v", cfg.scenarios, want)
 	}
 	var stderr strings.Builder
-	cfg, err = parseFlags([]string{"-targets", "10.0.0.1:8080", "-scenario", "all"}, &stderr)
+	cfg, err = parseFlags([]string{"-targets", "127.0.0.1:8080", "-scenario", "all"}, &stderr)
 	if err != nil || slices.Contains(cfg.scenarios, "storm") || !strings.Contains(stderr.String(), "skipping storm: storm needs a local cluster: it kills a node") {
 		t.Errorf("all on -targets: %v, %v, stderr %q: want storm skipped with the reason", cfg.scenarios, err, stderr.String())
 	}
-	if _, err := parseFlags([]string{"-targets", "10.0.0.1:8080", "-scenario", "idle,storm"}, io.Discard); !errors.Is(err, errStormRemote) {
+	if _, err := parseFlags([]string{"-targets", "127.0.0.1:8080", "-scenario", "idle,storm"}, io.Discard); !errors.Is(err, errStormRemote) {
 		t.Errorf("storm on -targets: %v, want %v", err, errStormRemote)
 	}
 	for _, args := range [][]string{{"-storm-readers", "0"}, {"-storm-rate", "0"}} {
