@@ -116,6 +116,9 @@ type nodeOptions struct {
 	// PeerTLS gives the node a member certificate signed by clusterCA and
 	// turns on mutual TLS between members (its HTTP port serves HTTPS).
 	PeerTLS bool
+	// ClientTLS gives the node -tls-cert and -tls-key (a certificate of
+	// clusterCA named client-<id>): its HTTP port serves HTTPS.
+	ClientTLS bool
 	// ClusterKey is -cluster-key.
 	ClusterKey string
 	// ExtraArgs are appended to the command line.
@@ -147,7 +150,7 @@ func (n *node) baseURL() string { return n.scheme() + "://" + n.httpAddr }
 
 // scheme is https for a node whose HTTP port serves TLS.
 func (n *node) scheme() string {
-	if n.opts.PeerTLS {
+	if n.opts.PeerTLS || n.opts.ClientTLS {
 		return "https"
 	}
 	return "http"
@@ -233,6 +236,10 @@ func (n *node) args(httpListen, raftListen string) []string {
 		f := n.memberCert()
 		args = append(args, "-peer-tls-cert", f.Cert, "-peer-tls-key", f.Key, "-peer-tls-ca", clusterCAFile)
 	}
+	if o.ClientTLS {
+		f := n.clientCert()
+		args = append(args, "-tls-cert", f.Cert, "-tls-key", f.Key)
+	}
 	if o.ClusterKey != "" {
 		args = append(args, "-cluster-key", o.ClusterKey)
 	}
@@ -240,13 +247,18 @@ func (n *node) args(httpListen, raftListen string) []string {
 }
 
 // memberCert writes (once) the node's member certificate, beside its data.
-func (n *node) memberCert() testpki.Files {
+func (n *node) memberCert() testpki.Files { return n.certFile(n.id) }
+
+// clientCert writes (once) the node's certificate for clients.
+func (n *node) clientCert() testpki.Files { return n.certFile("client-" + n.id) }
+
+func (n *node) certFile(cn string) testpki.Files {
 	dir := filepath.Dir(n.dataDir)
-	f := testpki.Files{Cert: filepath.Join(dir, n.id+".crt"), Key: filepath.Join(dir, n.id+".key")}
+	f := testpki.Files{Cert: filepath.Join(dir, cn+".crt"), Key: filepath.Join(dir, cn+".key")}
 	if _, err := os.Stat(f.Cert); err == nil {
 		return f
 	}
-	f, err := clusterCA.WriteCert(dir, n.id)
+	f, err := clusterCA.WriteCert(dir, cn)
 	if err != nil {
 		n.t.Fatal(err)
 	}
