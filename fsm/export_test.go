@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"encoding/binary"
+	"math"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -95,4 +96,19 @@ func DumpStore(f *FSM) ([][2][]byte, error) {
 		return nil
 	})
 	return out, err
+}
+
+// HistoryIntervals counts the membership intervals in the history bucket,
+// and how many of them are closed.
+func HistoryIntervals(f *FSM) (n, closed int, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketHistory).ForEach(func(_, v []byte) error {
+			n++
+			if binary.BigEndian.Uint64(v) != math.MaxUint64 {
+				closed++
+			}
+			return nil
+		})
+	})
+	return n, closed, err
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 )
 
 // enforceRetention trims the oldest messages, and their stream index
@@ -70,4 +71,58 @@ func (st *applyState) expireIdempotencyKeys(now int64) error {
 		}
 	}
 	return nil
+}
+
+// historyHorizon is the last message index that no stateful connection
+// will read again for a member's group history: a closed interval (from,
+// to] with to <= horizon is dead. A stateful connection reads its stream
+// after its open position, and never from before the oldest retained
+// message (a resume that would need one fails with ErrStreamTrimmed). A
+// connection's intervals are read only by itself; a user's only by that
+// user's stateful connections in the hub, so a user that has none (one
+// opened later starts after every closed interval) has no live closed
+// interval at all. Like retention, this depends only on replicated state
+// (message indexes and connection records), never on a clock.
+func (st *applyState) historyHorizon(hub string, kind MemberKind, member string) (uint64, error) {
+	var retained uint64 // everything up to it is trimmed
+	if st.first > 0 {
+		retained = st.first - 1
+	}
+	if kind == MemberConnection {
+		rec, err := st.statefulRecord(hub, member)
+		if err != nil || rec == nil {
+			return math.MaxUint64, err
+		}
+		return max(retained, rec.OpenPos), nil
+	}
+	oldest := uint64(math.MaxUint64) // the earliest open position of the user's stateful connections
+	prefix := userConnsPrefix(hub, member)
+	c := st.userConns.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		conn, rest, ok := readLP(k[len(prefix):])
+		if !ok || len(rest) != 0 {
+			return 0, fmt.Errorf("%w: userConns key", ErrCorrupt)
+		}
+		rec, err := st.statefulRecord(hub, conn)
+		if err != nil {
+			return 0, err
+		}
+		if rec != nil {
+			oldest = min(oldest, rec.OpenPos)
+		}
+	}
+	if oldest == math.MaxUint64 {
+		return oldest, nil
+	}
+	return max(retained, oldest), nil
+}
+
+// statefulRecord reads a stateful connection's record; nil if there is
+// none.
+func (st *applyState) statefulRecord(hub, conn string) (*statefulRecord, error) {
+	v := st.statefulBucket().Get(connKey(hub, conn))
+	if v == nil {
+		return nil, nil
+	}
+	return decodeStatefulRecord(v)
 }

@@ -342,32 +342,63 @@ func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 
 // recordHistory keeps the intervals of message indexes during which a
 // member was in a group: messages after a join and up to a leave are the
-// member's. Kept for users, and for stateful connections.
+// member's. Kept for users, and for stateful connections. Closed intervals
+// that no stateful connection can read any more are dropped (see
+// historyHorizon), so a member that joins and leaves again and again does
+// not grow the history past what retention keeps.
 func (st *applyState) recordHistory(hub, group string, kind MemberKind, member string, add bool) error {
 	if kind == MemberConnection && st.statefulBucket().Get(connKey(hub, member)) == nil {
 		return nil
 	}
+	horizon, err := st.historyHorizon(hub, kind, member)
+	if err != nil {
+		return err
+	}
 	h := st.tx.Bucket(bucketHistory)
 	prefix := memberOfKey(hub, kind, member, group) // the group's intervals follow it
-	open := openInterval(h, prefix)
+	open, err := trimIntervals(h, prefix, horizon)
+	if err != nil {
+		return err
+	}
 	switch {
 	case add && open == nil:
 		return h.Put(append(append([]byte(nil), prefix...), u64key(st.last)...), u64key(math.MaxUint64))
 	case !add && open != nil:
+		if st.last <= horizon || binary.BigEndian.Uint64(open[len(prefix):]) == st.last {
+			// Nobody will read it, or it holds no message: (from, from].
+			return h.Delete(open)
+		}
 		return h.Put(open, u64key(st.last))
 	}
 	return nil
 }
 
-// openInterval finds the interval key of a current membership.
-func openInterval(h *bolt.Bucket, prefix []byte) []byte {
+// trimIntervals deletes the closed intervals under prefix (one member in
+// one group) that end at or before horizon, and returns the key of the
+// open interval, if the member is in the group.
+func trimIntervals(h *bolt.Bucket, prefix []byte, horizon uint64) (open []byte, err error) {
+	var doomed [][]byte
 	c := h.Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		if len(k) == len(prefix)+8 && binary.BigEndian.Uint64(v) == math.MaxUint64 {
-			return append([]byte(nil), k...)
+		if len(k) != len(prefix)+8 {
+			continue
+		}
+		if len(v) != 8 {
+			return nil, fmt.Errorf("%w: history interval", ErrCorrupt)
+		}
+		switch to := binary.BigEndian.Uint64(v); {
+		case to == math.MaxUint64:
+			open = append([]byte(nil), k...)
+		case to <= horizon:
+			doomed = append(doomed, append([]byte(nil), k...))
 		}
 	}
-	return nil
+	for _, k := range doomed {
+		if err := h.Delete(k); err != nil {
+			return nil, err
+		}
+	}
+	return open, nil
 }
 
 // forgetStateful removes a closed connection's stateful data.
