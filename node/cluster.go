@@ -59,7 +59,7 @@ func (n *Node) joinCluster(ctx context.Context) error {
 			case status == http.StatusConflict:
 				return fmt.Errorf("join via %s refused: %s (remove the old member with POST /admin/remove, or pick another -id)", base, answer)
 			case status == http.StatusUnauthorized || status == http.StatusForbidden:
-				return fmt.Errorf("join via %s refused: %s (check -peer-tls-*, -cluster-key or -admin-token)", base, answer)
+				return fmt.Errorf("join via %s refused: %s (check -admin-token, and -peer-tls-* or -cluster-key)", base, answer)
 			default:
 				lastErr = fmt.Errorf("join via %s: status %d: %s", base, status, answer)
 			}
