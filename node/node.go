@@ -133,6 +133,7 @@ func New(cfg Config) (_ *Node, err error) {
 		Authorize:      n.authorizeClient,
 		RelayPolicy:    cfg.RelayPolicy,
 		AllowedOrigins: cfg.AllowedOrigins,
+		ConnLimit:      transport.NewConnLimit(cfg.MaxConnectionsPerAddress),
 	})
 	n.hubs = n.newHubServer()
 	n.server = &http.Server{

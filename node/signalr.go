@@ -113,6 +113,13 @@ func (n *Node) newHubServer() *signalr.Server {
 		WriteTimeout:    10 * time.Second,
 		ObserveDispatch: func(d time.Duration) { n.delays.dispatch.Observe(d.Seconds()) },
 		Peers:           memberPeers{n.peers},
+
+		// Per-client limits; an address's count is shared with the
+		// native streams (n.streams is made first).
+		MaxGroupsPerConnection: n.cfg.MaxGroupsPerConnection,
+		InvocationRate:         n.cfg.InvocationRate,
+		InvocationBurst:        n.cfg.InvocationBurst,
+		ConnLimit:              n.streams.ConnLimit(),
 	})
 }
 

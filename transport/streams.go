@@ -52,6 +52,9 @@ type StreamOptions struct {
 	// WriteTimeout bounds one write to a client; a client that does not
 	// take the bytes in time is disconnected.
 	WriteTimeout time.Duration
+	// ConnLimit bounds the open streams and long polls per remote address
+	// (429 past it); nil: no limit.
+	ConnLimit *ConnLimit
 }
 
 // Defaults and limits of the native streams.
@@ -91,9 +94,9 @@ func NewStreams(log Log, opts StreamOptions) *Streams {
 // Register adds the stream routes to mux:
 // GET /v1/hubs/{hub}/stream (SSE), /poll (long polling) and /ws (WebSocket).
 func (s *Streams) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/hubs/{hub}/stream", s.guard(s.serveSSE))
-	mux.HandleFunc("GET /v1/hubs/{hub}/poll", s.guard(s.servePoll))
-	mux.HandleFunc("GET /v1/hubs/{hub}/ws", s.guard(s.serveWS))
+	mux.HandleFunc("GET /v1/hubs/{hub}/stream", s.guard(s.limited(s.serveSSE)))
+	mux.HandleFunc("GET /v1/hubs/{hub}/poll", s.guard(s.limited(s.servePoll)))
+	mux.HandleFunc("GET /v1/hubs/{hub}/ws", s.guard(s.limited(s.serveWS)))
 }
 
 // Counts reports the open readers per transport.

@@ -110,7 +110,8 @@ func startLocalCluster(ctx context.Context, binary string, nodeArgs []string, lo
 		if i > 1 {
 			join = []string{"-join", c.nodes[0].url}
 		}
-		if err := c.launch(ctx, n, nodeLaunchArgs(n, append(join, nodeArgs...))); err != nil {
+		args := append(append(join, benchNodeArgs...), nodeArgs...) // -node-args come last and win
+		if err := c.launch(ctx, n, nodeLaunchArgs(n, args)); err != nil {
 			return c, err
 		}
 		c.nodes = append(c.nodes, n)
@@ -146,6 +147,11 @@ func buildBinary(ctx context.Context, out string) error {
 	}
 	return nil
 }
+
+// benchNodeArgs lift the per-client limits on the benchmark's nodes: the
+// benchmark opens thousands of connections from loopback and sends from
+// one connection far faster than -invocation-rate allows.
+var benchNodeArgs = []string{"-invocation-rate", "-1", "-max-connections-per-address", "-1", "-max-groups-per-connection", "-1"}
 
 // nodeLaunchArgs is the command line of a local node: its id, data dir,
 // loopback addresses on free ports, then extra.

@@ -56,6 +56,7 @@ type conn struct {
 
 	inMu      sync.Mutex // serialises inbound data (POSTs may race)
 	inv       invoker    // commits relay invocations in order, pipelined
+	limits    connLimits // invocation rate, groups joined, count at its address
 	out       *outQueue
 	done      chan struct{}
 	doneOnce  sync.Once
@@ -146,6 +147,7 @@ func (c *conn) end(errMsg string, allowReconnect bool, why string) {
 		keepToken := c.transport == transportLongPolling
 		stateful, movedAway := c.st != nil, c.movedAway
 		c.mu.Unlock()
+		c.releaseAddress()
 		finish := func() {
 			close(c.done)    // a pending poll answers with the queue and the Close
 			c.wakeWriter()   // a WebSocket's writer sends the rest and closes it

@@ -34,6 +34,7 @@ type pendingInvocation struct {
 	id     string // the invocation id; "" for fire-and-forget
 	target string // the method, for error messages
 	cmd    fsm.Command
+	group  *groupChange // a JoinGroup or LeaveGroup counted against the group limit
 }
 
 // enqueue queues an invocation, waiting while the queue is full, and
@@ -79,6 +80,7 @@ func (c *conn) commitInvocations() {
 		res, err := c.srv.cluster.Propose(ctx, cmds)
 		cancel()
 		for i, p := range batch {
+			c.settleGroupChange(p.group, outcomeOf(err, res, i)) // before the client hears of it
 			switch {
 			case err != nil:
 				c.complete(p.id, nil, fmt.Sprintf("Failed to invoke '%s': %v", p.target, err))

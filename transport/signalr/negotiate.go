@@ -60,7 +60,13 @@ func (s *Server) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 		}
 		version = min(n, 1)
 	}
+	release, err := s.opts.ConnLimit.Acquire(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusTooManyRequests)
+		return
+	}
 	c := s.newConn(hub, id)
+	c.limits.release = release // given back when the connection ends
 	resp := negotiateResponse{ConnectionID: c.id, NegotiateVersion: version, AvailableTransports: allTransports}
 	if version >= 1 {
 		resp.ConnectionToken = c.token
@@ -134,6 +140,10 @@ func (s *Server) cors(h http.HandlerFunc) http.HandlerFunc {
 			hdr.Set("Access-Control-Allow-Headers", "authorization, content-type, x-requested-with, x-signalr-user-agent")
 			hdr.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		if skipsNegotiation(r) {
+			s.serveCounted(w, r, h)
 			return
 		}
 		h(w, r)

@@ -26,13 +26,25 @@ const (
 
 var errArguments = errors.New("bad arguments")
 
+// invoke commits a relay invocation, or completes it at once with an
+// error: over the connection's invocation rate, refused, or a JoinGroup
+// past the connection's group limit (limits.go).
 func (c *conn) invoke(m *hubproto.Message) {
+	if errMsg := c.overRate(m); errMsg != "" {
+		c.complete(m.InvocationID, nil, errMsg)
+		return
+	}
 	cmd, errMsg := c.relayCommand(m)
 	if errMsg != "" {
 		c.complete(m.InvocationID, nil, errMsg)
 		return
 	}
-	c.enqueueInvocation(pendingInvocation{id: m.InvocationID, target: m.Target, cmd: cmd})
+	group, errMsg := c.admitGroupChange(m)
+	if errMsg != "" {
+		c.complete(m.InvocationID, nil, errMsg)
+		return
+	}
+	c.enqueueInvocation(pendingInvocation{id: m.InvocationID, target: m.Target, cmd: cmd, group: group})
 }
 
 // relayCommand turns a relay method invocation into its command, or says

@@ -102,6 +102,21 @@ type Options struct {
 	// Peers reaches and recognises the other members (see Peers); nil:
 	// plain HTTP between members that do not authenticate each other.
 	Peers Peers
+	// MaxGroupsPerConnection bounds the groups a connection may join
+	// through JoinGroup; a join past it completes with an error. 0 or
+	// less: no limit.
+	MaxGroupsPerConnection int
+	// InvocationRate (per second) and InvocationBurst bound a
+	// connection's relay invocations with a token bucket; an invocation
+	// over it completes with an error. Rate 0 or less: no limit; burst
+	// below 1: the rate's worth.
+	InvocationRate  float64
+	InvocationBurst int
+	// ConnLimit counts this node's connections per remote address (429
+	// past it): each negotiated connection while it lives, and each
+	// WebSocket that skips negotiation while its socket is open. Nil: no
+	// limit.
+	ConnLimit *transport.ConnLimit
 }
 
 func (o *Options) defaults() {
