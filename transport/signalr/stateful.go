@@ -224,15 +224,28 @@ func (c *conn) acked(seq uint64) {
 
 // invokeStateful commits an invocation with its client sequence number;
 // its completion comes back through the log.
+// The limits apply as on other connections; a refusal is an error
+// completion, which for a stateful connection also goes through the log
+// (its completions are numbered there).
 func (c *conn) invokeStateful(m *hubproto.Message, seq uint64) {
-	cmd, errMsg := c.relayCommand(m)
-	c.commitInvocation(&fsm.Invocation{InvocationID: m.InvocationID, ClientSeq: seq, Error: errMsg, Inner: cmd})
+	inv := &fsm.Invocation{InvocationID: m.InvocationID, ClientSeq: seq}
+	var group *groupChange
+	if inv.Error = c.overRate(m); inv.Error == "" {
+		if inv.Inner, inv.Error = c.relayCommand(m); inv.Error == "" {
+			if group, inv.Error = c.admitGroupChange(m); inv.Error != "" {
+				inv.Inner = nil
+			}
+		}
+	}
+	res, err := c.commitInvocation(inv)
+	c.settleGroupChange(group, outcomeOf(err, res, 0))
 }
 
 // commitInvocation proposes until the cluster answers: the sequence number
 // makes a retry safe. A connection that cannot commit for long is closed
-// with allowReconnect; the client resumes and resends.
-func (c *conn) commitInvocation(inv *fsm.Invocation) {
+// with allowReconnect; the client resumes and resends. It returns the
+// last proposal's results, or its error when it gave up.
+func (c *conn) commitInvocation(inv *fsm.Invocation) ([]fsm.Result, error) {
 	inv.Hub, inv.ConnID = c.hub, c.id
 	cmd := fsm.EncodeInvocation(inv)
 	deadline := time.Now().Add(3 * c.srv.opts.WriteTimeout)
@@ -245,16 +258,16 @@ func (c *conn) commitInvocation(inv *fsm.Invocation) {
 			c.st.pendingEntry = max(c.st.pendingEntry, res[0].Entry)
 			c.st.mu.Unlock()
 			c.st.poke()
-			return
+			return res, nil
 		}
 		if time.Now().After(deadline) || c.isEnding() {
 			c.srv.log.Warn("commit invocation", "conn", c.id, "err", err)
 			c.end("Connection closed with an error: the cluster did not commit the invocation", true, "invocation not committed")
-			return
+			return nil, err
 		}
 		select {
 		case <-c.srv.ctx.Done():
-			return
+			return nil, c.srv.ctx.Err()
 		case <-time.After(backoff):
 		}
 	}
