@@ -216,3 +216,75 @@ func invoke(t *testing.T, conn *websocket.Conn, id int, call string) string {
 	t.Fatalf("no completion for %s", call)
 	return ""
 }
+
+// One anonymous client (no client tokens, so the relay policy is open)
+// sends 1,000 JoinGroup calls with 3 KB names as fast as it can: with the
+// default limits at most 100 commit, the rest complete with errors, the
+// connection stays open, and the store grows by a bounded amount on every
+// node (it grew by 17 MB before the limits).
+func TestAttackJoinFloodIsBoundedOnEveryNode(t *testing.T) {
+	nodes := startCluster(t, 3, nodeOptions{})
+	leader := waitMembers(t, 30*time.Second, nodes...)
+	sizes := map[string]int64{}
+	for _, n := range nodes {
+		sizes[n.id] = mustStatus(t, n).Messages.StoreFileBytes
+	}
+	ws := signalRClient(t, leader, "chat", "")
+	const flood = 1000
+	for i := range flood {
+		name := fmt.Sprintf("%04d", i) + strings.Repeat("€", 1000) // 3 KB, 1,004 characters
+		msg := fmt.Sprintf(`{"type":1,"invocationId":"%d","target":"JoinGroup","arguments":[%q]}`+"\x1e", i, name)
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatalf("join %d: %v", i, err)
+		}
+	}
+	committed, refused := 0, 0
+	_ = ws.SetReadDeadline(time.Now().Add(60 * time.Second))
+	for committed+refused < flood {
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("after %d completions: %v (the connection must stay open)", committed+refused, err)
+		}
+		for _, rec := range strings.Split(strings.TrimSuffix(string(data), "\x1e"), "\x1e") {
+			var m struct {
+				Type  int    `json:"type"`
+				Error string `json:"error"`
+			}
+			if json.Unmarshal([]byte(rec), &m) != nil || m.Type != 3 {
+				continue
+			}
+			if m.Error == "" {
+				committed++
+			} else if strings.Contains(m.Error, "rate limit exceeded") || strings.Contains(m.Error, "group limit reached") {
+				refused++
+			} else {
+				t.Fatalf("join completed with %q, want success or a limit", m.Error)
+			}
+		}
+	}
+	if committed > 100 {
+		t.Fatalf("%d joins committed, want at most 100 (-max-groups-per-connection)", committed)
+	}
+	// 100 memberships of 3 KB names are a few copies of 300 KB in the
+	// store's keys (groups, memberOf, history); bbolt pages at most double
+	// that. 4 MB is far below the 17 MB the flood added without limits.
+	const bound = 4 << 20
+	for _, n := range nodes {
+		waitFor(t, 15*time.Second, n.id+" to apply the joins", func() (bool, string) {
+			st, err := status(n)
+			if err != nil {
+				return false, err.Error()
+			}
+			lst := mustStatus(t, leader)
+			return st.AppliedIndex >= lst.CommitIndex, fmt.Sprintf("applied %d, leader committed %d", st.AppliedIndex, lst.CommitIndex)
+		})
+		grew := mustStatus(t, n).Messages.StoreFileBytes - sizes[n.id]
+		t.Logf("%s: store grew by %d bytes for %d committed joins", n.id, grew, committed)
+		if grew > bound {
+			t.Fatalf("%s: store grew by %d bytes, want at most %d", n.id, grew, bound)
+		}
+	}
+	if got := invoke(t, ws, flood+1, `"SendToAll","arguments":["stillHere"]`); got != "" && !strings.Contains(got, "rate limit") {
+		t.Fatalf("a send after the flood: %q", got)
+	}
+}

@@ -129,8 +129,9 @@ type nodeStatus struct {
 	AppliedIndex uint64       `json:"applied_index"`
 	Members      []memberInfo `json:"members"`
 	Messages     struct {
-		FirstMessage uint64 `json:"first_message"`
-		LastMessage  uint64 `json:"last_message"`
+		FirstMessage   uint64 `json:"first_message"`
+		LastMessage    uint64 `json:"last_message"`
+		StoreFileBytes int64  `json:"store_file_bytes"`
 	} `json:"messages"`
 }
 
