@@ -9,7 +9,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/backplane/backplane/transport"
+	"github.com/backplane/backplane/transport/access"
 )
 
 // bearerToken extracts the token of an "Authorization: Bearer" header.
@@ -51,17 +51,17 @@ func (n *Node) requireAccess(h http.HandlerFunc) http.HandlerFunc {
 // authorizeClient checks a native stream's token when client tokens are
 // configured (see clientClaims) and returns what it grants: its expiry and
 // roles. It answers 401 (or 403 for a token bound to another hub) itself.
-func (n *Node) authorizeClient(w http.ResponseWriter, r *http.Request) (transport.Access, bool) {
+func (n *Node) authorizeClient(w http.ResponseWriter, r *http.Request) (access.Grant, bool) {
 	claims, err := n.clientClaims(r)
-	var access transport.Access
+	var grant access.Grant
 	if err == nil && claims != nil {
-		access, err = clientAccess(claims)
+		grant, err = clientAccess(claims)
 	}
 	if err != nil {
 		writeError(w, r, err)
-		return transport.Access{}, false
+		return access.Grant{}, false
 	}
-	return access, true
+	return grant, true
 }
 
 // clientClaims verifies a client connection's token, when client tokens

@@ -8,7 +8,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/backplane/backplane/transport"
+	"github.com/backplane/backplane/transport/access"
 )
 
 // The claims of a client token beyond its signature and expiry (those are
@@ -19,7 +19,7 @@ import (
 const (
 	// hubClaim binds a token to one hub.
 	hubClaim = "hub"
-	// roleClaim holds the permissions (transport.Perm*): a string or an
+	// roleClaim holds the permissions (access.Perm*): a string or an
 	// array of strings, as Azure Web PubSub's role claim.
 	roleClaim = "role"
 )
@@ -96,25 +96,25 @@ func azureClientHub(aud string) (string, bool) {
 // clientAccess reads what a verified token grants: its expiry and its
 // roles (a role claim that is neither a string nor an array of strings
 // makes the token invalid).
-func clientAccess(claims jwt.MapClaims) (transport.Access, error) {
-	var access transport.Access
+func clientAccess(claims jwt.MapClaims) (access.Grant, error) {
+	var grant access.Grant
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
-		access.Expires = exp.Time
+		grant.Expires = exp.Time
 	}
 	switch v := claims[roleClaim].(type) {
 	case nil:
 	case string:
-		access.Permissions = transport.Permissions{v}
+		grant.Permissions = access.Permissions{v}
 	case []any:
 		for _, r := range v {
 			s, ok := r.(string)
 			if !ok {
-				return transport.Access{}, fmt.Errorf("%w: invalid access token: the %q claim must be a string or an array of strings", errUnauthorized, roleClaim)
+				return access.Grant{}, fmt.Errorf("%w: invalid access token: the %q claim must be a string or an array of strings", errUnauthorized, roleClaim)
 			}
-			access.Permissions = append(access.Permissions, s)
+			grant.Permissions = append(grant.Permissions, s)
 		}
 	default:
-		return transport.Access{}, fmt.Errorf("%w: invalid access token: the %q claim must be a string or an array of strings", errUnauthorized, roleClaim)
+		return access.Grant{}, fmt.Errorf("%w: invalid access token: the %q claim must be a string or an array of strings", errUnauthorized, roleClaim)
 	}
-	return access, nil
+	return grant, nil
 }

@@ -21,8 +21,9 @@ import (
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/peer"
 	"github.com/backplane/backplane/raftlog"
-	"github.com/backplane/backplane/transport"
+	"github.com/backplane/backplane/transport/access"
 	"github.com/backplane/backplane/transport/signalr"
+	"github.com/backplane/backplane/transport/stream"
 )
 
 // AddressesFile is written into the data directory once the node listens:
@@ -40,7 +41,7 @@ type Node struct {
 	fwd      *forwarder
 	metrics  *metrics
 	delays   *delayMetrics
-	streams  *transport.Streams
+	streams  *stream.Server
 	hubs     *signalr.Server
 	// clientKeys verifies client connection tokens.
 	clientKeys *clientKeys
@@ -128,12 +129,12 @@ func New(cfg Config) (_ *Node, err error) {
 	n.metrics = newMetrics(n)
 	n.fwd = newForwarder(n.peers, cfg.AdminToken)
 	n.proposer = newProposer(n.raft, n.fwd, n.leaderURL, cfg.WriteTimeout, n.log, n.metrics)
-	n.streams = transport.NewStreams(n.fsm, transport.StreamOptions{
-		Logger:         cfg.Logger.With("component", "transport"),
+	n.streams = stream.NewServer(n.fsm, stream.Options{
+		Logger:         cfg.Logger.With("component", "stream"),
 		Authorize:      n.authorizeClient,
 		RelayPolicy:    cfg.RelayPolicy,
 		AllowedOrigins: cfg.AllowedOrigins,
-		ConnLimit:      transport.NewConnLimit(cfg.MaxConnectionsPerAddress),
+		ConnLimit:      access.NewConnLimit(cfg.MaxConnectionsPerAddress),
 	})
 	n.hubs = n.newHubServer()
 	n.server = &http.Server{

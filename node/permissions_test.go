@@ -12,7 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
-	"github.com/backplane/backplane/transport"
+	"github.com/backplane/backplane/transport/access"
 )
 
 // clientToken signs an HS256 client token with the test access key for
@@ -129,8 +129,8 @@ func (c *hubClient) invoke(id, target string, args ...any) string {
 // permission; nothing is committed, the connection stays open, and what a
 // token grants still works. The server REST API may do everything.
 func TestRelayPolicyDefaultsToRolesWithAccessKey(t *testing.T) {
-	if RelayRoles != transport.RelayRoles || RelayOpen != transport.RelayOpen {
-		t.Fatalf("node and transport name the policies differently: %q/%q vs %q/%q", RelayRoles, RelayOpen, transport.RelayRoles, transport.RelayOpen)
+	if RelayRoles != access.RelayRoles || RelayOpen != access.RelayOpen {
+		t.Fatalf("node and transport name the policies differently: %q/%q vs %q/%q", RelayRoles, RelayOpen, access.RelayRoles, access.RelayOpen)
 	}
 	c := startCluster(t, clusterOptions{size: 1, accessKey: testAccessKey})
 	n := c.nodes[0]

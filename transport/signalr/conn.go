@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/backplane/backplane/fsm"
-	"github.com/backplane/backplane/transport"
+	"github.com/backplane/backplane/transport/access"
 	"github.com/backplane/backplane/transport/hubproto"
 )
 
@@ -28,7 +28,7 @@ type conn struct {
 	hub     string
 	user    string
 	expires time.Time
-	perms   transport.Permissions // what the token grants (RelayRoles)
+	perms   access.Permissions // what the token grants (RelayRoles)
 	created time.Time
 
 	mu        sync.Mutex

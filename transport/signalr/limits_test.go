@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/backplane/backplane/fsm"
-	"github.com/backplane/backplane/transport"
+	"github.com/backplane/backplane/transport/access"
 )
 
 // limitsServer is an anonymous relay server with the given limits.
@@ -281,7 +281,7 @@ func (c *wsClient) serverConn(ts *testServer) *conn {
 // frees its slot.
 func TestConnectionsPerAddress(t *testing.T) {
 	t.Parallel()
-	limit := transport.NewConnLimit(2)
+	limit := access.NewConnLimit(2)
 	ts := limitsServer(t, func(o *Options) { o.ConnLimit = limit })
 	count := func() int { return limit.Count("127.0.0.1") }
 	waitCount := func(what string, want int) {

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/backplane/backplane/fsm"
-	"github.com/backplane/backplane/transport"
+	"github.com/backplane/backplane/transport/access"
 )
 
 type availableTransport struct {
@@ -153,5 +153,5 @@ func (s *Server) cors(h http.HandlerFunc) http.HandlerFunc {
 // originAllowed: no Origin header (non-browser), the same host, or a
 // configured origin.
 func (s *Server) originAllowed(r *http.Request) bool {
-	return transport.OriginAllowed(r, s.opts.AllowedOrigins)
+	return access.OriginAllowed(r, s.opts.AllowedOrigins)
 }

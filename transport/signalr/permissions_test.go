@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/backplane/backplane/fsm"
-	"github.com/backplane/backplane/transport"
+	"github.com/backplane/backplane/transport/access"
 )
 
 // rolesServer runs the relay under policy and authenticates clients as the
@@ -55,7 +55,7 @@ func denied(t *testing.T, what string, r record, want string) {
 // nothing is proposed, and the connection keeps working.
 func TestRelayRolesDenyWhatTheTokenDoesNotGrant(t *testing.T) {
 	t.Parallel()
-	ts := rolesServer(t, transport.RelayRoles)
+	ts := rolesServer(t, access.RelayRoles)
 	mallory := ts.openWS("chat", "user=mallory&role=backplane.joinLeaveGroup.room1")
 	bob := ts.openWS("chat", "user=bob&role=backplane.joinLeaveGroup")
 	ok(t, "bob joins admins", bob.invoke("0", "JoinGroup", "admins"))
@@ -101,7 +101,7 @@ func TestRelayRolesDenyWhatTheTokenDoesNotGrant(t *testing.T) {
 // A per-group permission grants that group only, matched exactly.
 func TestRelayRolesPerGroup(t *testing.T) {
 	t.Parallel()
-	ts := rolesServer(t, transport.RelayRoles)
+	ts := rolesServer(t, access.RelayRoles)
 	c := ts.openWS("chat", "user=carol&role=backplane.joinLeaveGroup.room1,backplane.sendToGroup.room1")
 	ok(t, "JoinGroup room1", c.invoke("1", "JoinGroup", "room1"))
 	ok(t, "SendToGroup room1", c.invoke("2", "SendToGroup", "room1", "toRoom1"))
@@ -130,7 +130,7 @@ func TestRelayRolesPerGroup(t *testing.T) {
 // errors are reported as before.
 func TestRelayRolesGrantingEverything(t *testing.T) {
 	t.Parallel()
-	ts := rolesServer(t, transport.RelayRoles)
+	ts := rolesServer(t, access.RelayRoles)
 	all := "backplane.sendToAll,backplane.sendToGroup,backplane.joinLeaveGroup,backplane.sendToUser,backplane.sendToConnection"
 	a := ts.openWS("chat", "user=alice&role="+all)
 	b := ts.openWS("chat", "user=bob&role="+all)
@@ -154,7 +154,7 @@ func TestRelayRolesGrantingEverything(t *testing.T) {
 // everything.
 func TestRelayOpenPolicyAllowsEverything(t *testing.T) {
 	t.Parallel()
-	for _, policy := range []string{transport.RelayOpen, ""} {
+	for _, policy := range []string{access.RelayOpen, ""} {
 		ts := rolesServer(t, policy)
 		m := ts.openWS("chat", "user=mallory")
 		ok(t, policy+" JoinGroup", m.invoke("1", "JoinGroup", "admins"))
@@ -171,7 +171,7 @@ func TestRelayOpenPolicyAllowsEverything(t *testing.T) {
 func TestRelayRolesStatefulDenied(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, statefulOptions(func(o *Options) {
-		o.RelayPolicy = transport.RelayRoles
+		o.RelayPolicy = access.RelayRoles
 		o.Authenticate = func(*http.Request) (Identity, error) { return Identity{}, nil }
 	}))
 	c := ts.openStateful("chat")
@@ -188,9 +188,9 @@ func TestRelayRolesStatefulDenied(t *testing.T) {
 func TestRelayRolesAfterTakeover(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
-	var grant transport.Permissions
+	var grant access.Permissions
 	opts := statefulOptions(func(o *Options) {
-		o.RelayPolicy = transport.RelayRoles
+		o.RelayPolicy = access.RelayRoles
 		o.Authenticate = func(*http.Request) (Identity, error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -206,7 +206,7 @@ func TestRelayRolesAfterTakeover(t *testing.T) {
 	c.drop()
 	a.waitDetached(c.token)
 	mu.Lock()
-	grant = transport.Permissions{transport.PermSendToAll}
+	grant = access.Permissions{access.PermSendToAll}
 	mu.Unlock()
 	r := b.resume("chat", c)
 	r.wantSequence()

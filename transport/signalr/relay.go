@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/backplane/backplane/fsm"
-	"github.com/backplane/backplane/transport"
+	"github.com/backplane/backplane/transport/access"
 	"github.com/backplane/backplane/transport/hubproto"
 )
 
@@ -86,12 +86,12 @@ var relayPermissions = map[string]struct {
 	perm    string
 	byGroup bool
 }{
-	methodJoinGroup:        {transport.PermJoinLeaveGroup, true},
-	methodLeaveGroup:       {transport.PermJoinLeaveGroup, true},
-	methodSendToAll:        {transport.PermSendToAll, false},
-	methodSendToGroup:      {transport.PermSendToGroup, true},
-	methodSendToUser:       {transport.PermSendToUser, false},
-	methodSendToConnection: {transport.PermSendToConnection, false},
+	methodJoinGroup:        {access.PermJoinLeaveGroup, true},
+	methodLeaveGroup:       {access.PermJoinLeaveGroup, true},
+	methodSendToAll:        {access.PermSendToAll, false},
+	methodSendToGroup:      {access.PermSendToGroup, true},
+	methodSendToUser:       {access.PermSendToUser, false},
+	methodSendToConnection: {access.PermSendToConnection, false},
 }
 
 // permitted checks, under the roles policy, that the connection's token
@@ -99,7 +99,7 @@ var relayPermissions = map[string]struct {
 // permission. An unknown method passes (relayCommand refuses it).
 func (c *conn) permitted(method string, m *hubproto.Message) error {
 	need, ok := relayPermissions[method]
-	if !ok || !transport.Restricted(c.srv.opts.RelayPolicy) {
+	if !ok || !access.Restricted(c.srv.opts.RelayPolicy) {
 		return nil
 	}
 	group := ""

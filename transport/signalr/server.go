@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/backplane/backplane/fsm"
-	"github.com/backplane/backplane/transport"
+	"github.com/backplane/backplane/transport/access"
 )
 
 // Cluster is what the SignalR layer needs from its node.
@@ -63,8 +63,8 @@ type Identity struct {
 	Expires time.Time // zero: no expiry
 	// Permissions are the roles the token grants (its role claim); they
 	// decide which relay methods the connection may call under the
-	// transport.RelayRoles policy.
-	Permissions transport.Permissions
+	// access.RelayRoles policy.
+	Permissions access.Permissions
 }
 
 // Options configures the SignalR layer. Zero values take ASP.NET Core's
@@ -80,8 +80,8 @@ type Options struct {
 	AllowedOrigins []string
 	// RelayDisabled names hubs whose relay methods are switched off.
 	RelayDisabled []string
-	// RelayPolicy is transport.RelayOpen (or empty: every client may call
-	// every relay method) or transport.RelayRoles (a client may call only
+	// RelayPolicy is access.RelayOpen (or empty: every client may call
+	// every relay method) or access.RelayRoles (a client may call only
 	// what its Identity's Permissions grant).
 	RelayPolicy string
 	// MaxMessageSize is the largest client message (default 32 KB).
@@ -116,7 +116,7 @@ type Options struct {
 	// past it): each negotiated connection while it lives, and each
 	// WebSocket that skips negotiation while its socket is open. Nil: no
 	// limit.
-	ConnLimit *transport.ConnLimit
+	ConnLimit *access.ConnLimit
 }
 
 func (o *Options) defaults() {

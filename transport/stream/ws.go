@@ -1,8 +1,9 @@
-package transport
+package stream
 
 import (
 	"context"
 	"errors"
+	"github.com/backplane/backplane/transport/access"
 	"net/http"
 	"time"
 
@@ -22,8 +23,8 @@ var wsUpgrader = websocket.Upgrader{
 // sends nothing but control frames; it resumes by reconnecting with
 // after=<last index it saw>. When the client's token expires, the stream
 // closes with 1008 (policy violation) "access token expired".
-func (s *Streams) serveWS(w http.ResponseWriter, r *http.Request, access Access) {
-	req, ok := s.openStream(w, r, access)
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Grant) {
+	req, ok := s.openStream(w, r, grant)
 	if !ok {
 		return
 	}
@@ -35,7 +36,7 @@ func (s *Streams) serveWS(w http.ResponseWriter, r *http.Request, access Access)
 	s.ws.Add(1)
 	defer s.ws.Add(-1)
 
-	ctx, cancel := untilExpiry(r.Context(), access)
+	ctx, cancel := untilExpiry(r.Context(), grant)
 	defer cancel()
 	// The reader goroutine handles control frames and notices the close.
 	conn.SetReadLimit(4 << 10)
@@ -50,14 +51,14 @@ func (s *Streams) serveWS(w http.ResponseWriter, r *http.Request, access Access)
 
 	after := req.after
 	if req.fromNow {
-		after = s.log.LastMessage()
+		after = s.store.LastMessage()
 	}
 	var buf []byte
 	ka := &keepAlive{parent: ctx, period: s.opts.KeepAlive}
 	defer ka.stop()
 	dl := &writeDeadline{timeout: s.opts.WriteTimeout, set: conn.SetWriteDeadline}
 	for {
-		page, err := s.log.WaitRead(ka.wait(), &req.reader, after, readBatch)
+		page, err := s.store.WaitRead(ka.wait(), &req.reader, after, readBatch)
 		switch {
 		case ctx.Err() != nil:
 			if errors.Is(context.Cause(ctx), errTokenExpired) {
@@ -92,6 +93,6 @@ func (s *Streams) serveWS(w http.ResponseWriter, r *http.Request, access Access)
 	}
 }
 
-func (s *Streams) closeWS(conn *websocket.Conn, code int, text string) {
+func (s *Server) closeWS(conn *websocket.Conn, code int, text string) {
 	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
 }

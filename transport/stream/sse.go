@@ -1,8 +1,9 @@
-package transport
+package stream
 
 import (
 	"context"
 	"errors"
+	"github.com/backplane/backplane/transport/access"
 	"net/http"
 	"strconv"
 )
@@ -13,8 +14,8 @@ import (
 // the oldest index still available. The response ends when the client's
 // token expires (after a comment saying so); EventSource then reconnects
 // and is refused until it presents a fresh token.
-func (s *Streams) serveSSE(w http.ResponseWriter, r *http.Request, access Access) {
-	req, ok := s.openStream(w, r, access)
+func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, grant access.Grant) {
+	req, ok := s.openStream(w, r, grant)
 	if !ok {
 		return
 	}
@@ -29,7 +30,7 @@ func (s *Streams) serveSSE(w http.ResponseWriter, r *http.Request, access Access
 
 	after := req.after
 	if req.fromNow {
-		after = s.log.LastMessage()
+		after = s.store.LastMessage()
 	}
 	// An initial comment flushes the headers at once: EventSource and the
 	// SignalR client wait for the first bytes before they call open.
@@ -38,12 +39,12 @@ func (s *Streams) serveSSE(w http.ResponseWriter, r *http.Request, access Access
 	if !flushSSE(rc, w, dl, buf) {
 		return
 	}
-	ctx, cancel := untilExpiry(r.Context(), access)
+	ctx, cancel := untilExpiry(r.Context(), grant)
 	defer cancel()
 	ka := &keepAlive{parent: ctx, period: s.opts.KeepAlive}
 	defer ka.stop()
 	for {
-		page, err := s.log.WaitRead(ka.wait(), &req.reader, after, readBatch)
+		page, err := s.store.WaitRead(ka.wait(), &req.reader, after, readBatch)
 		switch {
 		case ctx.Err() != nil:
 			if errors.Is(context.Cause(ctx), errTokenExpired) {

@@ -1,4 +1,4 @@
-package transport
+package access
 
 import (
 	"errors"
@@ -81,8 +81,8 @@ func (p Permissions) Check(perm, group string) error {
 	return fmt.Errorf("%w: the token does not grant %s", ErrPermissionDenied, perm)
 }
 
-// Access is what a client's token grants a native stream.
-type Access struct {
+// Grant is what a client's token grants: until when, and which roles.
+type Grant struct {
 	// Expires is when the token expires: a stream ends then. Zero: never
 	// (client tokens are off).
 	Expires time.Time

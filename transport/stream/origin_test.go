@@ -1,4 +1,4 @@
-package transport
+package stream
 
 import (
 	"net/http"
@@ -22,7 +22,7 @@ func TestNativeStreamsFollowAllowedOrigins(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = f.Close() })
 	mux := http.NewServeMux()
-	NewStreams(f, StreamOptions{AllowedOrigins: []string{"https://app.example"}}).Register(mux)
+	NewServer(f, Options{AllowedOrigins: []string{"https://app.example"}}).Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	host := strings.TrimPrefix(srv.URL, "http://")

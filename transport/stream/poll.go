@@ -1,9 +1,10 @@
-package transport
+package stream
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/backplane/backplane/transport/access"
 	"net/http"
 	"strconv"
 	"time"
@@ -29,27 +30,27 @@ func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
 // the cursor to poll from next. Without a cursor it answers at once with
 // the current end of the log as "next". A poll waits no longer than its
 // token is valid.
-func (s *Streams) servePoll(w http.ResponseWriter, r *http.Request, access Access) {
+func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, grant access.Grant) {
 	if err := pollParams(r); err != nil {
 		writeStreamError(w, http.StatusBadRequest, err)
 		return
 	}
-	req, ok := s.openStream(w, r, access)
+	req, ok := s.openStream(w, r, grant)
 	if !ok {
 		return
 	}
 	s.poll.Add(1)
 	defer s.poll.Add(-1)
 	timeout, limit := pollTimeout(r), pollLimit(r)
-	if !access.Expires.IsZero() {
-		timeout = min(timeout, time.Until(access.Expires))
+	if !grant.Expires.IsZero() {
+		timeout = min(timeout, time.Until(grant.Expires))
 	}
 	resp := pollResponse{Messages: []rawJSON{}, Next: req.after}
 	if req.fromNow {
-		resp.Next = s.log.LastMessage()
+		resp.Next = s.store.LastMessage()
 	} else {
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
-		page, err := s.log.WaitRead(ctx, &req.reader, req.after, limit)
+		page, err := s.store.WaitRead(ctx, &req.reader, req.after, limit)
 		cancel()
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			if r.Context().Err() != nil {

@@ -1,4 +1,4 @@
-package transport
+package stream
 
 import (
 	"bufio"
@@ -25,7 +25,7 @@ func streamsUnderTest(t *testing.T) (url string, publish func()) {
 	}
 	t.Cleanup(func() { _ = f.Close() })
 	mux := http.NewServeMux()
-	NewStreams(f, StreamOptions{KeepAlive: 100 * time.Millisecond}).Register(mux)
+	NewServer(f, Options{KeepAlive: 100 * time.Millisecond}).Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	var index uint64

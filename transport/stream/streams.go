@@ -1,18 +1,20 @@
-// Package transport serves client connections. This file and its siblings
-// sse.go, poll.go and ws.go serve the native cursor stream: a hub's
-// messages (broadcasts plus chosen groups) with the message index as the
-// cursor, over Server-Sent Events, long polling and WebSocket.
+// Package stream serves the native cursor stream: a hub's messages
+// (broadcasts plus chosen groups) with the message index as the cursor,
+// over Server-Sent Events, long polling and WebSocket. It reads the
+// replicated log and writes nothing to it; who may read what is decided
+// by package access and the node's Authorize.
 //
 // A native reader needs no per-connection queue: it reads the replicated
 // log from its cursor at its own pace, so a slow reader delays only itself
 // and the log is the buffer.
-package transport
+package stream
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/backplane/backplane/transport/access"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -34,7 +36,7 @@ type Log interface {
 }
 
 // StreamOptions configures the native streams.
-type StreamOptions struct {
+type Options struct {
 	Logger *slog.Logger
 	// AllowedOrigins lists browser origins that may read the streams
 	// cross-origin ("*": any); the node's own host is always allowed.
@@ -42,8 +44,8 @@ type StreamOptions struct {
 	// Authorize, when set, checks each request before it is served: it
 	// answers with its own error status and returns false, or returns what
 	// the client's token grants. A stream ends when that access expires.
-	Authorize func(w http.ResponseWriter, r *http.Request) (Access, bool)
-	// RelayPolicy is RelayOpen (or empty) or RelayRoles. Under RelayRoles
+	Authorize func(w http.ResponseWriter, r *http.Request) (access.Grant, bool)
+	// RelayPolicy is access.RelayOpen (or empty) or access.RelayRoles. Under access.RelayRoles
 	// a stream may follow a group (group=) only if the token grants
 	// backplane.joinLeaveGroup or backplane.joinLeaveGroup.<group>.
 	RelayPolicy string
@@ -54,7 +56,7 @@ type StreamOptions struct {
 	WriteTimeout time.Duration
 	// ConnLimit bounds the open streams and long polls per remote address
 	// (429 past it); nil: no limit.
-	ConnLimit *ConnLimit
+	ConnLimit *access.ConnLimit
 }
 
 // Defaults and limits of the native streams.
@@ -69,16 +71,16 @@ const (
 )
 
 // Streams serves the native cursor stream endpoints.
-type Streams struct {
-	log  Log
-	opts StreamOptions
-	sse  atomic.Int64
-	poll atomic.Int64
-	ws   atomic.Int64
+type Server struct {
+	store Log
+	opts  Options
+	sse   atomic.Int64
+	poll  atomic.Int64
+	ws    atomic.Int64
 }
 
 // NewStreams returns the native stream handlers over log.
-func NewStreams(log Log, opts StreamOptions) *Streams {
+func NewServer(store Log, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -88,51 +90,51 @@ func NewStreams(log Log, opts StreamOptions) *Streams {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
-	return &Streams{log: log, opts: opts}
+	return &Server{store: store, opts: opts}
 }
 
 // Register adds the stream routes to mux:
 // GET /v1/hubs/{hub}/stream (SSE), /poll (long polling) and /ws (WebSocket).
-func (s *Streams) Register(mux *http.ServeMux) {
+func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/hubs/{hub}/stream", s.guard(s.limited(s.serveSSE)))
 	mux.HandleFunc("GET /v1/hubs/{hub}/poll", s.guard(s.limited(s.servePoll)))
 	mux.HandleFunc("GET /v1/hubs/{hub}/ws", s.guard(s.limited(s.serveWS)))
 }
 
 // Counts reports the open readers per transport.
-func (s *Streams) Counts() map[string]int {
+func (s *Server) Counts() map[string]int {
 	return map[string]int{"stream_sse": int(s.sse.Load()), "stream_poll": int(s.poll.Load()), "stream_ws": int(s.ws.Load())}
 }
 
 // streamHandler serves a stream request with what its token grants.
-type streamHandler func(w http.ResponseWriter, r *http.Request, access Access)
+type streamHandler func(w http.ResponseWriter, r *http.Request, grant access.Grant)
 
 // guard authorizes a request before h serves it. A token that has already
 // expired (the token parser tolerates some clock skew) is refused: the
 // stream would end at once, and EventSource would keep reconnecting.
-func (s *Streams) guard(h streamHandler) http.HandlerFunc {
+func (s *Server) guard(h streamHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if origin := r.Header.Get("Origin"); origin != "" {
-			if !OriginAllowed(r, s.opts.AllowedOrigins) {
+			if !access.OriginAllowed(r, s.opts.AllowedOrigins) {
 				writeStreamError(w, http.StatusForbidden, fmt.Errorf("forbidden: origin %s is not allowed (add it to -allowed-origins)", origin))
 				return
 			}
 			w.Header().Set("Access-Control-Allow-Origin", origin)
 			w.Header().Add("Vary", "Origin")
 		}
-		var access Access
+		var grant access.Grant
 		if s.opts.Authorize != nil {
 			var ok bool
-			if access, ok = s.opts.Authorize(w, r); !ok {
+			if grant, ok = s.opts.Authorize(w, r); !ok {
 				return
 			}
 		}
-		if !access.Expires.IsZero() && !time.Now().Before(access.Expires) {
+		if !grant.Expires.IsZero() && !time.Now().Before(grant.Expires) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="backplane"`)
 			writeStreamError(w, http.StatusUnauthorized, errors.New("unauthorized: the access token has expired"))
 			return
 		}
-		h(w, r, access)
+		h(w, r, grant)
 	}
 }
 
@@ -142,24 +144,24 @@ var errTokenExpired = errors.New("access token expired")
 
 // untilExpiry returns ctx ending also when access expires, with
 // errTokenExpired as its cause.
-func untilExpiry(ctx context.Context, access Access) (context.Context, context.CancelFunc) {
-	if access.Expires.IsZero() {
+func untilExpiry(ctx context.Context, grant access.Grant) (context.Context, context.CancelFunc) {
+	if grant.Expires.IsZero() {
 		return context.WithCancel(ctx)
 	}
-	return context.WithDeadlineCause(ctx, access.Expires, errTokenExpired)
+	return context.WithDeadlineCause(ctx, grant.Expires, errTokenExpired)
 }
 
 // openStream parses a stream request and checks that its token may follow
 // the groups it names; it answers 400 or 403 itself.
-func (s *Streams) openStream(w http.ResponseWriter, r *http.Request, access Access) (streamRequest, bool) {
+func (s *Server) openStream(w http.ResponseWriter, r *http.Request, grant access.Grant) (streamRequest, bool) {
 	req, err := parseStream(r)
 	if err != nil {
 		writeStreamError(w, http.StatusBadRequest, err)
 		return req, false
 	}
-	if Restricted(s.opts.RelayPolicy) {
+	if access.Restricted(s.opts.RelayPolicy) {
 		for _, g := range req.reader.Groups {
-			if err := access.Permissions.Check(PermJoinLeaveGroup, g); err != nil {
+			if err := grant.Permissions.Check(access.PermJoinLeaveGroup, g); err != nil {
 				writeStreamError(w, http.StatusForbidden, fmt.Errorf("group=%s: %w", g, err))
 				return req, false
 			}

@@ -1,4 +1,4 @@
-package transport
+package access
 
 import (
 	"errors"
@@ -78,23 +78,4 @@ func remoteHost(r *http.Request) string {
 		return host
 	}
 	return r.RemoteAddr
-}
-
-// ConnLimit is the per-address count the streams take part in (nil: no
-// limit), for the node to share with its other client endpoints.
-func (s *Streams) ConnLimit() *ConnLimit { return s.opts.ConnLimit }
-
-// limited counts a stream request against its address while it is served:
-// an SSE or WebSocket stream for its whole life, a long poll while it
-// waits. Over the limit the request gets 429.
-func (s *Streams) limited(h streamHandler) streamHandler {
-	return func(w http.ResponseWriter, r *http.Request, access Access) {
-		release, err := s.opts.ConnLimit.Acquire(r)
-		if err != nil {
-			writeStreamError(w, http.StatusTooManyRequests, err)
-			return
-		}
-		defer release()
-		h(w, r, access)
-	}
 }

@@ -1,8 +1,9 @@
-package transport
+package stream
 
 import (
 	"bufio"
 	"errors"
+	"github.com/backplane/backplane/transport/access"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -33,11 +34,11 @@ func accessStreams(t *testing.T, policy string) (url string) {
 		f.Apply(&raft.Log{Index: uint64(i + 1), Term: 1, Type: raft.LogCommand, Data: fsm.EncodeEntry(time.Now().UnixNano(), []fsm.Command{cmd})})
 	}
 	mux := http.NewServeMux()
-	NewStreams(f, StreamOptions{
+	NewServer(f, Options{
 		KeepAlive:   100 * time.Millisecond,
 		RelayPolicy: policy,
-		Authorize: func(w http.ResponseWriter, r *http.Request) (Access, bool) {
-			var a Access
+		Authorize: func(w http.ResponseWriter, r *http.Request) (access.Grant, bool) {
+			var a access.Grant
 			q := r.URL.Query()
 			if roles := q.Get("roles"); roles != "" {
 				a.Permissions = strings.Split(roles, ",")
@@ -46,7 +47,7 @@ func accessStreams(t *testing.T, policy string) (url string) {
 				d, err := time.ParseDuration(ttl)
 				if err != nil {
 					http.Error(w, "bad ttl", http.StatusBadRequest)
-					return Access{}, false
+					return access.Grant{}, false
 				}
 				a.Expires = time.Now().Add(d)
 			}
@@ -106,7 +107,7 @@ func okStatus(endpoint string) int {
 // refusal is a 403 that names the permission. Broadcasts need nothing.
 func TestNativeStreamGroupsNeedPermissionUnderRoles(t *testing.T) {
 	t.Parallel()
-	base := accessStreams(t, RelayRoles)
+	base := accessStreams(t, access.RelayRoles)
 	for _, endpoint := range []string{"stream", "poll", "ws"} {
 		for _, tc := range []struct {
 			query   string
@@ -140,7 +141,7 @@ func TestNativeStreamGroupsNeedPermissionUnderRoles(t *testing.T) {
 // Under the open policy (and without one) any stream may follow any group.
 func TestNativeStreamGroupsOpenPolicy(t *testing.T) {
 	t.Parallel()
-	for _, policy := range []string{"", RelayOpen} {
+	for _, policy := range []string{"", access.RelayOpen} {
 		base := accessStreams(t, policy)
 		got := openNative(t, base, "poll", "after=0&timeout=0&group=admins")
 		if got.status != http.StatusOK || !strings.Contains(got.body, `"target":"to-admins"`) {
@@ -156,7 +157,7 @@ func TestNativeStreamGroupsOpenPolicy(t *testing.T) {
 // saying why; an already expired token is refused with 401.
 func TestSSEEndsWhenTokenExpires(t *testing.T) {
 	t.Parallel()
-	base := accessStreams(t, RelayOpen)
+	base := accessStreams(t, access.RelayOpen)
 	start := time.Now()
 	resp, err := http.Get(base + "/v1/hubs/chat/stream?after=0&ttl=1s")
 	if err != nil {
@@ -192,7 +193,7 @@ func TestSSEEndsWhenTokenExpires(t *testing.T) {
 // token expires.
 func TestNativeWebSocketClosesWhenTokenExpires(t *testing.T) {
 	t.Parallel()
-	base := accessStreams(t, RelayOpen)
+	base := accessStreams(t, access.RelayOpen)
 	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+"/v1/hubs/chat/ws?after=0&ttl=1s", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -221,7 +222,7 @@ func TestNativeWebSocketClosesWhenTokenExpires(t *testing.T) {
 // A long poll waits no longer than its token is valid.
 func TestPollWaitsNoLongerThanTheToken(t *testing.T) {
 	t.Parallel()
-	base := accessStreams(t, RelayOpen)
+	base := accessStreams(t, access.RelayOpen)
 	start := time.Now()
 	got := openNative(t, base, "poll", "after=2&timeout=30&ttl=500ms")
 	if got.status != http.StatusOK || !strings.Contains(got.body, `"messages":[]`) {

@@ -1,7 +1,8 @@
-package transport
+package stream
 
 import (
 	"errors"
+	"github.com/backplane/backplane/transport/access"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -26,7 +27,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 }
 
 func TestConnLimitCountsPerAddress(t *testing.T) {
-	l := NewConnLimit(2)
+	l := access.NewConnLimit(2)
 	from := func(addr string) *http.Request {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.RemoteAddr = addr
@@ -38,8 +39,8 @@ func TestConnLimitCountsPerAddress(t *testing.T) {
 		t.Fatalf("two connections under a limit of 2: got errors %v, %v, want nil", err1, err2)
 	}
 	_, err := l.Acquire(from("10.0.0.1:1002"))
-	if !errors.Is(err, ErrTooManyConnections) || !strings.Contains(err.Error(), "at most 2 concurrent connections per address") {
-		t.Fatalf("third connection: got %v, want ErrTooManyConnections naming the limit", err)
+	if !errors.Is(err, access.ErrTooManyConnections) || !strings.Contains(err.Error(), "at most 2 concurrent connections per address") {
+		t.Fatalf("third connection: got %v, want access.ErrTooManyConnections naming the limit", err)
 	}
 	if _, err := l.Acquire(from("10.0.0.2:1000")); err != nil {
 		t.Fatalf("another address: got %v, want nil", err)
@@ -52,10 +53,10 @@ func TestConnLimitCountsPerAddress(t *testing.T) {
 	if _, err := l.Acquire(from("10.0.0.1:1003")); err != nil {
 		t.Fatalf("after a release: got %v, want nil", err)
 	}
-	if NewConnLimit(-1) != nil || NewConnLimit(0) != nil {
-		t.Fatal("NewConnLimit(<=0): got a limit, want nil (no limit)")
+	if access.NewConnLimit(-1) != nil || access.NewConnLimit(0) != nil {
+		t.Fatal("access.NewConnLimit(<=0): got a limit, want nil (no limit)")
 	}
-	var none *ConnLimit
+	var none *access.ConnLimit
 	if rel, err := none.Acquire(from("10.0.0.1:1")); err != nil || rel == nil {
 		t.Fatalf("nil limit: got %v, want a no-op release", err)
 	}
@@ -69,9 +70,9 @@ func TestNativeStreamsPerAddressLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.Close() })
-	limit := NewConnLimit(3)
+	limit := access.NewConnLimit(3)
 	mux := http.NewServeMux()
-	NewStreams(f, StreamOptions{KeepAlive: time.Second, ConnLimit: limit}).Register(mux)
+	NewServer(f, Options{KeepAlive: time.Second, ConnLimit: limit}).Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 
