@@ -34,7 +34,7 @@ func TestApplyAssignsDenseIndexes(t *testing.T) {
 	if got := f.AppliedIndex(); got != f.index {
 		t.Fatalf("AppliedIndex: got %d, want %d", got, f.index)
 	}
-	checkIndexes(t, "read back", f.readAll(&fsm.Reader{Hub: hub, Broadcast: true, Groups: []string{"g"},
+	checkIndexes(t, "read back", f.readAll(&fsm.Filter{Hub: hub, Broadcast: true, Groups: []string{"g"},
 		Users: []string{"u"}, Connections: []string{"c"}}, 0, 1000), span(1, 69))
 }
 
@@ -317,7 +317,7 @@ func TestApplyAfterClosePanics(t *testing.T) {
 		t.Fatalf("Close: got error %v, want nil", err)
 	}
 	mustPanic(t, "apply after close", func() { f.Apply(f.entry(t0, toAll())) })
-	if _, err := f.Read(&fsm.Reader{Hub: hub, Broadcast: true}, 0, 10); err == nil {
+	if _, err := f.Read(&fsm.Filter{Hub: hub, Broadcast: true}, 0, 10); err == nil {
 		t.Fatalf("Read after Close: got nil error, want one")
 	}
 }

@@ -94,7 +94,7 @@ func BenchmarkReadCursor(b *testing.B) {
 	if got := f.LastMessage(); got != messages {
 		b.Fatalf("LastMessage: got %d, want %d", got, messages)
 	}
-	r := &fsm.Reader{Hub: hub, Broadcast: true, Groups: []string{"g1", "g2"}, Self: "c9"}
+	r := &fsm.Filter{Hub: hub, Broadcast: true, Groups: []string{"g1", "g2"}, Self: "c9"}
 	rng := rand.New(rand.NewPCG(1, 2))
 	b.ReportAllocs()
 	read := 0
@@ -122,7 +122,7 @@ func BenchmarkReadLive(b *testing.B) {
 		}
 		f.ApplyBatch([]*raft.Log{f.entry(t0, cmds...)})
 	}
-	r := &fsm.Reader{Hub: hub, Broadcast: true, Groups: []string{"g1", "g2"}}
+	r := &fsm.Filter{Hub: hub, Broadcast: true, Groups: []string{"g1", "g2"}}
 	rng := rand.New(rand.NewPCG(3, 4))
 	b.ReportAllocs()
 	read := 0

@@ -11,9 +11,10 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Reader names what one reader follows in one hub. Its cursor covers all of
+// Filter names what one reader follows in one hub (a subscription: it
+// reads nothing itself). The reader's cursor covers all of
 // it: a single message index.
-type Reader struct {
+type Filter struct {
 	Hub         string
 	Broadcast   bool     // messages to all connections of the hub
 	Groups      []string // messages to these groups
@@ -54,7 +55,7 @@ type Page struct {
 // Read returns at most limit messages addressed to r with index > after.
 // It seeks each of the reader's streams directly to the cursor: the cost
 // grows with what is returned, not with the history.
-func (f *FSM) Read(r *Reader, after uint64, limit int) (Page, error) {
+func (f *FSM) Read(r *Filter, after uint64, limit int) (Page, error) {
 	if page, ok := f.tail.read(r, after, max(limit, 1)); ok {
 		return page, nil
 	}
@@ -62,7 +63,7 @@ func (f *FSM) Read(r *Reader, after uint64, limit int) (Page, error) {
 }
 
 // readStore is Read from the store, for a cursor before the tail.
-func (f *FSM) readStore(r *Reader, after uint64, limit int) (Page, error) {
+func (f *FSM) readStore(r *Filter, after uint64, limit int) (Page, error) {
 	var page Page
 	err := f.view(func(tx *bolt.Tx) error {
 		var err error
@@ -78,7 +79,7 @@ func messageOf(idx uint64, ts int64, p *Publish) Message {
 		Excluded: p.Excluded, Target: p.Target, Arguments: p.Arguments}
 }
 
-func readPage(tx *bolt.Tx, r *Reader, after uint64, limit int) (Page, error) {
+func readPage(tx *bolt.Tx, r *Filter, after uint64, limit int) (Page, error) {
 	meta := tx.Bucket(bucketMeta)
 	first, last := getU64(meta, metaFirstMessage), getU64(meta, metaLastMessage)
 	page := Page{Next: max(after, last)}
@@ -113,7 +114,7 @@ func readPage(tx *bolt.Tx, r *Reader, after uint64, limit int) (Page, error) {
 	return page, nil
 }
 
-func readerStreams(r *Reader) [][]byte {
+func readerStreams(r *Filter) [][]byte {
 	var out [][]byte
 	if r.Broadcast {
 		out = append(out, streamPrefix(r.Hub, streamAll, ""))
@@ -156,7 +157,7 @@ func collectIndexes(streams *bolt.Bucket, prefixes [][]byte, after, last uint64,
 // WaitRead is Read that blocks until it has something to say: at least one
 // message or a reset. It returns early with an empty page when ctx ends;
 // the error is then ctx's.
-func (f *FSM) WaitRead(ctx context.Context, r *Reader, after uint64, limit int) (Page, error) {
+func (f *FSM) WaitRead(ctx context.Context, r *Filter, after uint64, limit int) (Page, error) {
 	for {
 		changed := f.Changed()
 		page, err := f.Read(r, after, limit)

@@ -53,20 +53,20 @@ func TestReadAudiences(t *testing.T) {
 	f := mixedHistory(t)
 	for _, c := range []struct {
 		name string
-		r    fsm.Reader
+		r    fsm.Filter
 		want []uint64
 	}{
-		{"broadcast and groups", fsm.Reader{Hub: hub, Broadcast: true, Groups: []string{"g1", "g2"}, Self: "me"},
+		{"broadcast and groups", fsm.Filter{Hub: hub, Broadcast: true, Groups: []string{"g1", "g2"}, Self: "me"},
 			[]uint64{1, 2, 3, 7, 12, 13}},
-		{"without self", fsm.Reader{Hub: hub, Broadcast: true, Groups: []string{"g2", "g1"}},
+		{"without self", fsm.Filter{Hub: hub, Broadcast: true, Groups: []string{"g2", "g1"}},
 			[]uint64{1, 2, 3, 7, 10, 11, 12, 13}},
-		{"group named twice", fsm.Reader{Hub: hub, Groups: []string{"g1", "g1"}}, []uint64{2, 7, 11, 13}},
-		{"broadcast only", fsm.Reader{Hub: hub, Broadcast: true, Self: "someone"}, []uint64{1, 10}},
-		{"user", fsm.Reader{Hub: hub, Users: []string{"u1"}}, []uint64{5}},
-		{"connection", fsm.Reader{Hub: hub, Connections: []string{"cX"}, Self: "cX"}, []uint64{6}},
-		{"other hub", fsm.Reader{Hub: "other", Broadcast: true, Groups: []string{"g1", "g2"}}, []uint64{8, 9}},
-		{"nothing followed", fsm.Reader{Hub: hub}, nil},
-		{"unknown hub", fsm.Reader{Hub: "none", Broadcast: true}, nil},
+		{"group named twice", fsm.Filter{Hub: hub, Groups: []string{"g1", "g1"}}, []uint64{2, 7, 11, 13}},
+		{"broadcast only", fsm.Filter{Hub: hub, Broadcast: true, Self: "someone"}, []uint64{1, 10}},
+		{"user", fsm.Filter{Hub: hub, Users: []string{"u1"}}, []uint64{5}},
+		{"connection", fsm.Filter{Hub: hub, Connections: []string{"cX"}, Self: "cX"}, []uint64{6}},
+		{"other hub", fsm.Filter{Hub: "other", Broadcast: true, Groups: []string{"g1", "g2"}}, []uint64{8, 9}},
+		{"nothing followed", fsm.Filter{Hub: hub}, nil},
+		{"unknown hub", fsm.Filter{Hub: "none", Broadcast: true}, nil},
 	} {
 		page := f.read(&c.r, 0, 100)
 		checkIndexes(t, c.name, indexesOf(page.Messages), c.want)
@@ -78,7 +78,7 @@ func TestReadAudiences(t *testing.T) {
 
 func TestReadMessageFields(t *testing.T) {
 	f := mixedHistory(t)
-	page := f.read(&fsm.Reader{Hub: hub, Groups: []string{"g3"}}, 12, 10)
+	page := f.read(&fsm.Filter{Hub: hub, Groups: []string{"g3"}}, 12, 10)
 	if len(page.Messages) != 1 {
 		t.Fatalf("messages: got %d, want 1", len(page.Messages))
 	}
@@ -113,7 +113,7 @@ func TestReadPaging(t *testing.T) {
 		}
 		f.mustApply(t0, cmds...)
 	}
-	r := &fsm.Reader{Hub: hub, Broadcast: true, Groups: []string{"g1"}}
+	r := &fsm.Filter{Hub: hub, Broadcast: true, Groups: []string{"g1"}}
 	for _, limit := range []int{1, 7, 10, 499, 500, 501, 5000} {
 		checkIndexes(t, "paged read", f.readAll(r, 0, limit), want)
 	}
@@ -137,7 +137,7 @@ func TestReadNextSkipsOtherReaders(t *testing.T) {
 	f := newTestFSM(t, fsm.Config{})
 	f.mustApply(t0, toAll())
 	f.mustApply(t0, repeat(publish(fsm.ToGroups, "g3"), 49)...)
-	r := &fsm.Reader{Hub: hub, Broadcast: true, Groups: []string{"g1"}}
+	r := &fsm.Filter{Hub: hub, Broadcast: true, Groups: []string{"g1"}}
 	if page := f.read(r, 0, 1); !slices.Equal(indexesOf(page.Messages), []uint64{1}) || page.Next != 1 {
 		t.Fatalf("first read: got %v Next %d, want [1] Next 1", indexesOf(page.Messages), page.Next)
 	}
@@ -152,7 +152,7 @@ func TestReadNextSkipsOtherReaders(t *testing.T) {
 
 func TestReadBeyondLastMessage(t *testing.T) {
 	f := mixedHistory(t)
-	r := &fsm.Reader{Hub: hub, Broadcast: true, Groups: []string{"g1"}}
+	r := &fsm.Filter{Hub: hub, Broadcast: true, Groups: []string{"g1"}}
 	for _, after := range []uint64{13, 14, 1000, math.MaxUint64 - 1, math.MaxUint64} {
 		page := f.read(r, after, 10)
 		if len(page.Messages) != 0 || page.Next != after || page.Reset {
@@ -168,7 +168,7 @@ func TestReadBeyondLastMessage(t *testing.T) {
 func TestReadSelfExcludedPage(t *testing.T) {
 	f := newTestFSM(t, fsm.Config{})
 	f.mustApply(t0, toAll("me"), toAll("me"), toAll("me"), toAll())
-	r := &fsm.Reader{Hub: hub, Broadcast: true, Self: "me"}
+	r := &fsm.Filter{Hub: hub, Broadcast: true, Self: "me"}
 	if page := f.read(r, 0, 2); len(page.Messages) != 0 || page.Next != 2 {
 		t.Fatalf("Read: got %v Next %d, want none Next 2", indexesOf(page.Messages), page.Next)
 	}
@@ -186,7 +186,7 @@ type waitResult struct {
 }
 
 // waitRead runs WaitRead in a goroutine and returns where its answer will be.
-func (tf *testFSM) waitRead(ctx context.Context, r *fsm.Reader, after uint64) <-chan waitResult {
+func (tf *testFSM) waitRead(ctx context.Context, r *fsm.Filter, after uint64) <-chan waitResult {
 	done := make(chan waitResult, 1)
 	go func() {
 		page, err := tf.WaitRead(ctx, r, after, 10)
@@ -197,7 +197,7 @@ func (tf *testFSM) waitRead(ctx context.Context, r *fsm.Reader, after uint64) <-
 
 func TestWaitReadReturnsAvailable(t *testing.T) {
 	f := mixedHistory(t)
-	page, err := f.WaitRead(context.Background(), &fsm.Reader{Hub: hub, Users: []string{"u1"}}, 0, 10)
+	page, err := f.WaitRead(context.Background(), &fsm.Filter{Hub: hub, Users: []string{"u1"}}, 0, 10)
 	if err != nil || !slices.Equal(indexesOf(page.Messages), []uint64{5}) {
 		t.Fatalf("WaitRead: got %v, %v, want [5], nil", indexesOf(page.Messages), err)
 	}
@@ -207,7 +207,7 @@ func TestWaitReadBlocksUntilMatch(t *testing.T) {
 	f := mixedHistory(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	done := f.waitRead(ctx, &fsm.Reader{Hub: hub, Groups: []string{"g1"}}, f.LastMessage())
+	done := f.waitRead(ctx, &fsm.Filter{Hub: hub, Groups: []string{"g1"}}, f.LastMessage())
 
 	// Messages for other readers do not end the wait.
 	f.mustApply(t0, publish(fsm.ToGroups, "g3"), toAll())
@@ -221,7 +221,7 @@ func TestWaitReadBlocksUntilMatch(t *testing.T) {
 
 func TestWaitReadEndsWithContext(t *testing.T) {
 	f := mixedHistory(t)
-	r := &fsm.Reader{Hub: hub, Groups: []string{"g9"}}
+	r := &fsm.Filter{Hub: hub, Groups: []string{"g9"}}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := f.waitRead(ctx, r, 0)
@@ -243,7 +243,7 @@ func TestWaitReadEndsOnClose(t *testing.T) {
 	f := mixedHistory(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	done := f.waitRead(ctx, &fsm.Reader{Hub: hub, Groups: []string{"g9"}}, 0)
+	done := f.waitRead(ctx, &fsm.Filter{Hub: hub, Groups: []string{"g9"}}, 0)
 	if err := f.Close(); err != nil {
 		t.Fatalf("Close: got error %v, want nil", err)
 	}

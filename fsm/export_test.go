@@ -59,7 +59,7 @@ func SetStoreSync(f *FSM, sync bool) {
 
 // ReadStore and ReadAllStore read the store, bypassing the in-memory tail,
 // so tests can check that both give the same pages.
-func ReadStore(f *FSM, r *Reader, after uint64, limit int) (Page, error) {
+func ReadStore(f *FSM, r *Filter, after uint64, limit int) (Page, error) {
 	return f.readStore(r, after, limit)
 }
 

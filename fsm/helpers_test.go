@@ -81,7 +81,7 @@ func (tf *testFSM) mustApply(ts int64, cmds ...fsm.Command) []fsm.Result {
 }
 
 // read is Read that fails the test on error.
-func (tf *testFSM) read(r *fsm.Reader, after uint64, limit int) fsm.Page {
+func (tf *testFSM) read(r *fsm.Filter, after uint64, limit int) fsm.Page {
 	tf.tb.Helper()
 	page, err := tf.Read(r, after, limit)
 	if err != nil {
@@ -94,7 +94,7 @@ func (tf *testFSM) read(r *fsm.Reader, after uint64, limit int) fsm.Page {
 // at a time, following Next until it reaches LastMessage, and returns the
 // indexes read. It fails the test if the cursor ever moves backwards or
 // stalls.
-func (tf *testFSM) readAll(r *fsm.Reader, after uint64, limit int) []uint64 {
+func (tf *testFSM) readAll(r *fsm.Filter, after uint64, limit int) []uint64 {
 	tf.tb.Helper()
 	var got []uint64
 	for after < tf.LastMessage() {

@@ -44,7 +44,7 @@ func TestIdempotencyDuplicateWithinWindow(t *testing.T) {
 	if got := f.LastMessage(); got != 4 {
 		t.Fatalf("LastMessage: got %d, want 4", got)
 	}
-	checkIndexes(t, "messages", f.readAll(&fsm.Reader{Hub: hub, Broadcast: true}, 0, 100), span(1, 4))
+	checkIndexes(t, "messages", f.readAll(&fsm.Filter{Hub: hub, Broadcast: true}, 0, 100), span(1, 4))
 	checkKeys(t, f, "j", "k")
 }
 

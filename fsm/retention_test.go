@@ -49,7 +49,7 @@ func TestRetentionByCount(t *testing.T) {
 		f.mustApply(t0, repeat(toAll(), 10)...)
 	}
 	checkRetained(t, f, 151, 250)
-	r := &fsm.Reader{Hub: hub, Broadcast: true}
+	r := &fsm.Filter{Hub: hub, Broadcast: true}
 
 	page := f.read(r, 0, 1000)
 	if !page.Reset || page.Oldest != 151 || page.Next != 250 {
@@ -135,7 +135,7 @@ func TestRetentionByAge(t *testing.T) {
 	if st := checkRetained(t, f, 5, 4); st.RetainedBytes != 0 {
 		t.Fatalf("RetainedBytes: got %d, want 0", st.RetainedBytes)
 	}
-	r := &fsm.Reader{Hub: hub, Broadcast: true}
+	r := &fsm.Filter{Hub: hub, Broadcast: true}
 	page := f.read(r, 0, 10)
 	if !page.Reset || page.Oldest != 5 || page.Next != 4 || len(page.Messages) != 0 {
 		t.Fatalf("Read(0) of an empty history: got %+v, want Reset, Oldest 5, Next 4, no messages", page)
@@ -154,7 +154,7 @@ func TestRetentionByAge(t *testing.T) {
 
 func TestRetentionTrimsStreams(t *testing.T) {
 	f := newTestFSM(t, fsm.Config{Retention: fsm.Retention{MaxMessages: 50}})
-	readers := []*fsm.Reader{
+	readers := []*fsm.Filter{
 		{Hub: hub, Broadcast: true},
 		{Hub: hub, Groups: []string{"g1"}},
 		{Hub: hub, Groups: []string{"g1", "g2"}, Users: []string{"u"}},

@@ -83,7 +83,7 @@ func populate(f *testFSM) {
 }
 
 // snapshotReaders are the readers whose reads must survive a snapshot.
-var snapshotReaders = []fsm.Reader{
+var snapshotReaders = []fsm.Filter{
 	{Hub: hub, Broadcast: true, Groups: []string{"g1", "g2"}, Self: "c1"},
 	{Hub: hub, Users: []string{"u1"}, Connections: []string{"c1"}},
 	{Hub: hub, Groups: []string{"g2"}},

@@ -175,7 +175,7 @@ func TestNewStartsEmpty(t *testing.T) {
 	if err != nil || st.RetainedMessages != 0 || st.RetainedBytes != 0 || st.Connections != 0 || st.LastMessage != 0 {
 		t.Fatalf("Stats: got %+v, %v, want an empty store", st, err)
 	}
-	if page := f.read(&fsm.Reader{Hub: hub, Broadcast: true}, 0, 10); len(page.Messages) != 0 || page.Reset || page.Next != 0 {
+	if page := f.read(&fsm.Filter{Hub: hub, Broadcast: true}, 0, 10); len(page.Messages) != 0 || page.Reset || page.Next != 0 {
 		t.Fatalf("Read: got %+v, want an empty page at 0", page)
 	}
 	checkHasMembers(t, f, "g", false)

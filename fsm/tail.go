@@ -67,7 +67,7 @@ func (t *tail) reset() {
 // one readPage would build: at most limit messages addressed to r (counted
 // before the messages that exclude r.Self are dropped), and Next past the
 // last one looked at.
-func (t *tail) read(r *Reader, after uint64, limit int) (page Page, ok bool) {
+func (t *tail) read(r *Filter, after uint64, limit int) (page Page, ok bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	lo, ok := t.covers(after)
@@ -127,7 +127,7 @@ func (t *tail) covers(after uint64) (lo uint64, ok bool) {
 // addressedBy reports whether m is on one of the reader's streams: the
 // hub's broadcasts if r.Broadcast, and messages naming one of r's groups,
 // users or connections (as the store's stream index lists them).
-func (r *Reader) addressedBy(m *Message) bool {
+func (r *Filter) addressedBy(m *Message) bool {
 	if m.Hub != r.Hub {
 		return false
 	}

@@ -50,8 +50,8 @@ func randomPublish(rng *rand.Rand, seq int) fsm.Command {
 }
 
 // randomReader reads hub with a random choice of streams.
-func randomReader(rng *rand.Rand) *fsm.Reader {
-	r := &fsm.Reader{Hub: []string{hub, "other"}[rng.IntN(4)/3], Broadcast: rng.IntN(2) == 0}
+func randomReader(rng *rand.Rand) *fsm.Filter {
+	r := &fsm.Filter{Hub: []string{hub, "other"}[rng.IntN(4)/3], Broadcast: rng.IntN(2) == 0}
 	for i := range 4 {
 		if rng.IntN(3) == 0 {
 			r.Groups = append(r.Groups, fmt.Sprint("g", i))
@@ -177,7 +177,7 @@ func TestTailRespectsRetention(t *testing.T) {
 	if first := tf.FirstMessage(); lo != first || hi != 120 {
 		t.Fatalf("tail holds %d..%d, want the retained %d..120", lo, hi, first)
 	}
-	page, err := tf.Read(&fsm.Reader{Hub: hub, Broadcast: true}, 10, 5)
+	page, err := tf.Read(&fsm.Filter{Hub: hub, Broadcast: true}, 10, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestTailAfterAHugeBatch(t *testing.T) {
 	if hi != 10_001 || hi-lo+1 != 4096 {
 		t.Fatalf("tail holds %d..%d, want the newest 4,096 messages up to 10001", lo, hi)
 	}
-	page, err := tf.Read(&fsm.Reader{Hub: hub, Broadcast: true}, hi-3, 10)
+	page, err := tf.Read(&fsm.Filter{Hub: hub, Broadcast: true}, hi-3, 10)
 	if err != nil || len(page.Messages) != 3 || page.Messages[0].Index != hi-2 {
 		t.Fatalf("read after %d: got %v, %v, want the last three", hi-3, indexesOf(page.Messages), err)
 	}

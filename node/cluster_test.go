@@ -18,7 +18,7 @@ func TestPublishThroughFollowerIsForwardedAndReplicated(t *testing.T) {
 
 	for _, n := range c.nodes {
 		waitFor(t, 5*time.Second, n.ID()+" applies the message", func() (bool, string) {
-			page, err := n.fsm.Read(&fsm.Reader{Hub: "chat", Broadcast: true}, 0, 10)
+			page, err := n.fsm.Read(&fsm.Filter{Hub: "chat", Broadcast: true}, 0, 10)
 			if err != nil {
 				return false, err.Error()
 			}
@@ -67,7 +67,7 @@ func TestConcurrentPublishesFromAllNodesGetDenseUniqueIndexes(t *testing.T) {
 		waitFor(t, 5*time.Second, n.ID()+" has every message", func() (bool, string) {
 			return n.fsm.LastMessage() == total, fmt.Sprintf("last message %d", n.fsm.LastMessage())
 		})
-		page, err := n.fsm.Read(&fsm.Reader{Hub: "load", Broadcast: true}, 0, total+10)
+		page, err := n.fsm.Read(&fsm.Filter{Hub: "load", Broadcast: true}, 0, total+10)
 		if err != nil {
 			t.Fatal(err)
 		}

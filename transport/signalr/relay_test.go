@@ -282,7 +282,10 @@ func TestRelayInvocationQueueIsBounded(t *testing.T) {
 			once.Do(func() { <-release })
 		}
 	})
-	const n = maxPendingInvocations + 40
+	// The commit held may already carry a whole queue's worth (the reader
+	// can get ahead of the first dispatch), so send enough to fill the
+	// queue again behind it.
+	const n = 2*maxPendingInvocations + 40
 	go func() {
 		for i := range n {
 			// Written from another goroutine: the server stops reading, so

@@ -27,10 +27,10 @@ import (
 // Log is what the streams need from the replicated state machine.
 type Log interface {
 	// Read returns at most limit messages for r after the cursor.
-	Read(r *fsm.Reader, after uint64, limit int) (fsm.Page, error)
+	Read(r *fsm.Filter, after uint64, limit int) (fsm.Page, error)
 	// WaitRead is Read that blocks until there is a message or a reset,
 	// or ctx ends.
-	WaitRead(ctx context.Context, r *fsm.Reader, after uint64, limit int) (fsm.Page, error)
+	WaitRead(ctx context.Context, r *fsm.Filter, after uint64, limit int) (fsm.Page, error)
 	// LastMessage is the highest message index so far.
 	LastMessage() uint64
 }
@@ -172,7 +172,7 @@ func (s *Server) openStream(w http.ResponseWriter, r *http.Request, grant access
 
 // streamRequest is a parsed stream request.
 type streamRequest struct {
-	reader fsm.Reader
+	reader fsm.Filter
 	after  uint64
 	// fromNow is set when the request named no cursor: it starts at the
 	// current end of the log.
@@ -184,7 +184,7 @@ var errBadStream = errors.New("bad stream request")
 // parseStream reads the hub, groups and cursor of a stream request. The
 // cursor comes from Last-Event-ID (SSE reconnects) or after=N.
 func parseStream(r *http.Request) (streamRequest, error) {
-	req := streamRequest{reader: fsm.Reader{Hub: r.PathValue("hub"), Broadcast: true}}
+	req := streamRequest{reader: fsm.Filter{Hub: r.PathValue("hub"), Broadcast: true}}
 	if err := fsm.ValidateHub(req.reader.Hub); err != nil {
 		return req, fmt.Errorf("%w: %w", errBadStream, err)
 	}
