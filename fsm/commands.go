@@ -241,17 +241,33 @@ func decodeNodeInfo(b []byte) (*NodeInfo, error) {
 }
 
 // EncodeEntry packs commands into the data of one Raft entry, stamped with
-// the proposer's clock (Unix nanoseconds). The stamp is the only notion of
-// time the state machine has: retention by age and idempotency windows use
-// it, so every replica decides the same.
+// the proposer's clock (Unix nanoseconds): a header, then the batch
+// framing of EncodeBatch. The stamp is the only notion of time the state
+// machine has: retention by age and idempotency windows use it, so every
+// replica decides the same.
 func EncodeEntry(unixNano int64, cmds []Command) []byte {
-	size := entryHeaderSize + binary.MaxVarintLen64
+	buf := make([]byte, entryHeaderSize, entryHeaderSize+batchSize(cmds))
+	buf[0] = entryVersion
+	binary.BigEndian.PutUint64(buf[1:9], uint64(unixNano))
+	return appendBatch(buf, cmds)
+}
+
+// EncodeBatch frames commands as one batch: a count, then each command
+// prefixed by its length (uvarints). A follower forwards its writes to the
+// leader in this framing, and a Raft entry carries it after its header.
+func EncodeBatch(cmds []Command) []byte {
+	return appendBatch(make([]byte, 0, batchSize(cmds)), cmds)
+}
+
+func batchSize(cmds []Command) int {
+	size := binary.MaxVarintLen64
 	for _, c := range cmds {
 		size += binary.MaxVarintLen64 + len(c)
 	}
-	buf := make([]byte, entryHeaderSize, size)
-	buf[0] = entryVersion
-	binary.BigEndian.PutUint64(buf[1:9], uint64(unixNano))
+	return size
+}
+
+func appendBatch(buf []byte, cmds []Command) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(cmds)))
 	for _, c := range cmds {
 		buf = binary.AppendUvarint(buf, uint64(len(c)))
@@ -260,8 +276,41 @@ func EncodeEntry(unixNano int64, cmds []Command) []byte {
 	return buf
 }
 
-// errEmptyEntry is returned for an entry without commands.
-var errEmptyEntry = fmt.Errorf("%w: entry has no commands", ErrCorrupt)
+// DecodeBatch splits what EncodeBatch framed; the commands alias b. A batch
+// holds at least one command and no empty one.
+func DecodeBatch(b []byte) ([]Command, error) {
+	cmds, err := decodeBatch(b)
+	if err != nil {
+		return nil, fmt.Errorf("decode batch: %w", err)
+	}
+	return cmds, nil
+}
+
+func decodeBatch(b []byte) ([]Command, error) {
+	d := decoder{buf: b}
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.buf)) {
+		d.fail("command count")
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	if n == 0 {
+		return nil, errEmptyEntry
+	}
+	cmds := make([]Command, 0, n)
+	for i := uint64(0); i < n; i++ {
+		c := d.bytes()
+		if d.err == nil && len(c) == 0 {
+			d.fail("empty command")
+		}
+		cmds = append(cmds, c)
+	}
+	return cmds, d.done("batch")
+}
+
+// errEmptyEntry is returned for an entry or batch without commands.
+var errEmptyEntry = fmt.Errorf("%w: no commands", ErrCorrupt)
 
 // DecodeEntry splits Raft entry data into its timestamp and commands. The
 // commands alias data.
@@ -273,24 +322,8 @@ func DecodeEntry(data []byte) (unixNano int64, cmds []Command, err error) {
 		return 0, nil, fmt.Errorf("decode entry: %w: unknown entry version %d", ErrCorrupt, data[0])
 	}
 	unixNano = int64(binary.BigEndian.Uint64(data[1:9]))
-	d := decoder{buf: data[entryHeaderSize:]}
-	n := d.uvarint()
-	if d.err == nil && n > uint64(len(d.buf)) {
-		d.fail("command count")
+	if cmds, err = decodeBatch(data[entryHeaderSize:]); err != nil {
+		return 0, nil, fmt.Errorf("decode entry: %w", err)
 	}
-	if d.err != nil {
-		return 0, nil, fmt.Errorf("decode entry: %w", d.err)
-	}
-	if n == 0 {
-		return 0, nil, errEmptyEntry
-	}
-	cmds = make([]Command, 0, n)
-	for i := uint64(0); i < n; i++ {
-		c := d.bytes()
-		if d.err == nil && len(c) == 0 {
-			d.fail("empty command")
-		}
-		cmds = append(cmds, c)
-	}
-	return unixNano, cmds, d.done("entry")
+	return unixNano, cmds, nil
 }

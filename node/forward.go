@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,49 +58,15 @@ type wireResult struct {
 	Error     string `json:"error,omitempty"`
 }
 
-func encodeCommands(cmds []fsm.Command) []byte {
-	size := binary.MaxVarintLen64
-	for _, c := range cmds {
-		size += binary.MaxVarintLen64 + len(c)
-	}
-	buf := binary.AppendUvarint(make([]byte, 0, size), uint64(len(cmds)))
-	for _, c := range cmds {
-		buf = binary.AppendUvarint(buf, uint64(len(c)))
-		buf = append(buf, c...)
-	}
-	return buf
-}
-
-func decodeCommands(b []byte) ([]fsm.Command, error) {
-	n, w := binary.Uvarint(b)
-	if w <= 0 || n == 0 || n > uint64(len(b)) {
-		return nil, errors.New("bad command count")
-	}
-	b = b[w:]
-	cmds := make([]fsm.Command, 0, n)
-	for i := uint64(0); i < n; i++ {
-		l, w := binary.Uvarint(b)
-		if w <= 0 || l == 0 || uint64(len(b)-w) < l {
-			return nil, fmt.Errorf("bad command %d", i)
-		}
-		cmds = append(cmds, fsm.Command(b[w:w+int(l)]))
-		b = b[w+int(l):]
-	}
-	if len(b) != 0 {
-		return nil, errors.New("trailing bytes after commands")
-	}
-	return cmds, nil
-}
-
-// apply sends cmds to the leader at baseURL. Errors after which nothing can
+// sendBatch sends cmds to the leader at baseURL. Errors after which nothing can
 // have been appended wrap errRetryable; others wrap ErrUncertain.
-func (f *forwarder) apply(ctx context.Context, baseURL string, cmds []fsm.Command) ([]fsm.Result, error) {
+func (f *forwarder) sendBatch(ctx context.Context, baseURL string, cmds []fsm.Command) ([]fsm.Result, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+applyPath, nil)
 	if err != nil {
 		return nil, fmt.Errorf("forward to leader: %w", err)
 	}
 	req.Header.Set("Content-Type", commandsMIMEType)
-	resp, err := f.do(req, encodeCommands(cmds))
+	resp, err := f.do(req, fsm.EncodeBatch(cmds))
 	if err != nil {
 		if peer.IsDialError(err) {
 			return nil, retryable(fmt.Errorf("forward to leader %s: %w", baseURL, err))
@@ -169,7 +134,7 @@ func (n *Node) handleApply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, fmt.Errorf("%w: %w", errBadRequest, err))
 		return
 	}
-	cmds, err := decodeCommands(body)
+	cmds, err := fsm.DecodeBatch(body)
 	if err != nil {
 		writeError(w, r, fmt.Errorf("%w: forwarded batch: %w", errBadRequest, err))
 		return

@@ -226,7 +226,7 @@ func (p *proposer) submitOnce(ctx context.Context, cmds []fsm.Command) ([]fsm.Re
 		return nil, retryable(err)
 	}
 	p.metrics.forwardedBatches.Inc()
-	return p.fwd.apply(ctx, url, cmds)
+	return p.fwd.sendBatch(ctx, url, cmds)
 }
 
 // applyLocal appends cmds as one entry on this node, which must lead.

@@ -33,9 +33,9 @@ func TestMalformedForwardedBatchIsRefusedBeforeTheLog(t *testing.T) {
 	}{
 		{"unknown type 0x7f", []byte{1, 1, 0x7f}},
 		{"type 0", []byte{1, 1, 0}},
-		{"truncated publish", encodeCommands([]fsm.Command{valid[:len(valid)-3]})},
-		{"a valid publish and a forged node record", encodeCommands([]fsm.Command{valid, {byte(fsm.CmdNodeInfo), 9}})},
-		{"an invalid hub", encodeCommands([]fsm.Command{fsm.EncodePublish(&fsm.Publish{Hub: "9", Audience: fsm.ToAll, Target: "t"})})},
+		{"truncated publish", fsm.EncodeBatch([]fsm.Command{valid[:len(valid)-3]})},
+		{"a valid publish and a forged node record", fsm.EncodeBatch([]fsm.Command{valid, {byte(fsm.CmdNodeInfo), 9}})},
+		{"an invalid hub", fsm.EncodeBatch([]fsm.Command{fsm.EncodePublish(&fsm.Publish{Hub: "9", Audience: fsm.ToAll, Target: "t"})})},
 		{"not a batch", []byte("hello")},
 	} {
 		res := doHTTP(t, http.MethodPost, leader.url(applyPath), tc.body, map[string]string{"Content-Type": commandsMIMEType})

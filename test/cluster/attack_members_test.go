@@ -182,7 +182,7 @@ func TestOutsiderIsRefusedWithClusterKey(t *testing.T) {
 	checkRaftRefuses(t, leader, before, "wrong cluster key", raftClient(t, wrong))
 	checkRaftRefuses(t, leader, before, "plain TCP", raftClient(t, nil))
 
-	batch := encodeBatch(fsm.EncodePublish(&fsm.Publish{Hub: "chat", Audience: fsm.ToAll, Target: "forged", Arguments: []byte(`["by an outsider"]`)}))
+	batch := fsm.EncodeBatch([]fsm.Command{fsm.EncodePublish(&fsm.Publish{Hub: "chat", Audience: fsm.ToAll, Target: "forged", Arguments: []byte(`["by an outsider"]`)})})
 	send := func(auth *peer.Auth, h http.Header) int {
 		req, err := http.NewRequest(http.MethodPost, leader.baseURL()+"/internal/v1/apply", nil)
 		if err != nil {
@@ -284,25 +284,6 @@ type plainLayer struct{ net.Listener }
 
 func (l plainLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	return net.DialTimeout("tcp", string(addr), timeout)
-}
-
-// encodeBatch frames commands as a node-to-node apply body.
-func encodeBatch(cmds ...fsm.Command) []byte {
-	var b []byte
-	b = appendUvarint(b, uint64(len(cmds)))
-	for _, c := range cmds {
-		b = appendUvarint(b, uint64(len(c)))
-		b = append(b, c...)
-	}
-	return b
-}
-
-func appendUvarint(b []byte, v uint64) []byte {
-	for v >= 0x80 {
-		b = append(b, byte(v)|0x80)
-		v >>= 7
-	}
-	return append(b, byte(v))
 }
 
 // readAllWait reads n's hub "chat" from the start until it has last.
