@@ -28,24 +28,24 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	if f.db == nil {
 		panic("fsm: apply after close")
 	}
-	var st *applyState
+	var ap *applyState
 	err := f.db.Update(func(tx *bolt.Tx) error {
-		st = newApplyState(f, tx)
+		ap = newApplyState(f, tx)
 		for i, l := range logs {
-			if l.Index <= st.applied {
+			if l.Index <= ap.applied {
 				continue // already in the store (replay after restore)
 			}
-			st.applied = l.Index
+			ap.applied = l.Index
 			if l.Type != raft.LogCommand {
 				continue
 			}
-			res, err := st.applyEntry(l)
+			res, err := ap.applyEntry(l)
 			if err != nil {
 				return err
 			}
 			results[i] = res
 		}
-		return st.saveMeta()
+		return ap.saveMeta()
 	})
 	if err != nil {
 		// The store can no longer follow the log; continuing would diverge.
@@ -53,15 +53,15 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	}
 	// The tail first: a reader that sees the new last message, or wakes on
 	// the broadcast below, finds it in the tail.
-	f.tail.add(st.added, st.first)
-	f.appliedIndex.Store(st.applied)
-	f.lastMessage.Store(st.last)
-	f.firstMessage.Store(st.first)
-	f.retainedSize.Store(st.bytes)
+	f.tail.add(ap.added, ap.first)
+	f.appliedIndex.Store(ap.applied)
+	f.lastMessage.Store(ap.last)
+	f.firstMessage.Store(ap.first)
+	f.retainedSize.Store(ap.bytes)
 	f.notify.broadcast()
 	if observe := f.cfg.ObserveApply; observe != nil {
 		now := time.Now()
-		for _, ts := range st.stamps {
+		for _, ts := range ap.stamps {
 			observe(now.Sub(time.Unix(0, ts)))
 		}
 	}
@@ -104,12 +104,12 @@ func newApplyState(f *FSM, tx *bolt.Tx) *applyState {
 	}
 }
 
-func (st *applyState) saveMeta() error {
-	meta := st.tx.Bucket(bucketMeta)
+func (ap *applyState) saveMeta() error {
+	meta := ap.tx.Bucket(bucketMeta)
 	for _, kv := range []struct {
 		k []byte
 		v uint64
-	}{{metaAppliedIndex, st.applied}, {metaLastMessage, st.last}, {metaFirstMessage, st.first}, {metaBytes, st.bytes}} {
+	}{{metaAppliedIndex, ap.applied}, {metaLastMessage, ap.last}, {metaFirstMessage, ap.first}, {metaBytes, ap.bytes}} {
 		if err := putU64(meta, kv.k, kv.v); err != nil {
 			return fmt.Errorf("save meta %s: %w", kv.k, err)
 		}
@@ -121,27 +121,27 @@ func (st *applyState) saveMeta() error {
 // command, or, for an entry that cannot be split into commands, an error
 // wrapping ErrInvalidCommand (the entry changes nothing but the applied
 // index, on every replica). A returned error is a store failure.
-func (st *applyState) applyEntry(l *raft.Log) (any, error) {
+func (ap *applyState) applyEntry(l *raft.Log) (any, error) {
 	ts, cmds, err := DecodeEntry(l.Data)
 	if err != nil {
-		st.f.log.Error("rejected an entry that cannot be decoded", "entry", l.Index, "err", err)
+		ap.f.log.Error("rejected an entry that cannot be decoded", "entry", l.Index, "err", err)
 		return fmt.Errorf("%w: entry %d: %w", ErrInvalidCommand, l.Index, err), nil
 	}
 	results := make([]Result, len(cmds))
-	st.entry = l.Index
-	if st.f.cfg.ObserveApply != nil {
-		st.stamps = append(st.stamps, ts)
+	ap.entry = l.Index
+	if ap.f.cfg.ObserveApply != nil {
+		ap.stamps = append(ap.stamps, ts)
 	}
 	for i, c := range cmds {
-		st.off = uint32(i)
-		res, err := st.applyCommand(ts, c)
+		ap.off = uint32(i)
+		res, err := ap.applyCommand(ts, c)
 		if err != nil {
 			return nil, fmt.Errorf("entry %d command %d (%s): %w", l.Index, i, c.Type(), err)
 		}
 		res.Entry = l.Index
 		results[i] = res
 	}
-	if err := st.enforceRetention(ts); err != nil {
+	if err := ap.enforceRetention(ts); err != nil {
 		return nil, fmt.Errorf("entry %d retention: %w", l.Index, err)
 	}
 	return results, nil
@@ -150,7 +150,7 @@ func (st *applyState) applyEntry(l *raft.Log) (any, error) {
 // applyCommand applies one command. The returned error is a store failure;
 // rejections, including commands that cannot be decoded or are of an
 // unknown type, go in the Result, the same on every replica.
-func (st *applyState) applyCommand(ts int64, c Command) (Result, error) {
+func (ap *applyState) applyCommand(ts int64, c Command) (Result, error) {
 	parsed, err := parseCommand(c)
 	if err != nil {
 		return Result{Err: err}, nil
@@ -158,115 +158,115 @@ func (st *applyState) applyCommand(ts int64, c Command) (Result, error) {
 	switch cmd := parsed.(type) {
 	case *Publish:
 		cmd.Arguments = append([]byte(nil), cmd.Arguments...) // it outlives the entry, in the tail
-		return st.publish(ts, c, cmd)
+		return ap.publish(ts, c, cmd)
 	case *Membership:
-		return st.membership(cmd, c.Type()&^IgnoreUnknownFlag == CmdGroupAdd)
+		return ap.membership(cmd, c.Type()&^IgnoreUnknownFlag == CmdGroupAdd)
 	case *Connection:
 		if c.Type()&^IgnoreUnknownFlag == CmdConnOpen {
-			return st.connOpen(cmd)
+			return ap.connOpen(cmd)
 		}
-		return st.connClose(cmd)
+		return ap.connClose(cmd)
 	case *StatefulOpen:
 		cmd.TokenHash = append([]byte(nil), cmd.TokenHash...)
-		return st.statefulOpen(cmd)
+		return ap.statefulOpen(cmd)
 	case *Invocation:
-		return st.invocation(ts, cmd)
+		return ap.invocation(ts, cmd)
 	case *checkpointBatch:
-		return st.checkpoints(cmd)
+		return ap.checkpoints(cmd)
 	case *NodeInfo:
-		return Result{}, st.nodes.Put([]byte(cmd.ID), c[1:])
+		return Result{}, ap.nodes.Put([]byte(cmd.ID), c[1:])
 	case *nodeRemove:
-		return Result{}, st.nodes.Delete([]byte(cmd.id))
+		return Result{}, ap.nodes.Delete([]byte(cmd.id))
 	}
 	return Result{}, fmt.Errorf("parsed command of type %T has no apply", parsed)
 }
 
 // publish appends a message; parseCommand validated p.
-func (st *applyState) publish(ts int64, c Command, p *Publish) (Result, error) {
+func (ap *applyState) publish(ts int64, c Command, p *Publish) (Result, error) {
 	if p.IdempotencyKey != "" {
-		if v := st.idem.Get([]byte(p.IdempotencyKey)); len(v) == 16 {
+		if v := ap.idem.Get([]byte(p.IdempotencyKey)); len(v) == 16 {
 			seen := int64(binary.BigEndian.Uint64(v[8:]))
-			if ts-seen < int64(st.f.cfg.IdempotencyWindow) {
+			if ts-seen < int64(ap.f.cfg.IdempotencyWindow) {
 				return Result{Index: binary.BigEndian.Uint64(v[:8]), Duplicate: true}, nil
 			}
 		}
 	}
-	index := st.last + 1
+	index := ap.last + 1
 	rec := encodeRecord(ts, c)
-	if err := st.messages.Put(u64key(index), rec); err != nil {
+	if err := ap.messages.Put(u64key(index), rec); err != nil {
 		return Result{}, err
 	}
 	for _, prefix := range streamsOf(p) {
-		if err := st.streams.Put(streamEntryKey(prefix, index), nil); err != nil {
+		if err := ap.streams.Put(streamEntryKey(prefix, index), nil); err != nil {
 			return Result{}, err
 		}
 	}
 	if p.IdempotencyKey != "" {
-		if err := st.rememberIdempotencyKey(p.IdempotencyKey, index, ts); err != nil {
+		if err := ap.rememberIdempotencyKey(p.IdempotencyKey, index, ts); err != nil {
 			return Result{}, err
 		}
 	}
-	st.last = index
-	if st.first == 0 {
-		st.first = 1
+	ap.last = index
+	if ap.first == 0 {
+		ap.first = 1
 	}
-	if len(st.added) == 2*tailMessages {
+	if len(ap.added) == 2*tailMessages {
 		// A huge batch (a replay): only the newest can end up in the tail.
-		st.added = append(st.added[:0], st.added[tailMessages:]...)
+		ap.added = append(ap.added[:0], ap.added[tailMessages:]...)
 	}
-	st.added = append(st.added, messageOf(index, ts, p))
-	st.bytes += uint64(len(rec))
+	ap.added = append(ap.added, messageOf(index, ts, p))
+	ap.bytes += uint64(len(rec))
 	return Result{Index: index}, nil
 }
 
-func (st *applyState) rememberIdempotencyKey(key string, index uint64, ts int64) error {
-	if old := st.idem.Get([]byte(key)); len(old) == 16 {
+func (ap *applyState) rememberIdempotencyKey(key string, index uint64, ts int64) error {
+	if old := ap.idem.Get([]byte(key)); len(old) == 16 {
 		// An expired key that is reused: drop its old expiry record.
-		if err := st.idemTime.Delete(append(append([]byte(nil), old[8:]...), key...)); err != nil {
+		if err := ap.idemTime.Delete(append(append([]byte(nil), old[8:]...), key...)); err != nil {
 			return err
 		}
 	}
 	v := make([]byte, 16)
 	binary.BigEndian.PutUint64(v, index)
 	binary.BigEndian.PutUint64(v[8:], uint64(ts))
-	if err := st.idem.Put([]byte(key), v); err != nil {
+	if err := ap.idem.Put([]byte(key), v); err != nil {
 		return err
 	}
-	return st.idemTime.Put(append(u64key(uint64(ts)), key...), nil)
+	return ap.idemTime.Put(append(u64key(uint64(ts)), key...), nil)
 }
 
 // membership adds or removes a group member; parseCommand validated m.
-func (st *applyState) membership(m *Membership, add bool) (Result, error) {
+func (ap *applyState) membership(m *Membership, add bool) (Result, error) {
 	if add {
-		if err := st.recordHistory(m.Hub, m.Group, m.Kind, m.Member, true); err != nil {
+		if err := ap.recordHistory(m.Hub, m.Group, m.Kind, m.Member, true); err != nil {
 			return Result{}, err
 		}
-		if err := st.groups.Put(groupKey(m.Hub, m.Group, m.Kind, m.Member), nil); err != nil {
+		if err := ap.groups.Put(groupKey(m.Hub, m.Group, m.Kind, m.Member), nil); err != nil {
 			return Result{}, err
 		}
-		return Result{}, st.memberOf.Put(memberOfKey(m.Hub, m.Kind, m.Member, m.Group), nil)
+		return Result{}, ap.memberOf.Put(memberOfKey(m.Hub, m.Kind, m.Member, m.Group), nil)
 	}
 	if m.Group != "" {
-		return Result{}, st.leave(m.Hub, m.Group, m.Kind, m.Member)
+		return Result{}, ap.leave(m.Hub, m.Group, m.Kind, m.Member)
 	}
-	return Result{}, st.leaveAll(m.Hub, m.Kind, m.Member)
+	return Result{}, ap.leaveAll(m.Hub, m.Kind, m.Member)
 }
 
-func (st *applyState) leave(hub, group string, kind MemberKind, member string) error {
-	if err := st.recordHistory(hub, group, kind, member, false); err != nil {
+func (ap *applyState) leave(hub, group string, kind MemberKind, member string) error {
+	if err := ap.recordHistory(hub, group, kind, member, false); err != nil {
 		return err
 	}
-	if err := st.groups.Delete(groupKey(hub, group, kind, member)); err != nil {
+	if err := ap.groups.Delete(groupKey(hub, group, kind, member)); err != nil {
 		return err
 	}
-	return st.memberOf.Delete(memberOfKey(hub, kind, member, group))
+	return ap.memberOf.Delete(memberOfKey(hub, kind, member, group))
 }
 
 // leaveAll removes a member from every group of the hub.
-func (st *applyState) leaveAll(hub string, kind MemberKind, member string) error {
+func (ap *applyState) leaveAll(hub string, kind MemberKind, member string) error {
 	prefix := memberOfPrefix(hub, kind, member)
 	var groups []string
-	c := st.memberOf.Cursor()
+	c := ap.memberOf.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		g, rest, ok := readLP(k[len(prefix):])
 		if !ok || len(rest) != 0 {
@@ -275,7 +275,7 @@ func (st *applyState) leaveAll(hub string, kind MemberKind, member string) error
 		groups = append(groups, g)
 	}
 	for _, g := range groups {
-		if err := st.leave(hub, g, kind, member); err != nil {
+		if err := ap.leave(hub, g, kind, member); err != nil {
 			return err
 		}
 	}
@@ -283,13 +283,13 @@ func (st *applyState) leaveAll(hub string, kind MemberKind, member string) error
 }
 
 // connOpen records a connection; parseCommand validated c's names.
-func (st *applyState) connOpen(c *Connection) (Result, error) {
+func (ap *applyState) connOpen(c *Connection) (Result, error) {
 	key := connKey(c.Hub, c.ConnID)
-	if rec := st.conns.Get(key); rec != nil {
+	if rec := ap.conns.Get(key); rec != nil {
 		// Reopened (a resume on another node): drop a previous user's index.
 		d := decoder{buf: rec}
 		if user := d.string(); user != "" && user != c.UserID {
-			if err := st.userConns.Delete(appendLP(userConnsPrefix(c.Hub, user), c.ConnID)); err != nil {
+			if err := ap.userConns.Delete(appendLP(userConnsPrefix(c.Hub, user), c.ConnID)); err != nil {
 				return Result{}, err
 			}
 		}
@@ -297,11 +297,11 @@ func (st *applyState) connOpen(c *Connection) (Result, error) {
 	e := encoder{}
 	e.string(c.UserID)
 	e.string(c.NodeID)
-	if err := st.conns.Put(key, e.buf); err != nil {
+	if err := ap.conns.Put(key, e.buf); err != nil {
 		return Result{}, err
 	}
 	if c.UserID != "" {
-		return Result{}, st.userConns.Put(appendLP(userConnsPrefix(c.Hub, c.UserID), c.ConnID), nil)
+		return Result{}, ap.userConns.Put(appendLP(userConnsPrefix(c.Hub, c.UserID), c.ConnID), nil)
 	}
 	return Result{}, nil
 }
@@ -310,25 +310,25 @@ func (st *applyState) connOpen(c *Connection) (Result, error) {
 // it stay until retention trims them. A close that names a node applies only
 // while that node holds the connection: a stateful connection may have
 // resumed on another node before its old holder's close was committed.
-func (st *applyState) connClose(c *Connection) (Result, error) {
+func (ap *applyState) connClose(c *Connection) (Result, error) {
 	key := connKey(c.Hub, c.ConnID)
-	if rec := st.conns.Get(key); rec != nil {
+	if rec := ap.conns.Get(key); rec != nil {
 		d := decoder{buf: rec}
 		user := d.string()
 		if holder := d.string(); c.NodeID != "" && holder != c.NodeID {
 			return Result{Err: fmt.Errorf("%w: connection %q is held by node %q, not %q", ErrInvalidCommand, c.ConnID, holder, c.NodeID)}, nil
 		}
 		if user != "" {
-			if err := st.userConns.Delete(appendLP(userConnsPrefix(c.Hub, user), c.ConnID)); err != nil {
+			if err := ap.userConns.Delete(appendLP(userConnsPrefix(c.Hub, user), c.ConnID)); err != nil {
 				return Result{}, err
 			}
 		}
 	}
-	if err := st.conns.Delete(key); err != nil {
+	if err := ap.conns.Delete(key); err != nil {
 		return Result{}, err
 	}
-	if err := st.leaveAll(c.Hub, MemberConnection, c.ConnID); err != nil {
+	if err := ap.leaveAll(c.Hub, MemberConnection, c.ConnID); err != nil {
 		return Result{}, err
 	}
-	return Result{}, st.forgetStateful(c.Hub, c.ConnID)
+	return Result{}, ap.forgetStateful(c.Hub, c.ConnID)
 }

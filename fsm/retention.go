@@ -12,17 +12,17 @@ import (
 // expired idempotency keys. It runs after each applied command entry, with
 // that entry's proposer stamp as "now", so every replica trims the same
 // messages at the same log position.
-func (st *applyState) enforceRetention(now int64) error {
-	r := st.f.cfg.Retention
-	for st.first != 0 && st.first <= st.last {
-		count := st.last - st.first + 1
-		over := (r.MaxMessages > 0 && count > r.MaxMessages) || (r.MaxBytes > 0 && st.bytes > r.MaxBytes)
+func (ap *applyState) enforceRetention(now int64) error {
+	r := ap.f.cfg.Retention
+	for ap.first != 0 && ap.first <= ap.last {
+		count := ap.last - ap.first + 1
+		over := (r.MaxMessages > 0 && count > r.MaxMessages) || (r.MaxBytes > 0 && ap.bytes > r.MaxBytes)
 		if !over && r.MaxAge <= 0 {
 			break
 		}
-		rec := st.messages.Get(u64key(st.first))
+		rec := ap.messages.Get(u64key(ap.first))
 		if rec == nil {
-			return fmt.Errorf("%w: retained message %d is missing", ErrCorrupt, st.first)
+			return fmt.Errorf("%w: retained message %d is missing", ErrCorrupt, ap.first)
 		}
 		if !over {
 			ts, n := binary.Varint(rec)
@@ -33,26 +33,26 @@ func (st *applyState) enforceRetention(now int64) error {
 		}
 		_, p, err := decodeRecord(rec)
 		if err != nil {
-			return fmt.Errorf("message %d: %w", st.first, err)
+			return fmt.Errorf("message %d: %w", ap.first, err)
 		}
 		for _, prefix := range streamsOf(p) {
-			if err := st.streams.Delete(streamEntryKey(prefix, st.first)); err != nil {
+			if err := ap.streams.Delete(streamEntryKey(prefix, ap.first)); err != nil {
 				return err
 			}
 		}
-		if err := st.messages.Delete(u64key(st.first)); err != nil {
+		if err := ap.messages.Delete(u64key(ap.first)); err != nil {
 			return err
 		}
-		st.bytes -= uint64(len(rec))
-		st.first++
+		ap.bytes -= uint64(len(rec))
+		ap.first++
 	}
-	return st.expireIdempotencyKeys(now)
+	return ap.expireIdempotencyKeys(now)
 }
 
-func (st *applyState) expireIdempotencyKeys(now int64) error {
-	cutoff := now - int64(st.f.cfg.IdempotencyWindow)
+func (ap *applyState) expireIdempotencyKeys(now int64) error {
+	cutoff := now - int64(ap.f.cfg.IdempotencyWindow)
 	var expired [][]byte
-	c := st.idemTime.Cursor()
+	c := ap.idemTime.Cursor()
 	for k, _ := c.First(); k != nil && len(k) >= 8; k, _ = c.Next() {
 		if int64(binary.BigEndian.Uint64(k[:8])) >= cutoff {
 			break
@@ -61,12 +61,12 @@ func (st *applyState) expireIdempotencyKeys(now int64) error {
 	}
 	for _, k := range expired {
 		key := k[8:]
-		if v := st.idem.Get(key); len(v) == 16 && bytes.Equal(v[8:], k[:8]) {
-			if err := st.idem.Delete(key); err != nil {
+		if v := ap.idem.Get(key); len(v) == 16 && bytes.Equal(v[8:], k[:8]) {
+			if err := ap.idem.Delete(key); err != nil {
 				return err
 			}
 		}
-		if err := st.idemTime.Delete(k); err != nil {
+		if err := ap.idemTime.Delete(k); err != nil {
 			return err
 		}
 	}
@@ -83,13 +83,13 @@ func (st *applyState) expireIdempotencyKeys(now int64) error {
 // opened later starts after every closed interval) has no live closed
 // interval at all. Like retention, this depends only on replicated state
 // (message indexes and connection records), never on a clock.
-func (st *applyState) historyHorizon(hub string, kind MemberKind, member string) (uint64, error) {
+func (ap *applyState) historyHorizon(hub string, kind MemberKind, member string) (uint64, error) {
 	var retained uint64 // everything up to it is trimmed
-	if st.first > 0 {
-		retained = st.first - 1
+	if ap.first > 0 {
+		retained = ap.first - 1
 	}
 	if kind == MemberConnection {
-		rec, err := st.statefulRecord(hub, member)
+		rec, err := ap.statefulRecord(hub, member)
 		if err != nil || rec == nil {
 			return math.MaxUint64, err
 		}
@@ -97,13 +97,13 @@ func (st *applyState) historyHorizon(hub string, kind MemberKind, member string)
 	}
 	oldest := uint64(math.MaxUint64) // the earliest open position of the user's stateful connections
 	prefix := userConnsPrefix(hub, member)
-	c := st.userConns.Cursor()
+	c := ap.userConns.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		conn, rest, ok := readLP(k[len(prefix):])
 		if !ok || len(rest) != 0 {
 			return 0, fmt.Errorf("%w: userConns key", ErrCorrupt)
 		}
-		rec, err := st.statefulRecord(hub, conn)
+		rec, err := ap.statefulRecord(hub, conn)
 		if err != nil {
 			return 0, err
 		}
@@ -119,8 +119,8 @@ func (st *applyState) historyHorizon(hub string, kind MemberKind, member string)
 
 // statefulRecord reads a stateful connection's record; nil if there is
 // none.
-func (st *applyState) statefulRecord(hub, conn string) (*statefulRecord, error) {
-	v := st.statefulBucket().Get(connKey(hub, conn))
+func (ap *applyState) statefulRecord(hub, conn string) (*statefulRecord, error) {
+	v := ap.statefulBucket().Get(connKey(hub, conn))
 	if v == nil {
 		return nil, nil
 	}

@@ -176,12 +176,12 @@ var (
 	bucketHistory     = []byte("history")
 )
 
-func (st *applyState) statefulBucket() *bolt.Bucket { return st.tx.Bucket(bucketStateful) }
+func (ap *applyState) statefulBucket() *bolt.Bucket { return ap.tx.Bucket(bucketStateful) }
 
 // statefulOpen records a stateful connection; parseCommand validated o.
-func (st *applyState) statefulOpen(o *StatefulOpen) (Result, error) {
+func (ap *applyState) statefulOpen(o *StatefulOpen) (Result, error) {
 	key := connKey(o.Hub, o.ConnID)
-	if v := st.statefulBucket().Get(key); v != nil {
+	if v := ap.statefulBucket().Get(key); v != nil {
 		rec, err := decodeStatefulRecord(v)
 		if err != nil {
 			return Result{}, err
@@ -190,27 +190,27 @@ func (st *applyState) statefulOpen(o *StatefulOpen) (Result, error) {
 			return Result{Err: fmt.Errorf("%w: token does not match connection %q", ErrInvalidCommand, o.ConnID)}, nil
 		}
 		// A resume on another node: only the holder changes.
-		return st.connOpen(&Connection{Hub: o.Hub, ConnID: o.ConnID, UserID: o.UserID, NodeID: o.NodeID})
+		return ap.connOpen(&Connection{Hub: o.Hub, ConnID: o.ConnID, UserID: o.UserID, NodeID: o.NodeID})
 	}
-	if st.conns.Get(key) != nil {
+	if ap.conns.Get(key) != nil {
 		return Result{Err: fmt.Errorf("%w: connection %q is already open", ErrInvalidCommand, o.ConnID)}, nil
 	}
-	rec := &statefulRecord{OpenPos: st.last, AckPos: Position{Msg: st.last, Order: orderCompletion}, TokenHash: o.TokenHash, Protocol: o.Protocol}
-	if err := st.statefulBucket().Put(key, rec.encode()); err != nil {
+	rec := &statefulRecord{OpenPos: ap.last, AckPos: Position{Msg: ap.last, Order: orderCompletion}, TokenHash: o.TokenHash, Protocol: o.Protocol}
+	if err := ap.statefulBucket().Put(key, rec.encode()); err != nil {
 		return Result{}, err
 	}
-	if err := st.tx.Bucket(bucketTokens).Put(o.TokenHash, key); err != nil {
+	if err := ap.tx.Bucket(bucketTokens).Put(o.TokenHash, key); err != nil {
 		return Result{}, err
 	}
-	return st.connOpen(&Connection{Hub: o.Hub, ConnID: o.ConnID, UserID: o.UserID, NodeID: o.NodeID})
+	return ap.connOpen(&Connection{Hub: o.Hub, ConnID: o.ConnID, UserID: o.UserID, NodeID: o.NodeID})
 }
 
 // invocation applies a stateful connection's invocation once per client
 // sequence number and records its completion at its position in the
 // connection's stream.
-func (st *applyState) invocation(ts int64, inv *Invocation) (Result, error) {
+func (ap *applyState) invocation(ts int64, inv *Invocation) (Result, error) {
 	key := connKey(inv.Hub, inv.ConnID)
-	v := st.statefulBucket().Get(key)
+	v := ap.statefulBucket().Get(key)
 	if v == nil {
 		return Result{Err: fmt.Errorf("%w: no stateful connection %q", ErrInvalidCommand, inv.ConnID)}, nil
 	}
@@ -222,13 +222,13 @@ func (st *applyState) invocation(ts int64, inv *Invocation) (Result, error) {
 		return Result{Duplicate: true}, nil // a resent message already applied
 	}
 	rec.ClientSeq = inv.ClientSeq
-	if err := st.statefulBucket().Put(key, rec.encode()); err != nil {
+	if err := ap.statefulBucket().Put(key, rec.encode()); err != nil {
 		return Result{}, err
 	}
 	var res Result
 	errMsg := inv.Error
 	if len(inv.Inner) > 0 { // parseCommand allowed only a publish or a membership change
-		res, err = st.applyCommand(ts, inv.Inner)
+		res, err = ap.applyCommand(ts, inv.Inner)
 		if err != nil {
 			return Result{}, err
 		}
@@ -239,13 +239,13 @@ func (st *applyState) invocation(ts int64, inv *Invocation) (Result, error) {
 	if inv.InvocationID == "" {
 		return res, nil
 	}
-	pos := Position{Msg: st.last, Order: orderCompletion, Entry: st.entry, Off: st.off}
+	pos := Position{Msg: ap.last, Order: orderCompletion, Entry: ap.entry, Off: ap.off}
 	c := completionRecord{InvocationID: inv.InvocationID, Error: errMsg}
 	if res.Index != 0 && errMsg == "" {
 		pos.Msg, pos.Order = res.Index, orderCompletionOf
 		c.HasResult, c.Result = true, res.Index
 	}
-	return res, st.tx.Bucket(bucketCompletions).Put(append(connKey(inv.Hub, inv.ConnID), pos.key()...), c.encode())
+	return res, ap.tx.Bucket(bucketCompletions).Put(append(connKey(inv.Hub, inv.ConnID), pos.key()...), c.encode())
 }
 
 type completionRecord struct {
@@ -274,15 +274,15 @@ func decodeCompletion(b []byte) (completionRecord, error) {
 	return c, d.done("completion")
 }
 
-func (st *applyState) checkpoints(b *checkpointBatch) (Result, error) {
+func (ap *applyState) checkpoints(b *checkpointBatch) (Result, error) {
 	holder, cps := b.holder, b.cps
 	for _, c := range cps {
 		key := connKey(c.hub, c.conn)
-		v := st.statefulBucket().Get(key)
+		v := ap.statefulBucket().Get(key)
 		if v == nil || len(c.pos) != posSize {
 			continue // closed meanwhile
 		}
-		if rec := st.conns.Get(key); rec != nil {
+		if rec := ap.conns.Get(key); rec != nil {
 			d := decoder{buf: rec}
 			d.string() // user
 			if node := d.string(); node != holder {
@@ -297,11 +297,11 @@ func (st *applyState) checkpoints(b *checkpointBatch) (Result, error) {
 			continue
 		}
 		rec.AckSeq, rec.AckPos = c.seq, positionFromKey(c.pos)
-		if err := st.statefulBucket().Put(key, rec.encode()); err != nil {
+		if err := ap.statefulBucket().Put(key, rec.encode()); err != nil {
 			return Result{}, err
 		}
 		// Completions the client acknowledged are no longer needed.
-		if err := deletePrefixBefore(st.tx.Bucket(bucketCompletions), key, c.pos); err != nil {
+		if err := deletePrefixBefore(ap.tx.Bucket(bucketCompletions), key, c.pos); err != nil {
 			return Result{}, err
 		}
 	}
@@ -346,15 +346,15 @@ func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 // that no stateful connection can read any more are dropped (see
 // historyHorizon), so a member that joins and leaves again and again does
 // not grow the history past what retention keeps.
-func (st *applyState) recordHistory(hub, group string, kind MemberKind, member string, add bool) error {
-	if kind == MemberConnection && st.statefulBucket().Get(connKey(hub, member)) == nil {
+func (ap *applyState) recordHistory(hub, group string, kind MemberKind, member string, add bool) error {
+	if kind == MemberConnection && ap.statefulBucket().Get(connKey(hub, member)) == nil {
 		return nil
 	}
-	horizon, err := st.historyHorizon(hub, kind, member)
+	horizon, err := ap.historyHorizon(hub, kind, member)
 	if err != nil {
 		return err
 	}
-	h := st.tx.Bucket(bucketHistory)
+	h := ap.tx.Bucket(bucketHistory)
 	prefix := memberOfKey(hub, kind, member, group) // the group's intervals follow it
 	open, err := trimIntervals(h, prefix, horizon)
 	if err != nil {
@@ -362,13 +362,13 @@ func (st *applyState) recordHistory(hub, group string, kind MemberKind, member s
 	}
 	switch {
 	case add && open == nil:
-		return h.Put(append(append([]byte(nil), prefix...), u64key(st.last)...), u64key(math.MaxUint64))
+		return h.Put(append(append([]byte(nil), prefix...), u64key(ap.last)...), u64key(math.MaxUint64))
 	case !add && open != nil:
-		if st.last <= horizon || binary.BigEndian.Uint64(open[len(prefix):]) == st.last {
+		if ap.last <= horizon || binary.BigEndian.Uint64(open[len(prefix):]) == ap.last {
 			// Nobody will read it, or it holds no message: (from, from].
 			return h.Delete(open)
 		}
-		return h.Put(open, u64key(st.last))
+		return h.Put(open, u64key(ap.last))
 	}
 	return nil
 }
@@ -402,22 +402,22 @@ func trimIntervals(h *bolt.Bucket, prefix []byte, horizon uint64) (open []byte, 
 }
 
 // forgetStateful removes a closed connection's stateful data.
-func (st *applyState) forgetStateful(hub, conn string) error {
+func (ap *applyState) forgetStateful(hub, conn string) error {
 	key := connKey(hub, conn)
-	v := st.statefulBucket().Get(key)
+	v := ap.statefulBucket().Get(key)
 	if v == nil {
 		return nil
 	}
 	if rec, err := decodeStatefulRecord(v); err == nil {
-		if err := st.tx.Bucket(bucketTokens).Delete(rec.TokenHash); err != nil {
+		if err := ap.tx.Bucket(bucketTokens).Delete(rec.TokenHash); err != nil {
 			return err
 		}
 	}
-	if err := st.statefulBucket().Delete(key); err != nil {
+	if err := ap.statefulBucket().Delete(key); err != nil {
 		return err
 	}
-	if err := deletePrefix(st.tx.Bucket(bucketCompletions), key); err != nil {
+	if err := deletePrefix(ap.tx.Bucket(bucketCompletions), key); err != nil {
 		return err
 	}
-	return deletePrefix(st.tx.Bucket(bucketHistory), memberOfPrefix(hub, MemberConnection, conn))
+	return deletePrefix(ap.tx.Bucket(bucketHistory), memberOfPrefix(hub, MemberConnection, conn))
 }

@@ -134,7 +134,9 @@ func answerExists(w http.ResponseWriter, r *http.Request, ok bool, err error) {
 	}
 }
 
-func (n *Node) hubAnd(r *http.Request, what, value string) (string, error) {
+// pathHubAnd reads the hub from the path and checks it, and a name of
+// what kind (connection, group, user) that goes with it.
+func (n *Node) pathHubAnd(r *http.Request, what, value string) (string, error) {
 	hub := r.PathValue("hub")
 	if err := fsm.ValidateHub(hub); err != nil {
 		return "", err
@@ -147,7 +149,7 @@ func (n *Node) hubAnd(r *http.Request, what, value string) (string, error) {
 
 func (n *Node) connectionExists(w http.ResponseWriter, r *http.Request) {
 	conn := r.PathValue("connectionId")
-	hub, err := n.hubAnd(r, "connection", conn)
+	hub, err := n.pathHubAnd(r, "connection", conn)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -158,7 +160,7 @@ func (n *Node) connectionExists(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) groupExists(w http.ResponseWriter, r *http.Request) {
 	group := r.PathValue("group")
-	hub, err := n.hubAnd(r, "group", group)
+	hub, err := n.pathHubAnd(r, "group", group)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -169,7 +171,7 @@ func (n *Node) groupExists(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) userExists(w http.ResponseWriter, r *http.Request) {
 	user := r.PathValue("user")
-	hub, err := n.hubAnd(r, "user", user)
+	hub, err := n.pathHubAnd(r, "user", user)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -180,7 +182,7 @@ func (n *Node) userExists(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) userInGroup(w http.ResponseWriter, r *http.Request) {
 	group, user := r.PathValue("group"), r.PathValue("user")
-	hub, err := n.hubAnd(r, "group", group)
+	hub, err := n.pathHubAnd(r, "group", group)
 	if err == nil {
 		err = fsm.ValidateName("user", user)
 	}
@@ -244,7 +246,7 @@ func (n *Node) removeUserFromAllGroups(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) closeConnection(w http.ResponseWriter, r *http.Request) {
 	conn := r.PathValue("connectionId")
-	hub, err := n.hubAnd(r, "connection", conn)
+	hub, err := n.pathHubAnd(r, "connection", conn)
 	if err != nil {
 		writeError(w, r, err)
 		return
