@@ -9,6 +9,13 @@
 // The store is a cache of the Raft log: it is opened without fsync and
 // rebuilt at every start from the latest Raft snapshot plus the log after
 // it, so a message is made durable once, by the Raft log.
+//
+// fsm owns the command encoding, apply, retention, snapshots and cursor
+// reads. It must not know HTTP, Raft's transport or any client protocol;
+// what stateful reconnect needs (a connection's stream of messages and
+// completions, checkpoints, takeover) is kept in stateful.go and
+// connread.go, in the log's terms (positions, sequence numbers), so it is
+// one clearly bounded part.
 package fsm
 
 import (

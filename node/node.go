@@ -1,7 +1,12 @@
 // Package node is one Backplane server: it wires the replicated state
-// machine (fsm), the Raft member (raftlog) and the client transports
-// (transport) behind one HTTP listener, with the admin endpoints, the
-// server REST API and forwarding of writes to the leader.
+// machine (fsm), the Raft member (raftlog), member authentication and the
+// peer client (peer) and the client endpoints (transport/stream,
+// transport/signalr) behind one HTTP listener, with the admin endpoints,
+// the server REST API, client tokens, and the write path: the proposer
+// that batches commands and the forwarding of a follower's batches to the
+// leader. It is the only package that both encodes log commands and
+// serves HTTP; the state machine's rules live in fsm, the wire protocols
+// in transport.
 package node
 
 import (
