@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/backplane/backplane/internal/testkit"
 )
 
 // testCluster runs nodes in this process on loopback ports picked by the
@@ -102,20 +104,7 @@ func (n *testNode) stop() {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last string
-	for time.Now().Before(deadline) {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		last = detail
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s (last: %s)", timeout, what, last)
-}
+var waitFor = testkit.WaitFor
 
 func (c *testCluster) leader() *testNode {
 	for _, n := range c.nodes {

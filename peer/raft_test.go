@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/backplane/backplane/internal/testkit"
 )
 
 // accepted is what the server side of a stream layer got from one
@@ -176,7 +178,7 @@ func TestRaftKeyHandshake(t *testing.T) {
 	if len(hello) != len(raftMagic)+raftNonceLen || string(hello[:len(raftMagic)]) != raftMagic {
 		t.Fatalf("raw client read %d bytes %q, want only the %d-byte challenge", len(hello), hello, len(raftMagic)+raftNonceLen)
 	}
-	waitFor(t, "a warning naming the refused peer", 5*time.Second, func() bool {
+	testkit.WaitUntil(t, 5*time.Second, "a warning naming the refused peer", func() bool {
 		return contains(logs.String(), "level=WARN", raw.LocalAddr().String())
 	})
 }

@@ -132,7 +132,7 @@ func TestAttackExpiredTokenEndsSSE(t *testing.T) {
 	stream := openSSE(t, n, "chat", url.Values{"after": {"0"}, "access_token": {tok}}, nil, 30*time.Second)
 	start := time.Now()
 	for {
-		if _, err := stream.next(); err != nil {
+		if _, err := stream.Next(); err != nil {
 			break // the node ended the stream
 		}
 		if time.Since(start) > 20*time.Second {

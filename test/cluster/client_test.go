@@ -4,7 +4,6 @@ package cluster
 // reads (poll, SSE) and sequence comparisons.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -19,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/backplane/backplane/internal/testkit"
 )
 
 // ---- HTTP ----
@@ -373,58 +374,11 @@ func checkDense(t *testing.T, name string, msgs []streamMessage, first uint64) {
 // ---- SSE ----
 
 // sseEvent is one Server-Sent Event (or a block of comments and fields).
-type sseEvent struct {
-	ID       string
-	Event    string
-	Data     string
-	Comments []string
-	Retry    string
-}
-
-// sseReader parses a text/event-stream.
-type sseReader struct{ r *bufio.Reader }
-
-// next reads up to the next blank line.
-func (s *sseReader) next() (sseEvent, error) {
-	var ev sseEvent
-	var data []string
-	seen := false
-	for {
-		line, err := s.r.ReadString('\n')
-		if err != nil {
-			return ev, err
-		}
-		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-		if line == "" {
-			if !seen {
-				continue
-			}
-			ev.Data = strings.Join(data, "\n")
-			return ev, nil
-		}
-		seen = true
-		if strings.HasPrefix(line, ":") {
-			ev.Comments = append(ev.Comments, strings.TrimPrefix(strings.TrimPrefix(line, ":"), " "))
-			continue
-		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch field {
-		case "id":
-			ev.ID = value
-		case "event":
-			ev.Event = value
-		case "data":
-			data = append(data, value)
-		case "retry":
-			ev.Retry = value
-		}
-	}
-}
+type sseEvent = testkit.Event
 
 // sseStream is an open SSE connection.
 type sseStream struct {
-	*sseReader
+	*testkit.SSEReader
 	resp   *http.Response
 	cancel context.CancelFunc
 }
@@ -466,7 +420,7 @@ func openSSE(t *testing.T, n *node, hub string, query url.Values, header http.He
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
 		t.Errorf("SSE on %s: Content-Type %q, want text/event-stream", n.id, ct)
 	}
-	s := &sseStream{sseReader: &sseReader{r: bufio.NewReader(resp.Body)}, resp: resp, cancel: cancel}
+	s := &sseStream{SSEReader: testkit.NewSSEReader(resp.Body), resp: resp, cancel: cancel}
 	t.Cleanup(s.Close)
 	return s
 }

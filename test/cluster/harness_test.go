@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backplane/backplane/internal/testkit"
 	"github.com/backplane/backplane/internal/testpki"
 )
 
@@ -366,22 +367,9 @@ func restart(t *testing.T, n *node) {
 	n.launch(n.httpAddr, n.raftAddr)
 }
 
-// waitFor polls cond every 25ms until it reports true, and fails the test
-// with cond's last explanation when timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, detail)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it reports true, and fails the test with cond's
+// last explanation when timeout passes.
+var waitFor = testkit.WaitFor
 
 // waitMembers waits until every node in nodes lists exactly nodes as
 // members, agrees on one leader among them (with its addresses), and is

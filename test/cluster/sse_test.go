@@ -100,7 +100,7 @@ func TestResumeAcrossNodes(t *testing.T) {
 		q := cloneValues(query)
 		q.Set("after", "0")
 		s := openSSE(t, a, f.hub, q, nil, 15*time.Second)
-		first, err := s.next()
+		first, err := s.Next()
 		if err != nil {
 			t.Fatalf("SSE on %s: read the first block: %v", a, err)
 		}
@@ -112,7 +112,7 @@ func TestResumeAcrossNodes(t *testing.T) {
 			got = append(got, decodeSSEMessage(t, a.id, first))
 		}
 		for len(got) < 10 {
-			ev, err := s.next()
+			ev, err := s.Next()
 			if err != nil {
 				t.Fatalf("SSE on %s after %d messages: %v", a, len(got), err)
 			}
@@ -132,7 +132,7 @@ func TestResumeAcrossNodes(t *testing.T) {
 		want := f.after(lastSeen)
 		var rest []streamMessage
 		for len(rest) == 0 || rest[len(rest)-1].Index < f.last() {
-			ev, err := s.next()
+			ev, err := s.Next()
 			if err != nil {
 				t.Fatalf("SSE on %s resumed after %d: %v after %d messages %v, want %d messages up to %d", b, lastSeen, err, len(rest), rest, len(want), f.last())
 			}
@@ -358,7 +358,7 @@ func TestRetentionReset(t *testing.T) {
 	var events []sseEvent
 	var msgs []streamMessage
 	for len(msgs) < len(retained) {
-		ev, err := s.next()
+		ev, err := s.Next()
 		if err != nil {
 			t.Fatalf("SSE from Last-Event-ID 0: %v after events %+v", err, events)
 		}

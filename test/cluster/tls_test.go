@@ -17,9 +17,9 @@ func TestClientTLSServesHTTPSAndPicksUpNewCertificates(t *testing.T) {
 	waitFor(t, 15*time.Second, "n1 to be ready over HTTPS", func() (bool, string) { return ready(n) })
 	idx := mustPublishTo(t, n, "/api/v1/hubs/chat", messageBody("secure", "hello"), "")
 	stream := openSSE(t, n, "chat", url.Values{"after": {"0"}}, nil, 20*time.Second)
-	ev, err := stream.next()
+	ev, err := stream.Next()
 	for err == nil && ev.ID == "" {
-		ev, err = stream.next()
+		ev, err = stream.Next()
 	}
 	if err != nil || ev.ID != fmt.Sprint(idx) {
 		t.Fatalf("SSE over HTTPS: event %+v, %v, want id %d", ev, err, idx)

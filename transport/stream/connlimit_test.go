@@ -13,18 +13,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/internal/testkit"
 )
-
-// waitUntil polls cond until it holds or the deadline passes.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 5s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 func TestConnLimitCountsPerAddress(t *testing.T) {
 	l := access.NewConnLimit(2)
@@ -97,7 +87,7 @@ func TestNativeStreamsPerAddressLimit(t *testing.T) {
 	}
 	open[0].Body.Close()
 	open = open[1:]
-	waitUntil(t, "the closed stream frees its slot", func() bool { return limit.Count("127.0.0.1") == 2 })
+	testkit.WaitUntil(t, 5*time.Second, "the closed stream frees its slot", func() bool { return limit.Count("127.0.0.1") == 2 })
 	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/v1/hubs/chat/ws", nil)
 	if err != nil {
 		t.Fatalf("WebSocket in the freed slot: %v", err)
@@ -106,7 +96,7 @@ func TestNativeStreamsPerAddressLimit(t *testing.T) {
 		t.Fatalf("poll while the WebSocket holds the slot: got %d, want 429", got.status)
 	}
 	ws.Close()
-	waitUntil(t, "the closed WebSocket frees its slot", func() bool { return limit.Count("127.0.0.1") == 2 })
+	testkit.WaitUntil(t, 5*time.Second, "the closed WebSocket frees its slot", func() bool { return limit.Count("127.0.0.1") == 2 })
 	resp, err := http.Get(srv.URL + "/v1/hubs/chat/poll")
 	if err != nil {
 		t.Fatal(err)
@@ -117,5 +107,5 @@ func TestNativeStreamsPerAddressLimit(t *testing.T) {
 		t.Fatalf("poll in the freed slot: got %d %s, want 200", resp.StatusCode, b)
 	}
 	// A poll counts only while it waits.
-	waitUntil(t, "the answered poll frees its slot", func() bool { return limit.Count("127.0.0.1") == 2 })
+	testkit.WaitUntil(t, 5*time.Second, "the answered poll frees its slot", func() bool { return limit.Count("127.0.0.1") == 2 })
 }

@@ -1,0 +1,40 @@
+package testkit_test
+
+import (
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/backplane/backplane/internal/testkit"
+)
+
+func TestSSEReader(t *testing.T) {
+	r := testkit.NewSSEReader(strings.NewReader("\n: ping\n\nid: 7\r\nevent: message\ndata: a\ndata:b\nretry: 100\n\n: tail"))
+	for i, want := range []testkit.Event{
+		{Comments: []string{"ping"}},
+		{ID: "7", Event: "message", Data: "a\nb", Retry: "100"},
+	} {
+		got, err := r.Next()
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("event %d: got %+v, %v, want %+v, nil", i, got, err, want)
+		}
+	}
+	if _, err := r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the last event: got error %v, want io.EOF", err)
+	}
+}
+
+func TestWaitFor(t *testing.T) {
+	n := 0
+	testkit.WaitFor(t, 0, "the third check", func() (bool, string) { n++; return n == 1, "first" })
+	if n != 1 {
+		t.Fatalf("WaitFor on a condition that holds: got %d checks, want 1", n)
+	}
+	n = 0
+	testkit.WaitUntil(t, testkit.PollInterval*50, "the third check", func() bool { n++; return n == 3 })
+	if n != 3 {
+		t.Fatalf("WaitUntil: got %d checks, want 3", n)
+	}
+}
