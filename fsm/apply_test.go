@@ -31,8 +31,8 @@ func TestApplyAssignsDenseIndexes(t *testing.T) {
 	if got := f.FirstMessage(); got != 1 {
 		t.Fatalf("FirstMessage: got %d, want 1", got)
 	}
-	if got := f.AppliedIndex(); got != f.index {
-		t.Fatalf("AppliedIndex: got %d, want %d", got, f.index)
+	if got := f.AppliedIndex(); got != f.Index {
+		t.Fatalf("AppliedIndex: got %d, want %d", got, f.Index)
 	}
 	checkIndexes(t, "read back", f.readAll(&fsm.Filter{Hub: hub, Broadcast: true, Groups: []string{"g"},
 		Users: []string{"u"}, Connections: []string{"c"}}, 0, 1000), span(1, 69))
@@ -40,10 +40,9 @@ func TestApplyAssignsDenseIndexes(t *testing.T) {
 
 func TestApplyBatchOfSeveralLogs(t *testing.T) {
 	f := newTestFSM(t, fsm.Config{})
-	first := f.entry(t0, publish(fsm.ToGroups, "g"), toAll())
-	f.index++
-	noop := &raft.Log{Index: f.index, Term: 1, Type: raft.LogNoop}
-	logs := []*raft.Log{first, noop, f.entry(t0, repeat(toAll(), 3)...), f.entry(t0, join("g", fsm.MemberConnection, "c1"))}
+	first := f.Entry(t0, publish(fsm.ToGroups, "g"), toAll())
+	noop := f.Log(raft.LogNoop, nil)
+	logs := []*raft.Log{first, noop, f.Entry(t0, repeat(toAll(), 3)...), f.Entry(t0, join("g", fsm.MemberConnection, "c1"))}
 	resps := f.ApplyBatch(logs)
 	if len(resps) != len(logs) {
 		t.Fatalf("responses: got %d, want %d", len(resps), len(logs))
@@ -71,14 +70,13 @@ func TestApplyNonCommandLogs(t *testing.T) {
 	f.mustApply(t0, toAll())
 	for _, typ := range []raft.LogType{raft.LogNoop, raft.LogConfiguration, raft.LogBarrier} {
 		changed := f.Changed()
-		f.index++
 		// The data is not ours to decode: garbage must not matter.
-		resp := f.Apply(&raft.Log{Index: f.index, Term: 1, Type: typ, Data: []byte{0xde, 0xad}})
+		resp := f.Apply(f.Log(typ, []byte{0xde, 0xad}))
 		if resp != nil {
 			t.Fatalf("%v: response: got %v, want nil", typ, resp)
 		}
-		if got := f.AppliedIndex(); got != f.index {
-			t.Fatalf("%v: AppliedIndex: got %d, want %d", typ, got, f.index)
+		if got := f.AppliedIndex(); got != f.Index {
+			t.Fatalf("%v: AppliedIndex: got %d, want %d", typ, got, f.Index)
 		}
 		if got := f.LastMessage(); got != 1 {
 			t.Fatalf("%v: LastMessage: got %d, want 1", typ, got)
@@ -96,7 +94,7 @@ func TestApplySkipsAppliedEntries(t *testing.T) {
 	f := newTestFSM(t, fsm.Config{})
 	var logs []*raft.Log
 	for range 3 {
-		logs = append(logs, f.entry(t0, toAll()))
+		logs = append(logs, f.Entry(t0, toAll()))
 	}
 	f.ApplyBatch(logs)
 	for _, l := range []*raft.Log{logs[2], logs[0], {Index: 2, Term: 1, Type: raft.LogNoop}} {
@@ -111,7 +109,7 @@ func TestApplySkipsAppliedEntries(t *testing.T) {
 		t.Fatalf("AppliedIndex after re-applying: got %d, want 3", got)
 	}
 	// A batch that overlaps what is applied applies only the new part.
-	resps := f.ApplyBatch([]*raft.Log{logs[1], logs[2], f.entry(t0, toAll())})
+	resps := f.ApplyBatch([]*raft.Log{logs[1], logs[2], f.Entry(t0, toAll())})
 	if resps[0] != nil || resps[1] != nil {
 		t.Fatalf("overlapping batch: got %v, want nil for the applied entries", resps[:2])
 	}
@@ -228,8 +226,8 @@ func TestApplyRejectsUndecodable(t *testing.T) {
 	valid := fsm.EncodeEntry(t0, []fsm.Command{toAll()})
 	checkUnchanged := func(name string, last uint64) {
 		t.Helper()
-		if got := f.AppliedIndex(); got != f.index {
-			t.Fatalf("%s: AppliedIndex: got %d, want %d", name, got, f.index)
+		if got := f.AppliedIndex(); got != f.Index {
+			t.Fatalf("%s: AppliedIndex: got %d, want %d", name, got, f.Index)
 		}
 		if got := f.LastMessage(); got != last {
 			t.Fatalf("%s: LastMessage: got %d, want %d", name, got, last)
@@ -249,8 +247,7 @@ func TestApplyRejectsUndecodable(t *testing.T) {
 		{"no commands", fsm.EncodeEntry(t0, nil)},
 		{"the 3-byte apply body", []byte{1, 1, 0x7f}},
 	} {
-		f.index++
-		resp := f.Apply(&raft.Log{Index: f.index, Term: 1, Type: raft.LogCommand, Data: c.data})
+		resp := f.Apply(f.Log(raft.LogCommand, c.data))
 		err, ok := resp.(error)
 		if !ok || !errors.Is(err, fsm.ErrInvalidCommand) {
 			t.Fatalf("%s: Apply response: got %T (%v), want an error wrapping %v", c.name, resp, resp, fsm.ErrInvalidCommand)
@@ -316,7 +313,7 @@ func TestApplyAfterClosePanics(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatalf("Close: got error %v, want nil", err)
 	}
-	mustPanic(t, "apply after close", func() { f.Apply(f.entry(t0, toAll())) })
+	mustPanic(t, "apply after close", func() { f.Apply(f.Entry(t0, toAll())) })
 	if _, err := f.Read(&fsm.Filter{Hub: hub, Broadcast: true}, 0, 10); err == nil {
 		t.Fatalf("Read after Close: got nil error, want one")
 	}
@@ -410,7 +407,7 @@ func TestApplyBatchingDoesNotMatter(t *testing.T) {
 	for i := 0; i < len(entries); i += 7 {
 		var logs []*raft.Log
 		for _, e := range entries[i:min(i+7, len(entries))] {
-			logs = append(logs, batched.entry(e.ts, e.cmds...))
+			logs = append(logs, batched.Entry(e.ts, e.cmds...))
 		}
 		for j, resp := range batched.ApplyBatch(logs) {
 			got = append(got, stripEntries(t, logs[j].Index, asResults(t, resp))...)
@@ -432,7 +429,7 @@ func TestObserveApplyTimesEachEntryFromItsStamp(t *testing.T) {
 	tf := newTestFSM(t, fsm.Config{ObserveApply: func(d time.Duration) { delays = append(delays, d) }})
 	now := time.Now()
 	stamps := []time.Time{now.Add(-2 * time.Second), now.Add(-50 * time.Millisecond)}
-	batch := []*raft.Log{tf.entry(stamps[0].UnixNano(), toAll()), tf.entry(stamps[1].UnixNano(), toAll(), toAll())}
+	batch := []*raft.Log{tf.Entry(stamps[0].UnixNano(), toAll()), tf.Entry(stamps[1].UnixNano(), toAll(), toAll())}
 	tf.ApplyBatch(batch)
 	after := time.Now()
 	if len(delays) != len(stamps) {

@@ -54,8 +54,7 @@ func benchApplyBatch(b *testing.B, synced bool) {
 	ops := 0
 	for b.Loop() {
 		for i := range logs {
-			f.index++
-			logs[i] = &raft.Log{Index: f.index, Term: 1, Type: raft.LogCommand, Data: data}
+			logs[i] = f.Log(raft.LogCommand, data)
 		}
 		f.ApplyBatch(logs)
 		ops++
@@ -84,7 +83,7 @@ func BenchmarkReadCursor(b *testing.B) {
 		for i := n; i < n+perEntry && i < messages; i++ {
 			cmds = append(cmds, audiences[i%len(audiences)])
 		}
-		logs = append(logs, f.entry(t0, cmds...))
+		logs = append(logs, f.Entry(t0, cmds...))
 		if len(logs) == 64 {
 			f.ApplyBatch(logs)
 			logs = logs[:0]
@@ -120,7 +119,7 @@ func BenchmarkReadLive(b *testing.B) {
 		for i := n; i < n+100; i++ {
 			cmds = append(cmds, audiences[i%len(audiences)])
 		}
-		f.ApplyBatch([]*raft.Log{f.entry(t0, cmds...)})
+		f.ApplyBatch([]*raft.Log{f.Entry(t0, cmds...)})
 	}
 	r := &fsm.Filter{Hub: hub, Broadcast: true, Groups: []string{"g1", "g2"}}
 	rng := rand.New(rand.NewPCG(3, 4))

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/backplane/backplane/fsm"
-	"github.com/hashicorp/raft"
+	"github.com/backplane/backplane/fsm/fsmtest"
 )
 
 // t0 is the proposer stamp the tests start their entries at.
@@ -18,34 +18,15 @@ const hub = "chat"
 // testFSM is an FSM fed hand-built Raft entries, with no Raft: each entry
 // gets the next Raft index.
 type testFSM struct {
-	*fsm.FSM
-	tb    testing.TB
-	index uint64 // last Raft index handed out
+	*fsmtest.Applier
+	tb testing.TB
 }
 
 // newTestFSM opens an FSM in a fresh temporary directory (unless cfg.Dir is
 // set) and closes it when the test ends.
 func newTestFSM(tb testing.TB, cfg fsm.Config) *testFSM {
 	tb.Helper()
-	if cfg.Dir == "" {
-		cfg.Dir = tb.TempDir()
-	}
-	f, err := fsm.New(cfg)
-	if err != nil {
-		tb.Fatalf("New: got error %v, want nil", err)
-	}
-	tb.Cleanup(func() {
-		if err := f.Close(); err != nil {
-			tb.Errorf("Close: got error %v, want nil", err)
-		}
-	})
-	return &testFSM{FSM: f, tb: tb}
-}
-
-// entry builds the next command entry, stamped ts.
-func (tf *testFSM) entry(ts int64, cmds ...fsm.Command) *raft.Log {
-	tf.index++
-	return &raft.Log{Index: tf.index, Term: 1, Type: raft.LogCommand, Data: fsm.EncodeEntry(ts, cmds)}
+	return &testFSM{Applier: fsmtest.Open(tb, cfg), tb: tb}
 }
 
 // apply applies one command entry stamped ts and returns its results.
@@ -53,7 +34,7 @@ func (tf *testFSM) entry(ts int64, cmds ...fsm.Command) *raft.Log {
 // checks that and clears it, so tests compare the rest of the result.
 func (tf *testFSM) apply(ts int64, cmds ...fsm.Command) []fsm.Result {
 	tf.tb.Helper()
-	l := tf.entry(ts, cmds...)
+	l := tf.Entry(ts, cmds...)
 	return stripEntries(tf.tb, l.Index, asResults(tf.tb, tf.Apply(l)))
 }
 

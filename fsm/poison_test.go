@@ -104,7 +104,7 @@ func FuzzApplyTwoReplicas(f *testing.F) {
 				t.Fatalf("entry %d: one by one answered %v, in a batch %v", i+1, resp, batchedResp[i])
 			}
 		}
-		batched.index, single.index = uint64(len(logs)), uint64(len(logs))
+		batched.Index, single.Index = uint64(len(logs)), uint64(len(logs))
 		checkSameStore(t, batched, single)
 		for _, tf := range []*testFSM{batched, single} {
 			last := tf.LastMessage()

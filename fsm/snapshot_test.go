@@ -156,7 +156,7 @@ func TestSnapshotRestore(t *testing.T) {
 	checkSameState(t, dst, src)
 
 	// Both go on from the same log position and stay identical.
-	dst.index = src.index
+	dst.Index = src.Index
 	keyIndex := src.LastMessage() // populate ends with the keyed publish
 	for _, f := range []*testFSM{src, dst} {
 		res := f.mustApply(t0, toAll(), keyed("key"), publish(fsm.ToGroups, "g2"))

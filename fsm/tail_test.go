@@ -89,7 +89,7 @@ func TestTailPagesMatchTheStore(t *testing.T) {
 				cmds = append(cmds, randomPublish(rng, seq))
 				seq++
 			}
-			batch = append(batch, tf.entry(t0+int64(round)*int64(time.Second), cmds...))
+			batch = append(batch, tf.Entry(t0+int64(round)*int64(time.Second), cmds...))
 		}
 		if round%10 == 9 {
 			// A burst larger than the tail: the oldest leave it.
@@ -99,7 +99,7 @@ func TestTailPagesMatchTheStore(t *testing.T) {
 					cmds = append(cmds, randomPublish(rng, seq))
 					seq++
 				}
-				batch = append(batch, tf.entry(t0+int64(round)*int64(time.Second), cmds...))
+				batch = append(batch, tf.Entry(t0+int64(round)*int64(time.Second), cmds...))
 			}
 		}
 		tf.ApplyBatch(batch)
@@ -197,7 +197,7 @@ func TestTailAfterAHugeBatch(t *testing.T) {
 		for i := range cmds {
 			cmds[i] = toAll()
 		}
-		batch = append(batch, tf.entry(t0, cmds...))
+		batch = append(batch, tf.Entry(t0, cmds...))
 	}
 	tf.ApplyBatch(batch)
 	lo, hi := fsm.TailBounds(tf.FSM)

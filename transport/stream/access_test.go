@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/hashicorp/raft"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/fsm/fsmtest"
 )
 
 // accessStreams serves the native streams under a relay policy, with an
@@ -24,17 +24,13 @@ import (
 // first (indexes 1 and 2).
 func accessStreams(t *testing.T, policy string) (url string) {
 	t.Helper()
-	f, err := fsm.New(fsm.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = f.Close() })
-	for i, group := range []string{"admins", "room1"} {
+	f := fsmtest.Open(t, fsm.Config{})
+	for _, group := range []string{"admins", "room1"} {
 		cmd := fsm.EncodePublish(&fsm.Publish{Hub: "chat", Audience: fsm.ToGroups, Names: []string{group}, Target: "to-" + group, Arguments: []byte(`[]`)})
-		f.Apply(&raft.Log{Index: uint64(i + 1), Term: 1, Type: raft.LogCommand, Data: fsm.EncodeEntry(time.Now().UnixNano(), []fsm.Command{cmd})})
+		f.Commit(time.Now().UnixNano(), cmd)
 	}
 	mux := http.NewServeMux()
-	NewServer(f, Options{
+	NewServer(f.FSM, Options{
 		KeepAlive:   100 * time.Millisecond,
 		RelayPolicy: policy,
 		Authorize: func(w http.ResponseWriter, r *http.Request) (access.Grant, bool) {

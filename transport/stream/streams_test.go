@@ -10,29 +10,23 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/hashicorp/raft"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/fsm/fsmtest"
 )
 
 // streamsUnderTest serves the native streams over a real store, with a
 // short keep-alive; publish commits a broadcast to hub "chat".
 func streamsUnderTest(t *testing.T) (url string, publish func()) {
 	t.Helper()
-	f, err := fsm.New(fsm.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = f.Close() })
+	f := fsmtest.Open(t, fsm.Config{})
 	mux := http.NewServeMux()
-	NewServer(f, Options{KeepAlive: 100 * time.Millisecond}).Register(mux)
+	NewServer(f.FSM, Options{KeepAlive: 100 * time.Millisecond}).Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	var index uint64
 	publish = func() {
-		index++
 		cmd := fsm.EncodePublish(&fsm.Publish{Hub: "chat", Audience: fsm.ToAll, Target: "recv", Arguments: []byte(`["x"]`)})
-		f.Apply(&raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: fsm.EncodeEntry(time.Now().UnixNano(), []fsm.Command{cmd})})
+		f.Commit(time.Now().UnixNano(), cmd)
 	}
 	return srv.URL, publish
 }
