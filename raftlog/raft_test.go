@@ -2,11 +2,14 @@ package raftlog
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/backplane/backplane/internal/testkit"
 )
 
 // countFSM counts applied command entries.
@@ -36,13 +39,9 @@ func open(t *testing.T, id, dir string, bootstrap bool) *Raft {
 
 func waitLeader(t *testing.T, r *Raft) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !r.IsLeader() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not become leader: %+v", r.ID(), r.Status())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 10*time.Second, r.ID()+" to become leader", func() (bool, string) {
+		return r.IsLeader(), fmt.Sprintf("%+v", r.Status())
+	})
 }
 
 func TestBootstrapRestartJoinAndConflicts(t *testing.T) {

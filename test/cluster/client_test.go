@@ -115,7 +115,10 @@ type memberInfo struct {
 	Suffrage string `json:"suffrage"`
 }
 
-// nodeStatus is GET /admin/status.
+// nodeStatus is GET /admin/status, decoded from the wire rather than into
+// node.Status: these tests drive the built binary as a black box, so a
+// changed JSON name must fail here, and expectedMembers builds the members
+// it wants (node's member type is unexported).
 type nodeStatus struct {
 	ID     string `json:"id"`
 	State  string `json:"state"`

@@ -260,34 +260,14 @@ func TestRemoveMember(t *testing.T) {
 		idx := mustPublishTo(t, n, "/api/v1/hubs/chat", body, "")
 		want = append(want, streamMessage{Index: idx, Target: "after-remove", Arguments: json.RawMessage(fmt.Sprintf("[%d]", i))})
 	}
-	waitFor(t, 10*time.Second, "the messages on both remaining nodes", func() (bool, string) {
-		for _, n := range remaining {
-			got, err := readAll(n, "chat", 0)
-			if err != nil {
-				return false, err.Error()
-			}
-			if d := diffSequences(n.id, got, "acknowledged", want); d != "" {
-				return false, d
-			}
-		}
-		return true, ""
-	})
+	waitServes(t, 10*time.Second, "the messages on both remaining nodes", want, remaining...)
 
 	// The operator replaces the removed node: same id, fresh data and
 	// ports. It joins, and catches up with what was published meanwhile.
 	gone.stop()
 	replacement := startNode(t, nodeOptions{ID: gone.id, Join: []string{via.httpAddr}})
 	waitMembers(t, 30*time.Second, leader, via, replacement)
-	waitFor(t, 10*time.Second, "the replacement to serve every message", func() (bool, string) {
-		got, err := readAll(replacement, "chat", 0)
-		if err != nil {
-			return false, err.Error()
-		}
-		if d := diffSequences(replacement.id, got, "acknowledged", want); d != "" {
-			return false, d
-		}
-		return true, ""
-	})
+	waitServes(t, 10*time.Second, "the replacement to serve every message", want, replacement)
 }
 
 // TestRemoveLeader removes the leader through a follower: the leader leaves,
@@ -322,18 +302,7 @@ func TestRemoveLeader(t *testing.T) {
 		t.Fatalf("the removed node %s still leads", leader)
 	}
 	checkStrictlyIncreasing(t, "acknowledged", want)
-	waitFor(t, 10*time.Second, "the messages on both remaining nodes", func() (bool, string) {
-		for _, n := range remaining {
-			got, err := readAll(n, "chat", 0)
-			if err != nil {
-				return false, err.Error()
-			}
-			if d := diffSequences(n.id, got, "acknowledged", want); d != "" {
-				return false, d
-			}
-		}
-		return true, ""
-	})
+	waitServes(t, 10*time.Second, "the messages on both remaining nodes", want, remaining...)
 }
 
 // TestRestartWithSameCommandLine stops a node that joined with -join and
@@ -362,16 +331,7 @@ func TestRestartWithSameCommandLine(t *testing.T) {
 	offset := follower.logs.Len()
 	restart(t, follower)
 	waitMembers(t, 20*time.Second, nodes...)
-	waitFor(t, 10*time.Second, "the restarted node to serve every message", func() (bool, string) {
-		got, err := readAll(follower, "chat", 0)
-		if err != nil {
-			return false, err.Error()
-		}
-		if d := diffSequences(follower.id, got, "acknowledged", want); d != "" {
-			return false, d
-		}
-		return true, ""
-	})
+	waitServes(t, 10*time.Second, "the restarted node to serve every message", want, follower)
 	if log := follower.logs.since(offset); !strings.Contains(log, "ignoring -join") {
 		t.Errorf("restarted %s: its log does not say it ignored -join (want \"existing Raft state found: ignoring -join\")", follower)
 	}
@@ -404,6 +364,24 @@ func TestReadyAfterLeaderChange(t *testing.T) {
 				st, _ := status(n)
 				return false, fmt.Sprintf("%s: /readyz %s; status commit_index %d applied_index %d last_index %d",
 					n, why, st.CommitIndex, st.AppliedIndex, st.LastIndex)
+			}
+		}
+		return true, ""
+	})
+}
+
+// waitServes waits until each of nodes serves exactly want, the
+// acknowledged messages, on hub chat.
+func waitServes(t *testing.T, timeout time.Duration, what string, want []streamMessage, nodes ...*node) {
+	t.Helper()
+	waitFor(t, timeout, what, func() (bool, string) {
+		for _, n := range nodes {
+			got, err := readAll(n, "chat", 0)
+			if err != nil {
+				return false, err.Error()
+			}
+			if d := diffSequences(n.id, got, "acknowledged", want); d != "" {
+				return false, d
 			}
 		}
 		return true, ""
