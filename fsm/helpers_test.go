@@ -180,3 +180,17 @@ func mustPanic(tb testing.TB, what string, fn func()) (recovered any) {
 	fn()
 	return nil
 }
+
+// mustStats returns f's Stats and the count and total size of the stored
+// message records, failing the test on an error.
+func mustStats(tb testing.TB, f *testFSM) (st fsm.Stats, n, size uint64) {
+	tb.Helper()
+	st, err := f.Stats()
+	if err != nil {
+		tb.Fatalf("Stats: got error %v, want nil", err)
+	}
+	if n, size, err = fsm.StoredMessages(f.FSM); err != nil {
+		tb.Fatalf("StoredMessages: got error %v, want nil", err)
+	}
+	return st, n, size
+}

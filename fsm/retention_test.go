@@ -19,14 +19,7 @@ func checkRetained(t *testing.T, f *testFSM, first, last uint64) fsm.Stats {
 	if f.FirstMessage() != first || f.LastMessage() != last {
 		t.Fatalf("first, last: got %d, %d, want %d, %d", f.FirstMessage(), f.LastMessage(), first, last)
 	}
-	st, err := f.Stats()
-	if err != nil {
-		t.Fatalf("Stats: got error %v, want nil", err)
-	}
-	n, size, err := fsm.StoredMessages(f.FSM)
-	if err != nil {
-		t.Fatalf("StoredMessages: got error %v, want nil", err)
-	}
+	st, n, size := mustStats(t, f)
 	if st.FirstMessage != first || st.LastMessage != last || st.RetainedMessages != last+1-first ||
 		n != st.RetainedMessages || st.RetainedBytes != size {
 		t.Fatalf("Stats: got %+v with %d records of %d bytes stored, want messages %d..%d", st, n, size, first, last)

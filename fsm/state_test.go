@@ -142,14 +142,7 @@ func TestStats(t *testing.T) {
 	f := newTestFSM(t, fsm.Config{})
 	f.mustApply(t0, toAll(), publish(fsm.ToGroups, "g"), connOpen("c1", "", "n1"))
 	f.mustApply(t0, publish(fsm.ToUsers, "u"))
-	st, err := f.Stats()
-	if err != nil {
-		t.Fatalf("Stats: got error %v, want nil", err)
-	}
-	n, size, err := fsm.StoredMessages(f.FSM)
-	if err != nil {
-		t.Fatalf("StoredMessages: got error %v, want nil", err)
-	}
+	st, n, size := mustStats(t, f)
 	want := fsm.Stats{AppliedIndex: 2, FirstMessage: 1, LastMessage: 3, RetainedMessages: 3,
 		RetainedBytes: size, Connections: 1, StoreFileBytes: st.StoreFileBytes}
 	if st != want || n != 3 || st.StoreFileBytes <= 0 {
