@@ -38,3 +38,13 @@ func TestWaitFor(t *testing.T) {
 		t.Fatalf("WaitUntil: got %d checks, want 3", n)
 	}
 }
+
+func TestBuffer(t *testing.T) {
+	var b testkit.Buffer
+	_, _ = b.Write([]byte("ab"))
+	off := b.Len()
+	_, _ = b.Write([]byte("cd"))
+	if b.String() != "abcd" || b.Since(off) != "cd" {
+		t.Fatalf("got %q, since %d %q, want \"abcd\", \"cd\"", b.String(), off, b.Since(off))
+	}
+}

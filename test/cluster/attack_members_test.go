@@ -29,12 +29,7 @@ import (
 func TestMutualTLSClusterJoinsFailsOverAndResumes(t *testing.T) {
 	nodes := startCluster(t, 3, nodeOptions{PeerTLS: true})
 	leader := waitMembers(t, 30*time.Second, nodes...)
-	var followers []*node
-	for _, n := range nodes {
-		if n != leader {
-			followers = append(followers, n)
-		}
-	}
+	followers := without(nodes, leader)
 	// Writes through a follower are forwarded to the leader over mutual TLS.
 	var last uint64
 	for i := range 10 {
@@ -225,12 +220,7 @@ func TestOutsiderIsRefusedWithClusterKey(t *testing.T) {
 	}
 
 	kill9(t, leader)
-	var survivors []*node
-	for _, n := range nodes {
-		if n != leader {
-			survivors = append(survivors, n)
-		}
-	}
+	survivors := without(nodes, leader)
 	waitFor(t, 30*time.Second, "a publish through a survivor after the failover", func() (bool, string) {
 		res, err := publish(survivors[0], "chat", messageBody("after", "failover"), "")
 		if err != nil {

@@ -150,12 +150,7 @@ func TestLeaderKillFailover(t *testing.T) {
 	killedAt := pub.count.Load()
 	t.Logf("killed leader %s after %d acknowledged publishes", leader, killedAt)
 
-	var survivors []*node
-	for _, n := range nodes {
-		if n != leader {
-			survivors = append(survivors, n)
-		}
-	}
+	survivors := without(nodes, leader)
 	var newLeader *node
 	waitFor(t, 20*time.Second, "the survivors to elect a new leader", func() (bool, string) {
 		st, err := status(survivors[0])
@@ -301,7 +296,7 @@ func TestLeaderKillFailover(t *testing.T) {
 	})
 	pub.check(t, "all nodes after the restart", want)
 
-	restartLog := leader.logs.since(logOffset)
+	restartLog := leader.logs.Since(logOffset)
 	if !strings.Contains(restartLog, "Installed remote snapshot") || !strings.Contains(restartLog, "restored state from snapshot") {
 		t.Errorf("restarted %s caught up without installing the leader's snapshot (want \"Installed remote snapshot\" and \"restored state from snapshot\" in its log, since the log it lacked was compacted)", leader)
 	}

@@ -9,7 +9,6 @@
 package cluster
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -447,38 +446,12 @@ func startCluster(t *testing.T, size int, opts nodeOptions) []*node {
 
 // ---- logs ----
 
-// syncBuffer is a bytes.Buffer safe for concurrent use, which also records
-// how the last run ended.
+// syncBuffer is a buffer safe for concurrent use, which also records how
+// the last run ended.
 type syncBuffer struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
+	testkit.Buffer
+	mu   sync.Mutex // guards exit
 	exit string
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// Len is the number of bytes written so far: an offset for since.
-func (b *syncBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
-}
-
-// since is what was written after offset.
-func (b *syncBuffer) since(offset int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf.Bytes()[offset:])
 }
 
 // tail is the last max bytes.
@@ -491,18 +464,30 @@ func (b *syncBuffer) tail(max int) string {
 }
 
 func (b *syncBuffer) setExit(err error) {
+	exit := "exit status 0"
+	if err != nil {
+		exit = err.Error()
+	}
+	// The line first: whoever sees the exit also sees it in the output.
+	fmt.Fprintf(&b.Buffer, "==== %s: process ended: %s\n", time.Now().Format(time.StampMilli), exit)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err == nil {
-		b.exit = "exit status 0"
-	} else {
-		b.exit = err.Error()
-	}
-	fmt.Fprintf(&b.buf, "==== %s: process ended: %s\n", time.Now().Format(time.StampMilli), b.exit)
+	b.exit = exit
 }
 
 func (b *syncBuffer) exitText() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.exit
+}
+
+// without returns nodes except drop, in order.
+func without(nodes []*node, drop *node) []*node {
+	var out []*node
+	for _, n := range nodes {
+		if n != drop {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -199,12 +199,7 @@ func TestAdminToken(t *testing.T) {
 func TestRemoveMember(t *testing.T) {
 	nodes := startCluster(t, 3, nodeOptions{})
 	leader := waitMembers(t, 10*time.Second, nodes...)
-	var followers []*node
-	for _, n := range nodes {
-		if n != leader {
-			followers = append(followers, n)
-		}
-	}
+	followers := without(nodes, leader)
 	via, gone := followers[0], followers[1]
 
 	for _, n := range []*node{via, leader} {
@@ -276,12 +271,7 @@ func TestRemoveMember(t *testing.T) {
 func TestRemoveLeader(t *testing.T) {
 	nodes := startCluster(t, 3, nodeOptions{})
 	leader := waitMembers(t, 10*time.Second, nodes...)
-	var remaining []*node
-	for _, n := range nodes {
-		if n != leader {
-			remaining = append(remaining, n)
-		}
-	}
+	remaining := without(nodes, leader)
 	res, err := adminPost(remaining[0], "/admin/remove", map[string]string{"id": leader.id})
 	if err != nil {
 		t.Fatal(err)
@@ -332,7 +322,7 @@ func TestRestartWithSameCommandLine(t *testing.T) {
 	restart(t, follower)
 	waitMembers(t, 20*time.Second, nodes...)
 	waitServes(t, 10*time.Second, "the restarted node to serve every message", want, follower)
-	if log := follower.logs.since(offset); !strings.Contains(log, "ignoring -join") {
+	if log := follower.logs.Since(offset); !strings.Contains(log, "ignoring -join") {
 		t.Errorf("restarted %s: its log does not say it ignored -join (want \"existing Raft state found: ignoring -join\")", follower)
 	}
 }
@@ -345,12 +335,7 @@ func TestReadyAfterLeaderChange(t *testing.T) {
 	leader := waitMembers(t, 10*time.Second, nodes...)
 	mustPublishTo(t, leader, "/api/v1/hubs/chat", messageBody("before", 1), "")
 	kill9(t, leader)
-	var survivors []*node
-	for _, n := range nodes {
-		if n != leader {
-			survivors = append(survivors, n)
-		}
-	}
+	survivors := without(nodes, leader)
 	waitFor(t, 15*time.Second, "a new leader among the survivors", func() (bool, string) {
 		st, err := status(survivors[0])
 		if err != nil {
