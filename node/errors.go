@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/raftlog"
@@ -40,12 +41,18 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, errConflict):
 		return http.StatusConflict
-	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrUncertain), errors.Is(err, ErrOverloaded), errors.Is(err, raftlog.ErrNotLeader),
+	case errors.Is(err, ErrStorageFull):
+		return http.StatusInsufficientStorage
+	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrUncertain), errors.Is(err, ErrOverloaded), errors.Is(err, ErrNotMember), errors.Is(err, raftlog.ErrNotLeader),
 		errors.Is(err, raftlog.ErrLeadershipLost), errors.Is(err, raftlog.ErrTimeout):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }
+
+// storageFullRetrySeconds is the Retry-After of a 507: an operator has to
+// free space, so retrying sooner only adds load.
+const storageFullRetrySeconds = 10
 
 // writeError answers err as JSON {"error": "..."} with its status. Retryable
 // unavailability carries Retry-After.
@@ -58,6 +65,8 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		if errors.Is(err, ErrUncertain) || errors.Is(err, raftlog.ErrLeadershipLost) {
 			msg += " (the write may have been committed: retry with the same Idempotency-Key to be safe)"
 		}
+	case http.StatusInsufficientStorage:
+		w.Header().Set("Retry-After", strconv.Itoa(storageFullRetrySeconds))
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="backplane"`)
 	case http.StatusRequestEntityTooLarge:

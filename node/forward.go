@@ -84,6 +84,8 @@ func (f *forwarder) sendBatch(ctx context.Context, baseURL string, cmds []fsm.Co
 		return nil, retryable(fmt.Errorf("%s is no longer the leader", baseURL))
 	case http.StatusServiceUnavailable:
 		return nil, fmt.Errorf("%w: leader %s: %s", ErrUncertain, baseURL, bytes.TrimSpace(body))
+	case http.StatusInsufficientStorage:
+		return nil, fmt.Errorf("%w: leader %s: %s", ErrStorageFull, baseURL, bytes.TrimSpace(body))
 	default:
 		return nil, fmt.Errorf("forward to leader %s: status %d: %s", baseURL, resp.StatusCode, bytes.TrimSpace(body))
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/backplane/backplane/fsm"
@@ -34,6 +36,14 @@ var ErrOverloaded = errors.New("node overloaded: proposal queue full")
 // was lost, the leader went away, or the deadline passed while in flight).
 // It may have been committed; retry with an idempotency key.
 var ErrUncertain = errors.New("write outcome unknown")
+
+// ErrNotMember: this node is not (or no longer) a member of a cluster, so
+// it cannot commit anything; send the write to a member. Nothing was sent.
+var ErrNotMember = errors.New("this node is not a member of the cluster")
+
+// ErrStorageFull: the leader could not write the entry to its Raft log
+// because its disk is full. Nothing was committed; retry later.
+var ErrStorageFull = errors.New("insufficient storage: the leader's disk is full")
 
 type proposal struct {
 	cmds []fsm.Command
@@ -221,12 +231,23 @@ func (p *proposer) submitOnce(ctx context.Context, cmds []fsm.Command) ([]fsm.Re
 	if p.raft.IsLeader() {
 		return p.applyLocal(ctx, cmds)
 	}
+	// Forwarding and waiting for a leader are for members: a node that was
+	// removed, or not added yet, says so at once.
+	if standing := p.raft.Standing(); standing != raftlog.StandingMember {
+		return nil, fmt.Errorf("%w: %s", ErrNotMember, standing)
+	}
 	url, err := p.leaderURL()
 	if err != nil {
 		return nil, retryable(err)
 	}
 	p.metrics.forwardedBatches.Inc()
 	return p.fwd.sendBatch(ctx, url, cmds)
+}
+
+// isNoSpace reports whether err is a full disk. Raft's log cache wraps the
+// store's error as text, so the text is checked too.
+func isNoSpace(err error) bool {
+	return err != nil && (errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), syscall.ENOSPC.Error()))
 }
 
 // applyLocal appends cmds as one entry on this node, which must lead.
@@ -238,7 +259,14 @@ func (p *proposer) applyLocal(ctx context.Context, cmds []fsm.Command) ([]fsm.Re
 		return nil, retryable(err)
 	case errors.Is(err, raftlog.ErrLeadershipLost), errors.Is(err, raftlog.ErrTimeout):
 		return nil, fmt.Errorf("%w: %w", ErrUncertain, err)
+	case isNoSpace(err):
+		// Raft failed to store the entry in the leader's own log, before
+		// sending it to anyone, and stepped down: nothing was committed.
+		return nil, fmt.Errorf("%w: %w", ErrStorageFull, err)
 	case err != nil:
+		if standing := p.raft.Standing(); standing == raftlog.StandingShutdown || standing == raftlog.StandingRemoved {
+			return nil, fmt.Errorf("%w: %s: %w", ErrNotMember, standing, err)
+		}
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	p.metrics.commitSeconds.Observe(time.Since(start).Seconds())
