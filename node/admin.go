@@ -7,7 +7,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/backplane/backplane/fsm"
-	"github.com/backplane/backplane/raftlog"
 )
 
 // routes builds the node's HTTP routes.
@@ -19,6 +18,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("POST /admin/snapshot", n.requireAdmin(n.handleSnapshot))
 	mux.HandleFunc("POST "+applyPath, n.requirePeer(n.handleApply))
 	mux.HandleFunc("POST "+announcePath, n.requirePeer(n.handleAnnounce))
+	mux.HandleFunc("GET "+progressPath, n.requirePeer(n.handleProgress))
 	mux.HandleFunc("GET /healthz", n.handleHealth)
 	mux.HandleFunc("GET /readyz", n.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.registry, promhttp.HandlerOpts{}))
@@ -127,8 +127,9 @@ func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// handleReady answers 200 when the node is a member of a cluster with a
-// known leader and has applied everything it knows to be committed.
+// handleReady answers 200 when the node is caught up: a member with a
+// known leader that has applied what the leader had committed readyLag
+// ago (see readiness.go); otherwise 503 with the reason.
 func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 	rs := n.raft.Status()
 	if reason := n.notReadyReason(rs); reason != "" {
@@ -137,22 +138,4 @@ func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ready": true, "leader": rs.LeaderID, "applied_index": rs.AppliedIndex})
-}
-
-// notReadyReason says why the node is not ready, or "" when it is.
-func (n *Node) notReadyReason(rs raftlog.Status) string {
-	var reason string
-	switch {
-	case rs.State == "Shutdown":
-		reason = "raft is shut down"
-	case !n.raft.IsMember():
-		reason = "not a member of a cluster yet"
-	case rs.LeaderID == "":
-		reason = "no known leader"
-	case rs.AppliedIndex < rs.CommitIndex:
-		// Raft's own applied index: it counts the no-op entry a new leader
-		// appends, which never reaches the state machine.
-		reason = "catching up with the log"
-	}
-	return reason
 }

@@ -80,6 +80,7 @@ func newMetrics(n *Node) *metrics {
 			}
 			return float64(total)
 		}),
+		slowClientsCut(n),
 		gauge("backplane_raft_term", "Current Raft term.", func() float64 { return float64(n.raft.Status().Term) }),
 		gauge("backplane_raft_commit_index", "Raft commit index.", func() float64 { return float64(n.raft.Status().CommitIndex) }),
 		gauge("backplane_raft_applied_index", "Last Raft index applied to the store.", func() float64 { return float64(n.fsm.AppliedIndex()) }),
@@ -90,4 +91,28 @@ func newMetrics(n *Node) *metrics {
 		gauge("backplane_retained_bytes", "Bytes of message records retained in the store.", func() float64 { return float64(n.fsm.RetainedBytes()) }),
 	)
 	return m
+}
+
+// slowClientsCut counts, per transport, the clients cut because they did
+// not take their messages within the write timeout.
+func slowClientsCut(n *Node) prometheus.Collector {
+	return &counterMap{
+		desc: prometheus.NewDesc("backplane_slow_clients_cut_total",
+			"Clients disconnected because they did not take their messages within the write timeout, by transport.", []string{"transport"}, nil),
+		read: func() map[string]int64 { return n.streams.SlowClientsCut() },
+	}
+}
+
+// counterMap exposes a map of counters read at scrape time.
+type counterMap struct {
+	desc *prometheus.Desc
+	read func() map[string]int64
+}
+
+func (c *counterMap) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *counterMap) Collect(ch chan<- prometheus.Metric) {
+	for label, v := range c.read() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(v), label)
+	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/backplane/backplane/peer"
 	"github.com/backplane/backplane/raftlog"
 	"github.com/backplane/backplane/transport/access"
+	"github.com/backplane/backplane/transport/netconn"
 	"github.com/backplane/backplane/transport/signalr"
 	"github.com/backplane/backplane/transport/stream"
 )
@@ -53,6 +54,8 @@ type Node struct {
 	// peers authenticates members to each other and is the one client
 	// for node-to-node HTTP.
 	peers *peer.Auth
+	// ready samples the leader's commit index for readiness.
+	ready readiness
 
 	httpLn        net.Listener
 	server        *http.Server
@@ -140,6 +143,7 @@ func New(cfg Config) (_ *Node, err error) {
 		RelayPolicy:    cfg.RelayPolicy,
 		AllowedOrigins: cfg.AllowedOrigins,
 		ConnLimit:      access.NewConnLimit(cfg.MaxConnectionsPerAddress),
+		NotReady:       n.notReady,
 	})
 	n.hubs = n.newHubServer()
 	n.server = &http.Server{
@@ -147,6 +151,7 @@ func New(cfg Config) (_ *Node, err error) {
 		ReadHeaderTimeout: cfg.HTTPHeaderTimeout,
 		IdleTimeout:       cfg.HTTPIdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return n.baseCtx },
+		ConnContext:       netconn.Context,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
 	if err := n.writeAddresses(); err != nil {
@@ -190,7 +195,7 @@ func (n *Node) writeAddresses() error {
 // joins the cluster, and fails if that does not succeed in time.
 func (n *Node) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
-	n.wg.Add(4)
+	n.wg.Add(5)
 	go func() {
 		defer n.wg.Done()
 		if err := n.server.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -200,6 +205,7 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() { defer n.wg.Done(); n.proposer.run() }()
 	go func() { defer n.wg.Done(); n.announceLoop() }()
 	go func() { defer n.wg.Done(); n.janitorLoop() }()
+	go func() { defer n.wg.Done(); n.readinessLoop() }()
 	n.hubs.Start()
 	n.log.Info("node started", "http", n.advertiseHTTP, "raft", n.RaftAddr(), "data", n.cfg.DataDir,
 		"restarted", n.raft.Restarted())

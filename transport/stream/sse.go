@@ -3,9 +3,11 @@ package stream
 import (
 	"context"
 	"errors"
-	"github.com/backplane/backplane/transport/access"
 	"net/http"
 	"strconv"
+
+	"github.com/backplane/backplane/transport/access"
+	"github.com/backplane/backplane/transport/netconn"
 )
 
 // serveSSE streams a hub's messages as Server-Sent Events whose id is the
@@ -20,6 +22,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, grant access.G
 		return
 	}
 	rc := http.NewResponseController(w)
+	netconn.LimitRequestSendBuffer(r, netconn.SendBuffer)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache, no-store")
@@ -35,6 +38,11 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, grant access.G
 	// An initial comment flushes the headers at once: EventSource and the
 	// SignalR client wait for the first bytes before they call open.
 	dl := &writeDeadline{timeout: s.opts.WriteTimeout, set: rc.SetWriteDeadline}
+	defer func() {
+		if dl.expired {
+			s.slowClientCut("stream_sse", r, req.reader.Hub, after)
+		}
+	}()
 	buf := []byte(": backplane stream after " + strconv.FormatUint(after, 10) + "\nretry: 1000\n\n")
 	if !flushSSE(rc, w, dl, buf) {
 		return
@@ -83,8 +91,9 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, grant access.G
 
 func flushSSE(rc *http.ResponseController, w http.ResponseWriter, dl *writeDeadline, b []byte) bool {
 	dl.extend()
-	if _, err := w.Write(b); err != nil {
-		return false
+	_, err := w.Write(b)
+	if err == nil {
+		err = rc.Flush()
 	}
-	return rc.Flush() == nil
+	return dl.check(err)
 }

@@ -16,7 +16,9 @@ import (
 	"fmt"
 	"github.com/backplane/backplane/transport/access"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -54,6 +56,11 @@ type Options struct {
 	// WriteTimeout bounds one write to a client; a client that does not
 	// take the bytes in time is disconnected.
 	WriteTimeout time.Duration
+	// NotReady, when set, says why this node must not serve reads now ("":
+	// it may): a node that has not caught up with the log would answer as
+	// if it had nothing more. Such a request gets 503 with Retry-After, so
+	// the reader retries or reads from another node.
+	NotReady func() string
 	// ConnLimit bounds the open streams and long polls per remote address
 	// (429 past it); nil: no limit.
 	ConnLimit *access.ConnLimit
@@ -77,6 +84,9 @@ type Server struct {
 	sse   atomic.Int64
 	poll  atomic.Int64
 	ws    atomic.Int64
+	// slowSSE and slowWS count readers cut for not reading.
+	slowSSE atomic.Int64
+	slowWS  atomic.Int64
 }
 
 // NewStreams returns the native stream handlers over log.
@@ -134,7 +144,45 @@ func (s *Server) guard(h streamHandler) http.HandlerFunc {
 			writeStreamError(w, http.StatusUnauthorized, errors.New("unauthorized: the access token has expired"))
 			return
 		}
+		if reason := s.waitReady(r.Context()); reason != "" {
+			w.Header().Set("Retry-After", "1")
+			writeStreamError(w, http.StatusServiceUnavailable, fmt.Errorf("this node is not serving reads yet (%s): retry, or read from another node", reason))
+			return
+		}
 		h(w, r, grant)
+	}
+}
+
+// readyWait is how long a read waits for its node to catch up before it
+// is told to retry: long enough to cover a leader change or a restart a
+// few entries behind, short enough for a reader to go elsewhere soon.
+const readyWait = 2 * time.Second
+
+// waitReady waits up to readyWait for Options.NotReady to clear and returns
+// the last reason ("" once ready).
+func (s *Server) waitReady(ctx context.Context) string {
+	if s.opts.NotReady == nil {
+		return ""
+	}
+	reason := s.opts.NotReady()
+	if reason == "" {
+		return ""
+	}
+	deadline := time.NewTimer(readyWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return reason
+		case <-deadline.C:
+			return reason
+		case <-tick.C:
+			if reason = s.opts.NotReady(); reason == "" {
+				return ""
+			}
+		}
 	}
 }
 
@@ -250,6 +298,39 @@ type writeDeadline struct {
 	timeout time.Duration
 	set     func(time.Time) error
 	at      time.Time
+	// expired is set once a write failed on the deadline: the client did
+	// not take the bytes in time.
+	expired bool
+}
+
+// check records whether err is the write deadline passing and reports
+// whether the write succeeded.
+func (d *writeDeadline) check(err error) bool {
+	// gorilla/websocket hides the deadline behind its own net.Error.
+	var ne net.Error
+	if errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		d.expired = true
+	}
+	return err == nil
+}
+
+// slowClientCut counts and logs, once per connection, a reader cut because
+// it did not take its bytes within WriteTimeout.
+func (s *Server) slowClientCut(transport string, r *http.Request, hub string, cursor uint64) {
+	switch transport {
+	case "stream_sse":
+		s.slowSSE.Add(1)
+	case "stream_ws":
+		s.slowWS.Add(1)
+	}
+	s.opts.Logger.Warn("slow client cut: it did not take its messages within the write timeout",
+		"transport", transport, "hub", hub, "remote", r.RemoteAddr, "cursor", cursor, "write_timeout", s.opts.WriteTimeout)
+}
+
+// SlowClientsCut reports, per transport, how many readers were cut for not
+// taking their messages within WriteTimeout.
+func (s *Server) SlowClientsCut() map[string]int64 {
+	return map[string]int64{"stream_sse": s.slowSSE.Load(), "stream_ws": s.slowWS.Load()}
 }
 
 func (d *writeDeadline) extend() {

@@ -3,11 +3,13 @@ package stream
 import (
 	"context"
 	"errors"
-	"github.com/backplane/backplane/transport/access"
 	"net/http"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/backplane/backplane/transport/access"
+	"github.com/backplane/backplane/transport/netconn"
 )
 
 // wsUpgrader upgrades native WebSockets. guard has already refused a
@@ -33,6 +35,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 		return // the upgrader has answered
 	}
 	defer conn.Close()
+	_ = netconn.LimitSendBuffer(conn.NetConn(), netconn.SendBuffer)
 	s.ws.Add(1)
 	defer s.ws.Add(-1)
 
@@ -57,6 +60,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 	ka := &keepAlive{parent: ctx, period: s.opts.KeepAlive}
 	defer ka.stop()
 	dl := &writeDeadline{timeout: s.opts.WriteTimeout, set: conn.SetWriteDeadline}
+	defer func() {
+		if dl.expired {
+			s.slowClientCut("stream_ws", r, req.reader.Hub, after)
+		}
+	}()
 	for {
 		page, err := s.store.WaitRead(ka.wait(), &req.reader, after, readBatch)
 		switch {
@@ -79,15 +87,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 		}
 		dl.extend()
 		if page.Reset {
-			if conn.WriteMessage(websocket.TextMessage, appendResetJSON(buf[:0], page.Oldest)) != nil {
+			if !dl.check(conn.WriteMessage(websocket.TextMessage, appendResetJSON(buf[:0], page.Oldest))) {
 				return
 			}
 		}
 		for i := range page.Messages {
 			buf = appendMessageJSON(buf[:0], &page.Messages[i])
-			if conn.WriteMessage(websocket.TextMessage, buf) != nil {
+			if !dl.check(conn.WriteMessage(websocket.TextMessage, buf)) {
 				return
 			}
+			after = page.Messages[i].Index
 		}
 		after = page.Next
 	}

@@ -1,0 +1,64 @@
+// Package netconn gives client handlers the network connection under a
+// request, and bounds how much the kernel queues for a client that does
+// not read. It knows nothing of protocols: the native streams and the
+// SignalR layer both use it.
+//
+// Why the send buffer matters: a write deadline only fires once the
+// socket stops taking bytes, and Linux grows a socket's send buffer to
+// megabytes, so a client that stopped reading was cut only after ~3 MB had
+// piled up (tens of seconds at a normal rate). With the buffer bounded, a
+// write blocks soon after the client stops, and the handler's write
+// deadline cuts it within its documented time.
+package netconn
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+)
+
+// SendBuffer is the kernel send buffer given to streaming client
+// connections: a few pages of messages, enough for full throughput on a
+// LAN.
+const SendBuffer = 64 << 10
+
+type ctxKey struct{}
+
+// Context returns ctx carrying c. Set it as http.Server.ConnContext so
+// that From finds a request's connection.
+func Context(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, ctxKey{}, c)
+}
+
+// From returns the connection that carries r, if the server recorded it
+// with Context.
+func From(r *http.Request) (net.Conn, bool) {
+	c, ok := r.Context().Value(ctxKey{}).(net.Conn)
+	return c, ok
+}
+
+// LimitSendBuffer sets the kernel send buffer of c's TCP socket (under TLS
+// too) to bytes. Connections that are not TCP are left alone.
+func LimitSendBuffer(c net.Conn, bytes int) error {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	tcp, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	if err := tcp.SetWriteBuffer(bytes); err != nil {
+		return fmt.Errorf("netconn: set send buffer: %w", err)
+	}
+	return nil
+}
+
+// LimitRequestSendBuffer bounds the send buffer of the connection under r,
+// when the server recorded it.
+func LimitRequestSendBuffer(r *http.Request, bytes int) {
+	if c, ok := From(r); ok {
+		_ = LimitSendBuffer(c, bytes)
+	}
+}
