@@ -62,7 +62,7 @@ type Node struct {
 	advertiseHTTP string
 
 	baseCtx    context.Context
-	cancelBase context.CancelFunc
+	cancelBase context.CancelCauseFunc
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
 }
@@ -74,7 +74,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node", "id", cfg.ID)}
-	n.baseCtx, n.cancelBase = context.WithCancel(context.Background())
+	n.baseCtx, n.cancelBase = context.WithCancelCause(context.Background())
 	defer func() {
 		if err != nil {
 			n.closeParts()
@@ -232,10 +232,11 @@ func (n *Node) Run(ctx context.Context) error {
 func (n *Node) Close() {
 	n.closeOnce.Do(func() {
 		n.log.Info("node stopping")
+		n.drain()
 		if n.hubs != nil {
 			n.hubs.Stop()
 		}
-		n.cancelBase() // ends streams and long polls
+		n.cancelBase(stream.ErrDraining) // ends streams (with their cursor) and long polls
 		if n.server != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if err := n.server.Shutdown(ctx); err != nil {
@@ -254,7 +255,7 @@ func (n *Node) Close() {
 
 func (n *Node) closeParts() {
 	if n.cancelBase != nil {
-		n.cancelBase()
+		n.cancelBase(errors.New("node closed"))
 	}
 	if n.raft != nil {
 		if err := n.raft.Shutdown(); err != nil {

@@ -255,7 +255,7 @@ func (p *proposer) applyLocal(ctx context.Context, cmds []fsm.Command) ([]fsm.Re
 	start := time.Now()
 	_, resp, err := p.raft.Apply(ctx, fsm.EncodeEntry(time.Now().UnixNano(), cmds))
 	switch {
-	case errors.Is(err, raftlog.ErrNotLeader):
+	case errors.Is(err, raftlog.ErrNotLeader), errors.Is(err, raftlog.ErrTransferring):
 		return nil, retryable(err)
 	case errors.Is(err, raftlog.ErrLeadershipLost), errors.Is(err, raftlog.ErrTimeout):
 		return nil, fmt.Errorf("%w: %w", ErrUncertain, err)

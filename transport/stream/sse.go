@@ -55,8 +55,11 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, grant access.G
 		page, err := s.store.WaitRead(ka.wait(), &req.reader, after, readBatch)
 		switch {
 		case ctx.Err() != nil:
-			if errors.Is(context.Cause(ctx), errTokenExpired) {
+			switch cause := context.Cause(ctx); {
+			case errors.Is(cause, errTokenExpired):
 				flushSSE(rc, w, dl, []byte(": access token expired\n\n"))
+			case errors.Is(cause, ErrDraining):
+				flushSSE(rc, w, dl, appendDrainingSSE(buf[:0], after))
 			}
 			return
 		case errors.Is(err, context.DeadlineExceeded):
@@ -96,4 +99,12 @@ func flushSSE(rc *http.ResponseController, w http.ResponseWriter, dl *writeDeadl
 		err = rc.Flush()
 	}
 	return dl.check(err)
+}
+
+// appendDrainingSSE is the last event of a stream whose node is shutting
+// down: its cursor, to resume from on any node.
+func appendDrainingSSE(b []byte, after uint64) []byte {
+	b = append(b, "event: draining\ndata: {\"after\":"...)
+	b = strconv.AppendUint(b, after, 10)
+	return append(b, "}\n\n"...)
 }

@@ -186,6 +186,12 @@ func (s *Server) waitReady(ctx context.Context) string {
 	}
 }
 
+// ErrDraining is the cause with which the node ends its streams when it
+// shuts down: an SSE stream gets a last "event: draining" with its cursor,
+// a WebSocket the close code 1012 (service restart) with its cursor in the
+// reason, so the reader resumes on another node.
+var ErrDraining = errors.New("node draining")
+
 // errTokenExpired is the cause of a stream's context ending when its
 // token expires.
 var errTokenExpired = errors.New("access token expired")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -69,9 +70,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 		page, err := s.store.WaitRead(ka.wait(), &req.reader, after, readBatch)
 		switch {
 		case ctx.Err() != nil:
-			if errors.Is(context.Cause(ctx), errTokenExpired) {
+			switch cause := context.Cause(ctx); {
+			case errors.Is(cause, errTokenExpired):
 				s.closeWS(conn, websocket.ClosePolicyViolation, errTokenExpired.Error())
-			} else {
+			case errors.Is(cause, ErrDraining):
+				s.closeWS(conn, websocket.CloseServiceRestart, "node draining; resume after "+strconv.FormatUint(after, 10))
+			default:
 				s.closeWS(conn, websocket.CloseGoingAway, "stream ended")
 			}
 			return

@@ -1,0 +1,27 @@
+package node
+
+import "time"
+
+// leadershipTransferTimeout bounds the hand-over of leadership when a
+// leader stops: about two election timeouts.
+const leadershipTransferTimeout = 3 * time.Second
+
+// drain is the first step of stopping: the node says it is not ready (so
+// balancers stop sending it clients) and, if it leads, hands leadership to
+// another voter, so writes pause for one round trip instead of an election
+// timeout. The streams, the SignalR connections and Raft are stopped after
+// it, by Close.
+func (n *Node) drain() {
+	n.ready.setDraining()
+	if n.raft == nil {
+		return
+	}
+	start := time.Now()
+	if err := n.raft.TransferLeadership(leadershipTransferTimeout); err != nil {
+		n.log.Warn("hand over leadership before stopping", "err", err)
+		return
+	}
+	if id, _ := n.raft.Leader(); id != "" && id != n.cfg.ID {
+		n.log.Info("draining: another member leads now", "leader", id, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
