@@ -16,6 +16,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("POST /admin/remove", n.requireAdmin(n.handleRemove))
 	mux.HandleFunc("GET /admin/status", n.requireAdmin(n.handleStatus))
 	mux.HandleFunc("POST /admin/snapshot", n.requireAdmin(n.handleSnapshot))
+	mux.HandleFunc("GET /admin/backup", n.requireAdmin(n.handleBackup))
 	mux.HandleFunc("POST "+applyPath, n.requirePeer(n.handleApply))
 	mux.HandleFunc("POST "+announcePath, n.requirePeer(n.handleAnnounce))
 	mux.HandleFunc("GET "+progressPath, n.requirePeer(n.handleProgress))

@@ -96,6 +96,11 @@ type Config struct {
 	TrailingLogs      uint64
 	// UnsafeNoFsync turns off fsync of the Raft log (benchmarks only).
 	UnsafeNoFsync bool
+	// RestoreFrom is a backup file (GET /admin/backup) to seed a new
+	// one-member cluster from, when the data directory holds no Raft state
+	// yet; ignored once it does. See docs/operations.md, "Backup and
+	// restore".
+	RestoreFrom string
 
 	Logger *slog.Logger
 }

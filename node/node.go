@@ -116,6 +116,11 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state: %w", err)
 	}
+	if cfg.RestoreFrom != "" {
+		if err := n.seedFromBackup(); err != nil {
+			return nil, err
+		}
+	}
 	n.raft, err = raftlog.Open(raftlog.Config{
 		ID:                cfg.ID,
 		Dir:               filepath.Join(cfg.DataDir, "raft"),

@@ -77,6 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, slog.Level, strin
 	fs.DurationVar(&cfg.RaftTiming.ElectionTimeout, "raft-election-timeout", raftlog.DefaultTiming.ElectionTimeout, "Raft: how long a candidate waits for votes")
 	fs.DurationVar(&cfg.RaftTiming.LeaderLeaseTimeout, "raft-lease-timeout", raftlog.DefaultTiming.LeaderLeaseTimeout, "Raft: a leader that misses a quorum this long steps down")
 	fs.DurationVar(&cfg.RaftTiming.CommitTimeout, "raft-commit-timeout", raftlog.DefaultTiming.CommitTimeout, "Raft: idle interval after which the leader tells followers the commit index")
+	fs.StringVar(&cfg.RestoreFrom, "restore", "", "seed a new one-member cluster from this backup file (GET /admin/backup) when the data directory has no Raft state yet; needs a concrete -raft or -advertise-raft address; ignored afterwards")
 	fs.BoolVar(&cfg.UnsafeNoFsync, "unsafe-no-fsync", false, "do not fsync the Raft log (benchmarks only: a power loss can lose acknowledged messages)")
 	fs.StringVar(&cfg.JWTPublicKeyFile, "jwt-public-key", "", "PEM file with an RSA or EC public key: clients may present RS256/ES256 tokens it verifies")
 	fs.StringVar(&cfg.JWKSFile, "jwks-file", "", "JWKS file (RSA and P-256 EC keys, matched by kid): clients may present RS256/ES256 tokens they verify")
