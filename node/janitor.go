@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/backplane/backplane/fsm"
@@ -43,27 +44,46 @@ func (n *Node) janitorLoop() {
 
 // expireConnectionsOf expires every connection a node holds.
 func (n *Node) expireConnectionsOf(ctx context.Context, id, reason string) error {
-	conns, err := n.fsm.ConnectionsOn(id)
-	if err != nil || len(conns) == 0 {
+	count, err := n.expireConnections(ctx, id, reason, nil)
+	if err != nil || count == 0 {
 		return err
+	}
+	n.log.Info("expired connections of a node", "node", id, "count", count, "reason", reason)
+	return nil
+}
+
+// expireConnections is the one place that expires a node's connections:
+// the janitor, POST /admin/remove and a restarted node's SignalR layer
+// (for what its earlier run held) all use it. It lists the connections
+// the replicated state records on node id and expires, in one proposal,
+// those keep (nil: none) does not claim; keep is asked after the list is
+// read, so a connection opened meanwhile is kept if it claims it. It
+// returns how many expiries it proposed. A rejected expiry is no error: the
+// holder closed that connection, or it resumed elsewhere, meanwhile.
+func (n *Node) expireConnections(ctx context.Context, id, reason string, keep func(hub, connID string) bool) (int, error) {
+	conns, err := n.fsm.ConnectionsOn(id)
+	if err != nil {
+		return 0, fmt.Errorf("list the connections on node %s: %w", id, err)
 	}
 	cmds := make([]fsm.Command, 0, len(conns))
 	for _, c := range conns {
-		cmds = append(cmds, fsm.EncodeConnection(fsm.CmdConnExpire, &fsm.Connection{Hub: c.Hub, ConnID: c.ConnID, NodeID: id, Reason: reason}))
+		if keep == nil || !keep(c.Hub, c.ConnID) {
+			cmds = append(cmds, fsm.EncodeConnection(fsm.CmdConnExpire, &fsm.Connection{Hub: c.Hub, ConnID: c.ConnID, NodeID: id, Reason: reason}))
+		}
+	}
+	if len(cmds) == 0 {
+		return 0, nil
 	}
 	results, err := n.proposer.Propose(ctx, cmds)
 	if err != nil {
-		return err
+		return 0, fmt.Errorf("expire %d connections of node %s: %w", len(cmds), id, err)
 	}
 	for _, res := range results {
-		// A close already committed by the holder, or a resume elsewhere,
-		// rejects an expiry: that connection needed none.
 		if res.Err != nil {
 			n.log.Debug("connection expiry rejected", "node", id, "err", res.Err)
 		}
 	}
-	n.log.Info("expired connections of a node", "node", id, "count", len(cmds), "reason", reason)
-	return nil
+	return len(cmds), nil
 }
 
 // expireDeadHolders probes the nodes that hold connections (including

@@ -41,8 +41,8 @@ func (h hubCluster) GroupMembers(hub, group string) ([]fsm.Member, error) {
 	return h.n.fsm.GroupMembers(hub, group)
 }
 
-func (h hubCluster) ConnectionsOn(nodeID string) ([]fsm.ConnectionInfo, error) {
-	return h.n.fsm.ConnectionsOn(nodeID)
+func (h hubCluster) ExpireConnections(ctx context.Context, nodeID, reason string, keep func(hub, connID string) bool) (int, error) {
+	return h.n.expireConnections(ctx, nodeID, reason, keep)
 }
 
 func (h hubCluster) AppliedIndex() uint64 { return h.n.fsm.AppliedIndex() }

@@ -258,34 +258,34 @@ func (s *Server) expireOrphansOnce() bool {
 	if !s.cluster.Ready() {
 		return false
 	}
-	recorded, err := s.cluster.ConnectionsOn(s.cluster.NodeID())
-	if err != nil {
-		s.log.Warn("list connections recorded on this node", "err", err)
-		return false
-	}
-	var cmds []fsm.Command
-	s.mu.RLock()
-	held := make(map[string]bool, len(s.byToken)) // active and still opening
-	for _, c := range s.byToken {
-		held[c.hub+"\x00"+c.id] = true
-	}
-	for _, info := range recorded {
-		if !held[info.Hub+"\x00"+info.ConnID] {
-			cmds = append(cmds, fsm.EncodeConnection(fsm.CmdConnExpire, &fsm.Connection{Hub: info.Hub, ConnID: info.ConnID, NodeID: info.NodeID, Reason: "holder restarted"}))
-		}
-	}
-	s.mu.RUnlock()
-	if len(cmds) == 0 {
-		return true
-	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.WriteTimeout)
 	defer cancel()
-	if _, err := s.cluster.Propose(ctx, cmds); err != nil {
-		s.log.Warn("expire connections of an earlier run", "count", len(cmds), "err", err)
+	n, err := s.cluster.ExpireConnections(ctx, s.cluster.NodeID(), "holder restarted", s.holdsConnection())
+	if err != nil {
+		s.log.Warn("expire connections of an earlier run", "err", err)
 		return false
 	}
-	s.log.Info("expired connections held by an earlier run of this node", "count", len(cmds))
+	if n > 0 {
+		s.log.Info("expired connections held by an earlier run of this node", "count", n)
+	}
 	return true
+}
+
+// holdsConnection returns a function that reports whether this node holds
+// a connection, active or still opening, as of the function's first call.
+func (s *Server) holdsConnection() func(hub, connID string) bool {
+	var held map[string]bool
+	return func(hub, connID string) bool {
+		if held == nil {
+			s.mu.RLock()
+			held = make(map[string]bool, len(s.byToken))
+			for _, c := range s.byToken {
+				held[c.hub+"\x00"+c.id] = true
+			}
+			s.mu.RUnlock()
+		}
+		return held[hub+"\x00"+connID]
+	}
 }
 
 // closedByCluster reports whether the replicated state no longer records an

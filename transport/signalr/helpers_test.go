@@ -123,6 +123,26 @@ func (c *fakeCluster) ConnectionsOn(nodeID string) ([]fsm.ConnectionInfo, error)
 	return c.f.ConnectionsOn(nodeID)
 }
 
+// ExpireConnections expires, in one proposal, the connections recorded on
+// nodeID that keep does not claim.
+func (c *fakeCluster) ExpireConnections(ctx context.Context, nodeID, reason string, keep func(hub, connID string) bool) (int, error) {
+	infos, err := c.ConnectionsOn(nodeID)
+	if err != nil {
+		return 0, err
+	}
+	var expiries []fsm.Command
+	for _, i := range infos {
+		if !keep(i.Hub, i.ConnID) {
+			expiries = append(expiries, fsm.EncodeConnection(fsm.CmdConnExpire, &fsm.Connection{Hub: i.Hub, ConnID: i.ConnID, NodeID: nodeID, Reason: reason}))
+		}
+	}
+	if len(expiries) == 0 {
+		return 0, nil
+	}
+	_, err = c.Propose(ctx, expiries)
+	return len(expiries), err
+}
+
 // setHook installs a function that runs before each Propose applies.
 func (c *fakeCluster) setHook(hook func(cmds []fsm.Command)) {
 	c.mu.Lock()

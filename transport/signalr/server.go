@@ -52,9 +52,10 @@ type Cluster interface {
 	// Ready reports whether this node knows a leader and has applied all
 	// it knows to be committed.
 	Ready() bool
-	// ConnectionsOn lists the connections the replicated state records on
-	// a node.
-	ConnectionsOn(nodeID string) ([]fsm.ConnectionInfo, error)
+	// ExpireConnections expires the connections the replicated state
+	// records on a node, except those keep claims (it is asked after the
+	// list is read), and returns how many it expired.
+	ExpireConnections(ctx context.Context, nodeID, reason string, keep func(hub, connID string) bool) (int, error)
 }
 
 // Identity is who a connection belongs to, from its access token.
