@@ -89,6 +89,9 @@ type Config struct {
 	// NoSync turns off fsync of the Raft log. Only for benchmarks: an
 	// acknowledged message could then be lost on a power failure.
 	NoSync bool
+
+	// wrapLogs, set only by tests, wraps the log store (to make it fail).
+	wrapLogs func(raft.LogStore) raft.LogStore
 }
 
 // Raft is a running Raft member.
@@ -148,7 +151,11 @@ func Open(cfg Config) (r *Raft, err error) {
 	}
 	// Without the cache the leader re-reads each entry from bbolt for every
 	// follower; with it, replication is served from memory.
-	logs, err := raft.NewLogCache(1024, r.store)
+	var base raft.LogStore = r.store
+	if cfg.wrapLogs != nil {
+		base = cfg.wrapLogs(base)
+	}
+	logs, err := raft.NewLogCache(1024, base)
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: log cache: %w", err)
 	}
@@ -169,6 +176,7 @@ func Open(cfg Config) (r *Raft, err error) {
 	}
 
 	rc := raftConfig(cfg)
+	trans := noPipeline{r.transport}
 	r.restarted, err = raft.HasExistingState(logs, r.store, r.snaps)
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: check existing state: %w", err)
@@ -177,12 +185,12 @@ func Open(cfg Config) (r *Raft, err error) {
 		conf := raft.Configuration{Servers: []raft.Server{{
 			ID: rc.LocalID, Address: r.transport.LocalAddr(), Suffrage: raft.Voter,
 		}}}
-		if err := raft.BootstrapCluster(rc, logs, r.store, r.snaps, r.transport, conf); err != nil {
+		if err := raft.BootstrapCluster(rc, logs, r.store, r.snaps, trans, conf); err != nil {
 			return nil, fmt.Errorf("raftlog: bootstrap: %w", err)
 		}
 		r.log.Info("bootstrapped a new cluster", "id", cfg.ID, "raft_addr", r.transport.LocalAddr())
 	}
-	r.raft, err = raft.NewRaft(rc, cfg.FSM, logs, r.store, r.snaps, r.transport)
+	r.raft, err = raft.NewRaft(rc, cfg.FSM, logs, r.store, r.snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: start raft: %w", err)
 	}
