@@ -122,6 +122,14 @@ const (
 	// DefaultMaxMessageSize is the largest message a SignalR client may
 	// send (ASP.NET Core's default).
 	DefaultMaxMessageSize = 32 * 1024
+	// DefaultSignalRWriteDeadline bounds one write to a SignalR client's
+	// socket or event stream; a client that does not take it in time is
+	// cut.
+	DefaultSignalRWriteDeadline = 10 * time.Second
+	// DefaultSignalRProposeTimeout bounds each change the SignalR layer
+	// commits (a connection's open or close, a relay batch, a checkpoint);
+	// a stateful invocation retries for three times as long.
+	DefaultSignalRProposeTimeout = 10 * time.Second
 
 	DefaultMaxGroupsPerConnection   = 100
 	DefaultInvocationRate           = 50.0

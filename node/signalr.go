@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -10,60 +9,6 @@ import (
 	"github.com/backplane/backplane/peer"
 	"github.com/backplane/backplane/transport/signalr"
 )
-
-// hubCluster adapts the node to what the SignalR layer needs.
-type hubCluster struct{ n *Node }
-
-var _ signalr.Cluster = hubCluster{}
-
-func (h hubCluster) NodeID() string { return h.n.cfg.ID }
-
-func (h hubCluster) NodeURL(id string) (string, bool) {
-	info, ok, err := h.n.fsm.Node(id)
-	if err != nil || !ok || info.HTTPAddr == "" {
-		return "", false
-	}
-	return h.n.fwd.url(info.HTTPAddr), true
-}
-
-func (h hubCluster) Propose(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
-	return h.n.proposer.Propose(ctx, cmds)
-}
-
-func (h hubCluster) ReadAll(after uint64, limit int) (fsm.Page, error) {
-	return h.n.fsm.ReadAll(after, limit)
-}
-
-func (h hubCluster) Changed() <-chan struct{} { return h.n.fsm.Changed() }
-func (h hubCluster) LastMessage() uint64      { return h.n.fsm.LastMessage() }
-
-func (h hubCluster) GroupMembers(hub, group string) ([]fsm.Member, error) {
-	return h.n.fsm.GroupMembers(hub, group)
-}
-
-func (h hubCluster) ExpireConnections(ctx context.Context, nodeID, reason string, keep func(hub, connID string) bool) (int, error) {
-	return h.n.expireConnections(ctx, nodeID, reason, keep)
-}
-
-func (h hubCluster) AppliedIndex() uint64 { return h.n.fsm.AppliedIndex() }
-
-func (h hubCluster) ConnectionHolder(hub, conn string) (string, bool, error) {
-	info, ok, err := h.n.fsm.Connection(hub, conn)
-	return info.NodeID, ok, err
-}
-
-func (h hubCluster) StatefulByToken(hash []byte) (fsm.StatefulState, bool, error) {
-	return h.n.fsm.StatefulByToken(hash)
-}
-
-func (h hubCluster) ReadConnection(hub, conn string, after fsm.Position, limit int) ([]fsm.ConnEvent, bool, error) {
-	return h.n.fsm.ReadConnection(hub, conn, after, limit)
-}
-
-func (h hubCluster) Ready() bool {
-	rs := h.n.raft.Status()
-	return rs.LeaderID != "" && rs.AppliedIndex >= rs.CommitIndex
-}
 
 // DefaultUserClaims are the JWT claims a connection's user id is taken
 // from, in order: ASP.NET's ClaimTypes.NameIdentifier short name, then sub.
@@ -110,7 +55,8 @@ func (n *Node) newHubServer() *signalr.Server {
 		RelayDisabled:   n.cfg.RelayDisabledHubs,
 		RelayPolicy:     n.cfg.RelayPolicy,
 		MaxMessageSize:  n.cfg.MaxMessageSize,
-		WriteTimeout:    10 * time.Second,
+		WriteDeadline:   DefaultSignalRWriteDeadline,
+		ProposeTimeout:  DefaultSignalRProposeTimeout,
 		ObserveDispatch: func(d time.Duration) { n.delays.dispatch.Observe(d.Seconds()) },
 		Peers:           memberPeers{n.peers},
 

@@ -48,7 +48,7 @@ func benchFanout(b *testing.B, n int) {
 		cluster.closed = true
 		_ = f.Close()
 	})
-	srv := NewServer(cluster, testOptions(func(o *Options) { o.ClientTimeout = time.Minute }))
+	srv := NewServer(cluster.node(cluster.id), testOptions(func(o *Options) { o.ClientTimeout = time.Minute }))
 	mux := http.NewServeMux()
 	srv.Register(mux)
 	hs := httptest.NewServer(mux)

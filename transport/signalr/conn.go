@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/transport/access"
 	"github.com/backplane/backplane/transport/hubproto"
 )
@@ -282,32 +281,31 @@ func (c *conn) handshake() bool {
 		return false
 	}
 	c.inbuf = append([]byte(nil), rest...)
-	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.WriteTimeout)
+	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.ProposeTimeout)
 	defer cancel()
 	// Stateful reconnect is on only if negotiate agreed, the client shook
 	// hands with version 2, and the transport is WebSockets.
 	stateful := c.statefulOffered && req.Version >= 2 && c.transportName() == transportWebSockets
-	open := fsm.EncodeConnection(fsm.CmdConnOpen, &fsm.Connection{Hub: c.hub, ConnID: c.id, UserID: c.user, NodeID: c.srv.cluster.NodeID()})
+	open := Opening{Hub: c.hub, ConnID: c.id, UserID: c.user}
 	if stateful {
-		open = fsm.EncodeStatefulOpen(&fsm.StatefulOpen{Hub: c.hub, ConnID: c.id, UserID: c.user,
-			NodeID: c.srv.cluster.NodeID(), Protocol: p.Name(), TokenHash: tokenHash(c.token)})
+		open.Stateful, open.Protocol, open.TokenHash = true, p.Name(), tokenHash(c.token)
 	}
-	res, err := c.srv.cluster.Propose(ctx, []fsm.Command{open})
-	if err != nil || res[0].Err != nil {
-		c.srv.log.Warn("record connection", "conn", c.id, "err", errors.Join(err, resultErr(res)))
+	entry, err := c.srv.cluster.OpenConnection(ctx, open)
+	if err != nil {
+		c.srv.log.Warn("record connection", "conn", c.id, "err", err)
 		c.failHandshake("The server could not record the connection (no cluster leader?); try again.")
 		return false
 	}
 	c.mu.Lock()
 	ended := !c.ended.IsZero()
 	if !ended {
-		c.openEntry = res[0].Entry
+		c.openEntry = entry
 		c.protocol = p
 		c.active = true // from here on, end records the close
 		if stateful {
 			c.out.setMax(max(c.srv.opts.OutboundQueue, statefulBufferCount+64)) // a resume replays a full buffer
 			c.st = newStatefulState()
-			c.st.pendingEntry = res[0].Entry
+			c.st.pendingEntry = entry
 		}
 	}
 	c.mu.Unlock()
@@ -324,13 +322,6 @@ func (c *conn) handshake() bool {
 	}
 	c.srv.log.Debug("connection active", "conn", c.id, "hub", c.hub, "transport", c.transportName(), "protocol", p.Name())
 	return true
-}
-
-func resultErr(res []fsm.Result) error {
-	if len(res) > 0 {
-		return res[0].Err
-	}
-	return nil
 }
 
 func (c *conn) failHandshake(msg string) {
@@ -360,10 +351,14 @@ func (c *conn) handle(m *hubproto.Message) {
 // recordClose removes the connection from the replicated state, unless
 // another node has taken it over meanwhile (the close names this node).
 func (s *Server) recordClose(c *conn, why string) {
-	ctx, cancel := context.WithTimeout(s.ctx, s.opts.WriteTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.ProposeTimeout)
 	defer cancel()
-	cmd := fsm.EncodeConnection(fsm.CmdConnClose, &fsm.Connection{Hub: c.hub, ConnID: c.id, NodeID: s.cluster.NodeID(), Reason: why})
-	if _, err := s.cluster.Propose(ctx, []fsm.Command{cmd}); err != nil {
+	err := s.cluster.CloseConnection(ctx, c.hub, c.id, why)
+	switch {
+	case errors.Is(err, ErrRejected):
+		// Another node holds it now, or it was closed meanwhile.
+		s.log.Debug("connection close rejected", "conn", c.id, "err", err)
+	case err != nil:
 		s.log.Warn("record connection close", "conn", c.id, "err", err)
 	}
 }

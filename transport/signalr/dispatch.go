@@ -258,7 +258,7 @@ func (s *Server) expireOrphansOnce() bool {
 	if !s.cluster.Ready() {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.opts.WriteTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.ProposeTimeout)
 	defer cancel()
 	n, err := s.cluster.ExpireConnections(ctx, s.cluster.NodeID(), "holder restarted", s.holdsConnection())
 	if err != nil {

@@ -3,21 +3,14 @@ package signalr
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/raft"
-
-	"github.com/backplane/backplane/fsm"
 )
 
 // rs is the JSON hub protocol's record separator.
@@ -29,148 +22,6 @@ const handshakeJSON = `{"protocol":"json","version":1}` + rs
 // waitTimeout bounds every wait for something the server should do soon.
 const waitTimeout = 5 * time.Second
 
-// fakeCluster is an in-memory Cluster: Propose applies commands to a real
-// FSM at once, as a single-node Raft would, and reads go to that FSM.
-type fakeCluster struct {
-	id string
-	f  *fsm.FSM
-
-	mu     sync.Mutex // serialises Propose and guards the fields below
-	index  uint64     // last Raft index handed out
-	closed bool       // the FSM is closed: Propose fails
-	urls   map[string]string
-	hook   func(cmds []fsm.Command) // runs before each Propose applies
-	fail   error                    // when set, Propose fails with it and applies nothing
-}
-
-func newFakeCluster(t *testing.T, id string) *fakeCluster {
-	t.Helper()
-	f, err := fsm.New(fsm.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("fsm.New: got error %v, want nil", err)
-	}
-	c := &fakeCluster{id: id, f: f, urls: map[string]string{}}
-	t.Cleanup(func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.closed = true
-		if err := f.Close(); err != nil {
-			t.Errorf("FSM Close: got error %v, want nil", err)
-		}
-	})
-	return c
-}
-
-func (c *fakeCluster) NodeID() string { return c.id }
-
-func (c *fakeCluster) NodeURL(id string) (string, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	u, ok := c.urls[id]
-	return u, ok
-}
-
-func (c *fakeCluster) setNodeURL(id, u string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.urls[id] = u
-}
-
-func (c *fakeCluster) Propose(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	hook := c.hook
-	c.mu.Unlock()
-	if hook != nil {
-		hook(cmds)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, errors.New("fake cluster: closed")
-	}
-	if c.fail != nil {
-		return nil, c.fail
-	}
-	c.index++
-	res := c.f.Apply(&raft.Log{Index: c.index, Term: 1, Type: raft.LogCommand, Data: fsm.EncodeEntry(time.Now().UnixNano(), cmds)})
-	return res.([]fsm.Result), nil
-}
-
-func (c *fakeCluster) ReadAll(after uint64, limit int) (fsm.Page, error) {
-	return c.f.ReadAll(after, limit)
-}
-func (c *fakeCluster) Changed() <-chan struct{} { return c.f.Changed() }
-func (c *fakeCluster) LastMessage() uint64      { return c.f.LastMessage() }
-func (c *fakeCluster) GroupMembers(hub, group string) ([]fsm.Member, error) {
-	return c.f.GroupMembers(hub, group)
-}
-func (c *fakeCluster) Ready() bool          { return true }
-func (c *fakeCluster) AppliedIndex() uint64 { return c.f.AppliedIndex() }
-func (c *fakeCluster) ConnectionHolder(hub, conn string) (string, bool, error) {
-	info, ok, err := c.f.Connection(hub, conn)
-	return info.NodeID, ok, err
-}
-func (c *fakeCluster) StatefulByToken(hash []byte) (fsm.StatefulState, bool, error) {
-	return c.f.StatefulByToken(hash)
-}
-func (c *fakeCluster) ReadConnection(hub, conn string, after fsm.Position, limit int) ([]fsm.ConnEvent, bool, error) {
-	return c.f.ReadConnection(hub, conn, after, limit)
-}
-func (c *fakeCluster) ConnectionsOn(nodeID string) ([]fsm.ConnectionInfo, error) {
-	return c.f.ConnectionsOn(nodeID)
-}
-
-// ExpireConnections expires, in one proposal, the connections recorded on
-// nodeID that keep does not claim.
-func (c *fakeCluster) ExpireConnections(ctx context.Context, nodeID, reason string, keep func(hub, connID string) bool) (int, error) {
-	infos, err := c.ConnectionsOn(nodeID)
-	if err != nil {
-		return 0, err
-	}
-	var expiries []fsm.Command
-	for _, i := range infos {
-		if !keep(i.Hub, i.ConnID) {
-			expiries = append(expiries, fsm.EncodeConnection(fsm.CmdConnExpire, &fsm.Connection{Hub: i.Hub, ConnID: i.ConnID, NodeID: nodeID, Reason: reason}))
-		}
-	}
-	if len(expiries) == 0 {
-		return 0, nil
-	}
-	_, err = c.Propose(ctx, expiries)
-	return len(expiries), err
-}
-
-// setHook installs a function that runs before each Propose applies.
-func (c *fakeCluster) setHook(hook func(cmds []fsm.Command)) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.hook = hook
-}
-
-// publish commits p and returns its message index.
-func (c *fakeCluster) publish(t *testing.T, p *fsm.Publish) uint64 {
-	t.Helper()
-	res, err := c.Propose(context.Background(), []fsm.Command{fsm.EncodePublish(p)})
-	if err != nil || res[0].Err != nil {
-		t.Fatalf("publish %+v: got errors %v, %v, want nil", p, err, resultErr(res))
-	}
-	return res[0].Index
-}
-
-// recorded reports whether the replicated state lists a connection on this
-// node.
-func (c *fakeCluster) recorded(t *testing.T, connID string) bool {
-	t.Helper()
-	infos, err := c.ConnectionsOn(c.id)
-	if err != nil {
-		t.Fatalf("ConnectionsOn(%q): got error %v, want nil", c.id, err)
-	}
-	return slices.ContainsFunc(infos, func(i fsm.ConnectionInfo) bool { return i.ConnID == connID })
-}
-
 // testOptions are short timeouts so reaping, keep-alives and poll timeouts
 // show within a second or two; edit applies per-test changes.
 func testOptions(edit func(*Options)) Options {
@@ -180,7 +31,8 @@ func testOptions(edit func(*Options)) Options {
 		ClientTimeout:     600 * time.Millisecond,
 		HandshakeTimeout:  2 * time.Second,
 		PollTimeout:       500 * time.Millisecond,
-		WriteTimeout:      2 * time.Second,
+		WriteDeadline:     2 * time.Second,
+		ProposeTimeout:    2 * time.Second,
 	}
 	if edit != nil {
 		edit(&o)
@@ -207,7 +59,7 @@ func newTestServer(t *testing.T, opts Options) *testServer {
 // listener.
 func startServer(t *testing.T, cluster *fakeCluster, opts Options, wrap func(net.Listener) net.Listener) *testServer {
 	t.Helper()
-	s := NewServer(cluster, opts)
+	s := NewServer(cluster.node(cluster.id), opts)
 	mux := http.NewServeMux()
 	s.Register(mux)
 	hs := httptest.NewUnstartedServer(mux)

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-
-	"github.com/backplane/backplane/fsm"
 )
 
 // maxPendingInvocations bounds the relay invocations a connection may have
@@ -29,11 +27,11 @@ type invoker struct {
 	space   *sync.Cond // signalled when the queue shrinks
 }
 
-// pendingInvocation is a relay invocation turned into its command.
+// pendingInvocation is a relay invocation waiting for its commit.
 type pendingInvocation struct {
 	id     string // the invocation id; "" for fire-and-forget
 	target string // the method, for error messages
-	cmd    fsm.Command
+	relay  Relay
 	group  *groupChange // a JoinGroup or LeaveGroup counted against the group limit
 }
 
@@ -72,13 +70,16 @@ func (c *conn) commitInvocations() {
 		}
 		inv.space.Broadcast()
 		inv.mu.Unlock()
-		cmds := make([]fsm.Command, len(batch))
+		relays := make([]Relay, len(batch))
 		for i, p := range batch {
-			cmds[i] = p.cmd
+			relays[i] = p.relay
 		}
-		ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.WriteTimeout)
-		res, err := c.srv.cluster.Propose(ctx, cmds)
+		ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.ProposeTimeout)
+		res, err := c.srv.cluster.Relay(ctx, c.hub, c.id, relays)
 		cancel()
+		if err == nil && len(res) != len(batch) {
+			err = fmt.Errorf("the cluster answered %d outcomes for %d relay invocations", len(res), len(batch))
+		}
 		for i, p := range batch {
 			c.settleGroupChange(p.group, outcomeOf(err, res, i)) // before the client hears of it
 			switch {

@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/transport/hubproto"
 )
 
@@ -57,12 +56,25 @@ const (
 	unknown           // the proposal failed: it may or may not have committed
 )
 
-func outcomeOf(err error, res []fsm.Result, i int) outcome {
+// outcomeOf is the outcome of relay invocation i of a batch that the
+// cluster answered with res and err.
+func outcomeOf(err error, res []RelayOutcome, i int) outcome {
 	switch {
 	case err != nil:
 		return unknown
 	case res[i].Err != nil:
 		return rejected
+	}
+	return committed
+}
+
+// outcomeOfOne is the outcome of a change whose only answer is err.
+func outcomeOfOne(err error) outcome {
+	switch {
+	case errors.Is(err, ErrRejected):
+		return rejected
+	case err != nil:
+		return unknown
 	}
 	return committed
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/transport/access"
 	"github.com/backplane/backplane/transport/hubproto"
 )
@@ -34,7 +33,7 @@ func (c *conn) invoke(m *hubproto.Message) {
 		c.complete(m.InvocationID, nil, errMsg)
 		return
 	}
-	cmd, errMsg := c.relayCommand(m)
+	relay, errMsg := c.relayCommand(m)
 	if errMsg != "" {
 		c.complete(m.InvocationID, nil, errMsg)
 		return
@@ -44,39 +43,44 @@ func (c *conn) invoke(m *hubproto.Message) {
 		c.complete(m.InvocationID, nil, errMsg)
 		return
 	}
-	c.enqueueInvocation(pendingInvocation{id: m.InvocationID, target: m.Target, cmd: cmd, group: group})
+	c.enqueueInvocation(pendingInvocation{id: m.InvocationID, target: m.Target, relay: relay, group: group})
 }
 
-// relayCommand turns a relay method invocation into its command, or says
-// why it cannot be done.
-func (c *conn) relayCommand(m *hubproto.Message) (fsm.Command, string) {
+// relayCommand turns a relay method invocation into what it asks of the
+// cluster, or says why it cannot be done.
+func (c *conn) relayCommand(m *hubproto.Message) (Relay, string) {
 	method := strings.ToLower(m.Target)
 	if c.srv.relayOff[strings.ToLower(c.hub)] {
-		return nil, fmt.Sprintf("Method '%s' does not exist: relay methods are switched off on hub '%s'.", m.Target, c.hub)
+		return Relay{}, fmt.Sprintf("Method '%s' does not exist: relay methods are switched off on hub '%s'.", m.Target, c.hub)
 	}
 	if err := c.permitted(method, m); err != nil {
-		return nil, fmt.Sprintf("Failed to invoke '%s': %v", m.Target, err)
+		return Relay{}, fmt.Sprintf("Failed to invoke '%s': %v", m.Target, err)
 	}
-	var cmd fsm.Command
+	var r Relay
 	var err error
 	switch method {
-	case methodJoinGroup, methodLeaveGroup:
-		cmd, err = c.membershipCommand(m, method == methodJoinGroup)
+	case methodJoinGroup:
+		r, err = c.membershipCommand(m, JoinGroup)
+	case methodLeaveGroup:
+		r, err = c.membershipCommand(m, LeaveGroup)
 	case methodSendToAll:
-		cmd, err = c.sendCommand(m, fsm.ToAll, 0)
+		r, err = c.sendCommand(m, SendToAll, 0)
 	case methodSendToGroup:
-		cmd, err = c.sendCommand(m, fsm.ToGroups, 1)
+		r, err = c.sendCommand(m, SendToGroup, 1)
 	case methodSendToUser:
-		cmd, err = c.sendCommand(m, fsm.ToUsers, 1)
+		r, err = c.sendCommand(m, SendToUser, 1)
 	case methodSendToConnection:
-		cmd, err = c.sendCommand(m, fsm.ToConnections, 1)
+		r, err = c.sendCommand(m, SendToConnection, 1)
 	default:
-		return nil, fmt.Sprintf("Failed to invoke '%s': method does not exist. Relay methods: JoinGroup, LeaveGroup, SendToAll, SendToGroup, SendToUser, SendToConnection.", m.Target)
+		return Relay{}, fmt.Sprintf("Failed to invoke '%s': method does not exist. Relay methods: JoinGroup, LeaveGroup, SendToAll, SendToGroup, SendToUser, SendToConnection.", m.Target)
+	}
+	if err == nil {
+		err = c.srv.cluster.CheckRelay(c.hub, c.id, r)
 	}
 	if err != nil {
-		return nil, fmt.Sprintf("Failed to invoke '%s': %v", m.Target, err)
+		return Relay{}, fmt.Sprintf("Failed to invoke '%s': %v", m.Target, err)
 	}
-	return cmd, ""
+	return r, ""
 }
 
 // relayPermissions names the permission each relay method needs under
@@ -146,60 +150,53 @@ func stringArg(m *hubproto.Message, i int, what string) (string, error) {
 	return s, nil
 }
 
-func (c *conn) membershipCommand(m *hubproto.Message, add bool) (fsm.Command, error) {
+func (c *conn) membershipCommand(m *hubproto.Message, op RelayOp) (Relay, error) {
 	group, err := stringArg(m, 0, "the group name")
 	if err != nil {
-		return nil, err
+		return Relay{}, err
 	}
-	mem := &fsm.Membership{Hub: c.hub, Group: group, Kind: fsm.MemberConnection, Member: c.id}
-	if err := fsm.ValidateMembership(mem, false); err != nil {
-		return nil, err
-	}
-	return fsm.EncodeMembership(mem, add), nil
+	return Relay{Op: op, Name: group}, nil
 }
 
-// sendCommand builds a publish from Send*(name?, target, args...): skip
+// sendCommand builds a send from Send*(name?, target, args...): skip
 // names the leading audience argument (0 or 1).
-func (c *conn) sendCommand(m *hubproto.Message, audience fsm.Audience, skip int) (fsm.Command, error) {
-	p := &fsm.Publish{Hub: c.hub, Audience: audience}
+func (c *conn) sendCommand(m *hubproto.Message, op RelayOp, skip int) (Relay, error) {
+	r := Relay{Op: op}
 	if skip == 1 {
-		name, err := stringArg(m, 0, "the "+audienceNoun(audience))
+		name, err := stringArg(m, 0, "the "+audienceNoun(op))
 		if err != nil {
-			return nil, err
+			return Relay{}, err
 		}
-		p.Names = []string{name}
+		r.Name = name
 	}
 	target, err := stringArg(m, skip, "the target method name")
 	if err != nil {
-		return nil, err
+		return Relay{}, err
 	}
-	p.Target = target
+	r.Target = target
 	args := []byte{'['}
 	for i, a := range m.Arguments[skip+1:] {
 		if i > 0 {
 			args = append(args, ',')
 		}
 		if args, err = a.AppendJSON(args); err != nil {
-			return nil, fmt.Errorf("%w: argument %d: %v", errArguments, i, err)
+			return Relay{}, fmt.Errorf("%w: argument %d: %v", errArguments, i, err)
 		}
 	}
 	args = append(args, ']')
 	var compact bytes.Buffer
 	if err := json.Compact(&compact, args); err != nil {
-		return nil, fmt.Errorf("%w: %v", errArguments, err)
+		return Relay{}, fmt.Errorf("%w: %v", errArguments, err)
 	}
-	p.Arguments = compact.Bytes()
-	if err := fsm.ValidatePublish(p); err != nil {
-		return nil, err
-	}
-	return fsm.EncodePublish(p), nil
+	r.Arguments = compact.Bytes()
+	return r, nil
 }
 
-func audienceNoun(a fsm.Audience) string {
-	switch a {
-	case fsm.ToGroups:
+func audienceNoun(op RelayOp) string {
+	switch op {
+	case SendToGroup:
 		return "group name"
-	case fsm.ToUsers:
+	case SendToUser:
 		return "user id"
 	}
 	return "connection id"

@@ -20,43 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/transport/access"
 )
-
-// Cluster is what the SignalR layer needs from its node.
-type Cluster interface {
-	// NodeID is this node's id.
-	NodeID() string
-	// NodeURL is the HTTP base URL of a member, if known.
-	NodeURL(id string) (string, bool)
-	// Propose commits commands and returns their results.
-	Propose(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error)
-	// ReadAll returns committed messages of every hub after a cursor.
-	ReadAll(after uint64, limit int) (fsm.Page, error)
-	// Changed is closed at the next applied change.
-	Changed() <-chan struct{}
-	// LastMessage is the highest message index applied here.
-	LastMessage() uint64
-	// GroupMembers lists a group's members.
-	GroupMembers(hub, group string) ([]fsm.Member, error)
-	// AppliedIndex is the last Raft index applied to this node's store.
-	AppliedIndex() uint64
-	// ConnectionHolder reports whether the replicated state records a
-	// connection as open, and which node holds it.
-	ConnectionHolder(hub, conn string) (nodeID string, open bool, err error)
-	// StatefulByToken finds a stateful connection by its token's hash.
-	StatefulByToken(tokenHash []byte) (fsm.StatefulState, bool, error)
-	// ReadConnection reads a stateful connection's stream after a position.
-	ReadConnection(hub, conn string, after fsm.Position, limit int) ([]fsm.ConnEvent, bool, error)
-	// Ready reports whether this node knows a leader and has applied all
-	// it knows to be committed.
-	Ready() bool
-	// ExpireConnections expires the connections the replicated state
-	// records on a node, except those keep claims (it is asked after the
-	// list is read), and returns how many it expired.
-	ExpireConnections(ctx context.Context, nodeID, reason string, keep func(hub, connID string) bool) (int, error)
-}
 
 // Identity is who a connection belongs to, from its access token.
 type Identity struct {
@@ -95,7 +60,13 @@ type Options struct {
 	HandshakeTimeout  time.Duration // default 15 s
 	DisconnectTimeout time.Duration // default 15 s: reaps unused and inactive connections
 	PollTimeout       time.Duration // default 90 s (below the JS client's 100 s)
-	WriteTimeout      time.Duration // default 10 s
+	// WriteDeadline bounds one write to a client's socket or SSE stream
+	// (default 10 s): a client that does not take it in time is cut.
+	WriteDeadline time.Duration
+	// ProposeTimeout bounds each change the layer asks of the cluster:
+	// recording an open, a close, a relay batch, a checkpoint (default
+	// 10 s). A stateful invocation retries for three times as long.
+	ProposeTimeout time.Duration
 	// ObserveDispatch, if set, is called for every message queued to at
 	// least one local connection, with the time since the proposer's stamp
 	// on its entry.
@@ -138,7 +109,8 @@ func (o *Options) defaults() {
 	setDefault(&o.HandshakeTimeout, 15*time.Second)
 	setDefault(&o.DisconnectTimeout, 15*time.Second)
 	setDefault(&o.PollTimeout, 90*time.Second)
-	setDefault(&o.WriteTimeout, 10*time.Second)
+	setDefault(&o.WriteDeadline, 10*time.Second)
+	setDefault(&o.ProposeTimeout, 10*time.Second)
 }
 
 func setDefault(d *time.Duration, v time.Duration) {

@@ -28,7 +28,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	write := func(b []byte) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+		_ = rc.SetWriteDeadline(time.Now().Add(s.opts.WriteDeadline))
 		if _, err := w.Write(b); err != nil {
 			return false
 		}

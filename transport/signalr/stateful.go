@@ -13,14 +13,14 @@ import (
 	"github.com/backplane/backplane/transport/hubproto"
 )
 
-// Stateful reconnect (types 8 and 9) on WebSockets, for clients that
-// negotiated it and shook hands with version 2. The connection's outgoing
-// stream — messages addressed to it and completions of its invocations —
-// is read from the replicated log by position (fsm.ReadConnection), so any
-// node can rebuild it; the holder buffers what the client has not
-// acknowledged and replicates the acknowledged position once a second.
-// Client messages are numbered and applied once: a resent duplicate is
-// dropped by the state machine (fsm.Invocation.ClientSeq).
+// Stateful reconnect (hub messages Ack and Sequence) on WebSockets, for
+// clients that negotiated it and shook hands with version 2. The
+// connection's outgoing stream — messages addressed to it and completions
+// of its invocations — is read from the replicated state by position
+// (Cluster.ReadConnection), so any node can rebuild it; the holder buffers
+// what the client has not acknowledged and checkpoints the acknowledged
+// position once a second. Client messages are numbered and applied once:
+// the cluster drops a resent duplicate (Invocation.ClientSeq).
 
 // Limits of the unacknowledged buffer (ASP.NET's default is 100,000
 // bytes). When it is full, reading the log pauses: the log is the buffer.
@@ -206,7 +206,7 @@ func (c *conn) handleStateful(m *hubproto.Message) {
 	case hubproto.Invocation:
 		c.invokeStateful(m, seq)
 	case hubproto.StreamInvocation:
-		c.commitInvocation(&fsm.Invocation{InvocationID: m.InvocationID, ClientSeq: seq, Error: "Streaming hub methods are not supported by Backplane."})
+		c.commitInvocation(&Invocation{InvocationID: m.InvocationID, ClientSeq: seq, Error: "Streaming hub methods are not supported by Backplane."})
 	}
 }
 
@@ -228,46 +228,48 @@ func (c *conn) acked(seq uint64) {
 // completion, which for a stateful connection also goes through the log
 // (its completions are numbered there).
 func (c *conn) invokeStateful(m *hubproto.Message, seq uint64) {
-	inv := &fsm.Invocation{InvocationID: m.InvocationID, ClientSeq: seq}
+	inv := &Invocation{InvocationID: m.InvocationID, ClientSeq: seq}
 	var group *groupChange
 	if inv.Error = c.overRate(m); inv.Error == "" {
-		if inv.Inner, inv.Error = c.relayCommand(m); inv.Error == "" {
-			if group, inv.Error = c.admitGroupChange(m); inv.Error != "" {
-				inv.Inner = nil
+		var relay Relay
+		if relay, inv.Error = c.relayCommand(m); inv.Error == "" {
+			if group, inv.Error = c.admitGroupChange(m); inv.Error == "" {
+				inv.Relay = &relay
 			}
 		}
 	}
-	res, err := c.commitInvocation(inv)
-	c.settleGroupChange(group, outcomeOf(err, res, 0))
+	err := c.commitInvocation(inv)
+	c.settleGroupChange(group, outcomeOfOne(err))
 }
 
 // commitInvocation proposes until the cluster answers: the sequence number
 // makes a retry safe. A connection that cannot commit for long is closed
-// with allowReconnect; the client resumes and resends. It returns the
-// last proposal's results, or its error when it gave up.
-func (c *conn) commitInvocation(inv *fsm.Invocation) ([]fsm.Result, error) {
+// with allowReconnect; the client resumes and resends. It returns the last
+// proposal's error: nil, a rejection, or the error it gave up on.
+func (c *conn) commitInvocation(inv *Invocation) error {
 	inv.Hub, inv.ConnID = c.hub, c.id
-	cmd := fsm.EncodeInvocation(inv)
-	deadline := time.Now().Add(3 * c.srv.opts.WriteTimeout)
+	deadline := time.Now().Add(3 * c.srv.opts.ProposeTimeout)
 	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-		ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.WriteTimeout)
-		res, err := c.srv.cluster.Propose(ctx, []fsm.Command{cmd})
+		ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.ProposeTimeout)
+		entry, err := c.srv.cluster.RecordInvocation(ctx, *inv)
 		cancel()
-		if err == nil {
+		if err == nil || errors.Is(err, ErrRejected) {
+			// Committed; a rejected one (the connection closed
+			// meanwhile) is final too.
 			c.st.mu.Lock()
-			c.st.pendingEntry = max(c.st.pendingEntry, res[0].Entry)
+			c.st.pendingEntry = max(c.st.pendingEntry, entry)
 			c.st.mu.Unlock()
 			c.st.poke()
-			return res, nil
+			return err
 		}
 		if time.Now().After(deadline) || c.isEnding() {
 			c.srv.log.Warn("commit invocation", "conn", c.id, "err", err)
 			c.end("Connection closed with an error: the cluster did not commit the invocation", true, "invocation not committed")
-			return nil, err
+			return err
 		}
 		select {
 		case <-c.srv.ctx.Done():
-			return nil, c.srv.ctx.Err()
+			return c.srv.ctx.Err()
 		case <-time.After(backoff):
 		}
 	}
@@ -310,7 +312,7 @@ func (s *Server) ackAndCheckpoint() {
 		}
 	}
 	s.mu.RUnlock()
-	var cps []fsm.Checkpoint
+	var cps []Checkpoint
 	var marks []func()
 	for _, c := range conns {
 		st := c.st
@@ -322,7 +324,7 @@ func (s *Server) ackAndCheckpoint() {
 		}
 		if st.ackSeq > st.checkpointed {
 			seq := st.ackSeq
-			cps = append(cps, fsm.Checkpoint{Hub: c.hub, ConnID: c.id, Seq: seq, Pos: st.ackPos})
+			cps = append(cps, Checkpoint{Hub: c.hub, ConnID: c.id, Seq: seq, Pos: st.ackPos})
 			marks = append(marks, func() {
 				st.mu.Lock()
 				st.checkpointed = max(st.checkpointed, seq)
@@ -334,9 +336,9 @@ func (s *Server) ackAndCheckpoint() {
 	if len(cps) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.opts.WriteTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.ProposeTimeout)
 	defer cancel()
-	if _, err := s.cluster.Propose(ctx, []fsm.Command{fsm.EncodeCheckpoints(s.cluster.NodeID(), cps)}); err != nil {
+	if err := s.cluster.Checkpoint(ctx, cps); err != nil {
 		s.log.Warn("replicate acknowledged positions", "connections", len(cps), "err", err)
 		return
 	}
@@ -404,23 +406,22 @@ func (s *Server) adopt(w http.ResponseWriter, r *http.Request, token string, sta
 	c.lastSeen.Store(now.UnixNano())
 	c.lastWrite.Store(now.UnixNano())
 	s.addPending(c)
-	ctx, cancel := context.WithTimeout(r.Context(), s.opts.WriteTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.ProposeTimeout)
 	defer cancel()
-	takeover := fsm.EncodeStatefulOpen(&fsm.StatefulOpen{Hub: state.Hub, ConnID: state.ConnID, UserID: state.UserID,
-		NodeID: s.cluster.NodeID(), Protocol: state.Protocol, TokenHash: tokenHash(token)})
-	res, err := s.cluster.Propose(ctx, []fsm.Command{takeover})
-	if err != nil || res[0].Err != nil {
+	entry, err := s.cluster.TakeOver(ctx, Opening{Hub: state.Hub, ConnID: state.ConnID, UserID: state.UserID,
+		Stateful: true, Protocol: state.Protocol, TokenHash: tokenHash(token)})
+	if err != nil {
 		s.forget(c)
-		s.log.Info("could not take over a stateful connection", "conn", state.ConnID, "err", errors.Join(err, resultErr(res)))
+		s.log.Info("could not take over a stateful connection", "conn", state.ConnID, "err", err)
 		http.Error(w, "No Connection with that ID", http.StatusNotFound)
 		return
 	}
 	c.mu.Lock()
-	c.active, c.openEntry = true, res[0].Entry
+	c.active, c.openEntry = true, entry
 	c.mu.Unlock()
 	st := c.st
 	st.nextPos, st.outSeq, st.ackSeq, st.ackPos, st.checkpointed = state.AckPos, state.AckSeq, state.AckSeq, state.AckPos, state.AckSeq
-	st.applied, st.inSeq, st.pendingEntry, st.attached = state.ClientSeq, state.ClientSeq, res[0].Entry, false
+	st.applied, st.inSeq, st.pendingEntry, st.attached = state.ClientSeq, state.ClientSeq, entry, false
 	s.activate(c)
 	s.log.Info("took over a stateful connection", "conn", c.id, "hub", c.hub, "from", state.NodeID, "acked", state.AckSeq)
 	go c.feed()

@@ -19,20 +19,12 @@ import (
 
 // Stateful reconnect across nodes, back-pressure and checkpoints.
 
-// peerCluster is another node over the same replicated state: it shares
-// the fake cluster's FSM, Raft index, hook and member URLs under its own
-// node id, as the nodes of one Raft group do.
-type peerCluster struct {
-	*fakeCluster
-	id string
-}
-
-func (p *peerCluster) NodeID() string { return p.id }
-
-// startPeer serves a Server for node id over base's replicated state.
+// startPeer serves a Server for node id over base's replicated state: it
+// shares the fake cluster's FSM, Raft index, hook and member URLs under its
+// own node id, as the nodes of one Raft group do.
 func startPeer(t *testing.T, base *fakeCluster, id string, opts Options) *testServer {
 	t.Helper()
-	s := NewServer(&peerCluster{fakeCluster: base, id: id}, opts)
+	s := NewServer(base.node(id), opts)
 	mux := http.NewServeMux()
 	s.Register(mux)
 	hs := httptest.NewServer(mux)

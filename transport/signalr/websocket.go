@@ -246,10 +246,10 @@ func (sock *socket) writeFrame(b []byte) bool {
 		kind = websocket.BinaryMessage
 	}
 	// Moving the deadline costs a timer update: do it only once half of
-	// the write timeout is spent, so a stuck write fails within WriteTimeout/2
-	// to WriteTimeout.
+	// the write timeout is spent, so a stuck write fails within WriteDeadline/2
+	// to WriteDeadline.
 	now := time.Now()
-	if timeout := c.srv.opts.WriteTimeout; sock.deadline.Sub(now) < timeout/2 {
+	if timeout := c.srv.opts.WriteDeadline; sock.deadline.Sub(now) < timeout/2 {
 		sock.deadline = now.Add(timeout)
 		_ = sock.ws.SetWriteDeadline(sock.deadline)
 	}

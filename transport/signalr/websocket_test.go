@@ -208,7 +208,7 @@ func TestSlowWebSocketClient(t *testing.T) {
 	const writeTimeout = 3 * time.Second
 	cluster := newFakeCluster(t, "a")
 	ts := startServer(t, cluster, testOptions(func(o *Options) {
-		o.OutboundQueue, o.WriteTimeout = 8, writeTimeout
+		o.OutboundQueue, o.WriteDeadline = 8, writeTimeout
 	}), smallSendBuffers)
 	n := ts.negotiate("chat", "")
 	dialer := &websocket.Dialer{HandshakeTimeout: waitTimeout, NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
