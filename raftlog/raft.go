@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -117,7 +118,7 @@ type observerChan struct {
 // Open starts a Raft member. A node with existing state restarts from it;
 // otherwise it bootstraps a new cluster if cfg.Bootstrap, or waits to be
 // added by a leader.
-func Open(cfg Config) (r *Raft, err error) {
+func Open(cfg Config) (*Raft, error) {
 	if cfg.ID == "" {
 		return nil, errors.New("raftlog: node id is required")
 	}
@@ -133,21 +134,28 @@ func Open(cfg Config) (r *Raft, err error) {
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("raftlog: create dir: %w", err)
 	}
-	r = &Raft{cfg: cfg, log: cfg.Logger}
-	hlog := newHCLog(cfg.Logger)
-	defer func() {
-		if err != nil {
-			r.closeParts()
-		}
-	}()
+	if err := checkFiles(cfg.Dir, cfg.ID); err != nil {
+		return nil, err
+	}
+	r := &Raft{cfg: cfg, log: cfg.Logger}
+	if err := r.start(cfg); err != nil {
+		r.closeParts()
+		return nil, err
+	}
+	if err := writeMember(cfg.Dir, cfg.ID); err != nil {
+		_ = r.Shutdown()
+		return nil, err
+	}
+	return r, nil
+}
 
-	r.store, err = raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(cfg.Dir, "raft.db"),
-		NoSync:      cfg.NoSync,
-		BoltOptions: &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType},
-	})
+// start opens the stores and the transport and starts Raft; on error the
+// caller closes what was opened.
+func (r *Raft) start(cfg Config) (err error) {
+	hlog := newHCLog(cfg.Logger)
+	r.store, err = openLogStore(filepath.Join(cfg.Dir, "raft.db"), cfg.NoSync)
 	if err != nil {
-		return nil, fmt.Errorf("raftlog: open log store: %w", err)
+		return err
 	}
 	// Without the cache the leader re-reads each entry from bbolt for every
 	// follower; with it, replication is served from memory.
@@ -157,44 +165,69 @@ func Open(cfg Config) (r *Raft, err error) {
 	}
 	logs, err := raft.NewLogCache(1024, base)
 	if err != nil {
-		return nil, fmt.Errorf("raftlog: log cache: %w", err)
+		return fmt.Errorf("raftlog: log cache: %w", err)
 	}
 	r.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hlog.Named("snapshot"))
 	if err != nil {
-		return nil, fmt.Errorf("raftlog: snapshot store: %w", err)
+		return fmt.Errorf("raftlog: snapshot store: %w", err)
 	}
 	var advertise net.Addr
 	if cfg.AdvertiseAddr != "" {
 		advertise, err = net.ResolveTCPAddr("tcp", cfg.AdvertiseAddr)
 		if err != nil {
-			return nil, fmt.Errorf("raftlog: advertise address %q: %w", cfg.AdvertiseAddr, err)
+			return fmt.Errorf("raftlog: advertise address %q: %w", cfg.AdvertiseAddr, err)
 		}
 	}
 	r.transport, err = newTransport(cfg, advertise, hlog.Named("transport"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 
 	rc := raftConfig(cfg)
 	trans := noPipeline{r.transport}
+	if err := checkState(cfg.Dir, r.store, logs); err != nil {
+		return err
+	}
 	r.restarted, err = raft.HasExistingState(logs, r.store, r.snaps)
 	if err != nil {
-		return nil, fmt.Errorf("raftlog: check existing state: %w", err)
+		return fmt.Errorf("raftlog: check existing state: %w", err)
 	}
 	if !r.restarted && cfg.Bootstrap {
 		conf := raft.Configuration{Servers: []raft.Server{{
 			ID: rc.LocalID, Address: r.transport.LocalAddr(), Suffrage: raft.Voter,
 		}}}
 		if err := raft.BootstrapCluster(rc, logs, r.store, r.snaps, trans, conf); err != nil {
-			return nil, fmt.Errorf("raftlog: bootstrap: %w", err)
+			return fmt.Errorf("raftlog: bootstrap: %w", err)
 		}
 		r.log.Info("bootstrapped a new cluster", "id", cfg.ID, "raft_addr", r.transport.LocalAddr())
 	}
 	r.raft, err = raft.NewRaft(rc, cfg.FSM, logs, r.store, r.snaps, trans)
 	if err != nil {
-		return nil, fmt.Errorf("raftlog: start raft: %w", err)
+		if strings.Contains(err.Error(), "snapshot") {
+			return damaged("restore from the snapshots in %s: %v", filepath.Join(cfg.Dir, "snapshots"), err)
+		}
+		return fmt.Errorf("raftlog: start raft: %w", err)
 	}
-	return r, nil
+	return nil
+}
+
+// openLogStore opens raft.db. A damaged file that gets past checkFiles and
+// still makes bbolt panic is an error too.
+func openLogStore(path string, noSync bool) (store *raftboltdb.BoltStore, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			store, err = nil, damaged("the log store %s is damaged: bbolt: %v", path, r)
+		}
+	}()
+	store, err = raftboltdb.New(raftboltdb.Options{
+		Path:        path,
+		NoSync:      noSync,
+		BoltOptions: &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: open log store %s: %w", path, err)
+	}
+	return store, nil
 }
 
 // newTransport listens on cfg.BindAddr and builds the Raft transport over
