@@ -19,7 +19,8 @@ const (
 	transportLongPolling = "LongPolling"
 )
 
-// conn is one SignalR connection held by this node.
+// conn is one SignalR connection held by this node. Its phase (phase.go)
+// says where it is in its life; the transports add what they need.
 type conn struct {
 	srv     *Server
 	id      string // public connection id
@@ -28,32 +29,20 @@ type conn struct {
 	user    string
 	expires time.Time
 	perms   access.Permissions // what the token grants (RelayRoles)
-	created time.Time
 
-	mu        sync.Mutex
-	transport string // set when the first transport request arrives
-	protocol  hubproto.Protocol
-	inbuf     []byte
-	active    bool // handshake done and the connection is recorded in the log
-	pingSeen  bool // the client has sent a Ping: client timeout applies
-	pollEnded time.Time
-	polling   bool
-	pollStop  context.CancelFunc
-	pollGen   uint64    // counts polls; a poll only clears state it owns
-	attached  time.Time // when the first transport request arrived
-	openEntry uint64    // Raft index of the entry that recorded the open
-	ended     time.Time // when end ran
-	finalRec  []byte    // the Close record to send last, if any
-
+	mu       sync.Mutex
+	life     life // phase, bound transport, open entry (phase.go)
+	poll     pollState
+	protocol hubproto.Protocol
+	finalRec []byte // the Close record to send last, if any
 	// Stateful reconnect: offered at negotiate; st is set once the
-	// handshake turned it on. detachedAt is when its last socket dropped.
+	// handshake turned it on.
 	statefulOffered bool
 	st              *statefulState
 	sock            *socket // the attached WebSocket, nil when detached
-	detachedAt      time.Time
-	movedAway       bool // another node took the connection over
 
 	inMu      sync.Mutex // serialises inbound data (POSTs may race)
+	inbuf     []byte     // client bytes not parsed yet; inMu guards it
 	inv       invoker    // commits relay invocations in order, pipelined
 	limits    connLimits // invocation rate, groups joined, count at its address
 	out       *outQueue
@@ -63,42 +52,23 @@ type conn struct {
 	lastWrite atomic.Int64 // unix nanos of the last WebSocket write
 }
 
-func (s *Server) newConn(hub string, id Identity) *conn {
+// newConn makes a negotiated connection of a hub, for the client id.
+func (s *Server) newConn(hub, connID, token string, id Identity) *conn {
+	now := time.Now()
 	c := &conn{
-		srv: s, id: randomID(), token: s.newToken(), hub: hub, user: id.UserID, expires: id.Expires, perms: id.Permissions,
-		created: time.Now(), out: newOutQueue(s.opts.OutboundQueue), done: make(chan struct{}),
+		srv: s, id: connID, token: token, hub: hub, user: id.UserID, expires: id.Expires, perms: id.Permissions,
+		life: life{phase: phaseNegotiated, since: now},
+		out:  newOutQueue(s.opts.OutboundQueue), done: make(chan struct{}),
 	}
-	c.lastSeen.Store(time.Now().UnixNano())
-	c.lastWrite.Store(time.Now().UnixNano())
+	c.lastSeen.Store(now.UnixNano())
+	c.lastWrite.Store(now.UnixNano())
 	return c
-}
-
-func (c *conn) transportName() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.transport
 }
 
 var (
 	errChangeTransport = errors.New("Cannot change transports mid-connection")
 	errConcurrent      = errors.New("Another request is already using this connection")
 )
-
-// attach binds the connection to a transport on its first request.
-func (c *conn) attach(transport string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch {
-	case c.transport == "":
-		c.transport, c.attached = transport, time.Now()
-		return nil
-	case c.transport != transport:
-		return errChangeTransport
-	case transport != transportLongPolling:
-		return errConcurrent
-	}
-	return nil
-}
 
 func (c *conn) isDone() bool {
 	select {
@@ -107,13 +77,6 @@ func (c *conn) isDone() bool {
 	default:
 		return false
 	}
-}
-
-// isEnding reports whether end has run (done may close a little later).
-func (c *conn) isEnding() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return !c.ended.IsZero()
 }
 
 // send queues a record for the client. A client that lets its queue fill
@@ -138,26 +101,23 @@ func (c *conn) send(rec []byte) {
 func (c *conn) end(errMsg string, allowReconnect bool, why string) {
 	c.doneOnce.Do(func() {
 		c.mu.Lock()
-		wasActive := c.active
 		if c.protocol != nil && why != "" && (errMsg != "" || allowReconnect) {
 			c.finalRec = c.protocol.AppendClose(nil, errMsg, allowReconnect)
 		}
-		c.ended = time.Now()
-		keepToken := c.transport == transportLongPolling
-		stateful, movedAway := c.st != nil, c.movedAway
+		e := c.enterClosing()
 		c.mu.Unlock()
 		c.releaseAddress()
 		finish := func() {
-			close(c.done)    // a pending poll answers with the queue and the Close
+			c.enterEnded()   // a pending poll answers with the queue and the Close
 			c.wakeWriter()   // a WebSocket's writer sends the rest and closes it
 			c.wakeInvokers() // a reader waiting for invocation space stops waiting
-			c.srv.remove(c, keepToken)
+			c.srv.remove(c, e.keepToken)
 			c.srv.log.Debug("connection ended", "conn", c.id, "hub", c.hub, "reason", why)
 		}
 		switch {
-		case movedAway:
+		case e.movedAway:
 			finish() // its new holder owns the record now
-		case stateful:
+		case e.stateful:
 			// The close must be committed before the client hears of it:
 			// a resume racing to another node must find it closed.
 			c.srv.closing.Add(1)
@@ -168,7 +128,7 @@ func (c *conn) end(errMsg string, allowReconnect bool, why string) {
 			}()
 		default:
 			finish()
-			if wasActive {
+			if e.recorded {
 				c.srv.goRecordClose(c, why)
 			}
 		}
@@ -179,7 +139,7 @@ func (c *conn) end(errMsg string, allowReconnect bool, why string) {
 // Context.Abort() does: the client stops and does not reconnect.
 func (c *conn) abort(why string) {
 	c.mu.Lock()
-	if c.protocol != nil && c.ended.IsZero() {
+	if c.protocol != nil && c.life.phase < phaseClosing {
 		c.finalRec = c.protocol.AppendClose(nil, "", false)
 	}
 	c.mu.Unlock()
@@ -296,20 +256,13 @@ func (c *conn) handshake() bool {
 		c.failHandshake("The server could not record the connection (no cluster leader?); try again.")
 		return false
 	}
-	c.mu.Lock()
-	ended := !c.ended.IsZero()
-	if !ended {
-		c.openEntry = entry
-		c.protocol = p
-		c.active = true // from here on, end records the close
-		if stateful {
-			c.out.setMax(max(c.srv.opts.OutboundQueue, statefulBufferCount+64)) // a resume replays a full buffer
-			c.st = newStatefulState()
-			c.st.pendingEntry = entry
-		}
+	var st *statefulState
+	if stateful {
+		c.out.setMax(max(c.srv.opts.OutboundQueue, statefulBufferCount+64)) // a resume replays a full buffer
+		st = newStatefulState()
+		st.pendingEntry = entry
 	}
-	c.mu.Unlock()
-	if ended {
+	if !c.opened(entry, p, st) {
 		// The connection ended while its open was being committed: end
 		// did not record a close, so undo the open here.
 		c.srv.goRecordClose(c, "ended during the handshake")
@@ -337,9 +290,7 @@ func (c *conn) handle(m *hubproto.Message) {
 	case hubproto.StreamInvocation:
 		c.complete(m.InvocationID, nil, "Streaming hub methods are not supported by Backplane.")
 	case hubproto.Ping:
-		c.mu.Lock()
-		c.pingSeen = true
-		c.mu.Unlock()
+		c.sawPing()
 	case hubproto.Close:
 		c.end("", false, "")
 	default:

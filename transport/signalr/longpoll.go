@@ -33,20 +33,20 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn) 
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.PollTimeout)
 	defer cancel()
 	c.mu.Lock()
-	first := c.pollEnded.IsZero() && !c.polling
-	if c.pollStop != nil {
-		c.pollStop() // the older poll answers 204
+	first := c.poll.ended.IsZero() && !c.poll.running
+	if c.poll.stop != nil {
+		c.poll.stop() // the older poll answers 204
 	}
-	c.polling, c.pollStop = true, cancel
-	c.pollGen++
-	gen := c.pollGen
+	c.poll.running, c.poll.stop = true, cancel
+	c.poll.gen++
+	gen := c.poll.gen
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		if c.pollGen == gen { // a newer poll owns the state otherwise
-			c.polling, c.pollStop = false, nil
+		if c.poll.gen == gen { // a newer poll owns the state otherwise
+			c.poll.running, c.poll.stop = false, nil
 		}
-		c.pollEnded = time.Now()
+		c.poll.ended = time.Now()
 		c.mu.Unlock()
 	}()
 	if first {
@@ -75,6 +75,14 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn) 
 			w.WriteHeader(http.StatusNoContent)
 		}
 	}
+}
+
+// pollState is a long-polling connection's polls; conn.mu guards it.
+type pollState struct {
+	running bool               // a poll is pending
+	ended   time.Time          // when the last poll returned
+	stop    context.CancelFunc // ends the pending poll
+	gen     uint64             // counts polls; a poll only clears state it owns
 }
 
 func writePoll(w http.ResponseWriter, body []byte) {

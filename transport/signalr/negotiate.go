@@ -65,7 +65,7 @@ func (s *Server) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusTooManyRequests)
 		return
 	}
-	c := s.newConn(hub, id)
+	c := s.newConn(hub, randomID(), s.newToken(), id)
 	c.limits.release = release // given back when the connection ends
 	resp := negotiateResponse{ConnectionID: c.id, NegotiateVersion: version, AvailableTransports: allTransports}
 	if version >= 1 {

@@ -395,16 +395,9 @@ func (s *Server) adopt(w http.ResponseWriter, r *http.Request, token string, sta
 	}
 	// Held (as opening) before the takeover commits, so the start-up
 	// orphan sweep never mistakes it for a connection of an earlier run.
-	now := time.Now()
-	c := &conn{
-		srv: s, id: state.ConnID, token: token, hub: state.Hub, user: state.UserID, expires: id.Expires, perms: id.Permissions,
-		created: now, out: newOutQueue(max(s.opts.OutboundQueue, statefulBufferCount+64)), done: make(chan struct{}),
-		transport: transportWebSockets, attached: now, protocol: p,
-		statefulOffered: true, st: newStatefulState(),
-		detachedAt: now, // reaped like a dropped socket if the upgrade below fails
-	}
-	c.lastSeen.Store(now.UnixNano())
-	c.lastWrite.Store(now.UnixNano())
+	c := s.newConn(state.Hub, state.ConnID, token, Identity{UserID: state.UserID, Expires: id.Expires, Permissions: id.Permissions})
+	c.out.setMax(max(s.opts.OutboundQueue, statefulBufferCount+64))
+	c.adopting(p, newStatefulState())
 	s.addPending(c)
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.ProposeTimeout)
 	defer cancel()
@@ -416,9 +409,7 @@ func (s *Server) adopt(w http.ResponseWriter, r *http.Request, token string, sta
 		http.Error(w, "No Connection with that ID", http.StatusNotFound)
 		return
 	}
-	c.mu.Lock()
-	c.active, c.openEntry = true, entry
-	c.mu.Unlock()
+	c.tookOver(entry)
 	st := c.st
 	st.nextPos, st.outSeq, st.ackSeq, st.ackPos, st.checkpointed = state.AckPos, state.AckSeq, state.AckSeq, state.AckPos, state.AckSeq
 	st.applied, st.inSeq, st.pendingEntry, st.attached = state.ClientSeq, state.ClientSeq, entry, false

@@ -142,7 +142,7 @@ func TestStatefulTakeoverOnAnotherNode(t *testing.T) {
 		return a.srv.lookup(c.token) == nil, "still held by a"
 	})
 	old.mu.Lock()
-	movedAway := old.movedAway
+	movedAway := old.life.movedAway
 	old.mu.Unlock()
 	if !movedAway {
 		t.Fatal("old holder: got the connection ended for another reason, want it let go for the takeover")

@@ -172,7 +172,7 @@ func (ts *testServer) waitDetached(token string) {
 	waitFor(ts.t, "the server to notice the dropped socket", func() (bool, string) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		return c.sock == nil && !c.detachedAt.IsZero(), "socket still attached"
+		return c.sock == nil && c.life.phase == phaseDetached, "socket still attached"
 	})
 }
 

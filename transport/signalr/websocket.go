@@ -27,7 +27,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 		if !ok {
 			return
 		}
-		c = s.newConn(r.PathValue("hub"), id)
+		c = s.newConn(r.PathValue("hub"), randomID(), s.newToken(), id)
 		s.addPending(c)
 	}
 	if c.st != nil {
@@ -89,14 +89,8 @@ const (
 
 // newSocket attaches a new socket, replacing (and waiting out) an old one.
 func (c *conn) newSocket(ws *websocket.Conn) *socket {
-	c.mu.Lock()
-	old := c.sock
-	if old != nil {
-		old.gone.Store(true)
-	}
 	sock := &socket{c: c, ws: ws, exited: make(chan struct{})}
-	c.sock, c.detachedAt = sock, time.Time{}
-	c.mu.Unlock()
+	old := c.attachSocket(sock)
 	c.lastSeen.Store(time.Now().UnixNano()) // the client timeout counts from the resume
 	if old != nil {
 		old.wake()
@@ -108,12 +102,16 @@ func (c *conn) newSocket(ws *websocket.Conn) *socket {
 	return sock
 }
 
+// socketOf is the attached socket, nil when there is none.
+func (c *conn) socketOf() *socket {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sock
+}
+
 // wakeWriter makes the attached socket's writer run, if there is a socket.
 func (c *conn) wakeWriter() {
-	c.mu.Lock()
-	sock := c.sock
-	c.mu.Unlock()
-	if sock != nil {
+	if sock := c.socketOf(); sock != nil {
 		sock.wake()
 	}
 }
@@ -282,14 +280,7 @@ func (c *conn) socketLost(sock *socket, err error) {
 		}
 		return
 	}
-	c.mu.Lock()
-	current := c.sock == sock
-	if current {
-		sock.gone.Store(true)
-		c.sock, c.detachedAt = nil, time.Now()
-	}
-	c.mu.Unlock()
-	if current {
+	if c.socketDropped(sock) {
 		c.st.mu.Lock()
 		c.st.attached = false
 		c.st.mu.Unlock()
