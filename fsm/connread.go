@@ -15,8 +15,11 @@ import (
 // it. The connection cannot resume.
 var ErrStreamTrimmed = errors.New("fsm: the connection's stream was trimmed by retention")
 
-// StatefulState is the replicated state of a stateful connection.
-type StatefulState struct {
+// StatefulConnection is what the replicated state records of a stateful
+// connection: who holds it, the protocol its client speaks, the client's
+// highest applied message and the last checkpoint; all a node needs to
+// take it over.
+type StatefulConnection struct {
 	Hub, ConnID, UserID, NodeID string
 	Protocol                    string // the hub protocol the client speaks
 	// ClientSeq is the highest client message applied: resent messages up
@@ -44,7 +47,7 @@ type ConnEvent struct {
 }
 
 // StatefulByToken finds a stateful connection by the hash of its token.
-func (f *FSM) StatefulByToken(tokenHash []byte) (s StatefulState, ok bool, err error) {
+func (f *FSM) StatefulByToken(tokenHash []byte) (s StatefulConnection, ok bool, err error) {
 	err = f.view(func(tx *bolt.Tx) error {
 		key := tx.Bucket(bucketTokens).Get(tokenHash)
 		if key == nil {
@@ -55,25 +58,25 @@ func (f *FSM) StatefulByToken(tokenHash []byte) (s StatefulState, ok bool, err e
 		if !ok1 || !ok2 {
 			return fmt.Errorf("%w: token index", ErrCorrupt)
 		}
-		s, ok, err = statefulState(tx, hub, conn)
+		s, ok, err = readStatefulConnection(tx, hub, conn)
 		return err
 	})
 	return s, ok, err
 }
 
-func statefulState(tx *bolt.Tx, hub, conn string) (StatefulState, bool, error) {
+func readStatefulConnection(tx *bolt.Tx, hub, conn string) (StatefulConnection, bool, error) {
 	key := connKey(hub, conn)
 	v := tx.Bucket(bucketStateful).Get(key)
 	c := tx.Bucket(bucketConns).Get(key)
 	if v == nil || c == nil {
-		return StatefulState{}, false, nil
+		return StatefulConnection{}, false, nil
 	}
 	rec, err := decodeStatefulRecord(v)
 	if err != nil {
-		return StatefulState{}, false, err
+		return StatefulConnection{}, false, err
 	}
 	d := decoder{buf: c}
-	s := StatefulState{Hub: hub, ConnID: conn, UserID: d.string(), NodeID: d.string(), Protocol: rec.Protocol,
+	s := StatefulConnection{Hub: hub, ConnID: conn, UserID: d.string(), NodeID: d.string(), Protocol: rec.Protocol,
 		ClientSeq: rec.ClientSeq, AckSeq: rec.AckSeq, AckPos: rec.AckPos}
 	return s, true, d.done("connection record")
 }

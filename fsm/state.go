@@ -155,15 +155,15 @@ func (f *FSM) Stats() (Stats, error) {
 	return s, err
 }
 
-// Member is a member of a group.
-type Member struct {
+// GroupMember is a member of a group: a connection or a user.
+type GroupMember struct {
 	Kind MemberKind
 	Name string
 }
 
 // GroupMembers lists the connections and users in a group of a hub.
-func (f *FSM) GroupMembers(hub, group string) ([]Member, error) {
-	var out []Member
+func (f *FSM) GroupMembers(hub, group string) ([]GroupMember, error) {
+	var out []GroupMember
 	err := f.view(func(tx *bolt.Tx) error {
 		prefix := groupPrefix(hub, group)
 		c := tx.Bucket(bucketGroups).Cursor()
@@ -176,7 +176,7 @@ func (f *FSM) GroupMembers(hub, group string) ([]Member, error) {
 			if !ok || len(tail) != 0 {
 				return fmt.Errorf("%w: group key", ErrCorrupt)
 			}
-			out = append(out, Member{Kind: MemberKind(rest[0]), Name: name})
+			out = append(out, GroupMember{Kind: MemberKind(rest[0]), Name: name})
 		}
 		return nil
 	})

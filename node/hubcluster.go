@@ -39,7 +39,7 @@ func (h hubCluster) Changed() <-chan struct{} { return h.n.fsm.Changed() }
 func (h hubCluster) LastMessage() uint64      { return h.n.fsm.LastMessage() }
 func (h hubCluster) AppliedIndex() uint64     { return h.n.fsm.AppliedIndex() }
 
-func (h hubCluster) GroupMembers(hub, group string) ([]fsm.Member, error) {
+func (h hubCluster) GroupMembers(hub, group string) ([]fsm.GroupMember, error) {
 	return h.n.fsm.GroupMembers(hub, group)
 }
 
@@ -48,7 +48,7 @@ func (h hubCluster) ConnectionHolder(hub, conn string) (string, bool, error) {
 	return info.NodeID, ok, err
 }
 
-func (h hubCluster) StatefulByToken(hash []byte) (fsm.StatefulState, bool, error) {
+func (h hubCluster) StatefulByToken(hash []byte) (fsm.StatefulConnection, bool, error) {
 	return h.n.fsm.StatefulByToken(hash)
 }
 

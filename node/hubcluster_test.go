@@ -82,7 +82,7 @@ func TestHubClusterCommitsSignalRRequests(t *testing.T) {
 		return follower.fsm.LastMessage() >= out[2].Index, "behind"
 	})
 	members, err := hc.GroupMembers("chat", "g")
-	if err != nil || len(members) != 1 || members[0] != (fsm.Member{Kind: fsm.MemberConnection, Name: "c1"}) {
+	if err != nil || len(members) != 1 || members[0] != (fsm.GroupMember{Kind: fsm.MemberConnection, Name: "c1"}) {
 		t.Fatalf("members of g: got %+v, %v, want only c1", members, err)
 	}
 

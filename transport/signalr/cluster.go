@@ -33,12 +33,12 @@ type Cluster interface {
 	// AppliedIndex is the last Raft index applied to this node's store.
 	AppliedIndex() uint64
 	// GroupMembers lists a group's members.
-	GroupMembers(hub, group string) ([]fsm.Member, error)
+	GroupMembers(hub, group string) ([]fsm.GroupMember, error)
 	// ConnectionHolder reports whether the replicated state records a
 	// connection as open, and which node holds it.
 	ConnectionHolder(hub, conn string) (nodeID string, open bool, err error)
 	// StatefulByToken finds a stateful connection by its token's hash.
-	StatefulByToken(tokenHash []byte) (fsm.StatefulState, bool, error)
+	StatefulByToken(tokenHash []byte) (fsm.StatefulConnection, bool, error)
 	// ReadConnection reads a stateful connection's stream after a position.
 	ReadConnection(hub, conn string, after fsm.Position, limit int) ([]fsm.ConnEvent, bool, error)
 

@@ -35,10 +35,10 @@ type conn struct {
 	poll     pollState
 	protocol hubproto.Protocol
 	finalRec []byte // the Close record to send last, if any
-	// Stateful reconnect: offered at negotiate; st is set once the
-	// handshake turned it on.
+	// Stateful reconnect: offered at negotiate; mb is set once the
+	// handshake (or a takeover) turned it on, and never changes after.
 	statefulOffered bool
-	st              *statefulState
+	mb              *messageBuffer
 	sock            *socket // the attached WebSocket, nil when detached
 
 	inMu      sync.Mutex // serialises inbound data (POSTs may race)
@@ -186,7 +186,7 @@ func (c *conn) receive(data []byte) {
 		if c.isEnding() {
 			return
 		}
-		if c.st != nil {
+		if c.mb != nil {
 			c.handleStateful(&msgs[i])
 		} else {
 			c.handle(&msgs[i])
@@ -256,13 +256,13 @@ func (c *conn) handshake() bool {
 		c.failHandshake("The server could not record the connection (no cluster leader?); try again.")
 		return false
 	}
-	var st *statefulState
+	var mb *messageBuffer
 	if stateful {
 		c.out.setMax(max(c.srv.opts.OutboundQueue, statefulBufferCount+64)) // a resume replays a full buffer
-		st = newStatefulState()
-		st.pendingEntry = entry
+		mb = newMessageBuffer()
+		mb.pendingEntry = entry
 	}
-	if !c.opened(entry, p, st) {
+	if !c.opened(entry, p, mb) {
 		// The connection ended while its open was being committed: end
 		// did not record a close, so undo the open here.
 		c.srv.goRecordClose(c, "ended during the handshake")
@@ -270,7 +270,7 @@ func (c *conn) handshake() bool {
 	}
 	c.srv.activate(c)
 	c.send(hubproto.EncodeHandshakeResponse(""))
-	if c.st != nil {
+	if c.mb != nil {
 		go c.feed()
 	}
 	c.srv.log.Debug("connection active", "conn", c.id, "hub", c.hub, "transport", c.transportName(), "protocol", p.Name())

@@ -97,7 +97,7 @@ func (s *Server) deliver(m *fsm.Message) {
 // read their own stream from the log (so that any node can rebuild it):
 // they are woken instead.
 func (s *Server) recipients(m *fsm.Message) []*conn {
-	var groupMembers []fsm.Member
+	var groupMembers []fsm.GroupMember
 	if m.Audience == fsm.ToGroups {
 		s.mu.RLock()
 		_, any := s.hubs[m.Hub]
@@ -121,11 +121,11 @@ func (s *Server) recipients(m *fsm.Message) []*conn {
 		return nil
 	}
 	for c := range h.stateful {
-		c.st.poke()
+		c.mb.poke()
 	}
 	out := s.scratch[:0]
 	add := func(c *conn) {
-		if c != nil && c.st == nil && c.hub == m.Hub && !slices.Contains(m.Excluded, c.id) {
+		if c != nil && c.mb == nil && c.hub == m.Hub && !slices.Contains(m.Excluded, c.id) {
 			out = append(out, c)
 		}
 	}

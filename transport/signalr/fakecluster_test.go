@@ -90,7 +90,7 @@ func (c *fakeCluster) ReadAll(after uint64, limit int) (fsm.Page, error) {
 }
 func (c *fakeCluster) Changed() <-chan struct{} { return c.f.Changed() }
 func (c *fakeCluster) LastMessage() uint64      { return c.f.LastMessage() }
-func (c *fakeCluster) GroupMembers(hub, group string) ([]fsm.Member, error) {
+func (c *fakeCluster) GroupMembers(hub, group string) ([]fsm.GroupMember, error) {
 	return c.f.GroupMembers(hub, group)
 }
 func (c *fakeCluster) Ready() bool          { return true }
@@ -99,7 +99,7 @@ func (c *fakeCluster) ConnectionHolder(hub, conn string) (string, bool, error) {
 	info, ok, err := c.f.Connection(hub, conn)
 	return info.NodeID, ok, err
 }
-func (c *fakeCluster) StatefulByToken(hash []byte) (fsm.StatefulState, bool, error) {
+func (c *fakeCluster) StatefulByToken(hash []byte) (fsm.StatefulConnection, bool, error) {
 	return c.f.StatefulByToken(hash)
 }
 func (c *fakeCluster) ReadConnection(hub, conn string, after fsm.Position, limit int) ([]fsm.ConnEvent, bool, error) {

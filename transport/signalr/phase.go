@@ -70,14 +70,14 @@ func (c *conn) attach(transport string) error {
 // handshaking → active, speaking p (and, for a stateful connection, with
 // its message buffer). It reports false if the connection ended
 // meanwhile: then nothing changes.
-func (c *conn) opened(entry uint64, p hubproto.Protocol, st *statefulState) bool {
+func (c *conn) opened(entry uint64, p hubproto.Protocol, mb *messageBuffer) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.life.phase >= phaseClosing {
 		return false
 	}
 	c.life.phase, c.life.since, c.life.openEntry = phaseActive, time.Now(), entry
-	c.protocol, c.st = p, st
+	c.protocol, c.mb = p, mb
 	return true
 }
 
@@ -85,12 +85,12 @@ func (c *conn) opened(entry uint64, p hubproto.Protocol, st *statefulState) bool
 // takeover is committed: bound to WebSockets, speaking p, detached until
 // the resume attaches its socket (and reaped like a dropped socket if that
 // upgrade fails).
-func (c *conn) adopting(p hubproto.Protocol, st *statefulState) {
+func (c *conn) adopting(p hubproto.Protocol, mb *messageBuffer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.life.transport = transportWebSockets
 	c.life.phase, c.life.since = phaseDetached, time.Now()
-	c.protocol, c.statefulOffered, c.st = p, true, st
+	c.protocol, c.statefulOffered, c.mb = p, true, mb
 }
 
 // tookOver records that the takeover committed at entry.
@@ -146,7 +146,7 @@ func (c *conn) enterClosing() ending {
 	return ending{
 		recorded:  c.life.openEntry != 0,
 		keepToken: c.life.transport == transportLongPolling,
-		stateful:  c.st != nil,
+		stateful:  c.mb != nil,
 		movedAway: c.life.movedAway,
 	}
 }

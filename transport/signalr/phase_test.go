@@ -46,7 +46,7 @@ func TestConnectionPhasesSayWhatIsDue(t *testing.T) {
 	want("handshaking, within HandshakeTimeout", dueAt(c, o.HandshakeTimeout/2, true), dutyNone)
 	want("handshaking, past HandshakeTimeout", dueAt(c, o.HandshakeTimeout+time.Millisecond, false), dutyEndHandshakeTimeout)
 
-	if !c.opened(7, hubproto.Lookup("json"), newStatefulState()) || phaseOf(c) != phaseActive || c.openEntryOf() != 7 {
+	if !c.opened(7, hubproto.Lookup("json"), newMessageBuffer()) || phaseOf(c) != phaseActive || c.openEntryOf() != 7 {
 		t.Fatalf("opened: got phase %d, entry %d, want active at 7", phaseOf(c), c.openEntryOf())
 	}
 	want("active, store changed", dueAt(c, 0, true), dutyCheckStore)
@@ -94,7 +94,7 @@ func TestConnectionPhasesSayWhatIsDue(t *testing.T) {
 	want("token expired", expiring.due(time.Now().Add(2*time.Minute), &o, false), dutyEndTokenExpired)
 
 	adopted := s.newConn("chat", "c3", "tok3~a", Identity{})
-	adopted.adopting(hubproto.Lookup("json"), newStatefulState())
+	adopted.adopting(hubproto.Lookup("json"), newMessageBuffer())
 	if phaseOf(adopted) != phaseDetached || adopted.transportName() != transportWebSockets {
 		t.Fatalf("adopting: got phase %d on %q, want detached on WebSockets", phaseOf(adopted), adopted.transportName())
 	}

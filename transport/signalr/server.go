@@ -285,7 +285,7 @@ func (s *Server) activate(c *conn) {
 		s.hubs[c.hub] = h
 	}
 	h.conns[c] = struct{}{}
-	if c.st != nil {
+	if c.mb != nil {
 		h.stateful[c] = struct{}{}
 	}
 	if c.user != "" {

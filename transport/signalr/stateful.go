@@ -36,9 +36,12 @@ type bufferedEvent struct {
 	rec []byte
 }
 
-// statefulState is a stateful connection's numbering and buffer. mu
-// guards it; never call into the cluster while holding it.
-type statefulState struct {
+// messageBuffer is what a stateful connection keeps for stateful
+// reconnect, as ASP.NET's MessageBuffer does: the numbering of the events
+// it sends and of the client's messages, and the events the client has not
+// acknowledged yet. mu guards it; never call into the cluster while
+// holding it.
+type messageBuffer struct {
 	mu           sync.Mutex
 	nextPos      fsm.Position // events after it are not buffered yet
 	outSeq       uint64       // sequence id of the last buffered event
@@ -56,13 +59,13 @@ type statefulState struct {
 	wake         chan struct{}
 }
 
-func newStatefulState() *statefulState {
-	return &statefulState{attached: true, wake: make(chan struct{}, 1)}
+func newMessageBuffer() *messageBuffer {
+	return &messageBuffer{attached: true, wake: make(chan struct{}, 1)}
 }
 
-func (st *statefulState) poke() {
+func (mb *messageBuffer) poke() {
 	select {
-	case st.wake <- struct{}{}:
+	case mb.wake <- struct{}{}:
 	default:
 	}
 }
@@ -75,16 +78,16 @@ func tokenHash(token string) []byte {
 // feed moves the connection's events from the log into its buffer (and to
 // the client when a socket is attached) until the connection ends.
 func (c *conn) feed() {
-	st := c.st
+	mb := c.mb
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var filledAt uint64 // the applied index when the stream was last read
 	idle := false
 	for {
 		var changed <-chan struct{}
-		st.mu.Lock()
-		pending := st.pendingEntry
-		st.mu.Unlock()
+		mb.mu.Lock()
+		pending := mb.pendingEntry
+		mb.mu.Unlock()
 		applied := c.srv.cluster.AppliedIndex()
 		if pending > applied {
 			changed = c.srv.cluster.Changed()
@@ -96,7 +99,7 @@ func (c *conn) feed() {
 		select {
 		case <-c.done:
 			return
-		case <-st.wake:
+		case <-mb.wake:
 			idle = false
 		case <-changed:
 			idle = false
@@ -109,12 +112,12 @@ func (c *conn) feed() {
 }
 
 func (c *conn) fill() {
-	st, p := c.st, c.protocolOf()
+	mb, p := c.mb, c.protocolOf()
 	for !c.isEnding() {
-		st.mu.Lock()
-		room := st.unackedBytes < statefulBufferBytes && len(st.unacked) < statefulBufferCount
-		after := st.nextPos
-		st.mu.Unlock()
+		mb.mu.Lock()
+		room := mb.unackedBytes < statefulBufferBytes && len(mb.unacked) < statefulBufferCount
+		after := mb.nextPos
+		mb.mu.Unlock()
 		if !room {
 			return
 		}
@@ -130,13 +133,13 @@ func (c *conn) fill() {
 		if !open || len(events) == 0 {
 			return // a closed connection is ended by the reaper
 		}
-		st.mu.Lock()
+		mb.mu.Lock()
 		for i := range events {
 			if events[i].Skip {
-				st.nextPos = events[i].Pos
+				mb.nextPos = events[i].Pos
 				continue
 			}
-			if st.unackedBytes >= statefulBufferBytes || len(st.unacked) >= statefulBufferCount {
+			if mb.unackedBytes >= statefulBufferBytes || len(mb.unacked) >= statefulBufferCount {
 				break // full: the rest is read again after an Ack
 			}
 			rec, err := encodeEvent(p, &events[i])
@@ -144,15 +147,15 @@ func (c *conn) fill() {
 				c.srv.log.Error("encode stream event", "conn", c.id, "err", err)
 				rec = nil
 			}
-			st.outSeq++
-			st.unacked = append(st.unacked, bufferedEvent{seq: st.outSeq, pos: events[i].Pos, rec: rec})
-			st.unackedBytes += len(rec)
-			st.nextPos = events[i].Pos
-			if st.attached && rec != nil {
+			mb.outSeq++
+			mb.unacked = append(mb.unacked, bufferedEvent{seq: mb.outSeq, pos: events[i].Pos, rec: rec})
+			mb.unackedBytes += len(rec)
+			mb.nextPos = events[i].Pos
+			if mb.attached && rec != nil {
 				c.send(rec)
 			}
 		}
-		st.mu.Unlock()
+		mb.mu.Unlock()
 	}
 }
 
@@ -170,35 +173,35 @@ func encodeEvent(p hubproto.Protocol, e *fsm.ConnEvent) ([]byte, error) {
 // handleStateful numbers and acts on a client message of a stateful
 // connection.
 func (c *conn) handleStateful(m *hubproto.Message) {
-	st := c.st
-	st.mu.Lock()
-	if st.awaiting && m.Type != hubproto.Sequence {
-		st.mu.Unlock()
+	mb := c.mb
+	mb.mu.Lock()
+	if mb.awaiting && m.Type != hubproto.Sequence {
+		mb.mu.Unlock()
 		return // sent before the client saw our Sequence: it will resend
 	}
 	switch m.Type {
 	case hubproto.Sequence:
-		st.awaiting = false
+		mb.awaiting = false
 		if m.SequenceID > 0 {
-			st.inSeq = uint64(m.SequenceID) - 1
+			mb.inSeq = uint64(m.SequenceID) - 1
 		}
-		st.mu.Unlock()
+		mb.mu.Unlock()
 		return
 	case hubproto.Ack:
 		c.acked(uint64(max(m.SequenceID, 0)))
-		st.mu.Unlock()
-		st.poke()
+		mb.mu.Unlock()
+		mb.poke()
 		return
 	}
 	if !m.Type.Trackable() {
-		st.mu.Unlock()
+		mb.mu.Unlock()
 		c.handle(m)
 		return
 	}
-	st.inSeq++
-	seq := st.inSeq
-	duplicate := seq <= st.applied
-	st.mu.Unlock()
+	mb.inSeq++
+	seq := mb.inSeq
+	duplicate := seq <= mb.applied
+	mb.mu.Unlock()
 	if duplicate {
 		return
 	}
@@ -210,16 +213,16 @@ func (c *conn) handleStateful(m *hubproto.Message) {
 	}
 }
 
-// acked trims the buffer up to a client Ack; st.mu is held.
+// acked trims the buffer up to a client Ack; mb.mu is held.
 func (c *conn) acked(seq uint64) {
-	st := c.st
+	mb := c.mb
 	n := 0
-	for n < len(st.unacked) && st.unacked[n].seq <= seq {
-		st.unackedBytes -= len(st.unacked[n].rec)
-		st.ackSeq, st.ackPos = st.unacked[n].seq, st.unacked[n].pos
+	for n < len(mb.unacked) && mb.unacked[n].seq <= seq {
+		mb.unackedBytes -= len(mb.unacked[n].rec)
+		mb.ackSeq, mb.ackPos = mb.unacked[n].seq, mb.unacked[n].pos
 		n++
 	}
-	st.unacked = append(st.unacked[:0], st.unacked[n:]...)
+	mb.unacked = append(mb.unacked[:0], mb.unacked[n:]...)
 }
 
 // invokeStateful commits an invocation with its client sequence number;
@@ -256,10 +259,10 @@ func (c *conn) commitInvocation(inv *Invocation) error {
 		if err == nil || errors.Is(err, ErrRejected) {
 			// Committed; a rejected one (the connection closed
 			// meanwhile) is final too.
-			c.st.mu.Lock()
-			c.st.pendingEntry = max(c.st.pendingEntry, entry)
-			c.st.mu.Unlock()
-			c.st.poke()
+			c.mb.mu.Lock()
+			c.mb.pendingEntry = max(c.mb.pendingEntry, entry)
+			c.mb.mu.Unlock()
+			c.mb.poke()
 			return err
 		}
 		if time.Now().After(deadline) || c.isEnding() {
@@ -279,21 +282,21 @@ func (c *conn) commitInvocation(inv *Invocation) error {
 // client gets our Sequence first, then every unacknowledged event in
 // order; its input is ignored until its own Sequence.
 func (c *conn) prepareResume() {
-	st := c.st
-	st.mu.Lock()
-	defer st.mu.Unlock()
+	mb := c.mb
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
 	c.out.clear()
-	first := st.outSeq + 1
-	if len(st.unacked) > 0 {
-		first = st.unacked[0].seq
+	first := mb.outSeq + 1
+	if len(mb.unacked) > 0 {
+		first = mb.unacked[0].seq
 	}
-	st.applied = max(st.applied, st.inSeq)
-	st.awaiting, st.attached = true, true
-	st.lastAckSent = 0 // an Ack queued before the drop was discarded above
+	mb.applied = max(mb.applied, mb.inSeq)
+	mb.awaiting, mb.attached = true, true
+	mb.lastAckSent = 0 // an Ack queued before the drop was discarded above
 	p := c.protocolOf()
 	seqRec, _ := p.Append(nil, &hubproto.Message{Type: hubproto.Sequence, SequenceID: int64(first)})
 	c.send(seqRec)
-	for _, e := range st.unacked {
+	for _, e := range mb.unacked {
 		if e.rec != nil {
 			c.send(e.rec)
 		}
@@ -307,7 +310,7 @@ func (s *Server) ackAndCheckpoint() {
 	s.mu.RLock()
 	var conns []*conn
 	for _, c := range s.byID {
-		if c.st != nil {
+		if c.mb != nil {
 			conns = append(conns, c)
 		}
 	}
@@ -315,23 +318,23 @@ func (s *Server) ackAndCheckpoint() {
 	var cps []Checkpoint
 	var marks []func()
 	for _, c := range conns {
-		st := c.st
-		st.mu.Lock()
-		if st.attached && !st.awaiting && st.inSeq > st.lastAckSent {
-			st.lastAckSent = st.inSeq
-			rec, _ := c.protocolOf().Append(nil, &hubproto.Message{Type: hubproto.Ack, SequenceID: int64(st.inSeq)})
+		mb := c.mb
+		mb.mu.Lock()
+		if mb.attached && !mb.awaiting && mb.inSeq > mb.lastAckSent {
+			mb.lastAckSent = mb.inSeq
+			rec, _ := c.protocolOf().Append(nil, &hubproto.Message{Type: hubproto.Ack, SequenceID: int64(mb.inSeq)})
 			c.send(rec)
 		}
-		if st.ackSeq > st.checkpointed {
-			seq := st.ackSeq
-			cps = append(cps, Checkpoint{Hub: c.hub, ConnID: c.id, Seq: seq, Pos: st.ackPos})
+		if mb.ackSeq > mb.checkpointed {
+			seq := mb.ackSeq
+			cps = append(cps, Checkpoint{Hub: c.hub, ConnID: c.id, Seq: seq, Pos: mb.ackPos})
 			marks = append(marks, func() {
-				st.mu.Lock()
-				st.checkpointed = max(st.checkpointed, seq)
-				st.mu.Unlock()
+				mb.mu.Lock()
+				mb.checkpointed = max(mb.checkpointed, seq)
+				mb.mu.Unlock()
 			})
 		}
-		st.mu.Unlock()
+		mb.mu.Unlock()
 	}
 	if len(cps) == 0 {
 		return
@@ -363,7 +366,7 @@ func (s *Server) statefulLoop() {
 // resumeElsewhere serves the resume of a stateful connection this node
 // does not hold: it is forwarded to the holder, or, when the holder is
 // this node's earlier run or cannot be reached, taken over here.
-func (s *Server) resumeElsewhere(w http.ResponseWriter, r *http.Request, token string, state fsm.StatefulState) {
+func (s *Server) resumeElsewhere(w http.ResponseWriter, r *http.Request, token string, state fsm.StatefulConnection) {
 	if state.Hub != r.PathValue("hub") {
 		http.Error(w, "No Connection with that ID", http.StatusNotFound)
 		return
@@ -379,7 +382,7 @@ func (s *Server) resumeElsewhere(w http.ResponseWriter, r *http.Request, token s
 // adopt takes over a stateful connection from the replicated state: its
 // numbering restarts at the last replicated checkpoint, which the client
 // had acknowledged, and its stream is read again from the log after it.
-func (s *Server) adopt(w http.ResponseWriter, r *http.Request, token string, state fsm.StatefulState) {
+func (s *Server) adopt(w http.ResponseWriter, r *http.Request, token string, state fsm.StatefulConnection) {
 	id, ok := s.authenticate(w, r)
 	if !ok {
 		return
@@ -397,7 +400,7 @@ func (s *Server) adopt(w http.ResponseWriter, r *http.Request, token string, sta
 	// orphan sweep never mistakes it for a connection of an earlier run.
 	c := s.newConn(state.Hub, state.ConnID, token, Identity{UserID: state.UserID, Expires: id.Expires, Permissions: id.Permissions})
 	c.out.setMax(max(s.opts.OutboundQueue, statefulBufferCount+64))
-	c.adopting(p, newStatefulState())
+	c.adopting(p, newMessageBuffer())
 	s.addPending(c)
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.ProposeTimeout)
 	defer cancel()
@@ -410,9 +413,9 @@ func (s *Server) adopt(w http.ResponseWriter, r *http.Request, token string, sta
 		return
 	}
 	c.tookOver(entry)
-	st := c.st
-	st.nextPos, st.outSeq, st.ackSeq, st.ackPos, st.checkpointed = state.AckPos, state.AckSeq, state.AckSeq, state.AckPos, state.AckSeq
-	st.applied, st.inSeq, st.pendingEntry, st.attached = state.ClientSeq, state.ClientSeq, entry, false
+	mb := c.mb
+	mb.nextPos, mb.outSeq, mb.ackSeq, mb.ackPos, mb.checkpointed = state.AckPos, state.AckSeq, state.AckSeq, state.AckPos, state.AckSeq
+	mb.applied, mb.inSeq, mb.pendingEntry, mb.attached = state.ClientSeq, state.ClientSeq, entry, false
 	s.activate(c)
 	s.log.Info("took over a stateful connection", "conn", c.id, "hub", c.hub, "from", state.NodeID, "acked", state.AckSeq)
 	go c.feed()

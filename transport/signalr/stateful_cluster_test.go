@@ -88,7 +88,7 @@ func TestStatefulTakeoverOnAnotherNode(t *testing.T) {
 	}
 	c.write(ack(3))
 	waitFor(t, "the checkpoint of the client's Ack", func() (bool, string) {
-		s, ok := a.cluster.statefulState(t, c.token)
+		s, ok := a.cluster.statefulRecord(t, c.token)
 		return ok && s.AckSeq == 3, "ack " + strconv.FormatUint(s.AckSeq, 10)
 	})
 
@@ -369,9 +369,9 @@ func TestStatefulBackPressureByBytes(t *testing.T) {
 		return size >= statefulBufferBytes, strconv.Itoa(size) + " bytes"
 	})
 	n, size, _ := buffered(held)
-	held.st.mu.Lock()
-	last := len(held.st.unacked[n-1].rec)
-	held.st.mu.Unlock()
+	held.mb.mu.Lock()
+	last := len(held.mb.unacked[n-1].rec)
+	held.mb.mu.Unlock()
 	if size-last >= statefulBufferBytes || n >= total {
 		t.Fatalf("full buffer: got %d events of %d bytes, want it to stop at the first event past %d bytes", n, size, statefulBufferBytes)
 	}
@@ -434,7 +434,7 @@ func TestStatefulCheckpointsBatchedPerNode(t *testing.T) {
 	}
 	for _, c := range cs {
 		waitFor(t, "the checkpoints", func() (bool, string) {
-			s, ok := ts.cluster.statefulState(t, c.token)
+			s, ok := ts.cluster.statefulRecord(t, c.token)
 			return ok && s.AckSeq == 1, "ack " + strconv.FormatUint(s.AckSeq, 10)
 		})
 	}

@@ -52,7 +52,7 @@ func (ts *testServer) openStateful(hub string) *sclient {
 		ts.t.Fatalf("%s v2 handshake: got %q, want %q", c.name, f.data, "{}"+rs)
 	}
 	c.write(`{"type":6}` + rs)
-	if held := ts.srv.lookup(c.token); held == nil || held.st == nil {
+	if held := ts.srv.lookup(c.token); held == nil || held.mb == nil {
 		ts.t.Fatalf("connection %s: got it held without stateful reconnect, want it stateful", c.id)
 	}
 	return &sclient{wsClient: c}
@@ -178,13 +178,13 @@ func (ts *testServer) waitDetached(token string) {
 
 // buffered reports the server's unacknowledged buffer of a connection.
 func buffered(c *conn) (n, bytes int, outSeq uint64) {
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	return len(c.st.unacked), c.st.unackedBytes, c.st.outSeq
+	c.mb.mu.Lock()
+	defer c.mb.mu.Unlock()
+	return len(c.mb.unacked), c.mb.unackedBytes, c.mb.outSeq
 }
 
-// statefulState reads a connection's replicated stateful record.
-func (fc *fakeCluster) statefulState(t *testing.T, token string) (fsm.StatefulState, bool) {
+// statefulRecord reads a connection's replicated stateful record.
+func (fc *fakeCluster) statefulRecord(t *testing.T, token string) (fsm.StatefulConnection, bool) {
 	t.Helper()
 	s, ok, err := fc.f.StatefulByToken(tokenHash(token))
 	if err != nil {
@@ -258,10 +258,10 @@ func TestStatefulOnlyWhenNegotiatedOnWebSocketsWithVersion2(t *testing.T) {
 		c.token = n.ConnectionToken
 		c.write(tc.handshake)
 		mustEqual(t, tc.name+": handshake reply", string(c.frame().data), "{}"+rs)
-		if held := ts.held(n.ConnectionToken); held.st != nil {
+		if held := ts.held(n.ConnectionToken); held.mb != nil {
 			t.Fatalf("%s: got a stateful connection, want a plain one", tc.name)
 		}
-		if _, ok := ts.cluster.statefulState(t, n.ConnectionToken); ok {
+		if _, ok := ts.cluster.statefulRecord(t, n.ConnectionToken); ok {
 			t.Fatalf("%s: got a stateful record in the cluster, want none", tc.name)
 		}
 		c.drop()
@@ -279,10 +279,10 @@ func TestStatefulOnlyWhenNegotiatedOnWebSocketsWithVersion2(t *testing.T) {
 	sse := ts.openSSE("chat", n.ConnectionToken)
 	ts.post("chat", n.ConnectionToken, handshakeV2)
 	mustEqual(t, "SSE handshake reply", sse.event().data, "{}"+rs)
-	if ts.held(n.ConnectionToken).st != nil {
+	if ts.held(n.ConnectionToken).mb != nil {
 		t.Fatal("SSE with a version 2 handshake: got a stateful connection, want a plain one")
 	}
-	if _, ok := ts.cluster.statefulState(t, n.ConnectionToken); ok {
+	if _, ok := ts.cluster.statefulRecord(t, n.ConnectionToken); ok {
 		t.Fatal("SSE: got a stateful record in the cluster, want none")
 	}
 
@@ -294,10 +294,10 @@ func TestStatefulOnlyWhenNegotiatedOnWebSocketsWithVersion2(t *testing.T) {
 	if r := ts.poll("chat", n.ConnectionToken); r.body != "{}"+rs {
 		t.Fatalf("poll after the handshake: got %d %q, want %q", r.status, r.body, "{}"+rs)
 	}
-	if ts.held(n.ConnectionToken).st != nil {
+	if ts.held(n.ConnectionToken).mb != nil {
 		t.Fatal("long polling with a version 2 handshake: got a stateful connection, want a plain one")
 	}
-	if _, ok := ts.cluster.statefulState(t, n.ConnectionToken); ok {
+	if _, ok := ts.cluster.statefulRecord(t, n.ConnectionToken); ok {
 		t.Fatal("long polling: got a stateful record in the cluster, want none")
 	}
 }
@@ -429,7 +429,7 @@ func TestStatefulResumeSameNode(t *testing.T) {
 	if counts["m1"] != 1 || counts["m2"] != 1 || counts["early"] != 0 {
 		t.Fatalf("committed messages: got %v, want m1 and m2 once, early never", counts)
 	}
-	s, ok := ts.cluster.statefulState(t, c.token)
+	s, ok := ts.cluster.statefulRecord(t, c.token)
 	if !ok || s.ClientSeq != 3 || s.NodeID != "a" {
 		t.Fatalf("replicated state: got %+v (found %v), want client sequence 3 on node a", s, ok)
 	}
@@ -506,7 +506,7 @@ func TestStatefulGracefulCloseEndsConnection(t *testing.T) {
 		if ts.cluster.recorded(t, c.id) {
 			t.Fatalf("%s: got the connection still recorded, want it closed", name)
 		}
-		if _, ok := ts.cluster.statefulState(t, c.token); ok {
+		if _, ok := ts.cluster.statefulRecord(t, c.token); ok {
 			t.Fatalf("%s: got its stateful record kept, want it forgotten", name)
 		}
 	}

@@ -30,7 +30,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 		c = s.newConn(r.PathValue("hub"), randomID(), s.newToken(), id)
 		s.addPending(c)
 	}
-	if c.st != nil {
+	if c.mb != nil {
 		s.resumeWebSocket(w, r, c, false)
 		return
 	}
@@ -264,7 +264,7 @@ func (c *conn) socketLost(sock *socket, err error) {
 	if errors.As(err, &closeFrame) && closeFrame.Code == websocket.CloseAbnormalClosure {
 		closeFrame = nil // gorilla's name for a connection lost without a Close frame
 	}
-	if closeFrame != nil && c.st != nil {
+	if closeFrame != nil && c.mb != nil {
 		c.mu.Lock()
 		replaced := c.sock != sock
 		c.mu.Unlock()
@@ -272,7 +272,7 @@ func (c *conn) socketLost(sock *socket, err error) {
 			return // a Close on a socket a resume already replaced
 		}
 	}
-	if c.st == nil || closeFrame != nil {
+	if c.mb == nil || closeFrame != nil {
 		if closeFrame != nil {
 			c.end("", false, "")
 		} else {
@@ -281,9 +281,9 @@ func (c *conn) socketLost(sock *socket, err error) {
 		return
 	}
 	if c.socketDropped(sock) {
-		c.st.mu.Lock()
-		c.st.attached = false
-		c.st.mu.Unlock()
+		c.mb.mu.Lock()
+		c.mb.attached = false
+		c.mb.mu.Unlock()
 		c.srv.log.Debug("stateful connection lost its socket; waiting for a resume", "conn", c.id)
 	}
 }
