@@ -7,6 +7,15 @@
 // A connection is held by the node that negotiated it. Its token names that
 // node, so a request for the connection that reaches another node (behind a
 // load balancer without sticky sessions) is forwarded to the holder.
+//
+// The package owns the SignalR endpoint and its transports, each
+// connection's life (its phases, phase.go, and the reaper that acts on
+// them), relay invocations and their limits, and stateful reconnect's
+// numbering and buffer. It must not know the log's wire format: it asks
+// the cluster for what it needs in its own words through Cluster (open,
+// close, take over, relay, record an invocation, checkpoint, expire) and
+// reads the replicated state through it; the node's adapter turns those
+// requests into log commands.
 package signalr
 
 import (
