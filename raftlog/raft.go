@@ -102,6 +102,7 @@ type Raft struct {
 	raft      *raft.Raft
 	store     *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
+	streams   *trackedStream // the transport's connections, ended by Shutdown
 	snaps     *raft.FileSnapshotStore
 	// Restarted is true when the node found Raft state on disk.
 	restarted bool
@@ -178,7 +179,7 @@ func (r *Raft) start(cfg Config) (err error) {
 			return fmt.Errorf("raftlog: advertise address %q: %w", cfg.AdvertiseAddr, err)
 		}
 	}
-	r.transport, err = newTransport(cfg, advertise, hlog.Named("transport"))
+	r.transport, r.streams, err = newTransport(cfg, advertise, hlog.Named("transport"))
 	if err != nil {
 		return err
 	}
@@ -232,13 +233,14 @@ func openLogStore(path string, noSync bool) (store *raftboltdb.BoltStore, err er
 
 // newTransport listens on cfg.BindAddr and builds the Raft transport over
 // cfg.Peer's stream layer (plain TCP when nil): up to 3 pooled connections
-// per member and a 10 s I/O timeout. Its LocalAddr is advertise when set,
+// per member and a 10 s I/O timeout, its connections on record so Shutdown
+// can end them (conns.go). Its LocalAddr is advertise when set,
 // else the bound address (so port 0 reports the port picked), and, as in
 // raft's own TCP transport, it must be a concrete IP.
-func newTransport(cfg Config, advertise net.Addr, logger hclog.Logger) (*raft.NetworkTransport, error) {
+func newTransport(cfg Config, advertise net.Addr, logger hclog.Logger) (*raft.NetworkTransport, *trackedStream, error) {
 	ln, err := net.Listen("tcp", cfg.BindAddr)
 	if err != nil {
-		return nil, fmt.Errorf("raftlog: listen on %s: %w", cfg.BindAddr, err)
+		return nil, nil, fmt.Errorf("raftlog: listen on %s: %w", cfg.BindAddr, err)
 	}
 	local := advertise
 	if local == nil {
@@ -246,20 +248,21 @@ func newTransport(cfg Config, advertise net.Addr, logger hclog.Logger) (*raft.Ne
 	}
 	if tcp, ok := local.(*net.TCPAddr); !ok || tcp.IP == nil || tcp.IP.IsUnspecified() {
 		_ = ln.Close()
-		return nil, fmt.Errorf("raftlog: raft address %s cannot be dialled by other members: set an advertise address", local)
+		return nil, nil, fmt.Errorf("raftlog: raft address %s cannot be dialled by other members: set an advertise address", local)
 	}
-	var stream raft.StreamLayer
+	var inner raft.StreamLayer
 	if cfg.Peer != nil {
-		stream = cfg.Peer.RaftStreamLayer(ln, advertise)
+		inner = cfg.Peer.RaftStreamLayer(ln, advertise)
 	} else {
-		stream = plainStream{Listener: ln, advertise: advertise}
+		inner = plainStream{Listener: ln, advertise: advertise}
 	}
+	stream := newTrackedStream(inner)
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  logger,
-	}), nil
+	}), stream, nil
 }
 
 // plainStream is the Raft stream layer without member authentication:
@@ -353,7 +356,11 @@ func mapError(err error) error {
 func (r *Raft) Shutdown() error {
 	var err error
 	if r.raft != nil {
-		err = r.raft.Shutdown().Error()
+		f := r.raft.Shutdown()
+		// Raft is told to stop; RPCs still waiting on a member that does
+		// not answer would hold it up to the I/O timeout (conns.go).
+		r.streams.stop()
+		err = f.Error()
 		r.mu.Lock()
 		for _, oc := range r.observers {
 			r.raft.DeregisterObserver(oc.o)
