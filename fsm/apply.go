@@ -129,6 +129,9 @@ func (ap *applyState) applyEntry(l *raft.Log) (any, error) {
 	}
 	results := make([]Result, len(cmds))
 	ap.entry = l.Index
+	if err := ap.expireGroupTTLs(ts); err != nil {
+		return nil, fmt.Errorf("entry %d group ttl: %w", l.Index, err)
+	}
 	if ap.f.cfg.ObserveApply != nil {
 		ap.stamps = append(ap.stamps, ts)
 	}
@@ -173,6 +176,12 @@ func (ap *applyState) applyCommand(ts int64, c Command) (Result, error) {
 		return ap.invocation(ts, cmd)
 	case *checkpointBatch:
 		return ap.checkpoints(cmd)
+	case *parsedExecute:
+		return ap.execute(ts, cmd)
+	case *UserGroupTTL:
+		return ap.userGroupTTL(ts, cmd)
+	case *tick:
+		return Result{}, nil
 	case *NodeInfo:
 		return Result{}, ap.nodes.Put([]byte(cmd.ID), c[1:])
 	case *nodeRemove:
@@ -238,6 +247,11 @@ func (ap *applyState) rememberIdempotencyKey(key string, index uint64, ts int64)
 // membership adds or removes a group member; parseCommand validated m.
 func (ap *applyState) membership(m *Membership, add bool) (Result, error) {
 	if add {
+		if m.Kind == MemberUser {
+			if err := ap.forgetGroupTTL(m.Hub, m.Group, m.Member); err != nil {
+				return Result{}, err
+			}
+		}
 		if err := ap.recordHistory(m.Hub, m.Group, m.Kind, m.Member, true); err != nil {
 			return Result{}, err
 		}
@@ -253,6 +267,11 @@ func (ap *applyState) membership(m *Membership, add bool) (Result, error) {
 }
 
 func (ap *applyState) leave(hub, group string, kind MemberKind, member string) error {
+	if kind == MemberUser {
+		if err := ap.forgetGroupTTL(hub, group, member); err != nil {
+			return err
+		}
+	}
 	if err := ap.recordHistory(hub, group, kind, member, false); err != nil {
 		return err
 	}

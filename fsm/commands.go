@@ -52,6 +52,12 @@ func (t CommandType) String() string {
 		return "checkpoint"
 	case CmdStatefulOpen:
 		return "stateful-open"
+	case CmdExecute:
+		return "execute"
+	case CmdUserGroupTTL:
+		return "user-group-ttl"
+	case CmdTick:
+		return "tick"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(t))
 }

@@ -29,6 +29,13 @@ func TestGoldenValues(t *testing.T) {
 		{"CmdInvocation", byte(fsm.CmdInvocation), 9},
 		{"CmdCheckpoint", byte(fsm.CmdCheckpoint), 10},
 		{"CmdStatefulOpen", byte(fsm.CmdStatefulOpen), 11},
+		{"CmdExecute", byte(fsm.CmdExecute), 12},
+		{"CmdUserGroupTTL", byte(fsm.CmdUserGroupTTL), 13},
+		{"CmdTick", byte(fsm.CmdTick), 14},
+		{"ExecSend", byte(fsm.ExecSend), 1},
+		{"ExecJoin", byte(fsm.ExecJoin), 2},
+		{"ExecLeave", byte(fsm.ExecLeave), 3},
+		{"ExecClose", byte(fsm.ExecClose), 4},
 		{"IgnoreUnknownFlag", byte(fsm.IgnoreUnknownFlag), 0x80},
 		{"ToAll", byte(fsm.ToAll), 1},
 		{"ToGroups", byte(fsm.ToGroups), 2},
@@ -80,6 +87,13 @@ func TestGoldenEncoding(t *testing.T) {
 			"0a" + "026e31" + "01" + "0168" + "0163" + "05" + "15" + "0000000000000001" + "02" + "0000000000000003" + "00000004"},
 		{"EncodeStatefulOpen", fsm.EncodeStatefulOpen(&fsm.StatefulOpen{Hub: "h", ConnID: "c", UserID: "u", NodeID: "n", Protocol: "json", TokenHash: []byte{0xab, 0xcd}}),
 			"0b" + "0168" + "0163" + "0175" + "016e" + "046a736f6e" + "02abcd"},
+		{"EncodeExecute", fsm.EncodeExecute(&fsm.Execute{Hub: "h", Group: "g", Excluded: []string{"c"}, Filter: "true", Actions: []fsm.ExecAction{
+			{Kind: fsm.ExecSend, Target: "t", Arguments: []byte("[]")}, {Kind: fsm.ExecJoin, Group: "j"}, {Kind: fsm.ExecLeave, Group: "l"}, {Kind: fsm.ExecClose, Reason: "r"}}}),
+			"0c" + "0168" + "0167" + "00" + "01" + "0163" + "0474727565" + "04" +
+				"01" + "0174" + "025b5d" + "02" + "016a" + "03" + "016c" + "04" + "0172"},
+		{"EncodeUserGroupTTL", fsm.EncodeUserGroupTTL(&fsm.UserGroupTTL{Hub: "h", Group: "g", User: "u", TTL: 300}),
+			"0d" + "0168" + "0167" + "0175" + "ac02"},
+		{"EncodeTick", fsm.EncodeTick(), "0e"},
 		{"EncodeNodeRemove long id", fsm.EncodeNodeRemove(strings.Repeat("x", 200)),
 			"08" + "c801" + strings.Repeat("78", 200)},
 		{"EncodeEntry", fsm.EncodeEntry(0x0102030405060708, []fsm.Command{remove, add}),
@@ -109,6 +123,9 @@ func TestCommandType(t *testing.T) {
 		{fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "c", ClientSeq: 1}), fsm.CmdInvocation},
 		{fsm.EncodeCheckpoints("n", nil), fsm.CmdCheckpoint},
 		{fsm.EncodeStatefulOpen(&fsm.StatefulOpen{Hub: hub, ConnID: "c"}), fsm.CmdStatefulOpen},
+		{fsm.EncodeExecute(&fsm.Execute{Hub: hub}), fsm.CmdExecute},
+		{fsm.EncodeUserGroupTTL(&fsm.UserGroupTTL{Hub: hub}), fsm.CmdUserGroupTTL},
+		{fsm.EncodeTick(), fsm.CmdTick},
 		{fsm.Command{}, 0},
 	} {
 		if got := c.cmd.Type(); got != c.want {
@@ -118,6 +135,9 @@ func TestCommandType(t *testing.T) {
 	for _, c := range []struct{ got, want string }{
 		{fsm.CmdPublish.String(), "publish"},
 		{fsm.CmdNodeRemove.String(), "node-remove"},
+		{fsm.CmdExecute.String(), "execute"},
+		{fsm.CmdUserGroupTTL.String(), "user-group-ttl"},
+		{fsm.CmdTick.String(), "tick"},
 		{(fsm.CmdGroupAdd | fsm.IgnoreUnknownFlag).String(), "group-add"},
 		{fsm.CommandType(0x7f).String(), "unknown(127)"},
 		{fsm.ToUsers.String(), "users"},

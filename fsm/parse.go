@@ -41,7 +41,7 @@ type nodeRemove struct{ id string }
 
 // parseCommand decodes and checks c. It returns one of *Publish,
 // *Membership, *Connection, *StatefulOpen, *Invocation, *checkpointBatch,
-// *NodeInfo or *nodeRemove. Byte slices in the result alias c.
+// *NodeInfo, *nodeRemove, *parsedExecute, *UserGroupTTL or *tick. Byte slices in the result alias c.
 func parseCommand(c Command) (any, error) {
 	if len(c) == 0 {
 		return nil, fmt.Errorf("%w: empty command", ErrInvalidCommand)
@@ -124,6 +124,12 @@ func parseKnown(t CommandType, payload []byte) (any, error) {
 		return inv, nil
 	case CmdCheckpoint:
 		return decodeCheckpoints(payload)
+	case CmdExecute:
+		return parseExecute(payload)
+	case CmdUserGroupTTL:
+		return parseUserGroupTTL(payload)
+	case CmdTick:
+		return parseTick(payload)
 	case CmdNodeInfo:
 		n, err := decodeNodeInfo(payload)
 		if err != nil {

@@ -33,6 +33,13 @@ func everyCommand() []fsm.Command {
 		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s1", InvocationID: "2", ClientSeq: 2, Inner: join("g1", fsm.MemberConnection, "s1")}),
 		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s1", ClientSeq: 3, Error: "refused"}),
 		fsm.EncodeCheckpoints("n1", []fsm.Checkpoint{{Hub: hub, ConnID: "s1", Seq: 1, Pos: fsm.Position{Msg: 1, Order: 1}}}),
+		fsm.EncodeExecute(&fsm.Execute{Hub: hub, Filter: "'g1' in groups or userId eq 'u1'", Excluded: []string{"c2"}, Actions: []fsm.ExecAction{
+			{Kind: fsm.ExecSend, Target: "recv", Arguments: []byte(`["x"]`)}, {Kind: fsm.ExecJoin, Group: "g2"},
+			{Kind: fsm.ExecLeave, Group: "g1"}, {Kind: fsm.ExecClose, Reason: "bye"}}}),
+		fsm.EncodeExecute(&fsm.Execute{Hub: hub, Group: "g1", Actions: []fsm.ExecAction{{Kind: fsm.ExecClose}}}),
+		fsm.EncodeUserGroupTTL(&fsm.UserGroupTTL{Hub: hub, Group: "g3", User: "u1", TTL: 5}),
+		fsm.EncodeUserGroupTTL(&fsm.UserGroupTTL{Hub: hub, Group: "g4", User: "u1"}),
+		fsm.EncodeTick(),
 	}
 }
 

@@ -34,7 +34,8 @@ var (
 
 	allBuckets = [][]byte{bucketMeta, bucketMessages, bucketStreams, bucketGroups, bucketMemberOf,
 		bucketConns, bucketUserConns, bucketNodes, bucketIdem, bucketIdemTime,
-		bucketStateful, bucketTokens, bucketCompletions, bucketHistory}
+		bucketStateful, bucketTokens, bucketCompletions, bucketHistory,
+		bucketGroupTTL, bucketGroupTTLOf}
 )
 
 // Keys of the meta bucket.
