@@ -1,0 +1,176 @@
+package chaos
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/backplane/backplane/internal/testkit"
+)
+
+// plan is how much chaos a run makes.
+type plan struct {
+	name       string
+	rate       int // publishes a second
+	pad        int // bytes of padding per payload
+	killCycles int // kill -9 cycles; killsLeader says which hit the leader
+	crashes    int // whole-cluster kill -9 and restart
+	partitions int // rounds of: cut the leader, heal, cut a follower, heal
+	churns     int // remove a follower, wipe it, join it again
+	diskFull   time.Duration
+	diskPad    int // padding while a disk is filled
+}
+
+// currentPlan is the short plan, or the long one with BACKPLANE_CHAOS=long.
+func currentPlan(t *testing.T) plan {
+	switch v := os.Getenv("BACKPLANE_CHAOS"); v {
+	case "", "short":
+		return plan{name: "short", rate: 100, pad: 200, killCycles: 3, crashes: 1, partitions: 1, churns: 1,
+			diskFull: 3 * time.Second, diskPad: 1500}
+	case "long":
+		return plan{name: "long", rate: 200, pad: 500, killCycles: 15, crashes: 3, partitions: 3, churns: 3,
+			diskFull: 30 * time.Second, diskPad: 1500}
+	default:
+		t.Fatalf("BACKPLANE_CHAOS=%q: want short (the default) or long", v)
+		return plan{}
+	}
+}
+
+// killsLeader: two of every three kill cycles hit the leader (10 of 15 in
+// the long plan), the others a follower.
+func (p plan) killsLeader(cycle int) bool { return cycle%3 != 1 }
+
+// compaction makes snapshots frequent, so restarted and re-joined nodes
+// also catch up from a snapshot, not only from the log.
+var compaction = []string{"-snapshot-threshold", "512", "-trailing-logs", "256", "-snapshot-interval", "1s"}
+
+// TestChaos runs every scenario in turn, each on a fresh three-node
+// cluster under a paced publisher and a resuming reader per node, and ends
+// each with the full check (checker_test.go).
+func TestChaos(t *testing.T) {
+	p := currentPlan(t)
+	t.Logf("chaos plan %q: %+v", p.name, p)
+	t.Run("KillLoop", func(t *testing.T) { testKillLoop(t, p) })
+	t.Run("WholeClusterCrash", func(t *testing.T) { testWholeClusterCrash(t, p) })
+	t.Run("Partitions", func(t *testing.T) { testPartitions(t, p) })
+	t.Run("MembershipChurn", func(t *testing.T) { testMembershipChurn(t, p) })
+	t.Run("FullDisk", func(t *testing.T) { testFullDisk(t, p) })
+	t.Run("DamagedFiles", func(t *testing.T) { testDamagedFiles(t, p) })
+}
+
+// testKillLoop kills a node with SIGKILL, the leader or a follower, waits
+// until writes go on without it, restarts it and waits until it is caught
+// up, cycle after cycle.
+func testKillLoop(t *testing.T, p plan) {
+	c := newCluster(t, 3, clusterOptions{extra: compaction})
+	r := startLoad(c, "chaos", p.rate, p.pad)
+	r.waitAcks(p.rate, 30*time.Second, "before the first kill")
+	var elections, pauses, catchUps []time.Duration
+	leaderKills := 0
+	for cycle := range p.killCycles {
+		leader := c.leader(20 * time.Second)
+		victim := leader
+		if !p.killsLeader(cycle) {
+			victim = c.followers(leader)[cycle%2]
+		} else {
+			leaderKills++
+		}
+		t0 := time.Now()
+		victim.kill9()
+		if victim == leader {
+			_, took := c.waitNewLeader(c.followers(victim), victim, t0, 20*time.Second)
+			elections = append(elections, took)
+		}
+		r.waitAcks(p.rate/2, 30*time.Second, fmt.Sprintf("cycle %d: with %s killed", cycle+1, victim))
+		restartAt := time.Now()
+		victim.start()
+		c.waitHealthy(60 * time.Second)
+		catchUps = append(catchUps, time.Since(restartAt))
+		pauses = append(pauses, r.pub.longestPause(t0, time.Now()))
+	}
+	r.waitAcks(p.rate/2, 30*time.Second, "after the last cycle")
+	r.finish()
+	r.figures(fmt.Sprintf("%d kill -9 cycles (%d of the leader); new leader after %s; longest pause in acknowledgements per cycle %s; restarted node ready after %s",
+		p.killCycles, leaderKills, spread(elections), spread(pauses), spread(catchUps)))
+}
+
+// testWholeClusterCrash kills every node with SIGKILL at once and restarts
+// them all.
+func testWholeClusterCrash(t *testing.T, p plan) {
+	c := newCluster(t, 3, clusterOptions{extra: compaction})
+	r := startLoad(c, "chaos", p.rate, p.pad)
+	var recoveries []time.Duration
+	for crash := range p.crashes {
+		r.waitAcks(p.rate, 30*time.Second, fmt.Sprintf("before crash %d", crash+1))
+		for _, n := range c.nodes {
+			n.kill9()
+		}
+		t0 := time.Now()
+		for _, n := range c.nodes {
+			n.start()
+		}
+		c.waitHealthy(60 * time.Second)
+		r.waitAcks(1, 30*time.Second, fmt.Sprintf("after crash %d", crash+1))
+		recoveries = append(recoveries, time.Since(t0))
+	}
+	r.waitAcks(p.rate/2, 30*time.Second, "after the last crash")
+	r.finish()
+	r.figures(fmt.Sprintf("%d whole-cluster crashes; from restart to the first acknowledgement %s", p.crashes, spread(recoveries)))
+}
+
+// testMembershipChurn removes a follower with POST /admin/remove, stops
+// it, wipes its data directory and starts it with -join (which asks the
+// cluster through POST /admin/join): it must come back as a member and
+// catch up, and nothing acknowledged meanwhile may be lost.
+func testMembershipChurn(t *testing.T, p plan) {
+	c := newCluster(t, 3, clusterOptions{extra: compaction})
+	r := startLoad(c, "chaos", p.rate, p.pad)
+	var catchUps []time.Duration
+	for round := range p.churns {
+		r.waitAcks(p.rate/2, 30*time.Second, fmt.Sprintf("before churn %d", round+1))
+		leader := c.leader(20 * time.Second)
+		victim := c.followers(leader)[round%2]
+		body, _ := json.Marshal(map[string]string{"id": victim.id})
+		code, _, resp, err := get(clientHTTP, http.MethodPost, leader.url("/admin/remove"), body, adminHeader())
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("POST %s/admin/remove %s: %d %s %v, want 200", leader, body, code, resp, err)
+		}
+		victim.stop()
+		rest := c.followers(victim)
+		want := []string{rest[0].id, rest[1].id}
+		slices.Sort(want)
+		waitMembersOf(t, c, rest, want)
+		r.waitAcks(p.rate/2, 30*time.Second, fmt.Sprintf("with %s removed", victim))
+		victim.wipe(httpAddrs(rest))
+		t0 := time.Now()
+		victim.start()
+		c.waitHealthy(60 * time.Second)
+		catchUps = append(catchUps, time.Since(t0))
+	}
+	r.waitAcks(p.rate/2, 30*time.Second, "after the last churn")
+	r.finish()
+	r.figures(fmt.Sprintf("%d removals and re-joins of a wiped follower; re-joined node ready after %s", p.churns, spread(catchUps)))
+}
+
+// waitMembersOf waits until every node of among lists exactly members and
+// they agree on a leader.
+func waitMembersOf(t *testing.T, c *cluster, among []*node, members []string) {
+	t.Helper()
+	testkit.WaitFor(t, 30*time.Second, fmt.Sprintf("%s to list members %v and agree on a leader", names(among), members), func() (bool, string) {
+		l, why := c.agreedLeader(among, members)
+		return l != nil, why
+	})
+}
+
+// spread is "min–max (n)" of some durations.
+func spread(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "none"
+	}
+	lo, hi := slices.Min(ds), slices.Max(ds)
+	return fmt.Sprintf("%s–%s (%d)", lo.Round(10*time.Millisecond), hi.Round(10*time.Millisecond), len(ds))
+}

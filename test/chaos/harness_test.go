@@ -1,0 +1,314 @@
+// Package chaos is the project's own chaos suite: it runs real backplane
+// processes (real Raft, real bbolt files, real sockets), hurts them the way
+// production does — kill -9, whole-cluster crashes, network partitions,
+// membership churn, a full disk, damaged files — while a paced publisher
+// and one resuming SSE reader per node run, and then checks that every
+// acknowledged message is on every node exactly once, at the index its
+// acknowledgement named, with no gap and no duplicate (checker_test.go).
+//
+// TestMain builds the binary once. The short plan runs by default; set
+// BACKPLANE_CHAOS=long for the long one (docs/operations.md, "Guarantees
+// and how we test them").
+package chaos
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/backplane/backplane/internal/testkit"
+)
+
+// binaryPath is the backplane binary built by TestMain.
+var binaryPath string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "backplane-chaos-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "create temp dir:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		fmt.Fprintf(os.Stderr, "go env GOMOD: not inside a module (%v)\n", err)
+		return 1
+	}
+	binaryPath = filepath.Join(dir, "backplane")
+	build := exec.Command("go", "build", "-o", binaryPath, "./cmd/node")
+	build.Dir = filepath.Dir(gomod)
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build ./cmd/node: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+// Secrets shared by every node of a test cluster. The cluster key lets
+// nodes bind the private addresses of the network namespaces
+// (netns_test.go) without -insecure-cluster; the admin token lets the test
+// reach /admin/* over the bridge, which is not loopback.
+const (
+	clusterKey = "chaos-suite-cluster-key-0123456789"
+	adminToken = "chaos-suite-admin-token"
+)
+
+// node is one backplane process and its restarts.
+type node struct {
+	t       *testing.T
+	id      string
+	dataDir string
+	// host is the address the node binds and advertises: 127.0.0.1, or its
+	// network namespace's address.
+	host string
+	// place is the node's network namespace, nil on loopback.
+	place *netPlace
+	// httpAddr and raftAddr are the bound addresses (addresses.json); a
+	// restart reuses them.
+	httpAddr, raftAddr string
+	// extra flags for every run; join for the next run that has no state.
+	extra []string
+	join  []string
+	// logs holds the output of every run, printed when the test fails.
+	logs *testkit.Buffer
+	// ctl reaches the node even while it is cut off (through its
+	// namespace); it is the plain client on loopback.
+	ctl *http.Client
+
+	// cmd and exited belong to the current run; only the test goroutine
+	// changes them.
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	exitErr error // set before exited is closed
+
+	mu   sync.Mutex
+	up   bool          // clients may use it
+	gone chan struct{} // closed when it stops being up
+}
+
+func (n *node) String() string { return n.id }
+
+// url is http://<http addr><path>.
+func (n *node) url(path string) string { return "http://" + n.httpAddr + path }
+
+// running reports whether the current process is alive.
+func (n *node) running() bool {
+	if n.exited == nil {
+		return false
+	}
+	select {
+	case <-n.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// markUp tells the publisher and readers that clients may use the node.
+func (n *node) markUp() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.up {
+		n.up, n.gone = true, make(chan struct{})
+	}
+}
+
+// markDown tells them it is gone (killed, cut off, removed): readers on it
+// drop their streams, as a client behind a health-checking balancer would.
+func (n *node) markDown() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.up {
+		n.up = false
+		close(n.gone)
+	}
+}
+
+// liveness is whether clients may use the node, and a channel closed when
+// that stops (nil while it is down).
+func (n *node) liveness() (bool, <-chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.up, n.gone
+}
+
+// addresses is <data>/addresses.json.
+type addresses struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+}
+
+// args is the command line of the next run.
+func (n *node) args() []string {
+	httpL, raftL := n.httpAddr, n.raftAddr
+	if httpL == "" {
+		httpL, raftL = net.JoinHostPort(n.host, "0"), net.JoinHostPort(n.host, "0")
+	}
+	args := []string{"-id", n.id, "-data", n.dataDir, "-http", httpL, "-raft", raftL,
+		"-cluster-key", clusterKey, "-admin-token", adminToken, "-write-timeout", "3s", "-log-level", "info"}
+	if len(n.join) > 0 {
+		args = append(args, "-join", strings.Join(n.join, ","))
+	}
+	return append(args, n.extra...)
+}
+
+// command is the process of the next run: in the node's namespace when it
+// has one (ip netns exec execs the binary, so the pid is the node's).
+func (n *node) command() *exec.Cmd {
+	var cmd *exec.Cmd
+	if n.place != nil {
+		cmd = exec.Command(ipPath, append([]string{"netns", "exec", n.place.ns, binaryPath}, n.args()...)...)
+	} else {
+		cmd = exec.Command(binaryPath, n.args()...)
+	}
+	cmd.Env = childEnv()
+	cmd.Stdout, cmd.Stderr = n.logs, n.logs
+	return cmd
+}
+
+// spawn starts a run without waiting for anything.
+func (n *node) spawn() {
+	t := n.t
+	t.Helper()
+	if n.running() {
+		t.Fatalf("start %s: already running", n.id)
+	}
+	cmd := n.command()
+	fmt.Fprintf(n.logs, "==== %s: starting %s\n", stamp(), strings.Join(cmd.Args, " "))
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: start: %v", n.id, err)
+	}
+	exited := make(chan struct{})
+	n.cmd, n.exited, n.exitErr = cmd, exited, nil
+	go func() {
+		err := cmd.Wait()
+		exit := "exit status 0"
+		if err != nil {
+			exit = err.Error()
+		}
+		fmt.Fprintf(n.logs, "==== %s: process ended: %s\n", stamp(), exit)
+		n.exitErr = err
+		close(exited)
+	}()
+}
+
+// start runs the node and waits until it has written addresses.json (it
+// listens); it does not wait for readiness. The node is marked up.
+func (n *node) start() {
+	t := n.t
+	t.Helper()
+	addrFile := filepath.Join(n.dataDir, "addresses.json")
+	if err := os.Remove(addrFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s: remove stale %s: %v", n.id, addrFile, err)
+	}
+	n.spawn()
+	var got addresses
+	testkit.WaitFor(t, 20*time.Second, n.id+" to write addresses.json", func() (bool, string) {
+		b, err := os.ReadFile(addrFile)
+		if err == nil {
+			if err := json.Unmarshal(b, &got); err != nil {
+				return false, fmt.Sprintf("parse %s: %v", b, err)
+			}
+			return true, ""
+		}
+		select {
+		case <-n.exited:
+			t.Fatalf("%s exited (%v) instead of listening; its output:\n%s", n.id, n.exitErr, tail(n.logs.String(), 16<<10))
+		default:
+		}
+		return false, err.Error()
+	})
+	if got.ID != n.id || got.HTTPAddr == "" || got.RaftAddr == "" {
+		t.Fatalf("%s: addresses.json = %+v, want id %q and both addresses", n.id, got, n.id)
+	}
+	if n.httpAddr != "" && (got.HTTPAddr != n.httpAddr || got.RaftAddr != n.raftAddr) {
+		t.Fatalf("%s restarted on http %s raft %s, want %s %s", n.id, got.HTTPAddr, got.RaftAddr, n.httpAddr, n.raftAddr)
+	}
+	n.httpAddr, n.raftAddr = got.HTTPAddr, got.RaftAddr
+	n.markUp()
+}
+
+// kill9 kills the current run with SIGKILL and waits until it is gone.
+func (n *node) kill9() {
+	t := n.t
+	t.Helper()
+	n.markDown()
+	if !n.running() {
+		t.Fatalf("kill -9 %s: not running", n.id)
+	}
+	if err := n.cmd.Process.Kill(); err != nil {
+		t.Fatalf("kill -9 %s: %v", n.id, err)
+	}
+	<-n.exited
+	fmt.Fprintf(n.logs, "==== %s: killed with SIGKILL by the test\n", stamp())
+}
+
+// stop ends the current run with SIGTERM (SIGKILL and a test error after
+// 15 s: a node must stop within its shutdown timeout).
+func (n *node) stop() {
+	n.markDown()
+	if !n.running() {
+		return
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.exited:
+	case <-time.After(15 * time.Second):
+		n.t.Errorf("%s did not stop within 15s of SIGTERM; killing it", n.id)
+		_ = n.cmd.Process.Kill()
+		<-n.exited
+	}
+}
+
+// wipe deletes the node's data directory (the node must be stopped); the
+// next start joins through join.
+func (n *node) wipe(join []string) {
+	t := n.t
+	t.Helper()
+	if n.running() {
+		t.Fatalf("wipe %s: still running", n.id)
+	}
+	if err := os.RemoveAll(n.dataDir); err != nil {
+		t.Fatalf("wipe %s: %v", n.id, err)
+	}
+	n.join = join
+	fmt.Fprintf(n.logs, "==== %s: data directory wiped by the test; next start joins %v\n", stamp(), join)
+}
+
+// childEnv is the test's environment without BACKPLANE_* settings, so the
+// command line alone configures the nodes.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "BACKPLANE_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func stamp() string { return time.Now().Format(time.StampMilli) }
+
+// tail is the last max bytes of s.
+func tail(s string, max int) string {
+	if len(s) > max {
+		return "[...]\n" + s[len(s)-max:]
+	}
+	return s
+}
