@@ -7,12 +7,16 @@ import "time"
 const leadershipTransferTimeout = 3 * time.Second
 
 // drain is the first step of stopping: the node says it is not ready (so
-// balancers stop sending it clients) and, if it leads, hands leadership to
-// another voter, so writes pause for one round trip instead of an election
-// timeout. The streams, the SignalR connections and Raft are stopped after
-// it, by Close.
+// balancers stop sending it clients), hands its stateful SignalR
+// connections to the nodes their clients resume on, and, if it leads,
+// hands leadership to another voter, so writes pause for one round trip
+// instead of an election timeout. The streams, the other SignalR
+// connections and Raft are stopped after it, by Close.
 func (n *Node) drain() {
 	n.ready.setDraining()
+	if n.hubs != nil {
+		n.hubs.Drain()
+	}
 	if n.raft == nil {
 		return
 	}

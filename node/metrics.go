@@ -99,7 +99,11 @@ func slowClientsCut(n *Node) prometheus.Collector {
 	return &counterMap{
 		desc: prometheus.NewDesc("backplane_slow_clients_cut_total",
 			"Clients disconnected because they did not take their messages within the write timeout, by transport.", []string{"transport"}, nil),
-		read: func() map[string]int64 { return n.streams.SlowClientsCut() },
+		read: func() map[string]int64 {
+			cut := n.streams.SlowClientsCut()
+			cut["signalr"] = n.hubs.SlowClientsCut()
+			return cut
+		},
 	}
 }
 

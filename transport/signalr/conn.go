@@ -88,7 +88,7 @@ func (c *conn) send(rec []byte) {
 	if c.out.push(rec) {
 		c.wakeWriter()
 	} else {
-		c.srv.log.Warn("client too slow: outbound queue full; closing", "conn", c.id, "hub", c.hub)
+		c.srv.slowClientCut(c, "outbound queue full")
 		c.end("Connection closed with an error: the client did not keep up", true, "slow client")
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/backplane/backplane/transport/netconn"
 )
 
 // Idle WebSocket readers park outside gorilla/websocket's read path.
@@ -65,6 +67,7 @@ func upgradeSocket(w http.ResponseWriter, r *http.Request) (*websocket.Conn, *id
 	if err != nil {
 		return nil, nil, err
 	}
+	_ = netconn.LimitSendBuffer(ws.NetConn(), netconn.SendBuffer)
 	ir := &idleReader{br: h.br}
 	if h.conn != nil {
 		ir.readable = newReadWaiter(h.conn)

@@ -148,6 +148,10 @@ type Server struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	closing atomic.Int64 // closes being recorded in the log
+	// draining is set by Drain: stateful resumes go to other nodes.
+	draining atomic.Bool
+	// slowCuts counts clients cut for not taking their messages in time.
+	slowCuts atomic.Int64
 }
 
 // hubConns indexes a hub's active local connections.
@@ -205,6 +209,11 @@ func (s *Server) Stop() {
 	s.cancel()
 	s.wg.Wait()
 }
+
+// SlowClientsCut is how many clients were cut because they did not take
+// their messages in time: a full outbound queue or a write past its
+// deadline.
+func (s *Server) SlowClientsCut() int64 { return s.slowCuts.Load() }
 
 // Counts reports local connections by transport.
 func (s *Server) Counts() map[string]int {

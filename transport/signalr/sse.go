@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"time"
+
+	"github.com/backplane/backplane/transport/netconn"
 )
 
 // serveSSE runs the server-to-client half of a connection as Server-Sent
@@ -27,12 +29,17 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn) {
 	h.Set("Content-Encoding", "identity")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	netconn.LimitRequestSendBuffer(r, netconn.SendBuffer)
 	write := func(b []byte) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(s.opts.WriteDeadline))
-		if _, err := w.Write(b); err != nil {
-			return false
+		_, err := w.Write(b)
+		if err == nil {
+			err = rc.Flush()
 		}
-		return rc.Flush() == nil
+		if isTimeout(err) {
+			s.slowClientCut(c, transportSSE)
+		}
+		return err == nil
 	}
 	// A comment at once: the client's connect waits for the stream to open.
 	if !write([]byte(":\r\n")) {

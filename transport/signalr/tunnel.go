@@ -47,6 +47,13 @@ func (s *Server) tunnelWebSocket(w http.ResponseWriter, r *http.Request, base *u
 		http.Error(w, "No Connection with that ID (its node did not answer)", http.StatusBadGateway)
 		return
 	}
+	if resp.StatusCode != http.StatusSwitchingProtocols && resp.Header.Get(drainingHeader) != "" && unreachable != nil {
+		// The holder is leaving: take the connection over here.
+		_ = resp.Body.Close()
+		_ = back.Close()
+		unreachable(w, r)
+		return
+	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		// The holder refused (an unknown connection, a bad token…): its
 		// answer is the client's.

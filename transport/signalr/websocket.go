@@ -252,7 +252,11 @@ func (sock *socket) writeFrame(b []byte) bool {
 		_ = sock.ws.SetWriteDeadline(sock.deadline)
 	}
 	c.lastWrite.Store(now.UnixNano())
-	return sock.ws.WriteMessage(kind, b) == nil
+	err := sock.ws.WriteMessage(kind, b)
+	if isTimeout(err) {
+		c.srv.slowClientCut(c, transportWebSockets)
+	}
+	return err == nil
 }
 
 // socketLost handles the end of a socket: a Close frame from the client
@@ -314,6 +318,9 @@ func (s *Server) runSocket(sock *socket, idle *idleReader) {
 // socket, if any, is replaced; the client gets our Sequence and every
 // unacknowledged message.
 func (s *Server) resumeWebSocket(w http.ResponseWriter, r *http.Request, c *conn, authenticated bool) {
+	if s.refuseWhileDraining(w, r) {
+		return
+	}
 	if c.isEnding() {
 		http.Error(w, "No Connection with that ID", http.StatusNotFound)
 		return
