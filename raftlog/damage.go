@@ -93,6 +93,54 @@ func checkState(dir string, stable raft.StableStore, logs raft.LogStore) error {
 	if term == 0 && (last > 0 || len(snapshots) > 0) {
 		return damaged("the log store %s has lost its current term (it holds %d entries and %d snapshots)", filepath.Join(dir, "raft.db"), last, len(snapshots))
 	}
+	return checkContinuity(dir, term, logs, snapshots)
+}
+
+// checkContinuity: Raft restores the newest snapshot and replays the log
+// after it, so the log must go on from that snapshot without a gap. A log
+// that starts later lost the entries between them, or lost the snapshot
+// that held them (a deleted snapshots/ directory, or a deleted newest
+// snapshot beside an older one); hashicorp/raft panics on such a log
+// ("log not found"). And no term may exceed the current term: the current
+// term is written before any entry of a newer term is stored, so a lower one
+// means the stable store went back in time.
+//
+// A log that ends below the newest snapshot is not refused: a follower that
+// received a snapshot from the leader keeps its older entries and has none
+// after the snapshot until the next entry arrives, and everything it
+// acknowledged is in the snapshot.
+func checkContinuity(dir string, term uint64, logs raft.LogStore, snapshots []*raft.SnapshotMeta) error {
+	dbPath := filepath.Join(dir, "raft.db")
+	var snapIndex, snapTerm uint64
+	snapDesc := "there is no snapshot"
+	if len(snapshots) > 0 {
+		snapIndex, snapTerm = snapshots[0].Index, snapshots[0].Term
+		snapDesc = fmt.Sprintf("the newest snapshot (%s) ends at entry %d", filepath.Join(dir, "snapshots", snapshots[0].ID), snapIndex)
+	}
+	if snapTerm > term {
+		return damaged("the log store %s has current term %d, below the term %d of the newest snapshot: it went back in time", dbPath, term, snapTerm)
+	}
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return damaged("read the first index of the log store %s: %v", dbPath, err)
+	}
+	last, err := logs.LastIndex()
+	if err != nil {
+		return damaged("read the last index of the log store %s: %v", dbPath, err)
+	}
+	if last == 0 {
+		return nil
+	}
+	if first > snapIndex+1 {
+		return damaged("the log in %s starts at entry %d, but %s: entries %d to %d are lost", dbPath, first, snapDesc, snapIndex+1, first-1)
+	}
+	var entry raft.Log
+	if err := logs.GetLog(last, &entry); err != nil {
+		return damaged("read the last entry (%d) of the log store %s: %v", last, dbPath, err)
+	}
+	if entry.Term > term {
+		return damaged("the log store %s has current term %d, below the term %d of its last entry: it went back in time", dbPath, term, entry.Term)
+	}
 	return nil
 }
 

@@ -202,14 +202,30 @@ func (r *Raft) start(cfg Config) (err error) {
 		}
 		r.log.Info("bootstrapped a new cluster", "id", cfg.ID, "raft_addr", r.transport.LocalAddr())
 	}
-	r.raft, err = raft.NewRaft(rc, cfg.FSM, logs, r.store, r.snaps, trans)
+	r.raft, err = newRaft(cfg.Dir, rc, cfg.FSM, logs, r.store, r.snaps, trans)
 	if err != nil {
+		if errors.Is(err, ErrDamaged) {
+			return err
+		}
 		if strings.Contains(err.Error(), "snapshot") {
 			return damaged("restore from the snapshots in %s: %v", filepath.Join(cfg.Dir, "snapshots"), err)
 		}
 		return fmt.Errorf("raftlog: start raft: %w", err)
 	}
 	return nil
+}
+
+// newRaft is raft.NewRaft with its panic turned into ErrDamaged: it reads
+// every entry after the restored snapshot for configuration changes, and
+// panics on one that is missing. That happens before it starts any
+// goroutine, so nothing is left running.
+func newRaft(dir string, rc *raft.Config, fsm raft.FSM, logs raft.LogStore, stable raft.StableStore, snaps raft.SnapshotStore, trans raft.Transport) (rf *raft.Raft, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			rf, err = nil, damaged("raft cannot start from the log and snapshots in %s: %v", dir, p)
+		}
+	}()
+	return raft.NewRaft(rc, fsm, logs, stable, snaps, trans)
 }
 
 // openLogStore opens raft.db. A damaged file that gets past checkFiles and
