@@ -36,6 +36,7 @@ func (n *Node) restRoutes(mux *http.ServeMux) {
 	for _, rt := range routes {
 		mux.HandleFunc(rt.pattern, n.requireAccess(rt.h))
 	}
+	n.restAPIRoutes(mux) // the versioned API (restapi.go) shares these handlers
 }
 
 // IdempotencyKeyHeader names the optional header that makes a retried
@@ -64,18 +65,11 @@ func (n *Node) parseSend(w http.ResponseWriter, r *http.Request, p *fsm.Publish)
 	if err := json.Unmarshal(raw, &body); err != nil {
 		return errBadRequestf("malformed JSON body: %v", err)
 	}
-	args := bytes.TrimSpace(body.Arguments)
-	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
-		args = []byte("[]")
+	args, err := sendArguments(body.Arguments)
+	if err != nil {
+		return err
 	}
-	if args[0] != '[' {
-		return errBadRequestf(`"arguments" must be a JSON array`)
-	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, args); err != nil {
-		return errBadRequestf(`"arguments": %v`, err)
-	}
-	p.Target, p.Arguments = body.Target, compact.Bytes()
+	p.Target, p.Arguments = body.Target, args
 	if key := r.Header.Get(IdempotencyKeyHeader); key != "" {
 		if len(key) > maxIdempotencyKeyLen {
 			return errBadRequestf("%s is longer than %d bytes", IdempotencyKeyHeader, maxIdempotencyKeyLen)
@@ -83,6 +77,23 @@ func (n *Node) parseSend(w http.ResponseWriter, r *http.Request, p *fsm.Publish)
 		p.IdempotencyKey = p.Hub + "\x00" + key
 	}
 	return fsm.ValidatePublish(p)
+}
+
+// sendArguments checks a send's "arguments" and compacts them: a JSON
+// array, and a missing or null one is [].
+func sendArguments(raw json.RawMessage) ([]byte, error) {
+	args := bytes.TrimSpace(raw)
+	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
+		args = []byte("[]")
+	}
+	if args[0] != '[' {
+		return nil, errBadRequestf(`"arguments" must be a JSON array`)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, args); err != nil {
+		return nil, errBadRequestf(`"arguments": %v`, err)
+	}
+	return compact.Bytes(), nil
 }
 
 // publish commits p and answers 202 {"index": N} with Backplane-Index.
