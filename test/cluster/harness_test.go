@@ -313,7 +313,11 @@ func (n *node) launch(httpListen, raftListen string) {
 		t.Fatalf("%s restarted on http %s raft %s, want the previous http %s raft %s",
 			n.id, got.HTTPAddr, got.RaftAddr, n.httpAddr, n.raftAddr)
 	}
-	n.httpAddr, n.raftAddr = got.HTTPAddr, got.RaftAddr
+	if n.httpAddr == "" {
+		// Set once, at the first start: later runs keep the addresses, so
+		// goroutines that reach the node while it restarts read them safely.
+		n.httpAddr, n.raftAddr = got.HTTPAddr, got.RaftAddr
+	}
 }
 
 // childEnv is the test's environment without BACKPLANE_* settings, so the

@@ -1,10 +1,13 @@
 package cluster
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,15 +109,95 @@ func (r *resumingReader) last() uint64 {
 	return r.msgs[len(r.msgs)-1].Index
 }
 
+// statefulSoakClient runs test/signalr/rolling-client.mjs: the official
+// client with withStatefulReconnect() behind a balancer that checks
+// /readyz. It returns once the client is connected; summary waits for its
+// report after the "done" message.
+func statefulSoakClient(t *testing.T, nodes []*node, hub string, targets ...string) (connID string, summary func() soakSummary) {
+	t.Helper()
+	dir := moduleDir(t, "test/signalr")
+	ensureNodeModules(t, dir)
+	var urls []string
+	for _, n := range nodes {
+		urls = append(urls, n.baseURL())
+	}
+	cmd := exec.Command("node", "rolling-client.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "BACKPLANE_NODES="+strings.Join(urls, ","), "BACKPLANE_HUB="+hub,
+		"BACKPLANE_TARGETS="+strings.Join(targets, ","))
+	var stderr testkit.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start the stateful client: %v", err)
+	}
+	exited := make(chan error, 1)
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 64<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	select {
+	case l, ok := <-lines:
+		if !ok || !strings.HasPrefix(l, "READY ") {
+			t.Fatalf("the stateful client did not connect: %q %s", l, stderr.String())
+		}
+		connID = strings.TrimPrefix(l, "READY ")
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the stateful client did not connect within 30 s: %s", stderr.String())
+	}
+	return connID, func() soakSummary {
+		t.Helper()
+		var sum soakSummary
+		timeout := time.After(60 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("the stateful client ended without a summary: %v %s", <-exited, stderr.String())
+				}
+				if rest, found := strings.CutPrefix(l, "SUMMARY "); found {
+					if err := json.Unmarshal([]byte(rest), &sum); err != nil {
+						t.Fatalf("summary %q: %v", rest, err)
+					}
+					return sum
+				}
+			case <-timeout:
+				t.Fatalf("no summary from the stateful client within 60 s: %s", stderr.String())
+			}
+		}
+	}
+}
+
+// soakSummary is rolling-client.mjs's report.
+type soakSummary struct {
+	ConnectionID string   `json:"connectionId"`
+	Received     []string `json:"received"`
+	Closed       *string  `json:"closed"`
+	Reconnecting int      `json:"reconnecting"`
+}
+
 // A rolling restart of all three nodes (SIGTERM, restart, wait for
 // /readyz, next), the leader included, under a steady publish load: every
 // node stops within its shutdown timeout, every acknowledged message
-// reaches a native reader that resumes on whichever node serves it,
-// exactly once and in order, and no publish fails for good.
+// reaches a native reader that resumes on whichever node serves it and a
+// stateful SignalR client behind a balancer, exactly once and in order,
+// the SignalR client sees no error and keeps its connection, and no
+// publish fails for good.
 func TestRollingRestartUnderLoad(t *testing.T) {
 	nodes := startCluster(t, 3, nodeOptions{WriteTimeout: 3 * time.Second})
 	const hub = "orders"
 	leader := waitMembers(t, 15*time.Second, nodes...)
+	connID, soak := statefulSoakClient(t, nodes, hub, "t-w0", "t-w1")
 
 	pub := newPublisher(nodes, hub)
 	stop := make(chan struct{})
@@ -182,4 +265,58 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 		t.Errorf("the reader never got a draining event though every node was stopped with SIGTERM")
 	}
 	t.Logf("%d publishes acknowledged; the reader resumed after %d draining events", len(pub.acked), reader.drained)
+
+	if pr, err := publish(nodes[0], hub, messageBody("done"), ""); err != nil || pr.Status != http.StatusAccepted {
+		t.Fatalf("publish done: %v %v", pr, err)
+	}
+	sum := soak()
+	if sum.Closed != nil || sum.Reconnecting != 0 || sum.ConnectionID != connID {
+		t.Errorf("the stateful client saw an error: closed %v, reconnecting %d, connection %s (was %s)", deref(sum.Closed), sum.Reconnecting, sum.ConnectionID, connID)
+	}
+	var want []string
+	for _, m := range reader.msgs { // every acknowledged message, in index order (checked above)
+		var args []string
+		_ = json.Unmarshal(m.Arguments, &args)
+		want = append(want, args[0])
+	}
+	if d := diffIDs(sum.Received, want); d != "" {
+		t.Errorf("the stateful SignalR client: %s", d)
+	}
+	handedOver, tookOver := 0, 0
+	for _, n := range nodes {
+		handedOver += strings.Count(n.logs.String(), "stateful connections will resume on other nodes")
+		tookOver += strings.Count(n.logs.String(), "took over a stateful connection")
+	}
+	if handedOver == 0 || tookOver == 0 {
+		t.Errorf("the stateful connection was never handed over (%d drains with stateful connections, %d takeovers): its holder was not restarted?", handedOver, tookOver)
+	}
+	t.Logf("the stateful client %s received %d messages through the rolling restart (%d hand-overs, %d takeovers)", connID, len(sum.Received), handedOver, tookOver)
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// diffIDs describes how got differs from want: a gap, a duplicate or a
+// reordering; "" when equal.
+func diffIDs(got, want []string) string {
+	seen := map[string]int{}
+	for _, id := range got {
+		seen[id]++
+		if seen[id] == 2 {
+			return fmt.Sprintf("payload %s received twice", id)
+		}
+	}
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			return fmt.Sprintf("position %d is %s, want %s (of %d received, %d expected)", i, got[i], want[i], len(got), len(want))
+		}
+	}
+	if len(got) != len(want) {
+		return fmt.Sprintf("received %d messages, want %d", len(got), len(want))
+	}
+	return ""
 }
