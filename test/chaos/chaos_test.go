@@ -22,7 +22,9 @@ type plan struct {
 	partitions int // rounds of: cut the leader, heal, cut a follower, heal
 	churns     int // remove a follower, wipe it, join it again
 	diskFull   time.Duration
-	diskPad    int // padding while a disk is filled
+	diskPad    int           // padding while a disk is filled
+	downFor    time.Duration // how long a killed or cut node stays away, at least
+	between    time.Duration // steady load between two faults, at least
 }
 
 // currentPlan is the short plan, or the long one with BACKPLANE_CHAOS=long.
@@ -32,15 +34,15 @@ func currentPlan(t *testing.T) plan {
 		return plan{name: "short", rate: 100, pad: 200, killCycles: 3, crashes: 1, partitions: 1, churns: 1,
 			diskFull: 3 * time.Second, diskPad: 1500}
 	case "long":
-		return plan{name: "long", rate: 200, pad: 500, killCycles: 15, crashes: 3, partitions: 3, churns: 3,
-			diskFull: 30 * time.Second, diskPad: 1500}
+		return plan{name: "long", rate: 200, pad: 500, killCycles: 30, crashes: 5, partitions: 5, churns: 5,
+			diskFull: 60 * time.Second, diskPad: 1500, downFor: 5 * time.Second, between: 5 * time.Second}
 	default:
 		t.Fatalf("BACKPLANE_CHAOS=%q: want short (the default) or long", v)
 		return plan{}
 	}
 }
 
-// killsLeader: two of every three kill cycles hit the leader (10 of 15 in
+// killsLeader: two of every three kill cycles hit the leader (20 of 30 in
 // the long plan), the others a follower.
 func (p plan) killsLeader(cycle int) bool { return cycle%3 != 1 }
 
@@ -81,16 +83,24 @@ func testKillLoop(t *testing.T, p plan) {
 		}
 		t0 := time.Now()
 		victim.kill9()
+		elected := ""
 		if victim == leader {
-			_, took := c.waitNewLeader(c.followers(victim), victim, t0, 20*time.Second)
+			l, took := c.waitNewLeader(c.followers(victim), victim, t0, 20*time.Second)
 			elections = append(elections, took)
+			elected = fmt.Sprintf("; %s elected after %s", l, took.Round(10*time.Millisecond))
 		}
 		r.waitAcks(p.rate/2, 30*time.Second, fmt.Sprintf("cycle %d: with %s killed", cycle+1, victim))
+		r.runFor(p.downFor, fmt.Sprintf("cycle %d: with %s killed", cycle+1, victim))
 		restartAt := time.Now()
 		victim.start()
 		c.waitHealthy(60 * time.Second)
 		catchUps = append(catchUps, time.Since(restartAt))
-		pauses = append(pauses, r.pub.longestPause(t0, time.Now()))
+		pause, began := r.pub.longestPause(t0, time.Now())
+		pauses = append(pauses, pause)
+		t.Logf("cycle %d: kill -9 %s (leader: %v)%s; restarted, all ready after %s; longest pause in acknowledgements %s from +%s",
+			cycle+1, victim, victim == leader, elected, catchUps[len(catchUps)-1].Round(10*time.Millisecond),
+			pause.Round(10*time.Millisecond), began.Sub(t0).Round(10*time.Millisecond))
+		r.runFor(p.between, "between cycles")
 	}
 	r.waitAcks(p.rate/2, 30*time.Second, "after the last cycle")
 	r.finish()
@@ -109,6 +119,13 @@ func testWholeClusterCrash(t *testing.T, p plan) {
 		for _, n := range c.nodes {
 			n.kill9()
 		}
+		// Down until a second of publishes (more in the long plan) waits
+		// for the cluster.
+		want := int64(p.rate) * max(1, int64(p.downFor/time.Second))
+		testkit.WaitFor(t, 30*time.Second, fmt.Sprintf("%d payloads pending while the cluster is down", want), func() (bool, string) {
+			n := r.pub.inFlight.Load()
+			return n >= want, fmt.Sprintf("%d pending", n)
+		})
 		t0 := time.Now()
 		for _, n := range c.nodes {
 			n.start()
@@ -116,6 +133,8 @@ func testWholeClusterCrash(t *testing.T, p plan) {
 		c.waitHealthy(60 * time.Second)
 		r.waitAcks(1, 30*time.Second, fmt.Sprintf("after crash %d", crash+1))
 		recoveries = append(recoveries, time.Since(t0))
+		t.Logf("crash %d: %d payloads pending; first acknowledgement %s after the restart", crash+1, want, recoveries[len(recoveries)-1].Round(10*time.Millisecond))
+		r.runFor(p.between, "between crashes")
 	}
 	r.waitAcks(p.rate/2, 30*time.Second, "after the last crash")
 	r.finish()
@@ -145,11 +164,14 @@ func testMembershipChurn(t *testing.T, p plan) {
 		slices.Sort(want)
 		waitMembersOf(t, c, rest, want)
 		r.waitAcks(p.rate/2, 30*time.Second, fmt.Sprintf("with %s removed", victim))
+		r.runFor(p.downFor, fmt.Sprintf("with %s removed", victim))
 		victim.wipe(httpAddrs(rest))
 		t0 := time.Now()
 		victim.start()
 		c.waitHealthy(60 * time.Second)
 		catchUps = append(catchUps, time.Since(t0))
+		t.Logf("churn %d: removed %s, wiped it, re-joined: all ready %s after its start", round+1, victim, catchUps[len(catchUps)-1].Round(10*time.Millisecond))
+		r.runFor(p.between, "between churns")
 	}
 	r.waitAcks(p.rate/2, 30*time.Second, "after the last churn")
 	r.finish()

@@ -46,6 +46,9 @@ func (r *run) waitAcks(n int, timeout time.Duration, why string) {
 // at half the publisher's rate or more.
 func (r *run) runFor(d time.Duration, why string) {
 	r.c.t.Helper()
+	if d <= 0 {
+		return
+	}
 	start, want := time.Now(), r.pub.ackCount()+int(d.Seconds()*float64(r.pub.rate)/2)
 	testkit.WaitFor(r.c.t, d+30*time.Second, fmt.Sprintf("%s of acknowledged publishes (%s)", d, why), func() (bool, string) {
 		got := r.pub.ackCount()
@@ -251,7 +254,7 @@ func (r *run) figures(extra string) {
 	if r.c.t.Failed() {
 		verdict = "the check FAILED (see the errors above)"
 	}
-	r.c.t.Logf("FIGURES %s: %d acknowledged in %s (%d requests, %d retries, %d ticks skipped at %d pending); %s; %s; %s",
+	r.c.t.Logf("FIGURES %s: %d acknowledged in %s (%d requests, %d retries, at most %d payloads pending, %d ticks skipped at %d); %s; %s; %s",
 		r.c.t.Name(), r.pub.ackCount(), time.Since(r.started).Round(time.Second), r.pub.attempts.Load(), r.pub.retries.Load(),
-		r.pub.skipped.Load(), maxInFlight, verdict, extra, strings.Join(resumes, "; "))
+		r.pub.peak.Load(), r.pub.skipped.Load(), maxInFlight, verdict, extra, strings.Join(resumes, "; "))
 }

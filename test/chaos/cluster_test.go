@@ -19,9 +19,10 @@ import (
 
 // clientHTTP is the client of the publisher and of the test's own calls
 // over the network (the bridge, or loopback). Its timeouts are well above
-// the nodes' -write-timeout (3 s), so a publish answers before it gives up.
+// the nodes' -write-timeout (3 s), so a node answers before the client
+// gives up, unless it cannot be reached.
 var clientHTTP = &http.Client{
-	Timeout: 10 * time.Second,
+	Timeout: 6 * time.Second,
 	Transport: &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
 		MaxIdleConnsPerHost: 64,

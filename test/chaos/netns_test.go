@@ -71,8 +71,12 @@ func newNetLab(t *testing.T, size int) *netLab {
 	tok := hex.EncodeToString(b)[:5]
 	subnet := freeSubnet(t)
 	l := &netLab{t: t, bridge: "bc" + tok + "br"}
+	// Root without the capability (an unprivileged container) cannot make
+	// links or namespaces: skip loudly on the first of each.
+	if out, err := exec.Command(ipPath, "link", "add", l.bridge, "type", "bridge").CombinedOutput(); err != nil {
+		t.Skipf("SKIPPED (chaos partitions): cannot create a bridge (ip link add: %v: %s); the partitions need CAP_NET_ADMIN", err, out)
+	}
 	t.Cleanup(l.remove)
-	l.ip("link", "add", l.bridge, "type", "bridge")
 	l.ip("addr", "add", subnet+".1/24", "dev", l.bridge)
 	l.ip("link", "set", l.bridge, "up")
 	for i := range size {
@@ -82,8 +86,13 @@ func newNetLab(t *testing.T, size int) *netLab {
 			ip:   fmt.Sprintf("%s.%d", subnet, 11+i),
 		}
 		inner := fmt.Sprintf("bc%sn%d", tok, i+1)
-		l.places = append(l.places, p)
-		l.ip("netns", "add", p.ns)
+		if out, err := exec.Command(ipPath, "netns", "add", p.ns).CombinedOutput(); err != nil {
+			if i == 0 {
+				t.Skipf("SKIPPED (chaos partitions): cannot create a network namespace (ip netns add: %v: %s); the partitions need CAP_SYS_ADMIN", err, out)
+			}
+			t.Fatalf("ip netns add %s: %v: %s", p.ns, err, out)
+		}
+		l.places = append(l.places, p) // from now on removed at the end
 		l.ip("link", "add", p.veth, "type", "veth", "peer", "name", inner)
 		l.ip("link", "set", inner, "netns", p.ns)
 		l.ip("link", "set", p.veth, "master", l.bridge)

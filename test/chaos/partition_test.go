@@ -55,11 +55,17 @@ func testPartitions(t *testing.T, p plan) {
 		r.pub.mu.Unlock()
 
 		r.waitAcks(p.rate/2, 30*time.Second, "with the leader "+leader.id+" cut off")
+		r.runFor(p.downFor, "with the leader "+leader.id+" cut off")
 		c.lab.heal(leader)
 		h0 := time.Now()
 		c.waitHealthy(60 * time.Second)
 		healed = append(healed, time.Since(h0))
-		leaderPauses = append(leaderPauses, r.pub.longestPause(t0, time.Now()))
+		pause, began := r.pub.longestPause(t0, time.Now())
+		leaderPauses = append(leaderPauses, pause)
+		t.Logf("round %d: leader %s cut off: stepped down after %s, new leader after %s; healed after %s, all ready %s later; longest pause in acknowledgements %s from +%s",
+			round+1, leader, stepDown.Round(10*time.Millisecond), took.Round(10*time.Millisecond), h0.Sub(t0).Round(10*time.Millisecond),
+			healed[len(healed)-1].Round(10*time.Millisecond), pause.Round(10*time.Millisecond), began.Sub(t0).Round(10*time.Millisecond))
+		r.runFor(p.between, "after healing the leader")
 
 		r.waitAcks(p.rate/2, 30*time.Second, fmt.Sprintf("round %d: before cutting a follower", round+1))
 		leader = c.leader(20 * time.Second)
@@ -75,15 +81,21 @@ func testPartitions(t *testing.T, p plan) {
 		t1 := time.Now()
 		c.lab.cut(f)
 		r.waitAcks(p.rate, 30*time.Second, "with the follower "+f.id+" cut off")
+		r.runFor(p.downFor, "with the follower "+f.id+" cut off")
 		c.lab.heal(f)
 		h1 := time.Now()
 		after := c.waitHealthy(60 * time.Second)
 		healed = append(healed, time.Since(h1))
-		followerPauses = append(followerPauses, r.pub.longestPause(t1, time.Now()))
+		pause, began = r.pub.longestPause(t1, time.Now())
+		followerPauses = append(followerPauses, pause)
+		t.Logf("round %d: follower %s cut off for %s; all ready %s after the heal; longest pause in acknowledgements %s from +%s",
+			round+1, f, h1.Sub(t1).Round(10*time.Millisecond), healed[len(healed)-1].Round(10*time.Millisecond),
+			pause.Round(10*time.Millisecond), began.Sub(t1).Round(10*time.Millisecond))
 		if st, err := status(after); err != nil || after != leader || st.Term != before.Term {
 			leaderChanges++
 			t.Logf("cutting off and healing the follower %s moved leadership from %s (term %d) to %s (term %d)", f, leader, before.Term, after, st.Term)
 		}
+		r.runFor(p.between, "after healing the follower")
 	}
 	r.waitAcks(p.rate/2, 30*time.Second, "after the last partition")
 	r.finish()

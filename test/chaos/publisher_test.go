@@ -30,6 +30,7 @@ type publisher struct {
 	attempts atomic.Int64 // requests sent
 	retries  atomic.Int64 // requests after the first of a payload
 	skipped  atomic.Int64 // ticks with maxInFlight payloads already pending
+	peak     atomic.Int64 // most payloads pending at once
 	aborted  atomic.Bool  // the test is over: pending payloads give up
 
 	mu      sync.Mutex
@@ -45,7 +46,7 @@ type publisher struct {
 
 // maxInFlight bounds the payloads awaiting an acknowledgement; ticks
 // beyond it are skipped (and counted) rather than piling up.
-const maxInFlight = 512
+const maxInFlight = 2048
 
 // newPublisher makes a publisher of payloads padded to about padBytes.
 func newPublisher(c *cluster, hub string, rate, padBytes int) *publisher {
@@ -75,7 +76,9 @@ func (p *publisher) start() {
 			p.mu.Lock()
 			p.sent[id] = true
 			p.mu.Unlock()
-			p.inFlight.Add(1)
+			if n := p.inFlight.Add(1); n > p.peak.Load() {
+				p.peak.Store(n) // only the pacer raises it
+			}
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
@@ -128,7 +131,7 @@ func (p *publisher) publishOne(id string) {
 	last := "no node was up"
 	for attempt := 0; time.Now().Before(deadline) && !p.aborted.Load(); attempt++ {
 		if attempt > 0 {
-			time.Sleep(25 * time.Millisecond)
+			time.Sleep(min(25*time.Millisecond<<min(attempt-1, 4), 250*time.Millisecond)) // 25 ms doubling, up to 250 ms
 		}
 		n := p.pickNode()
 		if n == nil {
@@ -203,17 +206,23 @@ func (p *publisher) maxIndex() uint64 {
 }
 
 // longestPause is the longest time without an acknowledgement between
-// from and to (the write unavailability around a fault).
-func (p *publisher) longestPause(from, to time.Time) time.Duration {
+// from and to (the write unavailability around a fault), and when it
+// began.
+func (p *publisher) longestPause(from, to time.Time) (time.Duration, time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	prev, longest := from, time.Duration(0)
+	prev, longest, began := from, time.Duration(0), from
 	for _, at := range p.ackedAt {
 		if at.Before(from) || at.After(to) {
 			continue
 		}
-		longest = max(longest, at.Sub(prev))
+		if d := at.Sub(prev); d > longest {
+			longest, began = d, prev
+		}
 		prev = at
 	}
-	return max(longest, to.Sub(prev))
+	if d := to.Sub(prev); d > longest {
+		longest, began = d, prev
+	}
+	return longest, began
 }
