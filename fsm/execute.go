@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -263,27 +264,74 @@ func (ap *applyState) selectConnections(x *parsedExecute) ([]execConn, error) {
 	}
 	slices.SortFunc(cands, func(a, b execConn) int { return strings.Compare(a.id, b.id) })
 	cands = slices.CompactFunc(cands, func(a, b execConn) bool { return a.id == b.id })
+	excluded := make(map[string]bool, len(x.Excluded))
+	for _, id := range x.Excluded {
+		excluded[id] = true
+	}
+	sets := &groupSets{ap: ap, hub: x.Hub, sets: map[string]*groupSet{}}
 	out := cands[:0]
 	for _, c := range cands {
-		if slices.Contains(x.Excluded, c.id) {
+		if excluded[c.id] {
 			continue
 		}
-		if x.filter != nil && !x.filter.Match(ap.filterSubject(x.Hub, c)) {
+		if x.filter != nil && !x.filter.Match(sets.filterSubject(c)) {
 			continue
 		}
 		out = append(out, c)
 	}
-	return out, nil
+	return out, sets.err
+}
+
+// groupSet is a group's members: connections and users.
+type groupSet struct{ conns, users map[string]bool }
+
+// groupSets reads each group a filter names once per command.
+type groupSets struct {
+	ap   *applyState
+	hub  string
+	sets map[string]*groupSet
+	err  error // the first read error
+}
+
+func (g *groupSets) of(group string) *groupSet {
+	if s, ok := g.sets[group]; ok {
+		return s
+	}
+	s := &groupSet{conns: map[string]bool{}, users: map[string]bool{}}
+	prefix := groupPrefix(g.hub, group)
+	c := g.ap.groups.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		kind, name, ok := splitMemberKey(k[len(prefix):])
+		if !ok {
+			g.err = cmp.Or(g.err, fmt.Errorf("%w: group key", ErrCorrupt))
+			break
+		}
+		switch kind {
+		case MemberConnection:
+			s.conns[name] = true
+		case MemberUser:
+			s.users[name] = true
+		}
+	}
+	g.sets[group] = s
+	return s
+}
+
+// splitMemberKey reads the member kind and name that end a groups key.
+func splitMemberKey(rest []byte) (MemberKind, string, bool) {
+	if len(rest) < 1 {
+		return 0, "", false
+	}
+	name, tail, ok := readLP(rest[1:])
+	return MemberKind(rest[0]), name, ok && len(tail) == 0
 }
 
 // filterSubject is a connection as a filter sees it: its groups are those
 // it is in directly or through its user.
-func (ap *applyState) filterSubject(hub string, c execConn) FilterSubject {
-	return FilterSubject{ConnectionID: c.id, UserID: c.user, InGroup: func(g string) bool {
-		if ap.memberOf.Get(memberOfKey(hub, MemberConnection, c.id, g)) != nil {
-			return true
-		}
-		return c.user != "" && ap.memberOf.Get(memberOfKey(hub, MemberUser, c.user, g)) != nil
+func (g *groupSets) filterSubject(c execConn) FilterSubject {
+	return FilterSubject{ConnectionID: c.id, UserID: c.user, InGroup: func(group string) bool {
+		s := g.of(group)
+		return s.conns[c.id] || (c.user != "" && s.users[c.user])
 	}}
 }
 
@@ -342,15 +390,11 @@ func (ap *applyState) groupConnections(hub, group string) ([]execConn, error) {
 	prefix := groupPrefix(hub, group)
 	c := ap.groups.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		rest := k[len(prefix):]
-		if len(rest) < 1 {
+		kind, name, ok := splitMemberKey(k[len(prefix):])
+		if !ok {
 			return nil, fmt.Errorf("%w: group key", ErrCorrupt)
 		}
-		name, tail, ok := readLP(rest[1:])
-		if !ok || len(tail) != 0 {
-			return nil, fmt.Errorf("%w: group key", ErrCorrupt)
-		}
-		switch MemberKind(rest[0]) {
+		switch kind {
 		case MemberConnection:
 			user, open, err := ap.connUser(hub, name)
 			if err != nil {

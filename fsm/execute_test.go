@@ -322,3 +322,26 @@ func TestGroupConnectionsPages(t *testing.T) {
 		t.Fatalf("an empty group: got %v, %v, %v", page, more, err)
 	}
 }
+
+// BenchmarkExecuteFilter applies an :execute whose filter is evaluated on
+// each of 10,000 connections of a hub, a tenth of them in the group it
+// selects, and which sends one message to those.
+func BenchmarkExecuteFilter(b *testing.B) {
+	f := newTestFSM(b, fsm.Config{})
+	var cmds []fsm.Command
+	for i := range 10_000 {
+		id := fmt.Sprintf("c%05d", i)
+		cmds = append(cmds, connOpen(id, fmt.Sprintf("u%d", i%500), "n1"))
+		if i%10 == 0 {
+			cmds = append(cmds, join("vip", fsm.MemberConnection, id))
+		}
+	}
+	f.mustApply(t0, cmds...)
+	x := fsm.EncodeExecute(&fsm.Execute{Hub: hub, Filter: "'vip' in groups and userId ne 'u0'", Actions: []fsm.ExecAction{sendAction("t")}})
+	b.ResetTimer()
+	for range b.N {
+		if res := f.mustApply(t0, x); res[0].Index == 0 {
+			b.Fatal("nothing sent")
+		}
+	}
+}
