@@ -130,6 +130,11 @@ func (n *Node) apiVersionChecked(rt apiRoute) http.HandlerFunc {
 			writeError(w, r, errBadRequestf("api-version %s does not define %s %s; it is in %s", v, rt.method, rt.path, strings.Join(rt.versions, ", ")))
 			return
 		}
+		if q.Has("filter") && !strings.HasSuffix(rt.path, "/:execute") {
+			// Ignoring it would reach more connections than the caller meant.
+			writeError(w, r, errBadRequestf("filter is taken by POST /api/hubs/{hub}/:execute only"))
+			return
+		}
 		if r.PathValue("hub") != "" && q.Has("application") {
 			hub, err := applicationHub(q.Get("application"), r.PathValue("hub"))
 			if err != nil {

@@ -149,6 +149,8 @@ func TestVersionedAPIErrorsAndStatuses(t *testing.T) {
 		http.StatusBadRequest, "BadRequest", "no -access-key")
 	wantError(t, "accessKey without a key", doHTTP(t, http.MethodGet, n.apiURL("/api/auth/accessKey", v), nil, nil),
 		http.StatusNotFound, "NotFound", "no -access-key")
+	wantError(t, "filter on :send", doHTTP(t, http.MethodPost, n.apiURL("/api/hubs/chat/:send", v, "filter=true"), send, nil),
+		http.StatusBadRequest, "BadRequest", "filter is taken by")
 	wantError(t, "bad application", doHTTP(t, http.MethodPost, n.apiURL("/api/hubs/chat/:send", v, "application=1app"), send, nil),
 		http.StatusBadRequest, "BadRequest", "application")
 
