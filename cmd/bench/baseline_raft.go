@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,85 +20,96 @@ import (
 	"github.com/backplane/backplane/raftlog"
 )
 
-// The bare engine: three hashicorp/raft members in this process, opened
-// through raftlog.Open so that they get exactly Backplane's Raft set-up
+// The bare engine: three hashicorp/raft members opened through
+// raftlog.Open, so that they get exactly Backplane's Raft set-up
 // (raft-boltdb with fsync behind NewLogCache(1024), MaxAppendEntries 1024,
 // BatchApplyCh, the same timeouts, file snapshots, TCP transport on
-// 127.0.0.1) but a no-op state machine and no HTTP, proposer or store.
+// 127.0.0.1) but a state machine that only times entries, and no HTTP,
+// proposer or store. The members run in this process or each in a process
+// of its own (raftprocs.go); either way the benchmark drives them through
+// the same requests (memberRequest).
 
-// noopFSM applies nothing. While a paced phase runs it also times, on
-// each member, the phase's entries from the proposer's stamp in their
-// data (see stampEntry) to their apply.
-type noopFSM struct {
-	br     *bareRaft
-	member int
+// memberServer is one bare member and its state machine. While a paced
+// phase runs it times the phase's entries from the proposer's stamp in
+// their data (see stampEntry) to their apply.
+type memberServer struct {
+	r   *raftlog.Raft
+	rec atomic.Pointer[stampRecording] // the phase being timed; nil: none
+	// committed counts the messages the paced load committed from here.
+	committed counter
 }
 
-func (f *noopFSM) Apply(l *raft.Log) any {
-	f.ApplyBatch([]*raft.Log{l})
+func (m *memberServer) Apply(l *raft.Log) any {
+	m.ApplyBatch([]*raft.Log{l})
 	return nil
 }
 
-func (f *noopFSM) ApplyBatch(logs []*raft.Log) []any {
-	if rec := f.br.stamps.Load(); rec != nil {
+func (m *memberServer) ApplyBatch(logs []*raft.Log) []any {
+	if rec := m.rec.Load(); rec != nil {
 		now := time.Now()
-		leader := false
-		if m := f.br.member(f.member); m != nil {
-			leader = m.IsLeader()
-		}
+		leader := m.r.IsLeader()
 		for _, l := range logs {
 			if l.Type != raft.LogCommand {
 				continue
 			}
 			if st, ok := rec.stampOf(l.Data); ok {
-				rec.record(f.member, leader, now.Sub(time.Unix(0, st)))
+				rec.record(leader, now.Sub(time.Unix(0, st)))
 			}
 		}
 	}
 	return make([]any, len(logs))
 }
 
-func (*noopFSM) Snapshot() (raft.FSMSnapshot, error) { return noopSnapshot{}, nil }
-func (*noopFSM) Restore(rc io.ReadCloser) error {
+func (*memberServer) Snapshot() (raft.FSMSnapshot, error) { return noopSnapshot{}, nil }
+func (*memberServer) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	_, err := io.Copy(io.Discard, rc)
 	return err
 }
-func (noopSnapshot) Persist(s raft.SnapshotSink) error { return s.Close() }
-func (noopSnapshot) Release()                          {}
 
 type noopSnapshot struct{}
 
-// stampRecording times one paced phase's entries on every member. An
-// entry of the phase starts with the proposer's stamp (Unix nanoseconds,
-// taken just before raft.Apply) and the phase's tag, 8 bytes each, little
+func (noopSnapshot) Persist(s raft.SnapshotSink) error { return s.Close() }
+func (noopSnapshot) Release()                          {}
+
+// openMember opens member id under dir: a loopback TCP transport on a
+// free port and cmd/node's defaults; the first member bootstraps.
+func openMember(id, dir string, bootstrap bool, cfg func(*raftlog.Config)) (*memberServer, error) {
+	m := &memberServer{}
+	rc := raftlog.Config{
+		ID: id, Dir: filepath.Join(dir, id), BindAddr: "127.0.0.1:0", Bootstrap: bootstrap, FSM: m,
+		SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second, TrailingLogs: 10240, // cmd/node's defaults
+	}
+	if cfg != nil {
+		cfg(&rc)
+	}
+	r, err := raftlog.Open(rc)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", id, err)
+	}
+	m.r = r
+	return m, nil
+}
+
+// stampRecording times one paced phase's entries on one member. An entry
+// of the phase starts with the proposer's stamp (Unix nanoseconds, taken
+// just before raft.Apply) and the phase's tag, 8 bytes each, little
 // endian; other entries (those of the throughput phases) are not timed.
 type stampRecording struct {
 	tag uint64
-	// Applies by a member that was the leader when it applied, and by
-	// members that were followers.
+	// Applies made while this member was the leader, and while it was a
+	// follower.
 	leader, followers histogram
-	// Per member: applies timed, and those made as leader.
-	applied, asLeader []atomic.Int64
+	applied, asLeader atomic.Int64
 }
 
 const stampBytes = 16 // stamp and tag
 
-func newStampRecording(members int) *stampRecording {
-	return newStampRecordingTag(members, rand.Uint64()|1)
-}
-
-// newStampRecordingTag records the phase tagged tag (non-zero): the member
-// processes all record the tag their parent chose.
-func newStampRecordingTag(members int, tag uint64) *stampRecording {
-	return &stampRecording{tag: tag, applied: make([]atomic.Int64, members), asLeader: make([]atomic.Int64, members)}
-}
-
 // stampEntry writes the stamp and tag at the start of data (which must
 // have room for them).
-func (rec *stampRecording) stampEntry(data []byte, stamp time.Time) {
+func stampEntry(data []byte, tag uint64, stamp time.Time) {
 	binary.LittleEndian.PutUint64(data[0:8], uint64(stamp.UnixNano()))
-	binary.LittleEndian.PutUint64(data[8:16], rec.tag)
+	binary.LittleEndian.PutUint64(data[8:16], tag)
 }
 
 // stampOf reads an entry's stamp if it is one of the phase's.
@@ -109,123 +120,220 @@ func (rec *stampRecording) stampOf(data []byte) (int64, bool) {
 	return int64(binary.LittleEndian.Uint64(data[0:8])), true
 }
 
-func (rec *stampRecording) record(member int, leader bool, d time.Duration) {
+func (rec *stampRecording) record(leader bool, d time.Duration) {
 	if leader {
 		rec.leader.Record(d)
-		rec.asLeader[member].Add(1)
+		rec.asLeader.Add(1)
 	} else {
 		rec.followers.Record(d)
 	}
-	rec.applied[member].Add(1)
+	rec.applied.Add(1)
 }
 
-// total is the applies timed on every member.
-func (rec *stampRecording) total() int64 {
-	var n int64
-	for i := range rec.applied {
-		n += rec.applied[i].Load()
-	}
-	return n
+// memberRequest is one request to a bare member; Op picks the fields that
+// matter.
+type memberRequest struct {
+	Op       string        `json:"op"`             // status, join, record, paced, stats
+	ID       string        `json:"id,omitempty"`   // join: the member to add
+	Addr     string        `json:"addr,omitempty"` // join: its Raft address
+	Tag      uint64        `json:"tag,omitempty"`  // record: the phase to time (0: stop timing)
+	PerEntry int           `json:"per_entry,omitempty"`
+	Size     int           `json:"size,omitempty"`
+	Rate     float64       `json:"rate,omitempty"`
+	Duration time.Duration `json:"duration,omitempty"`
 }
 
-// bareRaft is a running three-member cluster.
-type bareRaft struct {
-	dir      string
-	mu       sync.Mutex      // guards members while they open
-	members  []*raftlog.Raft // members[i] has state machine i
-	leader   *raftlog.Raft   // the first leader
-	stamps   atomic.Pointer[stampRecording]
-	stopOnce sync.Once
+// memberReply is a member's answer.
+type memberReply struct {
+	Err      string `json:"err,omitempty"`
+	RaftAddr string `json:"raft_addr,omitempty"` // the first line a member process writes
+	// status: whether it leads, knows a leader, and how many members it
+	// sees.
+	Leader    bool `json:"leader,omitempty"`
+	HasLeader bool `json:"has_leader,omitempty"`
+	Members   int  `json:"members,omitempty"`
+	// stats: what its state machine timed of the phase tagged Stats.Tag.
+	Stats memberStats `json:"stats"`
+	// paced: the commit latencies of the load it proposed.
+	Commit  histSnapshot `json:"commit"`
+	Offered int          `json:"offered,omitempty"`
+	Seconds float64      `json:"seconds,omitempty"`
 }
 
-// member returns member i, or nil while it is still opening.
-func (br *bareRaft) member(i int) *raftlog.Raft {
-	br.mu.Lock()
-	defer br.mu.Unlock()
-	if i < len(br.members) {
-		return br.members[i]
-	}
-	return nil
+// memberStats is a member's recording of one phase.
+type memberStats struct {
+	ID        string       `json:"id"`
+	Tag       uint64       `json:"tag"`
+	Leader    histSnapshot `json:"leader"`
+	Followers histSnapshot `json:"followers"`
+	Applied   int64        `json:"applied"`
+	AsLeader  int64        `json:"as_leader"`
 }
 
-// currentLeader is the member that is leader now (or the first leader if
-// none is at this moment) and its position.
-func (br *bareRaft) currentLeader() (*raftlog.Raft, int) {
-	for i, m := range br.members {
-		if m.IsLeader() {
-			return m, i
+// handle answers one request.
+func (m *memberServer) handle(ctx context.Context, req memberRequest) memberReply {
+	var out memberReply
+	var err error
+	switch req.Op {
+	case "status":
+		st := m.r.Status()
+		var members []raftlog.Member
+		members, err = m.r.Members()
+		out.Leader, out.HasLeader, out.Members = st.State == "Leader", st.LeaderID != "", len(members)
+	case "join":
+		_, err = m.r.Join(req.ID, req.Addr)
+	case "record":
+		if req.Tag == 0 {
+			m.rec.Store(nil)
+		} else {
+			m.rec.Store(&stampRecording{tag: req.Tag})
 		}
+	case "stats":
+		out.Stats.ID = m.r.ID()
+		if rec := m.rec.Load(); rec != nil {
+			out.Stats = memberStats{ID: m.r.ID(), Tag: rec.tag, Leader: rec.leader.snapshot(), Followers: rec.followers.snapshot(),
+				Applied: rec.applied.Load(), AsLeader: rec.asLeader.Load()}
+		}
+	case "paced":
+		rec := m.rec.Load()
+		switch {
+		case req.PerEntry < 1 || req.Size < 0 || req.Rate <= 0 || req.Duration <= 0:
+			err = fmt.Errorf("paced: want per_entry ≥ 1, size ≥ 0, rate > 0, duration > 0, got %+v", req)
+		case rec == nil:
+			err = errors.New("paced: no recording: send record first")
+		case !m.r.IsLeader():
+			err = errors.New("paced: not the leader")
+		default:
+			pl := pacedLoad(ctx, m.r, rec.tag, req.PerEntry, req.Size, req.Rate, req.Duration, &m.committed)
+			out.Commit, out.Offered, out.Seconds = pl.commit.snapshot(), pl.offered, pl.secs
+		}
+	default:
+		err = fmt.Errorf("unknown op %q", req.Op)
 	}
-	return br.leader, slices.Index(br.members, br.leader)
+	if err != nil {
+		out.Err = err.Error()
+	}
+	return out
 }
 
-// startBareRaft opens three members under a new temp dir: the first
-// bootstraps and adds the others.
-func startBareRaft(ctx context.Context) (br *bareRaft, err error) {
+// bareMember is a member the benchmark drives: in this process or in one
+// of its own.
+type bareMember interface {
+	name() string
+	pid() int // 0: this process
+	call(ctx context.Context, req memberRequest) (memberReply, error)
+}
+
+// localMember is a member in this process.
+type localMember struct{ *memberServer }
+
+func (l localMember) name() string { return l.r.ID() }
+func (l localMember) pid() int     { return 0 }
+func (l localMember) call(ctx context.Context, req memberRequest) (memberReply, error) {
+	out := l.handle(ctx, req)
+	if out.Err != "" {
+		return out, fmt.Errorf("%s %s: %s", l.name(), req.Op, out.Err)
+	}
+	return out, nil
+}
+
+// bareCluster is three running members.
+type bareCluster struct {
+	members []bareMember
+	local   []*memberServer // the members in this process
+	stop    func()          // ends the members and removes their directory, once
+}
+
+// startBareRaft opens three members in this process under a new temp
+// dir: the first bootstraps and adds the others.
+func startBareRaft(ctx context.Context) (bc *bareCluster, err error) {
 	dir, err := os.MkdirTemp("", "backplane-bench-raft-")
 	if err != nil {
 		return nil, fmt.Errorf("create temp dir: %w", err)
 	}
-	br = &bareRaft{dir: dir}
+	bc = &bareCluster{}
+	bc.stop = sync.OnceFunc(func() {
+		var wg sync.WaitGroup
+		for _, m := range bc.local {
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = m.r.Shutdown() }()
+		}
+		wg.Wait()
+		_ = os.RemoveAll(dir)
+	})
 	defer func() {
 		if err != nil {
-			br.stop()
+			bc.stop()
 		}
 	}()
 	for i := 1; i <= 3; i++ {
-		id := fmt.Sprintf("raft%d", i)
-		r, err := raftlog.Open(bareMemberConfig(id, filepath.Join(dir, id), i == 1, &noopFSM{br: br, member: i - 1}))
+		m, err := openMember(fmt.Sprintf("raft%d", i), dir, i == 1, nil)
 		if err != nil {
-			return br, fmt.Errorf("open %s: %w", id, err)
+			return bc, err
 		}
-		br.mu.Lock()
-		br.members = append(br.members, r)
-		br.mu.Unlock()
+		bc.local = append(bc.local, m)
+		bc.members = append(bc.members, localMember{m})
 	}
-	br.leader = br.members[0]
-	deadline := time.Now().Add(20 * time.Second)
-	for !br.leader.IsLeader() {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return br, fmt.Errorf("bare raft: no leader within 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	for _, m := range br.members[1:] {
-		if _, err := br.leader.Join(m.ID(), m.LocalAddr()); err != nil {
-			return br, fmt.Errorf("bare raft: add %s: %w", m.ID(), err)
-		}
-	}
-	return br, nil
+	return bc, bc.form(ctx, func(i int) string { return bc.local[i].r.LocalAddr() })
 }
 
-// bareMemberConfig is the Raft set-up of one bare member, in this process
-// or in a member process of its own (see baseline_raft_procs.go): a
-// loopback TCP transport on a free port and cmd/node's defaults.
-func bareMemberConfig(id, dir string, bootstrap bool, fsm raft.FSM) raftlog.Config {
-	return raftlog.Config{
-		ID: id, Dir: dir, BindAddr: "127.0.0.1:0", Bootstrap: bootstrap, FSM: fsm,
-		// cmd/node's defaults.
-		SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second, TrailingLogs: 10240,
+// form waits for the first member to lead, has it add the others (whose
+// Raft addresses raftAddr gives), and waits until every member sees three
+// members and a leader.
+func (bc *bareCluster) form(ctx context.Context, raftAddr func(i int) string) error {
+	if err := bc.waitStatus(ctx, 0, func(r memberReply) bool { return r.Leader }); err != nil {
+		return err
 	}
+	for i, m := range bc.members[1:] {
+		if _, err := bc.members[0].call(ctx, memberRequest{Op: "join", ID: m.name(), Addr: raftAddr(i + 1)}); err != nil {
+			return err
+		}
+	}
+	for i := range bc.members {
+		if err := bc.waitStatus(ctx, i, func(r memberReply) bool { return r.HasLeader && r.Members == len(bc.members) }); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// stop shuts the members down and removes their directory, once.
-func (br *bareRaft) stop() {
-	br.stopOnce.Do(func() {
-		var wg sync.WaitGroup
-		for _, m := range br.members {
-			wg.Add(1)
-			go func() { defer wg.Done(); _ = m.Shutdown() }()
+// waitStatus polls member i's status until ok holds, for 20 s at most.
+func (bc *bareCluster) waitStatus(ctx context.Context, i int, ok func(memberReply) bool) error {
+	m := bc.members[i]
+	var last memberReply
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		r, err := m.call(ctx, memberRequest{Op: "status"})
+		if err == nil && ok(r) {
+			return nil
 		}
-		wg.Wait()
-		_ = os.RemoveAll(br.dir)
-	})
+		last = r
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("bare raft: %s not ready within 20s (leader %v, knows a leader %v, %d members)", m.name(), last.Leader, last.HasLeader, last.Members)
+}
+
+// leader returns the member that leads now.
+func (bc *bareCluster) leader(ctx context.Context) (int, error) {
+	for i, m := range bc.members {
+		if r, err := m.call(ctx, memberRequest{Op: "status"}); err == nil && r.Leader {
+			return i, nil
+		}
+	}
+	return -1, errors.New("bare raft: no member leads")
 }
 
 // throughput applies entries of perEntry messages of size bytes each,
-// inflight at a time, for d.
-func (br *bareRaft) throughput(ctx context.Context, perEntry, size, inflight int, d time.Duration, prog *counter) raftBaseline {
-	leader, _ := br.currentLeader()
+// inflight at a time, for d, through the leader (in this process).
+func (bc *bareCluster) throughput(ctx context.Context, perEntry, size, inflight int, d time.Duration, prog *counter) (raftBaseline, error) {
+	li, err := bc.leader(ctx)
+	if err != nil {
+		return raftBaseline{}, err
+	}
+	leader := bc.local[li].r
 	data := make([]byte, perEntry*size)
 	for i := range data {
 		data[i] = byte('a' + i%26)
@@ -254,34 +362,7 @@ func (br *bareRaft) throughput(ctx context.Context, perEntry, size, inflight int
 	secs := time.Since(start).Seconds()
 	entries := float64(h.Summary().Count)
 	return raftBaseline{MsgsPerEntry: perEntry, Inflight: inflight, MsgsPerSec: entries * float64(perEntry) / secs,
-		EntriesPerSec: entries / secs, Commit: h.Summary()}
-}
-
-// paced applies entries of perEntry messages at rate messages/s for d,
-// each in its own goroutine, and times each commit. Each entry carries
-// the proposer's stamp, taken just before raft.Apply, and every member's
-// state machine times it to its apply: "stamp → applied" as the nodes'
-// backplane_apply_delay_seconds does, the leader being whichever member
-// is leader when it applies.
-func (br *bareRaft) paced(ctx context.Context, perEntry, size int, rate float64, d time.Duration, prog *counter) raftBaseline {
-	leader, li := br.currentLeader()
-	rec := newStampRecording(len(br.members))
-	br.stamps.Store(rec)
-	defer br.stamps.Store(nil)
-	pl := pacedLoad(ctx, leader, rec, perEntry, size, rate, d, prog)
-	rb := pl.baseline(perEntry, rate)
-	// The followers apply a little after the leader's commit returned.
-	want := int64(pl.commit.Summary().Count) * int64(len(br.members))
-	for deadline := time.Now().Add(5 * time.Second); rec.total() < want && time.Now().Before(deadline) && ctx.Err() == nil; {
-		time.Sleep(5 * time.Millisecond)
-	}
-	br.stamps.Store(nil)
-	ids := make([]string, len(br.members))
-	for i, m := range br.members {
-		ids[i] = m.ID()
-	}
-	rb.addStampDelays(rec, ids, li, want)
-	return rb
+		EntriesPerSec: entries / secs, Commit: h.Summary()}, nil
 }
 
 // pacedResult is what a paced load measured on the proposer.
@@ -292,10 +373,9 @@ type pacedResult struct {
 }
 
 // pacedLoad proposes entries of perEntry messages of size bytes to leader
-// at rate messages/s for d, each in its own goroutine, stamped with rec's
-// stamp just before raft.Apply, and times each commit. The in-process
-// baseline and the leader of the member processes run this same loop.
-func pacedLoad(ctx context.Context, leader *raftlog.Raft, rec *stampRecording, perEntry, size int, rate float64, d time.Duration, prog *counter) pacedResult {
+// at rate messages/s for d, each in its own goroutine, stamped with the
+// phase's tag and the time just before raft.Apply, and times each commit.
+func pacedLoad(ctx context.Context, leader *raftlog.Raft, tag uint64, perEntry, size int, rate float64, d time.Duration, prog *counter) pacedResult {
 	h := new(histogram)
 	start := time.Now()
 	interval := time.Duration(float64(time.Second) * float64(perEntry) / rate)
@@ -309,7 +389,7 @@ func pacedLoad(ctx context.Context, leader *raftlog.Raft, rec *stampRecording, p
 			defer wg.Done()
 			data := make([]byte, max(perEntry*size, stampBytes))
 			t := time.Now()
-			rec.stampEntry(data, t)
+			stampEntry(data, tag, t)
 			if _, _, err := leader.Apply(ctx, data); err == nil {
 				h.Record(time.Since(t))
 				prog.Add(int64(perEntry))
@@ -322,36 +402,93 @@ func pacedLoad(ctx context.Context, leader *raftlog.Raft, rec *stampRecording, p
 	return pacedResult{commit: h, offered: n, secs: time.Since(start).Seconds()}
 }
 
-// baseline is the paced measurement's line, without its stamp delays.
-func (pl pacedResult) baseline(perEntry int, rate float64) raftBaseline {
-	c := pl.commit.Summary()
-	return raftBaseline{MsgsPerEntry: perEntry, Rate: rate, MsgsPerSec: float64(c.Count) * float64(perEntry) / pl.secs,
-		EntriesPerSec: float64(pl.offered) / pl.secs, Commit: c}
-}
-
-// addStampDelays adds the stamp → applied lines of a paced phase, and
-// notes on who applied as leader and on applies not seen.
-func (rb *raftBaseline) addStampDelays(rec *stampRecording, members []string, firstLeader int, want int64) {
-	rb.Delays = append(rb.Delays,
-		namedLatency{Name: "stamp → applied, leader", Latency: rec.leader.Summary()},
-		namedLatency{Name: "stamp → applied, followers", Latency: rec.followers.Summary()})
-	var leaders []string
-	for i, m := range members {
-		if rec.asLeader[i].Load() > 0 {
-			leaders = append(leaders, m)
+// paced has the leader propose entries of perEntry messages at rate
+// messages/s for d and times each commit; every member's state machine
+// times "stamp → applied", as the nodes' backplane_apply_delay_seconds
+// does, the leader being whichever member is leader when it applies.
+func (bc *bareCluster) paced(ctx context.Context, perEntry, size int, rate float64, d time.Duration) (raftBaseline, error) {
+	li, err := bc.leader(ctx)
+	if err != nil {
+		return raftBaseline{}, err
+	}
+	tag := rand.Uint64() | 1
+	for _, m := range bc.members {
+		if _, err := m.call(ctx, memberRequest{Op: "record", Tag: tag}); err != nil {
+			return raftBaseline{}, err
 		}
 	}
+	defer func() {
+		for _, m := range bc.members {
+			_, _ = m.call(context.WithoutCancel(ctx), memberRequest{Op: "record"})
+		}
+	}()
+	r, err := bc.members[li].call(ctx, memberRequest{Op: "paced", PerEntry: perEntry, Size: size, Rate: rate, Duration: d})
+	if err != nil {
+		return raftBaseline{}, err
+	}
+	commit := new(histogram)
+	if err := commit.merge(r.Commit); err != nil {
+		return raftBaseline{}, fmt.Errorf("paced: %w", err)
+	}
+	c := commit.Summary()
+	rb := raftBaseline{MsgsPerEntry: perEntry, Rate: rate, MsgsPerSec: float64(c.Count) * float64(perEntry) / r.Seconds,
+		EntriesPerSec: float64(r.Offered) / r.Seconds, Commit: c}
+	// The followers apply a little after the leader's commit returned.
+	want := int64(c.Count) * int64(len(bc.members))
+	var stats []memberStats
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		stats = stats[:0]
+		var got int64
+		for _, m := range bc.members {
+			r, err := m.call(ctx, memberRequest{Op: "stats"})
+			if err != nil {
+				return rb, err
+			}
+			stats = append(stats, r.Stats)
+			got += r.Stats.Applied
+		}
+		if got >= want || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return rb, rb.addStampDelays(stats, tag, bc.members[li].name(), want)
+}
+
+// addStampDelays adds the stamp → applied lines of a paced phase from the
+// members' recordings of the phase tagged tag, and notes on who applied as
+// leader and on applies not seen.
+func (rb *raftBaseline) addStampDelays(stats []memberStats, tag uint64, firstLeader string, want int64) error {
+	var leader, followers histogram
+	var leaders []string
+	var got int64
+	for _, s := range stats {
+		if s.Tag != tag {
+			return fmt.Errorf("%s timed phase %d, not %d", s.ID, s.Tag, tag)
+		}
+		if err := errors.Join(leader.merge(s.Leader), followers.merge(s.Followers)); err != nil {
+			return fmt.Errorf("%s: %w", s.ID, err)
+		}
+		if s.AsLeader > 0 {
+			leaders = append(leaders, s.ID)
+		}
+		got += s.Applied
+	}
+	rb.Delays = append(rb.Delays,
+		namedLatency{Name: "stamp → applied, leader", Latency: leader.Summary()},
+		namedLatency{Name: "stamp → applied, followers", Latency: followers.Summary()})
 	rb.Leader = strings.Join(leaders, ", ")
 	if rb.Leader != "" {
 		rb.Notes = append(rb.Notes, "stamp → applied: from the stamp taken just before raft.Apply to the no-op state machine's ApplyBatch call on each member "+
 			"(leader: "+rb.Leader+", as it was when applying); within ~3%, where the nodes' lines are interpolated within ×1.5 buckets and end after their store's write")
 	}
-	if len(leaders) > 1 || (len(leaders) == 1 && firstLeader >= 0 && leaders[0] != members[firstLeader]) {
+	if len(leaders) > 1 || (len(leaders) == 1 && leaders[0] != firstLeader) {
 		rb.Notes = append(rb.Notes, fmt.Sprintf("the leader changed during the phase: applies as leader by %s", rb.Leader))
 	}
-	if got := rec.total(); got < want {
-		rb.Notes = append(rb.Notes, fmt.Sprintf("%d of %d applies (committed entries × %d members) not seen within 5s", want-got, want, len(members)))
+	if got < want {
+		rb.Notes = append(rb.Notes, fmt.Sprintf("%d of %d applies (committed entries × %d members) not seen within 5s", want-got, want, len(stats)))
 	}
+	return nil
 }
 
 // roundPerEntry turns a measured messages-per-entry ratio into a whole
@@ -370,14 +507,25 @@ type perEntryGroup struct {
 	scenarios []string
 }
 
-// groupByPerEntry groups scenarios by their messages per Raft entry,
-// rounded as roundPerEntry does, keeping the order of first appearance:
-// scenarios that round to the same number share one measurement.
-func groupByPerEntry(names []string, ratios []float64) []perEntryGroup {
+// throughputGroups returns the bare-Raft throughput measurements the
+// report's scenarios need: one per distinct messages per entry (rounded
+// by roundPerEntry) of hifreq and hifreq-ws, in that order, or 1 message
+// per entry for hifreq when no scenario ran at all (a baselines-only run).
+func throughputGroups(rep *report) []perEntryGroup {
 	var groups []perEntryGroup
+	if len(rep.Scenarios) == 0 {
+		return []perEntryGroup{{1, []string{"hifreq"}}}
+	}
 next:
-	for i, name := range names {
-		k := roundPerEntry(ratios[i])
+	for _, name := range []string{"hifreq", "hifreq-ws"} {
+		s := rep.scenario(name)
+		if s == nil {
+			continue
+		}
+		k := 1
+		if m := s.metric("messages per Raft entry"); m != nil {
+			k = roundPerEntry(m.Value)
+		}
 		for g := range groups {
 			if groups[g].perEntry == k {
 				groups[g].scenarios = append(groups[g].scenarios, name)
@@ -389,78 +537,55 @@ next:
 	return groups
 }
 
-// throughputScenarios are the as-fast-as-possible scenarios whose
-// committed publishes/s are compared with the bare Raft throughput.
-var throughputScenarios = []string{"hifreq", "hifreq-ws"}
-
-// throughputGroups returns the bare-Raft throughput measurements the
-// report's scenarios need: one per distinct messages per entry of the
-// throughput scenarios that ran, or 1 message per entry for hifreq when
-// no scenario ran at all (a baselines-only run).
-func throughputGroups(rep *report) []perEntryGroup {
-	var names []string
-	var ratios []float64
-	for _, name := range throughputScenarios {
-		s := rep.scenario(name)
-		if s == nil {
-			continue
-		}
-		v := 1.0
-		if m := s.metric("messages per Raft entry"); m != nil {
-			v = m.Value
-		}
-		names, ratios = append(names, name), append(ratios, v)
-	}
-	if len(names) == 0 && len(rep.Scenarios) == 0 {
-		names, ratios = []string{"hifreq"}, []float64{1}
-	}
-	return groupByPerEntry(names, ratios)
-}
-
 // raftBaselines measures the bare engine at the messages per entry that
-// the scenarios achieved.
+// the scenarios achieved, then at broadcast's rate with its members in
+// this process and, with -baseline-procs, in three processes.
 func (b *bench) raftBaselines(ctx context.Context, rep *report) error {
 	groups := throughputGroups(rep)
-	if len(groups) == 0 && (rep.scenario("broadcast") == nil || b.cfg.rate <= 0) {
+	bcast := rep.scenario("broadcast")
+	paced := bcast != nil && b.cfg.rate > 0
+	if len(groups) == 0 && !paced {
 		return nil // nothing to compare with
 	}
 	b.logf("baseline: bare three-member Raft cluster in this process")
-	br, err := startBareRaft(ctx)
+	bc, err := startBareRaft(ctx)
 	if err != nil {
 		return err
 	}
-	b.cleanups.add(br.stop, nil)
-	defer br.stop()
+	b.cleanups.add(bc.stop, nil)
+	defer bc.stop()
 	for _, g := range groups {
 		for _, inflight := range b.cfg.baselineInflight {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			k := g.perEntry
 			c := &counter{name: "committed"}
-			prog := startProgress(b.stderr, fmt.Sprintf("bare raft %d msgs/entry, %d in flight", k, inflight), c)
-			meter := selfMeter()
-			rb := br.throughput(ctx, k, b.cfg.size, inflight, b.cfg.duration, c)
-			rb.Usage = meter.Stop(ctx)
+			prog := startProgress(b.stderr, fmt.Sprintf("bare raft %d msgs/entry, %d in flight", g.perEntry, inflight), c)
+			meter := startUsage(nil)
+			rb, err := bc.throughput(ctx, g.perEntry, b.cfg.size, inflight, b.cfg.duration, c)
+			rb.Usage = meter.Stop()
 			prog.Stop()
+			if err != nil {
+				return err
+			}
 			rb.For, rb.AlsoFor = g.scenarios[0], g.scenarios[1:]
 			rep.Baselines.Raft = append(rep.Baselines.Raft, rb)
 		}
 	}
-	s := rep.scenario("broadcast")
-	if s == nil || b.cfg.rate <= 0 {
+	if !paced {
 		return ctx.Err()
 	}
 	k := 1
-	if m := s.metric("messages per Raft entry"); m != nil {
+	if m := bcast.metric("messages per Raft entry"); m != nil {
 		k = roundPerEntry(m.Value)
 	}
-	c := &counter{name: "committed"}
-	prog := startProgress(b.stderr, fmt.Sprintf("bare raft %s msgs/s", human(b.cfg.rate)), c)
-	meter := selfMeter()
-	rb := br.paced(ctx, k, b.cfg.size, b.cfg.rate, b.cfg.duration, c)
-	rb.Usage = meter.Stop(ctx)
-	prog.Stop()
+	b.logf("baseline: bare Raft at %s msgs/s, %d msgs/entry", human(b.cfg.rate), k)
+	meter := startUsage(nil)
+	rb, err := bc.paced(ctx, k, b.cfg.size, b.cfg.rate, b.cfg.duration)
+	rb.Usage = meter.Stop()
+	if err != nil {
+		return err
+	}
 	rb.For = "broadcast"
 	rep.Baselines.Raft = append(rep.Baselines.Raft, rb)
 	if !b.cfg.baselineProcs || ctx.Err() != nil {
@@ -468,9 +593,8 @@ func (b *bench) raftBaselines(ctx context.Context, rep *report) error {
 	}
 	// The same measurement with each member in a process of its own; the
 	// in-process members stop first, so that only these run.
-	br.stop()
-	rb, err = b.raftProcsBaseline(ctx, k)
-	if err != nil {
+	bc.stop()
+	if rb, err = b.raftProcsBaseline(ctx, k); err != nil {
 		return fmt.Errorf("three processes: %w", err)
 	}
 	rep.Baselines.Raft = append(rep.Baselines.Raft, rb)

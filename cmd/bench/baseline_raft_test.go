@@ -3,20 +3,30 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
 )
 
+// TestMain lets the test binary serve as a bare Raft member process, as
+// the benchmark binary does (raftprocs.go).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == bareMemberCmd {
+		os.Exit(runBareRaftMember(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
 func TestStampEntry(t *testing.T) {
-	rec := newStampRecording(3)
+	rec := &stampRecording{tag: 7}
 	data := make([]byte, 200)
 	at := time.Unix(0, 1700000000123456789)
-	rec.stampEntry(data, at)
+	stampEntry(data, rec.tag, at)
 	if st, ok := rec.stampOf(data); !ok || st != at.UnixNano() {
 		t.Errorf("stampOf = %d, %v; want %d", st, ok, at.UnixNano())
 	}
-	if _, ok := newStampRecording(3).stampOf(data); ok {
+	if _, ok := (&stampRecording{tag: 9}).stampOf(data); ok {
 		t.Error("another phase's tag accepted")
 	}
 	throughput := make([]byte, 200)
@@ -86,21 +96,15 @@ func TestFinishComparesStampDelays(t *testing.T) {
 	}
 }
 
-// TestPacedStampDelays runs a short paced phase on a real bare cluster:
-// every member times every entry, the leader's once each.
-func TestPacedStampDelays(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a three-member Raft cluster")
-	}
+// checkPaced checks a short paced phase on a real bare cluster: every
+// member timed every entry, the leader's once each, and stopped timing.
+func checkPaced(t *testing.T, bc *bareCluster) {
+	t.Helper()
 	ctx := context.Background()
-	br, err := startBareRaft(ctx)
+	rb, err := bc.paced(ctx, 1, 200, 200, 300*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer br.stop()
-	// Entries of a throughput phase are not timed.
-	br.throughput(ctx, 1, 200, 4, 100*time.Millisecond, &counter{})
-	rb := br.paced(ctx, 1, 200, 200, 300*time.Millisecond, &counter{})
 	n := rb.Commit.Count
 	if n == 0 {
 		t.Fatal("nothing committed")
@@ -113,10 +117,65 @@ func TestPacedStampDelays(t *testing.T) {
 	if leader.MaxMS > rb.Commit.MaxMS+1 {
 		t.Errorf("leader's stamp → applied max %v ms beyond the commit's %v ms", leader.MaxMS, rb.Commit.MaxMS)
 	}
-	if rb.Leader != br.leader.ID() {
-		t.Errorf("leader %q, want %q", rb.Leader, br.leader.ID())
+	li, err := bc.leader(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if br.stamps.Load() != nil {
-		t.Error("recording left on after the phase")
+	if rb.Leader != bc.members[li].name() {
+		t.Errorf("leader %q, want %q", rb.Leader, bc.members[li].name())
+	}
+	for _, m := range bc.members {
+		r, err := m.call(ctx, memberRequest{Op: "stats"})
+		if err != nil || r.Stats.Tag != 0 {
+			t.Errorf("%s: stats %+v, %v: want the recording off after the phase", m.name(), r.Stats, err)
+		}
+	}
+	if _, err := bc.members[li].call(ctx, memberRequest{Op: "paced", PerEntry: 1, Size: 200, Rate: 100, Duration: time.Millisecond}); err == nil {
+		t.Error("a paced load without a recording: no error")
+	}
+}
+
+// TestPacedStampDelays runs a short paced phase on three members in this
+// process, after a throughput phase whose entries are not timed.
+func TestPacedStampDelays(t *testing.T) {
+	ctx := context.Background()
+	bc, err := startBareRaft(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.stop()
+	rb, err := bc.throughput(ctx, 1, 200, 4, 100*time.Millisecond, &counter{})
+	if err != nil || rb.Commit.Count == 0 || rb.MsgsPerSec <= 0 {
+		t.Fatalf("throughput %+v, %v: want entries committed", rb, err)
+	}
+	checkPaced(t, bc)
+}
+
+// TestPacedProcs runs the same phase on three member processes (this
+// test binary re-executed), driven over their stdin and stdout.
+func TestPacedProcs(t *testing.T) {
+	bc, _, err := startBareRaftProcs(context.Background())
+	if bc != nil {
+		t.Cleanup(bc.stop)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range bc.members {
+		if m.pid() == 0 || m.pid() == os.Getpid() {
+			t.Fatalf("%s runs in this process (pid %d)", m.name(), m.pid())
+		}
+	}
+	checkPaced(t, bc)
+	if _, err := bc.members[0].call(context.Background(), memberRequest{Op: "nonsense"}); err == nil || !strings.Contains(err.Error(), "unknown op") {
+		t.Errorf("an unknown request: %v, want an error naming it", err)
+	}
+	bc.stop()
+	for _, m := range bc.members {
+		select {
+		case <-m.(*procMember).exited:
+		default:
+			t.Errorf("%s still runs after stop", m.name())
+		}
 	}
 }

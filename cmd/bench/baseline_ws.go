@@ -151,7 +151,7 @@ func (b *bench) wsBroadcast(ctx context.Context, conns, perFrame int, d time.Dur
 	stats := newDeliveryStats()
 	t.d.Store(stats)
 	prog := startProgress(b.stderr, fmt.Sprintf("raw websocket %d/frame", perFrame), stats.delivered)
-	meter := selfMeter()
+	meter := startUsage(nil)
 	frames0 := countFrames(clients)
 	start := time.Now()
 	for time.Since(start) < d && ctx.Err() == nil && seq < maxFanoutSeq {
@@ -160,7 +160,7 @@ func (b *bench) wsBroadcast(ctx context.Context, conns, perFrame int, d time.Dur
 	elapsed := time.Since(start)
 	frames1 := countFrames(clients)
 	prog.Stop()
-	wb.Usage = meter.Stop(ctx)
+	wb.Usage = meter.Stop()
 	wb.DeliveriesPerSec = float64(stats.delivered.Load()) / elapsed.Seconds()
 	wb.RecordsPerFrame = recordsPerFrame(frames0, frames1)
 	if n, why := dropped(clients); n > 0 {

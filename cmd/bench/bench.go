@@ -30,17 +30,12 @@ type scenarioFunc func(ctx context.Context, r *scenarioResult) error
 // runAll starts (or reaches) the cluster, runs the scenarios, measures the
 // disk, stops the cluster and runs the baselines.
 func (b *bench) runAll(ctx context.Context, rep *report) error {
+	b.logf("starting a local three-node cluster")
 	var err error
-	if len(b.cfg.targets) > 0 {
-		b.cl, err = remoteCluster(ctx, b.cfg.targets, b.cfg.adminToken)
-		rep.Cluster = fmt.Sprintf("existing cluster: %v", b.cfg.targets)
-	} else {
-		b.logf("starting a local three-node cluster")
-		b.cl, err = startLocalCluster(ctx, b.cfg.binary, b.cfg.nodeArgs, b.logf)
-		rep.Cluster = "local: 3 backplane processes on 127.0.0.1, data in a temp dir"
-		if len(b.cfg.nodeArgs) > 0 {
-			rep.Cluster += fmt.Sprintf(", node flags %q", b.cfg.nodeArgs)
-		}
+	b.cl, err = startLocalCluster(ctx, b.cfg.binary, b.cfg.nodeArgs, b.logf)
+	rep.Cluster = "local: 3 backplane processes on 127.0.0.1, data in a temp dir"
+	if len(b.cfg.nodeArgs) > 0 {
+		rep.Cluster += fmt.Sprintf(", node flags %q", b.cfg.nodeArgs)
 	}
 	if b.cl != nil {
 		cl := b.cl
@@ -75,7 +70,7 @@ func (b *bench) runAll(ctx context.Context, rep *report) error {
 	if rep.Disk, err = b.cl.disk(ctx); err != nil {
 		b.logf("disk usage: %v", err)
 	}
-	for i, s := range b.cl.sampleAll(ctx) {
+	for i, s := range sampleAll(b.cl.procs()) {
 		if i < len(b.cl.nodes) && s.peakKB > 0 {
 			rep.peakRSS = append(rep.peakRSS, float64(s.peakKB)/1024)
 			rep.nodeNames = append(rep.nodeNames, b.cl.nodes[i].id)
@@ -116,7 +111,7 @@ type measure struct {
 }
 
 func (b *bench) startMeasure(ctx context.Context, r *scenarioResult) *measure {
-	m := &measure{b: b, r: r, meter: b.cl.startUsage(ctx)}
+	m := &measure{b: b, r: r, meter: startUsage(b.cl.procs())}
 	if b.cfg.pprofDir == "" {
 		return m
 	}
@@ -149,7 +144,7 @@ func (b *bench) startMeasure(ctx context.Context, r *scenarioResult) *measure {
 // stop ends the window and records the usage; with -pprof it also saves
 // the leader's heap profile (in use at the end of the window).
 func (m *measure) stop(ctx context.Context) {
-	m.r.Usage = m.meter.Stop(ctx)
+	m.r.Usage = m.meter.Stop()
 	m.profiles.Wait()
 	if m.b.cfg.pprofDir == "" {
 		return

@@ -67,6 +67,20 @@ func (p payload) args(dst []byte, sent time.Time, seq int64, origin int) []byte 
 	return append(dst, '"', ']')
 }
 
+// values appends the same arguments to dst, one value each, after prefix:
+// the arguments of a relay invocation, which takes its own (the group, the
+// target) first.
+func (p payload) values(dst []hubproto.RawValue, sent time.Time, seq int64, origin int, prefix ...string) []hubproto.RawValue {
+	for _, s := range prefix {
+		dst = append(dst, hubproto.JSONValue(strconv.AppendQuote(nil, s)))
+	}
+	arr := p.args(nil, sent, seq, origin)
+	for _, v := range bytes.SplitN(arr[1:len(arr)-1], []byte(","), 4) {
+		dst = append(dst, hubproto.JSONValue(v))
+	}
+	return dst
+}
+
 // restBody is a REST send body: {"target":"msg","arguments":[...]}.
 func (p payload) restBody(sent time.Time, seq int64, origin int) []byte {
 	b := make([]byte, 0, p.size+40)
@@ -115,8 +129,8 @@ type publisher struct {
 
 var errNotAccepted = errors.New("publish not accepted")
 
-// publish posts body to POST /api/v1/hubs/{hub}[/groups/{group}] and
-// returns the committed message index.
+// publish posts body to POST /api/v1/hubs/{hub} and returns the committed
+// message index.
 func (p *publisher) publish(ctx context.Context, base, hub string, body []byte) (uint64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/hubs/"+hub, bytes.NewReader(body))
 	if err != nil {
@@ -139,9 +153,10 @@ func (p *publisher) publish(ctx context.Context, base, hub string, body []byte) 
 	return idx, nil
 }
 
-// hubClient is a SignalR client over WebSocket with the JSON protocol.
-// One goroutine reads; onMessage runs on it for every Invocation and
-// onCompletion for every Completion.
+// hubClient is a SignalR client over WebSocket with the JSON protocol
+// (transport/hubproto encodes and parses its records). One goroutine
+// reads; onMessage runs on it for every Invocation and onCompletion for
+// every Completion.
 type hubClient struct {
 	node int // index of the node it is connected to
 	ws   *websocket.Conn
@@ -158,7 +173,6 @@ type hubClient struct {
 	// done receives the error text of completions while a caller waits in
 	// invokeWait ("" for success).
 	done   chan string
-	tag    int // the scenario's own number for the client
 	nextID atomic.Int64
 	// sentAt holds the send time of recent invocations by id, to time
 	// their completion. It is allocated only for a client that gets
@@ -168,9 +182,6 @@ type hubClient struct {
 	// fragments joined) and records the hub-protocol records parsed from
 	// them, for records per frame.
 	frames, records atomic.Int64
-	// skipped counts the Invocations a client without onMessage received
-	// and did not parse.
-	skipped atomic.Int64
 }
 
 // sentRing is how many recent invocations a client can time: at most
@@ -202,7 +213,6 @@ func dialHub(ctx context.Context, hc *http.Client, d *websocket.Dialer, base, hu
 	resp.Body.Close()
 	var neg struct {
 		ConnectionToken string `json:"connectionToken"`
-		Error           string `json:"error"`
 	}
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &neg) != nil || neg.ConnectionToken == "" {
 		return nil, fmt.Errorf("negotiate: %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
@@ -251,16 +261,14 @@ func newHubClient(ws *websocket.Conn, node int, onMessage, onCompletion func(*hu
 	return c
 }
 
-// read parses records until the connection ends.
-func (c *hubClient) read(pending []byte) {
+// read parses records until the connection ends. A frame is counted
+// together with its records, so that a count taken meanwhile sees both or
+// neither (almost: they are two atomics).
+func (c *hubClient) read(buf []byte) {
 	defer close(c.closed)
-	buf := pending
-	// frame is whether buf holds a frame not yet counted: it is counted
-	// together with its records, so that a count taken meanwhile sees
-	// both or neither (almost: they are two atomics).
-	frame := false
+	frame := false // buf holds a frame not yet counted
 	for {
-		if len(buf) > 0 {
+		if len(buf) > 0 || frame {
 			records, consumed, err := c.handle(buf)
 			c.records.Add(int64(records))
 			if frame {
@@ -273,25 +281,18 @@ func (c *hubClient) read(pending []byte) {
 				return
 			}
 			buf = append(buf[:0], buf[consumed:]...)
-		} else if frame {
-			c.frames.Add(1) // an empty frame
-			frame = false
 		}
 		_, r, err := c.ws.NextReader()
-		if err != nil {
-			c.err = err
-			return
+		if err == nil {
+			buf, err = readAppend(buf, r)
 		}
-		if buf, err = readAppend(buf, r); err != nil {
+		if err != nil {
 			c.err = err
 			return
 		}
 		frame = true
 	}
 }
-
-// recordSeparator ends every record of the JSON hub protocol.
-const recordSeparator = 0x1e
 
 // invocationPrefix is how the server's JSON protocol starts an
 // Invocation record.
@@ -302,46 +303,34 @@ var invocationPrefix = []byte(`{"type":1,`)
 // client without onMessage does not parse Invocations at all (only
 // counts them): hifreq-ws publishers receive every message they relay to
 // the hub, dozens for each of their own completions, and parsing those
-// cost the bench process most of its CPU. Any other record is parsed in
-// full. The callbacks get the time the records were read: after the
-// parse with onMessage, before it (when they are found) without.
+// cost the bench process most of its CPU. The callbacks get the time the
+// records were read: after the parse with onMessage, before it without.
 func (c *hubClient) handle(buf []byte) (records, consumed int, err error) {
 	if c.onMessage != nil {
 		msgs, consumed, err := hubproto.JSON{}.Parse(buf, 0)
-		if cerr := c.dispatch(msgs, time.Now()); cerr != nil {
-			return len(msgs), consumed, cerr
-		}
-		if err != nil {
-			err = fmt.Errorf("parse: %w", err)
+		if err == nil {
+			err = c.dispatch(msgs, time.Now())
 		}
 		return len(msgs), consumed, err
 	}
 	now := time.Now()
-	skipped := 0
-	defer func() { c.skipped.Add(int64(skipped)) }()
 	for consumed < len(buf) {
-		i := bytes.IndexByte(buf[consumed:], recordSeparator)
+		i := bytes.IndexByte(buf[consumed:], 0x1e) // the record separator
 		if i < 0 {
 			break
 		}
 		rec := buf[consumed : consumed+i+1]
+		consumed += len(rec)
+		records++
 		if bytes.HasPrefix(rec, invocationPrefix) {
-			records++
-			skipped++
-			consumed += len(rec)
 			continue
 		}
-		msgs, n, err := hubproto.JSON{}.Parse(rec, 0)
-		records += len(msgs)
-		consumed += n
-		if cerr := c.dispatch(msgs, now); cerr != nil {
-			return records, consumed, cerr
+		msgs, _, err := hubproto.JSON{}.Parse(rec, 0)
+		if err == nil {
+			err = c.dispatch(msgs, now)
 		}
 		if err != nil {
-			return records, consumed, fmt.Errorf("parse: %w", err)
-		}
-		if n < len(rec) {
-			break // cannot happen: rec is one complete record
+			return records, consumed, err
 		}
 	}
 	return records, consumed, nil
@@ -376,23 +365,10 @@ type frameCount struct{ frames, records int64 }
 func countFrames(clients []*hubClient) frameCount {
 	var fc frameCount
 	for _, c := range clients {
-		if c != nil {
-			fc.frames += c.frames.Load()
-			fc.records += c.records.Load()
-		}
+		fc.frames += c.frames.Load()
+		fc.records += c.records.Load()
 	}
 	return fc
-}
-
-// countSkipped sums the Invocations the clients received unparsed.
-func countSkipped(clients []*hubClient) int64 {
-	var n int64
-	for _, c := range clients {
-		if c != nil {
-			n += c.skipped.Load()
-		}
-	}
-	return n
 }
 
 // recordsPerFrame is records per WebSocket frame read between two counts
@@ -423,20 +399,18 @@ func readAppend(buf []byte, r io.Reader) ([]byte, error) {
 
 // invoke sends an Invocation with an invocation id (so the server answers
 // with a Completion) and remembers when it was sent.
-func (c *hubClient) invoke(target string, argsJSON []byte, now time.Time) error {
+func (c *hubClient) invoke(target string, args []hubproto.RawValue, now time.Time) error {
 	id := c.nextID.Add(1)
 	if c.sentAt != nil {
 		c.sentAt[id%int64(len(c.sentAt))].Store(now.UnixNano())
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	rec := append(c.wbuf[:0], `{"type":1,"invocationId":"`...)
-	rec = strconv.AppendInt(rec, id, 10)
-	rec = append(rec, `","target":`...)
-	rec = strconv.AppendQuote(rec, target)
-	rec = append(rec, `,"arguments":`...)
-	rec = append(rec, argsJSON...)
-	rec = append(rec, '}', recordSeparator)
+	m := hubproto.Message{Type: hubproto.Invocation, InvocationID: strconv.FormatInt(id, 10), Target: target, Arguments: args}
+	rec, err := hubproto.JSON{}.Append(c.wbuf[:0], &m)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", target, err)
+	}
 	c.wbuf = rec // WriteMessage copies it into the frame
 	// A write deadline 10s ahead, moved only when less than 5s is left:
 	// setting one for every frame costs a timer update each.
@@ -450,8 +424,8 @@ func (c *hubClient) invoke(target string, argsJSON []byte, now time.Time) error 
 // invokeWait invokes and waits for the completion (used for JoinGroup
 // before the measurement starts). It must not be mixed with other
 // invocations on the same client.
-func (c *hubClient) invokeWait(ctx context.Context, target string, argsJSON []byte) error {
-	if err := c.invoke(target, argsJSON, time.Now()); err != nil {
+func (c *hubClient) invokeWait(ctx context.Context, target string, args ...hubproto.RawValue) error {
+	if err := c.invoke(target, args, time.Now()); err != nil {
 		return err
 	}
 	select {
@@ -478,21 +452,11 @@ func (c *hubClient) sentTime(invocationID string) (int64, bool) {
 	return c.sentAt[id%int64(len(c.sentAt))].Load(), true
 }
 
-// Close closes the WebSocket without a closing handshake.
-func (c *hubClient) Close() { _ = c.ws.Close() }
-
-// dialMany opens n reading clients, at most 32 dials at a time.
-// nodeOf(i) picks the node of client i.
+// dialMany opens n clients with dialer d, at most 32 dials at a time;
+// nodeOf(i) picks the node of client i, and opened, if not nil, counts
+// the clients as they connect. The negotiate connections are closed at the
+// end, so that they are not counted as the clients' memory on either side.
 func dialMany(ctx context.Context, cl *cluster, hub string, n int, nodeOf func(i int) int,
-	onMessage, onCompletion func(*hubClient, *hubproto.Message, time.Time)) ([]*hubClient, error) {
-	return dialManyWith(ctx, cl, hub, n, nodeOf, onMessage, onCompletion, readerDialer, nil)
-}
-
-// dialManyWith is dialMany with a WebSocket dialer of its own; opened,
-// if not nil, counts the clients as they connect. The negotiate
-// connections are closed at the end, so that they are not counted as
-// the clients' memory on either side.
-func dialManyWith(ctx context.Context, cl *cluster, hub string, n int, nodeOf func(i int) int,
 	onMessage, onCompletion func(*hubClient, *hubproto.Message, time.Time), d *websocket.Dialer, opened *counter) ([]*hubClient, error) {
 	clients := make([]*hubClient, n)
 	sem := make(chan struct{}, 32)
@@ -533,11 +497,12 @@ func dialManyWith(ctx context.Context, cl *cluster, hub string, n int, nodeOf fu
 	return clients, nil
 }
 
-// closeAll closes every client that was opened.
+// closeAll closes every client that was opened, without a closing
+// handshake.
 func closeAll(clients []*hubClient) {
 	for _, c := range clients {
 		if c != nil {
-			c.Close()
+			_ = c.ws.Close()
 		}
 	}
 }

@@ -14,33 +14,26 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/backplane/backplane/node"
 )
 
-// benchNode is one node of the cluster under test: its base URL and, for
-// a local cluster, its process.
+// benchNode is one node of the local cluster under test.
 type benchNode struct {
 	id      string
 	url     string // http://host:port
-	dataDir string // local only
-	logPath string // local only
+	dataDir string
+	logPath string
 	cmd     *exec.Cmd
 	exited  chan struct{}
 }
 
-// pid is the node's process id, 0 for a remote node.
-func (n *benchNode) pid() int {
-	if n.cmd == nil || n.cmd.Process == nil {
-		return 0
-	}
-	return n.cmd.Process.Pid
-}
+// pid is the node's process id.
+func (n *benchNode) pid() int { return n.cmd.Process.Pid }
 
-// dead reports whether the node is a local process that has exited (the
-// storm scenario kills one).
+// dead reports whether the node's process has exited (the storm scenario
+// kills one).
 func (n *benchNode) dead() bool {
-	if n.exited == nil {
-		return false
-	}
 	select {
 	case <-n.exited:
 		return true
@@ -49,41 +42,23 @@ func (n *benchNode) dead() bool {
 	}
 }
 
-// cluster is the three (or more) nodes the benchmark drives.
+// cluster is the three nodes the benchmark drives: backplane processes on
+// 127.0.0.1 with their data in a temp dir.
 type cluster struct {
-	nodes      []*benchNode
-	dir        string // temp dir of a local cluster, removed by stop
-	binary     string
-	adminToken string
-	http       *http.Client
-
+	nodes    []*benchNode
+	dir      string // removed by stop
+	http     *http.Client
 	stopOnce sync.Once
 }
 
-// nodeStatus is the part of GET /admin/status the benchmark reads.
-type nodeStatus struct {
-	ID     string `json:"id"`
-	State  string `json:"state"`
-	Leader struct {
-		ID       string `json:"id"`
-		HTTPAddr string `json:"http_addr"`
-	} `json:"leader"`
-	LastIndex    uint64 `json:"last_index"`
-	CommitIndex  uint64 `json:"commit_index"`
-	AppliedIndex uint64 `json:"applied_index"`
-	Members      []struct {
-		ID string `json:"id"`
-	} `json:"members"`
-	Connections map[string]int `json:"connections"`
-	Messages    struct {
-		LastMessage    uint64 `json:"last_message"`
-		StoreFileBytes int64  `json:"store_file_bytes"`
-	} `json:"messages"`
-	HTTPAddr string `json:"http_addr"`
-}
+// benchNodeArgs lift the per-client limits on the benchmark's nodes: the
+// benchmark opens thousands of connections from loopback and sends from
+// one connection far faster than -invocation-rate allows.
+var benchNodeArgs = []string{"-invocation-rate", "-1", "-max-connections-per-address", "-1", "-max-groups-per-connection", "-1"}
 
 // startLocalCluster builds the binary if needed and starts three nodes on
-// 127.0.0.1 with kernel-picked ports, data under a new temp dir.
+// 127.0.0.1 with kernel-picked ports (nodes 2 and 3 join node 1), data
+// under a new temp dir; nodeArgs come last and win.
 func startLocalCluster(ctx context.Context, binary string, nodeArgs []string, logf func(string, ...any)) (c *cluster, err error) {
 	dir, err := os.MkdirTemp("", "backplane-bench-")
 	if err != nil {
@@ -102,67 +77,39 @@ func startLocalCluster(ctx context.Context, binary string, nodeArgs []string, lo
 		}
 		logf("built ./cmd/node into %s", binary)
 	}
-	c.binary = binary
 	for i := 1; i <= 3; i++ {
 		n := &benchNode{id: fmt.Sprintf("node%d", i), dataDir: filepath.Join(dir, fmt.Sprintf("node%d", i))}
 		n.logPath = n.dataDir + ".log"
-		var join []string
+		args := []string{"-id", n.id, "-data", n.dataDir, "-http", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-log-level", "warn"}
 		if i > 1 {
-			join = []string{"-join", c.nodes[0].url}
+			args = append(args, "-join", c.nodes[0].url)
 		}
-		args := append(append(join, benchNodeArgs...), nodeArgs...) // -node-args come last and win
-		if err := c.launch(ctx, n, nodeLaunchArgs(n, args)); err != nil {
+		if err := c.launch(ctx, binary, n, append(append(args, benchNodeArgs...), nodeArgs...)); err != nil {
 			return c, err
 		}
-		c.nodes = append(c.nodes, n)
 	}
-	if err := c.waitReady(ctx, 60*time.Second); err != nil {
-		return c, err
-	}
-	return c, nil
-}
-
-// moduleRoot is the directory of the main module's go.mod.
-func moduleRoot(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("go env GOMOD: not inside the backplane module; pass -binary")
-	}
-	return filepath.Dir(gomod), nil
+	return c, c.waitReady(ctx, 60*time.Second)
 }
 
 func buildBinary(ctx context.Context, out string) error {
-	root, err := moduleRoot(ctx)
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
-		return err
+		return fmt.Errorf("go env GOMOD: %w", err)
+	}
+	if g := strings.TrimSpace(string(gomod)); g == "" || g == os.DevNull {
+		return errors.New("go env GOMOD: not inside the backplane module; pass -binary")
 	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/node")
-	cmd.Dir = root
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/node: %w\n%s", err, b)
 	}
 	return nil
 }
 
-// benchNodeArgs lift the per-client limits on the benchmark's nodes: the
-// benchmark opens thousands of connections from loopback and sends from
-// one connection far faster than -invocation-rate allows.
-var benchNodeArgs = []string{"-invocation-rate", "-1", "-max-connections-per-address", "-1", "-max-groups-per-connection", "-1"}
-
-// nodeLaunchArgs is the command line of a local node: its id, data dir,
-// loopback addresses on free ports, then extra.
-func nodeLaunchArgs(n *benchNode, extra []string) []string {
-	return append([]string{"-id", n.id, "-data", n.dataDir, "-http", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-log-level", "warn"}, extra...)
-}
-
-// launch starts c.binary with args as node n and waits for the
-// addresses.json it writes into n.dataDir. Nodes and bare Raft member
-// processes (baseline_raft_procs.go) start this way.
-func (c *cluster) launch(ctx context.Context, n *benchNode, args []string) error {
+// launch starts binary with args as node n, adds it to c.nodes and waits
+// for the addresses.json it writes into n.dataDir.
+func (c *cluster) launch(ctx context.Context, binary string, n *benchNode, args []string) error {
 	if err := os.MkdirAll(n.dataDir, 0o750); err != nil {
 		return fmt.Errorf("create %s: %w", n.dataDir, err)
 	}
@@ -170,7 +117,7 @@ func (c *cluster) launch(ctx context.Context, n *benchNode, args []string) error
 	if err != nil {
 		return fmt.Errorf("create node log: %w", err)
 	}
-	n.cmd = exec.Command(c.binary, args...)
+	n.cmd = exec.Command(binary, args...)
 	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
 	// Own process group: a terminal's Ctrl-C reaches only the benchmark,
 	// which stops the nodes in order. Pdeathsig ends them if the
@@ -186,9 +133,9 @@ func (c *cluster) launch(ctx context.Context, n *benchNode, args []string) error
 		logFile.Close()
 		close(n.exited)
 	}()
+	c.nodes = append(c.nodes, n)
 	path := filepath.Join(n.dataDir, "addresses.json")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	for deadline := time.Now().Add(30 * time.Second); ; {
 		if b, err := os.ReadFile(path); err == nil {
 			var a struct {
 				HTTPAddr string `json:"http_addr"`
@@ -219,39 +166,19 @@ func tailFile(path string, n int) string {
 	return strings.TrimSpace(string(b))
 }
 
-// remoteCluster targets existing nodes.
-func remoteCluster(ctx context.Context, targets []string, adminToken string) (*cluster, error) {
-	c := &cluster{adminToken: adminToken, http: newHTTPClient(64)}
-	for i, t := range targets {
-		t = strings.TrimRight(strings.TrimSpace(t), "/")
-		if !strings.Contains(t, "://") {
-			t = "http://" + t
-		}
-		c.nodes = append(c.nodes, &benchNode{id: fmt.Sprintf("target%d", i+1), url: t})
-	}
-	if len(c.nodes) == 0 {
-		return nil, errors.New("-targets lists no node")
-	}
-	return c, c.waitReady(ctx, 30*time.Second)
-}
-
 // waitReady waits until every node answers /readyz with 200 and reports
-// as many members as there are nodes, then names the nodes by their ids.
+// as many members as there are nodes.
 func (c *cluster) waitReady(ctx context.Context, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
 	var last error
-	for time.Now().Before(deadline) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
 		last = nil
 		for _, n := range c.nodes {
 			st, err := c.status(ctx, n)
 			if err == nil && len(st.Members) < len(c.nodes) {
-				err = fmt.Errorf("%s sees %d members, want %d", n.url, len(st.Members), len(c.nodes))
+				err = fmt.Errorf("%s sees %d members, want %d", n.id, len(st.Members), len(c.nodes))
 			}
 			if err == nil {
-				err = c.ready(ctx, n)
-			}
-			if err == nil && st.ID != "" {
-				n.id = st.ID
+				_, err = c.get(ctx, n.url+"/readyz")
 			}
 			if err != nil {
 				last = err
@@ -270,56 +197,30 @@ func (c *cluster) waitReady(ctx context.Context, timeout time.Duration) error {
 	return fmt.Errorf("cluster not ready within %s: %w", timeout, last)
 }
 
-func (c *cluster) ready(ctx context.Context, n *benchNode) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.url+"/readyz", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s/readyz: %w", n.url, err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s/readyz: %d %s", n.url, resp.StatusCode, strings.TrimSpace(string(b)))
-	}
-	return nil
-}
-
-// get sends an admin GET and returns the body.
+// get sends a GET and returns the body of a 200 answer.
 func (c *cluster) get(ctx context.Context, url string) ([]byte, error) {
-	return c.do(ctx, c.http, http.MethodGet, url)
-}
-
-// do sends a bodiless request (with the admin token, if any) and returns
-// the body of a 200 answer.
-func (c *cluster) do(ctx context.Context, client *http.Client, method, url string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
-	if c.adminToken != "" {
-		req.Header.Set("Authorization", "Bearer "+c.adminToken)
-	}
-	resp, err := client.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, url, err)
+		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, url, err)
+		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, strings.TrimSpace(string(b)))
+		return nil, fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, strings.TrimSpace(string(b)))
 	}
 	return b, nil
 }
 
 // status reads a node's /admin/status.
-func (c *cluster) status(ctx context.Context, n *benchNode) (nodeStatus, error) {
-	var st nodeStatus
+func (c *cluster) status(ctx context.Context, n *benchNode) (node.Status, error) {
+	var st node.Status
 	b, err := c.get(ctx, n.url+"/admin/status")
 	if err != nil {
 		return st, err
@@ -354,9 +255,8 @@ func (c *cluster) leader(ctx context.Context) (int, error) {
 // every node has applied the leader's commit index, so the next phase
 // starts from a quiet cluster.
 func (c *cluster) settle(ctx context.Context, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
 	var last string
-	for time.Now().Before(deadline) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
 		quiet := true
 		var commit uint64
 		for _, n := range c.nodes {
@@ -367,8 +267,8 @@ func (c *cluster) settle(ctx context.Context, timeout time.Duration) error {
 			if err != nil {
 				return err
 			}
-			if st.Connections["cluster_signalr"] > 0 {
-				quiet, last = false, fmt.Sprintf("%s still records %d SignalR connections", n.id, st.Connections["cluster_signalr"])
+			if k := st.Connections["cluster_signalr"]; k > 0 {
+				quiet, last = false, fmt.Sprintf("%s still records %d SignalR connections", n.id, k)
 			}
 			commit = max(commit, st.CommitIndex)
 			if st.AppliedIndex < commit {
@@ -387,8 +287,7 @@ func (c *cluster) settle(ctx context.Context, timeout time.Duration) error {
 	return fmt.Errorf("cluster did not settle within %s: %s", timeout, last)
 }
 
-// logTotals sums the message and Raft indexes over the cluster: the
-// leader's last message index and last Raft index.
+// logTotals reads the leader's last message index and last Raft index.
 func (c *cluster) logTotals(ctx context.Context) (messages, entries uint64, err error) {
 	li, err := c.leader(ctx)
 	if err != nil {
@@ -401,14 +300,43 @@ func (c *cluster) logTotals(ctx context.Context) (messages, entries uint64, err 
 	return st.Messages.LastMessage, st.LastIndex, nil
 }
 
+// procs lists the nodes' processes, for a usage meter.
+func (c *cluster) procs() []proc {
+	out := make([]proc, len(c.nodes))
+	for i, n := range c.nodes {
+		out[i] = proc{name: n.id, pid: n.pid()}
+	}
+	return out
+}
+
+// disk measures each running node's data directory against the messages
+// committed so far.
+func (c *cluster) disk(ctx context.Context) ([]diskUsage, error) {
+	var out []diskUsage
+	for _, n := range c.nodes {
+		if n.dead() {
+			continue // killed by the storm scenario
+		}
+		st, err := c.status(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		raftDir := filepath.Join(n.dataDir, "raft")
+		d := diskUsage{Node: n.id, LogBytes: dirBytes(filepath.Join(raftDir, "raft.db")),
+			SnapBytes:  dirBytes(filepath.Join(raftDir, "snapshots")),
+			StateBytes: dirBytes(filepath.Join(n.dataDir, "state")), Messages: st.Messages.LastMessage}
+		if d.Messages > 0 {
+			d.PerMessage = float64(d.LogBytes+d.SnapBytes+d.StateBytes) / float64(d.Messages)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
 // killNode ends node i with SIGKILL, as a crash would, and waits up to
-// 10 s for its process to exit. stop and kill pass over it afterwards;
-// its data stays in the temp dir until stop removes it.
+// 10 s for its process to exit; stop passes over it afterwards.
 func (c *cluster) killNode(i int) error {
 	n := c.nodes[i]
-	if n.pid() == 0 {
-		return fmt.Errorf("%s is not a local process", n.id)
-	}
 	if err := n.cmd.Process.Kill(); err != nil && !n.dead() {
 		return fmt.Errorf("kill %s: %w", n.id, err)
 	}
@@ -420,14 +348,13 @@ func (c *cluster) killNode(i int) error {
 	}
 }
 
-// stop ends every local node (SIGTERM, then SIGKILL after 10 s) and
-// removes the temp dir. A node that already exited (killNode) is passed
-// over. Safe to call more than once.
+// stop ends every node (SIGTERM, then SIGKILL after 10 s) and removes the
+// temp dir. Safe to call more than once.
 func (c *cluster) stop(logf func(string, ...any)) {
 	c.stopOnce.Do(func() {
 		var wg sync.WaitGroup
 		for _, n := range c.nodes {
-			if n.pid() == 0 || n.dead() {
+			if n.dead() {
 				continue
 			}
 			wg.Add(1)
@@ -444,30 +371,23 @@ func (c *cluster) stop(logf func(string, ...any)) {
 			}()
 		}
 		wg.Wait()
-		if c.dir != "" {
-			if err := os.RemoveAll(c.dir); err != nil {
-				logf("remove %s: %v", c.dir, err)
-			}
+		if err := os.RemoveAll(c.dir); err != nil {
+			logf("remove %s: %v", c.dir, err)
 		}
 	})
 }
 
-// kill ends every local node at once with SIGKILL (second Ctrl-C).
+// kill ends every node at once with SIGKILL (second Ctrl-C) and removes
+// the temp dir.
 func (c *cluster) kill() {
 	for _, n := range c.nodes {
-		if n.pid() != 0 && !n.dead() {
-			_ = n.cmd.Process.Kill()
+		_ = n.cmd.Process.Kill()
+	}
+	for _, n := range c.nodes {
+		select {
+		case <-n.exited:
+		case <-time.After(2 * time.Second):
 		}
 	}
-	if c.dir != "" {
-		for _, n := range c.nodes {
-			if n.exited != nil {
-				select {
-				case <-n.exited:
-				case <-time.After(2 * time.Second):
-				}
-			}
-		}
-		_ = os.RemoveAll(c.dir)
-	}
+	_ = os.RemoveAll(c.dir)
 }

@@ -10,15 +10,55 @@ import (
 	"strings"
 )
 
-// The nodes' delay histograms: both start at the proposer's stamp, taken
-// by the leader just before raft.Apply.
+// What the benchmark reads of the nodes' /metrics: the leader's commit
+// time, and every node's delay histograms, which both start at the
+// proposer's stamp, taken by the leader just before raft.Apply.
 const (
 	applyDelay    = "backplane_apply_delay_seconds"    // → the entry applied to this node's store
 	dispatchDelay = "backplane_dispatch_delay_seconds" // → the message queued for this node's sockets
+	commitSeconds = "backplane_commit_seconds"         // raft.Apply → applied on the leader
 )
 
-// promHistogram is a Prometheus histogram as read from /metrics: bucket
-// upper bounds in ascending order, the last +Inf, with cumulative counts.
+// samples is a Prometheus text exposition: each series, with its labels
+// as written, to its value. Series of a histogram are name_bucket{le="…"},
+// name_sum and name_count.
+type samples map[string]float64
+
+// parseSamples reads a text exposition; comments and lines it cannot read
+// are skipped.
+func parseSamples(text string) samples {
+	out := samples{}
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		// The value follows the series, after the closing brace if any
+		// (a label value may hold spaces).
+		i := strings.LastIndexByte(line, '}') + 1
+		series, rest, ok := strings.Cut(line[i:], " ")
+		f := strings.Fields(rest)
+		if !ok || len(f) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+			out[line[:i]+series] += v
+		}
+	}
+	return out
+}
+
+// scrape reads a node's /metrics.
+func (c *cluster) scrape(ctx context.Context, n *benchNode) (samples, error) {
+	b, err := c.get(ctx, n.url+"/metrics")
+	if err != nil {
+		return nil, err
+	}
+	return parseSamples(string(b)), nil
+}
+
+// promHistogram is a Prometheus histogram: bucket upper bounds in
+// ascending order, the last +Inf, with cumulative counts.
 type promHistogram struct {
 	bounds []float64
 	counts []float64 // cumulative: counts[i] observations ≤ bounds[i]
@@ -26,117 +66,38 @@ type promHistogram struct {
 	count  float64
 }
 
-// parseHistograms reads the named classic histograms from a Prometheus
-// text exposition. Series of one name with labels other than le are added
-// together. A name without buckets is absent from the result.
-func parseHistograms(text string, names ...string) map[string]*promHistogram {
-	type acc struct {
-		buckets    map[float64]float64
-		sum, count float64
-	}
-	accs := map[string]*acc{}
-	for _, name := range names {
-		accs[name] = &acc{buckets: map[float64]float64{}}
-	}
-	for _, line := range strings.Split(text, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
+// histogram returns the classic histogram name, or nil if it has no
+// buckets.
+func (s samples) histogram(name string) *promHistogram {
+	h := &promHistogram{sum: s[name+"_sum"], count: s[name+"_count"]}
+	prefix := name + `_bucket{le="`
+	byBound := map[float64]float64{}
+	for k, v := range s {
+		le, ok := strings.CutPrefix(k, prefix)
+		if !ok {
 			continue
 		}
-		series, labels, rest := splitSeries(line)
-		f := strings.Fields(rest)
-		if len(f) == 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			continue
-		}
-		for _, name := range names {
-			a := accs[name]
-			switch series {
-			case name + "_bucket":
-				le, ok := labelValue(labels, "le")
-				if !ok {
-					continue
-				}
-				bound, err := strconv.ParseFloat(le, 64)
-				if err != nil {
-					continue
-				}
-				a.buckets[bound] += v
-			case name + "_sum":
-				a.sum += v
-			case name + "_count":
-				a.count += v
-			}
+		if b, err := strconv.ParseFloat(strings.TrimSuffix(le, `"}`), 64); err == nil {
+			byBound[b] += v
 		}
 	}
-	out := map[string]*promHistogram{}
-	for name, a := range accs {
-		if len(a.buckets) == 0 {
-			continue
-		}
-		h := &promHistogram{sum: a.sum, count: a.count}
-		for b := range a.buckets {
-			h.bounds = append(h.bounds, b)
-		}
-		slices.Sort(h.bounds)
-		for _, b := range h.bounds {
-			h.counts = append(h.counts, a.buckets[b])
-		}
-		out[name] = h
+	if len(byBound) == 0 {
+		return nil
 	}
-	return out
-}
-
-// splitSeries splits an exposition line into the series name, the text
-// inside its braces (empty without labels) and the rest: value and
-// optional timestamp.
-func splitSeries(line string) (name, labels, rest string) {
-	i := strings.IndexAny(line, "{ \t")
-	if i < 0 {
-		return line, "", ""
+	for b := range byBound {
+		h.bounds = append(h.bounds, b)
 	}
-	if line[i] != '{' {
-		return line[:i], "", line[i:]
+	slices.Sort(h.bounds)
+	for _, b := range h.bounds {
+		h.counts = append(h.counts, byBound[b])
 	}
-	inQuote, escaped := false, false
-	for j := i + 1; j < len(line); j++ {
-		switch c := line[j]; {
-		case escaped:
-			escaped = false
-		case c == '\\':
-			escaped = true
-		case c == '"':
-			inQuote = !inQuote
-		case c == '}' && !inQuote:
-			return line[:i], line[i+1 : j], line[j+1:]
-		}
-	}
-	return line[:i], "", ""
-}
-
-// labelValue finds name="value" in a label list (values without escapes,
-// as le always is).
-func labelValue(labels, name string) (string, bool) {
-	for _, kv := range strings.Split(labels, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if ok && k == name && len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-			return v[1 : len(v)-1], true
-		}
-	}
-	return "", false
-}
-
-func (h *promHistogram) clone() *promHistogram {
-	return &promHistogram{bounds: slices.Clone(h.bounds), counts: slices.Clone(h.counts), sum: h.sum, count: h.count}
+	return h
 }
 
 // sub returns h − before: the observations made between two scrapes. A nil
 // before counts as empty (a series created after the first scrape).
 func (h *promHistogram) sub(before *promHistogram) (*promHistogram, error) {
-	d := h.clone()
+	d := &promHistogram{bounds: h.bounds, counts: slices.Clone(h.counts), sum: h.sum, count: h.count}
 	if before == nil {
 		return d, nil
 	}
@@ -150,9 +111,6 @@ func (h *promHistogram) sub(before *promHistogram) (*promHistogram, error) {
 		if d.counts[i] < 0 {
 			return nil, errors.New("counts went down between scrapes (node restarted?)")
 		}
-	}
-	if d.count < 0 {
-		return nil, errors.New("count went down between scrapes (node restarted?)")
 	}
 	return d, nil
 }
@@ -209,149 +167,137 @@ func (h *promHistogram) latency() latency {
 		P99MS: 1000 * h.quantile(0.99), P999MS: 1000 * h.quantile(0.999), Interpolated: true}
 }
 
-// delayMeter scrapes every node's delay histograms before and after a
-// phase.
-type delayMeter struct {
+// metricsMeter scrapes every node's /metrics before and after a phase.
+type metricsMeter struct {
 	c      *cluster
-	leader int
-	start  []map[string]*promHistogram // per node; nil: not scraped
+	leader int // -1: none at the start
+	start  []samples
 	errs   []error
 }
 
-func (c *cluster) scrapeDelays(ctx context.Context, n *benchNode) (map[string]*promHistogram, error) {
-	b, err := c.get(ctx, n.url+"/metrics")
-	if err != nil {
-		return nil, err
-	}
-	return parseHistograms(string(b), applyDelay, dispatchDelay), nil
-}
-
-func (c *cluster) startDelayMeter(ctx context.Context) *delayMeter {
-	m := &delayMeter{c: c, leader: -1, start: make([]map[string]*promHistogram, len(c.nodes)), errs: make([]error, len(c.nodes))}
+func (c *cluster) startMetricsMeter(ctx context.Context) *metricsMeter {
+	m := &metricsMeter{c: c, leader: -1, start: make([]samples, len(c.nodes)), errs: make([]error, len(c.nodes))}
 	if li, err := c.leader(ctx); err == nil {
 		m.leader = li
 	}
 	for i, n := range c.nodes {
-		m.start[i], m.errs[i] = c.scrapeDelays(ctx, n)
+		m.start[i], m.errs[i] = c.scrape(ctx, n)
 	}
 	return m
 }
 
-// delayLine is one reported delay.
-type delayLine struct {
-	name string
-	lat  latency
+// phase is what a metricsMeter found: each node's histograms' differences
+// (nil for a node not read), the leader at the start, and the reasons for
+// anything left out.
+type phase struct {
+	c      *cluster
+	leader int
+	diffs  []map[string]*promHistogram
+	notes  []string
 }
 
-// delayReport is what a delayMeter found: the lines to report and the
-// reasons for any it left out.
-type delayReport struct {
-	lines []delayLine
-	notes []string
-}
-
-// Stop scrapes again and summarises each histogram's difference: the
-// leader's alone and the followers' merged.
-func (m *delayMeter) Stop(ctx context.Context) delayReport {
-	var rep delayReport
+// Stop scrapes again and takes each histogram's difference.
+func (m *metricsMeter) Stop(ctx context.Context) phase {
+	p := phase{c: m.c, leader: m.leader, diffs: make([]map[string]*promHistogram, len(m.c.nodes))}
 	if m.leader < 0 {
-		rep.notes = append(rep.notes, "delay histograms skipped: no leader at the start of the phase")
-		return rep
+		p.notes = append(p.notes, "node metrics skipped: no leader at the start of the phase")
+		return p
 	}
 	if li, err := m.c.leader(ctx); err == nil && li != m.leader {
-		rep.notes = append(rep.notes, fmt.Sprintf("delay histograms: the leader changed from %s to %s during the phase",
+		p.notes = append(p.notes, fmt.Sprintf("node metrics: the leader changed from %s to %s during the phase",
 			m.c.nodes[m.leader].id, m.c.nodes[li].id))
 	}
-	diffs := make([]map[string]*promHistogram, len(m.c.nodes))
 	for i, n := range m.c.nodes {
-		end, err := m.c.scrapeDelays(ctx, n)
+		end, err := m.c.scrape(ctx, n)
 		if err == nil {
 			err = m.errs[i]
 		}
 		if err != nil {
-			rep.notes = append(rep.notes, fmt.Sprintf("delay histograms of %s not read: %v", n.id, err))
+			p.notes = append(p.notes, fmt.Sprintf("metrics of %s not read: %v", n.id, err))
 			continue
 		}
-		diffs[i] = map[string]*promHistogram{}
-		for _, name := range []string{applyDelay, dispatchDelay} {
-			if end[name] == nil {
-				continue
+		p.diffs[i] = map[string]*promHistogram{}
+		for _, name := range []string{applyDelay, dispatchDelay, commitSeconds} {
+			if h := end.histogram(name); h != nil {
+				d, err := h.sub(m.start[i].histogram(name))
+				if err != nil {
+					p.notes = append(p.notes, fmt.Sprintf("%s of %s skipped: %v", name, n.id, err))
+					continue
+				}
+				p.diffs[i][name] = d
 			}
-			d, err := end[name].sub(m.start[i][name])
-			if err != nil {
-				rep.notes = append(rep.notes, fmt.Sprintf("%s of %s skipped: %v", name, n.id, err))
-				continue
-			}
-			diffs[i][name] = d
 		}
 	}
+	return p
+}
+
+// addCommit reports the leader's Raft entries per second and the mean
+// time one spent from raft.Apply to the leader's apply.
+func (p phase) addCommit(r *scenarioResult, secs float64) {
+	if p.leader < 0 || p.diffs[p.leader] == nil {
+		return
+	}
+	h := p.diffs[p.leader][commitSeconds]
+	if h == nil || h.count <= 0 {
+		return
+	}
+	r.add("Raft entries/s proposed by the leader", h.count/secs, "entry/s")
+	r.add("leader raft.Apply → applied, mean per entry", 1000*h.sum/h.count, "ms")
+}
+
+// addDelays adds the stamp → lines, each name prefixed (the leader's
+// alone and the followers' merged), and notes, with one note explaining
+// the stages when there is any line.
+func (p phase) addDelays(r *scenarioResult, prefix string) {
+	for _, n := range p.notes {
+		r.addNote("%s", n)
+	}
+	if p.leader < 0 {
+		return
+	}
 	var missing []string
+	lines := 0
 	for _, s := range []struct{ metric, what string }{{applyDelay, "applied"}, {dispatchDelay, "queued to sockets"}} {
 		var lacking []string
-		if d := diffs[m.leader]; d != nil {
+		if d := p.diffs[p.leader]; d != nil {
 			if h := d[s.metric]; h != nil {
-				rep.lines = append(rep.lines, delayLine{"stamp → " + s.what + ", leader", h.latency()})
+				r.lat(prefix+"stamp → "+s.what+", leader", h.latency())
+				lines++
 			} else {
-				lacking = append(lacking, m.c.nodes[m.leader].id)
+				lacking = append(lacking, p.c.nodes[p.leader].id)
 			}
 		}
 		var followers *promHistogram
-		for i, d := range diffs {
-			if i == m.leader || d == nil {
+		for i, d := range p.diffs {
+			if i == p.leader || d == nil {
 				continue
 			}
 			h := d[s.metric]
 			switch {
 			case h == nil:
-				lacking = append(lacking, m.c.nodes[i].id)
+				lacking = append(lacking, p.c.nodes[i].id)
 			case followers == nil:
-				followers = h.clone()
+				followers, _ = h.sub(nil)
 			default:
 				if err := followers.add(h); err != nil {
-					rep.notes = append(rep.notes, fmt.Sprintf("%s of %s left out of the followers': %v", s.metric, m.c.nodes[i].id, err))
+					r.addNote("%s of %s left out of the followers': %v", s.metric, p.c.nodes[i].id, err)
 				}
 			}
 		}
 		if followers != nil {
-			rep.lines = append(rep.lines, delayLine{"stamp → " + s.what + ", followers", followers.latency()})
+			r.lat(prefix+"stamp → "+s.what+", followers", followers.latency())
+			lines++
 		}
 		if len(lacking) > 0 {
 			missing = append(missing, fmt.Sprintf("%s (%s)", s.metric, strings.Join(lacking, ", ")))
 		}
 	}
 	if len(missing) > 0 {
-		rep.notes = append(rep.notes, "nodes without the delay histograms (older binary?), left out: "+strings.Join(missing, "; "))
+		r.addNote("nodes without the delay histograms (older binary?), left out: %s", strings.Join(missing, "; "))
 	}
-	return rep
-}
-
-// addTo adds the lines, each name prefixed, and notes to a scenario, with
-// one note explaining the stages when there is any line.
-func (d delayReport) addTo(r *scenarioResult, prefix string, remote bool) {
-	for _, l := range d.lines {
-		r.lat(prefix+l.name, l.lat)
+	if lines > 0 {
+		r.addNote("stages: the publish → lines are timed by the client; the stamp is taken by the leader's proposer just before raft.Apply " +
+			"(stamp → applied/queued are the nodes' histograms, percentiles interpolated within their buckets), so (publish → delivery) − (stamp → queued to sockets) " +
+			"≈ HTTP + proposer queueing before the stamp + socket write and client read after queuing")
 	}
-	for _, n := range d.notes {
-		r.addNote("%s", n)
-	}
-	if len(d.lines) == 0 {
-		return
-	}
-	r.addNote("stages: the publish → lines are timed by the client; the stamp is taken by the leader's proposer just before raft.Apply " +
-		"(stamp → applied/queued are the nodes' histograms, percentiles interpolated within their buckets), so (publish → delivery) − (stamp → queued to sockets) " +
-		"≈ HTTP + proposer queueing before the stamp + socket write and client read after queuing")
-	if remote {
-		r.addNote("the nodes are remote: the followers' stamp → figures include the difference between their clocks and the leader's")
-	}
-}
-
-// remote reports whether the cluster's nodes were not started here (so
-// they may not share a clock).
-func (c *cluster) remote() bool {
-	for _, n := range c.nodes {
-		if n.dataDir == "" {
-			return true
-		}
-	}
-	return false
 }

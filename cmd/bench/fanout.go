@@ -80,7 +80,7 @@ func (b *bench) fanout(ctx context.Context, r *scenarioResult) error {
 	t := newFanoutTracker(total)
 	b.logf("fanout: opening %d connections", total)
 	openStart := time.Now()
-	clients, err := dialMany(ctx, b.cl, hub, total, func(i int) int { return i % len(b.cl.nodes) }, t.onMessage, nil)
+	clients, err := dialMany(ctx, b.cl, hub, total, b.spread, t.onMessage, nil, readerDialer, nil)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
@@ -121,7 +121,7 @@ func (b *bench) fanout(ctx context.Context, r *scenarioResult) error {
 	t.d.Store(d)
 	published, stalled := &counter{name: "published"}, &counter{name: "stalled"}
 	prog := startProgress(b.stderr, "fanout", published, d.delivered)
-	delays := b.cl.startDelayMeter(ctx)
+	metrics := b.cl.startMetricsMeter(ctx)
 	meas := b.startMeasure(ctx, r)
 	frames0 := countFrames(clients)
 	start := time.Now()
@@ -151,7 +151,7 @@ func (b *bench) fanout(ctx context.Context, r *scenarioResult) error {
 	frames1 := countFrames(clients)
 	meas.stop(ctx)
 	prog.Stop()
-	stages := delays.Stop(ctx)
+	ph := metrics.Stop(ctx)
 	if firstErr != nil {
 		return firstErr
 	}
@@ -168,7 +168,7 @@ func (b *bench) fanout(ctx context.Context, r *scenarioResult) error {
 	r.lat("stream: message → all connections", streamAll.Summary())
 	r.lat("stream: publish → delivery, same node", d.same.Summary())
 	r.lat("stream: publish → delivery, other nodes", d.other.Summary())
-	stages.addTo(r, "stream: ", b.cl.remote())
+	ph.addDelays(r, "stream: ")
 	if n, why := dropped(clients); n > 0 || stalled.Load() > 0 {
 		r.addNote("%d connections dropped (%s); %d messages never reached all", n, why, stalled.Load())
 	}

@@ -63,7 +63,7 @@ func (b *bench) hifreqWS(ctx context.Context, r *scenarioResult) error {
 			}
 		}
 	}
-	clients, err := dialMany(ctx, b.cl, hub, cfg.publishers, func(i int) int { return i % len(b.cl.nodes) }, nil, onCompletion)
+	clients, err := dialMany(ctx, b.cl, hub, cfg.publishers, b.spread, nil, onCompletion, readerDialer, nil)
 	if err != nil {
 		return fmt.Errorf("connect publishers: %w", err)
 	}
@@ -81,7 +81,7 @@ func (b *bench) hifreqWS(ctx context.Context, r *scenarioResult) error {
 		return err
 	}
 	prog := startProgress(b.stderr, "hifreq-ws", ok, errs)
-	commits := b.cl.startCommitMeter(ctx)
+	metrics := b.cl.startMetricsMeter(ctx)
 	meas := b.startMeasure(ctx, r)
 	start := time.Now()
 	var seq atomic.Int64
@@ -91,7 +91,7 @@ func (b *bench) hifreqWS(ctx context.Context, r *scenarioResult) error {
 		go func() {
 			defer wg.Done()
 			slot := slots[c]
-			var args []byte
+			var args []hubproto.RawValue
 			for {
 				select {
 				case slot <- struct{}{}:
@@ -104,7 +104,7 @@ func (b *bench) hifreqWS(ctx context.Context, r *scenarioResult) error {
 				if now.Sub(start) >= cfg.duration {
 					return
 				}
-				args = sendToGroupArgs(b.payload, args[:0], noSubscriberGroup, now, seq.Add(1)-1, c.node)
+				args = b.payload.values(args[:0], now, seq.Add(1)-1, c.node, noSubscriberGroup, targetMethod)
 				if err := c.invoke("SendToGroup", args, now); err != nil {
 					errs.Add(1)
 					noteErr(fmt.Sprintf("send SendToGroup invocation: %v", err))
@@ -118,6 +118,7 @@ func (b *bench) hifreqWS(ctx context.Context, r *scenarioResult) error {
 	drained := waitCompletions(ctx, clients, func() bool { return ok.Load()+errs.Load() >= sent.Load() }, 10*time.Second)
 	meas.stop(ctx)
 	prog.Stop()
+	ph := metrics.Stop(ctx)
 	m1, e1, err := b.cl.logTotals(ctx)
 	if err != nil {
 		return err
@@ -132,7 +133,7 @@ func (b *bench) hifreqWS(ctx context.Context, r *scenarioResult) error {
 	secs := time.Unix(0, lastDone.Load()).Sub(start).Seconds()
 	r.add("committed publishes/s", float64(ok.Load())/secs, "msg/s")
 	r.add("messages per Raft entry", entryRatio(m0, e0, m1, e1), "")
-	addCommitMetrics(ctx, r, commits, secs)
+	ph.addCommit(r, secs)
 	r.lat("invoke → completion (commit)", complete.Summary())
 	if n := errs.Load(); n > 0 {
 		r.addNote("%d publishes failed; first: %v", n, first)
@@ -146,21 +147,11 @@ func (b *bench) hifreqWS(ctx context.Context, r *scenarioResult) error {
 	return nil
 }
 
-// noSubscriberGroup is the group hifreq-ws sends to: nobody joins it.
+// noSubscriberGroup is the group hifreq-ws sends to: nobody joins it. The
+// relay takes the group and the target first and the message's own
+// arguments after them, so the committed message has the same arguments
+// as a hifreq REST publish.
 const noSubscriberGroup = "bench_nobody"
-
-// sendToGroupArgs appends the arguments of a SendToGroup invocation that
-// relays p's message to group: [group, "msg", sendUnixNano, seq, origin,
-// "xxx…"]. The relay takes the group and the target first and the
-// message's own arguments after them, so the committed message has the
-// same arguments as a hifreq REST publish.
-func sendToGroupArgs(p payload, dst []byte, group string, sent time.Time, seq int64, origin int) []byte {
-	dst = append(dst, `["`+group+`","`+targetMethod+`",`...)
-	n := len(dst)
-	dst = p.args(dst, sent, seq, origin)
-	// p.args wrote its own '[' at n: drop it.
-	return append(dst[:n], dst[n+1:]...)
-}
 
 // waitCompletions polls until done reports true, every client has closed,
 // the context ends or timeout passes; it reports whether done did.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -13,31 +12,19 @@ import (
 // idleTargetKiB is the memory target per idle connection on a node.
 const idleTargetKiB = 10
 
-// memReading is the memory of the node under test and of this process,
-// read after a forced garbage collection on both.
+// memReading is the memory of the node under test (after a forced garbage
+// collection), of the other nodes and of the machine's TCP sockets.
 type memReading struct {
-	node       procSample // VmRSS, RssAnon, RssFile
-	others     []procSample
-	heapInuse  float64 // go_memstats_heap_inuse_bytes
-	heapAlloc  float64 // go_memstats_heap_alloc_bytes: live heap after the GC
-	stacks     float64 // go_memstats_stack_inuse_bytes
-	goroutines float64 // go_goroutines
-	gcForced   bool
-
-	self           procSample
-	selfHeapInuse  float64
-	selfStacks     float64
-	selfGoroutines float64
-
+	node                  procSample // VmRSS, RssAnon, RssFile
+	others                []procSample
+	m                     samples // the node's go_memstats_* and go_goroutines
+	gcForced              bool
 	tcpInUse, tcpMemPages int64 // /proc/net/sockstat, the whole machine
 }
 
-var goMemMetrics = []string{"go_memstats_heap_inuse_bytes", "go_memstats_heap_alloc_bytes",
-	"go_memstats_stack_inuse_bytes", "go_goroutines"}
-
 // readMemory forces a GC on the node (the heap profile endpoint runs one
-// with gc=1) and in this process, gives the runtime a moment to return
-// freed pages, then reads both processes' memory.
+// with gc=1), gives the runtime a moment to return freed pages, then
+// reads the memory.
 func (b *bench) readMemory(ctx context.Context, target int) (memReading, error) {
 	var m memReading
 	n := b.cl.nodes[target]
@@ -46,94 +33,70 @@ func (b *bench) readMemory(ctx context.Context, target int) (memReading, error) 
 	} else {
 		b.logf("idle: could not force a GC on %s (figures include garbage): %v", n.id, err)
 	}
-	runtime.GC()
 	select {
 	case <-time.After(time.Second):
 	case <-ctx.Done():
 		return m, ctx.Err()
 	}
-	vals, err := b.cl.metricValues(ctx, n, goMemMetrics...)
-	if err != nil {
+	var err error
+	if m.m, err = b.cl.scrape(ctx, n); err != nil {
 		return m, err
 	}
-	m.heapInuse, m.heapAlloc = vals["go_memstats_heap_inuse_bytes"], vals["go_memstats_heap_alloc_bytes"]
-	m.stacks, m.goroutines = vals["go_memstats_stack_inuse_bytes"], vals["go_goroutines"]
-	all := b.cl.sampleAll(ctx)
-	for i, s := range all[:len(b.cl.nodes)] {
+	for i, s := range sampleAll(b.cl.procs())[:len(b.cl.nodes)] {
 		if i == target {
 			m.node = s
 		} else {
 			m.others = append(m.others, s)
 		}
 	}
-	m.self = all[len(all)-1]
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	m.selfHeapInuse = float64(ms.HeapInuse)
-	m.selfStacks, m.selfGoroutines = float64(ms.StackInuse), float64(runtime.NumGoroutine())
-	m.tcpInUse, m.tcpMemPages = readSockstat()
+	m.tcpInUse, m.tcpMemPages = sockstat("inuse"), sockstat("mem")
 	return m, nil
 }
 
-// readSockstat reads the TCP line of /proc/net/sockstat: sockets in use
-// and pages of socket buffers.
-func readSockstat() (inUse, memPages int64) {
-	b, err := os.ReadFile("/proc/net/sockstat")
-	if err != nil {
-		return 0, 0
-	}
+// sockstat reads a field of the TCP line of /proc/net/sockstat: "inuse"
+// (sockets) or "mem" (pages of socket buffers).
+func sockstat(field string) int64 {
+	b, _ := os.ReadFile("/proc/net/sockstat")
 	for _, line := range strings.Split(string(b), "\n") {
 		if rest, ok := strings.CutPrefix(line, "TCP:"); ok {
 			f := strings.Fields(rest)
 			for i := 0; i+1 < len(f); i += 2 {
-				v, _ := strconv.ParseInt(f[i+1], 10, 64)
-				switch f[i] {
-				case "inuse":
-					inUse = v
-				case "mem":
-					memPages = v
+				if f[i] == field {
+					v, _ := strconv.ParseInt(f[i+1], 10, 64)
+					return v
 				}
 			}
 		}
 	}
-	return inUse, memPages
-}
-
-// localPorts is the size of the ephemeral port range: the most
-// connections one client address can open to one server address.
-func localPorts() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return 0
-	}
-	lo, _ := strconv.Atoi(f[0])
-	hi, _ := strconv.Atoi(f[1])
-	return hi - lo + 1
+	return 0
 }
 
 // checkIdleLimits fails early when a limit this machine sets is below
 // the connections asked for, naming the limit.
 func (b *bench) checkIdleLimits(r *scenarioResult, target int, conns int) error {
 	const margin = 256 // the node's and the benchmark's other files and sockets
-	if pid := b.cl.nodes[target].pid(); pid != 0 {
-		lim := openFileLimit(strconv.Itoa(pid))
-		r.add("node open-file limit (/proc/<pid>/limits)", float64(lim), "files")
-		if lim > 0 && lim < int64(conns+margin) {
-			return fmt.Errorf("%s's open-file limit is %d, below %d connections + %d; raise the hard limit (ulimit -Hn) the benchmark starts under",
-				b.cl.nodes[target].id, lim, conns, margin)
-		}
+	n := b.cl.nodes[target]
+	lim := procField("/proc/"+strconv.Itoa(n.pid())+"/limits", "Max open files")
+	r.add("node open-file limit (/proc/<pid>/limits)", float64(lim), "files")
+	if lim > 0 && lim < int64(conns+margin) {
+		return fmt.Errorf("%s's open-file limit is %d, below %d connections + %d; raise the hard limit (ulimit -Hn) the benchmark starts under",
+			n.id, lim, conns, margin)
 	}
-	lim := openFileLimit("self")
+	lim = procField("/proc/self/limits", "Max open files")
 	r.add("bench open-file limit", float64(lim), "files")
 	if lim > 0 && lim < int64(conns+margin) {
 		return fmt.Errorf("the benchmark's open-file limit is %d, below %d connections + %d; raise the hard limit (ulimit -Hn)", lim, conns, margin)
 	}
-	if ports := localPorts(); ports > 0 && conns > ports-margin {
-		return fmt.Errorf("%d connections from one client address to one node need more than the %d ephemeral ports of net.ipv4.ip_local_port_range", conns, ports)
+	// The most connections one client address can open to one server
+	// address.
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			lo, _ := strconv.Atoi(f[0])
+			hi, _ := strconv.Atoi(f[1])
+			if ports := hi - lo + 1; conns > ports-margin {
+				return fmt.Errorf("%d connections from one client address to one node need more than the %d ephemeral ports of net.ipv4.ip_local_port_range", conns, ports)
+			}
+		}
 	}
 	return nil
 }
@@ -169,8 +132,8 @@ func (b *bench) waitConnections(ctx context.Context, n *benchNode, clients []*hu
 }
 
 // idle: N idle SignalR WebSocket connections (negotiate, upgrade, JSON
-// handshake) to one node, the leader; memory per connection on the node
-// and in this process, and the node's CPU while it holds them.
+// handshake) to one node, the leader; memory per connection on the node,
+// and its CPU while it holds them.
 func (b *bench) idle(ctx context.Context, r *scenarioResult) error {
 	const hub = "bench_idle"
 	conns := b.cfg.idleConns
@@ -198,7 +161,7 @@ func (b *bench) idle(ctx context.Context, r *scenarioResult) error {
 	prog := startProgress(b.stderr, "idle", opened)
 	b.logf("idle: opening %d connections to %s", conns, n.id)
 	start := time.Now()
-	clients, err := dialManyWith(ctx, b.cl, hub, conns, func(int) int { return target }, nil, nil, idleDialer, opened)
+	clients, err := dialMany(ctx, b.cl, hub, conns, func(int) int { return target }, nil, nil, idleDialer, opened)
 	prog.Stop()
 	if err != nil {
 		return fmt.Errorf("opened %d of %d connections, then: %w", opened.Load(), conns, err)
@@ -212,16 +175,12 @@ func (b *bench) idle(ctx context.Context, r *scenarioResult) error {
 			d, conns, held, why)
 	}
 	if err != nil {
-		if n.logPath != "" {
-			err = fmt.Errorf("%w; the end of %s's log:\n%s", err, n.id, tailFile(n.logPath, 2000))
-		}
-		return err
+		return fmt.Errorf("%w; the end of %s's log:\n%s", err, n.id, tailFile(n.logPath, 2000))
 	}
 	if held == 0 {
 		return fmt.Errorf("no connection stayed open")
 	}
-	openSecs := time.Since(start).Seconds()
-	r.add("connections opened/s (negotiate+upgrade+handshake, 32 at a time, until counted)", float64(conns)/openSecs, "conn/s")
+	r.add("connections opened/s (negotiate+upgrade+handshake, 32 at a time, until counted)", float64(conns)/time.Since(start).Seconds(), "conn/s")
 
 	after, err := b.readMemory(ctx, target)
 	if err != nil {
@@ -246,8 +205,12 @@ func (b *bench) idle(ctx context.Context, r *scenarioResult) error {
 		r.addNote("%d connections were dropped while idle: %s", d-droppedBefore, why)
 	}
 
-	per := func(d float64) float64 { return d / float64(held) / 1024 } // bytes → KiB per connection
 	perKB := func(d int64) float64 { return float64(d) / float64(held) }
+	// per is a /metrics figure's growth in KiB per connection (or in
+	// units, for goroutines).
+	per := func(name string, unit float64) float64 {
+		return (after.m[name] - before.m[name]) / float64(held) / unit
+	}
 	rss := r.add("node: RSS per connection (ΔVmRSS / N)", perKB(after.node.rssKB-before.node.rssKB), "KiB")
 	rss.Versus = append(rss.Versus, comparison{Baseline: fmt.Sprintf("target ≤ %d KiB", idleTargetKiB), What: "KiB",
 		Value: idleTargetKiB, Ratio: rss.Value / idleTargetKiB})
@@ -255,10 +218,10 @@ func (b *bench) idle(ctx context.Context, r *scenarioResult) error {
 		r.add("node:   of which anonymous (ΔRssAnon / N)", perKB(after.node.anonKB-before.node.anonKB), "KiB")
 		r.add("node:   of which mapped files (ΔRssFile / N)", perKB(after.node.fileKB-before.node.fileKB), "KiB")
 	}
-	r.add("node: Go heap in use per connection (Δheap_inuse / N)", per(after.heapInuse-before.heapInuse), "KiB")
-	r.add("node: live heap per connection (Δheap_alloc after GC / N)", per(after.heapAlloc-before.heapAlloc), "KiB")
-	r.add("node: goroutine stacks per connection (Δstack_inuse / N)", per(after.stacks-before.stacks), "KiB")
-	r.add("node: goroutines per connection", (after.goroutines-before.goroutines)/float64(held), "")
+	r.add("node: Go heap in use per connection (Δheap_inuse / N)", per("go_memstats_heap_inuse_bytes", 1024), "KiB")
+	r.add("node: live heap per connection (Δheap_alloc after GC / N)", per("go_memstats_heap_alloc_bytes", 1024), "KiB")
+	r.add("node: goroutine stacks per connection (Δstack_inuse / N)", per("go_memstats_stack_inuse_bytes", 1024), "KiB")
+	r.add("node: goroutines per connection", per("go_goroutines", 1), "")
 	if len(after.others) > 0 && len(after.others) == len(before.others) {
 		var d int64
 		for i := range after.others {
@@ -266,25 +229,20 @@ func (b *bench) idle(ctx context.Context, r *scenarioResult) error {
 		}
 		r.add("other nodes: RSS per connection, mean (ΔVmRSS / N)", perKB(d)/float64(len(after.others)), "KiB")
 	}
-	r.add("bench: RSS per connection (ΔVmRSS / N)", perKB(after.self.rssKB-before.self.rssKB), "KiB")
-	r.add("bench: Go heap in use per connection", per(after.selfHeapInuse-before.selfHeapInuse), "KiB")
-	r.add("bench: goroutine stacks per connection", per(after.selfStacks-before.selfStacks), "KiB")
-	r.add("bench: goroutines per connection", (after.selfGoroutines-before.selfGoroutines)/float64(held), "")
 
-	mib := func(v float64) string { return fmt.Sprintf("%.1f", v/(1<<20)) }
+	mib := func(m samples, name string) string { return fmt.Sprintf("%.1f", m[name]/(1<<20)) }
 	r.addNote("%s: VmRSS %.1f → %.1f MB (RssAnon %.1f → %.1f, RssFile %.1f → %.1f); heap in use %s → %s MB; stacks %s → %s MB; goroutines %.0f → %.0f",
 		n.id, float64(before.node.rssKB)/1024, float64(after.node.rssKB)/1024,
 		float64(before.node.anonKB)/1024, float64(after.node.anonKB)/1024, float64(before.node.fileKB)/1024, float64(after.node.fileKB)/1024,
-		mib(before.heapInuse), mib(after.heapInuse), mib(before.stacks), mib(after.stacks), before.goroutines, after.goroutines)
-	r.addNote("bench: VmRSS %.1f → %.1f MB; heap in use %s → %s MB; stacks %s → %s MB; goroutines %.0f → %.0f",
-		float64(before.self.rssKB)/1024, float64(after.self.rssKB)/1024, mib(before.selfHeapInuse), mib(after.selfHeapInuse),
-		mib(before.selfStacks), mib(after.selfStacks), before.selfGoroutines, after.selfGoroutines)
+		mib(before.m, "go_memstats_heap_inuse_bytes"), mib(after.m, "go_memstats_heap_inuse_bytes"),
+		mib(before.m, "go_memstats_stack_inuse_bytes"), mib(after.m, "go_memstats_stack_inuse_bytes"),
+		before.m["go_goroutines"], after.m["go_goroutines"])
 	if pageKB := int64(os.Getpagesize() / 1024); after.tcpInUse > 0 {
 		r.addNote("kernel (whole machine, not in any RSS): TCP sockets in use %d → %d, TCP buffer memory %d → %d KiB",
 			before.tcpInUse, after.tcpInUse, before.tcpMemPages*pageKB, after.tcpMemPages*pageKB)
 	}
 	if !before.gcForced || !after.gcForced {
-		r.addNote("no GC could be forced on %s (admin token?): the heap figures include garbage", n.id)
+		r.addNote("no GC could be forced on %s: the heap figures include garbage", n.id)
 	}
 	return nil
 }

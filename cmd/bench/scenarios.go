@@ -66,7 +66,7 @@ func (b *bench) broadcast(ctx context.Context, r *scenarioResult) error {
 	r.Description = fmt.Sprintf("1 REST publisher → %s (%s), %s msgs/s (≤%d in flight), %d WebSocket subscribers over %d nodes, %d-byte arguments",
 		b.cl.nodes[origin].id, role, rateText(cfg.rate), cfg.inflight, cfg.clients, len(b.cl.nodes), cfg.size)
 	d := newDeliveryStats()
-	clients, err := dialMany(ctx, b.cl, hub, cfg.clients, func(i int) int { return i % len(b.cl.nodes) }, d.onMessage, nil)
+	clients, err := dialMany(ctx, b.cl, hub, cfg.clients, b.spread, d.onMessage, nil, readerDialer, nil)
 	if err != nil {
 		return fmt.Errorf("connect subscribers: %w", err)
 	}
@@ -78,8 +78,7 @@ func (b *bench) broadcast(ctx context.Context, r *scenarioResult) error {
 	var ack histogram
 	ok, errs := &counter{name: "published"}, &counter{name: "errors"}
 	prog := startProgress(b.stderr, "broadcast", ok, d.delivered, errs)
-	commits := b.cl.startCommitMeter(ctx)
-	delays := b.cl.startDelayMeter(ctx)
+	metrics := b.cl.startMetricsMeter(ctx)
 	meas := b.startMeasure(ctx, r)
 	load := b.publishLoad(ctx, loadSpec{hub: hub, nodes: []int{origin}, rate: cfg.rate, workers: cfg.inflight,
 		duration: cfg.duration, ack: &ack, ok: ok, errs: errs})
@@ -87,7 +86,7 @@ func (b *bench) broadcast(ctx context.Context, r *scenarioResult) error {
 	waitDelivered(ctx, d.delivered, want, 3*time.Second)
 	meas.stop(ctx)
 	prog.Stop()
-	stages := delays.Stop(ctx)
+	ph := metrics.Stop(ctx)
 	m1, e1, err := b.cl.logTotals(ctx)
 	if err != nil {
 		return err
@@ -97,11 +96,11 @@ func (b *bench) broadcast(ctx context.Context, r *scenarioResult) error {
 	r.add("deliveries/s", float64(d.delivered.Load())/secs, "msg/s")
 	r.add("delivered / expected", ratioOf(d.delivered.Load(), want), "")
 	r.add("messages per Raft entry", entryRatio(m0, e0, m1, e1), "")
-	addCommitMetrics(ctx, r, commits, secs)
+	ph.addCommit(r, secs)
 	r.lat("publish → 202 (commit)", ack.Summary())
 	r.lat("publish → delivery, same node", d.same.Summary())
 	r.lat("publish → delivery, other nodes", d.other.Summary())
-	stages.addTo(r, "", b.cl.remote())
+	ph.addDelays(r, "")
 	if n, why := dropped(clients); n > 0 {
 		r.addNote("%d subscribers were disconnected: %s", n, why)
 	}
@@ -124,12 +123,13 @@ func (b *bench) hifreq(ctx context.Context, r *scenarioResult) error {
 	var ack histogram
 	ok, errs := &counter{name: "committed"}, &counter{name: "errors"}
 	prog := startProgress(b.stderr, "hifreq", ok, errs)
-	commits := b.cl.startCommitMeter(ctx)
+	metrics := b.cl.startMetricsMeter(ctx)
 	meas := b.startMeasure(ctx, r)
 	load := b.publishLoad(ctx, loadSpec{hub: hub, nodes: b.allNodes(), workers: cfg.publishers,
 		duration: cfg.duration, ack: &ack, ok: ok, errs: errs})
 	meas.stop(ctx)
 	prog.Stop()
+	ph := metrics.Stop(ctx)
 	m1, e1, err := b.cl.logTotals(ctx)
 	if err != nil {
 		return err
@@ -139,22 +139,14 @@ func (b *bench) hifreq(ctx context.Context, r *scenarioResult) error {
 	}
 	r.add("committed publishes/s", float64(load.committed)/load.elapsed.Seconds(), "msg/s")
 	r.add("messages per Raft entry", entryRatio(m0, e0, m1, e1), "")
-	addCommitMetrics(ctx, r, commits, load.elapsed.Seconds())
+	ph.addCommit(r, load.elapsed.Seconds())
 	r.lat("publish → 202 (commit)", ack.Summary())
 	noteLoad(r, load, errs)
 	return nil
 }
 
-// addCommitMetrics reports the leader's Raft entries per second and the
-// mean time one spent from raft.Apply to the leader's apply.
-func addCommitMetrics(ctx context.Context, r *scenarioResult, m *commitMeter, secs float64) {
-	meanMS, entries := m.Stop(ctx)
-	if entries == 0 {
-		return
-	}
-	r.add("Raft entries/s proposed by the leader", entries/secs, "entry/s")
-	r.add("leader raft.Apply → applied, mean per entry", meanMS, "ms")
-}
+// spread puts client i on node i mod 3.
+func (b *bench) spread(i int) int { return i % len(b.cl.nodes) }
 
 func (b *bench) allNodes() []int {
 	out := make([]int, len(b.cl.nodes))
@@ -196,13 +188,13 @@ func (b *bench) chat(ctx context.Context, r *scenarioResult) error {
 		}
 		completed.Add(1)
 	}
-	clients, err := dialMany(ctx, b.cl, hub, cfg.clients, func(i int) int { return i % len(b.cl.nodes) }, d.onMessage, onCompletion)
+	clients, err := dialMany(ctx, b.cl, hub, cfg.clients, b.spread, d.onMessage, onCompletion, readerDialer, nil)
 	if err != nil {
 		return fmt.Errorf("connect clients: %w", err)
 	}
 	defer closeAll(clients)
-	groupArg := func(i int) string { return strconv.Quote("g" + strconv.Itoa(i/cfg.groupSize)) }
-	if err := b.joinGroups(ctx, clients, groupArg); err != nil {
+	group := func(i int) string { return "g" + strconv.Itoa(i/cfg.groupSize) }
+	if err := b.joinGroups(ctx, clients, group); err != nil {
 		return err
 	}
 	measuring.Lock()
@@ -224,7 +216,6 @@ func (b *bench) chat(ctx context.Context, r *scenarioResult) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			prefix := []byte("[" + groupArg(i) + `,"` + targetMethod + `",`)
 			next := start.Add(time.Duration(rand.Int64N(int64(interval))))
 			var seq int64
 			for ctx.Err() == nil {
@@ -233,9 +224,7 @@ func (b *bench) chat(ctx context.Context, r *scenarioResult) error {
 				if now.Sub(start) >= cfg.duration {
 					return
 				}
-				args := b.payload.args(append([]byte(nil), prefix...), now, seq, c.node)
-				// args is prefix + "[...]": drop the inner '['.
-				args = append(args[:len(prefix)], args[len(prefix)+1:]...)
+				args := b.payload.values(nil, now, seq, c.node, group(i), targetMethod)
 				if err := c.invoke("SendToGroup", args, now); err != nil {
 					errs.Add(1)
 					return
@@ -273,7 +262,7 @@ func (b *bench) chat(ctx context.Context, r *scenarioResult) error {
 
 // joinGroups has every client invoke JoinGroup and waits for each
 // completion, 32 clients at a time.
-func (b *bench) joinGroups(ctx context.Context, clients []*hubClient, groupArg func(int) string) error {
+func (b *bench) joinGroups(ctx context.Context, clients []*hubClient, group func(int) string) error {
 	sem := make(chan struct{}, 32)
 	errc := make(chan error, len(clients))
 	var wg sync.WaitGroup
@@ -282,7 +271,7 @@ func (b *bench) joinGroups(ctx context.Context, clients []*hubClient, groupArg f
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := c.invokeWait(ctx, "JoinGroup", []byte("["+groupArg(i)+"]")); err != nil {
+			if err := c.invokeWait(ctx, "JoinGroup", hubproto.JSONValue(strconv.AppendQuote(nil, group(i)))); err != nil {
 				errc <- fmt.Errorf("client %d JoinGroup: %w", i, err)
 			}
 		}()

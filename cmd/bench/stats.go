@@ -175,15 +175,6 @@ type progress struct {
 	done     sync.WaitGroup
 }
 
-// newCounters makes counters with the given names.
-func newCounters(names ...string) []*counter {
-	out := make([]*counter, len(names))
-	for i, n := range names {
-		out[i] = &counter{name: n}
-	}
-	return out
-}
-
 // startProgress starts printing; Stop ends it.
 func startProgress(w io.Writer, name string, counters ...*counter) *progress {
 	p := &progress{w: w, name: name, counters: counters, stop: make(chan struct{})}

@@ -2,14 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,11 +22,10 @@ import (
 // is killed with SIGKILL; every reader sees its stream break and at once
 // reconnects to a surviving node (round-robin over the survivors) with
 // after=<the last id it saw>, as a client does. Publishing stops -duration
-// after the kill; then every reader must receive every message up to the
-// last committed index. The hub has one audience (broadcasts) and nothing
-// else publishes during the scenario, so its message indexes are dense:
-// each reader's indexes must follow each other with no gap and no repeat,
-// across the reconnection, and end at the last committed index.
+// after the kill; then the benchmark waits for every reader to reach the
+// last committed index. It times all of it and counts the indexes each
+// reader missed or received twice; that none are is asserted by
+// test/cluster's TestReconnectStorm.
 
 const (
 	// stormHub is the hub the readers follow and the publisher posts to.
@@ -47,9 +44,6 @@ const (
 	stormOpening = 64
 )
 
-// errStormRemote is why storm cannot run against -targets.
-var errStormRemote = errors.New("storm needs a local cluster: it kills a node")
-
 // stormRun is the shared state of the readers.
 type stormRun struct {
 	cl        *cluster
@@ -63,6 +57,26 @@ type stormRun struct {
 
 	opened, reconnected, delivered *counter
 	beforeKill, afterKill          histogram // publish → delivery, by delivery time
+}
+
+// stormReader is one native SSE reader. Its fields are its goroutine's
+// until the readers stop, except lastSeen.
+type stormReader struct {
+	id       int
+	last     uint64        // the highest index received: the cursor to resume from
+	lastSeen atomic.Uint64 // last, for the waiting scenario
+	catch    catchUp
+
+	missed, dups int64 // indexes skipped over; indexes not above the last
+	opened       bool  // its first stream is open
+	resumed      bool  // it reconnected to a surviving node after the kill
+	reconnectAt  time.Time
+	brokeAt      time.Time // when its stream on the victim ended after the kill
+	afterResume  int64     // messages received after resuming
+	failedDials  int       // stream requests that failed (connection or status)
+	earlyBreaks  int       // streams that ended before the kill
+	laterBreaks  int       // streams on a survivor that ended before the scenario did
+	lastErr      string    // why the last stream or request ended
 }
 
 // newStreamClient returns an HTTP client for conns long-lived streams: no
@@ -93,7 +107,7 @@ func (s *stormRun) read(ctx context.Context, r *stormReader) {
 		if killAt != nil && node == s.victim {
 			node = s.survivors[(r.id+tries)%len(s.survivors)]
 		}
-		after := r.seq.last
+		after := r.last
 		if !r.opened {
 			select {
 			case s.openSem <- struct{}{}:
@@ -124,19 +138,14 @@ func (s *stormRun) read(ctx context.Context, r *stormReader) {
 			s.opened.Add(1)
 		}
 		if killAt != nil && !r.resumed && node != s.victim {
-			r.resumed, r.resumeNode, r.resumeAfter, r.reconnectAt = true, node, after, now
+			r.resumed, r.reconnectAt = true, now
 			r.catch.reconnect(now, s.head.Load(), *killAt)
 			s.reconnected.Add(1)
 		}
-		err = readSSE(bufio.NewReaderSize(resp.Body, s.bufSize), func(id uint64, data []byte) {
-			s.onMessage(r, id, data)
-		}, func([]byte) { r.resets++ })
+		err = readSSE(bufio.NewReaderSize(resp.Body, s.bufSize), func(id uint64, data []byte) { s.onMessage(r, id, data) })
 		resp.Body.Close()
 		if ctx.Err() != nil {
 			return
-		}
-		if errors.Is(err, errSSEFormat) && r.formatErr == "" {
-			r.formatErr = err.Error()
 		}
 		r.lastErr = fmt.Sprint(err)
 		switch {
@@ -169,21 +178,24 @@ func (s *stormRun) open(ctx context.Context, node int, after uint64) (*http.Resp
 	return resp, nil
 }
 
-// onMessage checks and times one message a reader received.
+// onMessage counts, times and places one message a reader received.
 func (s *stormRun) onMessage(r *stormReader, id uint64, data []byte) {
 	now := time.Now()
 	var killAt time.Time
 	if k := s.killAt.Load(); k != nil {
 		killAt = *k
 	}
-	r.seq.add(id)
-	r.lastSeen.Store(r.seq.last)
-	r.catch.delivered(now, r.seq.last, killAt)
+	switch {
+	case id <= r.last:
+		r.dups++
+	default:
+		r.missed += int64(id - r.last - 1)
+		r.last = id
+	}
+	r.lastSeen.Store(r.last)
+	r.catch.delivered(now, r.last, killAt)
 	if r.resumed {
 		r.afterResume++
-		if r.firstAfter == 0 {
-			r.firstAfter = id
-		}
 	}
 	if sent, ok := sentFromData(data); ok {
 		lat := now.Sub(time.Unix(0, sent))
@@ -194,6 +206,106 @@ func (s *stormRun) onMessage(r *stormReader, id uint64, data []byte) {
 		}
 	}
 	s.delivered.Add(1)
+}
+
+// readSSE reads a native cursor stream (docs/protocol.md) until it ends:
+// onMessage gets every event that has an id (the message index) and its
+// data, which is valid only during the call. It returns the reader's
+// error (io.EOF for a clean end).
+func readSSE(br *bufio.Reader, onMessage func(id uint64, data []byte)) error {
+	var id int64
+	var hasID bool
+	var data []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		field, value, _ := bytes.Cut(line, []byte(": "))
+		switch {
+		case len(line) == 0: // the end of an event
+			if hasID && len(data) > 0 {
+				onMessage(uint64(id), data)
+			}
+			hasID, data = false, data[:0]
+		case string(field) == "id":
+			id, hasID = atoi(value)
+		case string(field) == "data":
+			data = append(data, value...)
+		}
+	}
+}
+
+// sentFromData reads the send time (unix nanoseconds) a benchmark message
+// carries as its first argument, from a native message's JSON.
+func sentFromData(data []byte) (int64, bool) {
+	const key = `"arguments":[`
+	i := bytes.Index(data, []byte(key))
+	if i < 0 {
+		return 0, false
+	}
+	rest := data[i+len(key):]
+	end := bytes.IndexAny(rest, ",]")
+	if end < 0 {
+		return 0, false
+	}
+	return atoi(rest[:end])
+}
+
+// catchUp times when a reader caught up with the head after the kill. The
+// head is the highest index committed (acknowledged with 202 to the
+// publisher) at the moment the reader reconnected: the first byte of its
+// first stream on a surviving node. The reader caught up at the first time
+// at or after the kill when the last index it had received was at least
+// that head. Because the head is known only once the reader reconnects,
+// the indexes it still read from the dead node's socket after the kill are
+// kept until then.
+type catchUp struct {
+	lastBeforeKill uint64 // the last index received before the kill
+	early          []indexAt
+	reconnected    bool
+	target         uint64    // the head when the reader reconnected
+	at             time.Time // when it caught up; zero until then
+}
+
+// indexAt is a reader's last index from a given time on.
+type indexAt struct {
+	index uint64
+	at    time.Time
+}
+
+// delivered records that the reader's last index became last at t;
+// killAt is zero before the kill.
+func (c *catchUp) delivered(t time.Time, last uint64, killAt time.Time) {
+	switch {
+	case c.reconnected:
+		if c.at.IsZero() && last >= c.target {
+			c.at = t
+		}
+	case killAt.IsZero() || t.Before(killAt):
+		c.lastBeforeKill = last
+	default:
+		c.early = append(c.early, indexAt{last, t})
+	}
+}
+
+// reconnect records the reader's first byte from a surviving node at t,
+// when head was the highest committed index.
+func (c *catchUp) reconnect(t time.Time, head uint64, killAt time.Time) {
+	if c.reconnected {
+		return
+	}
+	c.reconnected, c.target = true, head
+	if c.lastBeforeKill >= head {
+		c.at = killAt
+	}
+	for _, e := range c.early {
+		if c.at.IsZero() && e.index >= head {
+			c.at = e.at
+		}
+	}
+	c.early = nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
@@ -208,12 +320,6 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // storm: see the comment at the top of this file.
 func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 	cfg := b.cfg
-	if b.cl.remote() {
-		return errStormRemote
-	}
-	if len(b.cl.nodes) < 3 {
-		return fmt.Errorf("storm needs at least 3 nodes (the survivors must keep a quorum), the cluster has %d", len(b.cl.nodes))
-	}
 	leader, err := b.cl.leader(ctx)
 	if err != nil {
 		return err
@@ -222,9 +328,10 @@ func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 	// victim is the other one.
 	victim := (leader + len(b.cl.nodes) - 1) % len(b.cl.nodes)
 	var survivors []int
+	var snames []string
 	for i := range b.cl.nodes {
 		if i != victim {
-			survivors = append(survivors, i)
+			survivors, snames = append(survivors, i), append(snames, b.cl.nodes[i].id)
 		}
 	}
 	st, err := b.cl.status(ctx, b.cl.nodes[leader])
@@ -233,10 +340,6 @@ func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 	}
 	start := st.Messages.LastMessage
 	vname := b.cl.nodes[victim].id
-	var snames []string
-	for _, i := range survivors {
-		snames = append(snames, b.cl.nodes[i].id)
-	}
 	r.Params = map[string]any{"readers": cfg.stormReaders, "rate": cfg.stormRate, "size": cfg.size,
 		"duration_s": cfg.duration.Seconds(), "victim": vname, "steady_s": stormSteady.Seconds()}
 	r.Description = fmt.Sprintf("%s native SSE readers of one hub on follower %s from the current end; a REST publisher → leader %s at %s msgs/s; "+
@@ -261,7 +364,7 @@ func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 	}
 	defer stopReaders()
 	for i := range readers {
-		rd := &stormReader{id: i, seq: newSeqCheck(start)}
+		rd := &stormReader{id: i, last: start}
 		rd.lastSeen.Store(start)
 		readers[i] = rd
 		wg.Add(1)
@@ -270,8 +373,8 @@ func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 			s.read(rctx, rd)
 		}()
 	}
-	if err := waitCount(ctx, s.opened, int64(len(readers)), 60*time.Second); err != nil {
-		return fmt.Errorf("open %d streams on %s: %d open: %w (last error of reader 0: %s)", len(readers), vname, s.opened.Load(), err, readers[0].lastErr)
+	if !waitFor(ctx, 60*time.Second, func() bool { return s.opened.Load() >= int64(len(readers)) }) {
+		return fmt.Errorf("open %d streams on %s: %d open within 60s (last error of reader 0: %s)", len(readers), vname, s.opened.Load(), readers[0].lastErr)
 	}
 
 	var ack histogram
@@ -324,7 +427,7 @@ func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 			st.Messages.LastMessage, final, max(final, st.Messages.LastMessage))
 		final = max(final, st.Messages.LastMessage)
 	}
-	waitErr := waitReaders(ctx, readers, final)
+	behind := waitReaders(ctx, readers, final)
 	allAt := time.Since(published)
 	meas.stop(ctx)
 	stopProgress()
@@ -333,11 +436,9 @@ func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 		return ctx.Err()
 	}
 
-	// Figures.
 	var broke, reconnect, caught histogram
 	var lastReconnect time.Duration
-	var afterResume, gaps, dups int64
-	var missed uint64
+	var afterResume, missed, dups int64
 	var early, later, failed, resumed int
 	for _, rd := range readers {
 		if rd.resumed {
@@ -353,9 +454,8 @@ func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 			caught.Record(rd.catch.at.Sub(killAt))
 		}
 		afterResume += rd.afterResume
-		gaps += rd.seq.gaps
-		missed += rd.seq.missed
-		dups += rd.seq.dups
+		missed += rd.missed
+		dups += rd.dups
 		early += rd.earlyBreaks
 		later += rd.laterBreaks
 		failed += rd.failedDials
@@ -374,7 +474,12 @@ func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 	r.add("messages received after the reconnect", float64(afterResume), "msgs")
 	r.add("gaps (indexes missed)", float64(missed), "msgs")
 	r.add("duplicates", float64(dups), "msgs")
-	r.add("publishing stopped → every reader at the last index", float64(allAt)/float64(time.Millisecond), "ms")
+	if behind == 0 {
+		r.add("publishing stopped → every reader at the last index", float64(allAt)/float64(time.Millisecond), "ms")
+	} else {
+		r.addNote("%d readers had not reached the last committed index %d when the wait ended (nothing arrived for %s, or %s passed)",
+			behind, final, stormIdle, stormMaxWait)
+	}
 	r.lat("publish → 202 (commit)", ack.Summary())
 	r.lat("publish → delivery, before the kill", s.beforeKill.Summary())
 	r.lat("publish → delivery, after the kill", s.afterKill.Summary())
@@ -390,109 +495,45 @@ func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 	if failed > 0 {
 		r.addNote("%d stream requests failed (the readers retried after 20 ms, on the next survivor after the kill)", failed)
 	}
+	if n := len(readers) - resumed; n > 0 {
+		r.addNote("%d readers never reconnected to a surviving node", n)
+	}
 	noteLoad(r, load, errs)
-
-	// Verdict.
-	var bad []string
-	nbad := 0
-	for _, rd := range readers {
-		p := rd.problems(final)
-		if len(p) == 0 {
-			continue
-		}
-		nbad++
-		if len(bad) < 5 {
-			resumedOn := "-"
-			if rd.resumed {
-				resumedOn = b.cl.nodes[rd.resumeNode].id
-			}
-			bad = append(bad, fmt.Sprintf("reader %d (%s → %s, resumed after=%d, first index after it %d, %d received, last error %q): %s",
-				rd.id, vname, resumedOn, rd.resumeAfter, rd.firstAfter, rd.seq.received, rd.lastErr, strings.Join(p, "; ")))
-		}
-	}
-	if nbad == 0 && waitErr == nil {
-		return nil
-	}
-	msg := fmt.Sprintf("%d of %d readers are wrong (gaps %d, missing %d, duplicates %d; committed %d..%d, killed at %d)",
-		nbad, len(readers), gaps, missed, dups, start+1, final, headAtKill)
-	if waitErr != nil {
-		msg += "; " + waitErr.Error()
-	}
-	if len(bad) > 0 {
-		msg += ": " + strings.Join(bad, " | ")
-	}
-	if dir, err := keepLogs(b.cl); err != nil {
-		msg += fmt.Sprintf("; could not keep the node logs: %v", err)
-	} else {
-		msg += "; node logs kept in " + dir
-	}
-	return errors.New(msg)
-}
-
-// waitCount waits until c reaches want.
-func waitCount(ctx context.Context, c *counter, want int64, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for c.Load() < want {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %s", timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	return nil
 }
 
+// waitFor polls cond every 10 ms until it holds (true), or ctx ends or
+// timeout passes (false).
+func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(timeout); !cond(); {
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
 // waitReaders waits until every reader has final, or none has received
-// anything for stormIdle, or stormMaxWait has passed.
-func waitReaders(ctx context.Context, readers []*stormReader, final uint64) error {
-	deadline := time.Now().Add(stormMaxWait)
+// anything for stormIdle, or stormMaxWait has passed; it returns how many
+// readers are behind.
+func waitReaders(ctx context.Context, readers []*stormReader, final uint64) int {
 	var lastSum uint64
 	lastChange := time.Now()
-	for {
-		behind, lowest, sum := 0, final, uint64(0)
+	for deadline := time.Now().Add(stormMaxWait); ; time.Sleep(20 * time.Millisecond) {
+		behind, sum := 0, uint64(0)
 		for _, rd := range readers {
 			v := rd.lastSeen.Load()
 			sum += v
 			if v < final {
 				behind++
-				lowest = min(lowest, v)
 			}
 		}
 		switch {
-		case behind == 0:
-			return nil
-		case ctx.Err() != nil:
-			return ctx.Err()
+		case behind == 0 || ctx.Err() != nil || time.Since(lastChange) > stormIdle || time.Now().After(deadline):
+			return behind
 		case sum != lastSum:
 			lastSum, lastChange = sum, time.Now()
-		case time.Since(lastChange) > stormIdle || time.Now().After(deadline):
-			return fmt.Errorf("%d readers never reached the last committed index %d (the lowest is at %d; nothing arrived for %s)",
-				behind, final, lowest, time.Since(lastChange).Round(time.Millisecond))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// keepLogs copies the local nodes' logs into a new temp dir that outlives
-// the cluster, for a failed storm to be examined.
-func keepLogs(cl *cluster) (string, error) {
-	dir, err := os.MkdirTemp("", "backplane-storm-logs-")
-	if err != nil {
-		return "", err
-	}
-	for _, n := range cl.nodes {
-		if n.logPath == "" {
-			continue
-		}
-		b, err := os.ReadFile(n.logPath)
-		if err != nil {
-			return dir, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, n.id+".log"), b, 0o644); err != nil {
-			return dir, err
 		}
 	}
-	return dir, nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -57,140 +56,44 @@ func readProc(pid string) procSample {
 	}
 	sc := bufio.NewScanner(bytes.NewReader(status))
 	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "VmRSS:"):
-			s.rssKB = kbField(line)
-		case strings.HasPrefix(line, "VmHWM:"):
-			s.peakKB = kbField(line)
-		case strings.HasPrefix(line, "RssAnon:"):
-			s.anonKB = kbField(line)
-		case strings.HasPrefix(line, "RssFile:"):
-			s.fileKB = kbField(line)
+		k, v, _ := strings.Cut(sc.Text(), ":")
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[0], 10, 64)
+		switch k {
+		case "VmRSS":
+			s.rssKB = kb
+		case "VmHWM":
+			s.peakKB = kb
+		case "RssAnon":
+			s.anonKB = kb
+		case "RssFile":
+			s.fileKB = kb
 		}
 	}
 	s.ok = true
 	return s
 }
 
-// openFileLimit reads the soft "Max open files" limit of a process from
-// /proc/<pid>/limits ("self" for this process); 0 if unknown.
-func openFileLimit(pid string) int64 {
-	b, err := os.ReadFile("/proc/" + pid + "/limits")
+// procField reads the first number after prefix on a line of a /proc file
+// (0 if there is none), e.g. the soft "Max open files" limit of
+// /proc/<pid>/limits.
+func procField(path, prefix string) int64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "Max open files"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
 				v, _ := strconv.ParseInt(f[0], 10, 64)
 				return v
 			}
 		}
 	}
 	return 0
-}
-
-func kbField(line string) int64 {
-	f := strings.Fields(line)
-	if len(f) < 2 {
-		return 0
-	}
-	v, _ := strconv.ParseInt(f[1], 10, 64)
-	return v
-}
-
-// readMetricsUsage reads process_cpu_seconds_total and
-// process_resident_memory_bytes from a remote node's /metrics.
-func (c *cluster) readMetricsUsage(ctx context.Context, n *benchNode) procSample {
-	s := procSample{at: time.Now()}
-	b, err := c.get(ctx, n.url+"/metrics")
-	if err != nil {
-		return s
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 2 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[1], 64)
-		if err != nil {
-			continue
-		}
-		switch f[0] {
-		case "process_cpu_seconds_total":
-			s.cpu, s.ok = v, true
-		case "process_resident_memory_bytes":
-			s.rssKB = int64(v / 1024)
-		}
-	}
-	return s
-}
-
-// metricValues reads the named unlabelled series from a node's /metrics.
-func (c *cluster) metricValues(ctx context.Context, n *benchNode, names ...string) (map[string]float64, error) {
-	b, err := c.get(ctx, n.url+"/metrics")
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 2 {
-			continue
-		}
-		for _, name := range names {
-			if f[0] == name {
-				v, _ := strconv.ParseFloat(f[1], 64)
-				out[name] = v
-			}
-		}
-	}
-	return out, nil
-}
-
-// commitMeter reads the leader's backplane_commit_seconds histogram (the
-// time from raft.Apply to the leader's own apply, per entry) before and
-// after a phase.
-type commitMeter struct {
-	c      *cluster
-	leader *benchNode
-	start  map[string]float64
-}
-
-const (
-	commitSum   = "backplane_commit_seconds_sum"
-	commitCount = "backplane_commit_seconds_count"
-)
-
-func (c *cluster) startCommitMeter(ctx context.Context) *commitMeter {
-	li, err := c.leader(ctx)
-	if err != nil {
-		return nil
-	}
-	m := &commitMeter{c: c, leader: c.nodes[li]}
-	if m.start, err = c.metricValues(ctx, m.leader, commitSum, commitCount); err != nil {
-		return nil
-	}
-	return m
-}
-
-// Stop returns the mean commit time per entry in ms and the entries the
-// leader committed, or zeros if the metrics are not available.
-func (m *commitMeter) Stop(ctx context.Context) (meanMS float64, entries float64) {
-	if m == nil {
-		return 0, 0
-	}
-	end, err := m.c.metricValues(ctx, m.leader, commitSum, commitCount)
-	if err != nil {
-		return 0, 0
-	}
-	entries = end[commitCount] - m.start[commitCount]
-	if entries <= 0 {
-		return 0, 0
-	}
-	return 1000 * (end[commitSum] - m.start[commitSum]) / entries, entries
 }
 
 // usage is CPU and memory of one process over a phase.
@@ -201,10 +104,16 @@ type usage struct {
 	PeakMB float64 `json:"peak_rss_mb,omitempty"`
 }
 
-// usageMeter samples every node, this process and the whole machine at
+// proc is a process whose usage a phase measures.
+type proc struct {
+	name string
+	pid  int
+}
+
+// usageMeter samples some processes, this one and the whole machine at
 // the start and end of a phase.
 type usageMeter struct {
-	c        *cluster
+	procs    []proc
 	start    []procSample
 	machine0 machineSample
 }
@@ -241,43 +150,35 @@ func readMachine() machineSample {
 	return m
 }
 
-func (c *cluster) sampleAll(ctx context.Context) []procSample {
-	out := make([]procSample, 0, len(c.nodes)+1)
-	for _, n := range c.nodes {
-		if pid := n.pid(); pid != 0 {
-			out = append(out, readProc(strconv.Itoa(pid)))
-		} else {
-			out = append(out, c.readMetricsUsage(ctx, n))
-		}
+// sampleAll reads procs, then this process (the last sample).
+func sampleAll(procs []proc) []procSample {
+	out := make([]procSample, 0, len(procs)+1)
+	for _, p := range procs {
+		out = append(out, readProc(strconv.Itoa(p.pid)))
 	}
 	return append(out, readProc("self"))
 }
 
-// selfMeter measures only this process (and the rest of the machine), for
-// the in-process baselines.
-func selfMeter() *usageMeter {
-	return &usageMeter{c: &cluster{}, start: []procSample{readProc("self")}, machine0: readMachine()}
+// startUsage starts measuring procs, this process and the machine.
+func startUsage(procs []proc) *usageMeter {
+	return &usageMeter{procs: procs, start: sampleAll(procs), machine0: readMachine()}
 }
 
-func (c *cluster) startUsage(ctx context.Context) *usageMeter {
-	return &usageMeter{c: c, start: c.sampleAll(ctx), machine0: readMachine()}
-}
-
-// Stop returns the usage of each node and of the benchmark process, then
-// "others": the rest of the machine's busy time (other processes, and
+// Stop returns the usage of each process and of the benchmark process,
+// then "others": the rest of the machine's busy time (other processes, and
 // kernel work not charged to a process), in the same unit.
-func (m *usageMeter) Stop(ctx context.Context) []usage {
-	end := m.c.sampleAll(ctx)
+func (m *usageMeter) Stop() []usage {
+	end := sampleAll(m.procs)
 	mach := readMachine()
 	out := make([]usage, 0, len(end)+1)
 	var ours float64
 	for i, e := range end {
 		name := "bench"
-		if i < len(m.c.nodes) {
-			name = m.c.nodes[i].id
-		}
-		if i < len(m.c.nodes) && !e.ok && m.c.nodes[i].dead() {
-			name += " (killed)" // no end reading: its CPU and memory are unknown
+		if i < len(m.procs) {
+			name = m.procs[i].name
+			if !e.ok {
+				name += " (killed)" // no end reading: its CPU and memory are unknown
+			}
 		}
 		u := usage{Name: name, RSSMB: float64(e.rssKB) / 1024, PeakMB: float64(e.peakKB) / 1024}
 		if s := m.start[i]; s.ok && e.ok {
@@ -304,16 +205,10 @@ type diskUsage struct {
 	PerMessage float64 `json:"bytes_per_message"`
 }
 
-// dirBytes is the space allocated to the files under dir (what du says).
-func dirBytes(dir string) int64 {
-	if info, err := os.Stat(dir); err == nil && !info.IsDir() {
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			return st.Blocks * 512
-		}
-		return info.Size()
-	}
+// dirBytes is the space allocated to the files under path (what du says).
+func dirBytes(path string) int64 {
 	var total int64
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+	_ = filepath.WalkDir(path, func(_ string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return nil
 		}
@@ -327,33 +222,6 @@ func dirBytes(dir string) int64 {
 		return nil
 	})
 	return total
-}
-
-// disk measures each local node's data directory against the messages
-// committed so far.
-func (c *cluster) disk(ctx context.Context) ([]diskUsage, error) {
-	var out []diskUsage
-	for _, n := range c.nodes {
-		if n.dataDir == "" {
-			return nil, nil // remote: not measurable from here
-		}
-		if n.dead() {
-			continue // killed by the storm scenario
-		}
-		st, err := c.status(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		raftDir := filepath.Join(n.dataDir, "raft")
-		d := diskUsage{Node: n.id, LogBytes: dirBytes(filepath.Join(raftDir, "raft.db")),
-			SnapBytes:  dirBytes(filepath.Join(raftDir, "snapshots")),
-			StateBytes: dirBytes(filepath.Join(n.dataDir, "state")), Messages: st.Messages.LastMessage}
-		if d.Messages > 0 {
-			d.PerMessage = float64(d.LogBytes+d.SnapBytes+d.StateBytes) / float64(d.Messages)
-		}
-		out = append(out, d)
-	}
-	return out, nil
 }
 
 func (d diskUsage) String() string {
