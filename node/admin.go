@@ -20,6 +20,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("POST "+applyPath, n.requirePeer(n.handleApply))
 	mux.HandleFunc("POST "+announcePath, n.requirePeer(n.handleAnnounce))
 	mux.HandleFunc("GET "+progressPath, n.requirePeer(n.handleProgress))
+	mux.HandleFunc("POST "+removedPath, n.requirePeer(n.handleRemoved))
 	mux.HandleFunc("GET /healthz", n.handleHealth)
 	mux.HandleFunc("GET /readyz", n.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.registry, promhttp.HandlerOpts{}))

@@ -220,6 +220,10 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 	// Expire its connections (its clients must reconnect elsewhere) and
 	// forget its addresses first: a leader removing itself cannot commit
 	// anything afterwards. A failed expiry is retried by the janitor.
+	var removedURL string
+	if info, ok, err := n.fsm.Node(req.ID); err == nil && ok && info.HTTPAddr != "" && req.ID != n.cfg.ID {
+		removedURL = n.fwd.url(info.HTTPAddr)
+	}
 	if err := n.expireConnectionsOf(r.Context(), req.ID, "holder removed"); err != nil {
 		n.log.Warn("expire connections of a removed node", "node", req.ID, "err", err)
 	}
@@ -230,6 +234,9 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 	if err := n.raft.Remove(req.ID); err != nil {
 		writeError(w, r, err)
 		return
+	}
+	if removedURL != "" {
+		go n.tellRemoved(removedURL, req.ID)
 	}
 	w.Header().Set("Backplane-Served-By", n.cfg.ID)
 	writeJSON(w, http.StatusOK, map[string]any{"removed": req.ID})
