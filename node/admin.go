@@ -36,7 +36,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errNotFoundf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
-	return withBodyTimeout(mux, n.cfg.HTTPBodyTimeout)
+	return withBodyTimeout(canonicalHubs(mux), n.cfg.HTTPBodyTimeout)
 }
 
 // memberStatus is one member in /admin/status.

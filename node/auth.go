@@ -112,7 +112,7 @@ func (n *Node) parseAccessToken(tok string) (*jwt.RegisteredClaims, error) {
 
 // requestURL is the request's URL without query, as a client addressed it.
 func requestURL(r *http.Request, scheme string) string {
-	return scheme + "://" + r.Host + r.URL.EscapedPath()
+	return scheme + "://" + r.Host + clientEscapedPath(r)
 }
 
 func audienceMatches(aud jwt.ClaimStrings, r *http.Request) bool {

@@ -18,7 +18,7 @@ const forwardedHeader = "Backplane-Forwarded-Connection"
 // of a long-polling connection (DELETE). A request for a connection held
 // by another node is forwarded there.
 func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
-	hub := r.PathValue("hub")
+	hub := CanonicalHub(r.PathValue("hub"))
 	if err := fsm.ValidateHub(hub); err != nil {
 		http.Error(w, "no such hub: "+err.Error(), http.StatusNotFound)
 		return
@@ -50,9 +50,20 @@ func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
 	}
 	isSSE := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 	isPoll := r.Method == http.MethodGet && !isUpgrade && !isSSE
+	if c.hub != hub {
+		http.Error(w, "No Connection with that ID", http.StatusNotFound)
+		return
+	}
 	// An ended connection is gone, except to the long poll that learns how
-	// it ended.
-	if c.hub != hub || (c.isDone() && !isPoll) {
+	// it ended and, as in ASP.NET, to the DELETE a client sends after the
+	// poll that delivered the server's Close: it stays, inactive, until
+	// then (202).
+	if c.isDone() && !isPoll {
+		if r.Method == http.MethodDelete && c.transportName() == transportLongPolling {
+			s.forget(c)
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
 		http.Error(w, "No Connection with that ID", http.StatusNotFound)
 		return
 	}
@@ -79,6 +90,25 @@ func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, POST, DELETE")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	}
+}
+
+// CanonicalHub is a hub name's canonical form. Hub names are
+// case-insensitive, as ASP.NET Core routes them: /hubs/Chat and /hubs/chat
+// are one hub, recorded in the log as "chat" (ASCII letters in lower case;
+// a valid hub name holds no others).
+func CanonicalHub(hub string) string {
+	for i := 0; i < len(hub); i++ {
+		if c := hub[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(hub)
+			for j, c := range b {
+				if c >= 'A' && c <= 'Z' {
+					b[j] = c + ('a' - 'A')
+				}
+			}
+			return string(b)
+		}
+	}
+	return hub
 }
 
 // serveSend takes client data for SSE and long-polling connections.

@@ -62,9 +62,13 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn) 
 			buf = append(buf, final...)
 		}
 		if len(buf) == 0 {
+			// The client has been told: the connection is gone (a later
+			// poll is 404, as in ASP.NET).
+			s.forget(c)
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
+		// Kept, inactive, for the client's DELETE or its next poll (204).
 		writePoll(w, buf)
 	case <-ctx.Done():
 		switch {

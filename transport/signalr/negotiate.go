@@ -42,7 +42,7 @@ func (s *Server) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "negotiate takes POST", http.StatusMethodNotAllowed)
 		return
 	}
-	hub := r.PathValue("hub")
+	hub := CanonicalHub(r.PathValue("hub"))
 	if err := fsm.ValidateHub(hub); err != nil {
 		http.Error(w, fmt.Sprintf("no hub %q: %v", hub, err), http.StatusNotFound)
 		return

@@ -56,7 +56,8 @@ func (s *Server) carryOut(c *conn, now time.Time, d duty) {
 		c.end("", false, "long-polling client stopped polling")
 		s.forget(c) // nobody is polling to be told
 	case dutyEndClientTimeout:
-		c.end("Connection closed with an error: client timeout", true, "client timeout")
+		// As ASP.NET: a Close that allows reconnecting, without an error.
+		c.end("", true, "client timeout")
 	case dutyEndHandshakeTimeout:
 		c.end("", false, "handshake timeout")
 	case dutyPing:

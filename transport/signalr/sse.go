@@ -45,9 +45,12 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn) {
 	if !write([]byte(":\r\n")) {
 		return
 	}
-	tick := time.NewTicker(s.opts.KeepAlive / 3)
-	defer tick.Stop()
+	// A Ping once KeepAlive has passed since the last write, to the
+	// moment: the timer is set for then, and moved on when a write came
+	// meanwhile.
 	lastWrite := time.Now()
+	keepAlive := time.NewTimer(s.opts.KeepAlive)
+	defer keepAlive.Stop()
 	var recs, event []byte
 	for {
 		select {
@@ -63,8 +66,13 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn) {
 			if !write(event) {
 				return
 			}
-		case <-tick.C:
-			if p := c.protocolOf(); p != nil && time.Since(lastWrite) >= s.opts.KeepAlive {
+		case <-keepAlive.C:
+			if wait := s.opts.KeepAlive - time.Since(lastWrite); wait > 0 {
+				keepAlive.Reset(wait)
+				continue
+			}
+			keepAlive.Reset(s.opts.KeepAlive)
+			if p := c.protocolOf(); p != nil {
 				lastWrite = time.Now()
 				if !write(appendSSEEvent(event[:0], p.PingRecord())) {
 					return

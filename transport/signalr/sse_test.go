@@ -140,3 +140,20 @@ func TestEndDuringHandshakeLeavesNoRecord(t *testing.T) {
 		t.Fatal("ended connection: got it indexed for delivery, want it gone")
 	}
 }
+
+// The first keep-alive comes KeepAlive after the last write, as on
+// WebSockets and in ASP.NET (it came up to a third of KeepAlive late).
+func TestSSEFirstKeepAliveOnTime(t *testing.T) {
+	t.Parallel()
+	keepAlive := time.Second
+	ts := newTestServer(t, testOptions(func(o *Options) { o.KeepAlive = keepAlive }))
+	n := ts.negotiate("chat", "")
+	c := ts.openSSE("chat", n.ConnectionToken)
+	ts.post("chat", n.ConnectionToken, handshakeJSON)
+	mustEqual(t, "handshake event", c.event().data, "{}"+rs)
+	start := time.Now()
+	mustEqual(t, "keep-alive event", c.event().data, `{"type":6}`+rs)
+	if elapsed := time.Since(start); elapsed < keepAlive*9/10 || elapsed > keepAlive*5/4 {
+		t.Fatalf("first keep-alive: got it %s after the handshake, want %s", elapsed, keepAlive)
+	}
+}

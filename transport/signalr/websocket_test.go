@@ -172,7 +172,8 @@ func TestWebSocketClientTimeout(t *testing.T) {
 	start := time.Now()
 	c.write(`{"type":6}` + rs) // as the JS client does right after the handshake
 	got := c.closed()
-	wantClose(t, "silent client", got, true, true)
+	// As ASP.NET: allowReconnect, without an error (issue 13, item 8).
+	wantClose(t, "silent client", got, false, true)
 	if elapsed := time.Since(start); elapsed < clientTimeout {
 		t.Fatalf("client timeout: got the close after %s, want at least %s", elapsed, clientTimeout)
 	}
