@@ -32,6 +32,7 @@ func (n *Node) routes() http.Handler {
 	n.restRoutes(mux)
 	n.streams.Register(mux)
 	n.hubs.Register(mux)
+	n.signalr2Routes(mux)
 	n.uiRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errNotFoundf("no endpoint %s %s", r.Method, r.URL.Path))

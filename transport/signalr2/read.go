@@ -1,0 +1,170 @@
+package signalr2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/backplane/backplane/fsm"
+)
+
+// readResult is what a connection's cursor read found.
+type readResult struct {
+	msgs   []fsm.Message // addressed to the connection, in index order
+	next   uint64        // the cursor after them
+	reset  bool          // messages after the cursor were trimmed by retention
+	oldest uint64        // the oldest retained message (with reset)
+	// groups are the connection's groups per hub (only hubs with some),
+	// each sorted.
+	groups map[string][]string
+	gone   bool // a record of the connection is missing: it was closed
+	moved  bool // another node holds the connection
+}
+
+// readOnce reads what the connection has not received after the cursor.
+// Its groups are read after the log position it reads up to, so each
+// message is matched against a membership at least as recent as the
+// message: a member of a group when a message to it was committed is never
+// passed over because this read came too early.
+func (s *Server) readOnce(c *conn, after uint64) (readResult, error) {
+	last := s.cluster.LastMessage()
+	res := readResult{next: after, groups: map[string][]string{}}
+	for _, hub := range c.hubs {
+		holder, open, err := s.cluster.Holder(hub, c.id)
+		if err != nil {
+			return res, fmt.Errorf("read the connection's record: %w", err)
+		}
+		if !open {
+			res.gone = true
+			return res, nil
+		}
+		if holder != s.cluster.NodeID() {
+			res.moved = true
+		}
+		groups, err := s.cluster.Groups(hub, c.id, c.user)
+		if err != nil {
+			return res, fmt.Errorf("read the connection's groups: %w", err)
+		}
+		if len(groups) > 0 {
+			slices.Sort(groups)
+			res.groups[hub] = slices.Compact(groups)
+		}
+	}
+	if last <= after {
+		return res, nil
+	}
+	next := last
+	for _, hub := range c.hubs {
+		f := &fsm.Filter{Hub: hub, Broadcast: true, Groups: res.groups[hub], Connections: []string{c.id}, Self: c.id}
+		if c.user != "" {
+			f.Users = []string{c.user}
+		}
+		page, err := s.cluster.Read(f, after, readBatch)
+		if err != nil {
+			return res, fmt.Errorf("read hub %s after %d: %w", hub, after, err)
+		}
+		if page.Reset {
+			res.reset, res.oldest = true, page.Oldest
+			return res, nil
+		}
+		next = min(next, page.Next)
+		res.msgs = append(res.msgs, page.Messages...)
+	}
+	// Each hub's page may stop at a different index: keep what every
+	// hub was read up to, the rest is read again next time.
+	res.msgs = slices.DeleteFunc(res.msgs, func(m fsm.Message) bool { return m.Index > next })
+	if len(c.hubs) > 1 {
+		slices.SortFunc(res.msgs, func(a, b fsm.Message) int { return cmpIndex(a.Index, b.Index) })
+	}
+	res.next = max(next, after)
+	return res, nil
+}
+
+func cmpIndex(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// errWaitDone: a wait that ended because its time was up.
+var errWaitDone = errors.New("wait over")
+
+// waitRead waits until there is something to tell the client: messages,
+// a reset, a change of its groups (from known), its record gone, or (with
+// holderHere) another node holding it. It returns what it last read when
+// maxWait passes (then with errWaitDone) or ctx ends (with ctx's error).
+func (s *Server) waitRead(ctx context.Context, c *conn, after uint64, known map[string][]string, maxWait time.Duration, holderHere bool) (readResult, error) {
+	timer := time.NewTimer(maxWait)
+	defer timer.Stop()
+	// A periodic look also catches what no apply announces (a store
+	// restored from a snapshot announces itself too, but cheaply so).
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		changed := s.cluster.Changed()
+		res, err := s.readOnce(c, after)
+		if err != nil || res.gone || res.reset || len(res.msgs) > 0 || (holderHere && res.moved) ||
+			!sameGroups(res.groups, known) {
+			return res, err
+		}
+		after = res.next
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-timer.C:
+			return res, errWaitDone
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+// waitRecords waits up to recordWait for the connection's records to
+// reach this node's store (a connect through another node commits them a
+// moment earlier), and reports whether they are still missing then.
+func (s *Server) waitRecords(ctx context.Context, c *conn) (closed bool, err error) {
+	deadline := time.NewTimer(recordWait)
+	defer deadline.Stop()
+	for {
+		changed := s.cluster.Changed()
+		missing := false
+		for _, hub := range c.hubs {
+			_, open, err := s.cluster.Holder(hub, c.id)
+			if err != nil {
+				return false, fmt.Errorf("read the connection's record: %w", err)
+			}
+			missing = missing || !open
+		}
+		if !missing {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return true, ctx.Err()
+		case <-deadline.C:
+			return true, nil
+		case <-changed:
+		}
+	}
+}
+
+// groupsOf returns the groups in a client's groups token, or nil when it
+// has none or the token does not verify (then it counts as no groups, as
+// in ASP.NET SignalR 2).
+func (s *Server) groupsOf(tok, connID string) map[string][]string {
+	if tok == "" {
+		return nil
+	}
+	groups, err := s.groups.openGroupsToken(tok, connID)
+	if err != nil {
+		s.log.Debug("groups token ignored", "conn", connID, "err", err)
+		return nil
+	}
+	return groups
+}

@@ -1,0 +1,95 @@
+package signalr2
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// The transports a client names with transport=.
+const (
+	transportWebSockets = "webSockets"
+	transportSSE        = "serverSentEvents"
+	transportLongPoll   = "longPolling"
+)
+
+// conn is a connection as one request names it: from its verified
+// connection token, its connectionData and its client's identity.
+type conn struct {
+	id        string
+	user      string
+	hubs      []string // lower-case, from connectionData
+	ident     Identity
+	transport string
+	req       *http.Request // the request that named it (a WebSocket's upgrade)
+}
+
+// maxFormBody bounds the form a poll or a send may carry.
+const maxFormBody = 1 << 20
+
+// openRequest reads and checks what every request of a connection
+// carries: its token (400 when missing or invalid), its hubs, its
+// client's identity (401/403), which must be the user the token was issued
+// to (403), and the transport. It answers the error itself.
+func (s *Server) openRequest(w http.ResponseWriter, r *http.Request) (*conn, bool) {
+	q := r.URL.Query()
+	c := &conn{transport: q.Get("transport"), req: r}
+	switch c.transport {
+	case transportWebSockets, transportSSE, transportLongPoll, "":
+	default:
+		writeError(w, http.StatusBadRequest, errors.New("Protocol error: Unknown transport."))
+		return nil, false
+	}
+	tok := q.Get("connectionToken")
+	if tok == "" {
+		writeError(w, http.StatusBadRequest, errors.New("Protocol error: Missing connection token."))
+		return nil, false
+	}
+	t, err := s.conns.openConnectionToken(tok)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("Protocol error: Invalid connection token: %w", err))
+		return nil, false
+	}
+	c.id, c.user = t.ConnID, t.User
+	if c.hubs, err = parseConnectionData(q.Get("connectionData")); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return nil, false
+	}
+	if c.ident, err = s.authenticate(r, c.hubs); err != nil {
+		writeAuthError(w, err)
+		return nil, false
+	}
+	if c.ident.UserID != c.user {
+		writeError(w, http.StatusForbidden, errors.New("Forbidden: the connection token was issued to another user."))
+		return nil, false
+	}
+	return c, true
+}
+
+// formValue reads a long poll's parameter from the query (the .NET
+// client) or else from the form body (jQuery).
+func formValue(w http.ResponseWriter, r *http.Request, name string) (string, error) {
+	if v := r.URL.Query().Get(name); v != "" {
+		return v, nil
+	}
+	if r.Method != http.MethodPost {
+		return "", nil
+	}
+	if r.PostForm == nil {
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+		if err := r.ParseForm(); err != nil {
+			return "", fmt.Errorf("read the form: %w", err)
+		}
+	}
+	return r.PostForm.Get(name), nil
+}
+
+// hasHub reports whether the connection subscribed to hub.
+func (c *conn) hasHub(hub string) bool { return slices.Contains(c.hubs, hub) }
+
+// isUpgrade reports whether r asks for a WebSocket.
+func isUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}

@@ -1,0 +1,163 @@
+package signalr2
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// frameWriter is a streaming transport: one envelope (or hub response) per
+// write, and its keep-alive.
+type frameWriter interface {
+	write(b []byte) error
+	keepAlive() error
+}
+
+// stream follows the connection's cursor on a stream held by this node:
+// every batch of messages for it as one envelope, a keep-alive when idle,
+// the groups token when its groups change. It ends when the client goes
+// away, another node takes the connection (a reconnect elsewhere), the
+// connection is closed ("E") or its cursor trimmed ("E"), or the node
+// shuts down ("T":1).
+func (s *Server) stream(ctx context.Context, c *conn, after uint64, known map[string][]string, out frameWriter) {
+	defer s.live.begin(c, s.cluster.NodeID(), s.cluster.NodeID(), "")()
+	ctx, cancel := s.clientContext(ctx, c)
+	defer cancel()
+	for {
+		res, err := s.waitRead(ctx, c, after, known, s.keepAliveEvery(), true)
+		if err == nil && res.moved && !res.gone {
+			s.log.Debug("stream ends: the connection moved to another node", "conn", c.id)
+			return
+		}
+		if errors.Is(err, errWaitDone) && len(res.msgs) == 0 && !res.gone && !res.reset && sameGroups(res.groups, known) {
+			if out.keepAlive() != nil {
+				return
+			}
+			after = res.next
+			continue
+		}
+		env, ok := s.answer(ctx, c, after, res, err, known)
+		if !ok {
+			return
+		}
+		if out.write(env.append(nil)) != nil || env.Error != "" || env.Reconnect {
+			return
+		}
+		after = env.Cursor
+		if env.Groups != "" {
+			known = res.groups
+		}
+	}
+}
+
+// serveSSE serves the serverSentEvents transport: "data: initialized",
+// then one "data: <envelope>" event per envelope and "data: {}" as the
+// keep-alive.
+func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn, m mode, after uint64, known map[string][]string) {
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache, no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	out := &sseWriter{w: w, rc: rc, timeout: s.opts.WriteTimeout}
+	if out.event([]byte("initialized")) != nil {
+		return
+	}
+	if m == modeConnect {
+		env := envelope{Cursor: after, Init: true}
+		if out.write(env.append(nil)) != nil {
+			return
+		}
+	}
+	s.stream(r.Context(), c, after, known, out)
+}
+
+type sseWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (o *sseWriter) event(data []byte) error {
+	_ = o.rc.SetWriteDeadline(time.Now().Add(o.timeout))
+	buf := make([]byte, 0, len(data)+8)
+	buf = append(buf, "data: "...)
+	buf = append(buf, data...)
+	buf = append(buf, "\n\n"...)
+	if _, err := o.w.Write(buf); err != nil {
+		return err
+	}
+	return o.rc.Flush()
+}
+
+func (o *sseWriter) write(b []byte) error { return o.event(b) }
+func (o *sseWriter) keepAlive() error     { return o.event([]byte("{}")) }
+
+// serveWebSocket serves the webSockets transport: the init envelope on
+// connect, envelopes and hub responses as text frames, "{}" as the
+// keep-alive; the client's frames are hub invocations.
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn, m mode, after uint64, known map[string][]string) {
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader answered
+	}
+	defer ws.Close()
+	ws.SetReadLimit(int64(s.opts.MaxMessageSize))
+	out := &wsWriter{ws: ws, timeout: s.opts.WriteTimeout}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	// The server's own context ends hijacked connections at shutdown.
+	stop := context.AfterFunc(s.ctx, func() { cancel(context.Cause(s.ctx)) })
+	defer stop()
+	go func() {
+		defer cancel(errors.New("client closed the socket"))
+		for {
+			typ, data, err := ws.ReadMessage()
+			if err != nil {
+				return
+			}
+			if typ != websocket.TextMessage {
+				continue
+			}
+			if resp := s.invokeFrame(ctx, c, data); resp != nil {
+				if out.write(resp) != nil {
+					return
+				}
+			}
+		}
+	}()
+	if m == modeConnect {
+		env := envelope{Cursor: after, Init: true}
+		if out.write(env.append(nil)) != nil {
+			return
+		}
+	}
+	s.stream(ctx, c, after, known, out)
+	out.close()
+}
+
+type wsWriter struct {
+	mu      sync.Mutex
+	ws      *websocket.Conn
+	timeout time.Duration
+}
+
+func (o *wsWriter) write(b []byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_ = o.ws.SetWriteDeadline(time.Now().Add(o.timeout))
+	return o.ws.WriteMessage(websocket.TextMessage, b)
+}
+
+func (o *wsWriter) keepAlive() error { return o.write([]byte("{}")) }
+
+func (o *wsWriter) close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_ = o.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+}
