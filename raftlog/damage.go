@@ -176,7 +176,9 @@ func checkSnapshot(dir string, meta *raft.SnapshotMeta) error {
 // checkBolt checks a bbolt file's header against its size: the two meta
 // pages (magic, checksum) and the page count of the newest valid one. A
 // file cut short fails here; opening it would make bbolt panic in a
-// goroutine of its own (its freelist scan), where no recover reaches.
+// goroutine of its own (its freelist scan), where no recover reaches. Then
+// it walks the tree as that scan does (boltcheck.go), so damage inside a
+// file of the right size fails here too.
 func checkBolt(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -211,7 +213,7 @@ func checkBolt(path string) error {
 	if need := int64(best.pgid) * pageSize; st.Size() < need {
 		return fmt.Errorf("the file is %d bytes, its meta page counts %d pages of %d bytes (%d bytes): it was cut short", st.Size(), best.pgid, pageSize, need)
 	}
-	return nil
+	return checkBoltTree(f, pageSize, *best)
 }
 
 // bbolt's on-disk meta page: a 16-byte page header, then magic, version,
@@ -224,7 +226,7 @@ const (
 	boltMetaSize   = boltPageHeader + 4*4 + 16 + 8*4
 )
 
-type boltMeta struct{ pgid, txid uint64 }
+type boltMeta struct{ root, freelist, pgid, txid uint64 }
 
 func parseBoltMeta(page []byte) (boltMeta, bool) {
 	meta := page[boltPageHeader:boltMetaSize]
@@ -236,7 +238,12 @@ func parseBoltMeta(page []byte) (boltMeta, bool) {
 	if h.Sum64() != binary.LittleEndian.Uint64(meta[len(meta)-8:]) {
 		return boltMeta{}, false
 	}
-	return boltMeta{pgid: binary.LittleEndian.Uint64(meta[40:]), txid: binary.LittleEndian.Uint64(meta[48:])}, true
+	return boltMeta{
+		root:     binary.LittleEndian.Uint64(meta[16:]),
+		freelist: binary.LittleEndian.Uint64(meta[32:]),
+		pgid:     binary.LittleEndian.Uint64(meta[40:]),
+		txid:     binary.LittleEndian.Uint64(meta[48:]),
+	}, true
 }
 
 // writeMember records that dir belongs to member id.
