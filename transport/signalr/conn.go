@@ -208,6 +208,30 @@ func (c *conn) receive(data []byte) {
 	}
 }
 
+// receiveEarly keeps client bytes posted before the first transport
+// request; startReceiving parses them once a transport is bound. It
+// reports false, keeping nothing, past MaxMessageSize of early bytes.
+func (c *conn) receiveEarly(data []byte) bool {
+	c.inMu.Lock()
+	defer c.inMu.Unlock()
+	if len(c.inbuf)+len(data) > c.srv.opts.MaxMessageSize {
+		return false
+	}
+	c.inbuf = append(c.inbuf, data...)
+	return true
+}
+
+// startReceiving parses what the client posted before its transport was
+// bound.
+func (c *conn) startReceiving() {
+	c.inMu.Lock()
+	early := len(c.inbuf) > 0 && c.protocolOf() == nil
+	c.inMu.Unlock()
+	if early {
+		c.receive(nil)
+	}
+}
+
 func (c *conn) protocolOf() hubproto.Protocol {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -225,7 +249,10 @@ func (c *conn) handshake() bool {
 		return false
 	}
 	if err != nil {
-		c.failHandshake("Handshake was canceled: " + err.Error())
+		// ASP.NET's text (the detail only with detailed errors, which
+		// are off by default); the detail goes to the log.
+		c.srv.log.Debug("bad handshake", "conn", c.id, "err", err)
+		c.failHandshake("An unexpected error occurred during connection handshake.")
 		return false
 	}
 	p := hubproto.Lookup(req.Protocol)
@@ -288,7 +315,7 @@ func (c *conn) handle(m *hubproto.Message) {
 	case hubproto.Invocation:
 		c.invoke(m)
 	case hubproto.StreamInvocation:
-		c.complete(m.InvocationID, nil, "Streaming hub methods are not supported by Backplane.")
+		c.complete(m.InvocationID, nil, streamInvocationError(m.Target))
 	case hubproto.Ping:
 		c.sawPing()
 	case hubproto.Close:

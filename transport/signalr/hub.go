@@ -18,6 +18,14 @@ const forwardedHeader = "Backplane-Forwarded-Connection"
 // of a long-polling connection (DELETE). A request for a connection held
 // by another node is forwarded there.
 func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodPost, http.MethodDelete:
+	default:
+		// The route maps these three only, as ASP.NET's.
+		w.Header().Set("Allow", "GET, POST, DELETE")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
 	hub := CanonicalHub(r.PathValue("hub"))
 	if err := fsm.ValidateHub(hub); err != nil {
 		http.Error(w, "no such hub: "+err.Error(), http.StatusNotFound)
@@ -117,9 +125,6 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request, c *conn) {
 	case transportWebSockets:
 		http.Error(w, "POST requests are not allowed for WebSocket connections.", http.StatusMethodNotAllowed)
 		return
-	case "":
-		http.Error(w, "The connection has no transport yet.", http.StatusBadRequest)
-		return
 	}
 	if c.isDone() {
 		http.Error(w, "No Connection with that ID", http.StatusNotFound)
@@ -134,6 +139,16 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request, c *conn) {
 			return
 		}
 		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if c.transportName() == "" {
+		// Before the first transport request, as ASP.NET: kept until the
+		// transport starts.
+		if !c.receiveEarly(body) {
+			http.Error(w, "message too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	c.receive(body)

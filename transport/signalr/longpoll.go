@@ -50,6 +50,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn) 
 		c.mu.Unlock()
 	}()
 	if first {
+		c.startReceiving() // what the client posted before its first poll
 		writePoll(w, nil)
 		return
 	}

@@ -54,8 +54,12 @@ func (s *Server) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 	version := 0
 	if v := queryValue(r.URL.Query(), "negotiateVersion"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			writeNegotiateJSON(w, map[string]string{"error": "The negotiateVersion parameter must be a non-negative integer."})
+		switch {
+		case err != nil:
+			writeNegotiateJSON(w, map[string]string{"error": fmt.Sprintf("The client requested an invalid protocol version '%s'", v)})
+			return
+		case n < 0:
+			writeNegotiateJSON(w, map[string]string{"error": fmt.Sprintf("The client requested version '%d', but the server does not support this version.", n)})
 			return
 		}
 		version = min(n, 1)
@@ -131,6 +135,12 @@ func (s *Server) cors(h http.HandlerFunc) http.HandlerFunc {
 			hdr.Add("Vary", "Origin")
 		}
 		if r.Method == http.MethodOptions {
+			if origin == "" {
+				// Not a preflight: as an ASP.NET route that maps no OPTIONS.
+				w.Header().Set("Allow", allowedMethods(r))
+				http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+				return
+			}
 			if !allowed {
 				http.Error(w, "origin not allowed", http.StatusForbidden)
 				return
@@ -148,6 +158,15 @@ func (s *Server) cors(h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+// allowedMethods lists the methods a route maps: negotiate takes POST,
+// the transport route GET, POST and DELETE.
+func allowedMethods(r *http.Request) string {
+	if strings.HasSuffix(r.URL.Path, "/negotiate") {
+		return "POST"
+	}
+	return "GET, POST, DELETE"
 }
 
 // originAllowed: no Origin header (non-browser), the same host, or a

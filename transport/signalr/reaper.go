@@ -59,7 +59,8 @@ func (s *Server) carryOut(c *conn, now time.Time, d duty) {
 		// As ASP.NET: a Close that allows reconnecting, without an error.
 		c.end("", true, "client timeout")
 	case dutyEndHandshakeTimeout:
-		c.end("", false, "handshake timeout")
+		// As ASP.NET: the client is told before the transport closes.
+		c.failHandshake("Handshake was canceled.")
 	case dutyPing:
 		if p := c.protocolOf(); p != nil {
 			c.lastWrite.Store(now.UnixNano())

@@ -15,8 +15,9 @@ func TestReaperNegotiatedNeverConnected(t *testing.T) {
 	ts := newTestServer(t, testOptions(func(o *Options) { o.DisconnectTimeout = 300 * time.Millisecond }))
 	n := ts.negotiate("chat", "")
 	u := ts.hubURL("chat", "id="+url.QueryEscape(n.ConnectionToken))
-	// A POST before any transport is refused without binding a transport.
-	mustEqual(t, "POST before a transport", ts.status(http.MethodPost, u, []byte(handshakeJSON), nil), http.StatusBadRequest)
+	// A POST before any transport is taken (200, as ASP.NET) without
+	// binding a transport: the connection is still reaped as unused.
+	mustEqual(t, "POST before a transport", ts.status(http.MethodPost, u, []byte(handshakeJSON), nil), http.StatusOK)
 	waitFor(t, "the unused connection to be reaped", func() (bool, string) {
 		return ts.srv.lookup(n.ConnectionToken) == nil, "still held"
 	})

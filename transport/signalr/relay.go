@@ -25,6 +25,21 @@ const (
 
 var errArguments = errors.New("bad arguments")
 
+// unknownMethod is ASP.NET's answer to an invocation of a method the hub
+// does not have.
+func unknownMethod(target string) string {
+	return fmt.Sprintf("Unknown hub method '%s'", target)
+}
+
+// streamInvocationError is ASP.NET's answer to a StreamInvocation: every
+// relay method is a plain one.
+func streamInvocationError(target string) string {
+	if _, known := relayPermissions[strings.ToLower(target)]; known {
+		return fmt.Sprintf("The client attempted to invoke the non-streaming '%s' method with a streaming invocation.", target)
+	}
+	return unknownMethod(target)
+}
+
 // invoke commits a relay invocation, or completes it at once with an
 // error: over the connection's invocation rate, refused, or a JoinGroup
 // past the connection's group limit (limits.go).
@@ -53,6 +68,14 @@ func (c *conn) relayCommand(m *hubproto.Message) (Relay, string) {
 	if c.srv.relayOff[strings.ToLower(c.hub)] {
 		return Relay{}, fmt.Sprintf("Method '%s' does not exist: relay methods are switched off on hub '%s'.", m.Target, c.hub)
 	}
+	if _, known := relayPermissions[method]; !known {
+		return Relay{}, unknownMethod(m.Target)
+	}
+	if len(m.StreamIDs) > 0 {
+		// No relay method takes an upload stream: as ASP.NET answers a
+		// method that expects none (its items are never read).
+		return Relay{}, fmt.Sprintf("An unexpected error occurred invoking '%s' on the server. HubException: Client sent %d stream(s), Hub method expects 0.", m.Target, len(m.StreamIDs))
+	}
 	if err := c.permitted(method, m); err != nil {
 		return Relay{}, fmt.Sprintf("Failed to invoke '%s': %v", m.Target, err)
 	}
@@ -72,7 +95,7 @@ func (c *conn) relayCommand(m *hubproto.Message) (Relay, string) {
 	case methodSendToConnection:
 		r, err = c.sendCommand(m, SendToConnection, 1)
 	default:
-		return Relay{}, fmt.Sprintf("Failed to invoke '%s': method does not exist. Relay methods: JoinGroup, LeaveGroup, SendToAll, SendToGroup, SendToUser, SendToConnection.", m.Target)
+		return Relay{}, unknownMethod(m.Target)
 	}
 	if err == nil {
 		err = c.srv.cluster.CheckRelay(c.hub, c.id, r)

@@ -138,8 +138,8 @@ func TestRelayErrors(t *testing.T) {
 	c := ts.openWS("chat", "")
 
 	r := c.invoke("1", "NoSuchMethod", "x")
-	if !strings.Contains(r.Error, "NoSuchMethod") || !strings.Contains(r.Error, "does not exist") || r.Result != nil {
-		t.Fatalf("unknown method: got %s, want an error that it does not exist", r.raw)
+	if r.Error != "Unknown hub method 'NoSuchMethod'" || r.Result != nil {
+		t.Fatalf("unknown method: got %s, want ASP.NET's error \"Unknown hub method 'NoSuchMethod'\"", r.raw)
 	}
 	for _, tc := range []struct {
 		target string

@@ -45,6 +45,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn) {
 	if !write([]byte(":\r\n")) {
 		return
 	}
+	c.startReceiving() // what the client posted before the stream opened
 	// A Ping once KeepAlive has passed since the last write, to the
 	// moment: the timer is set for then, and moved on when a write came
 	// meanwhile.

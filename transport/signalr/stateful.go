@@ -209,7 +209,7 @@ func (c *conn) handleStateful(m *hubproto.Message) {
 	case hubproto.Invocation:
 		c.invokeStateful(m, seq)
 	case hubproto.StreamInvocation:
-		c.commitInvocation(&Invocation{InvocationID: m.InvocationID, ClientSeq: seq, Error: "Streaming hub methods are not supported by Backplane."})
+		c.commitInvocation(&Invocation{InvocationID: m.InvocationID, ClientSeq: seq, Error: streamInvocationError(m.Target)})
 	}
 }
 

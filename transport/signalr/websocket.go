@@ -27,7 +27,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 		if !ok {
 			return
 		}
-		c = s.newConn(r.PathValue("hub"), randomID(), s.newToken(), id)
+		c = s.newConn(CanonicalHub(r.PathValue("hub")), randomID(), s.newToken(), id)
 		s.addPending(c)
 	}
 	if c.mb != nil {
@@ -50,7 +50,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 	// The socket runs on goroutines of its own: returning from the handler
 	// lets net/http free the request's buffers, which an idle connection
 	// would otherwise hold for its whole life.
-	go s.runSocket(c.newSocket(ws), idle)
+	sock := c.newSocket(ws)
+	go s.runSocket(sock, idle)
+	c.startReceiving() // what the client posted before the upgrade
 }
 
 // socket is one WebSocket attached to a connection; a stateful connection
