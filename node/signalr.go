@@ -10,9 +10,14 @@ import (
 	"github.com/backplane/backplane/transport/signalr"
 )
 
+// NameIdentifierClaim is ASP.NET's ClaimTypes.NameIdentifier, the claim
+// .NET identity providers put the user id in.
+const NameIdentifierClaim = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier"
+
 // DefaultUserClaims are the JWT claims a connection's user id is taken
-// from, in order: ASP.NET's ClaimTypes.NameIdentifier short name, then sub.
-var DefaultUserClaims = []string{"nameid", "sub"}
+// from, in order: ClaimTypes.NameIdentifier's short name, its long name,
+// then sub (which ASP.NET's JWT handler maps to it).
+var DefaultUserClaims = []string{"nameid", NameIdentifierClaim, "sub"}
 
 // authenticateClient identifies a SignalR client. Without client tokens
 // configured every client is anonymous; otherwise it needs a valid token
