@@ -28,14 +28,31 @@ type SeedConfig struct {
 }
 
 // HasState reports whether dir already holds Raft state (a log, a term or
-// a snapshot).
+// a snapshot, or the record that a member ran there). It reads raft.db only
+// after the checks Open makes (damage.go), and refuses an empty or damaged
+// one with ErrDamaged: seeding over a member that lost its log would start
+// a second cluster.
 func HasState(dir string) (bool, error) {
-	if _, err := os.Stat(filepath.Join(dir, "raft.db")); errors.Is(err, os.ErrNotExist) {
+	dbPath := filepath.Join(dir, "raft.db")
+	if _, err := os.Stat(filepath.Join(dir, memberFile)); err == nil {
+		return true, nil
+	}
+	st, err := os.Stat(dbPath)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		if _, err := os.Stat(filepath.Join(dir, "snapshots")); errors.Is(err, os.ErrNotExist) {
 			return false, nil
 		}
+	case err != nil:
+		return false, fmt.Errorf("raftlog: log store: %w", err)
+	case st.Size() == 0:
+		return false, damaged("the log store %s is empty (0 bytes): it was truncated or lost", dbPath)
+	default:
+		if err := checkBolt(dbPath); err != nil {
+			return false, damaged("the log store %s is damaged: %v", dbPath, err)
+		}
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	store, err := raftboltdb.New(raftboltdb.Options{Path: dbPath})
 	if err != nil {
 		return false, fmt.Errorf("raftlog: open log store: %w", err)
 	}
