@@ -76,6 +76,10 @@ type Config struct {
 	AllowedOrigins    []string // browser origins allowed cross-origin
 	UserClaims        []string // JWT claims for the user id; default nameid, sub
 	RelayDisabledHubs []string // hubs whose relay methods are off
+	// CloseOnTokenExpiry closes a SignalR connection when its access
+	// token expires; off (the zero value) by default, as ASP.NET Core's
+	// CloseOnAuthenticationExpiration.
+	CloseOnTokenExpiry bool
 
 	// Retention bounds the message history. Give every node the same
 	// values: a node with smaller bounds keeps less history (indexes stay

@@ -54,16 +54,18 @@ func (n *Node) authenticateClient(r *http.Request) (signalr.Identity, error) {
 
 func (n *Node) newHubServer() *signalr.Server {
 	return signalr.NewServer(hubCluster{n}, signalr.Options{
-		Logger:          n.cfg.Logger.With("component", "signalr"),
-		Authenticate:    n.authenticateClient,
-		AllowedOrigins:  n.cfg.AllowedOrigins,
-		RelayDisabled:   n.cfg.RelayDisabledHubs,
-		RelayPolicy:     n.cfg.RelayPolicy,
-		MaxMessageSize:  n.cfg.MaxMessageSize,
-		WriteDeadline:   DefaultSignalRWriteDeadline,
-		ProposeTimeout:  DefaultSignalRProposeTimeout,
-		ObserveDispatch: func(d time.Duration) { n.delays.dispatch.Observe(d.Seconds()) },
-		Peers:           memberPeers{n.peers},
+		Logger:         n.cfg.Logger.With("component", "signalr"),
+		Authenticate:   n.authenticateClient,
+		AllowedOrigins: n.cfg.AllowedOrigins,
+		RelayDisabled:  n.cfg.RelayDisabledHubs,
+		RelayPolicy:    n.cfg.RelayPolicy,
+		MaxMessageSize: n.cfg.MaxMessageSize,
+
+		CloseOnAuthenticationExpiration: n.cfg.CloseOnTokenExpiry,
+		WriteDeadline:                   DefaultSignalRWriteDeadline,
+		ProposeTimeout:                  DefaultSignalRProposeTimeout,
+		ObserveDispatch:                 func(d time.Duration) { n.delays.dispatch.Observe(d.Seconds()) },
+		Peers:                           memberPeers{n.peers},
 
 		// Per-client limits; an address's count is shared with the
 		// native streams (n.streams is made first).

@@ -85,6 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, slog.Level, strin
 	fs.IntVar(&cfg.MaxMessageSize, "max-message-size", node.DefaultMaxMessageSize, "largest message a SignalR client may send, in bytes (larger: the connection is closed)")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser origins allowed cross-origin on /hubs (CORS with credentials, WebSocket origin check)")
 	fs.StringVar(&userClaims, "user-claims", strings.Join(node.DefaultUserClaims, ","), "comma-separated JWT claims a SignalR connection's user id is read from, first present wins")
+	fs.BoolVar(&cfg.CloseOnTokenExpiry, "close-on-token-expiry", false, "close a SignalR connection (the client may reconnect) when its access token expires; by default, as in ASP.NET Core, an open connection outlives its token")
 	fs.StringVar(&relayOff, "relay-disabled-hubs", "", "comma-separated hubs whose relay methods (JoinGroup, SendToAll, ...) are switched off")
 	fs.StringVar(&cfg.PeerTLSCert, "peer-tls-cert", "", "PEM certificate this node presents to other members (mutual TLS for Raft and node-to-node HTTP; with -peer-tls-key and -peer-tls-ca)")
 	fs.StringVar(&cfg.PeerTLSKey, "peer-tls-key", "", "PEM private key of -peer-tls-cert")

@@ -204,7 +204,7 @@ const (
 	dutyForget                   // ended long ago: an ended long-polling connection whose client never polled again
 	dutyCheckStore               // ask the store whether the cluster closed it or moved it elsewhere
 	dutyEndNotResumed            // detached past DisconnectTimeout
-	dutyEndTokenExpired          // its access token expired
+	dutyEndTokenExpired          // its access token expired (CloseOnAuthenticationExpiration)
 	dutyEndNeverConnected        // negotiated, no transport request within DisconnectTimeout
 	dutyEndPollingStopped        // a long-polling client stopped polling
 	dutyEndClientTimeout         // a client silent past ClientTimeout
@@ -237,7 +237,7 @@ func (c *conn) due(now time.Time, o *Options, checkStore bool) duty {
 	switch {
 	case checkStore && l.openEntry != 0:
 		return dutyCheckStore
-	case !c.expires.IsZero() && now.After(c.expires):
+	case o.CloseOnAuthenticationExpiration && !c.expires.IsZero() && now.After(c.expires):
 		return dutyEndTokenExpired
 	case l.phase == phaseNegotiated && now.Sub(l.since) > o.DisconnectTimeout:
 		return dutyEndNeverConnected

@@ -91,7 +91,12 @@ func TestConnectionPhasesSayWhatIsDue(t *testing.T) {
 
 	expiring := s.newConn("chat", "c2", "tok2~a", Identity{Expires: time.Now().Add(time.Minute)})
 	want("token not yet expired", expiring.due(time.Now(), &o, false), dutyNone)
-	want("token expired", expiring.due(time.Now().Add(2*time.Minute), &o, false), dutyEndTokenExpired)
+	if d := expiring.due(time.Now().Add(2*time.Minute), &o, false); d == dutyEndTokenExpired {
+		t.Fatal("token expired, CloseOnAuthenticationExpiration off (the default): got dutyEndTokenExpired, want the connection kept")
+	}
+	closing := o
+	closing.CloseOnAuthenticationExpiration = true
+	want("token expired, CloseOnAuthenticationExpiration on", expiring.due(time.Now().Add(2*time.Minute), &closing, false), dutyEndTokenExpired)
 
 	adopted := s.newConn("chat", "c3", "tok3~a", Identity{})
 	adopted.adopting(hubproto.Lookup("json"), newMessageBuffer())

@@ -33,6 +33,7 @@ func TestReaperNegotiatedNeverConnected(t *testing.T) {
 func expiringServer(t *testing.T, lifetime time.Duration) *testServer {
 	return newTestServer(t, testOptions(func(o *Options) {
 		o.PollTimeout = 3 * time.Second
+		o.CloseOnAuthenticationExpiration = true
 		o.Authenticate = func(r *http.Request) (Identity, error) {
 			return Identity{UserID: "u", Expires: time.Now().Add(lifetime)}, nil
 		}
@@ -109,5 +110,27 @@ func TestConnectionClosedInTheClusterIsClosedByItsHolder(t *testing.T) {
 	wantClose(t, "connection closed through the cluster", c.closed(), false, false)
 	if ts.srv.lookup(other.token) == nil {
 		t.Fatal("closing one connection closed another")
+	}
+}
+
+// By default, as in ASP.NET Core, a connection outlives its access token:
+// the reaper leaves it open, and it still sends and receives.
+func TestIdentityExpiryDoesNotCloseByDefault(t *testing.T) {
+	t.Parallel()
+	lifetime := 200 * time.Millisecond
+	ts := newTestServer(t, testOptions(func(o *Options) {
+		o.Authenticate = func(r *http.Request) (Identity, error) {
+			return Identity{UserID: "u", Expires: time.Now().Add(lifetime)}, nil
+		}
+	}))
+	c := ts.openWS("chat", "")
+	expired := time.Now().Add(lifetime)
+	waitFor(t, "the identity to expire", func() (bool, string) { return time.Now().After(expired), "not yet" })
+	ts.srv.reap(time.Now()) // a sweep after the expiry
+	if res := c.invoke("1", "SendToAll", "after"); res.Error != "" {
+		t.Fatalf("SendToAll after the token expired: got %s, want success", res.raw)
+	}
+	if got := c.next(); got.Target != "after" {
+		t.Fatalf("after the token expired: got %s, want the connection's own send", got.raw)
 	}
 }

@@ -59,6 +59,12 @@ type Options struct {
 	// every relay method) or access.RelayRoles (a client may call only
 	// what its Identity's Permissions grant).
 	RelayPolicy string
+	// CloseOnAuthenticationExpiration closes a connection (allowing the
+	// client to reconnect) when its access token expires. Off by default,
+	// as in ASP.NET Core: a token is checked when the connection starts
+	// and on each of its later requests, and an open connection outlives
+	// it.
+	CloseOnAuthenticationExpiration bool
 	// MaxMessageSize is the largest client message (default 32 KB).
 	MaxMessageSize int
 	// OutboundQueue is how many records may wait for a slow client before
