@@ -232,6 +232,15 @@ func (c *conn) startReceiving() {
 	}
 }
 
+// extendExpiry moves the connection's expiry to a fresh token's, if later.
+func (c *conn) extendExpiry(expires time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.expires.IsZero() && (expires.IsZero() || expires.After(c.expires)) {
+		c.expires = expires
+	}
+}
+
 func (c *conn) protocolOf() hubproto.Protocol {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -1,8 +1,10 @@
 package signalr
 
 import (
+	"context"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/backplane/backplane/fsm"
@@ -18,6 +20,7 @@ const dispatchBatch = 1024
 // never blocks on a client: a full client queue closes that client.
 func (s *Server) dispatchLoop() {
 	after := s.cluster.LastMessage()
+	s.markDispatched(after)
 	for {
 		changed := s.cluster.Changed()
 		page, err := s.cluster.ReadAll(after, dispatchBatch)
@@ -38,6 +41,7 @@ func (s *Server) dispatchLoop() {
 		}
 		if page.Next > after {
 			after = page.Next
+			s.markDispatched(after)
 			if len(page.Messages) == dispatchBatch {
 				continue
 			}
@@ -46,6 +50,57 @@ func (s *Server) dispatchLoop() {
 		case <-s.ctx.Done():
 			return
 		case <-changed:
+		}
+	}
+}
+
+// dispatchMark is how far the dispatcher has handed messages to local
+// connections: every message up to index has been queued to each of its
+// local recipients. advanced is closed (and replaced) when index grows.
+type dispatchMark struct {
+	mu       sync.Mutex
+	index    uint64
+	advanced chan struct{}
+}
+
+// markDispatched records that every message up to index is queued.
+func (s *Server) markDispatched(index uint64) {
+	d := &s.dispatched
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if index <= d.index {
+		return
+	}
+	d.index = index
+	if d.advanced != nil {
+		close(d.advanced)
+		d.advanced = nil
+	}
+}
+
+// waitDispatched waits until the message at index has been queued to its
+// local recipients, or ctx ends (false). An invocation completes after
+// that, so its caller's own copy (and every local recipient's) is queued
+// before the completion, as on one ASP.NET server.
+func (s *Server) waitDispatched(ctx context.Context, index uint64) bool {
+	d := &s.dispatched
+	for {
+		d.mu.Lock()
+		if d.index >= index {
+			d.mu.Unlock()
+			return true
+		}
+		if d.advanced == nil {
+			d.advanced = make(chan struct{})
+		}
+		ch := d.advanced
+		d.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		case <-s.ctx.Done():
+			return false
 		}
 	}
 }

@@ -62,6 +62,9 @@ func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "No Connection with that ID", http.StatusNotFound)
 		return
 	}
+	if !s.authenticateLater(w, r, c) {
+		return
+	}
 	// An ended connection is gone, except to the long poll that learns how
 	// it ended and, as in ASP.NET, to the DELETE a client sends after the
 	// poll that delivered the server's Close: it stays, inactive, until
@@ -98,6 +101,28 @@ func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, POST, DELETE")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	}
+}
+
+// authenticateLater checks a later request of a connection (its
+// WebSocket upgrade, SSE stream, polls, sends, DELETE) as ASP.NET checks
+// each request of an [Authorize] hub: when clients are authenticated, it
+// needs a valid token of the connection's user, or it is answered 401. A
+// fresh token extends the connection's expiry.
+func (s *Server) authenticateLater(w http.ResponseWriter, r *http.Request, c *conn) bool {
+	if s.opts.Authenticate == nil {
+		return true
+	}
+	id, ok := s.authenticate(w, r)
+	if !ok {
+		return false
+	}
+	if id.UserID != c.user {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="backplane"`)
+		http.Error(w, "the access token is not the connection's user's", http.StatusUnauthorized)
+		return false
+	}
+	c.extendExpiry(id.Expires)
+	return true
 }
 
 // CanonicalHub is a hub name's canonical form. Hub names are

@@ -80,6 +80,9 @@ func (c *conn) commitInvocations() {
 		if err == nil && len(res) != len(batch) {
 			err = fmt.Errorf("the cluster answered %d outcomes for %d relay invocations", len(res), len(batch))
 		}
+		if err == nil {
+			c.awaitLocalCopies(res)
+		}
 		for i, p := range batch {
 			c.settleGroupChange(p.group, outcomeOf(err, res, i)) // before the client hears of it
 			switch {
@@ -93,6 +96,26 @@ func (c *conn) commitInvocations() {
 				c.complete(p.id, strconv.AppendUint(nil, res[i].Index, 10), "")
 			}
 		}
+	}
+}
+
+// awaitLocalCopies waits, within ProposeTimeout, until this node has
+// queued the batch's messages to their local recipients, the caller
+// included: its completions then come after its own copies.
+func (c *conn) awaitLocalCopies(res []RelayOutcome) {
+	var last uint64
+	for _, r := range res {
+		if r.Err == nil {
+			last = max(last, r.Index)
+		}
+	}
+	if last == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.ProposeTimeout)
+	defer cancel()
+	if !c.srv.waitDispatched(ctx, last) {
+		c.srv.log.Warn("completing before the local copies were queued", "conn", c.id, "index", last)
 	}
 }
 

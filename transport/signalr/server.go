@@ -149,6 +149,7 @@ type Server struct {
 	scratch []*conn // the dispatcher's recipient list, reused
 
 	lastReapApplied uint64 // the reaper's view of the store's applied index
+	dispatched      dispatchMark
 
 	ctx     context.Context
 	cancel  context.CancelFunc
