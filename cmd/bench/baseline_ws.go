@@ -91,22 +91,22 @@ func (s *wsServer) close() {
 }
 
 // wsBroadcast measures one raw broadcast for d.
-func (b *bench) wsBroadcast(ctx context.Context, conns, perFrame int, d time.Duration) (wsBaseline, error) {
-	wb := wsBaseline{Conns: conns, PerFrame: perFrame}
+func (b *bench) wsBroadcast(ctx context.Context, conns, perFrame int, d time.Duration) (*result, error) {
+	r := &result{Name: fmt.Sprintf("raw WebSocket, %d/frame", perFrame), Params: map[string]any{"connections": conns, "messages_per_frame": perFrame},
+		Description: fmt.Sprintf("a gorilla/websocket server in this process broadcasts to %d local connections", conns)}
 	s, err := startWSServer(perFrame)
 	if err != nil {
-		return wb, err
+		return nil, err
 	}
 	defer s.close()
 	t := newFanoutTracker(conns)
 	url := "ws://" + s.ln.Addr().String() + "/"
 	clients := make([]*hubClient, 0, conns)
 	defer func() { closeAll(clients) }()
-	dialer := readerDialer
 	for range conns {
-		ws, _, err := dialer.DialContext(ctx, url, nil)
+		ws, _, err := readerDialer.DialContext(ctx, url, nil)
 		if err != nil {
-			return wb, fmt.Errorf("dial the raw WebSocket server: %w", err)
+			return nil, fmt.Errorf("dial the raw WebSocket server: %w", err)
 		}
 		c := newHubClient(ws, 0, t.onMessage, nil)
 		go c.read(nil)
@@ -116,7 +116,7 @@ func (b *bench) wsBroadcast(ctx context.Context, conns, perFrame int, d time.Dur
 		select {
 		case <-s.ready:
 		case <-ctx.Done():
-			return wb, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 	s.mu.Lock()
@@ -141,11 +141,11 @@ func (b *bench) wsBroadcast(ctx context.Context, conns, perFrame int, d time.Dur
 		for range b.cfg.fanoutMsgs {
 			n := send()
 			if !t.waitAll(ctx, n, 10*time.Second) {
-				return wb, fmt.Errorf("message %d reached %d of %d connections within 10s", n, t.count[n].Load(), conns)
+				return nil, fmt.Errorf("message %d reached %d of %d connections within 10s", n, t.count[n].Load(), conns)
 			}
 			single.Record(t.timeToAll(n))
 		}
-		wb.OneToAll = single.Summary()
+		r.lat("one message → all connections", single.Summary())
 	}
 
 	stats := newDeliveryStats()
@@ -160,21 +160,19 @@ func (b *bench) wsBroadcast(ctx context.Context, conns, perFrame int, d time.Dur
 	elapsed := time.Since(start)
 	frames1 := countFrames(clients)
 	prog.Stop()
-	wb.Usage = meter.Stop()
-	wb.DeliveriesPerSec = float64(stats.delivered.Load()) / elapsed.Seconds()
-	wb.RecordsPerFrame = recordsPerFrame(frames0, frames1)
+	r.Usage = meter.Stop()
+	r.add("deliveries/s", float64(stats.delivered.Load())/elapsed.Seconds(), "msg/s")
+	r.add("records per WebSocket frame", recordsPerFrame(frames0, frames1), "")
 	if n, why := dropped(clients); n > 0 {
-		return wb, fmt.Errorf("%d raw WebSocket clients dropped: %s", n, why)
+		return nil, fmt.Errorf("%d raw WebSocket clients dropped: %s", n, why)
 	}
-	return wb, nil
+	r.versus = []versus{{"fanout", "deliveries/s", "deliveries/s"}, {"fanout", "one message → all connections", "one message → all connections"}}
+	return r, nil
 }
 
-// baselines runs the bare Raft and raw WebSocket baselines.
-func (b *bench) baselines(ctx context.Context, rep *report) error {
-	err := b.raftBaselines(ctx, rep)
-	if err != nil {
-		return fmt.Errorf("bare raft baseline: %w", err)
-	}
+// wsBaselines runs the raw WebSocket baselines, one record per frame and
+// 16, to as many connections as fanout had.
+func (b *bench) wsBaselines(ctx context.Context, rep *report) error {
 	conns := b.cfg.fanoutConn * len(b.cl.nodes)
 	if s := rep.scenario("fanout"); s == nil && len(rep.Scenarios) > 0 {
 		return nil // no fan-out to compare with
@@ -182,12 +180,12 @@ func (b *bench) baselines(ctx context.Context, rep *report) error {
 	var errs []error
 	for _, perFrame := range []int{1, 16} {
 		b.logf("baseline: raw gorilla/websocket broadcast to %d local connections, %d message(s) per frame", conns, perFrame)
-		wb, err := b.wsBroadcast(ctx, conns, perFrame, b.cfg.duration)
+		r, err := b.wsBroadcast(ctx, conns, perFrame, b.cfg.duration)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("raw websocket baseline (%d/frame): %w", perFrame, err))
 			continue
 		}
-		rep.Baselines.WS = append(rep.Baselines.WS, wb)
+		rep.Baselines = append(rep.Baselines, r)
 	}
 	return errors.Join(errs...)
 }

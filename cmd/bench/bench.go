@@ -24,11 +24,8 @@ type bench struct {
 	payload  payload
 }
 
-// scenarioFunc measures one scenario into r.
-type scenarioFunc func(ctx context.Context, r *scenarioResult) error
-
-// runAll starts (or reaches) the cluster, runs the scenarios, measures the
-// disk, stops the cluster and runs the baselines.
+// runAll starts the cluster, runs the scenarios, measures the disk, stops
+// the cluster and runs the baselines.
 func (b *bench) runAll(ctx context.Context, rep *report) error {
 	b.logf("starting a local three-node cluster")
 	var err error
@@ -39,7 +36,7 @@ func (b *bench) runAll(ctx context.Context, rep *report) error {
 	}
 	if b.cl != nil {
 		cl := b.cl
-		b.cleanups.add(func() { cl.stop(b.logf) }, cl.kill)
+		b.cleanups.add(func() { cl.stop(b.logf) })
 	}
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
@@ -54,15 +51,26 @@ func (b *bench) runAll(ctx context.Context, rep *report) error {
 			return fmt.Errorf("-pprof: %w", err)
 		}
 	}
-	funcs := map[string]scenarioFunc{
-		"idle": b.idle, "broadcast": b.broadcast, "chat": b.chat, "hifreq": b.hifreq, "hifreq-ws": b.hifreqWS, "fanout": b.fanout, "reconnect": b.reconnect,
-		"storm": b.storm,
+	funcs := map[string]func(context.Context, *result) error{
+		"idle": b.idle, "broadcast": b.broadcast, "chat": b.chat, "hifreq": b.hifreq, "hifreq-ws": b.hifreqWS,
+		"fanout": b.fanout, "reconnect": b.reconnect, "storm": b.storm,
 	}
 	for _, name := range b.cfg.scenarios {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		rep.Scenarios = append(rep.Scenarios, b.runScenario(ctx, name, funcs[name]))
+		r := &result{Name: name}
+		b.logf("scenario %s", name)
+		if err := b.cl.settle(ctx, 30*time.Second); err != nil {
+			b.logf("%s: %v (going on)", name, err)
+		}
+		start := time.Now()
+		if err := funcs[name](ctx, r); err != nil {
+			r.Err = err.Error()
+			b.logf("%s failed: %v", name, err)
+		}
+		r.Seconds = time.Since(start).Seconds()
+		rep.Scenarios = append(rep.Scenarios, r)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -70,47 +78,32 @@ func (b *bench) runAll(ctx context.Context, rep *report) error {
 	if rep.Disk, err = b.cl.disk(ctx); err != nil {
 		b.logf("disk usage: %v", err)
 	}
-	for i, s := range sampleAll(b.cl.procs()) {
-		if i < len(b.cl.nodes) && s.peakKB > 0 {
-			rep.peakRSS = append(rep.peakRSS, float64(s.peakKB)/1024)
-			rep.nodeNames = append(rep.nodeNames, b.cl.nodes[i].id)
+	rep.PeakRSSMB = map[string]float64{}
+	for i, s := range sampleAll(b.cl.procs())[:len(b.cl.nodes)] {
+		if s.peakKB > 0 {
+			rep.PeakRSSMB[b.cl.nodes[i].id] = float64(s.peakKB) / 1024
 		}
 	}
 	b.cl.stop(b.logf)
 	if !b.cfg.baseline {
 		return nil
 	}
-	return b.baselines(ctx, rep)
-}
-
-// runScenario waits for a quiet cluster, then runs one scenario while
-// measuring the CPU and memory of every process.
-func (b *bench) runScenario(ctx context.Context, name string, f scenarioFunc) *scenarioResult {
-	r := &scenarioResult{Name: name}
-	b.logf("scenario %s", name)
-	if err := b.cl.settle(ctx, 30*time.Second); err != nil {
-		b.logf("%s: %v (going on)", name, err)
+	if err := b.raftBaselines(ctx, rep); err != nil {
+		return fmt.Errorf("bare raft baseline: %w", err)
 	}
-	start := time.Now()
-	err := f(ctx, r)
-	r.Seconds = time.Since(start).Seconds()
-	if err != nil {
-		r.Err = err.Error()
-		b.logf("%s failed: %v", name, err)
-	}
-	return r
+	return b.wsBaselines(ctx, rep)
 }
 
 // measure is the measured window of a scenario: usage and, with -pprof,
 // CPU profiles of the leader and a follower.
 type measure struct {
 	b        *bench
-	r        *scenarioResult
+	r        *result
 	meter    *usageMeter
 	profiles sync.WaitGroup
 }
 
-func (b *bench) startMeasure(ctx context.Context, r *scenarioResult) *measure {
+func (b *bench) startMeasure(ctx context.Context, r *result) *measure {
 	m := &measure{b: b, r: r, meter: startUsage(b.cl.procs())}
 	if b.cfg.pprofDir == "" {
 		return m
@@ -122,23 +115,27 @@ func (b *bench) startMeasure(ctx context.Context, r *scenarioResult) *measure {
 	}
 	secs := max(1, min(5, int(b.cfg.duration/time.Second)))
 	for role, i := range map[string]int{"leader": leader, "follower": (leader + 1) % len(b.cl.nodes)} {
-		n := b.cl.nodes[i]
-		path := filepath.Join(b.cfg.pprofDir, fmt.Sprintf("%s-%s-%s.pb.gz", r.Name, role, n.id))
-		m.profiles.Add(1)
-		go func() {
-			defer m.profiles.Done()
-			body, err := b.cl.get(ctx, n.url+"/debug/pprof/profile?seconds="+strconv.Itoa(secs))
-			if err == nil {
-				err = os.WriteFile(path, body, 0o644)
-			}
-			if err != nil {
-				b.logf("profile %s: %v", n.id, err)
-				return
-			}
-			r.addNote("CPU profile (%ds) of the %s: %s", secs, role, path)
-		}()
+		m.profiles.Go(func() {
+			m.profile(ctx, i, fmt.Sprintf("%s-%s-%s.pb.gz", r.Name, role, b.cl.nodes[i].id),
+				"/debug/pprof/profile?seconds="+strconv.Itoa(secs), fmt.Sprintf("CPU profile (%ds) of the %s", secs, role))
+		})
 	}
 	return m
+}
+
+// profile saves node i's profile at path under -pprof and notes it.
+func (m *measure) profile(ctx context.Context, i int, file, path, what string) {
+	n := m.b.cl.nodes[i]
+	file = filepath.Join(m.b.cfg.pprofDir, file)
+	body, err := m.b.cl.get(ctx, n.url+path)
+	if err == nil {
+		err = os.WriteFile(file, body, 0o644)
+	}
+	if err != nil {
+		m.b.logf("profile %s: %v", n.id, err)
+		return
+	}
+	m.r.addNote("%s: %s", what, file)
 }
 
 // stop ends the window and records the usage; with -pprof it also saves
@@ -150,17 +147,7 @@ func (m *measure) stop(ctx context.Context) {
 		return
 	}
 	if leader, err := m.b.cl.leader(ctx); err == nil {
-		n := m.b.cl.nodes[leader]
-		path := filepath.Join(m.b.cfg.pprofDir, fmt.Sprintf("%s-heap-leader-%s.pb.gz", m.r.Name, n.id))
-		body, err := m.b.cl.get(ctx, n.url+"/debug/pprof/heap")
-		if err == nil {
-			err = os.WriteFile(path, body, 0o644)
-		}
-		if err != nil {
-			m.b.logf("heap profile %s: %v", n.id, err)
-			return
-		}
-		m.r.addNote("heap profile of the leader: %s", path)
+		m.profile(ctx, leader, fmt.Sprintf("%s-heap-leader-%s.pb.gz", m.r.Name, m.b.cl.nodes[leader].id), "/debug/pprof/heap", "heap profile of the leader")
 	}
 }
 
@@ -181,87 +168,55 @@ type loadSpec struct {
 
 // loadResult is what a publishing load achieved.
 type loadResult struct {
-	elapsed    time.Duration
-	committed  int64
-	minIndex   uint64
-	maxIndex   uint64
-	behind     time.Duration // how far the paced schedule fell behind at worst
-	firstError error
+	elapsed            time.Duration
+	committed          int64
+	minIndex, maxIndex uint64
+	behind             time.Duration // how far the paced schedule fell behind at worst
+	firstError         error
+}
+
+// storeMax raises v to x if x is higher.
+func storeMax(v *atomic.Uint64, x uint64) {
+	for m := v.Load(); x > m && !v.CompareAndSwap(m, x); m = v.Load() {
+	}
 }
 
 // publishLoad runs a REST publishing load until its duration or count.
+// Each worker takes the next sequence number and, with a rate, waits for
+// its time on the schedule.
 func (b *bench) publishLoad(ctx context.Context, spec loadSpec) loadResult {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var (
-		seq      atomic.Int64
-		minIdx   atomic.Uint64
-		maxIdx   atomic.Uint64
-		errOnce  sync.Once
-		firstErr error
-		res      loadResult
-		behind   atomic.Int64
+		seq            atomic.Int64
+		minIdx, maxIdx atomic.Uint64
+		behind         atomic.Int64
+		errOnce        sync.Once
+		firstErr       error
+		start          = time.Now()
+		deadline       = start.Add(spec.duration)
 	)
 	minIdx.Store(^uint64(0))
-	start := time.Now()
-	var deadline time.Time
-	if spec.count == 0 {
-		deadline = start.Add(spec.duration)
-	}
-	// With a rate, a pacer hands out sequence numbers on schedule.
-	var tokens chan int64
-	if spec.rate > 0 {
-		tokens = make(chan int64, spec.workers)
-		go func() {
-			defer close(tokens)
-			var next int64
-			tick := time.NewTicker(time.Millisecond)
-			defer tick.Stop()
-			for {
-				now := time.Now()
-				if (!deadline.IsZero() && now.After(deadline)) || (spec.count > 0 && next >= spec.count) {
-					return
-				}
-				due := int64(now.Sub(start).Seconds() * spec.rate)
-				for ; next < due && (spec.count == 0 || next < spec.count); next++ {
-					select {
-					case tokens <- next:
-					case <-ctx.Done():
-						return
-					}
-				}
-				if lag := time.Since(start.Add(time.Duration(float64(next) / spec.rate * float64(time.Second)))); int64(lag) > behind.Load() {
-					behind.Store(int64(lag))
-				}
-				select {
-				case <-tick.C:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
-	}
-	take := func() (int64, bool) {
-		if tokens != nil {
-			s, ok := <-tokens
-			return s, ok
-		}
+	next := func() (int64, bool) {
 		s := seq.Add(1) - 1
-		if spec.count > 0 && s >= spec.count {
-			return 0, false
+		if spec.count > 0 {
+			return s, s < spec.count
 		}
-		return s, spec.count > 0 || time.Now().Before(deadline)
+		if spec.rate <= 0 {
+			return s, time.Now().Before(deadline)
+		}
+		due := start.Add(time.Duration(float64(s) / spec.rate * float64(time.Second)))
+		if due.After(deadline) {
+			return s, false
+		}
+		time.Sleep(time.Until(due))
+		if lag := int64(time.Since(due)); lag > behind.Load() {
+			behind.Store(lag)
+		}
+		return s, true
 	}
 	var wg sync.WaitGroup
 	for range spec.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				s, ok := take()
-				if !ok {
-					return
-				}
+		wg.Go(func() {
+			for s, ok := next(); ok && ctx.Err() == nil; s, ok = next() {
 				node := spec.nodes[int(s)%len(spec.nodes)]
 				sent := time.Now()
 				idx, err := b.pub.publish(ctx, b.cl.nodes[node].url, spec.hub, b.payload.restBody(sent, s, node))
@@ -278,34 +233,16 @@ func (b *bench) publishLoad(ctx context.Context, spec loadSpec) loadResult {
 				spec.ok.Add(1)
 				for m := minIdx.Load(); idx < m && !minIdx.CompareAndSwap(m, idx); m = minIdx.Load() {
 				}
-				for m := maxIdx.Load(); idx > m && !maxIdx.CompareAndSwap(m, idx); m = maxIdx.Load() {
-				}
+				storeMax(&maxIdx, idx)
 				if spec.head != nil {
-					for m := spec.head.Load(); idx > m && !spec.head.CompareAndSwap(m, idx); m = spec.head.Load() {
-					}
+					storeMax(spec.head, idx)
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	res.elapsed = time.Since(start)
-	res.committed = spec.ok.Load()
-	res.minIndex, res.maxIndex = minIdx.Load(), maxIdx.Load()
-	res.firstError = firstErr
-	res.behind = time.Duration(behind.Load())
-	return res
-}
-
-// pickPublishNode returns the node the broadcast publisher posts to.
-func (b *bench) pickPublishNode(ctx context.Context) (int, string, error) {
-	leader, err := b.cl.leader(ctx)
-	if err != nil {
-		return 0, "", err
-	}
-	if b.cfg.publishTo == "follower" && len(b.cl.nodes) > 1 {
-		return (leader + 1) % len(b.cl.nodes), "follower", nil
-	}
-	return leader, "leader", nil
+	return loadResult{elapsed: time.Since(start), committed: spec.ok.Load(), minIndex: minIdx.Load(), maxIndex: maxIdx.Load(),
+		behind: time.Duration(behind.Load()), firstError: firstErr}
 }
 
 // entryRatio is messages per Raft entry between two readings of the

@@ -18,28 +18,81 @@ import (
 	"github.com/backplane/backplane/node"
 )
 
-// benchNode is one node of the local cluster under test.
-type benchNode struct {
-	id      string
-	url     string // http://host:port
-	dataDir string
-	logPath string
+// child is a process the benchmark started, with its output in a log file:
+// in its own process group, so that a terminal's Ctrl-C reaches only the
+// benchmark, which stops it in order, and killed if the benchmark dies
+// (Pdeathsig).
+type child struct {
 	cmd     *exec.Cmd
+	logPath string
 	exited  chan struct{}
 }
 
-// pid is the node's process id.
-func (n *benchNode) pid() int { return n.cmd.Process.Pid }
+// startChild starts cmd; its stderr (and its stdout, unless set) go to a
+// new file at logPath.
+func startChild(cmd *exec.Cmd, logPath string) (*child, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = logFile
+	if cmd.Stdout == nil {
+		cmd.Stdout = logFile
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	c := &child{cmd: cmd, logPath: logPath, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(c.exited)
+	}()
+	return c, nil
+}
 
-// dead reports whether the node's process has exited (the storm scenario
-// kills one).
-func (n *benchNode) dead() bool {
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+// dead reports whether the process has exited.
+func (c *child) dead() bool {
 	select {
-	case <-n.exited:
+	case <-c.exited:
 		return true
 	default:
 		return false
 	}
+}
+
+// end sends sig (0: none), waits up to timeout for the process to exit,
+// then kills it; it reports whether it had to.
+func (c *child) end(sig syscall.Signal, timeout time.Duration) (killed bool) {
+	if sig != 0 {
+		_ = c.cmd.Process.Signal(sig)
+	}
+	select {
+	case <-c.exited:
+		return false
+	case <-time.After(timeout):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+		return true
+	}
+}
+
+// logTail is the end of the log.
+func (c *child) logTail() string {
+	b, _ := os.ReadFile(c.logPath)
+	return strings.TrimSpace(string(b[max(0, len(b)-2000):]))
+}
+
+// benchNode is one node of the cluster under test.
+type benchNode struct {
+	*child
+	id      string
+	url     string // http://host:port
+	dataDir string
 }
 
 // cluster is the three nodes the benchmark drives: backplane processes on
@@ -72,106 +125,38 @@ func startLocalCluster(ctx context.Context, binary string, nodeArgs []string, lo
 	}()
 	if binary == "" {
 		binary = filepath.Join(dir, "backplane")
-		if err := buildBinary(ctx, binary); err != nil {
-			return c, err
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", binary, "./cmd/node")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return c, fmt.Errorf("go build ./cmd/node (run the benchmark in the module's directory, or pass -binary): %w\n%s", err, out)
 		}
 		logf("built ./cmd/node into %s", binary)
 	}
 	for i := 1; i <= 3; i++ {
 		n := &benchNode{id: fmt.Sprintf("node%d", i), dataDir: filepath.Join(dir, fmt.Sprintf("node%d", i))}
-		n.logPath = n.dataDir + ".log"
 		args := []string{"-id", n.id, "-data", n.dataDir, "-http", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-log-level", "warn"}
 		if i > 1 {
 			args = append(args, "-join", c.nodes[0].url)
 		}
-		if err := c.launch(ctx, binary, n, append(append(args, benchNodeArgs...), nodeArgs...)); err != nil {
+		if n.child, err = startChild(exec.Command(binary, append(append(args, benchNodeArgs...), nodeArgs...)...), n.dataDir+".log"); err != nil {
 			return c, err
 		}
-	}
-	return c, c.waitReady(ctx, 60*time.Second)
-}
-
-func buildBinary(ctx context.Context, out string) error {
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return fmt.Errorf("go env GOMOD: %w", err)
-	}
-	if g := strings.TrimSpace(string(gomod)); g == "" || g == os.DevNull {
-		return errors.New("go env GOMOD: not inside the backplane module; pass -binary")
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/node")
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/node: %w\n%s", err, b)
-	}
-	return nil
-}
-
-// launch starts binary with args as node n, adds it to c.nodes and waits
-// for the addresses.json it writes into n.dataDir.
-func (c *cluster) launch(ctx context.Context, binary string, n *benchNode, args []string) error {
-	if err := os.MkdirAll(n.dataDir, 0o750); err != nil {
-		return fmt.Errorf("create %s: %w", n.dataDir, err)
-	}
-	logFile, err := os.Create(n.logPath)
-	if err != nil {
-		return fmt.Errorf("create node log: %w", err)
-	}
-	n.cmd = exec.Command(binary, args...)
-	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
-	// Own process group: a terminal's Ctrl-C reaches only the benchmark,
-	// which stops the nodes in order. Pdeathsig ends them if the
-	// benchmark itself is killed.
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := n.cmd.Start(); err != nil {
-		logFile.Close()
-		return fmt.Errorf("start %s: %w", n.id, err)
-	}
-	n.exited = make(chan struct{})
-	go func() {
-		_ = n.cmd.Wait()
-		logFile.Close()
-		close(n.exited)
-	}()
-	c.nodes = append(c.nodes, n)
-	path := filepath.Join(n.dataDir, "addresses.json")
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if b, err := os.ReadFile(path); err == nil {
+		c.nodes = append(c.nodes, n)
+		// The node writes its bound addresses into addresses.json.
+		if err := poll(ctx, 30*time.Second, 20*time.Millisecond, func() (bool, string) {
 			var a struct {
 				HTTPAddr string `json:"http_addr"`
 			}
-			if json.Unmarshal(b, &a) == nil && a.HTTPAddr != "" {
+			b, err := os.ReadFile(filepath.Join(n.dataDir, "addresses.json"))
+			if err == nil && json.Unmarshal(b, &a) == nil && a.HTTPAddr != "" {
 				n.url = "http://" + a.HTTPAddr
-				return nil
+				return true, ""
 			}
-		}
-		select {
-		case <-n.exited:
-			return fmt.Errorf("%s exited at start: %s", n.id, tailFile(n.logPath, 2000))
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s wrote no %s within 30s", n.id, path)
+			return n.dead(), fmt.Sprintf("no addresses.json (%v)", err)
+		}); err != nil || n.dead() {
+			return c, fmt.Errorf("%s did not start: %v: %s", n.id, err, n.logTail())
 		}
 	}
-}
-
-func tailFile(path string, n int) string {
-	b, _ := os.ReadFile(path)
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// waitReady waits until every node answers /readyz with 200 and reports
-// as many members as there are nodes.
-func (c *cluster) waitReady(ctx context.Context, timeout time.Duration) error {
-	var last error
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
-		last = nil
+	err = poll(ctx, 60*time.Second, 100*time.Millisecond, func() (bool, string) {
 		for _, n := range c.nodes {
 			st, err := c.status(ctx, n)
 			if err == nil && len(st.Members) < len(c.nodes) {
@@ -181,20 +166,15 @@ func (c *cluster) waitReady(ctx context.Context, timeout time.Duration) error {
 				_, err = c.get(ctx, n.url+"/readyz")
 			}
 			if err != nil {
-				last = err
-				break
+				return false, err.Error()
 			}
 		}
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+		return true, ""
+	})
+	if err != nil {
+		return c, fmt.Errorf("cluster not ready: %w", err)
 	}
-	return fmt.Errorf("cluster not ready within %s: %w", timeout, last)
+	return c, nil
 }
 
 // get sends a GET and returns the body of a 200 answer.
@@ -209,11 +189,11 @@ func (c *cluster) get(ctx context.Context, url string) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, strings.TrimSpace(string(b)))
 	}
 	return b, nil
 }
@@ -222,11 +202,11 @@ func (c *cluster) get(ctx context.Context, url string) ([]byte, error) {
 func (c *cluster) status(ctx context.Context, n *benchNode) (node.Status, error) {
 	var st node.Status
 	b, err := c.get(ctx, n.url+"/admin/status")
-	if err != nil {
-		return st, err
+	if err == nil {
+		err = json.Unmarshal(b, &st)
 	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("decode %s/admin/status: %w", n.url, err)
+	if err != nil {
+		return st, fmt.Errorf("%s status: %w", n.id, err)
 	}
 	return st, nil
 }
@@ -255,9 +235,7 @@ func (c *cluster) leader(ctx context.Context) (int, error) {
 // every node has applied the leader's commit index, so the next phase
 // starts from a quiet cluster.
 func (c *cluster) settle(ctx context.Context, timeout time.Duration) error {
-	var last string
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
-		quiet := true
+	return poll(ctx, timeout, 100*time.Millisecond, func() (bool, string) {
 		var commit uint64
 		for _, n := range c.nodes {
 			if n.dead() {
@@ -265,26 +243,17 @@ func (c *cluster) settle(ctx context.Context, timeout time.Duration) error {
 			}
 			st, err := c.status(ctx, n)
 			if err != nil {
-				return err
+				return false, err.Error()
 			}
 			if k := st.Connections["cluster_signalr"]; k > 0 {
-				quiet, last = false, fmt.Sprintf("%s still records %d SignalR connections", n.id, k)
+				return false, fmt.Sprintf("%s still records %d SignalR connections", n.id, k)
 			}
-			commit = max(commit, st.CommitIndex)
-			if st.AppliedIndex < commit {
-				quiet, last = false, fmt.Sprintf("%s applied %d < commit %d", n.id, st.AppliedIndex, commit)
+			if commit = max(commit, st.CommitIndex); st.AppliedIndex < commit {
+				return false, fmt.Sprintf("%s applied %d < commit %d", n.id, st.AppliedIndex, commit)
 			}
 		}
-		if quiet {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("cluster did not settle within %s: %s", timeout, last)
+		return true, ""
+	})
 }
 
 // logTotals reads the leader's last message index and last Raft index.
@@ -294,10 +263,7 @@ func (c *cluster) logTotals(ctx context.Context) (messages, entries uint64, err 
 		return 0, 0, err
 	}
 	st, err := c.status(ctx, c.nodes[li])
-	if err != nil {
-		return 0, 0, err
-	}
-	return st.Messages.LastMessage, st.LastIndex, nil
+	return st.Messages.LastMessage, st.LastIndex, err
 }
 
 // procs lists the nodes' processes, for a usage meter.
@@ -333,61 +299,21 @@ func (c *cluster) disk(ctx context.Context) ([]diskUsage, error) {
 	return out, nil
 }
 
-// killNode ends node i with SIGKILL, as a crash would, and waits up to
-// 10 s for its process to exit; stop passes over it afterwards.
-func (c *cluster) killNode(i int) error {
-	n := c.nodes[i]
-	if err := n.cmd.Process.Kill(); err != nil && !n.dead() {
-		return fmt.Errorf("kill %s: %w", n.id, err)
-	}
-	select {
-	case <-n.exited:
-		return nil
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("%s (pid %d) did not exit within 10s of SIGKILL", n.id, n.pid())
-	}
-}
-
 // stop ends every node (SIGTERM, then SIGKILL after 10 s) and removes the
 // temp dir. Safe to call more than once.
 func (c *cluster) stop(logf func(string, ...any)) {
 	c.stopOnce.Do(func() {
 		var wg sync.WaitGroup
 		for _, n := range c.nodes {
-			if n.dead() {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_ = n.cmd.Process.Signal(syscall.SIGTERM)
-				select {
-				case <-n.exited:
-				case <-time.After(10 * time.Second):
-					logf("%s did not stop within 10s of SIGTERM: killing it", n.id)
-					_ = n.cmd.Process.Kill()
-					<-n.exited
+			wg.Go(func() {
+				if !n.dead() && n.end(syscall.SIGTERM, 10*time.Second) {
+					logf("%s did not stop within 10s of SIGTERM: killed it", n.id)
 				}
-			}()
+			})
 		}
 		wg.Wait()
 		if err := os.RemoveAll(c.dir); err != nil {
 			logf("remove %s: %v", c.dir, err)
 		}
 	})
-}
-
-// kill ends every node at once with SIGKILL (second Ctrl-C) and removes
-// the temp dir.
-func (c *cluster) kill() {
-	for _, n := range c.nodes {
-		_ = n.cmd.Process.Kill()
-	}
-	for _, n := range c.nodes {
-		select {
-		case <-n.exited:
-		case <-time.After(2 * time.Second):
-		}
-	}
-	_ = os.RemoveAll(c.dir)
 }

@@ -233,7 +233,7 @@ func (m *metricsMeter) Stop(ctx context.Context) phase {
 
 // addCommit reports the leader's Raft entries per second and the mean
 // time one spent from raft.Apply to the leader's apply.
-func (p phase) addCommit(r *scenarioResult, secs float64) {
+func (p phase) addCommit(r *result, secs float64) {
 	if p.leader < 0 || p.diffs[p.leader] == nil {
 		return
 	}
@@ -248,7 +248,7 @@ func (p phase) addCommit(r *scenarioResult, secs float64) {
 // addDelays adds the stamp → lines, each name prefixed (the leader's
 // alone and the followers' merged), and notes, with one note explaining
 // the stages when there is any line.
-func (p phase) addDelays(r *scenarioResult, prefix string) {
+func (p phase) addDelays(r *result, prefix string) {
 	for _, n := range p.notes {
 		r.addNote("%s", n)
 	}

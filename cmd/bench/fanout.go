@@ -65,7 +65,7 @@ func (t *fanoutTracker) waitAll(ctx context.Context, seq int64, timeout time.Dur
 // fanout: many connections per node; first single messages timed until
 // they reach every connection, then a stream with a bounded number of
 // messages outstanding, for deliveries/s.
-func (b *bench) fanout(ctx context.Context, r *scenarioResult) error {
+func (b *bench) fanout(ctx context.Context, r *result) error {
 	const hub = "bench_fanout"
 	cfg := b.cfg
 	total := cfg.fanoutConn * len(b.cl.nodes)

@@ -16,7 +16,7 @@ import (
 // -ws-pipeline invocations outstanding. A completion without error means
 // the message is committed. (SendToAll would make every publisher a
 // subscriber of every message: 64× fan-out on top of the publishes.)
-func (b *bench) hifreqWS(ctx context.Context, r *scenarioResult) error {
+func (b *bench) hifreqWS(ctx context.Context, r *result) error {
 	const hub = "bench_hifreq_ws"
 	cfg := b.cfg
 	r.Params = map[string]any{"publishers": cfg.publishers, "pipeline": cfg.wsPipeline, "size": cfg.size,

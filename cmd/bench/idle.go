@@ -73,7 +73,7 @@ func sockstat(field string) int64 {
 
 // checkIdleLimits fails early when a limit this machine sets is below
 // the connections asked for, naming the limit.
-func (b *bench) checkIdleLimits(r *scenarioResult, target int, conns int) error {
+func (b *bench) checkIdleLimits(r *result, target int, conns int) error {
 	const margin = 256 // the node's and the benchmark's other files and sockets
 	n := b.cl.nodes[target]
 	lim := procField("/proc/"+strconv.Itoa(n.pid())+"/limits", "Max open files")
@@ -134,7 +134,7 @@ func (b *bench) waitConnections(ctx context.Context, n *benchNode, clients []*hu
 // idle: N idle SignalR WebSocket connections (negotiate, upgrade, JSON
 // handshake) to one node, the leader; memory per connection on the node,
 // and its CPU while it holds them.
-func (b *bench) idle(ctx context.Context, r *scenarioResult) error {
+func (b *bench) idle(ctx context.Context, r *result) error {
 	const hub = "bench_idle"
 	conns := b.cfg.idleConns
 	target, err := b.cl.leader(ctx)
@@ -175,7 +175,7 @@ func (b *bench) idle(ctx context.Context, r *scenarioResult) error {
 			d, conns, held, why)
 	}
 	if err != nil {
-		return fmt.Errorf("%w; the end of %s's log:\n%s", err, n.id, tailFile(n.logPath, 2000))
+		return fmt.Errorf("%w; the end of %s's log:\n%s", err, n.id, n.logTail())
 	}
 	if held == 0 {
 		return fmt.Errorf("no connection stayed open")

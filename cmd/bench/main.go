@@ -9,10 +9,10 @@
 // gorilla/websocket broadcast.
 //
 // It builds ./cmd/node (or runs -binary) and starts a local three-node
-// cluster on 127.0.0.1 with its data in a temp dir. Every process and temp
-// dir it creates is removed at the end, also on Ctrl-C (a second Ctrl-C
-// kills at once). It measures; what the cluster must guarantee is tested
-// under test/ (the reconnect storm's gaps and duplicates: test/cluster's
+// cluster on 127.0.0.1 with its data in a temp dir, removed at the end,
+// also on Ctrl-C (a second Ctrl-C exits at once; the nodes die with it).
+// It measures; what the cluster guarantees is tested under test/ (the
+// reconnect storm's gaps and duplicates by test/cluster's
 // TestReconnectStorm).
 //
 //	go run ./cmd/bench -scenario all -duration 5s -json bench.json
@@ -27,7 +27,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,10 +53,9 @@ type config struct {
 	chatRate     float64 // chat: sends per second per client
 	rate         float64 // broadcast: publishes per second (0: as fast as possible)
 	inflight     int     // broadcast: REST requests in flight at most
-	publishers   int     // hifreq: concurrent REST publishers; hifreq-ws: WebSocket publishers
+	publishers   int     // hifreq, reconnect: concurrent REST publishers; hifreq-ws: WebSocket publishers
 	wsPipeline   int     // hifreq-ws: invocations outstanding per WebSocket publisher
 	size         int     // bytes of message arguments
-	publishTo    string  // broadcast: leader or follower
 	fanoutConn   int     // fanout: connections per node
 	fanoutMsgs   int     // fanout: single messages timed one by one
 	fanoutWin    int     // fanout: messages outstanding in the stream phase
@@ -71,7 +69,6 @@ type config struct {
 	baselineInflight []int
 	jsonPath         string
 	pprofDir         string
-	cpuProfile       string // the bench process's own CPU profile
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -79,34 +76,30 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	var cfg config
 	var scenario, nodeArgs, inflights string
-	fs.StringVar(&scenario, "scenario", "all", "comma-separated scenarios: all, "+strings.Join(scenarioNames, ", ")+
-		" (hifreq publishes over REST, hifreq-ws the same load as SignalR WebSocket clients invoking SendToGroup on a group nobody joined; "+
-		"storm kills a follower during a paced publish and its native SSE readers resume on the survivors: it always runs last)")
+	fs.StringVar(&scenario, "scenario", "all", "comma-separated scenarios: all, "+strings.Join(scenarioNames, ", ")+" (docs/performance.md)")
 	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured time of each scenario and baseline")
 	fs.StringVar(&cfg.binary, "binary", "", "backplane binary to run (default: go build ./cmd/node into a temp dir)")
-	fs.StringVar(&nodeArgs, "node-args", "", "extra flags for each local node, space-separated (e.g. \"-unsafe-no-fsync\")")
+	fs.StringVar(&nodeArgs, "node-args", "", "extra flags for each node, space-separated (e.g. \"-unsafe-no-fsync\")")
 	fs.IntVar(&cfg.clients, "clients", 30, "broadcast: WebSocket subscribers; chat: WebSocket clients (spread over the nodes)")
 	fs.IntVar(&cfg.groupSize, "group-size", 5, "chat: clients per group")
 	fs.Float64Var(&cfg.chatRate, "chat-rate", 10, "chat: SendToGroup invocations per second per client")
-	fs.Float64Var(&cfg.rate, "rate", 1000, "broadcast: publishes per second (0: as fast as -inflight allows)")
+	fs.Float64Var(&cfg.rate, "rate", 1000, "broadcast: publishes per second to the leader (0: as fast as -inflight allows)")
 	fs.IntVar(&cfg.inflight, "inflight", 256, "broadcast: REST publishes in flight at most")
-	fs.IntVar(&cfg.publishers, "publishers", 64, "hifreq and reconnect: concurrent REST publishers, spread over the nodes; hifreq-ws: SignalR WebSocket publishers, spread over the nodes")
+	fs.IntVar(&cfg.publishers, "publishers", 64, "hifreq and reconnect: concurrent REST publishers; hifreq-ws: SignalR WebSocket publishers")
 	fs.IntVar(&cfg.wsPipeline, "ws-pipeline", 4, fmt.Sprintf("hifreq-ws: SendToGroup invocations each WebSocket publisher keeps outstanding (1 to %d)", sentRing))
 	fs.IntVar(&cfg.size, "size", 200, "bytes of each message's JSON arguments")
-	fs.StringVar(&cfg.publishTo, "publish-to", "leader", "broadcast: the node the publisher posts to: leader or follower")
 	fs.IntVar(&cfg.fanoutConn, "fanout-conns", 1000, "fanout: WebSocket connections per node")
 	fs.IntVar(&cfg.fanoutMsgs, "fanout-msgs", 20, "fanout: messages timed one at a time to reach every connection")
-	fs.IntVar(&cfg.fanoutWin, "fanout-window", rawQueueDepth, fmt.Sprintf("fanout: messages outstanding (published, not yet everywhere) in the stream phase; the default is the raw WebSocket baseline's %d-record queue per connection, so both keep the same depth", rawQueueDepth))
+	fs.IntVar(&cfg.fanoutWin, "fanout-window", rawQueueDepth, "fanout: messages outstanding in the stream phase (the raw WebSocket baseline's queue per connection)")
 	fs.IntVar(&cfg.resumeMsgs, "resume-msgs", 10000, "reconnect: messages the resuming reader missed")
 	fs.IntVar(&cfg.idleConns, "idle-conns", 2000, "idle: idle WebSocket connections to one node (the leader)")
 	fs.IntVar(&cfg.stormReaders, "storm-readers", 500, "storm: native SSE readers on the follower that is killed")
 	fs.Float64Var(&cfg.stormRate, "storm-rate", 500, "storm: REST publishes per second to the leader, before and after the kill")
 	fs.BoolVar(&cfg.baseline, "baseline", true, "also measure the bare Raft and raw WebSocket baselines and print ratios")
-	fs.BoolVar(&cfg.baselineProcs, "baseline-procs", true, "with broadcast: also measure the paced bare Raft baseline with its three members in three processes (this binary re-executed), as the nodes are, next to the one with all three in this process")
+	fs.BoolVar(&cfg.baselineProcs, "baseline-procs", true, "also measure broadcast's paced bare Raft baseline with its members in three processes")
 	fs.StringVar(&inflights, "baseline-inflight", "256,16", "bare Raft baseline: comma-separated numbers of applies in flight to measure (16 is Backplane's proposer limit)")
 	fs.StringVar(&cfg.jsonPath, "json", "", "write the results as JSON to this file")
-	fs.StringVar(&cfg.pprofDir, "pprof", "", "save a CPU profile of the leader and a follower during each scenario into this directory")
-	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the bench process itself (the load generators and clients, over the whole run) to this file")
+	fs.StringVar(&cfg.pprofDir, "pprof", "", "save CPU profiles of the leader and a follower during each scenario, and the leader's heap, into this directory")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -138,7 +131,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	switch {
 	case cfg.duration <= 0:
 		return cfg, fmt.Errorf("-duration must be positive")
-	case cfg.clients < 1 || cfg.groupSize < 1 || cfg.publishers < 1 || cfg.inflight < 1 || cfg.fanoutConn < 1 || cfg.fanoutWin < 1 || cfg.idleConns < 1 || cfg.stormReaders < 1:
+	case min(cfg.clients, cfg.groupSize, cfg.publishers, cfg.inflight, cfg.fanoutConn, cfg.fanoutWin, cfg.idleConns, cfg.stormReaders) < 1:
 		return cfg, fmt.Errorf("-clients, -group-size, -publishers, -inflight, -fanout-conns, -fanout-window, -idle-conns and -storm-readers must be at least 1")
 	case cfg.stormRate <= 0:
 		return cfg, fmt.Errorf("-storm-rate must be positive")
@@ -146,8 +139,6 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("-ws-pipeline must be from 1 to %d", sentRing)
 	case cfg.size < 48:
 		return cfg, fmt.Errorf("-size must be at least 48 (the timestamp, sequence and origin take room)")
-	case cfg.publishTo != "leader" && cfg.publishTo != "follower":
-		return cfg, fmt.Errorf("-publish-to %q: use leader or follower", cfg.publishTo)
 	}
 	return cfg, nil
 }
@@ -177,40 +168,25 @@ func main() {
 	os.Exit(run(cfg, os.Stdout, os.Stderr))
 }
 
-// cleanups runs registered clean-up functions once, last first; kill
-// runs the fast variants (a second Ctrl-C).
+// cleanups runs registered clean-up functions once, last first.
 type cleanups struct {
 	mu    sync.Mutex
 	funcs []func()
-	kills []func()
-	done  bool
 }
 
-func (c *cleanups) add(f, kill func()) {
+func (c *cleanups) add(f func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.funcs = append(c.funcs, f)
-	if kill != nil {
-		c.kills = append(c.kills, kill)
-	}
 }
 
 func (c *cleanups) run() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.done {
-		return
-	}
-	c.done = true
 	for i := len(c.funcs) - 1; i >= 0; i-- {
 		c.funcs[i]()
 	}
-}
-
-func (c *cleanups) kill() {
-	for _, k := range c.kills {
-		k()
-	}
+	c.funcs = nil
 }
 
 func run(cfg config, stdout, stderr io.Writer) int {
@@ -223,42 +199,24 @@ func run(cfg config, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	go func() {
-		if _, ok := <-sigs; !ok {
-			return
+		if _, ok := <-sigs; ok {
+			logf("interrupted: stopping (Ctrl-C again to exit at once)")
+			cancel()
 		}
-		logf("interrupted: stopping (Ctrl-C again to kill at once)")
-		cancel()
-		if _, ok := <-sigs; !ok {
-			return
+		if _, ok := <-sigs; ok {
+			os.Exit(130) // the nodes die with this process (Pdeathsig)
 		}
-		logf("killing")
-		cl.kill()
-		os.Exit(130)
 	}()
 
 	raiseFileLimit(logf)
-	if cfg.cpuProfile != "" {
-		stop, err := startCPUProfile(cfg.cpuProfile)
-		if err != nil {
-			logf("%v", err)
-			return 1
-		}
-		defer func() {
-			if err := stop(); err != nil {
-				logf("%v", err)
-			} else {
-				logf("CPU profile of the bench process written to %s", cfg.cpuProfile)
-			}
-		}()
-	}
 	b := &bench{cfg: cfg, logf: logf, stderr: stderr, cleanups: &cl}
-	rep := newReport(cfg)
+	rep := newReport()
 	err := b.runAll(ctx, rep)
 	if err != nil {
 		logf("%v", err)
 	}
 	cl.run() // stop the cluster before printing
-	if len(rep.Scenarios) > 0 || len(rep.Baselines.Raft) > 0 {
+	if len(rep.Scenarios)+len(rep.Baselines) > 0 {
 		rep.finish()
 		rep.print(stdout)
 		if cfg.jsonPath != "" {
@@ -283,27 +241,8 @@ func run(cfg config, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// startCPUProfile profiles this process into path until stop.
-func startCPUProfile(path string) (stop func() error, err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("-cpuprofile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("-cpuprofile: %w", err)
-	}
-	return func() error {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("-cpuprofile: %w", err)
-		}
-		return nil
-	}, nil
-}
-
 // raiseFileLimit raises the open-file limit to the hard maximum: the
-// fan-out scenario holds thousands of sockets, and the local nodes
+// fan-out and idle scenarios hold thousands of sockets, and the nodes
 // inherit the limit.
 func raiseFileLimit(logf func(string, ...any)) {
 	var lim syscall.Rlimit

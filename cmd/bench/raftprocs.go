@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -71,10 +73,9 @@ func runBareRaftMember(args []string, stdin io.Reader, stdout, stderr io.Writer)
 
 // procMember is a member process.
 type procMember struct {
+	*child
 	id       string
 	raftAddr string
-	cmd      *exec.Cmd
-	exited   chan struct{}
 	mu       sync.Mutex // one request at a time
 	in       io.WriteCloser
 	enc      *json.Encoder
@@ -82,112 +83,76 @@ type procMember struct {
 }
 
 func (p *procMember) name() string { return p.id }
-func (p *procMember) pid() int     { return p.cmd.Process.Pid }
 
 // call sends one request and reads the answer; ctx ending kills the
 // process (an answer may take as long as a paced load).
 func (p *procMember) call(ctx context.Context, req memberRequest) (memberReply, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() { _ = p.cmd.Process.Kill() })
-	defer stop()
+	defer context.AfterFunc(ctx, func() { _ = p.cmd.Process.Kill() })()
 	var out memberReply
-	if err := p.enc.Encode(req); err != nil {
+	err := p.enc.Encode(req)
+	if err == nil {
+		err = p.dec.Decode(&out)
+	}
+	if err == nil && out.Err != "" {
+		err = errors.New(out.Err)
+	}
+	if err != nil {
 		return out, fmt.Errorf("%s %s: %w", p.id, req.Op, err)
-	}
-	if err := p.dec.Decode(&out); err != nil {
-		return out, fmt.Errorf("%s %s: no answer: %w", p.id, req.Op, err)
-	}
-	if out.Err != "" {
-		return out, fmt.Errorf("%s %s: %s", p.id, req.Op, out.Err)
 	}
 	return out, nil
 }
 
-// startMemberProc starts member id with its data and log under dir and
-// reads its Raft address.
+// startMemberProc starts member id of this binary with its data and log
+// under dir and reads its Raft address.
 func startMemberProc(exe, dir, id string, bootstrap bool) (*procMember, error) {
-	args := []string{bareMemberCmd, "-id", id, "-data", dir}
-	if bootstrap {
-		args = append(args, "-bootstrap")
-	}
-	logFile, err := os.Create(filepath.Join(dir, id+".log"))
+	cmd := exec.Command(exe, bareMemberCmd, "-id", id, "-data", dir, "-bootstrap="+strconv.FormatBool(bootstrap))
+	p := &procMember{id: id}
+	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
 	}
-	p := &procMember{id: id, cmd: exec.Command(exe, args...), exited: make(chan struct{})}
-	p.cmd.Stderr = logFile
-	// Own process group: a terminal's Ctrl-C reaches only the benchmark.
-	// Pdeathsig ends the member if the benchmark itself is killed.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if p.in, err = p.cmd.StdinPipe(); err == nil {
-		var out io.Reader
-		if out, err = p.cmd.StdoutPipe(); err == nil {
-			p.enc, p.dec = json.NewEncoder(p.in), json.NewDecoder(bufio.NewReader(out))
-			err = p.cmd.Start()
-		}
-	}
+	out, err := cmd.StdoutPipe()
 	if err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", id, err)
+		return nil, err
 	}
-	go func() {
-		_ = p.cmd.Wait()
-		logFile.Close()
-		close(p.exited)
-	}()
+	if p.child, err = startChild(cmd, filepath.Join(dir, id+".log")); err != nil {
+		return nil, err
+	}
+	p.in, p.enc, p.dec = in, json.NewEncoder(in), json.NewDecoder(bufio.NewReader(out))
 	var first memberReply
 	if err := p.dec.Decode(&first); err != nil || first.RaftAddr == "" {
-		p.kill()
-		return nil, fmt.Errorf("%s did not start: %v: %s", id, err, tailFile(filepath.Join(dir, id+".log"), 2000))
+		p.end(syscall.SIGKILL, time.Second)
+		return nil, fmt.Errorf("%s did not start: %v: %s", id, err, p.logTail())
 	}
 	p.raftAddr = first.RaftAddr
 	return p, nil
 }
 
-// stop closes the member's stdin, which ends it, and kills it after 10 s.
-func (p *procMember) stop() {
-	_ = p.in.Close()
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		p.kill()
-	}
-}
-
-func (p *procMember) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.exited
-}
-
 // startBareRaftProcs starts three member processes of this binary under a
 // new temp dir, the first of which bootstraps the cluster and adds the
-// others. kill ends them at once (a second Ctrl-C).
-func startBareRaftProcs(ctx context.Context) (bc *bareCluster, kill func(), err error) {
+// others.
+func startBareRaftProcs(ctx context.Context) (bc *bareCluster, err error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, nil, fmt.Errorf("find the benchmark binary: %w", err)
+		return nil, fmt.Errorf("find the benchmark binary: %w", err)
 	}
 	dir, err := os.MkdirTemp("", "backplane-bench-raftprocs-")
 	if err != nil {
-		return nil, nil, fmt.Errorf("create temp dir: %w", err)
+		return nil, fmt.Errorf("create temp dir: %w", err)
 	}
 	var procs []*procMember
 	bc = &bareCluster{}
 	bc.stop = sync.OnceFunc(func() {
 		var wg sync.WaitGroup
 		for _, p := range procs {
-			wg.Add(1)
-			go func() { defer wg.Done(); p.stop() }()
+			// A member stops when its stdin ends.
+			wg.Go(func() { _ = p.in.Close(); p.end(0, 10*time.Second) })
 		}
 		wg.Wait()
 		_ = os.RemoveAll(dir)
 	})
-	kill = func() {
-		for _, p := range procs {
-			_ = p.cmd.Process.Kill()
-		}
-	}
 	defer func() {
 		if err != nil {
 			bc.stop()
@@ -196,36 +161,39 @@ func startBareRaftProcs(ctx context.Context) (bc *bareCluster, kill func(), err 
 	for i := 1; i <= 3; i++ {
 		p, err := startMemberProc(exe, dir, fmt.Sprintf("raft%d", i), i == 1)
 		if err != nil {
-			return bc, kill, err
+			return bc, err
 		}
 		procs = append(procs, p)
 		bc.members = append(bc.members, p)
 	}
-	return bc, kill, bc.form(ctx, func(i int) string { return procs[i].raftAddr })
+	return bc, bc.form(ctx, func(i int) string { return procs[i].raftAddr })
 }
 
 // raftProcsBaseline runs the paced measurement on a three-process cluster,
 // which it stops before returning (or at Ctrl-C through the cleanups).
 // Usage covers the three member processes, this one and the rest of the
 // machine.
-func (b *bench) raftProcsBaseline(ctx context.Context, perEntry int) (raftBaseline, error) {
+func (b *bench) raftProcsBaseline(ctx context.Context, perEntry int) (*result, error) {
 	b.logf("baseline: bare three-member Raft cluster in three processes of this binary, %s msgs/s", human(b.cfg.rate))
-	bc, kill, err := startBareRaftProcs(ctx)
+	bc, err := startBareRaftProcs(ctx)
 	if bc != nil {
-		b.cleanups.add(bc.stop, kill)
+		b.cleanups.add(bc.stop)
 		defer bc.stop()
 	}
 	if err != nil {
-		return raftBaseline{}, err
+		return nil, err
 	}
 	var procs []proc
 	for _, m := range bc.members {
-		b.logf("%s (pid %d)", m.name(), m.pid())
 		procs = append(procs, proc{name: m.name(), pid: m.pid()})
 	}
 	meter := startUsage(procs)
-	rb, err := bc.paced(ctx, perEntry, b.cfg.size, b.cfg.rate, b.cfg.duration)
-	rb.Usage = meter.Stop()
-	rb.For, rb.Processes = "broadcast", len(bc.members)
-	return rb, err
+	r, err := bc.paced(ctx, perEntry, b.cfg.size, b.cfg.rate, b.cfg.duration)
+	if err != nil {
+		return nil, err
+	}
+	r.Usage = meter.Stop()
+	r.Name = "bare Raft, 3 processes," + strings.TrimPrefix(r.Name, "bare Raft")
+	r.Description = "each member in a process of its own (this binary re-executed), paced"
+	return r, nil
 }

@@ -103,7 +103,7 @@ func (sseResumer) resume(ctx context.Context, hc *http.Client, base, hub string,
 // reconnect: publish N messages while a reader is away, then resume from
 // the cursor on other nodes than the one published to, and time how long
 // each native reader takes to have them all.
-func (b *bench) reconnect(ctx context.Context, r *scenarioResult) error {
+func (b *bench) reconnect(ctx context.Context, r *result) error {
 	const hub = "bench_resume"
 	cfg := b.cfg
 	leader, err := b.cl.leader(ctx)

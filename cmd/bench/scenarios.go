@@ -54,17 +54,17 @@ func waitDelivered(ctx context.Context, c *counter, want int64, idle time.Durati
 
 // broadcast: one REST publisher (many requests in flight) posts to one
 // node at a fixed rate; subscribers spread over every node receive it.
-func (b *bench) broadcast(ctx context.Context, r *scenarioResult) error {
+func (b *bench) broadcast(ctx context.Context, r *result) error {
 	const hub = "bench_broadcast"
 	cfg := b.cfg
-	origin, role, err := b.pickPublishNode(ctx)
+	origin, err := b.cl.leader(ctx)
 	if err != nil {
 		return err
 	}
 	r.Params = map[string]any{"subscribers": cfg.clients, "rate": cfg.rate, "inflight": cfg.inflight,
-		"size": cfg.size, "publish_to": role, "duration_s": cfg.duration.Seconds()}
-	r.Description = fmt.Sprintf("1 REST publisher → %s (%s), %s msgs/s (≤%d in flight), %d WebSocket subscribers over %d nodes, %d-byte arguments",
-		b.cl.nodes[origin].id, role, rateText(cfg.rate), cfg.inflight, cfg.clients, len(b.cl.nodes), cfg.size)
+		"size": cfg.size, "duration_s": cfg.duration.Seconds()}
+	r.Description = fmt.Sprintf("1 REST publisher → %s (the leader), %s msgs/s (≤%d in flight), %d WebSocket subscribers over %d nodes, %d-byte arguments",
+		b.cl.nodes[origin].id, rateText(cfg.rate), cfg.inflight, cfg.clients, len(b.cl.nodes), cfg.size)
 	d := newDeliveryStats()
 	clients, err := dialMany(ctx, b.cl, hub, cfg.clients, b.spread, d.onMessage, nil, readerDialer, nil)
 	if err != nil {
@@ -110,7 +110,7 @@ func (b *bench) broadcast(ctx context.Context, r *scenarioResult) error {
 
 // hifreq: many REST publishers over every node post small messages as fast
 // as they can; nobody subscribes.
-func (b *bench) hifreq(ctx context.Context, r *scenarioResult) error {
+func (b *bench) hifreq(ctx context.Context, r *result) error {
 	const hub = "bench_hifreq"
 	cfg := b.cfg
 	r.Params = map[string]any{"publishers": cfg.publishers, "size": cfg.size, "duration_s": cfg.duration.Seconds()}
@@ -158,7 +158,7 @@ func (b *bench) allNodes() []int {
 
 // chat: clients in groups of K, spread over the nodes, each invoking
 // SendToGroup at a fixed rate; every member of the group receives it.
-func (b *bench) chat(ctx context.Context, r *scenarioResult) error {
+func (b *bench) chat(ctx context.Context, r *result) error {
 	const hub = "bench_chat"
 	cfg := b.cfg
 	r.Params = map[string]any{"clients": cfg.clients, "group_size": cfg.groupSize, "rate_per_client": cfg.chatRate,
@@ -296,7 +296,7 @@ func rateText(rate float64) string {
 }
 
 // noteLoad records publishing errors and schedule lag.
-func noteLoad(r *scenarioResult, load loadResult, errs *counter) {
+func noteLoad(r *result, load loadResult, errs *counter) {
 	if n := errs.Load(); n > 0 {
 		r.addNote("%d publishes failed; first: %v", n, load.firstError)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math/bits"
@@ -210,6 +211,24 @@ func (p *progress) run() {
 func (p *progress) Stop() {
 	close(p.stop)
 	p.done.Wait()
+}
+
+// poll checks cond every interval until it reports done, and fails with
+// cond's last explanation when ctx ends or timeout passes.
+func poll(ctx context.Context, timeout, interval time.Duration, cond func() (done bool, last string)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		done, last := cond()
+		switch {
+		case done:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case time.Now().After(deadline):
+			return fmt.Errorf("not within %s: %s", timeout, last)
+		}
+		time.Sleep(interval)
+	}
 }
 
 // human formats a count with thousands separators, or with one decimal

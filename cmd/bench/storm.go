@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -62,20 +63,16 @@ type stormRun struct {
 // stormReader is one native SSE reader. Its fields are its goroutine's
 // until the readers stop, except lastSeen.
 type stormReader struct {
-	id       int
-	last     uint64        // the highest index received: the cursor to resume from
-	lastSeen atomic.Uint64 // last, for the waiting scenario
-	catch    catchUp
-
-	missed, dups int64 // indexes skipped over; indexes not above the last
-	opened       bool  // its first stream is open
-	resumed      bool  // it reconnected to a surviving node after the kill
-	reconnectAt  time.Time
+	id           int
+	last         uint64        // the highest index received: the cursor to resume from
+	lastSeen     atomic.Uint64 // last, for the waiting scenario
+	catch        catchUp
+	missed, dups int64     // indexes skipped over; indexes not above the last
+	opened       bool      // its first stream is open
+	resumed      bool      // it reconnected to a surviving node after the kill
+	reconnectAt  time.Time // the first byte of that stream
 	brokeAt      time.Time // when its stream on the victim ended after the kill
 	afterResume  int64     // messages received after resuming
-	failedDials  int       // stream requests that failed (connection or status)
-	earlyBreaks  int       // streams that ended before the kill
-	laterBreaks  int       // streams on a survivor that ended before the scenario did
 	lastErr      string    // why the last stream or request ended
 }
 
@@ -123,7 +120,6 @@ func (s *stormRun) read(ctx context.Context, r *stormReader) {
 			if ctx.Err() != nil {
 				return
 			}
-			r.failedDials++
 			r.lastErr = err.Error()
 			if killAt != nil {
 				tries++
@@ -148,12 +144,7 @@ func (s *stormRun) read(ctx context.Context, r *stormReader) {
 			return
 		}
 		r.lastErr = fmt.Sprint(err)
-		switch {
-		case s.killAt.Load() == nil:
-			r.earlyBreaks++
-		case node != s.victim:
-			r.laterBreaks++
-		case r.brokeAt.IsZero():
+		if s.killAt.Load() != nil && node == s.victim && r.brokeAt.IsZero() {
 			r.brokeAt = time.Now()
 		}
 	}
@@ -318,7 +309,7 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 }
 
 // storm: see the comment at the top of this file.
-func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
+func (b *bench) storm(ctx context.Context, r *result) error {
 	cfg := b.cfg
 	leader, err := b.cl.leader(ctx)
 	if err != nil {
@@ -373,8 +364,10 @@ func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 			s.read(rctx, rd)
 		}()
 	}
-	if !waitFor(ctx, 60*time.Second, func() bool { return s.opened.Load() >= int64(len(readers)) }) {
-		return fmt.Errorf("open %d streams on %s: %d open within 60s (last error of reader 0: %s)", len(readers), vname, s.opened.Load(), readers[0].lastErr)
+	if err := poll(ctx, 60*time.Second, 10*time.Millisecond, func() (bool, string) {
+		return s.opened.Load() >= int64(len(readers)), fmt.Sprintf("%d open, the last error of reader 0: %s", s.opened.Load(), readers[0].lastErr)
+	}); err != nil {
+		return fmt.Errorf("open %d streams on %s: %w", len(readers), vname, err)
 	}
 
 	var ack histogram
@@ -394,23 +387,13 @@ func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 		meas.stop(ctx)
 		return ctx.Err()
 	}
-	silent := 0
-	for _, rd := range readers {
-		if rd.lastSeen.Load() == start {
-			silent++
-		}
-	}
 	headAtKill := head.Load()
 	killAt := time.Now()
 	s.killAt.Store(&killAt)
 	b.logf("storm: killing %s (pid %d) with SIGKILL; %s committed so far", vname, b.cl.nodes[victim].pid(), human(float64(headAtKill-start)))
-	kerr := b.cl.killNode(victim)
+	b.cl.nodes[victim].end(syscall.SIGKILL, 10*time.Second)
 	exited := time.Since(killAt)
 	load := <-loadc
-	if kerr != nil {
-		meas.stop(ctx)
-		return kerr
-	}
 	published := time.Now()
 	if load.committed == 0 {
 		meas.stop(ctx)
@@ -427,7 +410,21 @@ func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 			st.Messages.LastMessage, final, max(final, st.Messages.LastMessage))
 		final = max(final, st.Messages.LastMessage)
 	}
-	behind := waitReaders(ctx, readers, final)
+	var lastSum uint64
+	lastChange := time.Now()
+	waitErr := poll(ctx, stormMaxWait, 20*time.Millisecond, func() (bool, string) {
+		behind, sum := 0, uint64(0)
+		for _, rd := range readers {
+			sum += rd.lastSeen.Load()
+			if rd.lastSeen.Load() < final {
+				behind++
+			}
+		}
+		if sum != lastSum {
+			lastSum, lastChange = sum, time.Now()
+		}
+		return behind == 0 || time.Since(lastChange) > stormIdle, fmt.Sprintf("%d readers behind", behind)
+	})
 	allAt := time.Since(published)
 	meas.stop(ctx)
 	stopProgress()
@@ -439,7 +436,7 @@ func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 	var broke, reconnect, caught histogram
 	var lastReconnect time.Duration
 	var afterResume, missed, dups int64
-	var early, later, failed, resumed int
+	var resumed, behind int
 	for _, rd := range readers {
 		if rd.resumed {
 			resumed++
@@ -456,9 +453,9 @@ func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 		afterResume += rd.afterResume
 		missed += rd.missed
 		dups += rd.dups
-		early += rd.earlyBreaks
-		later += rd.laterBreaks
-		failed += rd.failedDials
+		if rd.last < final {
+			behind++
+		}
 	}
 	r.add("readers", float64(len(readers)), "streams")
 	r.add("messages published", float64(load.committed), "msgs")
@@ -474,7 +471,7 @@ func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 	r.add("messages received after the reconnect", float64(afterResume), "msgs")
 	r.add("gaps (indexes missed)", float64(missed), "msgs")
 	r.add("duplicates", float64(dups), "msgs")
-	if behind == 0 {
+	if behind == 0 && waitErr == nil {
 		r.add("publishing stopped → every reader at the last index", float64(allAt)/float64(time.Millisecond), "ms")
 	} else {
 		r.addNote("%d readers had not reached the last committed index %d when the wait ended (nothing arrived for %s, or %s passed)",
@@ -483,57 +480,9 @@ func (b *bench) storm(ctx context.Context, r *scenarioResult) error {
 	r.lat("publish → 202 (commit)", ack.Summary())
 	r.lat("publish → delivery, before the kill", s.beforeKill.Summary())
 	r.lat("publish → delivery, after the kill", s.afterKill.Summary())
-	if silent > 0 {
-		r.addNote("%d readers had received nothing from %s when it was killed", silent, vname)
-	}
-	if early > 0 {
-		r.addNote("%d streams on %s ended before the kill (the readers resumed on it)", early, vname)
-	}
-	if later > 0 {
-		r.addNote("%d streams on the survivors ended before the scenario did (the readers resumed on the same node)", later)
-	}
-	if failed > 0 {
-		r.addNote("%d stream requests failed (the readers retried after 20 ms, on the next survivor after the kill)", failed)
-	}
 	if n := len(readers) - resumed; n > 0 {
 		r.addNote("%d readers never reconnected to a surviving node", n)
 	}
 	noteLoad(r, load, errs)
 	return nil
-}
-
-// waitFor polls cond every 10 ms until it holds (true), or ctx ends or
-// timeout passes (false).
-func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) bool {
-	for deadline := time.Now().Add(timeout); !cond(); {
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
-}
-
-// waitReaders waits until every reader has final, or none has received
-// anything for stormIdle, or stormMaxWait has passed; it returns how many
-// readers are behind.
-func waitReaders(ctx context.Context, readers []*stormReader, final uint64) int {
-	var lastSum uint64
-	lastChange := time.Now()
-	for deadline := time.Now().Add(stormMaxWait); ; time.Sleep(20 * time.Millisecond) {
-		behind, sum := 0, uint64(0)
-		for _, rd := range readers {
-			v := rd.lastSeen.Load()
-			sum += v
-			if v < final {
-				behind++
-			}
-		}
-		switch {
-		case behind == 0 || ctx.Err() != nil || time.Since(lastChange) > stormIdle || time.Now().After(deadline):
-			return behind
-		case sum != lastSum:
-			lastSum, lastChange = sum, time.Now()
-		}
-	}
 }

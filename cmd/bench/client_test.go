@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -16,85 +16,6 @@ import (
 
 	"github.com/backplane/backplane/transport/hubproto"
 )
-
-func scenarioWith(name string, perEntry, perSec float64) *scenarioResult {
-	s := &scenarioResult{Name: name}
-	s.add("committed publishes/s", perSec, "msg/s")
-	s.add("messages per Raft entry", perEntry, "")
-	return s
-}
-
-func TestThroughputGroups(t *testing.T) {
-	rep := &report{Scenarios: []*scenarioResult{scenarioWith("hifreq", 4.2, 1), scenarioWith("hifreq-ws", 1.1, 1)}}
-	want := []perEntryGroup{{4, []string{"hifreq"}}, {1, []string{"hifreq-ws"}}}
-	if got := throughputGroups(rep); !reflect.DeepEqual(got, want) {
-		t.Errorf("both ran: got %v, want %v", got, want)
-	}
-	failed := scenarioWith("hifreq", 4, 1)
-	failed.Err = "boom"
-	rep = &report{Scenarios: []*scenarioResult{failed, scenarioWith("hifreq-ws", 2, 1)}}
-	want = []perEntryGroup{{2, []string{"hifreq-ws"}}}
-	if got := throughputGroups(rep); !reflect.DeepEqual(got, want) {
-		t.Errorf("hifreq failed: got %v, want %v", got, want)
-	}
-	if got := throughputGroups(&report{Scenarios: []*scenarioResult{{Name: "fanout"}}}); got != nil {
-		t.Errorf("no throughput scenario: got %v, want none", got)
-	}
-	want = []perEntryGroup{{1, []string{"hifreq"}}}
-	if got := throughputGroups(&report{}); !reflect.DeepEqual(got, want) {
-		t.Errorf("baselines only: got %v, want %v", got, want)
-	}
-}
-
-// versusOf lists the baselines a scenario's committed publishes/s was
-// compared with, and the ratios.
-func versusOf(t *testing.T, rep *report, name string) map[string]float64 {
-	t.Helper()
-	out := map[string]float64{}
-	for _, c := range rep.scenario(name).metric("committed publishes/s").Versus {
-		out[c.Baseline] = c.Ratio
-	}
-	return out
-}
-
-func TestFinishComparesEachScenarioWithItsOwnPerEntry(t *testing.T) {
-	rep := &report{Scenarios: []*scenarioResult{scenarioWith("hifreq", 4, 1000), scenarioWith("hifreq-ws", 1, 500)}}
-	rep.Baselines.Raft = []raftBaseline{
-		{For: "hifreq", MsgsPerEntry: 4, Inflight: 256, MsgsPerSec: 2000},
-		{For: "hifreq", MsgsPerEntry: 4, Inflight: 16, MsgsPerSec: 4000},
-		{For: "hifreq-ws", MsgsPerEntry: 1, Inflight: 256, MsgsPerSec: 250},
-		{For: "hifreq-ws", MsgsPerEntry: 1, Inflight: 16, MsgsPerSec: 1000},
-	}
-	rep.finish()
-	want := map[string]float64{"bare Raft at 4 msgs/entry, 256 in flight": 0.5, "bare Raft at 4 msgs/entry, 16 in flight": 0.25}
-	if got := versusOf(t, rep, "hifreq"); !reflect.DeepEqual(got, want) {
-		t.Errorf("hifreq versus %v, want %v", got, want)
-	}
-	want = map[string]float64{"bare Raft at 1 msgs/entry, 256 in flight": 2, "bare Raft at 1 msgs/entry, 16 in flight": 0.5}
-	if got := versusOf(t, rep, "hifreq-ws"); !reflect.DeepEqual(got, want) {
-		t.Errorf("hifreq-ws versus %v, want %v", got, want)
-	}
-}
-
-func TestFinishSharedMeasurement(t *testing.T) {
-	rep := &report{Scenarios: []*scenarioResult{scenarioWith("hifreq", 3, 300), scenarioWith("hifreq-ws", 3, 600)}}
-	rep.Baselines.Raft = []raftBaseline{{For: "hifreq", AlsoFor: []string{"hifreq-ws"}, MsgsPerEntry: 3, Inflight: 16, MsgsPerSec: 1200}}
-	rep.finish()
-	label := "bare Raft at 3 msgs/entry, 16 in flight"
-	if got := versusOf(t, rep, "hifreq"); !reflect.DeepEqual(got, map[string]float64{label: 0.25}) {
-		t.Errorf("hifreq versus %v", got)
-	}
-	if got := versusOf(t, rep, "hifreq-ws"); !reflect.DeepEqual(got, map[string]float64{label: 0.5}) {
-		t.Errorf("hifreq-ws versus %v", got)
-	}
-	b, err := json.Marshal(rep.Baselines.Raft[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(b), `"for":"hifreq","also_for":["hifreq-ws"]`) {
-		t.Errorf("JSON does not name both scenarios: %s", b)
-	}
-}
 
 func TestPayloadValues(t *testing.T) {
 	p := newPayload(200)
@@ -167,8 +88,10 @@ func TestClientCountsFrames(t *testing.T) {
 	c := newHubClient(ws, 0, d.onMessage, nil)
 	go c.read(nil)
 	defer func() { closeAll([]*hubClient{c}); <-c.closed }()
-	if !waitFor(context.Background(), 5*time.Second, func() bool { return d.delivered.Load() >= 6 }) {
-		t.Fatalf("%d of 6 messages delivered", d.delivered.Load())
+	if err := poll(context.Background(), 5*time.Second, time.Millisecond, func() (bool, string) {
+		return d.delivered.Load() >= 6, fmt.Sprintf("%d of 6 messages delivered", d.delivered.Load())
+	}); err != nil {
+		t.Fatal(err)
 	}
 	got := countFrames([]*hubClient{c})
 	if got != (frameCount{frames: 3, records: 6}) {
@@ -176,27 +99,6 @@ func TestClientCountsFrames(t *testing.T) {
 	}
 	if r := recordsPerFrame(frameCount{}, got); r != 2 {
 		t.Errorf("records per frame %v, want 2", r)
-	}
-}
-
-func TestParseFlagsDefaults(t *testing.T) {
-	cfg, err := parseFlags(nil, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.fanoutWin != rawQueueDepth || rawQueueDepth != 64 {
-		t.Errorf("-fanout-window default %d, want the raw baseline's queue depth 64", cfg.fanoutWin)
-	}
-	if cfg.wsPipeline != 4 {
-		t.Errorf("-ws-pipeline default %d, want 4", cfg.wsPipeline)
-	}
-	if i := slices.Index(cfg.scenarios, "hifreq-ws"); i < 1 || cfg.scenarios[i-1] != "hifreq" {
-		t.Errorf("all = %v: want hifreq-ws right after hifreq", cfg.scenarios)
-	}
-	for _, bad := range []string{"0", "1025"} {
-		if _, err := parseFlags([]string{"-ws-pipeline", bad}, io.Discard); err == nil {
-			t.Errorf("-ws-pipeline %s accepted", bad)
-		}
 	}
 }
 
