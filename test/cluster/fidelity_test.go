@@ -1,0 +1,48 @@
+package cluster
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runSuiteIn is runSignalRSuite for a test folder of its own (with its own
+// node_modules): a three-node cluster with an access key, every test of
+// the files must pass and none may be skipped.
+func runSuiteIn(t *testing.T, rel string, files ...string) {
+	t.Helper()
+	dir := moduleDir(t, rel)
+	ensureNodeModules(t, dir)
+	nodes := startCluster(t, 3, nodeOptions{ExtraArgs: []string{"-access-key", signalrAccessKey}})
+	var urls, pids []string
+	for _, n := range nodes {
+		urls = append(urls, n.baseURL())
+		pids = append(pids, strconv.Itoa(n.cmd.Process.Pid))
+	}
+	out := runNode(t, dir, 3*time.Minute, []string{
+		"BACKPLANE_NODES=" + strings.Join(urls, ","),
+		"BACKPLANE_PIDS=" + strings.Join(pids, ","),
+		"BACKPLANE_ACCESS_KEY=" + signalrAccessKey,
+	}, append([]string{"--test", "--test-reporter=spec"}, files...)...)
+	t.Log(out)
+	for _, want := range []string{"fail 0", "skipped 0"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("node test summary lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestFidelityASPNETClient runs test/signalr-aspnet: the ASP.NET Core 2.x
+// client @aspnet/signalr 1.1.4, JSON on every transport and MessagePack on
+// WebSockets and long polling, on three nodes.
+func TestFidelityASPNETClient(t *testing.T) {
+	runSuiteIn(t, "test/signalr-aspnet", "aspnet.test.mjs")
+}
+
+// TestFidelityOfficialClient runs test/signalr/fidelity.test.mjs: what
+// @microsoft/signalr 10 sees where Backplane used to differ from ASP.NET
+// Core (issue 13).
+func TestFidelityOfficialClient(t *testing.T) {
+	runSignalRSuite(t, "fidelity.test.mjs")
+}
