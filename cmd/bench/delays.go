@@ -245,9 +245,8 @@ func (p phase) addCommit(r *result, secs float64) {
 	r.add("leader raft.Apply → applied, mean per entry", 1000*h.sum/h.count, "ms")
 }
 
-// addDelays adds the stamp → lines, each name prefixed (the leader's
-// alone and the followers' merged), and notes, with one note explaining
-// the stages when there is any line.
+// addDelays adds the stamp → lines, each name prefixed: the leader's
+// alone and the followers' merged.
 func (p phase) addDelays(r *result, prefix string) {
 	for _, n := range p.notes {
 		r.addNote("%s", n)
@@ -255,49 +254,24 @@ func (p phase) addDelays(r *result, prefix string) {
 	if p.leader < 0 {
 		return
 	}
-	var missing []string
-	lines := 0
 	for _, s := range []struct{ metric, what string }{{applyDelay, "applied"}, {dispatchDelay, "queued to sockets"}} {
-		var lacking []string
-		if d := p.diffs[p.leader]; d != nil {
-			if h := d[s.metric]; h != nil {
-				r.lat(prefix+"stamp → "+s.what+", leader", h.latency())
-				lines++
-			} else {
-				lacking = append(lacking, p.c.nodes[p.leader].id)
-			}
-		}
 		var followers *promHistogram
 		for i, d := range p.diffs {
-			if i == p.leader || d == nil {
-				continue
-			}
-			h := d[s.metric]
-			switch {
+			switch h := d[s.metric]; {
 			case h == nil:
-				lacking = append(lacking, p.c.nodes[i].id)
+			case i == p.leader:
+				r.lat(prefix+"stamp → "+s.what+", leader", h.latency())
 			case followers == nil:
-				followers, _ = h.sub(nil)
+				followers = h
 			default:
 				if err := followers.add(h); err != nil {
 					r.addNote("%s of %s left out of the followers': %v", s.metric, p.c.nodes[i].id, err)
 				}
 			}
 		}
-		if followers != nil {
-			r.lat(prefix+"stamp → "+s.what+", followers", followers.latency())
-			lines++
-		}
-		if len(lacking) > 0 {
-			missing = append(missing, fmt.Sprintf("%s (%s)", s.metric, strings.Join(lacking, ", ")))
-		}
+		r.lat(prefix+"stamp → "+s.what+", followers", followers.latency())
 	}
-	if len(missing) > 0 {
-		r.addNote("nodes without the delay histograms (older binary?), left out: %s", strings.Join(missing, "; "))
-	}
-	if lines > 0 {
-		r.addNote("stages: the publish → lines are timed by the client; the stamp is taken by the leader's proposer just before raft.Apply " +
-			"(stamp → applied/queued are the nodes' histograms, percentiles interpolated within their buckets), so (publish → delivery) − (stamp → queued to sockets) " +
-			"≈ HTTP + proposer queueing before the stamp + socket write and client read after queuing")
-	}
+	r.addNote("stages: the publish → lines are timed by the client; the stamp is taken by the leader's proposer just before raft.Apply " +
+		"(stamp → applied/queued are the nodes' histograms, percentiles interpolated within their buckets), so (publish → delivery) − (stamp → queued to sockets) " +
+		"≈ HTTP + proposer queueing before the stamp + socket write and client read after queuing")
 }

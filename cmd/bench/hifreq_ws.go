@@ -115,7 +115,10 @@ func (b *bench) hifreqWS(ctx context.Context, r *result) error {
 		}()
 	}
 	wg.Wait()
-	drained := waitCompletions(ctx, clients, func() bool { return ok.Load()+errs.Load() >= sent.Load() }, 10*time.Second)
+	undrained := poll(ctx, 10*time.Second, 5*time.Millisecond, func() (bool, string) {
+		n, _ := dropped(clients)
+		return ok.Load()+errs.Load() >= sent.Load() || n == len(clients), ""
+	})
 	meas.stop(ctx)
 	prog.Stop()
 	ph := metrics.Stop(ctx)
@@ -138,7 +141,7 @@ func (b *bench) hifreqWS(ctx context.Context, r *result) error {
 	if n := errs.Load(); n > 0 {
 		r.addNote("%d publishes failed; first: %v", n, first)
 	}
-	if !drained {
+	if undrained != nil || ok.Load()+errs.Load() < sent.Load() {
 		r.addNote("%d invocations had no completion 10s after sending stopped", sent.Load()-ok.Load()-errs.Load())
 	}
 	if n, why := dropped(clients); n > 0 {
@@ -152,19 +155,3 @@ func (b *bench) hifreqWS(ctx context.Context, r *result) error {
 // arguments after them, so the committed message has the same arguments
 // as a hifreq REST publish.
 const noSubscriberGroup = "bench_nobody"
-
-// waitCompletions polls until done reports true, every client has closed,
-// the context ends or timeout passes; it reports whether done did.
-func waitCompletions(ctx context.Context, clients []*hubClient, done func() bool, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for !done() {
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			return false
-		}
-		if n, _ := dropped(clients); n == len(clients) {
-			return done()
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return true
-}
