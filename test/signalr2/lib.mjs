@@ -77,7 +77,7 @@ export async function connect(baseUrl, { transport = "webSockets", user = "anon"
   const received = [];
   const waiters = [];
   proxy.on("msg", (...args) => {
-    received.push(args);
+    received.push(JSON.parse(JSON.stringify(args))); // out of the window's realm
     for (const f of [...waiters]) f();
   });
   const events = [];
@@ -156,51 +156,71 @@ export async function send(baseUrl, path, target, ...args) {
 }
 
 /**
- * roundRobin starts an HTTP proxy on 127.0.0.1 that sends each request to
- * the next of the targets in turn (a balancer without affinity) and
- * tunnels WebSocket upgrades the same way. It records which target served
- * each request path.
+ * balancer starts an HTTP proxy on 127.0.0.1 in front of the targets (base
+ * URLs), tunnelling WebSocket upgrades too. "roundRobin" sends each request
+ * to the next target in turn (a balancer without affinity); "failover"
+ * sends every request to the first target that accepts a connection. A
+ * target that refuses the connection (a killed node) is skipped. served
+ * records which target took each request path.
  */
-export async function roundRobin(targets) {
+export async function balancer(targets, mode = "roundRobin") {
   let next = 0;
   const served = [];
-  const pick = () => new URL(targets[next++ % targets.length]);
-  const server = http.createServer((req, res) => {
-    const t = pick();
-    served.push({ path: req.url.split("?")[0], target: t.origin });
-    const up = http.request(
-      { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers },
-      (r) => {
+  const order = () => {
+    const start = mode === "roundRobin" ? next++ % targets.length : 0;
+    return targets.map((_, i) => new URL(targets[(start + i) % targets.length]));
+  };
+  const server = http.createServer(async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const body = Buffer.concat(chunks);
+    const tryTarget = (list) => {
+      const t = list[0];
+      const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+        served.push({ path: req.url.split("?")[0], target: t.origin });
         res.writeHead(r.statusCode, r.headers);
         r.pipe(res);
-      },
-    );
-    up.on("error", (e) => {
-      if (!res.headersSent) res.writeHead(502, { "Content-Type": "text/plain" });
-      res.end(String(e));
-    });
-    req.pipe(up);
-    res.on("close", () => up.destroy());
+        r.on("close", () => {
+          if (!r.complete) res.destroy();
+        });
+      });
+      up.on("error", (e) => {
+        if (e.code === "ECONNREFUSED" && list.length > 1) return tryTarget(list.slice(1));
+        if (!res.headersSent) {
+          res.writeHead(502, { "Content-Type": "text/plain" });
+          res.end(String(e));
+        } else res.destroy();
+      });
+      res.on("close", () => up.destroy());
+      up.end(body);
+    };
+    tryTarget(order());
   });
   server.on("upgrade", (req, socket, head) => {
-    const t = pick();
-    served.push({ path: req.url.split("?")[0], target: t.origin });
-    const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers });
-    up.on("upgrade", (r, upSocket, upHead) => {
-      let head2 = `HTTP/1.1 ${r.statusCode} ${r.statusMessage}\r\n`;
-      for (let i = 0; i < r.rawHeaders.length; i += 2) head2 += `${r.rawHeaders[i]}: ${r.rawHeaders[i + 1]}\r\n`;
-      socket.write(head2 + "\r\n");
-      if (upHead.length) socket.write(upHead);
-      if (head.length) upSocket.write(head);
-      upSocket.pipe(socket).pipe(upSocket);
-      socket.on("error", () => upSocket.destroy());
-      upSocket.on("error", () => socket.destroy());
-    });
-    up.on("response", (r) => {
-      socket.end(`HTTP/1.1 ${r.statusCode} ${r.statusMessage}\r\n\r\n`);
-    });
-    up.on("error", () => socket.destroy());
-    up.end();
+    const tryTarget = (list) => {
+      const t = list[0];
+      const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers });
+      up.on("upgrade", (r, upSocket, upHead) => {
+        served.push({ path: req.url.split("?")[0], target: t.origin });
+        let text = `HTTP/1.1 ${r.statusCode} ${r.statusMessage}\r\n`;
+        for (let i = 0; i < r.rawHeaders.length; i += 2) text += `${r.rawHeaders[i]}: ${r.rawHeaders[i + 1]}\r\n`;
+        socket.write(text + "\r\n");
+        if (upHead.length) socket.write(upHead);
+        if (head.length) upSocket.write(head);
+        upSocket.pipe(socket).pipe(upSocket);
+        socket.on("error", () => upSocket.destroy());
+        upSocket.on("error", () => socket.destroy());
+        socket.on("close", () => upSocket.destroy());
+        upSocket.on("close", () => socket.destroy());
+      });
+      up.on("response", (r) => socket.end(`HTTP/1.1 ${r.statusCode} ${r.statusMessage}\r\n\r\n`));
+      up.on("error", (e) => {
+        if (e.code === "ECONNREFUSED" && list.length > 1) return tryTarget(list.slice(1));
+        socket.destroy();
+      });
+      up.end();
+    };
+    tryTarget(order());
   });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
   const url = `http://127.0.0.1:${server.address().port}`;
@@ -210,4 +230,31 @@ export async function roundRobin(targets) {
       server.close(r);
     });
   return { url, served, close };
+}
+
+/**
+ * sendRetry is send with an Idempotency-Key, retried on 503 (a leader
+ * election) until it is committed once.
+ */
+export async function sendRetry(baseUrl, path, target, ...args) {
+  const key = crypto.randomUUID();
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    const url = baseUrl + path;
+    const tok = hs256({ aud: url, exp: Math.floor(Date.now() / 1000) + 600 });
+    let res;
+    try {
+      res = await fetch(url, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${tok}`, "Content-Type": "application/json", "Idempotency-Key": key },
+        body: JSON.stringify({ target, arguments: args }),
+      });
+    } catch (e) {
+      res = { status: 0, text: async () => String(e) };
+    }
+    const text = await res.text();
+    if (res.status === 202) return JSON.parse(text).index;
+    if (Date.now() > deadline) throw new Error(`POST ${path}: ${res.status} ${text}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

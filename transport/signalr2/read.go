@@ -127,19 +127,23 @@ func (s *Server) waitRead(ctx context.Context, c *conn, after uint64, known map[
 
 // waitRecords waits up to recordWait for the connection's records to
 // reach this node's store (a connect through another node commits them a
-// moment earlier), and reports whether they are still missing then.
-func (s *Server) waitRecords(ctx context.Context, c *conn) (closed bool, err error) {
+// moment earlier), and reports whether they are still missing then. With
+// held it waits for records that name this node as the holder: after this
+// node committed them, its own store may apply them a moment after the
+// leader answered.
+func (s *Server) waitRecords(ctx context.Context, c *conn, held bool) (missing bool, err error) {
 	deadline := time.NewTimer(recordWait)
 	defer deadline.Stop()
+	self := s.cluster.NodeID()
 	for {
 		changed := s.cluster.Changed()
-		missing := false
+		missing = false
 		for _, hub := range c.hubs {
-			_, open, err := s.cluster.Holder(hub, c.id)
+			holder, open, err := s.cluster.Holder(hub, c.id)
 			if err != nil {
 				return false, fmt.Errorf("read the connection's record: %w", err)
 			}
-			missing = missing || !open
+			missing = missing || !open || held && holder != self
 		}
 		if !missing {
 			return false, nil

@@ -297,7 +297,7 @@ func (s *Server) serveStart(w http.ResponseWriter, r *http.Request) {
 	if !s.ready(w, r) {
 		return
 	}
-	if closed, err := s.waitRecords(r.Context(), c); err != nil || closed {
+	if closed, err := s.waitRecords(r.Context(), c, false); err != nil || closed {
 		if err == nil {
 			err = errors.New("the connection is not open: start a new one")
 		}

@@ -92,6 +92,16 @@ func (s *Server) serveTransport(w http.ResponseWriter, r *http.Request, m mode) 
 			}
 		}
 	}
+	if m != modePoll {
+		// This node recorded the connection: wait until its own store
+		// says so, or the first read would find it missing or elsewhere.
+		if missing, err := s.waitRecords(r.Context(), c, true); err != nil || missing {
+			if err == nil {
+				writeError(w, http.StatusServiceUnavailable, errors.New("the connection's record did not reach this node's store in time: retry"))
+			}
+			return
+		}
+	}
 	switch c.transport {
 	case transportLongPoll:
 		s.serveLongPoll(w, r, c, m, after, tokenGroups, groupsTok)
@@ -160,7 +170,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn, 
 		return
 	}
 	if m == modePoll {
-		closed, err := s.waitRecords(r.Context(), c)
+		closed, err := s.waitRecords(r.Context(), c, false)
 		if err != nil {
 			return // the client went away
 		}
