@@ -2,6 +2,7 @@ package raftlog
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -24,28 +25,79 @@ var errStopping = errors.New("raftlog: raft is shutting down")
 // one unresponsive follower took 19.6 s to shut down. Closing the
 // connections after raft is told to stop, and refusing new dials, ends
 // those calls at once.
+//
+// It also keeps addresses of members just removed from being dialled
+// (membership.go says why).
 type trackedStream struct {
 	raft.StreamLayer
 
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
 	stopped bool
+	blocked map[raft.ServerAddress]time.Time // address -> dials refused until then
 }
 
 func newTrackedStream(s raft.StreamLayer) *trackedStream {
-	return &trackedStream{StreamLayer: s, conns: map[net.Conn]struct{}{}}
+	return &trackedStream{StreamLayer: s, conns: map[net.Conn]struct{}{}, blocked: map[raft.ServerAddress]time.Time{}}
 }
 
 // Dial opens a connection to another member, unless the member is stopping.
 func (s *trackedStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	if s.isStopped() {
-		return nil, errStopping
+	if err := s.mayDial(address); err != nil {
+		return nil, err
 	}
 	c, err := s.StreamLayer.Dial(address, timeout)
 	if err != nil {
 		return nil, err
 	}
-	return s.track(c)
+	if err := s.mayDial(address); err != nil { // blocked while dialling
+		_ = c.Close()
+		return nil, err
+	}
+	return s.track(c, address)
+}
+
+// mayDial refuses a dial while stopping or to a blocked address.
+func (s *trackedStream) mayDial(address raft.ServerAddress) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return errStopping
+	}
+	if until, ok := s.blocked[address]; ok && time.Now().Before(until) {
+		return fmt.Errorf("raftlog: %s was just removed from the cluster; no connections to it until %s", address, until.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// block refuses dials to address until the given time, and closes the
+// connections open to it now.
+func (s *trackedStream) block(address raft.ServerAddress, until time.Time) {
+	s.mu.Lock()
+	s.blocked[address] = until
+	var open []*trackedConn
+	for c := range s.conns {
+		if tc := c.(*trackedConn); tc.addr == address {
+			open = append(open, tc)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range open {
+		_ = c.Conn.Close()
+	}
+}
+
+// blockedUntil is when dials to address are allowed again (zero if they
+// are).
+func (s *trackedStream) blockedUntil(address raft.ServerAddress) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	until := s.blocked[address]
+	if !time.Now().Before(until) {
+		delete(s.blocked, address)
+		return time.Time{}
+	}
+	return until
 }
 
 // Accept waits for a connection from another member.
@@ -55,30 +107,25 @@ func (s *trackedStream) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if tc, err := s.track(c); err == nil {
+		if tc, err := s.track(c, ""); err == nil {
 			return tc, nil
 		}
 		// Stopping: refuse the connection and wait for the listener to close.
 	}
 }
 
-// track records c, or closes it when the member is stopping.
-func (s *trackedStream) track(c net.Conn) (net.Conn, error) {
+// track records c (dialled to addr, or accepted when addr is empty), or
+// closes it when the member is stopping.
+func (s *trackedStream) track(c net.Conn, addr raft.ServerAddress) (net.Conn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
 		_ = c.Close()
 		return nil, errStopping
 	}
-	tc := &trackedConn{Conn: c, s: s}
+	tc := &trackedConn{Conn: c, s: s, addr: addr}
 	s.conns[tc] = struct{}{}
 	return tc, nil
-}
-
-func (s *trackedStream) isStopped() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stopped
 }
 
 // stop refuses new connections and closes every open one, which ends the
@@ -98,6 +145,7 @@ func (s *trackedStream) stop() {
 type trackedConn struct {
 	net.Conn
 	s    *trackedStream
+	addr raft.ServerAddress // the address dialled; empty if accepted
 	once sync.Once
 }
 

@@ -1,6 +1,7 @@
 package raftlog
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,6 +17,25 @@ type Member struct {
 
 // membershipTimeout bounds configuration changes.
 const membershipTimeout = 10 * time.Second
+
+// removedQuarantine is how long after removing a member this leader keeps
+// its Raft address from being dialled or joined again.
+//
+// hashicorp/raft's replication to a removed member does not end at once:
+// one last replication runs after its retry back-off (up to 10.24 s, after
+// an RPC or dial that may itself take up to 10 s). When the member was
+// wiped and started again at the same address meanwhile, that replication
+// reached the new process: an old snapshot installed over newer state
+// rolled its store back, and it then waited, not ready, for the next
+// commit (seen in about one run of three of a remove, wipe and re-join).
+// Refusing dials to the address ends that replication without reaching
+// anyone, and refusing the re-join until it is over keeps it from landing
+// after the new member's own replication began.
+var removedQuarantine = 25 * time.Second
+
+// ErrRecentlyRemoved: a join names the Raft address of a member this
+// leader removed moments ago; join again once the wait it names is over.
+var ErrRecentlyRemoved = errors.New("member removed moments ago")
 
 // Members lists the current Raft configuration.
 func (r *Raft) Members() ([]Member, error) {
@@ -53,6 +73,10 @@ func (r *Raft) Join(id, raftAddr string) (added bool, err error) {
 			return false, fmt.Errorf("%w: address %s already belongs to member %q", ErrConflict, raftAddr, m.ID)
 		}
 	}
+	if until := r.streams.blockedUntil(raft.ServerAddress(raftAddr)); !until.IsZero() {
+		return false, fmt.Errorf("%w: %s left the cluster moments ago and the leader may still be sending it its last entries; join again in %s",
+			ErrRecentlyRemoved, raftAddr, time.Until(until).Round(time.Second))
+	}
 	f := r.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, membershipTimeout)
 	if err := f.Error(); err != nil {
 		return false, fmt.Errorf("raftlog: add voter %s: %w", id, mapError(err))
@@ -72,16 +96,21 @@ func (r *Raft) Remove(id string) error {
 	if err != nil {
 		return err
 	}
-	found := false
+	addr := ""
 	for _, m := range members {
-		found = found || m.ID == id
+		if m.ID == id {
+			addr = m.RaftAddr
+		}
 	}
-	if !found {
+	if addr == "" {
 		return fmt.Errorf("%w: %q", ErrUnknownMember, id)
 	}
 	f := r.raft.RemoveServer(raft.ServerID(id), 0, membershipTimeout)
 	if err := f.Error(); err != nil {
 		return fmt.Errorf("raftlog: remove %s: %w", id, mapError(err))
+	}
+	if id != r.cfg.ID {
+		r.streams.block(raft.ServerAddress(addr), time.Now().Add(removedQuarantine))
 	}
 	r.log.Info("member removed", "id", id)
 	return nil
