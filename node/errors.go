@@ -43,7 +43,7 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, ErrStorageFull):
 		return http.StatusInsufficientStorage
-	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrUncertain), errors.Is(err, ErrOverloaded), errors.Is(err, ErrNotMember), errors.Is(err, raftlog.ErrNotLeader),
+	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrUncertain), errors.Is(err, ErrOverloaded), errors.Is(err, ErrNotMember), errors.Is(err, raftlog.ErrRecentlyRemoved), errors.Is(err, raftlog.ErrNotLeader),
 		errors.Is(err, raftlog.ErrLeadershipLost), errors.Is(err, raftlog.ErrTimeout):
 		return http.StatusServiceUnavailable
 	}
