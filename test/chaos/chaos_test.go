@@ -22,7 +22,7 @@ type plan struct {
 	partitions int // rounds of: cut the leader, heal, cut a follower, heal
 	churns     int // remove a follower, wipe it, join it again
 	diskFull   time.Duration
-	diskPad    int           // padding while a disk is filled
+	diskPad    int           // padding while a disk is filled: all the log and snapshots written meanwhile must fit the 20 MB tmpfs once freed
 	downFor    time.Duration // how long a killed or cut node stays away, at least
 	between    time.Duration // steady load between two faults, at least
 }
@@ -35,7 +35,7 @@ func currentPlan(t *testing.T) plan {
 			diskFull: 3 * time.Second, diskPad: 1500}
 	case "long":
 		return plan{name: "long", rate: 200, pad: 500, killCycles: 30, crashes: 5, partitions: 5, churns: 5,
-			diskFull: 60 * time.Second, diskPad: 1500, downFor: 5 * time.Second, between: 5 * time.Second}
+			diskFull: 60 * time.Second, diskPad: 300, downFor: 5 * time.Second, between: 5 * time.Second}
 	default:
 		t.Fatalf("BACKPLANE_CHAOS=%q: want short (the default) or long", v)
 		return plan{}

@@ -82,7 +82,7 @@ func newCluster(t *testing.T, size int, o clusterOptions) *cluster {
 		t.Cleanup(func() {
 			n.stop()
 			if t.Failed() {
-				t.Logf("---- output of %s ----\n%s", n.id, tail(n.logs.String(), 128<<10))
+				t.Logf("---- output of %s ----\n%s", n.id, tail(n.logs.String(), 256<<10))
 			}
 		})
 	}

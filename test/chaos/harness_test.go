@@ -259,8 +259,10 @@ func (n *node) kill9() {
 	fmt.Fprintf(n.logs, "==== %s: killed with SIGKILL by the test\n", stamp())
 }
 
-// stop ends the current run with SIGTERM (SIGKILL and a test error after
-// 15 s: a node must stop within its shutdown timeout).
+// stop ends the current run with SIGTERM. A node must stop within its
+// shutdown timeout: after 15 s it gets SIGQUIT, so the Go runtime writes
+// every goroutine's stack into its output (printed with the failure), and
+// SIGKILL 5 s later.
 func (n *node) stop() {
 	n.markDown()
 	if !n.running() {
@@ -269,8 +271,14 @@ func (n *node) stop() {
 	_ = n.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-n.exited:
+		return
 	case <-time.After(15 * time.Second):
-		n.t.Errorf("%s did not stop within 15s of SIGTERM; killing it", n.id)
+	}
+	n.t.Errorf("%s did not stop within 15s of SIGTERM; SIGQUIT for its goroutines' stacks, then SIGKILL", n.id)
+	_ = n.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-n.exited:
+	case <-time.After(5 * time.Second):
 		_ = n.cmd.Process.Kill()
 		<-n.exited
 	}
