@@ -94,61 +94,80 @@ func (b *bench) runAll(ctx context.Context, rep *report) error {
 	return b.wsBaselines(ctx, rep)
 }
 
-// measure is the measured window of a scenario: usage and, with -pprof,
-// CPU profiles of the leader and a follower.
-type measure struct {
+// window is the measured phase of a scenario: progress lines, the usage
+// of every process, the nodes' metrics and the log's totals at both ends
+// and, with -pprof, CPU profiles of the leader and a follower.
+type window struct {
 	b        *bench
 	r        *result
+	prog     *progress
+	metrics  *metricsMeter
 	meter    *usageMeter
+	m0, e0   uint64 // the leader's last message and Raft indexes at the start
 	profiles sync.WaitGroup
+	once     sync.Once
 }
 
-func (b *bench) startMeasure(ctx context.Context, r *result) *measure {
-	m := &measure{b: b, r: r, meter: startUsage(b.cl.procs())}
+// start opens r's measured window; the progress lines show counters.
+func (b *bench) start(ctx context.Context, r *result, counters ...*counter) *window {
+	w := &window{b: b, r: r}
+	w.m0, w.e0, _ = b.cl.logTotals(ctx)
+	w.prog = startProgress(b.stderr, r.Name, counters...)
+	w.metrics = b.cl.startMetricsMeter(ctx)
+	w.meter = startUsage(b.cl.procs())
 	if b.cfg.pprofDir == "" {
-		return m
+		return w
 	}
 	leader, err := b.cl.leader(ctx)
 	if err != nil {
 		b.logf("profile: %v", err)
-		return m
+		return w
 	}
 	secs := max(1, min(5, int(b.cfg.duration/time.Second)))
 	for role, i := range map[string]int{"leader": leader, "follower": (leader + 1) % len(b.cl.nodes)} {
-		m.profiles.Go(func() {
-			m.profile(ctx, i, fmt.Sprintf("%s-%s-%s.pb.gz", r.Name, role, b.cl.nodes[i].id),
+		w.profiles.Go(func() {
+			w.profile(ctx, i, fmt.Sprintf("%s-%s-%s.pb.gz", r.Name, role, b.cl.nodes[i].id),
 				"/debug/pprof/profile?seconds="+strconv.Itoa(secs), fmt.Sprintf("CPU profile (%ds) of the %s", secs, role))
 		})
 	}
-	return m
+	return w
 }
 
 // profile saves node i's profile at path under -pprof and notes it.
-func (m *measure) profile(ctx context.Context, i int, file, path, what string) {
-	n := m.b.cl.nodes[i]
-	file = filepath.Join(m.b.cfg.pprofDir, file)
-	body, err := m.b.cl.get(ctx, n.url+path)
+func (w *window) profile(ctx context.Context, i int, file, path, what string) {
+	n := w.b.cl.nodes[i]
+	file = filepath.Join(w.b.cfg.pprofDir, file)
+	body, err := w.b.cl.get(ctx, n.url+path)
 	if err == nil {
 		err = os.WriteFile(file, body, 0o644)
 	}
 	if err != nil {
-		m.b.logf("profile %s: %v", n.id, err)
+		w.b.logf("profile %s: %v", n.id, err)
 		return
 	}
-	m.r.addNote("%s: %s", what, file)
+	w.r.addNote("%s: %s", what, file)
 }
 
-// stop ends the window and records the usage; with -pprof it also saves
-// the leader's heap profile (in use at the end of the window).
-func (m *measure) stop(ctx context.Context) {
-	m.r.Usage = m.meter.Stop()
-	m.profiles.Wait()
-	if m.b.cfg.pprofDir == "" {
-		return
-	}
-	if leader, err := m.b.cl.leader(ctx); err == nil {
-		m.profile(ctx, leader, fmt.Sprintf("%s-heap-leader-%s.pb.gz", m.r.Name, m.b.cl.nodes[leader].id), "/debug/pprof/heap", "heap profile of the leader")
-	}
+// stop ends the window (once) and records the usage; with -pprof it also
+// saves the leader's heap profile (in use at the end of the window). It
+// returns the nodes' metrics over the window and the messages per Raft
+// entry the leader committed.
+func (w *window) stop(ctx context.Context) (ph phase, perEntry float64) {
+	w.once.Do(func() {
+		w.r.Usage = w.meter.Stop()
+		w.prog.Stop()
+		w.profiles.Wait()
+		if w.b.cfg.pprofDir != "" {
+			if leader, err := w.b.cl.leader(ctx); err == nil {
+				w.profile(ctx, leader, fmt.Sprintf("%s-heap-leader-%s.pb.gz", w.r.Name, w.b.cl.nodes[leader].id), "/debug/pprof/heap", "heap profile of the leader")
+			}
+		}
+		ph = w.metrics.Stop(ctx)
+		if m1, e1, err := w.b.cl.logTotals(ctx); err == nil && e1 > w.e0 {
+			perEntry = float64(m1-w.m0) / float64(e1-w.e0)
+		}
+	})
+	return ph, perEntry
 }
 
 // loadSpec describes a REST publishing load.
@@ -243,15 +262,6 @@ func (b *bench) publishLoad(ctx context.Context, spec loadSpec) loadResult {
 	wg.Wait()
 	return loadResult{elapsed: time.Since(start), committed: spec.ok.Load(), minIndex: minIdx.Load(), maxIndex: maxIdx.Load(),
 		behind: time.Duration(behind.Load()), firstError: firstErr}
-}
-
-// entryRatio is messages per Raft entry between two readings of the
-// leader's counters.
-func entryRatio(m0, e0, m1, e1 uint64) float64 {
-	if e1 <= e0 {
-		return 0
-	}
-	return float64(m1-m0) / float64(e1-e0)
 }
 
 var errNoMessages = errors.New("no message was committed")

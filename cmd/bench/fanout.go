@@ -120,9 +120,7 @@ func (b *bench) fanout(ctx context.Context, r *result) error {
 	d := newDeliveryStats()
 	t.d.Store(d)
 	published, stalled := &counter{name: "published"}, &counter{name: "stalled"}
-	prog := startProgress(b.stderr, "fanout", published, d.delivered)
-	metrics := b.cl.startMetricsMeter(ctx)
-	meas := b.startMeasure(ctx, r)
+	w := b.start(ctx, r, published, d.delivered)
 	frames0 := countFrames(clients)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -149,9 +147,7 @@ func (b *bench) fanout(ctx context.Context, r *result) error {
 	wg.Wait()
 	elapsed := time.Since(start)
 	frames1 := countFrames(clients)
-	meas.stop(ctx)
-	prog.Stop()
-	ph := metrics.Stop(ctx)
+	ph, _ := w.stop(ctx)
 	if firstErr != nil {
 		return firstErr
 	}

@@ -74,15 +74,9 @@ func (b *bench) hifreqWS(ctx context.Context, r *result) error {
 	}
 	slotsOf.Store(&slots)
 
-	// Read the log after the connections opened (their opens are entries
-	// without messages) and before they close.
-	m0, e0, err := b.cl.logTotals(ctx)
-	if err != nil {
-		return err
-	}
-	prog := startProgress(b.stderr, "hifreq-ws", ok, errs)
-	metrics := b.cl.startMetricsMeter(ctx)
-	meas := b.startMeasure(ctx, r)
+	// The window opens after the connections opened (their opens are
+	// entries without messages) and closes before they close.
+	w := b.start(ctx, r, ok, errs)
 	start := time.Now()
 	var seq atomic.Int64
 	var wg sync.WaitGroup
@@ -119,13 +113,7 @@ func (b *bench) hifreqWS(ctx context.Context, r *result) error {
 		n, _ := dropped(clients)
 		return ok.Load()+errs.Load() >= sent.Load() || n == len(clients), ""
 	})
-	meas.stop(ctx)
-	prog.Stop()
-	ph := metrics.Stop(ctx)
-	m1, e1, err := b.cl.logTotals(ctx)
-	if err != nil {
-		return err
-	}
+	ph, perEntry := w.stop(ctx)
 	errMu.Lock()
 	first := firstErr
 	errMu.Unlock()
@@ -135,7 +123,7 @@ func (b *bench) hifreqWS(ctx context.Context, r *result) error {
 	// As in hifreq, the load ends when the last answer arrived.
 	secs := time.Unix(0, lastDone.Load()).Sub(start).Seconds()
 	r.add("committed publishes/s", float64(ok.Load())/secs, "msg/s")
-	r.add("messages per Raft entry", entryRatio(m0, e0, m1, e1), "")
+	r.add("messages per Raft entry", perEntry, "")
 	ph.addCommit(r, secs)
 	r.lat("invoke → completion (commit)", complete.Summary())
 	if n := errs.Load(); n > 0 {

@@ -189,12 +189,12 @@ func (b *bench) idle(ctx context.Context, r *result) error {
 	droppedBefore, _ := dropped(clients)
 	m0, e0, _ := b.cl.logTotals(ctx)
 	holdStart := time.Now()
-	meas := b.startMeasure(ctx, r)
+	w := b.start(ctx, r)
 	select {
 	case <-time.After(b.cfg.duration):
 	case <-ctx.Done():
 	}
-	meas.stop(ctx)
+	w.stop(ctx)
 	if m1, e1, err := b.cl.logTotals(ctx); err == nil && e1 >= e0 {
 		r.add("Raft entries/s while the connections idle", float64(e1-e0)/time.Since(holdStart).Seconds(), "entry/s")
 		if m1 > m0 {

@@ -71,31 +71,19 @@ func (b *bench) broadcast(ctx context.Context, r *result) error {
 		return fmt.Errorf("connect subscribers: %w", err)
 	}
 	defer closeAll(clients)
-	m0, e0, err := b.cl.logTotals(ctx)
-	if err != nil {
-		return err
-	}
 	var ack histogram
 	ok, errs := &counter{name: "published"}, &counter{name: "errors"}
-	prog := startProgress(b.stderr, "broadcast", ok, d.delivered, errs)
-	metrics := b.cl.startMetricsMeter(ctx)
-	meas := b.startMeasure(ctx, r)
+	w := b.start(ctx, r, ok, d.delivered, errs)
 	load := b.publishLoad(ctx, loadSpec{hub: hub, nodes: []int{origin}, rate: cfg.rate, workers: cfg.inflight,
 		duration: cfg.duration, ack: &ack, ok: ok, errs: errs})
 	want := load.committed * int64(cfg.clients)
 	waitDelivered(ctx, d.delivered, want, 3*time.Second)
-	meas.stop(ctx)
-	prog.Stop()
-	ph := metrics.Stop(ctx)
-	m1, e1, err := b.cl.logTotals(ctx)
-	if err != nil {
-		return err
-	}
+	ph, perEntry := w.stop(ctx)
 	secs := load.elapsed.Seconds()
 	r.add("committed publishes/s", float64(load.committed)/secs, "msg/s")
 	r.add("deliveries/s", float64(d.delivered.Load())/secs, "msg/s")
 	r.add("delivered / expected", ratioOf(d.delivered.Load(), want), "")
-	r.add("messages per Raft entry", entryRatio(m0, e0, m1, e1), "")
+	r.add("messages per Raft entry", perEntry, "")
 	ph.addCommit(r, secs)
 	r.lat("publish → 202 (commit)", ack.Summary())
 	r.lat("publish → delivery, same node", d.same.Summary())
@@ -116,29 +104,17 @@ func (b *bench) hifreq(ctx context.Context, r *result) error {
 	r.Params = map[string]any{"publishers": cfg.publishers, "size": cfg.size, "duration_s": cfg.duration.Seconds()}
 	r.Description = fmt.Sprintf("%d concurrent REST publishers over %d nodes, as fast as possible, %d-byte arguments, no subscribers",
 		cfg.publishers, len(b.cl.nodes), cfg.size)
-	m0, e0, err := b.cl.logTotals(ctx)
-	if err != nil {
-		return err
-	}
 	var ack histogram
 	ok, errs := &counter{name: "committed"}, &counter{name: "errors"}
-	prog := startProgress(b.stderr, "hifreq", ok, errs)
-	metrics := b.cl.startMetricsMeter(ctx)
-	meas := b.startMeasure(ctx, r)
+	w := b.start(ctx, r, ok, errs)
 	load := b.publishLoad(ctx, loadSpec{hub: hub, nodes: b.allNodes(), workers: cfg.publishers,
 		duration: cfg.duration, ack: &ack, ok: ok, errs: errs})
-	meas.stop(ctx)
-	prog.Stop()
-	ph := metrics.Stop(ctx)
-	m1, e1, err := b.cl.logTotals(ctx)
-	if err != nil {
-		return err
-	}
+	ph, perEntry := w.stop(ctx)
 	if load.committed == 0 {
 		return fmt.Errorf("%w: %v", errNoMessages, load.firstError)
 	}
 	r.add("committed publishes/s", float64(load.committed)/load.elapsed.Seconds(), "msg/s")
-	r.add("messages per Raft entry", entryRatio(m0, e0, m1, e1), "")
+	r.add("messages per Raft entry", perEntry, "")
 	ph.addCommit(r, load.elapsed.Seconds())
 	r.lat("publish → 202 (commit)", ack.Summary())
 	noteLoad(r, load, errs)
@@ -205,8 +181,7 @@ func (b *bench) chat(ctx context.Context, r *result) error {
 		sizes[i/cfg.groupSize]++
 	}
 
-	prog := startProgress(b.stderr, "chat", sent, completed, d.delivered, errs)
-	meas := b.startMeasure(ctx, r)
+	w := b.start(ctx, r, sent, completed, d.delivered, errs)
 	start := time.Now()
 	var wg sync.WaitGroup
 	var want int64
@@ -242,8 +217,7 @@ func (b *bench) chat(ctx context.Context, r *result) error {
 	elapsed := time.Since(start)
 	waitDelivered(ctx, completed, sent.Load(), 3*time.Second)
 	waitDelivered(ctx, d.delivered, want, 3*time.Second)
-	meas.stop(ctx)
-	prog.Stop()
+	w.stop(ctx)
 	secs := elapsed.Seconds()
 	r.add("sends/s (SendToGroup)", float64(sent.Load())/secs, "msg/s")
 	r.add("deliveries/s", float64(d.delivered.Load())/secs, "msg/s")

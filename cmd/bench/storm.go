@@ -306,7 +306,7 @@ func (b *bench) storm(ctx context.Context, r *result) error {
 	if err != nil {
 		return err
 	}
-	// A follower; with -pprof, startMeasure profiles (leader+1), so the
+	// A follower; with -pprof, the window profiles (leader+1), so the
 	// victim is the other one.
 	victim := (leader + len(b.cl.nodes) - 1) % len(b.cl.nodes)
 	var survivors []int
@@ -363,10 +363,8 @@ func (b *bench) storm(ctx context.Context, r *result) error {
 
 	var ack histogram
 	ok, errs := &counter{name: "published"}, &counter{name: "errors"}
-	prog := startProgress(b.stderr, "storm", ok, s.delivered, s.reconnected, errs)
-	stopProgress := sync.OnceFunc(prog.Stop)
-	defer stopProgress()
-	meas := b.startMeasure(ctx, r)
+	w := b.start(ctx, r, ok, s.delivered, s.reconnected, errs)
+	defer w.stop(ctx)
 	loadc := make(chan loadResult, 1)
 	go func() {
 		loadc <- b.publishLoad(ctx, loadSpec{hub: stormHub, nodes: []int{leader}, rate: cfg.stormRate, workers: stormWorkers,
@@ -378,7 +376,6 @@ func (b *bench) storm(ctx context.Context, r *result) error {
 	}
 	if ctx.Err() != nil {
 		<-loadc
-		meas.stop(ctx)
 		return ctx.Err()
 	}
 	headAtKill := head.Load()
@@ -390,7 +387,6 @@ func (b *bench) storm(ctx context.Context, r *result) error {
 	load := <-loadc
 	published := time.Now()
 	if load.committed == 0 {
-		meas.stop(ctx)
 		return fmt.Errorf("%w: %v", errNoMessages, load.firstError)
 	}
 
@@ -416,8 +412,7 @@ func (b *bench) storm(ctx context.Context, r *result) error {
 		return behind == 0 || time.Since(lastChange) > stormIdle, fmt.Sprintf("%d readers behind", behind)
 	})
 	allAt := time.Since(published)
-	meas.stop(ctx)
-	stopProgress()
+	w.stop(ctx)
 	stopReaders()
 	if ctx.Err() != nil {
 		return ctx.Err()
