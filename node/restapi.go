@@ -69,9 +69,9 @@ func (n *Node) apiRoutes() []apiRoute {
 		{method: "DELETE", path: hub + "/connections/{connectionId}", versions: bothVersions, h: n.closeConnection, barrier: true},
 		{method: "HEAD", path: hub + "/connections/{connectionId}", versions: bothVersions, h: n.connectionExists, barrier: true},
 		{method: "DELETE", path: hub + "/connections/{connectionId}/groups", versions: bothVersions, h: n.apiRemoveConnectionFromAllGroups},
-		{method: "POST", path: hub + "/connections/{connectionId}/:invoke", versions: onlyLatest, h: apiNotYet("client invocations over REST (:invoke)")},
-		{method: "POST", path: hub + "/connections/{connectionId}/streams/{streamId}/:send", versions: onlyLatest, h: apiNotYet("streams over REST (streams/{streamId}/:send)")},
-		{method: "POST", path: hub + "/connections/{connectionId}/streams/{streamId}/:complete", versions: onlyLatest, h: apiNotYet("streams over REST (streams/{streamId}/:complete)")},
+		{method: "POST", path: hub + "/connections/{connectionId}/:invoke", versions: onlyLatest, h: n.apiInvoke, barrier: true},
+		{method: "POST", path: hub + "/connections/{connectionId}/streams/{streamId}/:send", versions: onlyLatest, h: n.apiStreamSend, barrier: true},
+		{method: "POST", path: hub + "/connections/{connectionId}/streams/{streamId}/:complete", versions: onlyLatest, h: n.apiStreamComplete, barrier: true},
 
 		{method: "HEAD", path: hub + "/groups/{group}", versions: bothVersions, h: n.groupExists, barrier: true},
 		{method: "POST", path: hub + "/groups/{group}/:send", versions: bothVersions, h: n.sendToGroup},
@@ -102,6 +102,7 @@ func (n *Node) restAPIRoutes(mux *http.ServeMux) {
 		}
 		mux.HandleFunc(rt.method+" "+rt.path, azureAnswers(rt.noContent, h))
 	}
+	mux.HandleFunc("POST "+clientCallPath, n.requirePeer(n.handleClientCall)) // restapi_invoke.go
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -167,13 +168,6 @@ func applicationHub(app, hub string) (string, error) {
 		return "", errBadRequestf("application and hub together are longer than %d characters", fsm.MaxHubNameLen)
 	}
 	return h, nil
-}
-
-// apiNotYet answers 501 for a route Backplane does not serve yet.
-func apiNotYet(what string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		writeJSONError(w, http.StatusNotImplemented, "NotImplemented", what+" is not supported by Backplane yet")
-	}
 }
 
 // errorDetail is Azure's error body.

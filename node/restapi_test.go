@@ -142,7 +142,7 @@ func TestVersionedAPIErrorsAndStatuses(t *testing.T) {
 	wantError(t, "not open", doHTTP(t, http.MethodDelete, n.apiURL("/api/hubs/chat/connections/nope", v), nil, nil),
 		http.StatusNotFound, "NotFound", "not connected")
 	wantError(t, ":invoke", doHTTP(t, http.MethodPost, n.apiURL("/api/hubs/chat/connections/c/:invoke", v), send, nil),
-		http.StatusNotImplemented, "NotImplemented", "not supported by Backplane yet")
+		http.StatusNotFound, "NotFound", "not connected")
 	wantError(t, "bad ttl", doHTTP(t, http.MethodPut, n.apiURL("/api/hubs/chat/users/u/groups/g", v, "ttl=-1"), nil, nil),
 		http.StatusBadRequest, "BadRequest", "ttl must be")
 	wantError(t, "generateToken without a key", doHTTP(t, http.MethodPost, n.apiURL("/api/hubs/chat/:generateToken", v), nil, nil),

@@ -329,9 +329,11 @@ func (c *conn) handle(m *hubproto.Message) {
 		c.sawPing()
 	case hubproto.Close:
 		c.end("", false, "")
+	case hubproto.Completion:
+		c.receiveCompletion(m) // a client result (clientresult.go)
 	default:
-		// StreamItem, Completion, CancelInvocation, Ack and Sequence need
-		// no action from a relay server.
+		// StreamItem, CancelInvocation, Ack and Sequence need no action
+		// from a relay server.
 	}
 }
 

@@ -159,6 +159,8 @@ type Server struct {
 	draining atomic.Bool
 	// slowCuts counts clients cut for not taking their messages in time.
 	slowCuts atomic.Int64
+	// results holds invocations waiting for a client's answer (clientresult.go).
+	results clientResults
 }
 
 // hubConns indexes a hub's active local connections.
