@@ -81,13 +81,17 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.tail.reset() // its messages belong to the store being replaced
-	if f.db != nil {
-		if err := f.db.Close(); err != nil {
-			return fmt.Errorf("restore: close old store: %w", err)
-		}
-		f.db = nil
-	}
+	// The old store is closed only after the swap, and not waited for: an
+	// FSM snapshot (or a backup) may still hold a read transaction on it,
+	// and Raft's snapshot goroutine that holds it can be waiting for the
+	// very apply loop that is running this restore — closing first, under
+	// the lock, deadlocked a follower installing a snapshot (found by the
+	// chaos suite's kill loop). The rename leaves the old file's inode to
+	// its open handle; the close completes once its last transaction ends.
+	old := f.db
+	f.db = nil
 	if err := os.Rename(tmp, f.path); err != nil {
+		f.db = old
 		return fmt.Errorf("restore: swap store: %w", err)
 	}
 	db, err = openStore(f.path)
@@ -95,6 +99,13 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore: reopen store: %w", err)
 	}
 	f.db = db
+	if old != nil {
+		go func() {
+			if err := old.Close(); err != nil {
+				f.log.Warn("close the store replaced by a snapshot", "err", err)
+			}
+		}()
+	}
 	if err := f.loadCounters(); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
