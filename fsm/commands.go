@@ -110,11 +110,19 @@ type Publish struct {
 	Names    []string // groups, users or connections; empty for ToAll
 	Excluded []string // connection ids that must not receive it (ToAll, ToGroups)
 	Target   string   // the client method to invoke
-	// Arguments is the raw JSON array of arguments.
+	// Arguments is the raw JSON array of arguments. For a MessagePack
+	// sender it is the JSON form of MsgpackArguments (see hubproto's
+	// MsgpackToJSONForm), for JSON readers.
 	Arguments []byte
 	// IdempotencyKey, when set, makes a retried publish with the same key
 	// return the original index instead of appending again.
 	IdempotencyKey string
+	// MsgpackArguments, when set, is the MessagePack array of arguments
+	// exactly as a MessagePack client sent them: MessagePack recipients get
+	// these bytes, so no value changes type on the way. It is an optional
+	// trailing field of the encoding: publishes written without it (REST,
+	// JSON clients, and every entry of earlier versions) decode as before.
+	MsgpackArguments []byte
 }
 
 // Membership adds or removes a member of a group. An empty Group with
@@ -156,7 +164,7 @@ func (c Command) Type() CommandType {
 
 // EncodePublish encodes a publish command.
 func EncodePublish(p *Publish) Command {
-	e := encoder{buf: make([]byte, 0, 32+len(p.Hub)+len(p.Target)+len(p.Arguments)+len(p.IdempotencyKey))}
+	e := encoder{buf: make([]byte, 0, 40+len(p.Hub)+len(p.Target)+len(p.Arguments)+len(p.IdempotencyKey)+len(p.MsgpackArguments))}
 	e.byte(byte(CmdPublish))
 	e.string(p.Hub)
 	e.byte(byte(p.Audience))
@@ -165,6 +173,9 @@ func EncodePublish(p *Publish) Command {
 	e.string(p.Target)
 	e.bytes(p.Arguments)
 	e.string(p.IdempotencyKey)
+	if len(p.MsgpackArguments) > 0 {
+		e.bytes(p.MsgpackArguments)
+	}
 	return e.buf
 }
 
@@ -225,6 +236,12 @@ func decodePublish(b []byte) (*Publish, error) {
 	}
 	p.Arguments = append([]byte(nil), d.bytes()...)
 	p.IdempotencyKey = d.string()
+	if d.err == nil && len(d.buf) > 0 {
+		p.MsgpackArguments = append([]byte(nil), d.bytes()...)
+		if d.err == nil && len(p.MsgpackArguments) == 0 {
+			d.fail("empty messagepack arguments") // never written: absent instead
+		}
+	}
 	return p, d.done("publish")
 }
 

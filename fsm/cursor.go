@@ -35,6 +35,9 @@ type Message struct {
 	Excluded  []string        `json:"-"`
 	Target    string          `json:"target"`
 	Arguments json.RawMessage `json:"arguments"`
+	// MsgpackArguments is the MessagePack array of arguments as a
+	// MessagePack client sent them, or nil (see Publish).
+	MsgpackArguments []byte `json:"-"`
 }
 
 // Page is the answer to a cursor read.
@@ -76,7 +79,7 @@ func (f *FSM) readStore(r *Filter, after uint64, limit int) (Page, error) {
 // messageOf is the reader's view of a stored message.
 func messageOf(idx uint64, ts int64, p *Publish) Message {
 	return Message{Index: idx, Time: ts, Hub: p.Hub, Audience: p.Audience, Names: p.Names,
-		Excluded: p.Excluded, Target: p.Target, Arguments: p.Arguments}
+		Excluded: p.Excluded, Target: p.Target, Arguments: p.Arguments, MsgpackArguments: p.MsgpackArguments}
 }
 
 func readPage(tx *bolt.Tx, r *Filter, after uint64, limit int) (Page, error) {

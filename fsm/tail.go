@@ -39,11 +39,11 @@ func (t *tail) add(msgs []Message, first uint64) {
 	}
 	for i := range msgs {
 		t.msgs = append(t.msgs, msgs[i])
-		t.bytes += len(msgs[i].Arguments)
+		t.bytes += len(msgs[i].Arguments) + len(msgs[i].MsgpackArguments)
 	}
 	drop := 0
 	for drop < len(t.msgs) && (t.msgs[drop].Index < first || len(t.msgs)-drop > tailMessages || t.bytes > tailBytes) {
-		t.bytes -= len(t.msgs[drop].Arguments)
+		t.bytes -= len(t.msgs[drop].Arguments) + len(t.msgs[drop].MsgpackArguments)
 		drop++
 	}
 	if drop > 0 {

@@ -58,8 +58,12 @@ func validateName(what, name string, max int) error {
 }
 
 // ValidatePublish checks a publish command's fields. It does not parse the
-// arguments: the edge checks they are a JSON array.
+// JSON arguments (the edge checks they are a JSON array); MessagePack
+// arguments must be one well-formed MessagePack array.
 func ValidatePublish(p *Publish) error {
+	if err := validateMsgpackArguments(p.MsgpackArguments); err != nil {
+		return err
+	}
 	if err := ValidateHub(p.Hub); err != nil {
 		return err
 	}

@@ -268,7 +268,7 @@ func (r *mpReader) toJSON(dst []byte, depth int) ([]byte, error) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			if dst, err = r.keyToJSON(dst); err != nil {
+			if dst, err = r.keyToJSON(dst, depth+1); err != nil {
 				return dst, err
 			}
 			if dst, err = r.toJSON(append(dst, ':'), depth+1); err != nil {
@@ -310,19 +310,23 @@ func (r *mpReader) toJSON(dst []byte, depth int) ([]byte, error) {
 }
 
 // keyToJSON converts a map key to a JSON string.
-func (r *mpReader) keyToJSON(dst []byte) ([]byte, error) {
+func (r *mpReader) keyToJSON(dst []byte, depth int) ([]byte, error) {
 	c, err := r.peek()
 	if err != nil {
 		return dst, err
 	}
+	isExt := c >= mpExt8 && c <= mpExt32 || c >= mpFixExt1 && c <= mpFixExt16
 	switch {
 	case c&0xe0 == mpFixStr || c == mpStr8 || c == mpStr16 || c == mpStr32,
 		c >= mpBin8 && c <= mpBin32,
-		c >= mpExt8 && c <= mpExt32 || c >= mpFixExt1 && c <= mpFixExt16:
+		isExt && !r.jsonForm:
 		return r.toJSON(dst, maxDepth) // a string in JSON already
-	case c&0xf0 == mpFixArray || c == mpArray16 || c == mpArray32,
+	case isExt, c&0xf0 == mpFixArray || c == mpArray16 || c == mpArray32,
 		c&0xf0 == mpFixMap || c == mpMap16 || c == mpMap32:
-		return dst, errorf(ErrUnsupportedValue, "messagepack offset %d: map key is an array or a map", r.pos)
+		if !r.jsonForm {
+			return dst, errorf(ErrUnsupportedValue, "messagepack offset %d: map key is an array or a map", r.pos)
+		}
+		return r.compoundKeyToJSON(dst, depth)
 	}
 	// Numbers, booleans and nil: their JSON text in quotes (never needs
 	// escaping).
@@ -350,6 +354,9 @@ func (r *mpReader) extToJSON(dst []byte) ([]byte, error) {
 		off += 1 << (c - mpExt8)
 	}
 	typ, data := int8(raw[off]), raw[off+1:]
+	if r.jsonForm && (typ != extTimestamp || !validTimestamp(data)) {
+		return appendExtObject(dst, typ, data), nil
+	}
 	if typ != extTimestamp {
 		return dst, errorf(ErrUnsupportedValue, "messagepack offset %d: extension type %d has no JSON form", at, typ)
 	}

@@ -10,6 +10,9 @@ import (
 type mpReader struct {
 	buf []byte
 	pos int
+	// jsonForm makes toJSON write the documented JSON form of values that
+	// JSON cannot hold (see MsgpackToJSONForm) instead of failing.
+	jsonForm bool
 }
 
 func (r *mpReader) errorf(format string, args ...any) error {
