@@ -92,10 +92,10 @@ func TestSlowClientsAreCut(t *testing.T) {
 			}
 			defer conn.Close()
 			// From here on the client reads nothing.
-			stop := make(chan struct{})
-			defer close(stop)
+			stop, published := make(chan struct{}), make(chan struct{})
+			defer func() { close(stop); <-published }() // before the store closes
 			start := time.Now()
-			go publishUntil(stop, publish)
+			go func() { defer close(published); publishUntil(stop, publish) }()
 			testkit.WaitFor(t, 30*time.Second, "the server to cut the client that stopped reading", func() (bool, string) {
 				n := s.SlowClientsCut()[transport]
 				return n == 1, fmt.Sprintf("%d cut", n)
