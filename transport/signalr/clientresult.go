@@ -27,6 +27,11 @@ var ErrNotHeld = errors.New("the connection is not held by this node")
 // answered.
 var ErrConnectionEnded = errors.New("the connection ended before the client answered")
 
+// ErrStateful means the connection uses stateful reconnect, whose
+// messages are numbered through the log: a client result or a stream item
+// sent beside the log would break the numbering, so they are refused.
+var ErrStateful = errors.New("the connection uses stateful reconnect, which client results and streams over REST do not support")
+
 // ClientResult is a client's answer to an invocation.
 type ClientResult struct {
 	// Result is the client's result as JSON ("null" when it returned
@@ -111,6 +116,12 @@ func (s *Server) heldConn(hub, connID string) (*conn, error) {
 	s.mu.RUnlock()
 	if c == nil || c.hub != CanonicalHub(hub) || c.isEnding() || c.protocolOf() == nil {
 		return nil, fmt.Errorf("%w: %s in hub %s", ErrNotHeld, connID, hub)
+	}
+	c.mu.Lock()
+	stateful := c.mb != nil
+	c.mu.Unlock()
+	if stateful {
+		return nil, fmt.Errorf("%w: %s", ErrStateful, connID)
 	}
 	return c, nil
 }

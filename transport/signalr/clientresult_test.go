@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -133,5 +134,29 @@ func TestStreamItemsInOrder(t *testing.T) {
 	}
 	if r := a.next(); r.Type != 3 || r.InvocationID != "st" || r.Error != "done badly" {
 		t.Fatalf("stream end: got %s", r.raw)
+	}
+}
+
+// A stateful connection's messages are numbered through the log, so
+// client results and streams beside it are refused, and the client gets
+// nothing.
+func TestClientCallsRefuseStatefulConnections(t *testing.T) {
+	ts := newTestServer(t, statefulOptions(nil))
+	c := ts.openStateful("chat")
+	if _, err := ts.srv.InvokeClient(context.Background(), "chat", c.id, "t", []byte(`[]`)); !errors.Is(err, ErrStateful) {
+		t.Fatalf("invoke: got %v, want ErrStateful", err)
+	}
+	if err := ts.srv.SendStreamItem("chat", c.id, "s", []byte(`1`)); !errors.Is(err, ErrStateful) {
+		t.Fatalf("stream item: got %v, want ErrStateful", err)
+	}
+	if err := ts.srv.CompleteStream("chat", c.id, "s", ""); !errors.Is(err, ErrStateful) {
+		t.Fatalf("complete: got %v, want ErrStateful", err)
+	}
+	select {
+	case f := <-c.frames:
+		if f.err == nil && !strings.Contains(string(f.data), `"type":6`) {
+			t.Fatalf("the stateful client got %q, want nothing", f.data)
+		}
+	case <-time.After(200 * time.Millisecond):
 	}
 }
