@@ -239,7 +239,7 @@ func (n *Node) handleClientCall(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errBadRequestf("client call: %v", err))
 		return
 	}
-	if err := fsm.ValidateHub(call.Hub); err != nil {
+	if err := checkClientCall(&call); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -248,6 +248,30 @@ func (n *Node) handleClientCall(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(clientErrorCodeHeader, a.code)
 	}
 	writeClientAnswer(w, a)
+}
+
+// checkClientCall checks a call another node sent as the edge checks a
+// REST call: a member with a bug must not reach a client with it either.
+func checkClientCall(call *clientCall) error {
+	if err := fsm.ValidateHub(call.Hub); err != nil {
+		return err
+	}
+	if err := fsm.ValidateName("connection", call.ConnID); err != nil {
+		return err
+	}
+	switch call.Op {
+	case clientOpInvoke:
+		if call.Target == "" || len(call.Target) > fsm.MaxTargetLen {
+			return errBadRequestf("target must be 1 to %d bytes", fsm.MaxTargetLen)
+		}
+	case clientOpStreamItem, clientOpStreamComplete:
+		if call.StreamID == "" || len(call.StreamID) > maxStreamIDLen {
+			return errBadRequestf("the stream id must be 1 to %d bytes", maxStreamIDLen)
+		}
+	default:
+		return errBadRequestf("unknown client call %q", call.Op)
+	}
+	return nil
 }
 
 // serveClientCall serves a call for a connection this node holds.

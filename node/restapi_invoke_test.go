@@ -197,7 +197,8 @@ func TestStreamToClientOverREST(t *testing.T) {
 func TestClientCallRouteChecksItsInput(t *testing.T) {
 	c := startCluster(t, clusterOptions{size: 1})
 	n := c.nodes[0]
-	for _, body := range []string{`{`, `{"op":"invoke","hub":"1bad"}`, `{"op":"what","hub":"chat","connectionId":"c"}`} {
+	for _, body := range []string{`{`, `{"op":"invoke","hub":"1bad"}`, `{"op":"what","hub":"chat","connectionId":"c"}`,
+		`{"op":"invoke","hub":"chat","connectionId":"c"}`, `{"op":"stream-item","hub":"chat","connectionId":"c","item":1}`, `{"op":"invoke","hub":"chat","target":"t"}`} {
 		res := doHTTP(t, http.MethodPost, n.url(clientCallPath), []byte(body), nil)
 		if res.status != http.StatusBadRequest {
 			t.Fatalf("%s: %d %s, want 400", body, res.status, res.body)
