@@ -165,7 +165,7 @@ func relayMembership(hub, connID string, r signalr.Relay) *fsm.Membership {
 
 // relayPublish is the publish a send asks for.
 func relayPublish(hub string, r signalr.Relay) (*fsm.Publish, error) {
-	p := &fsm.Publish{Hub: hub, Target: r.Target, Arguments: r.Arguments}
+	p := &fsm.Publish{Hub: hub, Target: r.Target, Arguments: r.Arguments, MsgpackArguments: r.MsgpackArguments}
 	switch r.Op {
 	case signalr.SendToAll:
 		p.Audience = fsm.ToAll

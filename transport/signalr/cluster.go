@@ -112,6 +112,11 @@ type Relay struct {
 	// arguments as a JSON array.
 	Target    string
 	Arguments []byte
+	// MsgpackArguments is set when the sender uses MessagePack: its
+	// arguments as the MessagePack array it sent (Arguments is then their
+	// JSON form, see hubproto.MsgpackToJSONForm). MessagePack recipients
+	// get these bytes unchanged.
+	MsgpackArguments []byte
 }
 
 // RelayOutcome is what became of one committed relay invocation.

@@ -120,7 +120,7 @@ func (e *encodedMessage) record(p hubproto.Protocol) []byte {
 		return e.json
 	}
 	if e.msgpack == nil {
-		rec, err := hubproto.AppendInvocationMsgpack(nil, e.m.Target, e.m.Arguments)
+		rec, err := hubproto.AppendInvocationArgs(p, nil, e.m.Target, e.m.Arguments, e.m.MsgpackArguments)
 		if err != nil {
 			return nil
 		}

@@ -218,7 +218,7 @@ func relayCmd(hub, connID string, r Relay) fsm.Command {
 		return fsm.EncodeMembership(&fsm.Membership{Hub: hub, Group: r.Name, Kind: fsm.MemberConnection, Member: connID}, r.Op == JoinGroup)
 	}
 	audience := map[RelayOp]fsm.Audience{SendToAll: fsm.ToAll, SendToGroup: fsm.ToGroups, SendToUser: fsm.ToUsers, SendToConnection: fsm.ToConnections}[r.Op]
-	p := &fsm.Publish{Hub: hub, Audience: audience, Target: r.Target, Arguments: r.Arguments}
+	p := &fsm.Publish{Hub: hub, Audience: audience, Target: r.Target, Arguments: r.Arguments, MsgpackArguments: r.MsgpackArguments}
 	if r.Op != SendToAll {
 		p.Names = []string{r.Name}
 	}

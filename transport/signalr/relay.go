@@ -197,12 +197,27 @@ func (c *conn) sendCommand(m *hubproto.Message, op RelayOp, skip int) (Relay, er
 		return Relay{}, err
 	}
 	r.Target = target
+	sent := m.Arguments[skip+1:]
+	msgpack := len(sent) > 0
+	for _, a := range sent {
+		msgpack = msgpack && a.Format == hubproto.FormatMsgpack
+	}
+	if msgpack {
+		// Keep what the client sent for MessagePack recipients; JSON
+		// recipients get the JSON form, which every value has.
+		r.MsgpackArguments = hubproto.AppendMsgpackArray(nil, sent)
+	}
 	args := []byte{'['}
-	for i, a := range m.Arguments[skip+1:] {
+	for i, a := range sent {
 		if i > 0 {
 			args = append(args, ',')
 		}
-		if args, err = a.AppendJSON(args); err != nil {
+		if msgpack {
+			args, err = hubproto.MsgpackToJSONForm(args, a.Data)
+		} else {
+			args, err = a.AppendJSON(args)
+		}
+		if err != nil {
 			return Relay{}, fmt.Errorf("%w: argument %d: %v", errArguments, i, err)
 		}
 	}

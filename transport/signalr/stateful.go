@@ -161,7 +161,7 @@ func (c *conn) fill() {
 
 func encodeEvent(p hubproto.Protocol, e *fsm.ConnEvent) ([]byte, error) {
 	if e.Message != nil {
-		return p.AppendInvocation(nil, e.Message.Target, e.Message.Arguments)
+		return hubproto.AppendInvocationArgs(p, nil, e.Message.Target, e.Message.Arguments, e.Message.MsgpackArguments)
 	}
 	m := hubproto.Message{Type: hubproto.Completion, InvocationID: e.InvocationID, Error: e.Error}
 	if e.HasResult {
