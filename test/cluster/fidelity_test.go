@@ -40,9 +40,9 @@ func TestFidelityASPNETClient(t *testing.T) {
 	runSuiteIn(t, "test/signalr-aspnet", "aspnet.test.mjs")
 }
 
-// TestFidelityOfficialClient runs test/signalr/fidelity.test.mjs: what
-// @microsoft/signalr 10 sees where Backplane used to differ from ASP.NET
-// Core (issue 13).
+// TestFidelityOfficialClient runs test/signalr/fidelity.test.mjs and
+// msgpack.test.mjs: what @microsoft/signalr 10 sees where Backplane used
+// to differ from ASP.NET Core (issue 13), MessagePack values included.
 func TestFidelityOfficialClient(t *testing.T) {
-	runSignalRSuite(t, "fidelity.test.mjs")
+	runSignalRSuite(t, "fidelity.test.mjs", "msgpack.test.mjs")
 }

@@ -75,7 +75,10 @@ test("an access token that expires does not close the connection", async () => {
   await conn.start();
   try {
     const started = Date.now();
-    while (Date.now() - started < 4500) await conn.invoke("SendToAll", "msg", "tick");
+    while (Date.now() - started < 4500) {
+      await conn.invoke("SendToAll", "msg", "tick");
+      await new Promise((r) => setTimeout(r, 50)); // under the 50 invocations/s per connection limit
+    }
     assert.equal(closedWith, "open", "the connection is still open past its first token's expiry");
     assert.equal(conn.state, signalR.HubConnectionState.Connected);
   } finally {
