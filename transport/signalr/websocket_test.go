@@ -205,8 +205,10 @@ func TestWebSocketMaxMessageSize(t *testing.T) {
 func TestSlowWebSocketClient(t *testing.T) {
 	t.Parallel()
 	// Until a blocked write times out, only the full queue can disconnect
-	// the slow client.
-	const writeTimeout = 3 * time.Second
+	// the slow client. (10 s: on a loaded machine, publishing the 400
+	// messages to the reading client took longer than 3 s, so the deadline
+	// sometimes came first.)
+	const writeTimeout = 10 * time.Second
 	cluster := newFakeCluster(t, "a")
 	ts := startServer(t, cluster, testOptions(func(o *Options) {
 		o.OutboundQueue, o.WriteDeadline = 8, writeTimeout
