@@ -25,6 +25,9 @@ if (nodes.length === 0) throw new Error("BACKPLANE_NODES is not set: run these t
 
 export const transports = ["webSockets", "serverSentEvents", "longPolling"];
 
+/** run names this run's hubs, so a suite may run again on the same cluster. */
+export const run = Date.now().toString(36);
+
 /** Every relay permission: with -access-key the relay policy is "roles". */
 export const allRoles = [
   "backplane.sendToAll",
@@ -49,6 +52,30 @@ export function token(user, roles = allRoles, ttlSeconds = 600) {
   return hs256({ nameid: user, exp: Math.floor(Date.now() / 1000) + ttlSeconds, role: roles });
 }
 
+/**
+ * BrowserEventSource is the eventsource package's EventSource with two
+ * things a browser's has: an error event seen by a listener is at its
+ * target (eventPhase 2), which the jQuery client reads as "the stream
+ * ended, reconnect through /reconnect" (the package's plain events have no
+ * eventPhase, so the client would only log the error); and its own retry
+ * waits 3 s, as Chrome's does, not 1 s (the jQuery client reconnects after
+ * 2 s and counts on the EventSource not to beat it).
+ */
+function BrowserEventSource(url, init) {
+  const es = new EventSource(url, init);
+  es.reconnectInterval = 3000;
+  const add = es.addEventListener.bind(es);
+  es.addEventListener = (type, listener, ...rest) =>
+    add(type, type !== "error" ? listener : (e) => {
+      Object.defineProperty(e, "eventPhase", { value: 2, configurable: true });
+      return listener.call(es, e);
+    }, ...rest);
+  return es;
+}
+BrowserEventSource.CONNECTING = 0;
+BrowserEventSource.OPEN = 1;
+BrowserEventSource.CLOSED = 2;
+
 /** page is a jsdom window at url with jQuery and the SignalR 2 client loaded. */
 export function page(url) {
   const virtualConsole = new VirtualConsole();
@@ -58,7 +85,7 @@ export function page(url) {
     virtualConsole,
   });
   const w = dom.window;
-  w.EventSource = EventSource; // jsdom has none; the client checks window.EventSource
+  w.EventSource = BrowserEventSource; // jsdom has none; the client checks window.EventSource
   w.eval(jquerySource);
   w.eval(signalrSource);
   return w;
@@ -85,7 +112,10 @@ export async function connect(baseUrl, { transport = "webSockets", user = "anon"
   conn.reconnected(() => events.push("reconnected"));
   conn.disconnected(() => events.push("disconnected"));
   conn.error((e) => events.push("error: " + (e && e.message)));
-  await promise(conn.start({ transport }));
+  const logs = [];
+  conn.log = (m) => logs.push(m); // kept for the error below
+  conn.logging = true;
+  await within(promise(conn.start({ transport })), 15000, () => `start over ${transport} on ${baseUrl}: ${logs.join("\n")}`);
   /** waitFor resolves once pred(received) holds, or rejects at the deadline. */
   const waitFor = (pred, what, ms = 10000) =>
     new Promise((resolve, reject) => {
@@ -106,10 +136,19 @@ export async function connect(baseUrl, { transport = "webSockets", user = "anon"
   /** invoke calls a hub method and resolves with its result. */
   const invoke = (method, ...args) => promise(proxy.invoke(method, ...args));
   const stop = () => {
-    conn.stop(false, true);
+    conn.stop(true, true); // async: a synchronous XHR would block this process, balancers included
     w.close();
   };
-  return { w, conn, proxy, received, waitFor, invoke, stop, events, user };
+  return { w, conn, proxy, received, waitFor, invoke, stop, events, logs, user };
+}
+
+/** within rejects with what() if p has not settled after ms. */
+export function within(p, ms, what) {
+  let timer;
+  const t = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out: ${what()}`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
 /** promise turns a jQuery deferred into a promise. */
@@ -224,11 +263,16 @@ export async function balancer(targets, mode = "roundRobin") {
   });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
   const url = `http://127.0.0.1:${server.address().port}`;
-  const close = () =>
-    new Promise((r) => {
-      server.closeAllConnections();
-      server.close(r);
-    });
+  const sockets = new Set();
+  server.on("connection", (s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  // close stops listening and cuts every connection, tunnels included.
+  const close = async () => {
+    server.close();
+    for (const s of sockets) s.destroy();
+  };
   return { url, served, close };
 }
 
