@@ -136,3 +136,39 @@ func FuzzMsgpackToJSONForm(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkInvocationArgs is the per-message encoding the dispatcher does
+// once per protocol: a MessagePack record from JSON arguments (converted)
+// or from stored MessagePack arguments (copied), and the JSON form of
+// MessagePack arguments (done once per send, at the edge).
+func BenchmarkInvocationArgs(b *testing.B) {
+	text := bytes.Repeat([]byte("x"), 190)
+	argsJSON := append(append([]byte(`["`), text...), `",1.5,{"k":[1,2,3]}]`...)
+	argsMsgpack := append(append([]byte{0x93, 0xd9, 190}, text...),
+		0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x81, 0xa1, 'k', 0x93, 1, 2, 3)
+	buf := make([]byte, 0, 512)
+	b.Run("msgpack-from-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := AppendInvocationArgs(MessagePack{}, buf[:0], "m", argsJSON, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("msgpack-as-sent", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := AppendInvocationArgs(MessagePack{}, buf[:0], "m", argsJSON, argsMsgpack); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("json-form", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := MsgpackToJSONForm(buf[:0], argsMsgpack); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -27,16 +27,41 @@ import (
 //
 //	go test ./transport/signalr -run '^$' -bench Fanout -benchtime 100x
 func BenchmarkFanout(b *testing.B) {
+	args := []byte(`["` + strings.Repeat("x", 190) + `"]`)
+	publish := fsm.EncodePublish(&fsm.Publish{Hub: "bench", Audience: fsm.ToAll, Target: "m", Arguments: args})
 	for _, n := range []int{10, 100, 1000} {
-		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) { benchFanout(b, n) })
+		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) { benchFanout(b, n, false, publish) })
+	}
+}
+
+// BenchmarkFanoutMsgpack is BenchmarkFanout to MessagePack connections:
+// stored=json is a send from a JSON client or REST (its arguments are
+// converted to MessagePack once per message), stored=msgpack a send from a
+// MessagePack client (its arguments are copied as they were sent).
+func BenchmarkFanoutMsgpack(b *testing.B) {
+	text := strings.Repeat("x", 190)
+	args := []byte(`["` + text + `"]`)
+	mp := append([]byte{0x91, 0xd9, byte(len(text))}, text...)
+	for _, c := range []struct {
+		name string
+		p    *fsm.Publish
+	}{
+		{"stored=json", &fsm.Publish{Hub: "bench", Audience: fsm.ToAll, Target: "m", Arguments: args}},
+		{"stored=msgpack", &fsm.Publish{Hub: "bench", Audience: fsm.ToAll, Target: "m", Arguments: args, MsgpackArguments: mp}},
+	} {
+		b.Run(c.name+"/conns=100", func(b *testing.B) { benchFanout(b, 100, true, fsm.EncodePublish(c.p)) })
 	}
 }
 
 // benchTarget is the client method of the benchmark's messages; readers
-// count records that invoke it.
-const benchTarget = `"target":"m"`
+// count records that invoke it: in JSON, and the start of a MessagePack
+// Invocation [1, {}, nil, "m", ...].
+var (
+	benchTarget        = []byte(`"target":"m"`)
+	benchTargetMsgpack = []byte{0x96, 0x01, 0x80, 0xc0, 0xa1, 'm'}
+)
 
-func benchFanout(b *testing.B, n int) {
+func benchFanout(b *testing.B, n int, msgpack bool, publish fsm.Command) {
 	f, err := fsm.New(fsm.Config{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatalf("fsm.New: %v", err)
@@ -59,8 +84,12 @@ func benchFanout(b *testing.B, n int) {
 	var received atomic.Int64 // records delivered to every reader so far
 	var want atomic.Int64     // the count that completes the current op
 	done := make(chan struct{}, 1)
+	target := benchTarget
+	if msgpack {
+		target = benchTargetMsgpack
+	}
 	for i := range n {
-		ws, err := benchDial(hs.URL, "bench")
+		ws, err := benchDial(hs.URL, "bench", msgpack)
 		if err != nil {
 			b.Fatalf("connection %d: %v", i, err)
 		}
@@ -71,7 +100,7 @@ func benchFanout(b *testing.B, n int) {
 				if err != nil {
 					return
 				}
-				if k := bytes.Count(data, []byte(benchTarget)); k > 0 {
+				if k := bytes.Count(data, target); k > 0 {
 					if received.Add(int64(k)) == want.Load() {
 						select {
 						case done <- struct{}{}:
@@ -82,8 +111,6 @@ func benchFanout(b *testing.B, n int) {
 			}
 		}()
 	}
-	args := []byte(`["` + strings.Repeat("x", 190) + `"]`)
-	publish := fsm.EncodePublish(&fsm.Publish{Hub: "bench", Audience: fsm.ToAll, Target: "m", Arguments: args})
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
@@ -102,8 +129,9 @@ func benchFanout(b *testing.B, n int) {
 	b.ReportMetric(float64(n)*float64(b.N)/time.Since(start).Seconds(), "deliveries/s")
 }
 
-// benchDial negotiates, upgrades and completes a JSON handshake.
-func benchDial(base, hub string) (*websocket.Conn, error) {
+// benchDial negotiates, upgrades and completes a JSON (or MessagePack)
+// handshake.
+func benchDial(base, hub string, msgpack bool) (*websocket.Conn, error) {
 	resp, err := http.Post(base+"/hubs/"+hub+"/negotiate?negotiateVersion=1", "text/plain", nil)
 	if err != nil {
 		return nil, fmt.Errorf("negotiate: %w", err)
@@ -121,7 +149,11 @@ func benchDial(base, hub string) (*websocket.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upgrade: %w", err)
 	}
-	if err := ws.WriteMessage(websocket.TextMessage, []byte(handshakeJSON)); err != nil {
+	handshake := handshakeJSON
+	if msgpack {
+		handshake = `{"protocol":"messagepack","version":1}` + rs
+	}
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(handshake)); err != nil {
 		ws.Close()
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
