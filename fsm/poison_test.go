@@ -19,6 +19,7 @@ func everyCommand() []fsm.Command {
 		publish(fsm.ToUsers, "u1"),
 		publish(fsm.ToConnections, "c1"),
 		keyed("k1"),
+		fsm.EncodePublish(&fsm.Publish{Hub: hub, Audience: fsm.ToAll, Target: "recv", Arguments: []byte(`["AQI="]`), MsgpackArguments: []byte{0x91, 0xc4, 0x02, 0x01, 0x02}}),
 		join("g1", fsm.MemberConnection, "c1"),
 		join("g1", fsm.MemberUser, "u1"),
 		leave("g1", fsm.MemberUser, "u1"),
