@@ -24,14 +24,16 @@ type mpClient struct {
 func (ts *testServer) openMsgpack(hub string, stateful bool) *mpClient {
 	ts.t.Helper()
 	query, version := "", "1"
+	var n negotiation
 	if stateful {
-		n := ts.negotiate(hub, "useStatefulReconnect=true")
+		n = ts.negotiate(hub, "useStatefulReconnect=true")
 		query, version = "id="+url.QueryEscape(n.ConnectionToken), "2"
 	}
 	c, resp, err := ts.dialWS(hub, query, nil)
 	if err != nil {
 		ts.t.Fatalf("upgrade: got error %v (status %v), want a WebSocket", err, statusOf(resp))
 	}
+	c.id, c.token = n.ConnectionID, n.ConnectionToken
 	c.write(`{"protocol":"messagepack","version":` + version + `}` + rs)
 	if f := c.frame(); f.kind != websocket.BinaryMessage || string(f.data) != "{}"+rs {
 		ts.t.Fatalf("handshake reply: got kind %d %q, want a binary %q", f.kind, f.data, "{}"+rs)
@@ -205,5 +207,61 @@ func TestOldPublishEntryDelivers(t *testing.T) {
 	}
 	if r := js.next(); r.Target != "recv" || len(r.Arguments) != 1 || string(r.Arguments[0]) != "1" {
 		t.Fatalf("JSON client: got %s, want recv [1]", r.raw)
+	}
+}
+
+// sendAll has c invoke SendToAll("recv", values...) with MessagePack values
+// given in hex, and returns the arguments array the recipients must get.
+func (c *mpClient) sendAll(id string, values ...string) []byte {
+	c.t.Helper()
+	args := []hubproto.RawValue{hubproto.MsgpackValue([]byte{0xa4, 'r', 'e', 'c', 'v'})}
+	for _, v := range values {
+		b, err := hex.DecodeString(strings.ReplaceAll(v, " ", ""))
+		if err != nil {
+			c.t.Fatalf("value %q: %v", v, err)
+		}
+		args = append(args, hubproto.MsgpackValue(b))
+	}
+	c.send(&hubproto.Message{Type: hubproto.Invocation, InvocationID: id, Target: "SendToAll", Arguments: args})
+	return hubproto.AppendMsgpackArray(nil, args[1:])
+}
+
+// A stateful MessagePack connection taken over by another node gets its
+// replay re-read from the log there: the values are still as sent.
+func TestMessagePackStatefulTakeoverReplaysAsSent(t *testing.T) {
+	t.Parallel()
+	base := newFakeCluster(t, "a")
+	a := startServer(t, base, statefulOptions(nil), nil)
+	b := startPeer(t, base, "b", statefulOptions(nil))
+	base.setNodeURL("a", closedURL(t)) // a looks dead: b takes over
+
+	c := a.openMsgpack("chat", true)
+	sender := b.openMsgpack("chat", false)
+	first := sender.sendAll("1", "c4 02 01 02", "82 01 a1 61 ff a1 62")
+	if got := hubproto.AppendMsgpackArray(nil, c.nextInvocation("recv").Arguments); !bytes.Equal(got, first) {
+		t.Fatalf("first message: got % x, want % x", got, first)
+	}
+	c.drop()
+	a.waitDetached(c.token)
+	second := sender.sendAll("2", "d6 ff 00 00 00 01", "cb 7f f8 00 00 00 00 00 01", "d5 07 01 02")
+	if done := sender.completion("2"); done.Error != "" {
+		t.Fatalf("second send: %s", done.Error)
+	}
+
+	w, resp, err := b.dialWS("chat", "id="+url.QueryEscape(c.token), nil)
+	if err != nil {
+		t.Fatalf("resume on b: got error %v (status %v), want a WebSocket", err, statusOf(resp))
+	}
+	r := &mpClient{wsClient: w}
+	if seq := r.nextMatching(func(m *hubproto.Message) bool { return m.Type == hubproto.Sequence }); seq.SequenceID != 1 {
+		t.Fatalf("Sequence from b: got %d, want 1 (nothing was acknowledged)", seq.SequenceID)
+	}
+	if node, open := base.holder(t, "chat", c.id); node != "b" || !open {
+		t.Fatalf("holder after the takeover: got %q (open %v), want b", node, open)
+	}
+	for i, want := range [][]byte{first, second} {
+		if got := hubproto.AppendMsgpackArray(nil, r.nextInvocation("recv").Arguments); !bytes.Equal(got, want) {
+			t.Fatalf("replayed message %d: got % x, want % x", i+1, got, want)
+		}
 	}
 }
