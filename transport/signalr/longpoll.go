@@ -22,11 +22,13 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn) 
 	h.Set("Expires", "Thu, 01 Jan 1970 00:00:00 GMT")
 	h.Set("Long-Running", "true")
 	if c.isDone() {
-		defer s.forget(c)
 		if final := c.takeFinal(); final != nil {
+			// Kept, inactive, for the client's DELETE (202) or its next
+			// poll (204), as when a pending poll delivers the Close.
 			writePoll(w, final)
 			return
 		}
+		s.forget(c)
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
