@@ -1,0 +1,198 @@
+package signalr2
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/backplane/backplane/fsm"
+)
+
+// TestServerSentEvents: "data: initialized", the init envelope, the
+// messages as they are committed, and "data: {}" keep-alives.
+func TestServerSentEvents(t *testing.T) {
+	tc := newTestCluster(t, fsm.DefaultRetention)
+	_, hs := newTestServer(t, tc, Options{KeepAlive: 50 * time.Millisecond})
+	c := negotiate(t, hs.URL, "", "chat")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	resp := c.doResp(http.MethodGet, "connect", url.Values{"transport": {transportSSE}}, nil, ctx)
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("connect = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	lines := bufio.NewScanner(resp.Body)
+	next := func() string {
+		t.Helper()
+		for lines.Scan() {
+			if l := lines.Text(); l != "" {
+				return l
+			}
+		}
+		t.Fatalf("the stream ended: %v", lines.Err())
+		return ""
+	}
+	if l := next(); l != "data: initialized" {
+		t.Fatalf("first event %q, want data: initialized", l)
+	}
+	if init := decodeEnvelope(t, strings.TrimPrefix(next(), "data: ")); init.S != 1 || init.C != "0" {
+		t.Fatalf("init envelope %+v, want S 1 C 0", init)
+	}
+	idx := tc.publish(t, &fsm.Publish{Hub: "chat", Audience: fsm.ToAll, Target: "m", Arguments: []byte(`["hi"]`)})
+	keepAlives := 0
+	for {
+		l := next()
+		if l == "data: {}" {
+			keepAlives++
+			continue
+		}
+		e := decodeEnvelope(t, strings.TrimPrefix(l, "data: "))
+		if !slices.Equal(calls(e), []string{`chat.m["hi"]`}) || e.C != formatCursor(idx) {
+			t.Fatalf("envelope %+v, want the message at %d", e, idx)
+		}
+		break
+	}
+	for keepAlives < 2 {
+		if l := next(); l != "data: {}" {
+			t.Fatalf("idle stream wrote %q, want keep-alives", l)
+		}
+		keepAlives++
+	}
+}
+
+// TestWebSocket: the init frame, hub invocations in frames answered in
+// frames, the groups token when groups change, messages, and the end of
+// the stream with "E" once the connection is closed in the cluster.
+func TestWebSocket(t *testing.T) {
+	tc := newTestCluster(t, fsm.DefaultRetention)
+	_, hs := newTestServer(t, tc, Options{KeepAlive: time.Minute})
+	c := negotiate(t, hs.URL, "ann", "chat")
+	ws := dialWS(t, c, "connect", nil)
+	read := func() map[string]json.RawMessage {
+		t.Helper()
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatalf("frame %s: %v", data, err)
+		}
+		return m
+	}
+	if init := read(); string(init["S"]) != "1" || string(init["C"]) != `"0"` {
+		t.Fatalf("init frame %v", init)
+	}
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"H":"chat","M":"JoinGroup","A":["g"],"I":7}`)); err != nil {
+		t.Fatal(err)
+	}
+	// The response and the groups token arrive, in either order.
+	var sawResponse, sawGroups bool
+	for !sawResponse || !sawGroups {
+		m := read()
+		switch {
+		case string(m["I"]) == `"7"` && m["E"] == nil:
+			sawResponse = true
+		case m["G"] != nil:
+			sawGroups = true
+		default:
+			t.Fatalf("unexpected frame %v", m)
+		}
+	}
+	idx := tc.publish(t, &fsm.Publish{Hub: "chat", Audience: fsm.ToGroups, Names: []string{"g"}, Target: "m", Arguments: []byte(`[1]`)})
+	if m := read(); string(m["C"]) != `"`+formatCursor(idx)+`"` || !strings.Contains(string(m["M"]), `"M":"m"`) {
+		t.Fatalf("frame %v, want the group message at %d", m, idx)
+	}
+	// A REST-style close (no holder named) ends the stream with E.
+	if _, err := tc.commit(fsm.EncodeConnection(fsm.CmdConnClose, &fsm.Connection{Hub: "chat", ConnID: c.id})); err != nil {
+		t.Fatal(err)
+	}
+	if m := read(); !strings.Contains(string(m["E"]), "closed by the server") {
+		t.Fatalf("frame %v, want E", m)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := ws.ReadMessage(); err == nil {
+		t.Fatal("the socket stays open after E")
+	}
+}
+
+// TestStreamEndsWhenAnotherNodeTakesTheConnection: a reconnect elsewhere
+// makes another node the holder; the old stream ends without E (the
+// client is already on the new one).
+func TestStreamEndsWhenAnotherNodeTakesTheConnection(t *testing.T) {
+	tc := newTestCluster(t, fsm.DefaultRetention)
+	_, hs := newTestServer(t, tc, Options{KeepAlive: time.Minute})
+	c := negotiate(t, hs.URL, "", "chat")
+	ws := dialWS(t, c, "connect", nil)
+	if _, _, err := ws.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.commit(fsm.EncodeConnection(fsm.CmdConnOpen, &fsm.Connection{Hub: "chat", ConnID: c.id, NodeID: "node-b"})); err != nil {
+		t.Fatal(err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			break
+		}
+		if strings.Contains(string(data), `"E"`) {
+			t.Fatalf("frame %s: a moved connection's old stream must not stop the client", data)
+		}
+	}
+}
+
+// TestWebSocketReconnectResumesFromMessageID: /reconnect streams what the
+// connection missed after its messageId, with no init frame.
+func TestWebSocketReconnectResumesFromMessageID(t *testing.T) {
+	tc := newTestCluster(t, fsm.DefaultRetention)
+	_, hs := newTestServer(t, tc, Options{KeepAlive: time.Minute})
+	c := negotiate(t, hs.URL, "", "chat")
+	c.connectLP() // recorded; the socket comes later
+	var want []uint64
+	for i := 0; i < 3; i++ {
+		want = append(want, tc.publish(t, &fsm.Publish{Hub: "chat", Audience: fsm.ToConnections, Names: []string{c.id}, Target: "m"}))
+	}
+	ws := dialWS(t, c, "reconnect", url.Values{"messageId": {formatCursor(want[0])}})
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, data, err := ws.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := decodeEnvelope(t, string(data))
+	if e.S != 0 || len(e.M) != 2 || e.C != formatCursor(want[2]) {
+		t.Fatalf("first frame after reconnect %s, want messages %d and %d without S", data, want[1], want[2])
+	}
+}
+
+func dialWS(t *testing.T, c *client, what string, q url.Values) *websocket.Conn {
+	t.Helper()
+	if q == nil {
+		q = url.Values{}
+	}
+	q.Set("transport", transportWebSockets)
+	u := "ws" + strings.TrimPrefix(c.base, "http") + "/signalr/" + what + "?" + c.query(q).Encode()
+	h := http.Header{}
+	if c.user != "" {
+		h.Set("X-Test-User", c.user)
+	}
+	ws, resp, err := websocket.DefaultDialer.Dial(u, h)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("dial %s: %v (%d)", what, err, status)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return ws
+}
