@@ -97,7 +97,7 @@ type Server struct {
 	upgrader websocket.Upgrader
 
 	ctx    context.Context
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup
 }
 
@@ -140,7 +140,7 @@ func NewServer(cluster Cluster, opts Options) (*Server, error) {
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	return s, nil
 }
 
@@ -161,9 +161,14 @@ func (s *Server) Start() {
 	}()
 }
 
-// Stop ends the background work.
+// Stop ends the background work and the WebSockets still open, which
+// are told to reconnect elsewhere ("T":1) when Options.Draining is set.
 func (s *Server) Stop() {
-	s.cancel()
+	cause := s.opts.Draining
+	if cause == nil {
+		cause = context.Canceled
+	}
+	s.cancel(cause)
 	s.wg.Wait()
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -195,4 +196,25 @@ func dialWS(t *testing.T, c *client, what string, q url.Values) *websocket.Conn 
 	}
 	t.Cleanup(func() { ws.Close() })
 	return ws
+}
+
+// TestStopTellsWebSocketsToReconnect: a node that stops writes "T":1 to
+// its sockets, so their clients reconnect elsewhere.
+func TestStopTellsWebSocketsToReconnect(t *testing.T) {
+	tc := newTestCluster(t, fsm.DefaultRetention)
+	s, hs := newTestServer(t, tc, Options{KeepAlive: time.Minute, Draining: errors.New("draining")})
+	c := negotiate(t, hs.URL, "", "chat")
+	ws := dialWS(t, c, "connect", nil)
+	if _, _, err := ws.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, data, err := ws.ReadMessage()
+	if err != nil {
+		t.Fatalf("read after Stop: %v", err)
+	}
+	if e := decodeEnvelope(t, string(data)); e.T != 1 || e.C != "0" {
+		t.Fatalf("frame after Stop %s, want T 1 with the cursor", data)
+	}
 }
