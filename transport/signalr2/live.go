@@ -98,6 +98,14 @@ func (l *liveness) begin(c *conn, self, holder, groupsToken string) (end func())
 	}
 }
 
+// knows reports whether this node holds the connection or served it
+// lately.
+func (l *liveness) knows(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.held[id] != nil || l.seen[id] != nil
+}
+
 // touched records that other nodes served these connections just now.
 func (l *liveness) touched(ids []string) {
 	l.mu.Lock()

@@ -83,6 +83,14 @@ const (
 	// readyWait is how long a read waits for this node to catch up with
 	// the log before it answers 503.
 	readyWait = 2 * time.Second
+	// orphanWindow: for this long after a node starts, the node's other
+	// client layer (transport/signalr) expires the connections an earlier
+	// run of the node held — every connection recorded on the node that it
+	// does not hold itself, SignalR 2 connections included. A SignalR 2
+	// connection this node serves whose record vanishes in that window is
+	// recorded again (with the groups it had) rather than told it was
+	// closed.
+	orphanWindow = 30 * time.Second
 )
 
 // Server is the SignalR 2 endpoint of one node.
@@ -95,6 +103,9 @@ type Server struct {
 	relayOff map[string]bool
 	live     *liveness
 	upgrader websocket.Upgrader
+
+	// started is when the node started serving (see orphanWindow).
+	started time.Time
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -141,6 +152,7 @@ func NewServer(cluster Cluster, opts Options) (*Server, error) {
 		WriteBufferSize: 4096,
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.started = time.Now()
 	return s, nil
 }
 
@@ -302,7 +314,11 @@ func (s *Server) serveStart(w http.ResponseWriter, r *http.Request) {
 	if !s.ready(w, r) {
 		return
 	}
-	if closed, err := s.waitRecords(r.Context(), c, false); err != nil || closed {
+	closed, err := s.waitRecords(r.Context(), c, false)
+	if err == nil && closed {
+		closed = !s.recordAgain(r.Context(), c, nil)
+	}
+	if err != nil || closed {
 		if err == nil {
 			err = errors.New("the connection is not open: start a new one")
 		}

@@ -148,6 +148,25 @@ func (s *Server) reopen(ctx context.Context, c *conn, tokenGroups map[string][]s
 	return nil
 }
 
+// recordAgain records again, with groups, a connection whose record
+// vanished while the node's other client layer expires what an earlier
+// run of the node held (orphanWindow), if this node holds it or served it
+// last. It reports whether it did.
+func (s *Server) recordAgain(ctx context.Context, c *conn, groups map[string][]string) bool {
+	if len(c.hubs) == 0 || time.Since(s.started) > orphanWindow || !s.live.knows(c.id) {
+		return false
+	}
+	o := Opening{ConnID: c.id, UserID: c.user, Hubs: c.hubs, Rejoin: groups}
+	if err := s.open(ctx, o); err != nil {
+		s.log.Warn("record again a connection expired at the node's start", "conn", c.id, "err", err)
+		return false
+	}
+	s.live.hold(c)
+	s.log.Info("recorded again a connection expired at the node's start", "conn", c.id)
+	missing, err := s.waitRecords(ctx, c, true)
+	return err == nil && !missing
+}
+
 // holderOf is the node that holds c ("" when it has no hubs).
 func (s *Server) holderOf(c *conn) string {
 	if len(c.hubs) == 0 {
@@ -174,7 +193,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn, 
 		if err != nil {
 			return // the client went away
 		}
-		if closed {
+		if closed && !s.recordAgain(r.Context(), c, known) {
 			env := envelope{Cursor: after, Error: msgClosed}
 			writeJSONBytes(w, env.append(nil))
 			return
@@ -183,7 +202,11 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn, 
 	defer s.live.begin(c, s.cluster.NodeID(), s.holderOf(c), groupsTok)()
 	ctx, cancel := s.clientContext(r.Context(), c)
 	defer cancel()
+	deadline := time.Now().Add(s.opts.ConnectionTimeout)
 	res, err := s.waitRead(ctx, c, after, known, s.opts.ConnectionTimeout, false)
+	for err == nil && res.gone && s.recordAgain(ctx, c, known) {
+		res, err = s.waitRead(ctx, c, after, known, max(time.Until(deadline), time.Millisecond), false)
+	}
 	env, ok := s.answer(ctx, c, after, res, err, known)
 	if !ok {
 		return
