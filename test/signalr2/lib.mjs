@@ -15,8 +15,8 @@ import { JSDOM, VirtualConsole } from "jsdom";
 
 const require = createRequire(import.meta.url);
 const EventSource = require("eventsource");
-const jquerySource = fs.readFileSync(require.resolve("jquery/dist/jquery.js"), "utf8");
-const signalrSource = fs.readFileSync(require.resolve("signalr/jquery.signalR.js"), "utf8");
+export const jquerySource = fs.readFileSync(require.resolve("jquery/dist/jquery.js"), "utf8");
+export const signalrSource = fs.readFileSync(require.resolve("signalr/jquery.signalR.js"), "utf8");
 
 export const nodes = (process.env.BACKPLANE_NODES || "").split(",").filter(Boolean);
 export const pids = (process.env.BACKPLANE_PIDS || "").split(",").filter(Boolean).map(Number);
@@ -200,9 +200,10 @@ export async function send(baseUrl, path, target, ...args) {
  * to the next target in turn (a balancer without affinity); "failover"
  * sends every request to the first target that accepts a connection. A
  * target that refuses the connection (a killed node) is skipped. served
- * records which target took each request path.
+ * records which target took each request path. files maps paths the
+ * balancer answers itself to {type, body} (a page and its scripts).
  */
-export async function balancer(targets, mode = "roundRobin") {
+export async function balancer(targets, mode = "roundRobin", files = {}) {
   let next = 0;
   const served = [];
   const order = () => {
@@ -210,6 +211,12 @@ export async function balancer(targets, mode = "roundRobin") {
     return targets.map((_, i) => new URL(targets[(start + i) % targets.length]));
   };
   const server = http.createServer(async (req, res) => {
+    const file = files[req.url.split("?")[0]];
+    if (file) {
+      res.writeHead(200, { "Content-Type": file.type, "Cache-Control": "no-store" });
+      res.end(file.body);
+      return;
+    }
     const chunks = [];
     for await (const c of req) chunks.push(c);
     const body = Buffer.concat(chunks);
