@@ -100,12 +100,11 @@ var errWaitDone = errors.New("wait over")
 // holderHere) another node holding it. It returns what it last read when
 // maxWait passes (then with errWaitDone) or ctx ends (with ctx's error).
 func (s *Server) waitRead(ctx context.Context, c *conn, after uint64, known map[string][]string, maxWait time.Duration, holderHere bool) (readResult, error) {
+	// Everything that can change the answer (a message, a group change,
+	// the record's close or move, a snapshot restore) is applied to the
+	// store, which announces it on Changed: no periodic look is needed.
 	timer := time.NewTimer(maxWait)
 	defer timer.Stop()
-	// A periodic look also catches what no apply announces (a store
-	// restored from a snapshot announces itself too, but cheaply so).
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
 	for {
 		changed := s.cluster.Changed()
 		res, err := s.readOnce(c, after)
@@ -120,7 +119,6 @@ func (s *Server) waitRead(ctx context.Context, c *conn, after uint64, known map[
 		case <-timer.C:
 			return res, errWaitDone
 		case <-changed:
-		case <-tick.C:
 		}
 	}
 }
