@@ -169,6 +169,7 @@ func statefulSoakClient(t *testing.T, nodes []*node, hub string, targets ...stri
 					if err := json.Unmarshal([]byte(rest), &sum); err != nil {
 						t.Fatalf("summary %q: %v", rest, err)
 					}
+					sum.Stderr = stderr.String()
 					return sum
 				}
 			case <-timeout:
@@ -184,6 +185,7 @@ type soakSummary struct {
 	Received     []string `json:"received"`
 	Closed       *string  `json:"closed"`
 	Reconnecting int      `json:"reconnecting"`
+	Stderr       string   `json:"-"` // the client's own log, for failures
 }
 
 // A rolling restart of all three nodes (SIGTERM, restart, wait for
@@ -271,7 +273,7 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	}
 	sum := soak()
 	if sum.Closed != nil || sum.Reconnecting != 0 || sum.ConnectionID != connID {
-		t.Errorf("the stateful client saw an error: closed %v, reconnecting %d, connection %s (was %s)", deref(sum.Closed), sum.Reconnecting, sum.ConnectionID, connID)
+		t.Errorf("the stateful client saw an error: closed %v, reconnecting %d, connection %s (was %s); its log:\n%s", deref(sum.Closed), sum.Reconnecting, sum.ConnectionID, connID, sum.Stderr)
 	}
 	var want []string
 	for _, m := range reader.msgs { // every acknowledged message, in index order (checked above)

@@ -41,7 +41,8 @@ const proxy = net.createServer(async (client) => {
   client.pause();
   client.on("error", () => {});
   let target;
-  try { target = await pickReady(); } catch { client.destroy(); return; }
+  try { target = await pickReady(); } catch { console.error("proxy: no ready node"); client.destroy(); return; }
+  console.error(`proxy: ${new Date().toISOString()} -> ${target.port}`);
   const upstream = net.connect(Number(target.port), target.hostname, () => {
     client.pipe(upstream).pipe(client);
     client.resume();

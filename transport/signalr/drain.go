@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"time"
 )
 
 // drainingHeader marks a holder's answer to a relayed resume while it
@@ -24,7 +25,7 @@ func (s *Server) Drain() {
 		return
 	}
 	s.ackAndCheckpoint()
-	handed := 0
+	var handed []*conn
 	for _, c := range s.heldConns() {
 		if c.mb == nil {
 			continue
@@ -36,12 +37,35 @@ func (s *Server) Drain() {
 		if sock != nil && sock.ws != nil {
 			_ = sock.ws.NetConn().Close()
 		}
-		handed++
+		handed = append(handed, c)
 	}
-	if handed > 0 {
-		s.log.Info("draining: stateful connections will resume on other nodes", "count", handed)
+	if len(handed) == 0 {
+		return
+	}
+	s.log.Info("draining: stateful connections will resume on other nodes", "count", len(handed))
+	// Stay until they are taken over (bounded): a node that stopped, and
+	// above all one restarted at once, would otherwise leave the relayed
+	// resumes nobody to answer them, or expire the connections as its
+	// earlier run's.
+	deadline := time.Now().Add(handOverWait)
+	for _, c := range handed {
+		for time.Now().Before(deadline) {
+			holder, open, err := s.cluster.ConnectionHolder(c.hub, c.id)
+			if err != nil || !open || holder != s.cluster.NodeID() {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if time.Now().After(deadline) {
+		s.log.Warn("draining: not every stateful connection was taken over in time; the rest resume after this node stops", "wait", handOverWait)
 	}
 }
+
+// handOverWait bounds how long Drain waits for the stateful connections
+// it handed over to be taken over elsewhere: a client resumes at once, so
+// this is a few round trips and a commit unless it is gone.
+const handOverWait = 5 * time.Second
 
 // refuseWhileDraining answers a resume that reached this node while it
 // drains and reports whether it did: a relayed one tells the relaying

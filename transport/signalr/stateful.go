@@ -367,6 +367,9 @@ func (s *Server) statefulLoop() {
 // does not hold: it is forwarded to the holder, or, when the holder is
 // this node's earlier run or cannot be reached, taken over here.
 func (s *Server) resumeElsewhere(w http.ResponseWriter, r *http.Request, token string, state fsm.StatefulConnection) {
+	if s.refuseWhileDraining(w, r) {
+		return // a draining node takes nothing over: the relaying member does
+	}
 	if state.Hub != r.PathValue("hub") {
 		http.Error(w, "No Connection with that ID", http.StatusNotFound)
 		return
