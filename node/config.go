@@ -1,6 +1,7 @@
 package node
 
 import (
+	"github.com/backplane/backplane/transport/signalr"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,6 +77,9 @@ type Config struct {
 	AllowedOrigins    []string // browser origins allowed cross-origin
 	UserClaims        []string // JWT claims for the user id; default nameid, sub
 	RelayDisabledHubs []string // hubs whose relay methods are off
+	// Application hosts hub logic beyond the relay methods (an upstream
+	// webhook, or Go hubs); nil: relay methods only. See signalr.Application.
+	Application signalr.Application
 	// CloseOnTokenExpiry closes a SignalR connection when its access
 	// token expires; off (the zero value) by default, as ASP.NET Core's
 	// CloseOnAuthenticationExpiration.

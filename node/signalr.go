@@ -58,6 +58,7 @@ func (n *Node) newHubServer() *signalr.Server {
 		Authenticate:   n.authenticateClient,
 		AllowedOrigins: n.cfg.AllowedOrigins,
 		RelayDisabled:  n.cfg.RelayDisabledHubs,
+		Application:    n.cfg.Application,
 		RelayPolicy:    n.cfg.RelayPolicy,
 		MaxMessageSize: n.cfg.MaxMessageSize,
 

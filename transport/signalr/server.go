@@ -104,6 +104,9 @@ type Options struct {
 	// WebSocket that skips negotiation while its socket is open. Nil: no
 	// limit.
 	ConnLimit *access.ConnLimit
+	// Application hosts hub methods beyond the relay methods and hears of
+	// connections coming and going (app.go). Nil: only relay methods.
+	Application Application
 }
 
 func (o *Options) defaults() {
