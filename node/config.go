@@ -1,9 +1,9 @@
 package node
 
 import (
-	"github.com/backplane/backplane/transport/signalr"
 	"errors"
 	"fmt"
+	"github.com/backplane/backplane/transport/signalr"
 	"log/slog"
 	"net"
 	"net/url"
