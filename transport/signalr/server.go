@@ -40,6 +40,8 @@ type Identity struct {
 	// decide which relay methods the connection may call under the
 	// access.RelayRoles policy.
 	Permissions access.Permissions
+	// Claims are the token's claims, for the Application (ConnInfo.Claims).
+	Claims []Claim
 }
 
 // Options configures the SignalR layer. Zero values take ASP.NET Core's
