@@ -125,3 +125,13 @@ type Completion struct {
 	Error     string
 	Unknown   bool
 }
+
+// MethodLister is implemented by an Application that knows its hubs'
+// methods ahead of time (Go hubs): the SignalR 2 proxy script at
+// /signalr/hubs lists them. An upstream webhook does not.
+type MethodLister interface {
+	// Hubs lists the hubs with methods, Methods a hub's method names as
+	// declared.
+	Hubs() []string
+	Methods(hub string) []string
+}
