@@ -173,6 +173,7 @@ func (ap *applyState) applyCommand(ts int64, c Command) (Result, error) {
 		cmd.TokenHash = append([]byte(nil), cmd.TokenHash...)
 		return ap.statefulOpen(cmd)
 	case *Invocation:
+		cmd.Value = append([]byte(nil), cmd.Value...)
 		return ap.invocation(ts, cmd)
 	case *checkpointBatch:
 		return ap.checkpoints(cmd)

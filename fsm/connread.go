@@ -44,6 +44,13 @@ type ConnEvent struct {
 	HasResult    bool
 	Result       uint64 // the message index of a send
 	Error        string
+	// HasValue: the completion carries an application's value (or, with
+	// Item, the event is an item of the stream InvocationID), as the bytes
+	// of one value in ValueFormat.
+	HasValue    bool
+	Item        bool
+	ValueFormat byte
+	Value       []byte
 }
 
 // StatefulByToken finds a stateful connection by the hash of its token.
@@ -236,7 +243,8 @@ func connCompletions(tx *bolt.Tx, key []byte, after Position, limit int) ([]Conn
 			return nil, err
 		}
 		out = append(out, ConnEvent{Pos: positionFromKey(pos), InvocationID: rec.InvocationID,
-			HasResult: rec.HasResult, Result: rec.Result, Error: rec.Error})
+			HasResult: rec.HasResult, Result: rec.Result, Error: rec.Error,
+			HasValue: rec.HasValue, Item: rec.Item, ValueFormat: rec.ValueFormat, Value: rec.Value})
 	}
 	return out, nil
 }

@@ -74,7 +74,30 @@ type Invocation struct {
 	ClientSeq    uint64
 	Error        string
 	Inner        Command
+	// Value is a result the application computed (an upstream webhook's
+	// or a Go hub's), kept as the bytes of one value in ValueFormat (an
+	// encoding the SignalR layer names); HasValue tells a null result from
+	// none. With Item set the command carries one item of the stream
+	// InvocationID instead of a completion: it is not numbered among the
+	// client's messages (ClientSeq is 0) and is recorded in the
+	// connection's stream like a completion.
+	HasValue    bool
+	ValueFormat byte
+	Value       []byte
+	Item        bool
+	// StreamEnd: the command ends the stream InvocationID (the client's
+	// stream invocation was numbered when it started): a completion, with
+	// Error if it failed, not numbered among the client's messages.
+	StreamEnd bool
 }
+
+// invocation flags, a trailing byte written only when one is set, so a
+// relay invocation encodes as it always did.
+const (
+	invocationHasValue byte = 1 << iota
+	invocationItem
+	invocationStreamEnd
+)
 
 // Checkpoint says a stateful connection's client acknowledged its stream up
 // to Seq, which is the event at Pos.
@@ -107,6 +130,21 @@ func EncodeInvocation(inv *Invocation) Command {
 	e.uvarint(inv.ClientSeq)
 	e.string(inv.Error)
 	e.bytes(inv.Inner)
+	var flags byte
+	if inv.HasValue {
+		flags |= invocationHasValue
+	}
+	if inv.Item {
+		flags |= invocationItem
+	}
+	if inv.StreamEnd {
+		flags |= invocationStreamEnd
+	}
+	if flags != 0 {
+		e.byte(flags)
+		e.byte(inv.ValueFormat)
+		e.bytes(inv.Value)
+	}
 	return e.buf
 }
 
@@ -218,6 +256,16 @@ func (ap *applyState) invocation(ts int64, inv *Invocation) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if inv.Item || inv.StreamEnd {
+		// A stream's item or end: recorded in the connection's stream, not
+		// numbered among the client's messages.
+		pos := Position{Msg: ap.last, Order: orderCompletion, Entry: ap.entry, Off: ap.off}
+		c := completionRecord{InvocationID: inv.InvocationID, Error: inv.Error}
+		if inv.Item {
+			c = completionRecord{InvocationID: inv.InvocationID, Item: true, HasValue: true, ValueFormat: inv.ValueFormat, Value: inv.Value}
+		}
+		return Result{}, ap.tx.Bucket(bucketCompletions).Put(append(connKey(inv.Hub, inv.ConnID), pos.key()...), c.encode())
+	}
 	if inv.ClientSeq <= rec.ClientSeq {
 		return Result{Duplicate: true}, nil // a resent message already applied
 	}
@@ -241,6 +289,9 @@ func (ap *applyState) invocation(ts int64, inv *Invocation) (Result, error) {
 	}
 	pos := Position{Msg: ap.last, Order: orderCompletion, Entry: ap.entry, Off: ap.off}
 	c := completionRecord{InvocationID: inv.InvocationID, Error: errMsg}
+	if inv.HasValue && errMsg == "" {
+		c.HasValue, c.ValueFormat, c.Value = true, inv.ValueFormat, inv.Value
+	}
 	if res.Index != 0 && errMsg == "" {
 		pos.Msg, pos.Order = res.Index, orderCompletionOf
 		c.HasResult, c.Result = true, res.Index
@@ -248,11 +299,19 @@ func (ap *applyState) invocation(ts int64, inv *Invocation) (Result, error) {
 	return res, ap.tx.Bucket(bucketCompletions).Put(append(connKey(inv.Hub, inv.ConnID), pos.key()...), c.encode())
 }
 
+// completionRecord is an event of a stateful connection's stream that is
+// not a message: a completion (with the message index of a send, or an
+// application's value) or an item of a stream the application sends.
 type completionRecord struct {
 	InvocationID string
 	HasResult    bool
 	Result       uint64
 	Error        string
+	// Written only when set (a trailing flags byte, as in Invocation).
+	HasValue    bool
+	Item        bool
+	ValueFormat byte
+	Value       []byte
 }
 
 func (c *completionRecord) encode() []byte {
@@ -265,12 +324,29 @@ func (c *completionRecord) encode() []byte {
 	}
 	e.uvarint(c.Result)
 	e.string(c.Error)
+	var flags byte
+	if c.HasValue {
+		flags |= invocationHasValue
+	}
+	if c.Item {
+		flags |= invocationItem
+	}
+	if flags != 0 {
+		e.byte(flags)
+		e.byte(c.ValueFormat)
+		e.bytes(c.Value)
+	}
 	return e.buf
 }
 
 func decodeCompletion(b []byte) (completionRecord, error) {
 	d := decoder{buf: b}
 	c := completionRecord{InvocationID: d.string(), HasResult: d.byte() == 1, Result: d.uvarint(), Error: d.string()}
+	if d.err == nil && len(d.buf) > 0 {
+		flags := d.byte()
+		c.HasValue, c.Item = flags&invocationHasValue != 0, flags&invocationItem != 0
+		c.ValueFormat, c.Value = d.byte(), d.bytes()
+	}
 	return c, d.done("completion")
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/transport/hubproto"
 	"github.com/backplane/backplane/transport/signalr"
 )
 
@@ -117,7 +118,14 @@ func (h hubCluster) Relay(ctx context.Context, hub, connID string, relays []sign
 }
 
 func (h hubCluster) RecordInvocation(ctx context.Context, inv signalr.Invocation) (uint64, error) {
-	rec := &fsm.Invocation{Hub: inv.Hub, ConnID: inv.ConnID, InvocationID: inv.InvocationID, ClientSeq: inv.ClientSeq, Error: inv.Error}
+	rec := &fsm.Invocation{Hub: inv.Hub, ConnID: inv.ConnID, InvocationID: inv.InvocationID, ClientSeq: inv.ClientSeq, Error: inv.Error,
+		HasValue: inv.HasValue || inv.Item, Item: inv.Item, StreamEnd: inv.StreamEnd}
+	if rec.HasValue {
+		rec.ValueFormat, rec.Value = byte(inv.Value.Format), inv.Value.Data
+		if len(rec.Value) == 0 { // a zero RawValue is null
+			rec.ValueFormat, rec.Value = byte(hubproto.FormatJSON), []byte("null")
+		}
+	}
 	if inv.Relay != nil {
 		inner, err := relayCommand(inv.Hub, inv.ConnID, *inv.Relay)
 		if err != nil {

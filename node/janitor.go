@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"github.com/backplane/backplane/transport/signalr"
 	"time"
 
 	"github.com/backplane/backplane/fsm"
@@ -66,9 +67,11 @@ func (n *Node) expireConnections(ctx context.Context, id, reason string, keep fu
 		return 0, fmt.Errorf("list the connections on node %s: %w", id, err)
 	}
 	cmds := make([]fsm.Command, 0, len(conns))
+	expiring := make([]fsm.ConnectionInfo, 0, len(conns))
 	for _, c := range conns {
 		if keep == nil || !keep(c.Hub, c.ConnID) {
 			cmds = append(cmds, fsm.EncodeConnection(fsm.CmdConnExpire, &fsm.Connection{Hub: c.Hub, ConnID: c.ConnID, NodeID: id, Reason: reason}))
+			expiring = append(expiring, c)
 		}
 	}
 	if len(cmds) == 0 {
@@ -78,9 +81,16 @@ func (n *Node) expireConnections(ctx context.Context, id, reason string, keep fu
 	if err != nil {
 		return 0, fmt.Errorf("expire %d connections of node %s: %w", len(cmds), id, err)
 	}
-	for _, res := range results {
+	for i, res := range results {
 		if res.Err != nil {
 			n.log.Debug("connection expiry rejected", "node", id, "err", res.Err)
+			continue
+		}
+		if app := n.cfg.Application; app != nil && i < len(expiring) {
+			// This node committed the close, so it tells the application
+			// (the holder cannot: it is gone, or restarted without it).
+			c := expiring[i]
+			app.Disconnected(signalr.ConnInfo{Hub: c.Hub, ID: c.ConnID, UserID: c.UserID}, "Connection expired: "+reason)
 		}
 	}
 	return len(cmds), nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/transport/hubproto"
 )
 
 // Cluster is what the SignalR layer needs from its node, in SignalR's
@@ -136,6 +137,14 @@ type Invocation struct {
 	ClientSeq    uint64
 	Relay        *Relay
 	Error        string
+	// Value is the Application's result (HasValue), recorded as the
+	// invocation's completion. With Item, the command is instead one item
+	// of the stream InvocationID; with StreamEnd, that stream's end (with
+	// Error if it failed). Neither is numbered: ClientSeq is 0.
+	Value     hubproto.RawValue
+	HasValue  bool
+	Item      bool
+	StreamEnd bool
 }
 
 // Checkpoint says a stateful connection's client acknowledged its stream

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,8 @@ type conn struct {
 	user    string
 	expires time.Time
 	perms   access.Permissions // what the token grants (RelayRoles)
+	claims  []Claim            // the token's claims, for the Application
+	query   url.Values         // the negotiate's query, for the Application
 
 	mu       sync.Mutex
 	life     life // phase, bound transport, open entry (phase.go)
@@ -41,22 +44,30 @@ type conn struct {
 	mb              *messageBuffer
 	sock            *socket // the attached WebSocket, nil when detached
 
-	inMu      sync.Mutex // serialises inbound data (POSTs may race)
-	inbuf     []byte     // client bytes not parsed yet; inMu guards it
-	inv       invoker    // commits relay invocations in order, pipelined
-	limits    connLimits // invocation rate, groups joined, count at its address
-	out       *outQueue
-	done      chan struct{}
-	doneOnce  sync.Once
-	lastSeen  atomic.Int64 // unix nanos of the last client message
-	lastWrite atomic.Int64 // unix nanos of the last WebSocket write
+	inMu  sync.Mutex // serialises inbound data (POSTs may race)
+	inbuf []byte     // client bytes not parsed yet; inMu guards it
+	inv   invoker    // commits relay invocations in order, pipelined
+	app   appState   // the Application's invocations and streams (appcall.go)
+	// admitGroups are joined once the connection is open (the
+	// Application's Admission); appTold is set once the Application was
+	// told it is open (or, taken over, it was told on another node), and
+	// closeError is the error the client was given at its end.
+	admitGroups []string
+	appTold     atomic.Bool
+	closeError  string
+	limits      connLimits // invocation rate, groups joined, count at its address
+	out         *outQueue
+	done        chan struct{}
+	doneOnce    sync.Once
+	lastSeen    atomic.Int64 // unix nanos of the last client message
+	lastWrite   atomic.Int64 // unix nanos of the last WebSocket write
 }
 
 // newConn makes a negotiated connection of a hub, for the client id.
 func (s *Server) newConn(hub, connID, token string, id Identity) *conn {
 	now := time.Now()
 	c := &conn{
-		srv: s, id: connID, token: token, hub: hub, user: id.UserID, expires: id.Expires, perms: id.Permissions,
+		srv: s, id: connID, token: token, hub: hub, user: id.UserID, expires: id.Expires, perms: id.Permissions, claims: id.Claims,
 		life: life{phase: phaseNegotiated, since: now},
 		out:  newOutQueue(s.opts.OutboundQueue), done: make(chan struct{}),
 	}
@@ -101,6 +112,7 @@ func (c *conn) send(rec []byte) {
 func (c *conn) end(errMsg string, allowReconnect bool, why string) {
 	c.doneOnce.Do(func() {
 		c.mu.Lock()
+		c.closeError = errMsg
 		if c.protocol != nil && why != "" && (errMsg != "" || allowReconnect) {
 			c.finalRec = c.protocol.AppendClose(nil, errMsg, allowReconnect)
 		}
@@ -111,6 +123,7 @@ func (c *conn) end(errMsg string, allowReconnect bool, why string) {
 			c.enterEnded()   // a pending poll answers with the queue and the Close
 			c.wakeWriter()   // a WebSocket's writer sends the rest and closes it
 			c.wakeInvokers() // a reader waiting for invocation space stops waiting
+			c.endApplication()
 			c.srv.remove(c, e.keepToken)
 			c.srv.log.Debug("connection ended", "conn", c.id, "hub", c.hub, "reason", why)
 		}
@@ -304,7 +317,13 @@ func (c *conn) handshake() bool {
 		c.srv.goRecordClose(c, "ended during the handshake")
 		return false
 	}
+	if err := c.joinAdmitted(ctx); err != nil {
+		c.srv.log.Warn("join the groups the application admitted the connection to", "conn", c.id, "err", err)
+		c.failHandshake("The server could not join the connection to its groups; try again.") // its end records the close
+		return false
+	}
 	c.srv.activate(c)
+	c.tellConnected()
 	c.send(hubproto.EncodeHandshakeResponse(""))
 	if c.mb != nil {
 		go c.feed()
@@ -321,19 +340,25 @@ func (c *conn) failHandshake(msg string) {
 // handle acts on one hub message from the client.
 func (c *conn) handle(m *hubproto.Message) {
 	switch m.Type {
-	case hubproto.Invocation:
-		c.invoke(m)
-	case hubproto.StreamInvocation:
-		c.complete(m.InvocationID, nil, streamInvocationError(m.Target))
+	case hubproto.Invocation, hubproto.StreamInvocation:
+		switch {
+		case c.forApplication(m):
+			c.invokeApplication(m)
+		case m.Type == hubproto.StreamInvocation:
+			c.complete(m.InvocationID, nil, streamInvocationError(m.Target))
+		default:
+			c.invoke(m)
+		}
 	case hubproto.Ping:
 		c.sawPing()
 	case hubproto.Close:
 		c.end("", false, "")
-	case hubproto.Completion:
-		c.receiveCompletion(m) // a client result (clientresult.go)
+	case hubproto.Completion, hubproto.StreamItem, hubproto.CancelInvocation:
+		if !c.receiveStreamMessage(m) && m.Type == hubproto.Completion {
+			c.receiveCompletion(m) // a client result (clientresult.go)
+		}
 	default:
-		// StreamItem, CancelInvocation, Ack and Sequence need no action
-		// from a relay server.
+		// Ack and Sequence need no action without stateful reconnect.
 	}
 }
 
@@ -343,6 +368,9 @@ func (s *Server) recordClose(c *conn, why string) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.ProposeTimeout)
 	defer cancel()
 	err := s.cluster.CloseConnection(ctx, c.hub, c.id, why)
+	if closeOutcomeTells(err) {
+		c.tellDisconnected()
+	}
 	switch {
 	case errors.Is(err, ErrRejected):
 		// Another node holds it now, or it was closed meanwhile.

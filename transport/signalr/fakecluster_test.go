@@ -249,7 +249,11 @@ func (n *fakeNode) Relay(ctx context.Context, hub, connID string, relays []Relay
 }
 
 func (n *fakeNode) RecordInvocation(ctx context.Context, inv Invocation) (uint64, error) {
-	rec := &fsm.Invocation{Hub: inv.Hub, ConnID: inv.ConnID, InvocationID: inv.InvocationID, ClientSeq: inv.ClientSeq, Error: inv.Error}
+	rec := &fsm.Invocation{Hub: inv.Hub, ConnID: inv.ConnID, InvocationID: inv.InvocationID, ClientSeq: inv.ClientSeq, Error: inv.Error,
+		HasValue: inv.HasValue || inv.Item, Item: inv.Item, StreamEnd: inv.StreamEnd}
+	if rec.HasValue {
+		rec.ValueFormat, rec.Value = byte(inv.Value.Format), inv.Value.Data
+	}
 	if inv.Relay != nil {
 		rec.Inner = relayCmd(inv.Hub, inv.ConnID, *inv.Relay)
 	}

@@ -206,6 +206,7 @@ type record struct {
 	Target         string            `json:"target"`
 	Arguments      []json.RawMessage `json:"arguments"`
 	Result         json.RawMessage   `json:"result"`
+	Item           json.RawMessage   `json:"item"`
 	Error          string            `json:"error"`
 	AllowReconnect bool              `json:"allowReconnect"`
 }

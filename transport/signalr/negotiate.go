@@ -71,6 +71,10 @@ func (s *Server) serveNegotiate(w http.ResponseWriter, r *http.Request) {
 	}
 	c := s.newConn(hub, randomID(), s.newToken(), id)
 	c.limits.release = release // given back when the connection ends
+	if !s.admit(w, r, c) {
+		release()
+		return
+	}
 	resp := negotiateResponse{ConnectionID: c.id, NegotiateVersion: version, AvailableTransports: allTransports}
 	if version >= 1 {
 		resp.ConnectionToken = c.token

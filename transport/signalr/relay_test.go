@@ -201,7 +201,15 @@ func TestRelayInvocationsPipelineInOrder(t *testing.T) {
 			<-release // hold the first commit while the rest queue
 		}
 	})
-	for i := range n {
+	// The first send's commit starts (and is held) before the others are
+	// sent, so they all queue behind it whatever the machine's load.
+	sender.write(invocation("s0", "SendToAll", "seq", 0))
+	waitFor(t, "the first send's commit to start", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(batches) == 1, fmt.Sprint(len(batches), " proposals")
+	})
+	for i := 1; i < n; i++ {
 		sender.write(invocation(fmt.Sprint("s", i), "SendToAll", "seq", i))
 	}
 	ts.srv.mu.RLock()

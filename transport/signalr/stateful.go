@@ -52,6 +52,10 @@ type messageBuffer struct {
 	checkpointed uint64 // the last ackSeq replicated
 	inSeq        uint64 // trackable client messages received
 	applied      uint64 // client messages up to this one were already applied
+	// handled: client messages up to this one are committed (or needed
+	// nothing committed); the Ack says no more, so that a client whose
+	// node dies resends what was not committed.
+	handled      uint64
 	lastAckSent  uint64
 	attached     bool // a socket is writing: buffered events go out at once
 	awaiting     bool // after a resume: client input is ignored until its Sequence
@@ -163,11 +167,21 @@ func encodeEvent(p hubproto.Protocol, e *fsm.ConnEvent) ([]byte, error) {
 	if e.Message != nil {
 		return hubproto.AppendInvocationArgs(p, nil, e.Message.Target, e.Message.Arguments, e.Message.MsgpackArguments)
 	}
+	if e.Item {
+		return p.Append(nil, &hubproto.Message{Type: hubproto.StreamItem, InvocationID: e.InvocationID, Item: storedValue(e)})
+	}
 	m := hubproto.Message{Type: hubproto.Completion, InvocationID: e.InvocationID, Error: e.Error}
-	if e.HasResult {
+	if e.HasValue {
+		m.Result, m.HasResult = storedValue(e), true
+	} else if e.HasResult {
 		m.Result, m.HasResult = hubproto.JSONValue(strconv.AppendUint(nil, e.Result, 10)), true
 	}
 	return p.Append(nil, &m)
+}
+
+// storedValue is an Application's value as the log keeps it.
+func storedValue(e *fsm.ConnEvent) hubproto.RawValue {
+	return hubproto.RawValue{Format: hubproto.Format(e.ValueFormat), Data: e.Value}
 }
 
 // handleStateful numbers and acts on a client message of a stateful
@@ -206,10 +220,17 @@ func (c *conn) handleStateful(m *hubproto.Message) {
 		return
 	}
 	switch m.Type {
-	case hubproto.Invocation:
-		c.invokeStateful(m, seq)
-	case hubproto.StreamInvocation:
-		c.commitInvocation(&Invocation{InvocationID: m.InvocationID, ClientSeq: seq, Error: streamInvocationError(m.Target)})
+	case hubproto.Invocation, hubproto.StreamInvocation:
+		// Committed in order on the connection's queue (appstateful.go),
+		// so that the read loop goes on reading pings, stream items and
+		// cancellations while an invocation runs.
+		inv := cloneMessage(m)
+		c.enqueueApp(appWork{seq: seq, run: func() { c.runStatefulInvocation(inv, seq) }})
+	default: // StreamItem, Completion, CancelInvocation
+		if !c.receiveStreamMessage(m) && m.Type == hubproto.Completion {
+			c.receiveCompletion(m) // a client result (clientresult.go)
+		}
+		c.enqueueApp(appWork{seq: seq}) // handled in its turn
 	}
 }
 
@@ -320,9 +341,9 @@ func (s *Server) ackAndCheckpoint() {
 	for _, c := range conns {
 		mb := c.mb
 		mb.mu.Lock()
-		if mb.attached && !mb.awaiting && mb.inSeq > mb.lastAckSent {
-			mb.lastAckSent = mb.inSeq
-			rec, _ := c.protocolOf().Append(nil, &hubproto.Message{Type: hubproto.Ack, SequenceID: int64(mb.inSeq)})
+		if mb.attached && !mb.awaiting && mb.handled > mb.lastAckSent {
+			mb.lastAckSent = mb.handled
+			rec, _ := c.protocolOf().Append(nil, &hubproto.Message{Type: hubproto.Ack, SequenceID: int64(mb.handled)})
 			c.send(rec)
 		}
 		if mb.ackSeq > mb.checkpointed {
@@ -401,7 +422,8 @@ func (s *Server) adopt(w http.ResponseWriter, r *http.Request, token string, sta
 	}
 	// Held (as opening) before the takeover commits, so the start-up
 	// orphan sweep never mistakes it for a connection of an earlier run.
-	c := s.newConn(state.Hub, state.ConnID, token, Identity{UserID: state.UserID, Expires: id.Expires, Permissions: id.Permissions})
+	c := s.newConn(state.Hub, state.ConnID, token, Identity{UserID: state.UserID, Expires: id.Expires, Permissions: id.Permissions, Claims: id.Claims})
+	c.appTold.Store(true) // the node that opened it told the Application
 	c.out.setMax(max(s.opts.OutboundQueue, statefulBufferCount+64))
 	c.adopting(p, newMessageBuffer())
 	s.addPending(c)
@@ -418,7 +440,7 @@ func (s *Server) adopt(w http.ResponseWriter, r *http.Request, token string, sta
 	c.tookOver(entry)
 	mb := c.mb
 	mb.nextPos, mb.outSeq, mb.ackSeq, mb.ackPos, mb.checkpointed = state.AckPos, state.AckSeq, state.AckSeq, state.AckPos, state.AckSeq
-	mb.applied, mb.inSeq, mb.pendingEntry, mb.attached = state.ClientSeq, state.ClientSeq, entry, false
+	mb.applied, mb.inSeq, mb.handled, mb.pendingEntry, mb.attached = state.ClientSeq, state.ClientSeq, state.ClientSeq, entry, false
 	s.activate(c)
 	s.log.Info("took over a stateful connection", "conn", c.id, "hub", c.hub, "from", state.NodeID, "acked", state.AckSeq)
 	go c.feed()

@@ -28,6 +28,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 			return
 		}
 		c = s.newConn(CanonicalHub(r.PathValue("hub")), randomID(), s.newToken(), id)
+		if !s.admit(w, r, c) {
+			return
+		}
 		s.addPending(c)
 	}
 	if c.mb != nil {
