@@ -1,0 +1,77 @@
+package fsm_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/backplane/backplane/fsm"
+)
+
+// An application's value, a stream's items and its end are recorded in a
+// stateful connection's stream in log order; the items and the end are
+// not numbered among the client's messages, the value's completion is
+// (once: a resent duplicate changes nothing).
+func TestStatefulApplicationValuesAndStreams(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	f.mustApply(t0, statefulOpen("c1", "u1"))
+	enc := func(inv fsm.Invocation) fsm.Command {
+		inv.Hub, inv.ConnID = hub, "c1"
+		return fsm.EncodeInvocation(&inv)
+	}
+	f.mustApply(t0, enc(fsm.Invocation{InvocationID: "1", ClientSeq: 1, HasValue: true, ValueFormat: 1, Value: []byte(`{"a":1}`)}))
+	f.mustApply(t0, enc(fsm.Invocation{ClientSeq: 2})) // a stream invocation, numbered when it starts
+	f.mustApply(t0, enc(fsm.Invocation{InvocationID: "s", Item: true, HasValue: true, ValueFormat: 2, Value: []byte{0x01}}))
+	f.mustApply(t0, enc(fsm.Invocation{InvocationID: "s", Item: true, HasValue: true, ValueFormat: 2, Value: []byte{0x02}}))
+	f.mustApply(t0, enc(fsm.Invocation{InvocationID: "s", StreamEnd: true, Error: "ended badly"}))
+	res := f.mustApply(t0, enc(fsm.Invocation{InvocationID: "1", ClientSeq: 1, HasValue: true, ValueFormat: 1, Value: []byte(`"again"`)}))
+	if !res[0].Duplicate {
+		t.Fatalf("a resent invocation: got %+v, want a duplicate", res[0])
+	}
+	events, _, err := f.ReadConnection(hub, "c1", fsm.Position{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range events {
+		switch {
+		case e.Item:
+			got = append(got, "item "+e.InvocationID+" "+string(rune('0'+e.ValueFormat))+":"+string(rune('0'+e.Value[0])))
+		case e.HasValue:
+			got = append(got, "completion "+e.InvocationID+" "+string(e.Value))
+		default:
+			got = append(got, "end "+e.InvocationID+" "+e.Error)
+		}
+	}
+	want := []string{`completion 1 {"a":1}`, "item s 2:1", "item s 2:2", "end s ended badly"}
+	if len(got) != len(want) {
+		t.Fatalf("stream: got %q, want %q", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("stream event %d: got %q, want %q", i, got[i], want[i])
+		}
+	}
+}
+
+// Malformed combinations are refused before they reach the log.
+func TestInvocationFlagsValidated(t *testing.T) {
+	for name, inv := range map[string]fsm.Invocation{
+		"item without a value":       {InvocationID: "s", Item: true},
+		"numbered item":              {InvocationID: "s", ClientSeq: 3, Item: true, HasValue: true, Value: []byte("1")},
+		"item of no stream":          {Item: true, HasValue: true, Value: []byte("1")},
+		"item and end":               {InvocationID: "s", Item: true, StreamEnd: true, HasValue: true, Value: []byte("1")},
+		"end with a value":           {InvocationID: "s", StreamEnd: true, HasValue: true, Value: []byte("1")},
+		"numbered end":               {InvocationID: "s", ClientSeq: 2, StreamEnd: true},
+		"item carrying an error too": {InvocationID: "s", Item: true, HasValue: true, Value: []byte("1"), Error: "x"},
+	} {
+		inv.Hub, inv.ConnID = hub, "c1"
+		err := fsm.ValidateCommand(fsm.EncodeInvocation(&inv))
+		if !errors.Is(err, fsm.ErrInvalidCommand) {
+			t.Errorf("%s: got %v, want ErrInvalidCommand", name, err)
+		}
+	}
+	ok := fsm.Invocation{Hub: hub, ConnID: "c1", InvocationID: "1", ClientSeq: 1}
+	if err := fsm.ValidateCommand(fsm.EncodeInvocation(&ok)); err != nil {
+		t.Fatalf("a relay-shaped invocation: got %v, want it valid", err)
+	}
+}
