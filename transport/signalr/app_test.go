@@ -313,3 +313,57 @@ func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// An Application invocation in flight when the client's node dies: the
+// client was not acknowledged for it, so it resends it to the node it
+// resumes on, which runs it; the client gets its completion once, even
+// when the first node's call finishes later (its commit is a duplicate).
+func TestApplicationStatefulResumeOnAnotherNode(t *testing.T) {
+	base := newFakeCluster(t, "a")
+	appA, appB := newFakeApp(), newFakeApp()
+	close(appB.release) // b's Slow returns at once
+	a := startServer(t, base, statefulOptions(func(o *Options) { o.Application = appA }), nil)
+	b := startPeer(t, base, "b", statefulOptions(func(o *Options) { o.Application = appB }))
+	base.setNodeURL("a", closedURL(t))
+
+	c := a.openStateful("chat")
+	old := a.held(c.token)
+	c.write(invocation("s", "Slow")) // client message 1, in flight on a
+	waitFor(t, "a's application to run Slow", func() (bool, string) {
+		calls, _, _, _ := appA.snapshot()
+		return len(calls) == 1, fmt.Sprint(calls)
+	})
+	old.mb.mu.Lock()
+	handled := old.mb.handled
+	old.mb.mu.Unlock()
+	mustEqual(t, "client messages a counts as handled while Slow runs", handled, uint64(0))
+
+	c.drop()
+	a.waitDetached(c.token)
+	r := b.resume("chat", c)
+	r.wantSequence()
+	r.write(sequence(1) + invocation("s", "Slow")) // the client resends what was not acknowledged
+	if got := r.nextMsg(); got.Type != 3 || got.InvocationID != "s" || got.Error != "" {
+		t.Fatalf("on b: got %s, want the completion of s", got.raw)
+	}
+	close(appA.release) // a's call ends now; its commit must change nothing
+	waitFor(t, "a's late commit", func() (bool, string) {
+		old.mb.mu.Lock()
+		defer old.mb.mu.Unlock()
+		return old.mb.handled == 1, fmt.Sprint("handled ", old.mb.handled)
+	})
+	if got := r.invoke("x", "Add", 1, 2); string(got.Result) != "3" {
+		t.Fatalf("Add after the resume: got %s, want 3 (and no second completion of s before it)", got.raw)
+	}
+	events, _, err := base.ReadConnection("chat", c.id, fsm.Position{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	completions := 0
+	for _, e := range events {
+		if e.Message == nil && e.InvocationID == "s" {
+			completions++
+		}
+	}
+	mustEqual(t, "completions of s in the connection's stream", completions, 1)
+}
