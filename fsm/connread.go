@@ -51,6 +51,11 @@ type ConnEvent struct {
 	Item        bool
 	ValueFormat byte
 	Value       []byte
+	// Call: the event is an invocation of Target the server sends to the
+	// client (its arguments are Value, an array), answered with
+	// InvocationID.
+	Call   bool
+	Target string
 }
 
 // StatefulByToken finds a stateful connection by the hash of its token.
@@ -244,7 +249,8 @@ func connCompletions(tx *bolt.Tx, key []byte, after Position, limit int) ([]Conn
 		}
 		out = append(out, ConnEvent{Pos: positionFromKey(pos), InvocationID: rec.InvocationID,
 			HasResult: rec.HasResult, Result: rec.Result, Error: rec.Error,
-			HasValue: rec.HasValue, Item: rec.Item, ValueFormat: rec.ValueFormat, Value: rec.Value})
+			HasValue: rec.HasValue, Item: rec.Item, ValueFormat: rec.ValueFormat, Value: rec.Value,
+			Call: rec.Call, Target: rec.Target})
 	}
 	return out, nil
 }

@@ -89,6 +89,11 @@ type Invocation struct {
 	// stream invocation was numbered when it started): a completion, with
 	// Error if it failed, not numbered among the client's messages.
 	StreamEnd bool
+	// Call: the command is an invocation the server sends to the client
+	// (a client result asked over REST), unnumbered: Target with Value as
+	// its arguments (an array), InvocationID the id the client answers.
+	Call   bool
+	Target string
 }
 
 // invocation flags, a trailing byte written only when one is set, so a
@@ -97,6 +102,7 @@ const (
 	invocationHasValue byte = 1 << iota
 	invocationItem
 	invocationStreamEnd
+	invocationCall
 )
 
 // Checkpoint says a stateful connection's client acknowledged its stream up
@@ -140,10 +146,16 @@ func EncodeInvocation(inv *Invocation) Command {
 	if inv.StreamEnd {
 		flags |= invocationStreamEnd
 	}
+	if inv.Call {
+		flags |= invocationCall
+	}
 	if flags != 0 {
 		e.byte(flags)
 		e.byte(inv.ValueFormat)
 		e.bytes(inv.Value)
+		if inv.Call {
+			e.string(inv.Target)
+		}
 	}
 	return e.buf
 }
@@ -256,13 +268,14 @@ func (ap *applyState) invocation(ts int64, inv *Invocation) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if inv.Item || inv.StreamEnd {
-		// A stream's item or end: recorded in the connection's stream, not
-		// numbered among the client's messages.
+	if inv.Item || inv.StreamEnd || inv.Call {
+		// A stream's item or end, or a call to the client: recorded in the
+		// connection's stream, not numbered among the client's messages.
 		pos := Position{Msg: ap.last, Order: orderCompletion, Entry: ap.entry, Off: ap.off}
 		c := completionRecord{InvocationID: inv.InvocationID, Error: inv.Error}
-		if inv.Item {
-			c = completionRecord{InvocationID: inv.InvocationID, Item: true, HasValue: true, ValueFormat: inv.ValueFormat, Value: inv.Value}
+		if inv.Item || inv.Call {
+			c = completionRecord{InvocationID: inv.InvocationID, Item: inv.Item, Call: inv.Call, Target: inv.Target,
+				HasValue: true, ValueFormat: inv.ValueFormat, Value: inv.Value}
 		}
 		return Result{}, ap.tx.Bucket(bucketCompletions).Put(append(connKey(inv.Hub, inv.ConnID), pos.key()...), c.encode())
 	}
@@ -310,6 +323,8 @@ type completionRecord struct {
 	// Written only when set (a trailing flags byte, as in Invocation).
 	HasValue    bool
 	Item        bool
+	Call        bool
+	Target      string
 	ValueFormat byte
 	Value       []byte
 }
@@ -331,10 +346,16 @@ func (c *completionRecord) encode() []byte {
 	if c.Item {
 		flags |= invocationItem
 	}
+	if c.Call {
+		flags |= invocationCall
+	}
 	if flags != 0 {
 		e.byte(flags)
 		e.byte(c.ValueFormat)
 		e.bytes(c.Value)
+		if c.Call {
+			e.string(c.Target)
+		}
 	}
 	return e.buf
 }
@@ -344,8 +365,11 @@ func decodeCompletion(b []byte) (completionRecord, error) {
 	c := completionRecord{InvocationID: d.string(), HasResult: d.byte() == 1, Result: d.uvarint(), Error: d.string()}
 	if d.err == nil && len(d.buf) > 0 {
 		flags := d.byte()
-		c.HasValue, c.Item = flags&invocationHasValue != 0, flags&invocationItem != 0
+		c.HasValue, c.Item, c.Call = flags&invocationHasValue != 0, flags&invocationItem != 0, flags&invocationCall != 0
 		c.ValueFormat, c.Value = d.byte(), d.bytes()
+		if c.Call {
+			c.Target = d.string()
+		}
 	}
 	return c, d.done("completion")
 }

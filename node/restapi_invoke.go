@@ -327,8 +327,8 @@ func clientCallError(call *clientCall, err error) clientAnswer {
 	switch {
 	case errors.Is(err, signalr.ErrNotHeld):
 		return answerError(http.StatusNotFound, "NotFound", fmt.Sprintf("connection %q is not connected to hub %q", call.ConnID, call.Hub))
-	case errors.Is(err, signalr.ErrStateful):
-		return answerError(http.StatusBadRequest, "StatefulReconnectUnsupported", err.Error())
+	case errors.Is(err, signalr.ErrRejected):
+		return answerError(http.StatusNotFound, "ConnectionClosed", fmt.Sprintf("connection %q closed: %v", call.ConnID, err))
 	case errors.Is(err, signalr.ErrConnectionEnded):
 		return answerError(http.StatusNotFound, "ConnectionClosed", fmt.Sprintf("connection %q closed before the client answered", call.ConnID))
 	case errors.Is(err, context.DeadlineExceeded):

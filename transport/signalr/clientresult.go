@@ -16,9 +16,13 @@ import (
 // :complete). As ASP.NET Core's client results, an invocation is a
 // request and an answer between one caller and one client: the server
 // sends an Invocation with an invocation id to the connection, and the
-// client answers with a Completion carrying that id. None of it goes
-// through the log; the node that receives the REST call asks the
-// connection's holder, which calls these methods.
+// client answers with a Completion carrying that id. The node that
+// receives the REST call asks the connection's holder, which calls these
+// methods. To a connection without stateful reconnect they are sent
+// directly; a stateful connection's messages are numbered through the
+// log, so its invocation, stream items and stream end are committed to
+// its stream there (and reach it on whichever node it resumes); its answer
+// is awaited where the call was made.
 
 // ErrNotHeld means the connection is not active on this node.
 var ErrNotHeld = errors.New("the connection is not held by this node")
@@ -26,11 +30,6 @@ var ErrNotHeld = errors.New("the connection is not held by this node")
 // ErrConnectionEnded means the connection ended before the client
 // answered.
 var ErrConnectionEnded = errors.New("the connection ended before the client answered")
-
-// ErrStateful means the connection uses stateful reconnect, whose
-// messages are numbered through the log: a client result or a stream item
-// sent beside the log would break the numbering, so they are refused.
-var ErrStateful = errors.New("the connection uses stateful reconnect, which client results and streams over REST do not support")
 
 // ClientResult is a client's answer to an invocation.
 type ClientResult struct {
@@ -117,12 +116,6 @@ func (s *Server) heldConn(hub, connID string) (*conn, error) {
 	if c == nil || c.hub != CanonicalHub(hub) || c.isEnding() || c.protocolOf() == nil {
 		return nil, fmt.Errorf("%w: %s in hub %s", ErrNotHeld, connID, hub)
 	}
-	c.mu.Lock()
-	stateful := c.mb != nil
-	c.mu.Unlock()
-	if stateful {
-		return nil, fmt.Errorf("%w: %s", ErrStateful, connID)
-	}
 	return c, nil
 }
 
@@ -171,7 +164,12 @@ func (s *Server) InvokeClient(ctx context.Context, hub, connID, target string, a
 	}
 	id, p := s.results.add(c)
 	defer s.results.remove(id)
-	if err := c.sendMessage(&hubproto.Message{Type: hubproto.Invocation, InvocationID: id, Target: target, Arguments: args}); err != nil {
+	if c.mb != nil {
+		err = c.commitInvocation(&Invocation{InvocationID: id, Call: true, Target: target, Value: hubproto.JSONValue(argsJSON)})
+	} else {
+		err = c.sendMessage(&hubproto.Message{Type: hubproto.Invocation, InvocationID: id, Target: target, Arguments: args})
+	}
+	if err != nil {
 		return ClientResult{}, err
 	}
 	select {
@@ -203,6 +201,9 @@ func (s *Server) SendStreamItem(hub, connID, streamID string, itemJSON []byte) e
 	if err != nil {
 		return err
 	}
+	if c.mb != nil {
+		return c.recordStreamItem(streamID, hubproto.JSONValue(itemJSON))
+	}
 	return c.sendMessage(&hubproto.Message{Type: hubproto.StreamItem, InvocationID: streamID, Item: hubproto.JSONValue(itemJSON)})
 }
 
@@ -215,6 +216,9 @@ func (s *Server) CompleteStream(hub, connID, streamID, errMsg string) error {
 	c, err := s.heldConn(hub, connID)
 	if err != nil {
 		return err
+	}
+	if c.mb != nil {
+		return c.commitInvocation(&Invocation{InvocationID: streamID, StreamEnd: true, Error: errMsg})
 	}
 	return c.sendMessage(&hubproto.Message{Type: hubproto.Completion, InvocationID: streamID, Error: errMsg})
 }

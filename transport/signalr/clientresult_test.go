@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 )
@@ -137,26 +136,64 @@ func TestStreamItemsInOrder(t *testing.T) {
 	}
 }
 
-// A stateful connection's messages are numbered through the log, so
-// client results and streams beside it are refused, and the client gets
-// nothing.
-func TestClientCallsRefuseStatefulConnections(t *testing.T) {
-	ts := newTestServer(t, statefulOptions(nil))
-	c := ts.openStateful("chat")
-	if _, err := ts.srv.InvokeClient(context.Background(), "chat", c.id, "t", []byte(`[]`)); !errors.Is(err, ErrStateful) {
-		t.Fatalf("invoke: got %v, want ErrStateful", err)
+// To a stateful connection, a client result's invocation, stream items
+// and a stream's end are committed to its stream: numbered with the rest,
+// in order, and replayed by the node it resumes on if it missed them.
+func TestClientCallsToStatefulConnections(t *testing.T) {
+	base := newFakeCluster(t, "a")
+	a := startServer(t, base, statefulOptions(nil), nil)
+	b := startPeer(t, base, "b", statefulOptions(nil))
+	base.setNodeURL("a", closedURL(t))
+	c := a.openStateful("chat")
+
+	type answer struct {
+		res ClientResult
+		err error
 	}
-	if err := ts.srv.SendStreamItem("chat", c.id, "s", []byte(`1`)); !errors.Is(err, ErrStateful) {
-		t.Fatalf("stream item: got %v, want ErrStateful", err)
+	answers := make(chan answer, 1)
+	go func() {
+		res, err := a.srv.InvokeClient(context.Background(), "chat", c.id, "ask", []byte(`["q",1]`))
+		answers <- answer{res, err}
+	}()
+	inv := c.nextMsg()
+	if inv.Type != 1 || inv.Target != "ask" || inv.InvocationID == "" || sprintArgs(inv.Arguments) != `["q",1]` {
+		t.Fatalf("the client result's invocation: got %s, want ask(\"q\", 1) with an id", inv.raw)
 	}
-	if err := ts.srv.CompleteStream("chat", c.id, "s", ""); !errors.Is(err, ErrStateful) {
-		t.Fatalf("complete: got %v, want ErrStateful", err)
-	}
+	c.write(`{"type":3,"invocationId":"` + inv.InvocationID + `","result":{"ok":true}}` + rs)
 	select {
-	case f := <-c.frames:
-		if f.err == nil && !strings.Contains(string(f.data), `"type":6`) {
-			t.Fatalf("the stateful client got %q, want nothing", f.data)
+	case got := <-answers:
+		if got.err != nil || string(got.res.Result) != `{"ok":true}` {
+			t.Fatalf("InvokeClient: got %s, %v, want the client's result", got.res.Result, got.err)
 		}
-	case <-time.After(200 * time.Millisecond):
+	case <-time.After(waitTimeout):
+		t.Fatal("InvokeClient: no answer")
+	}
+
+	// Stream items sent while the client is away reach it, in order, on
+	// the node it resumes on, then the stream's end.
+	c.write(ack(1))
+	waitFor(t, "the checkpoint of the client's Ack", func() (bool, string) {
+		st, ok := a.cluster.statefulRecord(t, c.token)
+		return ok && st.AckSeq == 1, fmt.Sprint("ack ", st.AckSeq)
+	})
+	c.drop()
+	a.waitDetached(c.token)
+	for i := range 3 {
+		if err := a.srv.SendStreamItem("chat", c.id, "st", []byte(fmt.Sprint(i))); err != nil {
+			t.Fatalf("stream item %d: %v", i, err)
+		}
+	}
+	if err := a.srv.CompleteStream("chat", c.id, "st", "done badly"); err != nil {
+		t.Fatalf("complete: %v", err)
+	}
+	r := b.resume("chat", c)
+	mustEqual(t, "Sequence from the new node", r.wantSequence(), int64(2))
+	for i := range 3 {
+		if got := r.nextMsg(); got.Type != 2 || got.InvocationID != "st" || string(got.Item) != fmt.Sprint(i) {
+			t.Fatalf("item %d on b: got %s", i, got.raw)
+		}
+	}
+	if got := r.nextMsg(); got.Type != 3 || got.InvocationID != "st" || got.Error != "done badly" {
+		t.Fatalf("stream end on b: got %s", got.raw)
 	}
 }

@@ -145,6 +145,11 @@ type Invocation struct {
 	HasValue  bool
 	Item      bool
 	StreamEnd bool
+	// Call: the command is an invocation of Target the server sends to
+	// the client (a client result), Value its arguments as an array; the
+	// client answers InvocationID. Not numbered either.
+	Call   bool
+	Target string
 }
 
 // Checkpoint says a stateful connection's client acknowledged its stream

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
@@ -169,6 +170,16 @@ func encodeEvent(p hubproto.Protocol, e *fsm.ConnEvent) ([]byte, error) {
 	}
 	if e.Item {
 		return p.Append(nil, &hubproto.Message{Type: hubproto.StreamItem, InvocationID: e.InvocationID, Item: storedValue(e)})
+	}
+	if e.Call {
+		if e.ValueFormat != byte(hubproto.FormatJSON) {
+			return nil, fmt.Errorf("a call to the client with arguments in format %d", e.ValueFormat)
+		}
+		args, err := splitArguments(e.Value)
+		if err != nil {
+			return nil, err
+		}
+		return p.Append(nil, &hubproto.Message{Type: hubproto.Invocation, InvocationID: e.InvocationID, Target: e.Target, Arguments: args})
 	}
 	m := hubproto.Message{Type: hubproto.Completion, InvocationID: e.InvocationID, Error: e.Error}
 	if e.HasValue {
