@@ -58,10 +58,11 @@ const combos = [
   { transport: "WebSockets", msgpack: false },
   { transport: "WebSockets", msgpack: true },
   { transport: "LongPolling", msgpack: false },
+  { transport: "WebSockets", msgpack: false, stateful: true }, // through the connection's stream in the log
 ];
 
 for (const combo of combos) {
-  const name = `${combo.transport}/${combo.msgpack ? "messagepack" : "json"}`;
+  const name = `${combo.transport}/${combo.msgpack ? "messagepack" : "json"}${combo.stateful ? "/stateful" : ""}`;
   test(`:invoke through another node returns the handler's result over ${name}`, async () => {
     const c = await connect(nodes[0], { ...combo, user: `invokee-${name}` });
     open.push(c);
@@ -101,8 +102,8 @@ for (const combo of combos) {
   });
 }
 
-test("stream items sent through other nodes arrive in order, then the completion", async () => {
-  const c = await connect(nodes[0], { user: "streamer" });
+for (const stateful of [false, true]) test(`stream items sent through other nodes arrive in order, then the completion${stateful ? " (stateful reconnect)" : ""}`, async () => {
+  const c = await connect(nodes[0], { user: `streamer${stateful ? "-stateful" : ""}`, stateful });
   open.push(c);
   const seen = recordMessages(c.conn);
   const base = `/api/hubs/chat/connections/${c.conn.connectionId}/streams`;

@@ -44,12 +44,13 @@ export function token(user, ttlSeconds = 600, roles = allRoles) {
  * connect starts an official client on a base URL and records every "msg"
  * it receives as {args}.
  */
-export async function connect(baseUrl, { transport = "WebSockets", msgpack = false, user = "anon", hub = "chat", reconnect = null } = {}) {
+export async function connect(baseUrl, { transport = "WebSockets", msgpack = false, user = "anon", hub = "chat", reconnect = null, stateful = false } = {}) {
   let b = new signalR.HubConnectionBuilder()
     .withUrl(`${baseUrl}/hubs/${hub}`, { transport: transports[transport], accessTokenFactory: () => token(user) })
     .configureLogging(signalR.LogLevel.None);
   if (msgpack) b = b.withHubProtocol(new MessagePackHubProtocol());
   if (reconnect) b = b.withAutomaticReconnect(reconnect);
+  if (stateful) b = b.withStatefulReconnect();
   const conn = b.build();
   const received = [];
   const waiters = [];
