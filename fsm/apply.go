@@ -158,7 +158,12 @@ func (ap *applyState) applyCommand(ts int64, c Command) (Result, error) {
 	if err != nil {
 		return Result{Err: err}, nil
 	}
+	if res, refused := ap.gate(parsed); refused { // level.go
+		return res, nil
+	}
 	switch cmd := parsed.(type) {
+	case *clusterLevel:
+		return ap.raiseLevel(cmd)
 	case *Publish:
 		cmd.Arguments = append([]byte(nil), cmd.Arguments...) // it outlives the entry, in the tail
 		return ap.publish(ts, c, cmd)

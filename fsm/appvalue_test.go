@@ -13,7 +13,7 @@ import (
 // (once: a resent duplicate changes nothing).
 func TestStatefulApplicationValuesAndStreams(t *testing.T) {
 	f := newTestFSM(t, fsm.Config{})
-	f.mustApply(t0, statefulOpen("c1", "u1"))
+	f.mustApply(t0, fsm.EncodeClusterLevel(1), statefulOpen("c1", "u1"))
 	enc := func(inv fsm.Invocation) fsm.Command {
 		inv.Hub, inv.ConnID = hub, "c1"
 		return fsm.EncodeInvocation(&inv)
@@ -73,5 +73,47 @@ func TestInvocationFlagsValidated(t *testing.T) {
 	ok := fsm.Invocation{Hub: hub, ConnID: "c1", InvocationID: "1", ClientSeq: 1}
 	if err := fsm.ValidateCommand(fsm.EncodeInvocation(&ok)); err != nil {
 		t.Fatalf("a relay-shaped invocation: got %v, want it valid", err)
+	}
+}
+
+// Until the cluster's feature level allows them, what level 1 adds is
+// refused on apply and changes nothing, as a replica of an older version
+// (which cannot decode it) refuses it; the level only goes up, and a level
+// above this version's is refused.
+func TestFeatureLevelGatesWhatOlderVersionsRefuse(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	f.mustApply(t0, statefulOpen("c1", "u1"))
+	gated := []fsm.Command{
+		fsm.EncodePublish(&fsm.Publish{Hub: "chat-room", Audience: fsm.ToAll, Target: "t", Arguments: []byte(`[]`)}),
+		fsm.EncodeMembership(&fsm.Membership{Hub: "chat-room", Group: "g", Kind: fsm.MemberUser, Member: "u"}, true),
+		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "c1", InvocationID: "1", ClientSeq: 1, HasValue: true, ValueFormat: 1, Value: []byte(`1`)}),
+		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "c1", InvocationID: "s", Item: true, HasValue: true, ValueFormat: 1, Value: []byte(`1`)}),
+	}
+	before := f.LastMessage()
+	for i, res := range f.apply(t0, gated...) {
+		if !errors.Is(res.Err, fsm.ErrInvalidCommand) {
+			t.Fatalf("command %d before level 1: got %v, want it refused", i, res.Err)
+		}
+	}
+	if events, _, _ := f.ReadConnection(hub, "c1", fsm.Position{}, 10); len(events) != 0 || f.LastMessage() != before {
+		t.Fatalf("after the refusals: got %d events and last message %d, want nothing changed", len(events), f.LastMessage())
+	}
+	if res := f.apply(t0, fsm.EncodeClusterLevel(fsm.Level+1)); !errors.Is(res[0].Err, fsm.ErrUnknownCommand) || f.ClusterLevel() != 0 {
+		t.Fatalf("a level above this version's: got %v and level %d, want it refused", res[0].Err, f.ClusterLevel())
+	}
+	f.mustApply(t0, fsm.EncodeClusterLevel(1))
+	f.mustApply(t0, fsm.EncodeClusterLevel(0)) // never lowers
+	mustEqualLevel(t, f.ClusterLevel(), 1)
+	for i, res := range f.apply(t0, gated...) {
+		if res.Err != nil {
+			t.Fatalf("command %d at level 1: got %v, want it applied", i, res.Err)
+		}
+	}
+}
+
+func mustEqualLevel(t *testing.T, got, want uint64) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("cluster level: got %d, want %d", got, want)
 	}
 }

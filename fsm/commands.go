@@ -58,6 +58,8 @@ func (t CommandType) String() string {
 		return "user-group-ttl"
 	case CmdTick:
 		return "tick"
+	case CmdClusterLevel &^ IgnoreUnknownFlag:
+		return "cluster-level"
 	}
 	return fmt.Sprintf("unknown(%d)", byte(t))
 }

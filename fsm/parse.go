@@ -157,6 +157,8 @@ func parseKnown(t CommandType, payload []byte) (any, error) {
 		return parseUserGroupTTL(payload)
 	case CmdTick:
 		return parseTick(payload)
+	case CmdClusterLevel &^ IgnoreUnknownFlag:
+		return parseClusterLevel(payload)
 	case CmdNodeInfo:
 		n, err := decodeNodeInfo(payload)
 		if err != nil {

@@ -18,8 +18,9 @@ const (
 	MaxIdempotencyKeyLen = 1024
 )
 
-// ValidateHub checks a hub name: a letter, then letters, digits and '_', at
-// most 128 characters.
+// ValidateHub checks a hub name: a letter, then letters, digits, '_' and
+// '-', at most 128 characters. A name with '-' also needs cluster feature
+// level 1 (see HubLevel), which apply checks.
 func ValidateHub(hub string) error {
 	if hub == "" || len(hub) > MaxHubNameLen {
 		return fmt.Errorf("%w: hub name must be 1 to %d characters", ErrInvalidCommand, MaxHubNameLen)
@@ -30,8 +31,8 @@ func ValidateHub(hub string) error {
 		if i == 0 && !letter {
 			return fmt.Errorf("%w: hub name %q must start with a letter", ErrInvalidCommand, hub)
 		}
-		if !letter && !(c >= '0' && c <= '9') && c != '_' {
-			return fmt.Errorf("%w: hub name %q may hold only letters, digits and '_'", ErrInvalidCommand, hub)
+		if !letter && !(c >= '0' && c <= '9') && c != '_' && c != '-' {
+			return fmt.Errorf("%w: hub name %q may hold only letters, digits, '_' and '-'", ErrInvalidCommand, hub)
 		}
 	}
 	return nil

@@ -21,6 +21,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("POST "+announcePath, n.requirePeer(n.handleAnnounce))
 	mux.HandleFunc("GET "+progressPath, n.requirePeer(n.handleProgress))
 	mux.HandleFunc("POST "+removedPath, n.requirePeer(n.handleRemoved))
+	mux.HandleFunc("GET "+levelPath, n.requirePeer(n.handleLevel))
 	mux.HandleFunc("GET /healthz", n.handleHealth)
 	mux.HandleFunc("GET /readyz", n.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.registry, promhttp.HandlerOpts{}))
@@ -37,7 +38,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errNotFoundf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
-	return withBodyTimeout(canonicalHubs(mux), n.cfg.HTTPBodyTimeout)
+	return withBodyTimeout(canonicalHubs(n.gateHubNames(mux)), n.cfg.HTTPBodyTimeout)
 }
 
 // memberStatus is one member in /admin/status.
@@ -68,6 +69,10 @@ type Status struct {
 	Messages     fsm.Stats      `json:"messages"`
 	HTTPAddr     string         `json:"http_addr"`
 	RaftAddr     string         `json:"raft_addr"`
+	// ClusterLevel is the cluster's feature level as this node applied it;
+	// FeatureLevel the highest this node's version knows (fsm.Level).
+	ClusterLevel uint64 `json:"cluster_level"`
+	FeatureLevel uint64 `json:"feature_level"`
 }
 
 // Status reports the node's view of the cluster.
@@ -77,7 +82,8 @@ func (n *Node) Status() (Status, error) {
 		ID: n.cfg.ID, State: rs.State, Term: rs.Term,
 		LastIndex: rs.LastIndex, CommitIndex: rs.CommitIndex, AppliedIndex: rs.AppliedIndex,
 		HTTPAddr: n.advertiseHTTP, RaftAddr: n.RaftAddr(),
-		Leader: leaderStatus{ID: rs.LeaderID, RaftAddr: rs.LeaderAddr},
+		Leader:       leaderStatus{ID: rs.LeaderID, RaftAddr: rs.LeaderAddr},
+		ClusterLevel: n.fsm.ClusterLevel(), FeatureLevel: fsm.Level,
 	}
 	members, err := n.raft.Members()
 	if err != nil {

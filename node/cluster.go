@@ -21,6 +21,9 @@ type joinRequest struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr"`
+	// FeatureLevel is the joiner's fsm.Level (absent from versions before
+	// feature levels: 0). A cluster refuses a member below its level.
+	FeatureLevel uint64 `json:"feature_level,omitempty"`
 }
 
 func (j *joinRequest) validate() error {
@@ -41,7 +44,7 @@ func (j *joinRequest) validate() error {
 func (n *Node) joinCluster(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.JoinTimeout)
 	defer cancel()
-	body, _ := json.Marshal(joinRequest{ID: n.cfg.ID, RaftAddr: n.RaftAddr(), HTTPAddr: n.advertiseHTTP})
+	body, _ := json.Marshal(joinRequest{ID: n.cfg.ID, RaftAddr: n.RaftAddr(), HTTPAddr: n.advertiseHTTP, FeatureLevel: fsm.Level})
 	backoff := 100 * time.Millisecond
 	var lastErr error
 	for {
@@ -158,6 +161,10 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 	if n.toLeader(w, r, body) {
 		return
 	}
+	if err := n.checkJoinerLevel(r.Context(), req); err != nil {
+		writeError(w, r, err)
+		return
+	}
 	nodes, err := n.fsm.Nodes()
 	if err != nil {
 		writeError(w, r, err)
@@ -174,7 +181,7 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	info := fsm.NodeInfo(req)
+	info := fsm.NodeInfo{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr}
 	if err := n.proposeNodeInfo(r.Context(), info); err != nil {
 		writeError(w, r, err)
 		return

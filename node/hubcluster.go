@@ -81,6 +81,8 @@ func (h hubCluster) CloseConnection(ctx context.Context, hub, connID, reason str
 	return err
 }
 
+func (h hubCluster) FeatureLevel() uint64 { return h.n.fsm.ClusterLevel() }
+
 func (h hubCluster) ExpireConnections(ctx context.Context, nodeID, reason string, keep func(hub, connID string) bool) (int, error) {
 	return h.n.expireConnections(ctx, nodeID, reason, keep)
 }

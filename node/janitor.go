@@ -3,10 +3,10 @@ package node
 import (
 	"context"
 	"fmt"
-	"github.com/backplane/backplane/transport/signalr"
 	"time"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/transport/signalr"
 )
 
 // Connection expiry for nodes that died: a node removes its own

@@ -200,7 +200,7 @@ func (n *Node) writeAddresses() error {
 // joins the cluster, and fails if that does not succeed in time.
 func (n *Node) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
-	n.wg.Add(5)
+	n.wg.Add(6)
 	go func() {
 		defer n.wg.Done()
 		if err := n.server.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -211,6 +211,7 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() { defer n.wg.Done(); n.announceLoop() }()
 	go func() { defer n.wg.Done(); n.janitorLoop() }()
 	go func() { defer n.wg.Done(); n.readinessLoop() }()
+	go func() { defer n.wg.Done(); n.levelLoop() }()
 	n.hubs.Start()
 	n.log.Info("node started", "http", n.advertiseHTTP, "raft", n.RaftAddr(), "data", n.cfg.DataDir,
 		"restarted", n.raft.Restarted())

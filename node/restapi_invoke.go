@@ -327,6 +327,8 @@ func clientCallError(call *clientCall, err error) clientAnswer {
 	switch {
 	case errors.Is(err, signalr.ErrNotHeld):
 		return answerError(http.StatusNotFound, "NotFound", fmt.Sprintf("connection %q is not connected to hub %q", call.ConnID, call.Hub))
+	case errors.Is(err, signalr.ErrUpgrading):
+		return answerError(http.StatusServiceUnavailable, "ServiceUnavailable", err.Error())
 	case errors.Is(err, signalr.ErrRejected):
 		return answerError(http.StatusNotFound, "ConnectionClosed", fmt.Sprintf("connection %q closed: %v", call.ConnID, err))
 	case errors.Is(err, signalr.ErrConnectionEnded):

@@ -132,6 +132,8 @@ type nodeStatus struct {
 	CommitIndex  uint64       `json:"commit_index"`
 	AppliedIndex uint64       `json:"applied_index"`
 	Members      []memberInfo `json:"members"`
+	ClusterLevel uint64       `json:"cluster_level"`
+	FeatureLevel uint64       `json:"feature_level"`
 	Messages     struct {
 		FirstMessage   uint64 `json:"first_message"`
 		LastMessage    uint64 `json:"last_message"`

@@ -405,6 +405,11 @@ func waitMembers(t *testing.T, timeout time.Duration, nodes ...*node) *node {
 			if ok, why := ready(n); !ok {
 				return false, fmt.Sprintf("%s: /readyz %s", n.id, why)
 			}
+			if st.ClusterLevel < st.FeatureLevel {
+				// The leader raises it within a second of every member
+				// saying it knows the level; tests expect a settled cluster.
+				return false, fmt.Sprintf("%s: cluster feature level %d, this version knows %d", n.id, st.ClusterLevel, st.FeatureLevel)
+			}
 		}
 		leader = nil
 		for _, n := range nodes {

@@ -49,6 +49,25 @@ test("hub names are case-insensitive: /hubs/Chat gets REST and relay sends to ch
   }
 });
 
+test("a hub name with '-' is routed as ASP.NET routes it: /hubs/Chat-Room and /hubs/chat-room are one hub", async () => {
+  const upper = await connect(nodes[0], { hub: "Chat-Room", user: "dash-upper" });
+  const lower = await connect(nodes[2], { hub: "chat-room", user: "dash-lower" });
+  const other = await connect(nodes[1], { hub: "chatroom", user: "no-dash" });
+  try {
+    await lower.conn.invoke("SendToAll", "msg", "dashed");
+    await upper.waitFor((r) => r.some((m) => m[0] === "dashed"), "the relay send on /hubs/chat-room");
+    await other.conn.invoke("SendToAll", "msg", "undashed");
+    // Committed after "undashed": once it is here, "undashed" would be too.
+    await lower.conn.invoke("SendToAll", "msg", "marker");
+    await upper.waitFor((r) => r.some((m) => m[0] === "marker"), "the marker");
+    assert.deepEqual(upper.received.map((m) => m[0]), ["dashed", "marker"], "chatroom is another hub");
+  } finally {
+    await upper.conn.stop();
+    await lower.conn.stop();
+    await other.conn.stop();
+  }
+});
+
 test("an upload stream gets ASP.NET's error completion, and nothing is sent", async () => {
   const c = await connect(nodes[2], { user: "uploader" });
   try {

@@ -3,6 +3,7 @@ package signalr
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -366,4 +367,29 @@ func TestApplicationStatefulResumeOnAnotherNode(t *testing.T) {
 		}
 	}
 	mustEqual(t, "completions of s in the connection's stream", completions, 1)
+}
+
+// While a member of an older version remains (feature level 0), a
+// stateful connection's application invocations complete with an error
+// that says so, and REST calls to it are refused: nothing is proposed
+// that such a member would not apply.
+func TestApplicationStatefulWaitsForTheFeatureLevel(t *testing.T) {
+	app := newFakeApp()
+	ts := startServer(t, newFakeClusterAt(t, "a", 0), statefulOptions(func(o *Options) { o.Application = app }), nil)
+	c := ts.openStateful("chat")
+	c.write(invocation("1", "Add", 1, 2))
+	if r := c.nextMsg(); r.Type != 3 || !strings.Contains(r.Error, "being upgraded") {
+		t.Fatalf("Add at feature level 0: got %s, want an error completion saying the cluster is being upgraded", r.raw)
+	}
+	if _, err := ts.srv.InvokeClient(context.Background(), "chat", c.id, "t", []byte(`[]`)); !errors.Is(err, ErrUpgrading) {
+		t.Fatalf("InvokeClient at feature level 0: got %v, want ErrUpgrading", err)
+	}
+	if err := ts.srv.SendStreamItem("chat", c.id, "s", []byte(`1`)); !errors.Is(err, ErrUpgrading) {
+		t.Fatalf("SendStreamItem at feature level 0: got %v, want ErrUpgrading", err)
+	}
+	// A connection without stateful reconnect needs nothing from the log.
+	plain := ts.openWS("chat", "user=bob")
+	if r := plain.invoke("2", "Add", 2, 2); string(r.Result) != "4" {
+		t.Fatalf("Add on a plain connection at level 0: got %s, want 4", r.raw)
+	}
 }

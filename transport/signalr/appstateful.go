@@ -1,8 +1,26 @@
 package signalr
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/backplane/backplane/transport/hubproto"
 )
+
+// ErrUpgrading means a stateful connection's stream cannot carry an
+// application's value, a stream item or a call to the client yet: a
+// member of the cluster runs a version that would not apply them (the
+// cluster's feature level is below 1).
+var ErrUpgrading = errors.New("the cluster is being upgraded: results, streams and calls to the client on stateful connections wait until every member runs a version that knows them")
+
+// valuesAllowed reports whether the cluster's feature level lets a
+// stateful connection's stream carry values, items and calls.
+func (c *conn) valuesAllowed() error {
+	if c.srv.cluster.FeatureLevel() < 1 {
+		return ErrUpgrading
+	}
+	return nil
+}
 
 // A stateful connection's invocations run one at a time on its queue, in
 // the order the client sent them, and each is committed with its client
@@ -37,6 +55,12 @@ func (c *conn) invokeApplicationStateful(m *hubproto.Message, seq uint64) {
 		c.commitInvocation(inv)
 		return
 	}
+	if err := c.valuesAllowed(); err != nil {
+		c.dropUploads(m)
+		inv.Error = fmt.Sprintf("Failed to invoke '%s': %v", m.Target, err)
+		c.commitInvocation(inv)
+		return
+	}
 	call := c.newCall(m)
 	if m.Type == hubproto.StreamInvocation {
 		start := &Invocation{ClientSeq: seq} // no completion yet
@@ -61,6 +85,9 @@ func (c *conn) invokeApplicationStateful(m *hubproto.Message, seq uint64) {
 func (c *conn) recordStreamItem(id string, item hubproto.RawValue) error {
 	if c.isEnding() {
 		return ErrConnectionEnded
+	}
+	if err := c.valuesAllowed(); err != nil {
+		return err
 	}
 	return c.commitInvocation(&Invocation{InvocationID: id, Item: true, Value: item})
 }

@@ -165,6 +165,9 @@ func (s *Server) InvokeClient(ctx context.Context, hub, connID, target string, a
 	id, p := s.results.add(c)
 	defer s.results.remove(id)
 	if c.mb != nil {
+		if err := c.valuesAllowed(); err != nil {
+			return ClientResult{}, err
+		}
 		err = c.commitInvocation(&Invocation{InvocationID: id, Call: true, Target: target, Value: hubproto.JSONValue(argsJSON)})
 	} else {
 		err = c.sendMessage(&hubproto.Message{Type: hubproto.Invocation, InvocationID: id, Target: target, Arguments: args})
@@ -218,6 +221,9 @@ func (s *Server) CompleteStream(hub, connID, streamID, errMsg string) error {
 		return err
 	}
 	if c.mb != nil {
+		if err := c.valuesAllowed(); err != nil {
+			return err
+		}
 		return c.commitInvocation(&Invocation{InvocationID: streamID, StreamEnd: true, Error: errMsg})
 	}
 	return c.sendMessage(&hubproto.Message{Type: hubproto.Completion, InvocationID: streamID, Error: errMsg})

@@ -33,6 +33,10 @@ type Cluster interface {
 	LastMessage() uint64
 	// AppliedIndex is the last Raft index applied to this node's store.
 	AppliedIndex() uint64
+	// FeatureLevel is the cluster's feature level (fsm.Level): below 1,
+	// an Application's values, stream items and calls to a client cannot
+	// be committed to a stateful connection's stream yet.
+	FeatureLevel() uint64
 	// GroupMembers lists a group's members.
 	GroupMembers(hub, group string) ([]fsm.GroupMember, error)
 	// ConnectionHolder reports whether the replicated state records a

@@ -31,11 +31,23 @@ type fakeCluster struct {
 
 func newFakeCluster(t *testing.T, id string) *fakeCluster {
 	t.Helper()
+	return newFakeClusterAt(t, id, fsm.Level)
+}
+
+// newFakeClusterAt is a fake cluster at a feature level (0: as while a
+// member of an older version remains).
+func newFakeClusterAt(t *testing.T, id string, level uint64) *fakeCluster {
+	t.Helper()
 	f, err := fsm.New(fsm.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("fsm.New: got error %v, want nil", err)
 	}
 	c := &fakeCluster{id: id, f: f, urls: map[string]string{}}
+	if level > 0 {
+		if _, err := c.node(id).commit(context.Background(), fsm.EncodeClusterLevel(level)); err != nil {
+			t.Fatalf("raise the feature level: %v", err)
+		}
+	}
 	t.Cleanup(func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -95,6 +107,7 @@ func (c *fakeCluster) GroupMembers(hub, group string) ([]fsm.GroupMember, error)
 }
 func (c *fakeCluster) Ready() bool          { return true }
 func (c *fakeCluster) AppliedIndex() uint64 { return c.f.AppliedIndex() }
+func (c *fakeCluster) FeatureLevel() uint64 { return c.f.ClusterLevel() }
 func (c *fakeCluster) ConnectionHolder(hub, conn string) (string, bool, error) {
 	info, ok, err := c.f.Connection(hub, conn)
 	return info.NodeID, ok, err

@@ -100,11 +100,15 @@ func TestNegotiateMethodAndHub(t *testing.T) {
 	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodDelete} {
 		mustEqual(t, m+" /negotiate status", ts.status(m, ts.url+"/hubs/chat/negotiate?negotiateVersion=1", nil, nil), http.StatusMethodNotAllowed)
 	}
-	for _, hub := range []string{"1chat", "c-hat", strings.Repeat("h", 129)} {
+	for _, hub := range []string{"1chat", "c.hat", "-chat", strings.Repeat("h", 129)} {
 		resp, body := ts.negotiateRaw(hub, "negotiateVersion=1")
 		if resp.StatusCode != http.StatusNotFound {
 			t.Fatalf("negotiate on hub %q: got %d (%s), want 404", hub, resp.StatusCode, body)
 		}
+	}
+	// '-' after the first letter is fine, as ASP.NET routes /hubs/chat-room.
+	if resp, body := ts.negotiateRaw("chat-room", "negotiateVersion=1"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("negotiate on hub chat-room: got %d (%s), want 200", resp.StatusCode, body)
 	}
 }
 
