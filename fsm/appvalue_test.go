@@ -18,12 +18,12 @@ func TestStatefulApplicationValuesAndStreams(t *testing.T) {
 		inv.Hub, inv.ConnID = hub, "c1"
 		return fsm.EncodeInvocation(&inv)
 	}
-	f.mustApply(t0, enc(fsm.Invocation{InvocationID: "1", ClientSeq: 1, HasValue: true, ValueFormat: 1, Value: []byte(`{"a":1}`)}))
+	f.mustApply(t0, enc(fsm.Invocation{InvocationID: "1", ClientSeq: 1, AppValue: fsm.AppValue{HasValue: true, ValueFormat: 1, Value: []byte(`{"a":1}`)}}))
 	f.mustApply(t0, enc(fsm.Invocation{ClientSeq: 2})) // a stream invocation, numbered when it starts
-	f.mustApply(t0, enc(fsm.Invocation{InvocationID: "s", Item: true, HasValue: true, ValueFormat: 2, Value: []byte{0x01}}))
-	f.mustApply(t0, enc(fsm.Invocation{InvocationID: "s", Item: true, HasValue: true, ValueFormat: 2, Value: []byte{0x02}}))
-	f.mustApply(t0, enc(fsm.Invocation{InvocationID: "s", StreamEnd: true, Error: "ended badly"}))
-	res := f.mustApply(t0, enc(fsm.Invocation{InvocationID: "1", ClientSeq: 1, HasValue: true, ValueFormat: 1, Value: []byte(`"again"`)}))
+	f.mustApply(t0, enc(fsm.Invocation{InvocationID: "s", AppValue: fsm.AppValue{Item: true, HasValue: true, ValueFormat: 2, Value: []byte{0x01}}}))
+	f.mustApply(t0, enc(fsm.Invocation{InvocationID: "s", AppValue: fsm.AppValue{Item: true, HasValue: true, ValueFormat: 2, Value: []byte{0x02}}}))
+	f.mustApply(t0, enc(fsm.Invocation{InvocationID: "s", Error: "ended badly", AppValue: fsm.AppValue{StreamEnd: true}}))
+	res := f.mustApply(t0, enc(fsm.Invocation{InvocationID: "1", ClientSeq: 1, AppValue: fsm.AppValue{HasValue: true, ValueFormat: 1, Value: []byte(`"again"`)}}))
 	if !res[0].Duplicate {
 		t.Fatalf("a resent invocation: got %+v, want a duplicate", res[0])
 	}
@@ -56,13 +56,13 @@ func TestStatefulApplicationValuesAndStreams(t *testing.T) {
 // Malformed combinations are refused before they reach the log.
 func TestInvocationFlagsValidated(t *testing.T) {
 	for name, inv := range map[string]fsm.Invocation{
-		"item without a value":       {InvocationID: "s", Item: true},
-		"numbered item":              {InvocationID: "s", ClientSeq: 3, Item: true, HasValue: true, Value: []byte("1")},
-		"item of no stream":          {Item: true, HasValue: true, Value: []byte("1")},
-		"item and end":               {InvocationID: "s", Item: true, StreamEnd: true, HasValue: true, Value: []byte("1")},
-		"end with a value":           {InvocationID: "s", StreamEnd: true, HasValue: true, Value: []byte("1")},
-		"numbered end":               {InvocationID: "s", ClientSeq: 2, StreamEnd: true},
-		"item carrying an error too": {InvocationID: "s", Item: true, HasValue: true, Value: []byte("1"), Error: "x"},
+		"item without a value":       {InvocationID: "s", AppValue: fsm.AppValue{Item: true}},
+		"numbered item":              {InvocationID: "s", ClientSeq: 3, AppValue: fsm.AppValue{Item: true, HasValue: true, Value: []byte("1")}},
+		"item of no stream":          {AppValue: fsm.AppValue{Item: true, HasValue: true, Value: []byte("1")}},
+		"item and end":               {InvocationID: "s", AppValue: fsm.AppValue{Item: true, StreamEnd: true, HasValue: true, Value: []byte("1")}},
+		"end with a value":           {InvocationID: "s", AppValue: fsm.AppValue{StreamEnd: true, HasValue: true, Value: []byte("1")}},
+		"numbered end":               {InvocationID: "s", ClientSeq: 2, AppValue: fsm.AppValue{StreamEnd: true}},
+		"item carrying an error too": {InvocationID: "s", Error: "x", AppValue: fsm.AppValue{Item: true, HasValue: true, Value: []byte("1")}},
 	} {
 		inv.Hub, inv.ConnID = hub, "c1"
 		err := fsm.ValidateCommand(fsm.EncodeInvocation(&inv))
@@ -86,8 +86,8 @@ func TestFeatureLevelGatesWhatOlderVersionsRefuse(t *testing.T) {
 	gated := []fsm.Command{
 		fsm.EncodePublish(&fsm.Publish{Hub: "chat-room", Audience: fsm.ToAll, Target: "t", Arguments: []byte(`[]`)}),
 		fsm.EncodeMembership(&fsm.Membership{Hub: "chat-room", Group: "g", Kind: fsm.MemberUser, Member: "u"}, true),
-		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "c1", InvocationID: "1", ClientSeq: 1, HasValue: true, ValueFormat: 1, Value: []byte(`1`)}),
-		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "c1", InvocationID: "s", Item: true, HasValue: true, ValueFormat: 1, Value: []byte(`1`)}),
+		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "c1", InvocationID: "1", ClientSeq: 1, AppValue: fsm.AppValue{HasValue: true, ValueFormat: 1, Value: []byte(`1`)}}),
+		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "c1", InvocationID: "s", AppValue: fsm.AppValue{Item: true, HasValue: true, ValueFormat: 1, Value: []byte(`1`)}}),
 	}
 	before := f.LastMessage()
 	for i, res := range f.apply(t0, gated...) {

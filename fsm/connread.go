@@ -44,18 +44,10 @@ type ConnEvent struct {
 	HasResult    bool
 	Result       uint64 // the message index of a send
 	Error        string
-	// HasValue: the completion carries an application's value (or, with
-	// Item, the event is an item of the stream InvocationID), as the bytes
-	// of one value in ValueFormat.
-	HasValue    bool
-	Item        bool
-	ValueFormat byte
-	Value       []byte
-	// Call: the event is an invocation of Target the server sends to the
-	// client (its arguments are Value, an array), answered with
-	// InvocationID.
-	Call   bool
-	Target string
+	// AppValue: the completion carries an application's value (HasValue),
+	// or the event is an item of the stream InvocationID (Item) or an
+	// invocation of Target the server sends to the client (Call).
+	AppValue
 }
 
 // StatefulByToken finds a stateful connection by the hash of its token.
@@ -248,9 +240,7 @@ func connCompletions(tx *bolt.Tx, key []byte, after Position, limit int) ([]Conn
 			return nil, err
 		}
 		out = append(out, ConnEvent{Pos: positionFromKey(pos), InvocationID: rec.InvocationID,
-			HasResult: rec.HasResult, Result: rec.Result, Error: rec.Error,
-			HasValue: rec.HasValue, Item: rec.Item, ValueFormat: rec.ValueFormat, Value: rec.Value,
-			Call: rec.Call, Target: rec.Target})
+			HasResult: rec.HasResult, Result: rec.Result, Error: rec.Error, AppValue: rec.AppValue})
 	}
 	return out, nil
 }

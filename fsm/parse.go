@@ -102,32 +102,8 @@ func parseKnown(t CommandType, payload []byte) (any, error) {
 		d := decoder{buf: payload}
 		inv := &Invocation{Hub: d.string(), ConnID: d.string(), InvocationID: d.string(), ClientSeq: d.uvarint(), Error: d.string()}
 		inv.Inner = Command(d.bytes())
-		if d.err == nil && len(d.buf) > 0 {
-			flags := d.byte()
-			inv.HasValue, inv.Item, inv.StreamEnd = flags&invocationHasValue != 0, flags&invocationItem != 0, flags&invocationStreamEnd != 0
-			inv.Call = flags&invocationCall != 0
-			inv.ValueFormat, inv.Value = d.byte(), d.bytes()
-			if inv.Call {
-				inv.Target = d.string()
-			}
-			kinds := 0
-			for _, k := range []bool{inv.Item, inv.StreamEnd, inv.Call} {
-				if k {
-					kinds++
-				}
-			}
-			switch {
-			case flags&^(invocationHasValue|invocationItem|invocationStreamEnd|invocationCall) != 0:
-				return nil, fmt.Errorf("%w: invocation flags %#x", ErrInvalidCommand, flags)
-			case kinds > 1:
-				return nil, fmt.Errorf("%w: an invocation command is a stream's item, its end or a call to the client, only one", ErrInvalidCommand)
-			case inv.Call && (inv.ClientSeq != 0 || len(inv.Inner) > 0 || inv.InvocationID == "" || inv.Target == "" || !inv.HasValue || inv.Error != ""):
-				return nil, fmt.Errorf("%w: a call to the client names its id and target and carries its arguments, nothing else", ErrInvalidCommand)
-			case inv.Item && (inv.ClientSeq != 0 || len(inv.Inner) > 0 || inv.InvocationID == "" || !inv.HasValue || inv.Error != ""):
-				return nil, fmt.Errorf("%w: a stream item names its stream, carries a value and nothing else", ErrInvalidCommand)
-			case inv.StreamEnd && (inv.ClientSeq != 0 || len(inv.Inner) > 0 || inv.InvocationID == "" || inv.HasValue):
-				return nil, fmt.Errorf("%w: a stream's end names its stream and at most an error", ErrInvalidCommand)
-			}
+		if err := inv.checkAppValue(inv.AppValue.decode(&d)); err != nil {
+			return nil, err
 		}
 		if err := d.done("invocation"); err != nil {
 			return nil, err

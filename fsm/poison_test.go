@@ -43,10 +43,10 @@ func everyCommand() []fsm.Command {
 		fsm.EncodeUserGroupTTL(&fsm.UserGroupTTL{Hub: hub, Group: "g4", User: "u1"}),
 		fsm.EncodeTick(),
 		fsm.EncodePublish(&fsm.Publish{Hub: "chat-room", Audience: fsm.ToAll, Target: "recv", Arguments: []byte(`[1]`)}),
-		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s1", InvocationID: "4", ClientSeq: 4, HasValue: true, ValueFormat: 1, Value: []byte(`{"r":1}`)}),
-		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s1", InvocationID: "st", Item: true, HasValue: true, ValueFormat: 1, Value: []byte(`1`)}),
-		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s1", InvocationID: "st", StreamEnd: true}),
-		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s1", InvocationID: "rest-1", Call: true, Target: "ask", HasValue: true, ValueFormat: 1, Value: []byte(`[1]`)}),
+		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s1", InvocationID: "4", ClientSeq: 4, AppValue: fsm.AppValue{HasValue: true, ValueFormat: 1, Value: []byte(`{"r":1}`)}}),
+		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s1", InvocationID: "st", AppValue: fsm.AppValue{Item: true, HasValue: true, ValueFormat: 1, Value: []byte(`1`)}}),
+		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s1", InvocationID: "st", AppValue: fsm.AppValue{StreamEnd: true}}),
+		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s1", InvocationID: "rest-1", AppValue: fsm.AppValue{Call: true, Target: "ask", HasValue: true, ValueFormat: 1, Value: []byte(`[1]`)}}),
 	}
 }
 

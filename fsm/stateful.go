@@ -74,36 +74,83 @@ type Invocation struct {
 	ClientSeq    uint64
 	Error        string
 	Inner        Command
-	// Value is a result the application computed (an upstream webhook's
-	// or a Go hub's), kept as the bytes of one value in ValueFormat (an
-	// encoding the SignalR layer names); HasValue tells a null result from
-	// none. With Item set the command carries one item of the stream
-	// InvocationID instead of a completion: it is not numbered among the
-	// client's messages (ClientSeq is 0) and is recorded in the
-	// connection's stream like a completion.
+	AppValue
+}
+
+// AppValue is what an invocation command carries for application logic
+// (an upstream webhook, Go hubs): a result the application computed, or
+// one event of its streams or calls to the client. It is written as a
+// trailing part only when something is set, so a relay invocation encodes
+// as it always did (and needs no feature level, see level.go).
+type AppValue struct {
+	// Value is the bytes of one value in ValueFormat (an encoding the
+	// SignalR layer names); HasValue tells a null result from none.
 	HasValue    bool
 	ValueFormat byte
 	Value       []byte
-	Item        bool
-	// StreamEnd: the command ends the stream InvocationID (the client's
-	// stream invocation was numbered when it started): a completion, with
-	// Error if it failed, not numbered among the client's messages.
+	// Item: one item of the stream InvocationID instead of a completion;
+	// not numbered among the client's messages (ClientSeq is 0).
+	Item bool
+	// StreamEnd: the end of the stream InvocationID (the client's stream
+	// invocation was numbered when it started): a completion, with Error
+	// if it failed, not numbered.
 	StreamEnd bool
-	// Call: the command is an invocation the server sends to the client
-	// (a client result asked over REST), unnumbered: Target with Value as
-	// its arguments (an array), InvocationID the id the client answers.
+	// Call: an invocation the server sends to the client (a client result
+	// asked over REST), unnumbered: Target with Value as its arguments (an
+	// array), InvocationID the id the client answers.
 	Call   bool
 	Target string
 }
 
-// invocation flags, a trailing byte written only when one is set, so a
-// relay invocation encodes as it always did.
+// app value flags, the first byte of the trailing part.
 const (
 	invocationHasValue byte = 1 << iota
 	invocationItem
 	invocationStreamEnd
 	invocationCall
 )
+
+func (v *AppValue) flags() byte {
+	var f byte
+	for _, b := range []struct {
+		set  bool
+		flag byte
+	}{{v.HasValue, invocationHasValue}, {v.Item, invocationItem}, {v.StreamEnd, invocationStreamEnd}, {v.Call, invocationCall}} {
+		if b.set {
+			f |= b.flag
+		}
+	}
+	return f
+}
+
+// encode appends the trailing part, if anything is set.
+func (v *AppValue) encode(e *encoder) {
+	flags := v.flags()
+	if flags == 0 {
+		return
+	}
+	e.byte(flags)
+	e.byte(v.ValueFormat)
+	e.bytes(v.Value)
+	if v.Call {
+		e.string(v.Target)
+	}
+}
+
+// decode reads the trailing part, if there is one, and returns its flags.
+func (v *AppValue) decode(d *decoder) byte {
+	if d.err != nil || len(d.buf) == 0 {
+		return 0
+	}
+	flags := d.byte()
+	v.HasValue, v.Item = flags&invocationHasValue != 0, flags&invocationItem != 0
+	v.StreamEnd, v.Call = flags&invocationStreamEnd != 0, flags&invocationCall != 0
+	v.ValueFormat, v.Value = d.byte(), d.bytes()
+	if v.Call {
+		v.Target = d.string()
+	}
+	return flags
+}
 
 // Checkpoint says a stateful connection's client acknowledged its stream up
 // to Seq, which is the event at Pos.
@@ -136,28 +183,36 @@ func EncodeInvocation(inv *Invocation) Command {
 	e.uvarint(inv.ClientSeq)
 	e.string(inv.Error)
 	e.bytes(inv.Inner)
-	var flags byte
-	if inv.HasValue {
-		flags |= invocationHasValue
+	inv.AppValue.encode(&e)
+	return e.buf
+}
+
+// checkAppValue refuses an invocation whose application part (with these
+// flags) is not one of the shapes this code writes.
+func (inv *Invocation) checkAppValue(flags byte) error {
+	if flags == 0 {
+		return nil
 	}
-	if inv.Item {
-		flags |= invocationItem
-	}
-	if inv.StreamEnd {
-		flags |= invocationStreamEnd
-	}
-	if inv.Call {
-		flags |= invocationCall
-	}
-	if flags != 0 {
-		e.byte(flags)
-		e.byte(inv.ValueFormat)
-		e.bytes(inv.Value)
-		if inv.Call {
-			e.string(inv.Target)
+	kinds := 0
+	for _, k := range []bool{inv.Item, inv.StreamEnd, inv.Call} {
+		if k {
+			kinds++
 		}
 	}
-	return e.buf
+	unnumbered := inv.ClientSeq == 0 && len(inv.Inner) == 0 && inv.InvocationID != ""
+	switch {
+	case flags&^(invocationHasValue|invocationItem|invocationStreamEnd|invocationCall) != 0:
+		return fmt.Errorf("%w: invocation flags %#x", ErrInvalidCommand, flags)
+	case kinds > 1:
+		return fmt.Errorf("%w: an invocation command is a stream's item, its end or a call to the client, only one", ErrInvalidCommand)
+	case inv.Call && (!unnumbered || inv.Target == "" || !inv.HasValue || inv.Error != ""):
+		return fmt.Errorf("%w: a call to the client names its id and target and carries its arguments, nothing else", ErrInvalidCommand)
+	case inv.Item && (!unnumbered || !inv.HasValue || inv.Error != ""):
+		return fmt.Errorf("%w: a stream item names its stream, carries a value and nothing else", ErrInvalidCommand)
+	case inv.StreamEnd && (!unnumbered || inv.HasValue):
+		return fmt.Errorf("%w: a stream's end names its stream and at most an error", ErrInvalidCommand)
+	}
+	return nil
 }
 
 // EncodeCheckpoints encodes a holder's batch of checkpoints. A checkpoint
@@ -274,8 +329,8 @@ func (ap *applyState) invocation(ts int64, inv *Invocation) (Result, error) {
 		pos := Position{Msg: ap.last, Order: orderCompletion, Entry: ap.entry, Off: ap.off}
 		c := completionRecord{InvocationID: inv.InvocationID, Error: inv.Error}
 		if inv.Item || inv.Call {
-			c = completionRecord{InvocationID: inv.InvocationID, Item: inv.Item, Call: inv.Call, Target: inv.Target,
-				HasValue: true, ValueFormat: inv.ValueFormat, Value: inv.Value}
+			c = completionRecord{InvocationID: inv.InvocationID, AppValue: inv.AppValue}
+			c.StreamEnd = false
 		}
 		return Result{}, ap.tx.Bucket(bucketCompletions).Put(append(connKey(inv.Hub, inv.ConnID), pos.key()...), c.encode())
 	}
@@ -303,7 +358,7 @@ func (ap *applyState) invocation(ts int64, inv *Invocation) (Result, error) {
 	pos := Position{Msg: ap.last, Order: orderCompletion, Entry: ap.entry, Off: ap.off}
 	c := completionRecord{InvocationID: inv.InvocationID, Error: errMsg}
 	if inv.HasValue && errMsg == "" {
-		c.HasValue, c.ValueFormat, c.Value = true, inv.ValueFormat, inv.Value
+		c.AppValue = AppValue{HasValue: true, ValueFormat: inv.ValueFormat, Value: inv.Value}
 	}
 	if res.Index != 0 && errMsg == "" {
 		pos.Msg, pos.Order = res.Index, orderCompletionOf
@@ -320,13 +375,7 @@ type completionRecord struct {
 	HasResult    bool
 	Result       uint64
 	Error        string
-	// Written only when set (a trailing flags byte, as in Invocation).
-	HasValue    bool
-	Item        bool
-	Call        bool
-	Target      string
-	ValueFormat byte
-	Value       []byte
+	AppValue     // written only when set, as in Invocation
 }
 
 func (c *completionRecord) encode() []byte {
@@ -339,38 +388,14 @@ func (c *completionRecord) encode() []byte {
 	}
 	e.uvarint(c.Result)
 	e.string(c.Error)
-	var flags byte
-	if c.HasValue {
-		flags |= invocationHasValue
-	}
-	if c.Item {
-		flags |= invocationItem
-	}
-	if c.Call {
-		flags |= invocationCall
-	}
-	if flags != 0 {
-		e.byte(flags)
-		e.byte(c.ValueFormat)
-		e.bytes(c.Value)
-		if c.Call {
-			e.string(c.Target)
-		}
-	}
+	c.AppValue.encode(&e)
 	return e.buf
 }
 
 func decodeCompletion(b []byte) (completionRecord, error) {
 	d := decoder{buf: b}
 	c := completionRecord{InvocationID: d.string(), HasResult: d.byte() == 1, Result: d.uvarint(), Error: d.string()}
-	if d.err == nil && len(d.buf) > 0 {
-		flags := d.byte()
-		c.HasValue, c.Item, c.Call = flags&invocationHasValue != 0, flags&invocationItem != 0, flags&invocationCall != 0
-		c.ValueFormat, c.Value = d.byte(), d.bytes()
-		if c.Call {
-			c.Target = d.string()
-		}
-	}
+	c.AppValue.decode(&d)
 	return c, d.done("completion")
 }
 
