@@ -2,6 +2,7 @@ package fsm_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/backplane/backplane/fsm"
@@ -115,5 +116,34 @@ func mustEqualLevel(t *testing.T, got, want uint64) {
 	t.Helper()
 	if got != want {
 		t.Fatalf("cluster level: got %d, want %d", got, want)
+	}
+}
+
+// A stream the old holder was running when the connection resumes on
+// another node ends with an error completion, once; a stream that ended
+// before, and a resume on the same node, change nothing.
+func TestStatefulTakeoverEndsOpenStreams(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	f.mustApply(t0, fsm.EncodeClusterLevel(1), statefulOpen("c1", "u1"))
+	start := func(seq uint64, id string) fsm.Command {
+		return fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "c1", InvocationID: id, ClientSeq: seq, AppValue: fsm.AppValue{StreamStart: true}})
+	}
+	end := fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "c1", InvocationID: "done", AppValue: fsm.AppValue{StreamEnd: true}})
+	f.mustApply(t0, start(1, "s1"), start(2, "s2"), start(3, "done"), end)
+	f.mustApply(t0, statefulOpen("c1", "u1")) // the same holder again: nothing ends
+	takeover := fsm.EncodeStatefulOpen(&fsm.StatefulOpen{Hub: hub, ConnID: "c1", UserID: "u1", NodeID: "n2", TokenHash: []byte("hash-c1")})
+	f.mustApply(t0, takeover)
+	f.mustApply(t0, takeover) // n2 again: nothing more
+	events, _, err := f.ReadConnection(hub, "c1", fsm.Position{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range events {
+		got = append(got, e.InvocationID+":"+e.Error)
+	}
+	want := []string{"done:", "s1:" + "The stream ended: the server that ran it no longer serves this connection; invoke it again.", "s2:" + "The stream ended: the server that ran it no longer serves this connection; invoke it again."}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("stream events: got %q, want %q", got, want)
 	}
 }

@@ -46,6 +46,7 @@ func everyCommand() []fsm.Command {
 		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s1", InvocationID: "4", ClientSeq: 4, AppValue: fsm.AppValue{HasValue: true, ValueFormat: 1, Value: []byte(`{"r":1}`)}}),
 		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s1", InvocationID: "st", AppValue: fsm.AppValue{Item: true, HasValue: true, ValueFormat: 1, Value: []byte(`1`)}}),
 		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s1", InvocationID: "st", AppValue: fsm.AppValue{StreamEnd: true}}),
+		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s1", InvocationID: "st2", ClientSeq: 5, AppValue: fsm.AppValue{StreamStart: true}}),
 		fsm.EncodeInvocation(&fsm.Invocation{Hub: hub, ConnID: "s1", InvocationID: "rest-1", AppValue: fsm.AppValue{Call: true, Target: "ask", HasValue: true, ValueFormat: 1, Value: []byte(`[1]`)}}),
 	}
 }

@@ -100,6 +100,11 @@ type AppValue struct {
 	// array), InvocationID the id the client answers.
 	Call   bool
 	Target string
+	// StreamStart: the client's stream invocation InvocationID started
+	// (numbered, no completion yet). Until its StreamEnd it is open: a
+	// resume on another node ends it with an error completion, since the
+	// node that ran it is no longer serving the connection.
+	StreamStart bool
 }
 
 // app value flags, the first byte of the trailing part.
@@ -108,6 +113,7 @@ const (
 	invocationItem
 	invocationStreamEnd
 	invocationCall
+	invocationStreamStart
 )
 
 func (v *AppValue) flags() byte {
@@ -115,7 +121,7 @@ func (v *AppValue) flags() byte {
 	for _, b := range []struct {
 		set  bool
 		flag byte
-	}{{v.HasValue, invocationHasValue}, {v.Item, invocationItem}, {v.StreamEnd, invocationStreamEnd}, {v.Call, invocationCall}} {
+	}{{v.HasValue, invocationHasValue}, {v.Item, invocationItem}, {v.StreamEnd, invocationStreamEnd}, {v.Call, invocationCall}, {v.StreamStart, invocationStreamStart}} {
 		if b.set {
 			f |= b.flag
 		}
@@ -145,6 +151,7 @@ func (v *AppValue) decode(d *decoder) byte {
 	flags := d.byte()
 	v.HasValue, v.Item = flags&invocationHasValue != 0, flags&invocationItem != 0
 	v.StreamEnd, v.Call = flags&invocationStreamEnd != 0, flags&invocationCall != 0
+	v.StreamStart = flags&invocationStreamStart != 0
 	v.ValueFormat, v.Value = d.byte(), d.bytes()
 	if v.Call {
 		v.Target = d.string()
@@ -194,17 +201,19 @@ func (inv *Invocation) checkAppValue(flags byte) error {
 		return nil
 	}
 	kinds := 0
-	for _, k := range []bool{inv.Item, inv.StreamEnd, inv.Call} {
+	for _, k := range []bool{inv.Item, inv.StreamEnd, inv.Call, inv.StreamStart} {
 		if k {
 			kinds++
 		}
 	}
 	unnumbered := inv.ClientSeq == 0 && len(inv.Inner) == 0 && inv.InvocationID != ""
 	switch {
-	case flags&^(invocationHasValue|invocationItem|invocationStreamEnd|invocationCall) != 0:
+	case flags&^(invocationHasValue|invocationItem|invocationStreamEnd|invocationCall|invocationStreamStart) != 0:
 		return fmt.Errorf("%w: invocation flags %#x", ErrInvalidCommand, flags)
 	case kinds > 1:
-		return fmt.Errorf("%w: an invocation command is a stream's item, its end or a call to the client, only one", ErrInvalidCommand)
+		return fmt.Errorf("%w: an invocation command is a stream's start, item or end or a call to the client, only one", ErrInvalidCommand)
+	case inv.StreamStart && (inv.ClientSeq == 0 || inv.InvocationID == "" || len(inv.Inner) > 0 || inv.HasValue || inv.Error != ""):
+		return fmt.Errorf("%w: a stream's start is a numbered invocation with an id, nothing else", ErrInvalidCommand)
 	case inv.Call && (!unnumbered || inv.Target == "" || !inv.HasValue || inv.Error != ""):
 		return fmt.Errorf("%w: a call to the client names its id and target and carries its arguments, nothing else", ErrInvalidCommand)
 	case inv.Item && (!unnumbered || !inv.HasValue || inv.Error != ""):
@@ -294,7 +303,11 @@ func (ap *applyState) statefulOpen(o *StatefulOpen) (Result, error) {
 		if !bytes.Equal(rec.TokenHash, o.TokenHash) {
 			return Result{Err: fmt.Errorf("%w: token does not match connection %q", ErrInvalidCommand, o.ConnID)}, nil
 		}
-		// A resume on another node: only the holder changes.
+		// A resume on another node: the holder changes, and the streams the
+		// old holder was running end.
+		if err := ap.interruptAppStreams(key, o.NodeID); err != nil {
+			return Result{}, err
+		}
 		return ap.connOpen(&Connection{Hub: o.Hub, ConnID: o.ConnID, UserID: o.UserID, NodeID: o.NodeID})
 	}
 	if ap.conns.Get(key) != nil {
@@ -326,6 +339,11 @@ func (ap *applyState) invocation(ts int64, inv *Invocation) (Result, error) {
 	if inv.Item || inv.StreamEnd || inv.Call {
 		// A stream's item or end, or a call to the client: recorded in the
 		// connection's stream, not numbered among the client's messages.
+		if inv.StreamEnd {
+			if err := ap.closeAppStream(key, inv.InvocationID); err != nil {
+				return Result{}, err
+			}
+		}
 		pos := Position{Msg: ap.last, Order: orderCompletion, Entry: ap.entry, Off: ap.off}
 		c := completionRecord{InvocationID: inv.InvocationID, Error: inv.Error}
 		if inv.Item || inv.Call {
@@ -351,6 +369,9 @@ func (ap *applyState) invocation(ts int64, inv *Invocation) (Result, error) {
 		if res.Err != nil && errMsg == "" {
 			errMsg = res.Err.Error()
 		}
+	}
+	if inv.StreamStart {
+		return res, ap.openAppStream(key, inv.InvocationID)
 	}
 	if inv.InvocationID == "" {
 		return res, nil
@@ -543,6 +564,11 @@ func (ap *applyState) forgetStateful(hub, conn string) error {
 	}
 	if err := deletePrefix(ap.tx.Bucket(bucketCompletions), key); err != nil {
 		return err
+	}
+	if b := ap.tx.Bucket(bucketAppStreams); b != nil {
+		if err := deletePrefix(b, key); err != nil {
+			return err
+		}
 	}
 	return deletePrefix(ap.tx.Bucket(bucketHistory), memberOfPrefix(hub, MemberConnection, conn))
 }

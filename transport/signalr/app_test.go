@@ -393,3 +393,42 @@ func TestApplicationStatefulWaitsForTheFeatureLevel(t *testing.T) {
 		t.Fatalf("Add on a plain connection at level 0: got %s, want 4", r.raw)
 	}
 }
+
+// A server-to-client stream running when the client resumes on another
+// node ends there with an error completion (the node that ran it no
+// longer serves the connection), after the items it sent.
+func TestApplicationStatefulStreamEndsOnResumeElsewhere(t *testing.T) {
+	base := newFakeCluster(t, "a")
+	appA, appB := newFakeApp(), newFakeApp()
+	a := startServer(t, base, statefulOptions(func(o *Options) { o.Application = appA }), nil)
+	b := startPeer(t, base, "b", statefulOptions(func(o *Options) { o.Application = appB }))
+	base.setNodeURL("a", closedURL(t))
+
+	c := a.openStateful("chat")
+	c.write(`{"type":4,"invocationId":"long","target":"Count","arguments":[100000]}` + rs)
+	first := c.nextMsg()
+	if first.Type != 2 || first.InvocationID != "long" {
+		t.Fatalf("first item: got %s", first.raw)
+	}
+	c.drop()
+	a.waitDetached(c.token)
+	r := b.resume("chat", c)
+	r.wantSequence()
+	r.write(sequence(2)) // the client's stream invocation (1) was acknowledged or is a duplicate
+	for {
+		got := r.nextMsg()
+		if got.Type == 2 && got.InvocationID == "long" {
+			continue // items a committed before the takeover
+		}
+		if got.Type != 3 || got.InvocationID != "long" || !strings.Contains(got.Error, "no longer serves this connection") {
+			t.Fatalf("on b: got %s, want the stream's error completion", got.raw)
+		}
+		break
+	}
+	select {
+	case why := <-appA.streamEnded:
+		mustEqual(t, "a's stream", why, "cancelled")
+	case <-time.After(waitTimeout):
+		t.Fatal("a's stream went on after the takeover")
+	}
+}

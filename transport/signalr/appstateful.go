@@ -63,7 +63,7 @@ func (c *conn) invokeApplicationStateful(m *hubproto.Message, seq uint64) {
 	}
 	call := c.newCall(m)
 	if m.Type == hubproto.StreamInvocation {
-		start := &Invocation{ClientSeq: seq} // no completion yet
+		start := &Invocation{ClientSeq: seq, InvocationID: m.InvocationID, StreamStart: true} // no completion yet
 		if err := c.commitInvocation(start); err != nil {
 			c.dropUploads(m)
 			return // refused (the connection closed) or given up on (it is closing)

@@ -154,6 +154,10 @@ type Invocation struct {
 	// client answers InvocationID. Not numbered either.
 	Call   bool
 	Target string
+	// StreamStart: the client's stream invocation InvocationID started
+	// (numbered; no completion yet). If the connection resumes on another
+	// node before the stream's end, the cluster ends it with an error.
+	StreamStart bool
 }
 
 // Checkpoint says a stateful connection's client acknowledged its stream

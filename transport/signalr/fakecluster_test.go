@@ -263,7 +263,7 @@ func (n *fakeNode) Relay(ctx context.Context, hub, connID string, relays []Relay
 
 func (n *fakeNode) RecordInvocation(ctx context.Context, inv Invocation) (uint64, error) {
 	rec := &fsm.Invocation{Hub: inv.Hub, ConnID: inv.ConnID, InvocationID: inv.InvocationID, ClientSeq: inv.ClientSeq, Error: inv.Error,
-		AppValue: fsm.AppValue{HasValue: inv.HasValue || inv.Item || inv.Call, Item: inv.Item, StreamEnd: inv.StreamEnd, Call: inv.Call, Target: inv.Target}}
+		AppValue: fsm.AppValue{HasValue: inv.HasValue || inv.Item || inv.Call, Item: inv.Item, StreamEnd: inv.StreamEnd, Call: inv.Call, Target: inv.Target, StreamStart: inv.StreamStart}}
 	if rec.HasValue {
 		rec.ValueFormat, rec.Value = byte(inv.Value.Format), inv.Value.Data
 	}
