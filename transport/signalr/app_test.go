@@ -432,3 +432,30 @@ func TestApplicationStatefulStreamEndsOnResumeElsewhere(t *testing.T) {
 		t.Fatal("a's stream went on after the takeover")
 	}
 }
+
+// An Admission that gives the connection another user id: the connection
+// is that user's (Connected says so), and its later requests still carry
+// the token of the user who negotiated.
+func TestApplicationAdmissionUserWithTokens(t *testing.T) {
+	app := newFakeApp()
+	app.admission = Admission{UserID: "carol"}
+	ts := newTestServer(t, testOptions(func(o *Options) {
+		o.Application = app
+		o.Authenticate = func(r *http.Request) (Identity, error) {
+			if user := r.URL.Query().Get("user"); user != "" {
+				return Identity{UserID: user}, nil
+			}
+			return Identity{}, errors.New("no token")
+		}
+	}))
+	c := ts.openWS("chat", "user=alice")
+	_, _, connected, _ := app.snapshot()
+	if len(connected) != 1 || connected[0].UserID != "carol" {
+		t.Fatalf("Connected: got %+v, want the admitted user carol", connected)
+	}
+	held := ts.srv.lookup(c.token)
+	mustEqual(t, "the connection's user", held.user, "carol")
+	if r := c.invoke("1", "Add", 1, 1); string(r.Result) != "2" {
+		t.Fatalf("Add over the socket opened with alice's token: got %s", r.raw)
+	}
+}

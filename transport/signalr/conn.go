@@ -31,7 +31,11 @@ type conn struct {
 	expires time.Time
 	perms   access.Permissions // what the token grants (RelayRoles)
 	claims  []Claim            // the token's claims, for the Application
-	query   url.Values         // the negotiate's query, for the Application
+	// tokenUser is the user the access token named, which later requests
+	// must name too; user differs only when the Application's Admission
+	// gave the connection another user id.
+	tokenUser string
+	query     url.Values // the negotiate's query, for the Application
 
 	mu       sync.Mutex
 	life     life // phase, bound transport, open entry (phase.go)
@@ -67,7 +71,7 @@ type conn struct {
 func (s *Server) newConn(hub, connID, token string, id Identity) *conn {
 	now := time.Now()
 	c := &conn{
-		srv: s, id: connID, token: token, hub: hub, user: id.UserID, expires: id.Expires, perms: id.Permissions, claims: id.Claims,
+		srv: s, id: connID, token: token, hub: hub, user: id.UserID, expires: id.Expires, perms: id.Permissions, claims: id.Claims, tokenUser: id.UserID,
 		life: life{phase: phaseNegotiated, since: now},
 		out:  newOutQueue(s.opts.OutboundQueue), done: make(chan struct{}),
 	}

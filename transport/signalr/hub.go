@@ -116,7 +116,7 @@ func (s *Server) authenticateLater(w http.ResponseWriter, r *http.Request, c *co
 	if !ok {
 		return false
 	}
-	if id.UserID != c.user {
+	if id.UserID != c.tokenUser {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="backplane"`)
 		http.Error(w, "the access token is not the connection's user's", http.StatusUnauthorized)
 		return false

@@ -335,7 +335,7 @@ func (s *Server) resumeWebSocket(w http.ResponseWriter, r *http.Request, c *conn
 		if !ok {
 			return
 		}
-		if s.opts.Authenticate != nil && id.UserID != c.user {
+		if s.opts.Authenticate != nil && id.UserID != c.tokenUser {
 			http.Error(w, "the token names another user than the connection's", http.StatusUnauthorized)
 			return
 		}
