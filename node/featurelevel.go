@@ -28,28 +28,35 @@ func (n *Node) handleLevel(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, levelAnswer{Level: fsm.Level})
 }
 
-// levelCheckInterval is how often the leader checks whether it can raise
-// the cluster's feature level (a read of the store once it is raised).
-const levelCheckInterval = time.Second
+// levelCheckInterval is how often the leader looks at the cluster's
+// feature level (a read of the store); while it can be raised, the
+// members are asked at most every levelProbeInterval. A new cluster's
+// first leader raises it at once: it has no other member to ask.
+const (
+	levelCheckInterval = 250 * time.Millisecond
+	levelProbeInterval = time.Second
+)
 
 // levelLoop raises the cluster's feature level while this node leads.
 func (n *Node) levelLoop() {
 	tick := time.NewTicker(levelCheckInterval)
 	defer tick.Stop()
+	var lastProbe time.Time
 	for {
+		if n.raft.IsLeader() && n.fsm.ClusterLevel() < fsm.Level && time.Since(lastProbe) >= levelProbeInterval {
+			lastProbe = time.Now()
+			n.raiseClusterLevel()
+		}
 		select {
 		case <-n.baseCtx.Done():
 			return
 		case <-tick.C:
-			if n.raft.IsLeader() {
-				n.raiseClusterLevel()
-			}
 		}
 	}
 }
 
 // raiseClusterLevel proposes the highest level every member knows, if it
-// is above the cluster's. The leader runs it every levelCheckInterval; a
+// is above the cluster's. The leader runs it from levelLoop; a
 // member it cannot ask keeps the level where it is.
 func (n *Node) raiseClusterLevel() {
 	have := n.fsm.ClusterLevel()
@@ -119,7 +126,7 @@ func (n *Node) checkJoinerLevel(ctx context.Context, req joinRequest) error {
 // down.
 func (n *Node) gateHubNames(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if hub := hubSegment(r.URL.Path); hub != "" {
+		if hub := hubSegment(r.URL.Path); hub != "" && fsm.ValidateHub(hub) == nil {
 			if need, have := fsm.HubLevel(hub), n.fsm.ClusterLevel(); need > have {
 				writeError(w, r, errNotFoundf("hub %q: names with '-' are served once every member of the cluster runs a version that knows them (cluster feature level %d, needed %d)", hub, have, need))
 				return
