@@ -72,6 +72,9 @@ func (b *bench) runAll(ctx context.Context, rep *report) error {
 		r.Seconds = time.Since(start).Seconds()
 		rep.Scenarios = append(rep.Scenarios, r)
 	}
+	if b.cfg.peers {
+		b.peerScenarios(ctx, rep)
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -90,6 +93,11 @@ func (b *bench) runAll(ctx context.Context, rep *report) error {
 	}
 	if err := b.raftBaselines(ctx, rep); err != nil {
 		return fmt.Errorf("bare raft baseline: %w", err)
+	}
+	if b.cfg.peers {
+		if err := b.peerBaselines(ctx, rep); err != nil {
+			return err
+		}
 	}
 	return b.wsBaselines(ctx, rep)
 }

@@ -67,6 +67,8 @@ type config struct {
 	baseline         bool
 	baselineProcs    bool // also the paced bare Raft baseline in three processes
 	baselineInflight []int
+	peers            bool  // also the durable peers (JetStream, Redis Streams) and hifreq at each of peerInflight
+	peerInflight     []int // publishers in flight for the peer comparison
 	jsonPath         string
 	pprofDir         string
 }
@@ -75,7 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg config
-	var scenario, nodeArgs, inflights string
+	var scenario, nodeArgs, inflights, peerInflights string
 	fs.StringVar(&scenario, "scenario", "all", "comma-separated scenarios: all, "+strings.Join(scenarioNames, ", ")+" (docs/performance.md)")
 	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured time of each scenario and baseline")
 	fs.StringVar(&cfg.binary, "binary", "", "backplane binary to run (default: go build ./cmd/node into a temp dir)")
@@ -98,6 +100,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.baseline, "baseline", true, "also measure the bare Raft and raw WebSocket baselines and print ratios")
 	fs.BoolVar(&cfg.baselineProcs, "baseline-procs", true, "also measure broadcast's paced bare Raft baseline with its members in three processes")
 	fs.StringVar(&inflights, "baseline-inflight", "256,16", "bare Raft baseline: comma-separated numbers of applies in flight to measure (16 is Backplane's proposer limit)")
+	fs.BoolVar(&cfg.peers, "peers", false, "the durable peers' comparison (docs/performance.md): hifreq once per -peer-inflight, bare Raft at 1 msg/entry at each, NATS JetStream R3 fsync always (embedded) and Redis Streams appendfsync always (when redis-server is on PATH), each with 4 readers")
+	fs.StringVar(&peerInflights, "peer-inflight", "1,16,256", "-peers: comma-separated publishers in flight")
 	fs.StringVar(&cfg.jsonPath, "json", "", "write the results as JSON to this file")
 	fs.StringVar(&cfg.pprofDir, "pprof", "", "save CPU profiles of the leader and a follower during each scenario, and the leader's heap, into this directory")
 	if err := fs.Parse(args); err != nil {
@@ -126,6 +130,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			return cfg, fmt.Errorf("-baseline-inflight %q: want positive integers", inflights)
 		}
 		cfg.baselineInflight = append(cfg.baselineInflight, n)
+	}
+	for _, v := range splitList(peerInflights) {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return cfg, fmt.Errorf("-peer-inflight %q: want positive integers", peerInflights)
+		}
+		cfg.peerInflight = append(cfg.peerInflight, n)
 	}
 	cfg.nodeArgs = strings.Fields(nodeArgs)
 	switch {
