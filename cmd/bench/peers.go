@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"os/exec"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -16,7 +20,7 @@ import (
 // (-rate) against each peer's paced run at the same rate.
 
 // peerScenario names the hifreq run with inflight publishers.
-func peerScenario(inflight int) string { return fmt.Sprintf("hifreq/%d", inflight) }
+func peerScenario(inflight int) string { return fmt.Sprintf("hifreq.%d", inflight) }
 
 // peerScenarios runs hifreq once per -peer-inflight count.
 func (b *bench) peerScenarios(ctx context.Context, rep *report) {
@@ -32,7 +36,12 @@ func (b *bench) peerScenarios(ctx context.Context, rep *report) {
 			b.logf("%s: %v (going on)", r.Name, err)
 		}
 		start := time.Now()
-		if err := bb.hifreq(ctx, r); err != nil {
+		readers, err := b.startSSEReaders(ctx, "bench_hifreq", peerReaders)
+		if err == nil {
+			err = bb.hifreq(ctx, r)
+			readers.finish(ctx, r)
+		}
+		if err != nil {
 			r.Err = err.Error()
 			b.logf("%s failed: %v", r.Name, err)
 		}
@@ -94,4 +103,83 @@ func (b *bench) peerBaselines(ctx context.Context, rep *report) error {
 		return fmt.Errorf("redis: %w", err)
 	}
 	return nil
+}
+
+// peerReaders is how many readers follow the stream in the peers'
+// comparison, on every system.
+const peerReaders = 4
+
+// sseReaders are native SSE readers of a hub on the followers, from the
+// log's head on, as the peers' readers follow their streams.
+type sseReaders struct {
+	b        *bench
+	head     uint64 // the log's last message index when they opened
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	lat      histogram // publish → delivery
+	received counter
+	opened   int
+}
+
+func (b *bench) startSSEReaders(ctx context.Context, hub string, n int) (*sseReaders, error) {
+	li, err := b.cl.leader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	head, _, err := b.cl.logTotals(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	rs := &sseReaders{cancel: cancel, b: b, head: head}
+	rs.received.name = "read"
+	hc := newStreamClient(n)
+	for i := range n {
+		node := b.cl.nodes[(li+1+i%(len(b.cl.nodes)-1))%len(b.cl.nodes)]
+		req, err := http.NewRequestWithContext(rctx, http.MethodGet, fmt.Sprintf("%s/v1/hubs/%s/stream?after=%d", node.url, hub, head), nil)
+		if err != nil {
+			rs.stop()
+			return nil, err
+		}
+		resp, err := hc.Do(req)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if err != nil {
+			rs.stop()
+			return nil, fmt.Errorf("SSE reader on %s: %w", node.id, err)
+		}
+		rs.opened++
+		rs.wg.Go(func() {
+			defer resp.Body.Close()
+			_ = readSSE(bufio.NewReaderSize(resp.Body, 64<<10), func(_ uint64, data []byte) {
+				if sent, ok := sentFromData(data); ok {
+					rs.lat.Record(time.Since(time.Unix(0, sent)))
+				}
+				rs.received.Add(1)
+			})
+		})
+	}
+	return rs, nil
+}
+
+func (rs *sseReaders) stop() {
+	rs.cancel()
+	rs.wg.Wait()
+}
+
+// finish waits for the readers to catch up with the log's head, stops
+// them and adds their figures to r.
+func (rs *sseReaders) finish(ctx context.Context, r *result) {
+	var want int64
+	if head, _, err := rs.b.cl.logTotals(ctx); err == nil && head > rs.head {
+		want = int64(head-rs.head) * int64(rs.opened)
+	}
+	waitDelivered(ctx, &rs.received, want, 3*time.Second)
+	rs.stop()
+	r.Description = strings.Replace(r.Description, "no subscribers", fmt.Sprintf("%d native SSE readers on the followers", rs.opened), 1)
+	r.add("SSE readers on the followers", float64(rs.opened), "")
+	r.add("reader deliveries", float64(rs.received.Load()), "msg")
+	r.lat("publish → SSE reader on a follower", rs.lat.Summary())
 }
