@@ -83,7 +83,16 @@ func (h hubCluster) CloseConnection(ctx context.Context, hub, connID, reason str
 
 func (h hubCluster) FeatureLevel() uint64 { return h.n.fsm.ClusterLevel() }
 
+// ExpireConnections expires the connections recorded on nodeID except
+// those keep claims and, on this node, those its SignalR 2 endpoint
+// serves (its connections are not the SignalR layer's to keep).
 func (h hubCluster) ExpireConnections(ctx context.Context, nodeID, reason string, keep func(hub, connID string) bool) (int, error) {
+	if s2 := h.n.signalr2; s2 != nil && nodeID == h.n.cfg.ID {
+		inner := keep
+		keep = func(hub, connID string) bool {
+			return (inner != nil && inner(hub, connID)) || s2.Holds(hub, connID)
+		}
+	}
 	return h.n.expireConnections(ctx, nodeID, reason, keep)
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/backplane/backplane/transport/access"
 	"github.com/backplane/backplane/transport/netconn"
 	"github.com/backplane/backplane/transport/signalr"
+	"github.com/backplane/backplane/transport/signalr2"
 	"github.com/backplane/backplane/transport/stream"
 )
 
@@ -49,6 +50,8 @@ type Node struct {
 	delays   *delayMetrics
 	streams  *stream.Server
 	hubs     *signalr.Server
+	// signalr2 is the SignalR 2 endpoint (nil until the routes are made).
+	signalr2 *signalr2.Server
 	// clientKeys verifies client connection tokens.
 	clientKeys *clientKeys
 	// peers authenticates members to each other and is the one client

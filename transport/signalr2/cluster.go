@@ -8,6 +8,7 @@ import (
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/transport/access"
+	"github.com/backplane/backplane/transport/signalr"
 )
 
 // Cluster is what the SignalR 2 endpoint needs from the node, in its own
@@ -97,6 +98,9 @@ type Identity struct {
 	// Permissions are its token's roles (they matter under the roles
 	// relay policy).
 	Permissions access.Permissions
+	// Claims are the token's claims, for the Application
+	// (signalr.ConnInfo.Claims).
+	Claims []signalr.Claim
 }
 
 // Errors the node's functions return, which the endpoint maps to statuses.

@@ -176,7 +176,6 @@ func newTestServer(t *testing.T, c *testCluster, opts Options) (*Server, *httpte
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.started = time.Now().Add(-time.Hour) // past the orphan window, unless a test says otherwise
 	mux := http.NewServeMux()
 	mux.Handle("/signalr/", s)
 	hs := httptest.NewServer(mux)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -23,6 +24,14 @@ type liveness struct {
 	mu   sync.Mutex
 	held map[string]*heldConn // connections this node holds, by id
 	seen map[string]*seenConn // connections held elsewhere whose polls this node served
+	// serving counts the transport requests of a connection in progress
+	// here (from the moment their token is verified), with its hubs.
+	serving map[string]*servingConn
+}
+
+type servingConn struct {
+	hubs []string
+	n    int
 }
 
 type heldConn struct {
@@ -42,7 +51,47 @@ type seenConn struct {
 }
 
 func newLiveness() *liveness {
-	return &liveness{held: map[string]*heldConn{}, seen: map[string]*seenConn{}}
+	return &liveness{held: map[string]*heldConn{}, seen: map[string]*seenConn{}, serving: map[string]*servingConn{}}
+}
+
+// serve records that a transport request of c is in progress here, from
+// before its connection is recorded (so that Holds claims a connection
+// while its open is being committed); the returned function records its
+// end.
+func (l *liveness) serve(c *conn) (end func()) {
+	if len(c.hubs) == 0 {
+		return func() {}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sc := l.serving[c.id]
+	if sc == nil {
+		sc = &servingConn{hubs: c.hubs}
+		l.serving[c.id] = sc
+	}
+	sc.n++
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if sc.n--; sc.n == 0 && l.serving[c.id] == sc {
+			delete(l.serving, c.id)
+		}
+	}
+}
+
+// holds reports whether this node serves the connection in hub, or has
+// served it in this run and has not seen it end.
+func (l *liveness) holds(hub, id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h := l.held[id]; h != nil && slices.Contains(h.hubs, hub) {
+		return true
+	}
+	if sc := l.seen[id]; sc != nil && slices.Contains(sc.hubs, hub) {
+		return true
+	}
+	sc := l.serving[id]
+	return sc != nil && slices.Contains(sc.hubs, hub)
 }
 
 // hold records that this node holds c.
@@ -98,14 +147,6 @@ func (l *liveness) begin(c *conn, self, holder, groupsToken string) (end func())
 	}
 }
 
-// knows reports whether this node holds the connection or served it
-// lately.
-func (l *liveness) knows(id string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.held[id] != nil || l.seen[id] != nil
-}
-
 // touched records that other nodes served these connections just now.
 func (l *liveness) touched(ids []string) {
 	l.mu.Lock()
@@ -118,12 +159,15 @@ func (l *liveness) touched(ids []string) {
 	}
 }
 
-// forget drops a connection that was closed.
-func (l *liveness) forget(id string) {
+// forget drops a connection that was closed, and returns what this node
+// knew of it as its holder (nil if it did not hold it).
+func (l *liveness) forget(id string) *heldConn {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	h := l.held[id]
 	delete(l.held, id)
 	delete(l.seen, id)
+	return h
 }
 
 // counts reports how many connections this node holds and how many
@@ -191,15 +235,26 @@ func (s *Server) goneAfter() time.Duration { return s.opts.DisconnectTimeout + 5
 
 func (s *Server) reapOnce(now time.Time) {
 	expired, reports := s.live.due(now, s.goneAfter(), s.opts.TouchInterval)
+	s.calls.prune(now, s.goneAfter())
 	for id, h := range expired {
 		ctx, cancel := context.WithTimeout(s.ctx, s.opts.ProposeTimeout)
 		err := s.cluster.Close(ctx, id, h.hubs, true, "client gone")
 		cancel()
+		s.calls.drop(id)
 		switch {
 		case err == nil:
 			s.log.Debug("closed a connection whose client is gone", "conn", id)
+			s.tellDisconnected(id, h.user, h.hubs, nil, "client gone")
 		case errors.Is(err, ErrRejected):
-			// Another node holds it now (the client reconnected there).
+			// Another node holds it now (the client reconnected there),
+			// or its record was closed while the client was away (a REST
+			// DELETE): then nobody told the Application yet.
+			if len(h.hubs) == 0 {
+				break
+			}
+			if _, open, err := s.cluster.Holder(h.hubs[0], id); err == nil && !open {
+				s.tellDisconnected(id, h.user, h.hubs, nil, msgClosed)
+			}
 		default:
 			s.log.Warn("close a connection whose client is gone", "conn", id, "err", err)
 		}

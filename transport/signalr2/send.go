@@ -79,12 +79,19 @@ func (s *Server) invokeFrame(ctx context.Context, c *conn, data []byte) []byte {
 	return s.invoke(ctx, c, inv, id).marshal()
 }
 
-// invoke runs a relay method and returns its response.
+// invoke runs a relay method, or the Application's, and returns its
+// response.
 func (s *Server) invoke(ctx context.Context, c *conn, inv *hubInvocation, id string) *hubResponse {
 	resp := &hubResponse{ID: id}
 	hub, err := hubName(inv.Hub)
 	if err != nil {
 		resp.Error, resp.HubError = fmt.Sprintf("'%s' Hub could not be resolved: %v", inv.Hub, err), true
+		return resp
+	}
+	st, done := s.calls.get(c.id)
+	defer done()
+	if msg := s.overRate(st, inv.Method); msg != "" {
+		resp.Error, resp.HubError = msg, true
 		return resp
 	}
 	if !c.hasHub(hub) && s.opts.Authenticate != nil {
@@ -94,6 +101,9 @@ func (s *Server) invoke(ctx context.Context, c *conn, inv *hubInvocation, id str
 			resp.Error, resp.HubError = fmt.Sprintf("Failed to invoke '%s': %v", inv.Method, err), true
 			return resp
 		}
+	}
+	if s.forApplication(c, hub, inv) {
+		return s.invokeApplication(ctx, c, st, hub, inv, id)
 	}
 	r, err := s.relayOf(c, hub, inv)
 	if err != nil {

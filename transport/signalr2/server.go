@@ -16,6 +16,7 @@ import (
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/transport/access"
+	"github.com/backplane/backplane/transport/signalr"
 )
 
 // Options configures the SignalR 2 endpoint.
@@ -55,6 +56,19 @@ type Options struct {
 	// TouchInterval is how often a node tells a connection's holder that
 	// it served the connection's polls (0: 5 s).
 	TouchInterval time.Duration
+	// Application, when set, runs the hub invocations that are not relay
+	// methods the client may call, and is told of connections (see
+	// app.go); nil: relay methods only.
+	Application signalr.Application
+	// InvocationRate (per second) and InvocationBurst bound a
+	// connection's hub invocations with a token bucket; one over it is
+	// answered with an error. Rate 0 or less: no limit; burst below 1:
+	// the rate's worth.
+	InvocationRate  float64
+	InvocationBurst int
+	// InvokeTimeout bounds one call of the Application, with the wait for
+	// the connection's earlier invocations (0: 30 s).
+	InvokeTimeout time.Duration
 	// Draining is the cause with which the node ends client requests when
 	// it shuts down: streams and polls then tell the client to reconnect
 	// (the envelope's "T":1), which it does through the load balancer.
@@ -70,6 +84,7 @@ const (
 	defaultWriteTimeout            = 10 * time.Second
 	defaultProposeTimeout          = 10 * time.Second
 	defaultTouchInterval           = 5 * time.Second
+	defaultInvokeTimeout           = 30 * time.Second
 	defaultMaxGroups               = 100
 	defaultMaxMessageSize          = 32 << 10
 	// maxHubsPerConnection bounds connectionData.
@@ -83,14 +98,6 @@ const (
 	// readyWait is how long a read waits for this node to catch up with
 	// the log before it answers 503.
 	readyWait = 2 * time.Second
-	// orphanWindow: for this long after a node starts, the node's other
-	// client layer (transport/signalr) expires the connections an earlier
-	// run of the node held — every connection recorded on the node that it
-	// does not hold itself, SignalR 2 connections included. A SignalR 2
-	// connection this node serves whose record vanishes in that window is
-	// recorded again (with the groups it had) rather than told it was
-	// closed.
-	orphanWindow = 30 * time.Second
 )
 
 // Server is the SignalR 2 endpoint of one node.
@@ -102,10 +109,8 @@ type Server struct {
 	groups   signer // groups tokens
 	relayOff map[string]bool
 	live     *liveness
+	calls    callStates
 	upgrader websocket.Upgrader
-
-	// started is when the node started serving (see orphanWindow).
-	started time.Time
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -128,6 +133,7 @@ func NewServer(cluster Cluster, opts Options) (*Server, error) {
 	setDefault(&opts.WriteTimeout, defaultWriteTimeout)
 	setDefault(&opts.ProposeTimeout, defaultProposeTimeout)
 	setDefault(&opts.TouchInterval, defaultTouchInterval)
+	setDefault(&opts.InvokeTimeout, defaultInvokeTimeout)
 	if opts.MaxGroupsPerConnection == 0 {
 		opts.MaxGroupsPerConnection = defaultMaxGroups
 	}
@@ -152,7 +158,6 @@ func NewServer(cluster Cluster, opts Options) (*Server, error) {
 		WriteBufferSize: 4096,
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
-	s.started = time.Now()
 	return s, nil
 }
 
@@ -315,9 +320,6 @@ func (s *Server) serveStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	closed, err := s.waitRecords(r.Context(), c, false)
-	if err == nil && closed {
-		closed = !s.recordAgain(r.Context(), c, nil)
-	}
 	if err != nil || closed {
 		if err == nil {
 			err = errors.New("the connection is not open: start a new one")
@@ -335,11 +337,15 @@ func (s *Server) serveAbort(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.live.forget(c.id)
+	s.calls.drop(c.id)
 	if len(c.hubs) > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), s.opts.ProposeTimeout)
 		err := s.cluster.Close(ctx, c.id, c.hubs, false, "client stopped the connection")
 		cancel()
-		if err != nil && !errors.Is(err, ErrRejected) {
+		switch {
+		case err == nil:
+			s.tellDisconnected(c.id, c.user, c.hubs, c, "")
+		case !errors.Is(err, ErrRejected):
 			s.log.Warn("close an aborted connection", "conn", c.id, "err", err)
 		}
 	}

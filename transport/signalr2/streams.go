@@ -29,9 +29,6 @@ func (s *Server) stream(ctx context.Context, c *conn, after uint64, known map[st
 	defer cancel()
 	for {
 		res, err := s.waitRead(ctx, c, after, known, s.keepAliveEvery(), true)
-		if err == nil && res.gone && s.recordAgain(ctx, c, known) {
-			continue
-		}
 		if err == nil && res.moved && !res.gone {
 			s.log.Debug("stream ends: the connection moved to another node", "conn", c.id)
 			return

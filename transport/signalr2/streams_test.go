@@ -15,7 +15,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/backplane/backplane/fsm"
-	"github.com/backplane/backplane/internal/testkit"
 )
 
 // TestServerSentEvents: "data: initialized", the init envelope, the
@@ -217,52 +216,5 @@ func TestStopTellsWebSocketsToReconnect(t *testing.T) {
 	}
 	if e := decodeEnvelope(t, string(data)); e.T != 1 || e.C != "0" {
 		t.Fatalf("frame after Stop %s, want T 1 with the cursor", data)
-	}
-}
-
-// TestRecordExpiredAtTheNodesStartIsRecordedAgain: in the first seconds
-// of a node, its ASP.NET Core layer expires every connection recorded on
-// the node that it does not hold; a SignalR 2 stream whose record goes
-// that way is recorded again, with its groups, and goes on.
-func TestRecordExpiredAtTheNodesStartIsRecordedAgain(t *testing.T) {
-	tc := newTestCluster(t, fsm.DefaultRetention)
-	s, hs := newTestServer(t, tc, Options{KeepAlive: time.Minute})
-	s.started = time.Now()
-	c := negotiate(t, hs.URL, "", "chat")
-	ws := dialWS(t, c, "connect", nil)
-	if _, _, err := ws.ReadMessage(); err != nil {
-		t.Fatal(err)
-	}
-	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"H":"chat","M":"JoinGroup","A":["g"],"I":1}`)); err != nil {
-		t.Fatal(err)
-	}
-	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for sawGroups, sawResponse := false, false; !sawGroups || !sawResponse; {
-		_, data, err := ws.ReadMessage()
-		if err != nil {
-			t.Fatal(err)
-		}
-		sawGroups = sawGroups || strings.Contains(string(data), `"G":`)
-		sawResponse = sawResponse || strings.HasPrefix(string(data), `{"I":"1"`)
-	}
-	if _, err := tc.commit(fsm.EncodeConnection(fsm.CmdConnExpire, &fsm.Connection{Hub: "chat", ConnID: c.id, NodeID: tc.id, Reason: "holder restarted"})); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitUntil(t, 10*time.Second, "the connection to be recorded again, in its group", func() bool {
-		ok, _ := tc.f.IsMember("chat", "g", fsm.MemberConnection, c.id)
-		return ok
-	})
-	idx := tc.publish(t, &fsm.Publish{Hub: "chat", Audience: fsm.ToGroups, Names: []string{"g"}, Target: "m", Arguments: []byte(`[1]`)})
-	for {
-		_, data, err := ws.ReadMessage()
-		if err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		if strings.Contains(string(data), `"E"`) {
-			t.Fatalf("frame %s: the stream was told it was closed", data)
-		}
-		if strings.Contains(string(data), `"C":"`+formatCursor(idx)+`"`) {
-			break
-		}
 	}
 }

@@ -31,6 +31,7 @@ func (s *Server) serveTransport(w http.ResponseWriter, r *http.Request, m mode) 
 	if !ok {
 		return
 	}
+	defer s.live.serve(c)()
 	switch {
 	case c.transport == "":
 		writeError(w, http.StatusBadRequest, errors.New("Protocol error: Unknown transport."))
@@ -57,12 +58,17 @@ func (s *Server) serveTransport(w http.ResponseWriter, r *http.Request, m mode) 
 	var tokenGroups map[string][]string
 	groupsTok := ""
 	if m == modeConnect {
+		admitted, ok := s.admit(w, r, c)
+		if !ok {
+			return
+		}
 		after = s.cluster.LastMessage() // before the record: later sends to it follow
-		if err := s.open(r.Context(), Opening{ConnID: c.id, UserID: c.user, Hubs: c.hubs}); err != nil {
+		if err := s.open(r.Context(), Opening{ConnID: c.id, UserID: c.user, Hubs: c.hubs, Rejoin: admitted}); err != nil {
 			writeError(w, http.StatusServiceUnavailable, fmt.Errorf("record the connection: %w", err))
 			return
 		}
 		s.live.hold(c)
+		s.tellConnected(c)
 	} else {
 		msgID, err := formValue(w, r, "messageId")
 		if err == nil {
@@ -148,25 +154,6 @@ func (s *Server) reopen(ctx context.Context, c *conn, tokenGroups map[string][]s
 	return nil
 }
 
-// recordAgain records again, with groups, a connection whose record
-// vanished while the node's other client layer expires what an earlier
-// run of the node held (orphanWindow), if this node holds it or served it
-// last. It reports whether it did.
-func (s *Server) recordAgain(ctx context.Context, c *conn, groups map[string][]string) bool {
-	if len(c.hubs) == 0 || time.Since(s.started) > orphanWindow || !s.live.knows(c.id) {
-		return false
-	}
-	o := Opening{ConnID: c.id, UserID: c.user, Hubs: c.hubs, Rejoin: groups}
-	if err := s.open(ctx, o); err != nil {
-		s.log.Warn("record again a connection expired at the node's start", "conn", c.id, "err", err)
-		return false
-	}
-	s.live.hold(c)
-	s.log.Info("recorded again a connection expired at the node's start", "conn", c.id)
-	missing, err := s.waitRecords(ctx, c, true)
-	return err == nil && !missing
-}
-
 // holderOf is the node that holds c ("" when it has no hubs).
 func (s *Server) holderOf(c *conn) string {
 	if len(c.hubs) == 0 {
@@ -193,7 +180,8 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn, 
 		if err != nil {
 			return // the client went away
 		}
-		if closed && !s.recordAgain(r.Context(), c, known) {
+		if closed {
+			s.ended(c, msgClosed)
 			env := envelope{Cursor: after, Error: msgClosed}
 			writeJSONBytes(w, env.append(nil))
 			return
@@ -202,11 +190,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn, 
 	defer s.live.begin(c, s.cluster.NodeID(), s.holderOf(c), groupsTok)()
 	ctx, cancel := s.clientContext(r.Context(), c)
 	defer cancel()
-	deadline := time.Now().Add(s.opts.ConnectionTimeout)
 	res, err := s.waitRead(ctx, c, after, known, s.opts.ConnectionTimeout, false)
-	for err == nil && res.gone && s.recordAgain(ctx, c, known) {
-		res, err = s.waitRead(ctx, c, after, known, max(time.Until(deadline), time.Millisecond), false)
-	}
 	env, ok := s.answer(ctx, c, after, res, err, known)
 	if !ok {
 		return
@@ -227,6 +211,7 @@ func (s *Server) answer(ctx context.Context, c *conn, after uint64, res readResu
 		s.log.Warn("read for a SignalR 2 connection", "conn", c.id, "err", err)
 		return envelope{}, false
 	case res.gone:
+		s.ended(c, msgClosed)
 		return envelope{Cursor: after, Error: msgClosed}, true
 	case res.reset:
 		return envelope{Cursor: after, Error: fmt.Sprintf(msgReset, after, res.oldest)}, true
