@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
+
+	"github.com/backplane/backplane/transport/signalr"
 )
 
 // The generated proxy script (/signalr/hubs, /signalr/js). ASP.NET
@@ -16,12 +19,26 @@ import (
 //     (server.joinGroup(group), server.sendToGroup(group, target, ...args),
 //     …) and a client object whose functions are subscribed at start, as
 //     the generated proxies do;
+//   - adds, when the node's Application knows its methods ahead of time
+//     (it implements signalr.MethodLister: Go hubs), each of its hubs'
+//     methods to that hub's proxy (server.<method>(...args), named as
+//     ASP.NET names them: the first letter in lower case), and creates
+//     those hubs' proxies up front;
 //   - creates the proxies of the hubs named with ?hub=<name> (repeatable)
 //     up front, and any other $.connection.<name> on first use, so a page
 //     written for a generated proxy works without naming its hubs.
 
 // proxyHubName is a name a page may use for a hub proxy.
 var proxyHubName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,127}$`)
+
+// lowerFirst is name with its first letter in lower case, as the
+// generated proxies name hubs and methods.
+func lowerFirst(name string) string {
+	if name == "" {
+		return name
+	}
+	return strings.ToLower(name[:1]) + name[1:]
+}
 
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, base string) {
 	var hubs []string
@@ -32,13 +49,33 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, base string)
 			}
 		}
 	}
+	appMethods := map[string][]string{}
+	if lister, ok := s.opts.Application.(signalr.MethodLister); ok {
+		for _, hub := range lister.Hubs() {
+			if !proxyHubName.MatchString(hub) {
+				continue
+			}
+			var methods []string
+			for _, m := range lister.Methods(hub) {
+				if proxyHubName.MatchString(m) {
+					methods = append(methods, m)
+				}
+			}
+			key := strings.ToLower(hub)
+			appMethods[key] = append(appMethods[key], methods...)
+			if name := lowerFirst(hub); !slices.ContainsFunc(hubs, func(h string) bool { return strings.EqualFold(h, name) }) {
+				hubs = append(hubs, name)
+			}
+		}
+	}
 	names, _ := json.Marshal(hubs) // strings: cannot fail; escapes <, > and &
 	if hubs == nil {
 		names = []byte("[]")
 	}
 	methods, _ := json.Marshal(relayMethodNames)
+	apps, _ := json.Marshal(appMethods)
 	url, _ := json.Marshal(base)
-	script := strings.NewReplacer("__HUBS__", string(names), "__METHODS__", string(methods), "__URL__", string(url)).Replace(proxyScript)
+	script := strings.NewReplacer("__HUBS__", string(names), "__METHODS__", string(methods), "__APPMETHODS__", string(apps), "__URL__", string(url)).Replace(proxyScript)
 	h := w.Header()
 	h.Set("Content-Type", "application/javascript; charset=UTF-8")
 	h.Set("Cache-Control", "no-cache")
@@ -54,6 +91,7 @@ const proxyScript = `/* Backplane: hub proxies for the ASP.NET SignalR 2 JavaScr
     var signalR = $.signalR,
         hubNames = __HUBS__,
         relayMethods = __METHODS__,
+        appMethods = __APPMETHODS__,
         validName = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
 
     function lowerFirst(s) { return s.charAt(0).toLowerCase() + s.slice(1); }
@@ -77,7 +115,7 @@ const proxyScript = `/* Backplane: hub proxies for the ASP.NET SignalR 2 JavaScr
         var proxy = connection.createHubProxy(name);
         proxy.client = proxy.client || {};
         proxy.server = proxy.server || {};
-        $.each(relayMethods, function (i, method) {
+        $.each(relayMethods.concat(appMethods[name.toLowerCase()] || []), function (i, method) {
             proxy.server[lowerFirst(method)] = function () {
                 return proxy.invoke.apply(proxy, [method].concat($.makeArray(arguments)));
             };
