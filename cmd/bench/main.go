@@ -230,6 +230,9 @@ func run(cfg config, stdout, stderr io.Writer) int {
 	if len(rep.Scenarios)+len(rep.Baselines) > 0 {
 		rep.finish()
 		rep.print(stdout)
+		if cfg.peers {
+			rep.printPeers(stdout, cfg)
+		}
 		if cfg.jsonPath != "" {
 			if err := rep.writeJSON(cfg.jsonPath); err != nil {
 				logf("%v", err)
