@@ -31,11 +31,24 @@ type tail struct {
 // one held) and drops those retention trimmed (below first) and those
 // beyond the bounds. A batch that does not follow the tail (after a
 // restore) replaces it.
+//
+// Dropping reslices from the front; the messages move only when the
+// backing array is full, to a new one with room for as many again, so a
+// batch costs its own messages, not a copy of the whole tail (copying
+// ~4,096 messages down on every batch was ~600 KB of moves per applied
+// entry on every node).
 func (t *tail) add(msgs []Message, first uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(msgs) > 0 && len(t.msgs) > 0 && msgs[0].Index != t.msgs[len(t.msgs)-1].Index+1 {
+		clear(t.msgs)
 		t.msgs, t.bytes = nil, 0
+	}
+	if need := len(t.msgs) + len(msgs); need > cap(t.msgs) {
+		grown := make([]Message, len(t.msgs), max(2*need, 64))
+		copy(grown, t.msgs)
+		clear(t.msgs) // the old array may be held no longer, but be sure
+		t.msgs = grown
 	}
 	for i := range msgs {
 		t.msgs = append(t.msgs, msgs[i])
@@ -47,11 +60,10 @@ func (t *tail) add(msgs []Message, first uint64) {
 		drop++
 	}
 	if drop > 0 {
-		// Copy down rather than reslice, so the backing array does not
-		// keep growing at the front.
-		n := copy(t.msgs, t.msgs[drop:])
-		clear(t.msgs[n:])
-		t.msgs = t.msgs[:n]
+		// Release the dropped messages' arguments now, not when the
+		// array is next replaced.
+		clear(t.msgs[:drop])
+		t.msgs = t.msgs[drop:]
 	}
 }
 
