@@ -17,4 +17,9 @@
 // close it, and to commit the relay methods' sends. Group membership is
 // replicated; the signed groups token only restores it when a reconnect
 // finds the connection's record gone.
+//
+// When the node has an Application (package transport/signalr's seam: an
+// upstream webhook or Go hubs), hub invocations that are not relay methods
+// the client may call go to it, one at a time per connection, and it is
+// asked at /connect and told of connections per hub (app.go).
 package signalr2
