@@ -114,7 +114,20 @@ func (n *Node) publish(w http.ResponseWriter, r *http.Request, p *fsm.Publish) {
 	if res.Duplicate {
 		w.Header().Set("Backplane-Duplicate", "true")
 	}
-	writeJSON(w, http.StatusAccepted, map[string]uint64{"index": res.Index})
+	writeIndex(w, res.Index)
+}
+
+// writeIndex answers 202 {"index": N}: what writeJSON writes for it, byte
+// for byte, without a map and an encoder per publish.
+func writeIndex(w http.ResponseWriter, index uint64) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusAccepted)
+	var buf [40]byte
+	b := append(buf[:0], `{"index":`...)
+	b = strconv.AppendUint(b, index, 10)
+	_, _ = w.Write(append(b, "}\n"...))
 }
 
 func (n *Node) sendToAll(w http.ResponseWriter, r *http.Request) {
