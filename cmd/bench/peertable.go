@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"strings"
 )
 
@@ -55,21 +56,33 @@ func (rep *report) printPeers(w io.Writer, cfg config) {
 		}
 		return pct / 100 / val(r, metric) * 1e6
 	}
+	// othersOf is the CPU other work took during r, % of one core.
+	othersOf := func(r *result) float64 {
+		if r != nil {
+			for _, u := range r.Usage {
+				if u.Name == "others" {
+					return u.CPUPct
+				}
+			}
+		}
+		return math.NaN()
+	}
 	rate := human(cfg.rate)
 	type row struct {
 		name        string
 		tput        []float64
 		ack, reader *latency
-		cpu         float64
+		cpu, others float64
 	}
 	var rows []row
 	add := func(name string, runName func(n int) string, metric string, paced *result, ackM, readM string, procs ...string) {
-		rw := row{name: name, ack: lat(paced, ackM), reader: lat(paced, readM), cpu: math.NaN()}
+		rw := row{name: name, ack: lat(paced, ackM), reader: lat(paced, readM), cpu: math.NaN(), others: math.NaN()}
 		for _, n := range cfg.peerInflight {
 			rw.tput = append(rw.tput, val(find(runName(n)), metric))
 		}
 		if last := cfg.peerInflight[len(cfg.peerInflight)-1]; len(procs) > 0 {
 			rw.cpu = cpuPerMsg(find(runName(last)), metric, procs...)
+			rw.others = othersOf(find(runName(last)))
 		}
 		rows = append(rows, rw)
 	}
@@ -95,18 +108,18 @@ func (rep *report) printPeers(w io.Writer, cfg config) {
 	for _, n := range cfg.peerInflight {
 		head = append(head, fmt.Sprint(n))
 	}
-	fmt.Fprintf(w, "| system | committed msgs/s at %s in flight | ack p50 / p99 at %s msgs/s | publish → reader p50 / p99 | CPU µs per msg at %d |\n|---|---|---|---|---|\n",
-		strings.Join(head, " / "), rate, cfg.peerInflight[len(cfg.peerInflight)-1])
+	fmt.Fprintf(w, "| system | committed msgs/s at %s in flight | ack p50 / p99 at %s msgs/s | publish → reader p50 / p99 | CPU µs per msg at %[3]d | others' CPU at %[3]d (of %[4]d) |\n|---|---|---|---|---|---|\n",
+		strings.Join(head, " / "), rate, cfg.peerInflight[len(cfg.peerInflight)-1], 100*runtime.NumCPU())
 	for _, rw := range rows {
 		var t []string
 		for _, v := range rw.tput {
 			t = append(t, humanNaN(v))
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", rw.name, strings.Join(t, " / "), latPair(rw.ack), latPair(rw.reader), humanNaN(rw.cpu))
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", rw.name, strings.Join(t, " / "), latPair(rw.ack), latPair(rw.reader), humanNaN(rw.cpu), humanNaN(rw.others))
 	}
 	if ws != nil {
-		fmt.Fprintf(w, "| Backplane SignalR WebSocket SendToGroup, %d in flight | %s | | | %s |\n",
-			wsInflight, humanNaN(val(ws, "committed publishes/s")), humanNaN(cpuPerMsg(ws, "committed publishes/s", "node")))
+		fmt.Fprintf(w, "| Backplane SignalR WebSocket SendToGroup, %d in flight | %s | | | %s | %s |\n",
+			wsInflight, humanNaN(val(ws, "committed publishes/s")), humanNaN(cpuPerMsg(ws, "committed publishes/s", "node")), humanNaN(othersOf(ws)))
 	}
 
 	// The targets (issue 16), as ratios of this run.
