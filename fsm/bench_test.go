@@ -1,6 +1,7 @@
 package fsm_test
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -28,15 +29,23 @@ func BenchmarkEncodePublish(b *testing.B) {
 
 // BenchmarkApplyBatch applies batches of 8 entries of 64 publishes each, as
 // Raft hands a BatchingFSM a run of committed entries.
-func BenchmarkApplyBatch(b *testing.B) { benchApplyBatch(b, false) }
+func BenchmarkApplyBatch(b *testing.B) { benchApplyBatch(b, false, 8, 64) }
+
+// BenchmarkApplyBatchSmall applies one entry per batch, of 1 and of 8
+// messages: what a node applies at a few hundred to a thousand entries a
+// second (REST publishers, 1 to 256 in flight).
+func BenchmarkApplyBatchSmall(b *testing.B) {
+	for _, per := range []int{1, 8} {
+		b.Run(fmt.Sprintf("msgs=%d", per), func(b *testing.B) { benchApplyBatch(b, false, 1, per) })
+	}
+}
 
 // BenchmarkApplyBatchSynced is BenchmarkApplyBatch with the store fsynced
 // on every commit: what the store would cost if it did not rely on the
 // Raft log for durability (docs/architecture.md).
-func BenchmarkApplyBatchSynced(b *testing.B) { benchApplyBatch(b, true) }
+func BenchmarkApplyBatchSynced(b *testing.B) { benchApplyBatch(b, true, 8, 64) }
 
-func benchApplyBatch(b *testing.B, synced bool) {
-	const entries, perEntry = 8, 64
+func benchApplyBatch(b *testing.B, synced bool, entries, perEntry int) {
 	f := newTestFSM(b, fsm.Config{Retention: fsm.DefaultRetention})
 	fsm.SetStoreSync(f.FSM, synced)
 	cmds := make([]fsm.Command, perEntry)
