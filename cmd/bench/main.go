@@ -17,6 +17,13 @@
 //
 //	go run ./cmd/bench -scenario all -duration 5s -json bench.json
 //
+// With -peers it also measures the durable peers in the same run — NATS
+// JetStream R3 (embedded) and Redis Streams (when redis-server is on
+// PATH), both fsyncing every write — next to REST publishers at 1, 16 and
+// 256 in flight, and prints the comparison as one table with ratios:
+//
+//	go run ./cmd/bench -scenario broadcast,hifreq-ws -peers -duration 5s -json peers.json
+//
 // See docs/performance.md for what each scenario measures.
 package main
 
