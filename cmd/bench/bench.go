@@ -88,16 +88,18 @@ func (b *bench) runAll(ctx context.Context, rep *report) error {
 		}
 	}
 	b.cl.stop(b.logf)
-	if !b.cfg.baseline {
-		return nil
+	if b.cfg.baseline {
+		if err := b.raftBaselines(ctx, rep); err != nil {
+			return fmt.Errorf("bare raft baseline: %w", err)
+		}
 	}
-	if err := b.raftBaselines(ctx, rep); err != nil {
-		return fmt.Errorf("bare raft baseline: %w", err)
-	}
-	if b.cfg.peers {
+	if b.cfg.peers { // the peers are what -peers asks for, with or without -baseline
 		if err := b.peerBaselines(ctx, rep); err != nil {
 			return err
 		}
+	}
+	if !b.cfg.baseline {
+		return nil
 	}
 	return b.wsBaselines(ctx, rep)
 }

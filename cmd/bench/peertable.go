@@ -142,7 +142,7 @@ func (rep *report) printPeers(w io.Writer, cfg config) {
 	}
 	first := cfg.peerInflight[0]
 	if a, b := lat(find(peerScenario(first)), "publish → 202 (commit)"), lat(find(bareN(1)(first)), "commit"); a != nil && b != nil {
-		fmt.Fprintf(w, "   %d publisher: publish → 202 p50 − bare Raft commit p50   %+.2f ms  (≤ +1)\n", first, a.P50MS-b.P50MS)
+		fmt.Fprintf(w, "   %d in flight: publish → 202 p50 − bare Raft commit p50   %+.2f ms  (≤ +1 at 1)\n", first, a.P50MS-b.P50MS)
 	}
 	bc := find("broadcast")
 	if d, f := lat(bc, "publish → delivery, other nodes"), lat(barePaced, "stamp → applied, followers"); d != nil && f != nil {

@@ -40,7 +40,7 @@ func TestPrintPeersRatios(t *testing.T) {
 	for _, want := range []string{
 		"REST ÷ JetStream                     2.00×",
 		"REST ÷ bare Raft at 9 msgs/entry     0.30×",
-		"publish → 202 p50 − bare Raft commit p50   +1.50 ms",
+		"1 in flight: publish → 202 p50 − bare Raft commit p50   +1.50 ms",
 		"follower apply p99   0.75×",
 		"JetStream publish → consume p99 0.50×",
 		"bare Raft commit p99   +1.0 ms",
