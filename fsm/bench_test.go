@@ -3,6 +3,8 @@ package fsm_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -142,4 +144,33 @@ func BenchmarkReadLive(b *testing.B) {
 		read += len(page.Messages)
 	}
 	b.ReportMetric(float64(read)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkApplyBatchManyGroups applies entries of 8 messages, each to one
+// of 1,000 groups in turn, so the stream index grows in 1,000 places at
+// once (not only at its end); it reports the store's bytes per message,
+// which the page fill decides.
+func BenchmarkApplyBatchManyGroups(b *testing.B) {
+	const perEntry, groups = 8, 1000
+	dir := b.TempDir()
+	f := newTestFSM(b, fsm.Config{Dir: dir, Retention: fsm.DefaultRetention})
+	cmds := make([]fsm.Command, perEntry)
+	g := 0
+	b.ReportAllocs()
+	ops := 0
+	for b.Loop() {
+		for i := range cmds {
+			cmds[i] = benchPublish(fsm.ToGroups, fmt.Sprintf("g%04d", g%groups))
+			g++
+		}
+		f.ApplyBatch([]*raft.Log{f.Log(raft.LogCommand, fsm.EncodeEntry(t0, cmds))})
+		ops++
+	}
+	b.StopTimer()
+	if got, want := f.LastMessage(), uint64(ops*perEntry); got != want {
+		b.Fatalf("LastMessage: got %d, want %d", got, want)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "state.db")); err == nil {
+		b.ReportMetric(float64(st.Size())/float64(ops*perEntry), "store-B/msg")
+	}
 }
