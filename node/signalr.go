@@ -1,8 +1,11 @@
 package node
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/backplane/backplane/fsm"
@@ -44,6 +47,32 @@ func (n *Node) authenticateClient(r *http.Request) (signalr.Identity, error) {
 		return signalr.Identity{}, err
 	}
 	id.Expires, id.Permissions = access.Expires, access.Permissions
+	// The claims for the Application (an upstream's X-ASRS-User-Claims):
+	// the decoded token is a map, so they come sorted by type; an array
+	// gives one claim per element, other values their JSON text.
+	types := make([]string, 0, len(claims))
+	for k := range claims {
+		types = append(types, k)
+	}
+	sort.Strings(types)
+	for _, k := range types {
+		vals, isList := claims[k].([]any)
+		if !isList {
+			vals = []any{claims[k]}
+		}
+		for _, v := range vals {
+			s, ok := v.(string)
+			if !ok {
+				b, err := json.Marshal(v)
+				if err != nil {
+					continue
+				}
+				s = string(b)
+			}
+			// Azure's SDK carries custom claims as asrs.u.<name>.
+			id.Claims = append(id.Claims, signalr.Claim{Type: strings.TrimPrefix(k, "asrs.u."), Value: s})
+		}
+	}
 	if id.UserID != "" {
 		if err := fsm.ValidateName("user", id.UserID); err != nil {
 			return signalr.Identity{}, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // Rule is one upstream item, as in Azure SignalR Service's upstream
@@ -139,4 +140,28 @@ func (l *ListFlag) Set(v string) error {
 		}
 	}
 	return nil
+}
+
+// FromFlags builds a Config from the command line's -upstream rules,
+// -upstream-key keys, -upstream-timeout and -upstream-connect-event. No
+// rules: ok is false (no upstream).
+func FromFlags(rules, keys []string, timeout time.Duration, connectEvent bool) (cfg Config, ok bool, err error) {
+	if len(rules) == 0 {
+		if len(keys) > 0 || connectEvent {
+			return Config{}, false, errors.New("-upstream-key and -upstream-connect-event need -upstream")
+		}
+		return Config{}, false, nil
+	}
+	for _, s := range rules {
+		r, err := ParseRule(s)
+		if err != nil {
+			return Config{}, false, fmt.Errorf("-upstream: %w", err)
+		}
+		cfg.Rules = append(cfg.Rules, r)
+	}
+	if timeout <= 0 {
+		return Config{}, false, fmt.Errorf("-upstream-timeout %s: must be positive", timeout)
+	}
+	cfg.Keys, cfg.Timeout, cfg.ConnectEvent = keys, timeout, connectEvent
+	return cfg, true, nil
 }

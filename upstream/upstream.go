@@ -146,6 +146,9 @@ func New(cfg Config) (*Upstream, error) {
 	return u, nil
 }
 
+// SetLogger replaces the logger; call it before the Upstream is used.
+func (u *Upstream) SetLogger(l *slog.Logger) { u.log = l.With("component", "upstream") }
+
 // Close stops delivering connection events; those still queued are
 // dropped (and counted in the log).
 func (u *Upstream) Close() { u.events.close() }

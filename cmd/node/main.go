@@ -16,10 +16,12 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/node"
 	"github.com/backplane/backplane/raftlog"
+	"github.com/backplane/backplane/upstream"
 )
 
 func main() {
@@ -35,6 +37,9 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = newLogger(stderr, logLevel, logFormat)
+	if u, ok := cfg.Application.(*upstream.Upstream); ok {
+		u.SetLogger(cfg.Logger)
+	}
 	n, err := node.New(cfg)
 	if err != nil {
 		return err
@@ -54,6 +59,9 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, slog.Level, strin
 		logFormat                     string
 		maxBytes                      uint64
 		origins, userClaims, relayOff string
+		upRules, upKeys               upstream.ListFlag
+		upTimeout                     time.Duration
+		upConnect                     bool
 	)
 	fs.StringVar(&cfg.ID, "id", "node1", "node ID, unique in the cluster")
 	fs.StringVar(&cfg.DataDir, "data", "./data", "data directory (Raft log, snapshots, store)")
@@ -104,6 +112,10 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, slog.Level, strin
 	fs.DurationVar(&cfg.HTTPHeaderTimeout, "http-header-timeout", node.DefaultHTTPHeaderTimeout, "how long a client may take to send request headers")
 	fs.DurationVar(&cfg.HTTPBodyTimeout, "http-body-timeout", node.DefaultHTTPBodyTimeout, "how long a client may take to send a request body")
 	fs.DurationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", node.DefaultHTTPIdleTimeout, "how long an idle keep-alive connection is kept open")
+	fs.Var(&upRules, "upstream", "webhook for hub logic, as Azure SignalR serverless upstreams (repeatable, first match wins): URL_TEMPLATE or hub=PATTERN;category=PATTERN;event=PATTERN;URL_TEMPLATE with {hub}, {category}, {event} (docs/upstream.md)")
+	fs.Var(&upKeys, "upstream-key", "key that signs upstream requests (X-ASRS-Signature); repeat for rotation")
+	fs.DurationVar(&upTimeout, "upstream-timeout", upstream.DefaultTimeout, "how long one upstream request may take")
+	fs.BoolVar(&upConnect, "upstream-connect-event", false, "ask the upstream (connections/connect) before accepting a connection: 401/403 refuse it")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	if err := fs.Parse(args); err != nil {
@@ -120,6 +132,15 @@ func parseFlags(args []string, stderr io.Writer) (node.Config, slog.Level, strin
 	cfg.AllowedOrigins = splitList(origins)
 	cfg.UserClaims = splitList(userClaims)
 	cfg.RelayDisabledHubs = splitList(relayOff)
+	if ucfg, ok, err := upstream.FromFlags(upRules, upKeys, upTimeout, upConnect); err != nil {
+		return cfg, 0, "", err
+	} else if ok {
+		u, err := upstream.New(ucfg)
+		if err != nil {
+			return cfg, 0, "", err
+		}
+		cfg.Application = u
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return cfg, 0, "", fmt.Errorf("-log-level %q: use debug, info, warn or error", logLevel)
