@@ -1,0 +1,77 @@
+package cluster
+
+import (
+	"bufio"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestUpstreamExample builds examples/upstream, runs it on a free loopback
+// port, and runs test/signalr/upstream-example.test.mjs against three nodes
+// of the built binary whose -upstream is the example: Echo and Add answer
+// the official client, and a stateful connection resumes on another node
+// after its node is killed and keeps calling the upstream. The example's
+// log shows it verified the signature of each connection's events.
+func TestUpstreamExample(t *testing.T) {
+	dir := moduleDir(t, "test/signalr")
+	ensureNodeModules(t, dir)
+	bin := filepath.Join(t.TempDir(), "upstream-example")
+	build := exec.Command("go", "build", "-o", bin, "./examples/upstream")
+	build.Dir = moduleDir(t, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building examples/upstream: %v\n%s", err, out)
+	}
+	ex := exec.Command(bin, "-addr", "127.0.0.1:0", "-key", "example-secret")
+	stdout, err := ex.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exLog syncBuffer
+	ex.Stderr = &exLog
+	if err := ex.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ex.Process.Kill(); ex.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the example printed no address: %v; log:\n%s", err, exLog.String())
+	}
+	base := strings.TrimSpace(strings.TrimPrefix(line, "upstream listening on "))
+
+	nodes := startCluster(t, 3, nodeOptions{ExtraArgs: []string{
+		"-access-key", signalrAccessKey, "-holder-timeout", "3s",
+		"-upstream", base + "/{hub}/{category}/{event}", "-upstream-key", "example-secret",
+	}})
+	var urls, pids []string
+	for _, n := range nodes {
+		urls = append(urls, n.baseURL())
+		pids = append(pids, strconv.Itoa(n.cmd.Process.Pid))
+	}
+	out := runNode(t, dir, 2*time.Minute, []string{
+		"BACKPLANE_NODES=" + strings.Join(urls, ","),
+		"BACKPLANE_PIDS=" + strings.Join(pids, ","),
+		"BACKPLANE_ACCESS_KEY=" + signalrAccessKey,
+	}, "--test", "--test-reporter=spec", "upstream-example.test.mjs")
+	t.Log(out)
+	for _, want := range []string{"fail 0", "skipped 0"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("node test summary lacks %q:\n%s", want, out)
+		}
+	}
+	for _, key := range []string{"plain-conn", "stateful-conn"} {
+		m := regexp.MustCompile(key + ` (\S+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("the script printed no %s:\n%s", key, out)
+		}
+		for _, ev := range []string{"connected " + m[1] + ` {"type":10}`, "disconnected " + m[1] + ` {"type":11`} {
+			waitFor(t, 20*time.Second, "the example to log "+ev, func() (bool, string) {
+				return strings.Contains(exLog.String(), ev), exLog.String()
+			})
+		}
+	}
+}
