@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/backplane/backplane/transport/hubproto"
 )
 
 // testUpstream is the upstream webhook of TestUpstreamWebhooks: it checks
@@ -45,8 +47,12 @@ func (u *testUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return
 	}
-	if r.Header.Get("X-ASRS-Hub") != "chat" || r.Header.Get("Content-Type") != "application/json" || conn == "" {
+	category, event := r.Header.Get("X-ASRS-Category"), r.Header.Get("X-ASRS-Event")
+	if r.Header.Get("X-ASRS-Hub") != "chat" || conn == "" {
 		u.problem("headers %v", r.Header)
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" && !(category == "messages" && ct == "application/x-msgpack") {
+		u.problem("Content-Type %q for %s/%s", ct, category, event)
 	}
 	// A disconnected event from the node that expired a dead holder's
 	// connection knows only its hub, id and user (signalr.ConnInfo).
@@ -56,7 +62,6 @@ func (u *testUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		u.problem("user %q, claims %q", user, r.Header.Get("X-ASRS-User-Claims"))
 	}
 	body, _ := io.ReadAll(r.Body)
-	category, event := r.Header.Get("X-ASRS-Category"), r.Header.Get("X-ASRS-Event")
 	if r.URL.Path != "/api/chat/"+category+"/"+event {
 		u.problem("path %q for %s/%s", r.URL.Path, category, event)
 	}
@@ -74,6 +79,10 @@ func (u *testUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		u.events[conn] = append(u.events[conn], event)
 		u.mu.Unlock()
+		return
+	}
+	if r.Header.Get("Content-Type") == "application/x-msgpack" {
+		u.serveMsgpack(w, body, event)
 		return
 	}
 	var inv struct {
@@ -115,7 +124,8 @@ func (u *testUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // TestUpstreamWebhooks runs test/signalr/upstream.test.mjs against three
 // nodes of the built binary whose -upstream is an HTTP server in this test
-// (signed with two -upstream-key values): results, error completions and
+// (signed with two -upstream-key values): results (JSON and MessagePack
+// clients, each body in its own protocol), error completions and
 // error statuses reach the official client, one connection's invocations
 // arrive in order, and a connection whose node is killed with SIGKILL gets
 // connections/disconnected from the node that expires it.
@@ -177,4 +187,40 @@ func TestUpstreamWebhooks(t *testing.T) {
 			t.Errorf("connection %s: events %q, want connected then disconnected once each", id, ev)
 		}
 	}
+}
+
+// serveMsgpack answers a MessagePack client's Add: the body is the
+// unframed invocation, the answer a framed MessagePack completion.
+func (u *testUpstream) serveMsgpack(w http.ResponseWriter, body []byte, event string) {
+	var framed []byte
+	for n := len(body); ; n >>= 7 { // varint length prefix
+		if n < 0x80 {
+			framed = append(framed, byte(n))
+			break
+		}
+		framed = append(framed, byte(n)|0x80)
+	}
+	msgs, _, err := hubproto.MessagePack{}.Parse(append(framed, body...), 0)
+	if err != nil || len(msgs) != 1 || msgs[0].Target != event || event != "Add" || len(msgs[0].Arguments) != 2 {
+		u.problem("messagepack invocation % x: %v %+v", body, err, msgs)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	var sum int
+	for _, a := range msgs[0].Arguments {
+		j, err := a.AppendJSON(nil)
+		var v int
+		if err != nil || json.Unmarshal(j, &v) != nil {
+			u.problem("messagepack argument % x", a.Data)
+		}
+		sum += v
+	}
+	res, _ := hubproto.JSONValue([]byte(strconv.Itoa(sum))).AppendMsgpack(nil)
+	out, err := hubproto.MessagePack{}.Append(nil, &hubproto.Message{Type: hubproto.Completion, InvocationID: msgs[0].InvocationID,
+		Result: hubproto.MsgpackValue(res), HasResult: true})
+	if err != nil {
+		u.problem("encoding the answer: %v", err)
+	}
+	w.Header().Set("Content-Type", "application/x-msgpack")
+	w.Write(out)
 }

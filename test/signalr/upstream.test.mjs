@@ -2,7 +2,7 @@
 // methods go to the upstream the cluster was started with (-upstream, an
 // HTTP server in the Go test, test/cluster/upstream_test.go), which answers
 // Add with a result, Fail with an error completion, Status500 with a 500,
-// and Seq/SeqLog to show one connection's invocations arrive in order.
+// (JSON and MessagePack), and Seq/SeqLog to show one connection's invocations arrive in order.
 // The last test prints the id of a connection whose node it kills with
 // SIGKILL; the Go test then waits for its connections/disconnected.
 import { test } from "node:test";
@@ -14,6 +14,12 @@ test("a method answered by the upstream: result, error completion, error status"
   assert.equal(await conn.invoke("Add", 2, 3), 5);
   await assert.rejects(conn.invoke("Fail"), /nope from the upstream/);
   await assert.rejects(conn.invoke("Status500"), /Invocation failed, status code 500/);
+  await conn.stop();
+});
+
+test("a MessagePack client's invocation reaches the upstream as MessagePack", async () => {
+  const { conn } = await connect(nodes[2], { user: "dave", msgpack: true });
+  assert.equal(await conn.invoke("Add", 20, 22), 42);
   await conn.stop();
 });
 
