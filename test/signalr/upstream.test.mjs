@@ -1,8 +1,9 @@
 // Upstream webhooks with the official client: methods that are not relay
 // methods go to the upstream the cluster was started with (-upstream, an
 // HTTP server in the Go test, test/cluster/upstream_test.go), which answers
-// Add with a result, Fail with an error completion, Status500 with a 500,
-// (JSON and MessagePack), and Seq/SeqLog to show one connection's invocations arrive in order.
+// Add with a result (to JSON and MessagePack clients), Fail with an error
+// completion, Status500 with a 500, and Seq/SeqLog to show that one
+// connection's invocations arrive in order.
 // The last test prints the id of a connection whose node it kills with
 // SIGKILL; the Go test then waits for its connections/disconnected.
 import { test } from "node:test";
