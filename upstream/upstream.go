@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -216,6 +217,13 @@ func (u *Upstream) post(ctx context.Context, rq request) (answer, error) {
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 			return answer{}, fmt.Errorf("the upstream did not answer within %s", u.cfg.Timeout)
+		}
+		// Not the *url.Error itself: its text holds the URL, whose query
+		// may carry a secret (Functions' ?code=), and this text reaches
+		// clients in error completions and the log.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
 		}
 		return answer{}, fmt.Errorf("upstream POST %s/%s: %w", rq.category, rq.event, err)
 	}

@@ -348,3 +348,17 @@ func TestParseRule(t *testing.T) {
 		t.Fatalf("ListFlag %q", l)
 	}
 }
+
+func TestTransportErrorsDoNotShowTheURL(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: the POST fails to connect
+	u := newTestUpstream(t, Config{Rules: []Rule{{URL: "http://" + addr + "/hook?code=very-secret"}}})
+	c := u.Invoke(context.Background(), jsonCall(testConn(), "1", "Add"))
+	if !strings.HasPrefix(c.Error, "Invocation failed: upstream POST messages/Add: ") || strings.Contains(c.Error, "very-secret") {
+		t.Fatalf("error completion %q: want the failure without the URL's secret", c.Error)
+	}
+}
