@@ -39,6 +39,7 @@ func run(args []string, stderr io.Writer) error {
 	cfg.Logger = newLogger(stderr, logLevel, logFormat)
 	if u, ok := cfg.Application.(*upstream.Upstream); ok {
 		u.SetLogger(cfg.Logger)
+		defer u.Close() // logs the connection events still queued
 	}
 	n, err := node.New(cfg)
 	if err != nil {
