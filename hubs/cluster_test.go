@@ -1,0 +1,229 @@
+package hubs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/backplane/backplane/node"
+)
+
+// clusterHub is the hub of the in-process cluster tests.
+type clusterHub struct{}
+
+func (clusterHub) WhoAmI(ctx *Context) string { return ctx.ConnectionID() }
+func (clusterHub) Join(ctx *Context, g string) error {
+	return ctx.Groups.Add(ctx, ctx.ConnectionID(), g)
+}
+func (clusterHub) ToGroup(ctx *Context, g, text string) error {
+	return ctx.Clients.Group(g).Send(ctx, "text", text)
+}
+func (clusterHub) ToAll(ctx *Context, text string) error {
+	return ctx.Clients.All().Send(ctx, "text", text)
+}
+func (clusterHub) ToOthers(ctx *Context, text string) error {
+	return ctx.Clients.Others().Send(ctx, "text", text)
+}
+func (clusterHub) Ask(ctx *Context, conn string, a, b int) (int, error) {
+	var sum int
+	err := ctx.InvokeClient(ctx, conn, "add", &sum, a, b)
+	return sum, err
+}
+
+func startHubCluster(t *testing.T) []*Server {
+	t.Helper()
+	var out []*Server
+	for i := 0; i < 3; i++ {
+		cfg := node.Config{
+			ID:           fmt.Sprintf("node%d", i+1),
+			DataDir:      filepath.Join(t.TempDir(), fmt.Sprintf("node%d", i+1)),
+			HTTPAddr:     "127.0.0.1:0",
+			RaftAddr:     "127.0.0.1:0",
+			WriteTimeout: 3 * time.Second,
+			JoinTimeout:  20 * time.Second,
+		}
+		if i > 0 {
+			cfg.Join = []string{out[0].Node().HTTPAddr()}
+		}
+		s, err := New(Config{Node: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Register("cluster", clusterHub{}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = s.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done; s.Close() })
+		out = append(out, s)
+		poll(t, 20*time.Second, "a leader and every member", func() bool {
+			st, err := s.Node().Status()
+			return err == nil && st.Leader.ID != "" && len(st.Members) == i+1
+		})
+	}
+	return out
+}
+
+func poll(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// wsClient is a minimal JSON hub-protocol client.
+type wsClient struct {
+	t     *testing.T
+	ws    *websocket.Conn
+	mu    sync.Mutex
+	texts []string
+	done  map[string]chan map[string]any
+	next  int
+}
+
+func dial(t *testing.T, addr string) *wsClient {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/hubs/cluster", nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"json","version":1}`+"\x1e")); err != nil {
+		t.Fatal(err)
+	}
+	if _, hs, err := ws.ReadMessage(); err != nil || !bytes.HasPrefix(hs, []byte("{}")) {
+		t.Fatalf("handshake: %q %v", hs, err)
+	}
+	c := &wsClient{t: t, ws: ws, done: map[string]chan map[string]any{}}
+	go c.read()
+	return c
+}
+
+func (c *wsClient) read() {
+	for {
+		_, data, err := c.ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		for _, rec := range bytes.Split(data, []byte("\x1e")) {
+			if len(rec) == 0 {
+				continue
+			}
+			var m map[string]any
+			if json.Unmarshal(rec, &m) != nil {
+				continue
+			}
+			switch m["type"] {
+			case 1.0:
+				args, _ := m["arguments"].([]any)
+				if id, ok := m["invocationId"].(string); ok && m["target"] == "add" && len(args) == 2 {
+					a, _ := args[0].(float64)
+					b, _ := args[1].(float64)
+					out, _ := json.Marshal(map[string]any{"type": 3, "invocationId": id, "result": a + b})
+					_ = c.ws.WriteMessage(websocket.TextMessage, append(out, 0x1e))
+					continue
+				}
+				if m["target"] == "text" && len(args) == 1 {
+					c.mu.Lock()
+					c.texts = append(c.texts, fmt.Sprint(args[0]))
+					c.mu.Unlock()
+				}
+			case 3.0:
+				c.mu.Lock()
+				ch := c.done[fmt.Sprint(m["invocationId"])]
+				c.mu.Unlock()
+				if ch != nil {
+					ch <- m
+				}
+			}
+		}
+	}
+}
+
+func (c *wsClient) invoke(target string, args ...any) map[string]any {
+	c.t.Helper()
+	if args == nil {
+		args = []any{}
+	}
+	c.mu.Lock()
+	c.next++
+	id := fmt.Sprint(c.next)
+	ch := make(chan map[string]any, 1)
+	c.done[id] = ch
+	c.mu.Unlock()
+	out, _ := json.Marshal(map[string]any{"type": 1, "invocationId": id, "target": target, "arguments": args})
+	if err := c.ws.WriteMessage(websocket.TextMessage, append(out, 0x1e)); err != nil {
+		c.t.Fatal(err)
+	}
+	select {
+	case m := <-ch:
+		return m
+	case <-time.After(20 * time.Second):
+		c.t.Fatalf("no completion of %s", target)
+	}
+	return nil
+}
+
+func (c *wsClient) got(text string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.texts {
+		if s == text {
+			return true
+		}
+	}
+	return false
+}
+
+func TestClusterHubs(t *testing.T) {
+	srv := startHubCluster(t)
+	a := dial(t, srv[0].Node().HTTPAddr())
+	b := dial(t, srv[1].Node().HTTPAddr())
+	c := dial(t, srv[2].Node().HTTPAddr())
+	bID, _ := b.invoke("WhoAmI")["result"].(string)
+	if bID == "" {
+		t.Fatal("WhoAmI gave no id")
+	}
+	for _, cl := range []*wsClient{a, b} {
+		if m := cl.invoke("join", "g"); m["error"] != nil {
+			t.Fatalf("Join: %v", m)
+		}
+	}
+	if m := c.invoke("ToGroup", "g", "to-group"); m["error"] != nil {
+		t.Fatalf("ToGroup: %v", m)
+	}
+	poll(t, 10*time.Second, "the group send on nodes 1 and 2", func() bool { return a.got("to-group") && b.got("to-group") })
+	if c.got("to-group") {
+		t.Error("a non-member got the group send")
+	}
+	c.invoke("ToOthers", "others")
+	poll(t, 10*time.Second, "the others send", func() bool { return a.got("others") && b.got("others") })
+	if c.got("others") {
+		t.Error("the caller got Others' send")
+	}
+	a.invoke("ToAll", "all")
+	poll(t, 10*time.Second, "the send to all", func() bool { return a.got("all") && b.got("all") && c.got("all") })
+
+	// A client result across nodes: a hub method on node 1 asks the client on node 2.
+	if m := a.invoke("Ask", bID, 40, 2); m["result"] != 42.0 {
+		t.Fatalf("Ask across nodes = %v", m)
+	}
+	if m := a.invoke("Add", 1); m["error"] != "Unknown hub method" && m["error"] == nil {
+		t.Fatalf("an unknown method completed %v", m)
+	}
+	if m := a.invoke("Join"); m["error"] != "Invocation provides 0 argument(s) but target expects 1." {
+		t.Fatalf("Join without arguments = %v", m)
+	}
+}
