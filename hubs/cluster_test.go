@@ -16,7 +16,57 @@ import (
 )
 
 // clusterHub is the hub of the in-process cluster tests.
-type clusterHub struct{}
+type clusterHub struct{ events *eventLog }
+
+// eventLog records OnConnected and OnDisconnected calls.
+type eventLog struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (e *eventLog) has(s string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, g := range e.got {
+		if g == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (h clusterHub) OnConnected(ctx *Context) error {
+	h.events.mu.Lock()
+	defer h.events.mu.Unlock()
+	h.events.got = append(h.events.got, "connected "+ctx.ConnectionID())
+	return nil
+}
+
+func (h clusterHub) OnDisconnected(ctx *Context, err error) error {
+	h.events.mu.Lock()
+	defer h.events.mu.Unlock()
+	h.events.got = append(h.events.got, "disconnected "+ctx.ConnectionID())
+	return nil
+}
+
+func (clusterHub) Count(n int) <-chan int {
+	ch := make(chan int)
+	go func() {
+		defer close(ch)
+		for i := 1; i <= n; i++ {
+			ch <- i
+		}
+	}()
+	return ch
+}
+
+func (clusterHub) Total(in <-chan int) int {
+	t := 0
+	for v := range in {
+		t += v
+	}
+	return t
+}
 
 func (clusterHub) WhoAmI(ctx *Context) string { return ctx.ConnectionID() }
 func (clusterHub) Join(ctx *Context, g string) error {
@@ -37,7 +87,7 @@ func (clusterHub) Ask(ctx *Context, conn string, a, b int) (int, error) {
 	return sum, err
 }
 
-func startHubCluster(t *testing.T) []*Server {
+func startHubCluster(t *testing.T, events *eventLog) []*Server {
 	t.Helper()
 	var out []*Server
 	for i := 0; i < 3; i++ {
@@ -56,7 +106,7 @@ func startHubCluster(t *testing.T) []*Server {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Register("cluster", clusterHub{}); err != nil {
+		if err := s.Register("cluster", clusterHub{events: events}); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -140,6 +190,10 @@ func (c *wsClient) read() {
 					c.texts = append(c.texts, fmt.Sprint(args[0]))
 					c.mu.Unlock()
 				}
+			case 2.0:
+				c.mu.Lock()
+				c.texts = append(c.texts, fmt.Sprintf("item %v", m["item"]))
+				c.mu.Unlock()
 			case 3.0:
 				c.mu.Lock()
 				ch := c.done[fmt.Sprint(m["invocationId"])]
@@ -188,7 +242,8 @@ func (c *wsClient) got(text string) bool {
 }
 
 func TestClusterHubs(t *testing.T) {
-	srv := startHubCluster(t)
+	events := &eventLog{}
+	srv := startHubCluster(t, events)
 	a := dial(t, srv[0].Node().HTTPAddr())
 	b := dial(t, srv[1].Node().HTTPAddr())
 	c := dial(t, srv[2].Node().HTTPAddr())
@@ -226,4 +281,63 @@ func TestClusterHubs(t *testing.T) {
 	if m := a.invoke("Join"); m["error"] != "Invocation provides 0 argument(s) but target expects 1." {
 		t.Fatalf("Join without arguments = %v", m)
 	}
+}
+
+// send writes one record.
+func (c *wsClient) send(m map[string]any) {
+	c.t.Helper()
+	out, _ := json.Marshal(m)
+	if err := c.ws.WriteMessage(websocket.TextMessage, append(out, 0x1e)); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func TestClusterHubStreamsAndHooks(t *testing.T) {
+	events := &eventLog{}
+	srv := startHubCluster(t, events)
+	a := dial(t, srv[1].Node().HTTPAddr())
+	id, _ := a.invoke("WhoAmI")["result"].(string)
+	poll(t, 10*time.Second, "OnConnected", func() bool { return events.has("connected " + id) })
+
+	// A server-to-client stream: items then a completion.
+	ch := make(chan map[string]any, 1)
+	a.mu.Lock()
+	a.done["s1"] = ch
+	a.mu.Unlock()
+	a.send(map[string]any{"type": 4, "invocationId": "s1", "target": "count", "arguments": []any{3}})
+	select {
+	case m := <-ch:
+		if m["error"] != nil {
+			t.Fatalf("stream completed with %v", m)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stream did not complete")
+	}
+	for _, want := range []string{"item 1", "item 2", "item 3"} {
+		if !a.got(want) {
+			t.Errorf("the stream lacks %q", want)
+		}
+	}
+
+	// An upload stream: the client streams 10, 20, 12 and completes it.
+	up := make(chan map[string]any, 1)
+	a.mu.Lock()
+	a.done["u1"] = up
+	a.mu.Unlock()
+	a.send(map[string]any{"type": 1, "invocationId": "u1", "target": "Total", "arguments": []any{}, "streamIds": []string{"up"}})
+	for _, v := range []int{10, 20, 12} {
+		a.send(map[string]any{"type": 2, "invocationId": "up", "item": v})
+	}
+	a.send(map[string]any{"type": 3, "invocationId": "up"})
+	select {
+	case m := <-up:
+		if m["result"] != 42.0 {
+			t.Fatalf("Total of the upload = %v", m)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Total did not complete")
+	}
+
+	a.ws.Close()
+	poll(t, 20*time.Second, "OnDisconnected", func() bool { return events.has("disconnected " + id) })
 }
