@@ -81,6 +81,7 @@ func errCompletion(msg string) signalr.Completion { return signalr.Completion{Er
 // failure is the completion of a method that failed, with ASP.NET's texts.
 func (s *Server) failure(name string, err error) signalr.Completion {
 	msg := fmt.Sprintf("An unexpected error occurred invoking '%s' on the server.", name)
+	s.log.Debug("hubs: method failed", "method", name, "err", err)
 	var he *HubError
 	switch {
 	case errors.As(err, &he):

@@ -41,7 +41,14 @@ func (n *Node) ChangeGroup(ctx context.Context, hub, connID, group string, add b
 	}
 	if add {
 		if err := n.connectionMustExist(hub, connID); err != nil {
-			return fmt.Errorf("add %q to group %q: %w", connID, group, err)
+			// This node may not have applied the connection's open yet
+			// (a follower): catch up with the leader's commit, then look again.
+			if berr := n.readBarrier(ctx); berr != nil {
+				return fmt.Errorf("add %q to group %q: %w", connID, group, berr)
+			}
+			if err := n.connectionMustExist(hub, connID); err != nil {
+				return fmt.Errorf("add %q to group %q: %w", connID, group, err)
+			}
 		}
 	}
 	if _, err := n.proposer.ProposeOne(ctx, fsm.EncodeMembership(m, add)); err != nil {

@@ -109,7 +109,7 @@ func run() error {
 	if join != "" {
 		cfg.Join = []string{join}
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := hubs.New(hubs.Config{Node: cfg})
 	if err != nil {
 		return err

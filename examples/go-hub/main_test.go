@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,7 @@ var httpAddrRE = regexp.MustCompile(`msg="node started".* http=(127\.0\.0\.1:\d+
 
 // startProcess runs the built example and returns its HTTP address, read
 // from its "node started" log line.
-func startProcess(t *testing.T, bin, id string, join string) string {
+func startProcess(t *testing.T, bin, id string, join string) (string, *exec.Cmd) {
 	t.Helper()
 	args := []string{"-id", id, "-data", filepath.Join(t.TempDir(), id), "-http", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-insecure-cluster"}
 	if join != "" {
@@ -35,6 +36,9 @@ func startProcess(t *testing.T, bin, id string, join string) string {
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			if strings.Contains(sc.Text(), "hubs:") {
+				t.Log(id, sc.Text())
+			}
 			if m := httpAddrRE.FindStringSubmatch(sc.Text()); m != nil {
 				select {
 				case addr <- m[1]:
@@ -45,11 +49,97 @@ func startProcess(t *testing.T, bin, id string, join string) string {
 	}()
 	select {
 	case a := <-addr:
-		return a
+		return a, cmd
 	case <-time.After(30 * time.Second):
 		t.Fatalf("%s did not start", id)
 	}
-	return ""
+	return "", nil
+}
+
+// waitReady polls each process's /readyz until it answers 200.
+func waitReady(t *testing.T, addrs ...string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, a := range addrs {
+		for {
+			resp, err := http.Get("http://" + a + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is not ready: %v", a, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// prepare builds the example and makes sure the official client is installed.
+func prepare(t *testing.T) (bin, sigDir string) {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node is not installed")
+	}
+	sigDir, err := filepath.Abs("../../test/signalr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(sigDir, "node_modules", "@microsoft", "signalr")); err != nil {
+		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
+		cmd.Dir = sigDir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("npm ci: %v\n%s", err, out)
+		}
+	}
+	bin = filepath.Join(t.TempDir(), "go-hub")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin, sigDir
+}
+
+// TestStatefulResumeOnAnotherProcess: a stateful official client whose
+// process is killed with SIGKILL resumes on another process under the same
+// connection id, still in its room.
+func TestStatefulResumeOnAnotherProcess(t *testing.T) {
+	bin, sigDir := prepare(t)
+	first, _ := startProcess(t, bin, "n1", "")
+	second, _ := startProcess(t, bin, "n2", first)
+	third, victim := startProcess(t, bin, "n3", first)
+	waitReady(t, first, second, third)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "resume-client.mjs")
+	cmd.Env = append(os.Environ(), "SIGNALR_DIR="+sigDir, "NODES=http://"+first+",http://"+second+",http://"+third)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if sc.Text() == "KILL" {
+			_ = victim.Process.Kill()
+			_, _ = stdin.Write([]byte("killed\n"))
+		}
+	}
+	err = cmd.Wait()
+	if err != nil || len(lines) == 0 || lines[len(lines)-1] != "OK" {
+		t.Fatalf("resume-client.mjs: %v\n%s\n%s", err, strings.Join(lines, "\n"), stderr.String())
+	}
 }
 
 // TestChatWithOfficialClient builds the example, runs three processes on
@@ -75,9 +165,10 @@ func TestChatWithOfficialClient(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	first := startProcess(t, bin, "n1", "")
-	second := startProcess(t, bin, "n2", first)
-	third := startProcess(t, bin, "n3", first)
+	first, _ := startProcess(t, bin, "n1", "")
+	second, _ := startProcess(t, bin, "n2", first)
+	third, _ := startProcess(t, bin, "n3", first)
+	waitReady(t, first, second, third)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", "chat-client.mjs")
