@@ -81,6 +81,30 @@ func (clusterHub) ToAll(ctx *Context, text string) error {
 func (clusterHub) ToOthers(ctx *Context, text string) error {
 	return ctx.Clients.Others().Send(ctx, "text", text)
 }
+func (clusterHub) Target(ctx *Context, kind, arg, text string) error {
+	cl := ctx.Clients
+	var p ClientProxy
+	switch kind {
+	case "client":
+		p = cl.Client(arg)
+	case "clients":
+		p = cl.Clients(arg)
+	case "allExcept":
+		p = cl.AllExcept(arg)
+	case "groups":
+		p = cl.Groups("none", arg)
+	case "groupExcept":
+		p = cl.GroupExcept(arg, ctx.ConnectionID())
+	case "othersInGroup":
+		p = cl.OthersInGroup(arg)
+	case "caller":
+		p = cl.Caller()
+	default:
+		return NewHubError("unknown kind %q", kind)
+	}
+	return p.Send(ctx, "text", text)
+}
+
 func (clusterHub) Ask(ctx *Context, conn string, a, b int) (int, error) {
 	var sum int
 	err := ctx.InvokeClient(ctx, conn, "add", &sum, a, b)
@@ -270,6 +294,45 @@ func TestClusterHubs(t *testing.T) {
 	}
 	a.invoke("ToAll", "all")
 	poll(t, 10*time.Second, "the send to all", func() bool { return a.got("all") && b.got("all") && c.got("all") })
+
+	// The other targets: a is in g on node 1, b in g on node 2, c on node 3.
+	aID, _ := a.invoke("WhoAmI")["result"].(string)
+	for _, tc := range []struct {
+		from          *wsClient
+		kind, arg, tx string
+		want          [3]bool // a, b, c
+	}{
+		{c, "client", bID, "t-client", [3]bool{false, true, false}},
+		{c, "clients", aID, "t-clients", [3]bool{true, false, false}},
+		{c, "allExcept", bID, "t-allexcept", [3]bool{true, false, true}},
+		{c, "groups", "g", "t-groups", [3]bool{true, true, false}},
+		{a, "groupExcept", "g", "t-groupexcept", [3]bool{false, true, false}},
+		{b, "othersInGroup", "g", "t-othersingroup", [3]bool{true, false, false}},
+		{c, "caller", "", "t-caller", [3]bool{false, false, true}},
+	} {
+		if m := tc.from.invoke("Target", tc.kind, tc.arg, tc.tx); m["error"] != nil {
+			t.Fatalf("Target %s: %v", tc.kind, m)
+		}
+		clients := [3]*wsClient{a, b, c}
+		poll(t, 10*time.Second, tc.tx+" at its recipients", func() bool {
+			for i, w := range tc.want {
+				if w && !clients[i].got(tc.tx) {
+					return false
+				}
+			}
+			return true
+		})
+		// Sends are committed in order: a later send to all arriving
+		// proves a non-recipient was not sent the earlier one.
+		marker := tc.tx + "-marker"
+		c.invoke("ToAll", marker)
+		poll(t, 10*time.Second, marker, func() bool { return a.got(marker) && b.got(marker) && c.got(marker) })
+		for i, w := range tc.want {
+			if !w && clients[i].got(tc.tx) {
+				t.Errorf("%s reached client %d", tc.kind, i)
+			}
+		}
+	}
 
 	// A client result across nodes: a hub method on node 1 asks the client on node 2.
 	if m := a.invoke("Ask", bID, 40, 2); m["result"] != 42.0 {
