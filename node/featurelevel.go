@@ -127,9 +127,13 @@ func (n *Node) checkJoinerLevel(ctx context.Context, req joinRequest) error {
 func (n *Node) gateHubNames(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if hub := hubSegment(r.URL.Path); hub != "" && fsm.ValidateHub(hub) == nil {
-			if need, have := fsm.HubLevel(hub), n.fsm.ClusterLevel(); need > have {
-				writeError(w, r, errNotFoundf("hub %q: names with '-' are served once every member of the cluster runs a version that knows them (cluster feature level %d, needed %d)", hub, have, need))
-				return
+			// Most names need no level: only those read the cluster's
+			// level (a bbolt read) on the request path.
+			if need := fsm.HubLevel(hub); need > 0 {
+				if have := n.fsm.ClusterLevel(); need > have {
+					writeError(w, r, errNotFoundf("hub %q: names with '-' are served once every member of the cluster runs a version that knows them (cluster feature level %d, needed %d)", hub, have, need))
+					return
+				}
 			}
 		}
 		next.ServeHTTP(w, r)
