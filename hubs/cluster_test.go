@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/backplane/backplane/node"
+	"github.com/backplane/backplane/transport/signalr"
 )
 
 // clusterHub is the hub of the in-process cluster tests.
@@ -68,7 +72,8 @@ func (clusterHub) Total(in <-chan int) int {
 	return t
 }
 
-func (clusterHub) WhoAmI(ctx *Context) string { return ctx.ConnectionID() }
+func (clusterHub) WhoAmI(ctx *Context) string     { return ctx.ConnectionID() }
+func (clusterHub) WhoAmIUser(ctx *Context) string { return ctx.UserID() }
 func (clusterHub) Join(ctx *Context, g string) error {
 	return ctx.Groups.Add(ctx, ctx.ConnectionID(), g)
 }
@@ -99,6 +104,10 @@ func (clusterHub) Target(ctx *Context, kind, arg, text string) error {
 		p = cl.OthersInGroup(arg)
 	case "caller":
 		p = cl.Caller()
+	case "user":
+		p = cl.User(arg)
+	case "users":
+		p = cl.Users(strings.Split(arg, ",")...)
 	default:
 		return NewHubError("unknown kind %q", kind)
 	}
@@ -126,7 +135,7 @@ func startHubCluster(t *testing.T, events *eventLog) []*Server {
 		if i > 0 {
 			cfg.Join = []string{out[0].Node().HTTPAddr()}
 		}
-		s, err := New(Config{Node: cfg})
+		s, err := New(Config{Node: cfg, OnConnecting: admitByQuery})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,6 +153,17 @@ func startHubCluster(t *testing.T, events *eventLog) []*Server {
 		})
 	}
 	return out
+}
+
+// admitByQuery is the cluster tests' OnConnecting: the user id is the
+// query's "user" (a stand-in for an application's own sign-in), and user
+// "blocked" is refused.
+func admitByQuery(_ context.Context, c *signalr.ConnInfo) (signalr.Admission, error) {
+	user := c.Query.Get("user")
+	if user == "blocked" {
+		return signalr.Admission{}, &signalr.Refusal{Status: http.StatusForbidden, Message: "blocked"}
+	}
+	return signalr.Admission{UserID: user}, nil
 }
 
 func poll(t *testing.T, d time.Duration, what string, ok func() bool) {
@@ -167,9 +187,12 @@ type wsClient struct {
 	next  int
 }
 
-func dial(t *testing.T, addr string) *wsClient {
+func dial(t *testing.T, addr string) *wsClient { t.Helper(); return dialAs(t, addr, "") }
+
+// dialAs connects, skipping negotiation, as user (see admitByQuery).
+func dialAs(t *testing.T, addr, user string) *wsClient {
 	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/hubs/cluster", nil)
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/hubs/cluster?user="+url.QueryEscape(user), nil)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
@@ -403,4 +426,63 @@ func TestClusterHubStreamsAndHooks(t *testing.T) {
 
 	a.ws.Close()
 	poll(t, 20*time.Second, "OnDisconnected", func() bool { return events.has("disconnected " + id) })
+}
+
+// Clients.User and Users reach every connection of the users named,
+// on whichever node holds them, and OnConnecting's user id is the one the
+// hub sees; OnConnecting's refusal answers the client's request.
+func TestClusterHubUsers(t *testing.T) {
+	srv := startHubCluster(t, &eventLog{})
+	ann1 := dialAs(t, srv[0].Node().HTTPAddr(), "ann")
+	ann2 := dialAs(t, srv[1].Node().HTTPAddr(), "ann")
+	bob := dialAs(t, srv[2].Node().HTTPAddr(), "bob")
+	cid := dialAs(t, srv[2].Node().HTTPAddr(), "cid")
+	if m := ann2.invoke("WhoAmIUser"); m["result"] != "ann" {
+		t.Fatalf("the hub sees user %v, want ann", m)
+	}
+	clients := [4]*wsClient{ann1, ann2, bob, cid}
+	for _, tc := range []struct {
+		kind, arg, tx string
+		want          [4]bool
+	}{
+		{"user", "ann", "t-user", [4]bool{true, true, false, false}},
+		{"users", "bob,cid", "t-users", [4]bool{false, false, true, true}},
+		{"user", "nobody", "t-nobody", [4]bool{}},
+	} {
+		if m := bob.invoke("Target", tc.kind, tc.arg, tc.tx); m["error"] != nil {
+			t.Fatalf("Target %s: %v", tc.kind, m)
+		}
+		poll(t, 10*time.Second, tc.tx+" at its recipients", func() bool {
+			for i, w := range tc.want {
+				if w && !clients[i].got(tc.tx) {
+					return false
+				}
+			}
+			return true
+		})
+		marker := tc.tx + "-marker"
+		bob.invoke("ToAll", marker)
+		poll(t, 10*time.Second, marker, func() bool {
+			for _, c := range clients {
+				if !c.got(marker) {
+					return false
+				}
+			}
+			return true
+		})
+		for i, w := range tc.want {
+			if !w && clients[i].got(tc.tx) {
+				t.Errorf("%s %s reached client %d", tc.kind, tc.arg, i)
+			}
+		}
+	}
+
+	_, res, err := websocket.DefaultDialer.Dial("ws://"+srv[0].Node().HTTPAddr()+"/hubs/cluster?user=blocked", nil)
+	if err == nil || res == nil || res.StatusCode != http.StatusForbidden {
+		status := 0
+		if res != nil {
+			status = res.StatusCode
+		}
+		t.Fatalf("a connection OnConnecting refuses: err %v, status %d, want 403", err, status)
+	}
 }

@@ -24,13 +24,22 @@ type Config struct {
 	// DetailedErrors sends any error's text to the client, as ASP.NET's
 	// EnableDetailedErrors; otherwise only a *HubError's text reaches it.
 	DetailedErrors bool
+	// OnConnecting, if set, is asked before a connection to any hub is
+	// accepted (at its negotiate, or its WebSocket request when it skips
+	// negotiation): it may refuse it (a *signalr.Refusal sets the HTTP
+	// status; any other error answers 500), set its user id (ASP.NET's
+	// IUserIdProvider) and name groups it joins before it can send
+	// anything. Without it every connection is admitted under the user id
+	// of its access token, if any.
+	OnConnecting func(ctx context.Context, c *signalr.ConnInfo) (signalr.Admission, error)
 }
 
 // Server is an embedded Backplane node hosting Go hubs.
 type Server struct {
-	node   *node.Node
-	log    *slog.Logger
-	detail bool
+	node       *node.Node
+	log        *slog.Logger
+	detail     bool
+	connecting func(ctx context.Context, c *signalr.ConnInfo) (signalr.Admission, error)
 
 	mu   sync.RWMutex
 	hubs map[string]*hubType // by lower-case name
@@ -38,7 +47,7 @@ type Server struct {
 
 // New creates the node. Register hubs before Run.
 func New(cfg Config) (*Server, error) {
-	s := &Server{hubs: map[string]*hubType{}, detail: cfg.DetailedErrors}
+	s := &Server{hubs: map[string]*hubType{}, detail: cfg.DetailedErrors, connecting: cfg.OnConnecting}
 	cfg.Node.Application = s
 	n, err := node.New(cfg.Node)
 	if err != nil {
@@ -114,9 +123,12 @@ func (s *Server) Methods(hub string) []string {
 	return out
 }
 
-// Connect admits every connection (hubs have no connect hook yet).
+// Connect asks Config.OnConnecting, if set, whether to admit c.
 func (s *Server) Connect(ctx context.Context, c *signalr.ConnInfo) (signalr.Admission, error) {
-	return signalr.Admission{}, nil
+	if s.connecting == nil {
+		return signalr.Admission{}, nil
+	}
+	return s.connecting(ctx, c)
 }
 
 // Connected calls the hub's OnConnected, if it has one.
