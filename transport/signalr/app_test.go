@@ -369,13 +369,46 @@ func TestApplicationStatefulResumeOnAnotherNode(t *testing.T) {
 	mustEqual(t, "completions of s in the connection's stream", completions, 1)
 }
 
+// A new cluster starts at feature level 0 and its leader raises it within
+// seconds: a stateful connection's application invocation sent in that
+// window waits for the raise and then completes with its result.
+func TestApplicationStatefulInvocationWaitsOutTheRaise(t *testing.T) {
+	app := newFakeApp()
+	cluster := newFakeClusterAt(t, "a", 0)
+	ts := startServer(t, cluster, statefulOptions(func(o *Options) {
+		o.Application = app
+		o.UpgradeWait = 20 * time.Second
+	}), nil)
+	c := ts.openStateful("chat")
+	reads := cluster.levelReads.Load()
+	c.write(invocation("1", "Add", 1, 2))
+	// The invocation is waiting once the level has been read again and
+	// again (every 50 ms while it waits).
+	waitFor(t, "the invocation to wait for the level", func() (bool, string) {
+		n := cluster.levelReads.Load() - reads
+		return n >= 3, fmt.Sprintf("%d reads of the level since the invocation", n)
+	})
+	if calls, _, _, _ := app.snapshot(); len(calls) != 0 {
+		t.Fatalf("the application was called below the level: %v", calls)
+	}
+	if _, err := cluster.node("a").commit(context.Background(), fsm.EncodeClusterLevel(1)); err != nil {
+		t.Fatalf("raise the feature level: %v", err)
+	}
+	if r := c.nextMsg(); r.Type != 3 || r.Error != "" || string(r.Result) != "3" {
+		t.Fatalf("Add once the level is raised: got %s, want result 3", r.raw)
+	}
+}
+
 // While a member of an older version remains (feature level 0), a
-// stateful connection's application invocations complete with an error
-// that says so, and REST calls to it are refused: nothing is proposed
-// that such a member would not apply.
+// stateful connection's application invocations complete, after
+// UpgradeWait, with an error that says so, and REST calls to it are
+// refused: nothing is proposed that such a member would not apply.
 func TestApplicationStatefulWaitsForTheFeatureLevel(t *testing.T) {
 	app := newFakeApp()
-	ts := startServer(t, newFakeClusterAt(t, "a", 0), statefulOptions(func(o *Options) { o.Application = app }), nil)
+	ts := startServer(t, newFakeClusterAt(t, "a", 0), statefulOptions(func(o *Options) {
+		o.Application = app
+		o.UpgradeWait = 100 * time.Millisecond
+	}), nil)
 	c := ts.openStateful("chat")
 	c.write(invocation("1", "Add", 1, 2))
 	if r := c.nextMsg(); r.Type != 3 || !strings.Contains(r.Error, "being upgraded") {

@@ -3,6 +3,7 @@ package signalr
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/backplane/backplane/transport/hubproto"
 )
@@ -14,12 +15,28 @@ import (
 var ErrUpgrading = errors.New("the cluster is being upgraded: results, streams and calls to the client on stateful connections wait until every member runs a version that knows them")
 
 // valuesAllowed reports whether the cluster's feature level lets a
-// stateful connection's stream carry values, items and calls.
+// stateful connection's stream carry values, items and calls, waiting up
+// to Options.UpgradeWait (or the connection's end) for it to be raised.
 func (c *conn) valuesAllowed() error {
-	if c.srv.cluster.FeatureLevel() < 1 {
-		return ErrUpgrading
+	if c.srv.cluster.FeatureLevel() >= 1 {
+		return nil
 	}
-	return nil
+	deadline := time.NewTimer(c.srv.opts.UpgradeWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if c.srv.cluster.FeatureLevel() >= 1 {
+				return nil
+			}
+		case <-c.done:
+			return ErrConnectionEnded
+		case <-deadline.C:
+			return ErrUpgrading
+		}
+	}
 }
 
 // A stateful connection's invocations run one at a time on its queue, in

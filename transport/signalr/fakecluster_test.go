@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,8 @@ type fakeCluster struct {
 	urls   map[string]string
 	hook   func(cmds []fsm.Command) // runs before each Propose applies
 	fail   error                    // when set, Propose fails with it and applies nothing
+
+	levelReads atomic.Int64 // FeatureLevel calls
 }
 
 func newFakeCluster(t *testing.T, id string) *fakeCluster {
@@ -107,7 +110,10 @@ func (c *fakeCluster) GroupMembers(hub, group string) ([]fsm.GroupMember, error)
 }
 func (c *fakeCluster) Ready() bool          { return true }
 func (c *fakeCluster) AppliedIndex() uint64 { return c.f.AppliedIndex() }
-func (c *fakeCluster) FeatureLevel() uint64 { return c.f.ClusterLevel() }
+func (c *fakeCluster) FeatureLevel() uint64 {
+	c.levelReads.Add(1)
+	return c.f.ClusterLevel()
+}
 func (c *fakeCluster) ConnectionHolder(hub, conn string) (string, bool, error) {
 	info, ok, err := c.f.Connection(hub, conn)
 	return info.NodeID, ok, err

@@ -84,6 +84,13 @@ type Options struct {
 	// recording an open, a close, a relay batch, a checkpoint (default
 	// 10 s). A stateful invocation retries for three times as long.
 	ProposeTimeout time.Duration
+	// UpgradeWait is how long a stateful connection's application value,
+	// stream item or call to the client waits for the cluster's feature
+	// level to allow it before it is refused with ErrUpgrading (default
+	// 5 s: a new cluster's leader raises the level within a few seconds
+	// of its members answering; only a member of an older version keeps
+	// it low for longer).
+	UpgradeWait time.Duration
 	// ObserveDispatch, if set, is called for every message queued to at
 	// least one local connection, with the time since the proposer's stamp
 	// on its entry.
@@ -131,6 +138,7 @@ func (o *Options) defaults() {
 	setDefault(&o.PollTimeout, 90*time.Second)
 	setDefault(&o.WriteDeadline, 10*time.Second)
 	setDefault(&o.ProposeTimeout, 10*time.Second)
+	setDefault(&o.UpgradeWait, 5*time.Second)
 }
 
 func setDefault(d *time.Duration, v time.Duration) {
