@@ -38,7 +38,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errNotFoundf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
-	return withBodyTimeout(canonicalHubs(n.gateHubNames(mux)), n.cfg.HTTPBodyTimeout)
+	return withBodyTimeout(azureClientPaths(canonicalHubs(n.gateHubNames(mux))), n.cfg.HTTPBodyTimeout)
 }
 
 // memberStatus is one member in /admin/status.

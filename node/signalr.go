@@ -19,8 +19,14 @@ const NameIdentifierClaim = "http://schemas.xmlsoap.org/ws/2005/05/identity/clai
 
 // DefaultUserClaims are the JWT claims a connection's user id is taken
 // from, in order: ClaimTypes.NameIdentifier's short name, its long name,
-// then sub (which ASP.NET's JWT handler maps to it).
-var DefaultUserClaims = []string{"nameid", NameIdentifierClaim, "sub"}
+// sub (which ASP.NET's JWT handler maps to it), then asrs.s.uid, where
+// Azure SignalR's client tokens (Azure Functions' negotiate binding, the
+// Management SDK) carry it.
+var DefaultUserClaims = []string{"nameid", NameIdentifierClaim, "sub", AzureUserIDClaim}
+
+// AzureUserIDClaim is the claim Azure SignalR Service's client tokens
+// carry the user id in.
+const AzureUserIDClaim = "asrs.s.uid"
 
 // authenticateClient identifies a SignalR client. Without client tokens
 // configured every client is anonymous; otherwise it needs a valid token
