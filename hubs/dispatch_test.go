@@ -257,6 +257,41 @@ func TestUploadStream(t *testing.T) {
 	}
 }
 
+// An upload the client ends with an error, or with an item that does not
+// decode, fails the invocation (as an ASP.NET method reading a faulted
+// ChannelReader throws), with the reason when errors are detailed.
+func TestUploadStreamFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		items     []string
+		streamErr error
+		want      string
+	}{
+		{"client error", []string{"1"}, errors.New("the client gave up"), `the client ended upload stream "s1" with an error: the client gave up`},
+		{"bad item", []string{"1", `"two"`}, nil, `an item of upload stream "s1" does not decode`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := newTestServer(t, true)
+			items := make(chan hubproto.RawValue, len(tc.items))
+			for _, v := range tc.items {
+				items <- hubproto.JSONValue([]byte(v))
+			}
+			close(items)
+			call := &signalr.Call{
+				Conn:    signalr.ConnInfo{Hub: "test", ID: "c1"},
+				Message: &hubproto.Message{Type: hubproto.Invocation, InvocationID: "1", Target: "total", StreamIDs: []string{"s1"}},
+				Upload: func(string) (<-chan hubproto.RawValue, func() error) {
+					return items, func() error { return tc.streamErr }
+				},
+			}
+			c := s.Invoke(context.Background(), call)
+			if c.HasResult || !strings.HasPrefix(c.Error, "An unexpected error occurred invoking 'Total' on the server. ") || !strings.Contains(c.Error, tc.want) {
+				t.Fatalf("Total of a failed upload = %+v, want an error naming %q", c, tc.want)
+			}
+		})
+	}
+}
+
 func TestHooks(t *testing.T) {
 	s, h := newTestServer(t, false)
 	s.Connected(signalr.ConnInfo{Hub: "test", ID: "a"})

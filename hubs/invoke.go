@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 
 	"github.com/backplane/backplane/transport/hubproto"
 	"github.com/backplane/backplane/transport/signalr"
@@ -46,7 +47,8 @@ func (s *Server) Invoke(ctx context.Context, call *signalr.Call) signalr.Complet
 			}
 		}()
 	}
-	in, err := s.bindArgs(ctx, m, call)
+	uploads := &uploadFailure{cancel: cancel}
+	in, err := s.bindArgs(ctx, m, call, uploads)
 	if err != nil {
 		return errCompletion("Error binding arguments. Make sure that the types of the provided values match the types of the hub method being invoked.")
 	}
@@ -59,6 +61,11 @@ func (s *Server) Invoke(ctx context.Context, call *signalr.Call) signalr.Complet
 		if e, _ := out[len(out)-1].Interface().(error); e != nil {
 			return s.failure(m.name, e)
 		}
+	}
+	if err := uploads.get(); err != nil {
+		// The method saw its upload end early (and its context end): what
+		// it returned was computed from part of the stream.
+		return s.failure(m.name, err)
 	}
 	switch m.result {
 	case resultNone:
@@ -105,7 +112,7 @@ func callSafely(fn reflect.Value, in []reflect.Value) (out []reflect.Value, err 
 
 // bindArgs decodes the client's arguments into the method's parameter
 // types and starts feeding upload streams.
-func (s *Server) bindArgs(ctx context.Context, m *method, call *signalr.Call) ([]reflect.Value, error) {
+func (s *Server) bindArgs(ctx context.Context, m *method, call *signalr.Call, uploads *uploadFailure) ([]reflect.Value, error) {
 	in := make([]reflect.Value, 0, len(m.params)+1)
 	switch m.ctxArg {
 	case 1, 2:
@@ -115,7 +122,7 @@ func (s *Server) bindArgs(ctx context.Context, m *method, call *signalr.Call) ([
 	wire, up := 0, 0
 	for i, p := range m.params {
 		if up < len(m.uploads) && m.uploads[up] == i {
-			ch, err := s.upload(ctx, p.Elem(), call, call.Message.StreamIDs[up])
+			ch, err := s.upload(ctx, p.Elem(), call, call.Message.StreamIDs[up], uploads)
 			if err != nil {
 				return nil, err
 			}
@@ -145,14 +152,40 @@ func decodeValue(raw hubproto.RawValue, t reflect.Type) (reflect.Value, error) {
 	return p.Elem(), nil
 }
 
+// uploadFailure holds the first failure of an invocation's upload
+// streams: the client completed one with an error, or sent an item that
+// does not decode. It ends the invocation's context, and the invocation
+// then fails, as an ASP.NET method reading a faulted ChannelReader throws.
+type uploadFailure struct {
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	err    error
+}
+
+func (u *uploadFailure) set(err error) {
+	u.mu.Lock()
+	if u.err == nil {
+		u.err = err
+	}
+	u.mu.Unlock()
+	u.cancel()
+}
+
+func (u *uploadFailure) get() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.err
+}
+
 // upload returns a channel of elem fed from the client's upload stream id.
-// It closes when the client completes the stream or ctx ends; an item that
-// does not decode ends it.
-func (s *Server) upload(ctx context.Context, elem reflect.Type, call *signalr.Call, id string) (reflect.Value, error) {
+// It closes when the client completes the stream or ctx ends; a stream the
+// client ends with an error, or an item that does not decode, ends it and
+// is recorded in failed.
+func (s *Server) upload(ctx context.Context, elem reflect.Type, call *signalr.Call, id string, failed *uploadFailure) (reflect.Value, error) {
 	if call.Upload == nil {
 		return reflect.Value{}, errors.New("the connection cannot upload streams")
 	}
-	items, _ := call.Upload(id)
+	items, streamErr := call.Upload(id)
 	ch := reflect.MakeChan(reflect.ChanOf(reflect.BothDir, elem), 0)
 	go func() {
 		defer ch.Close()
@@ -165,11 +198,15 @@ func (s *Server) upload(ctx context.Context, elem reflect.Type, call *signalr.Ca
 				return
 			}
 			if !ok {
+				if err := streamErr(); err != nil {
+					failed.set(fmt.Errorf("the client ended upload stream %q with an error: %w", id, err))
+				}
 				return
 			}
 			v, err := decodeValue(raw, elem)
 			if err != nil {
-				s.log.Warn("hubs: an upload stream item does not decode", "stream", id, "err", err)
+				s.log.Debug("hubs: an upload stream item does not decode", "stream", id, "err", err)
+				failed.set(fmt.Errorf("an item of upload stream %q does not decode: %w", id, err))
 				return
 			}
 			chosen, _, _ := reflect.Select([]reflect.SelectCase{
