@@ -103,9 +103,38 @@ func (c *conn) send(rec []byte) {
 	if c.out.push(rec) {
 		c.wakeWriter()
 	} else {
-		c.srv.slowClientCut(c, "outbound queue full")
-		c.end("Connection closed with an error: the client did not keep up", true, "slow client")
+		c.cutSlow()
 	}
+}
+
+// queueQuiet queues a record without waking the writer, for the
+// dispatcher, which wakes each connection once for a run of messages (see
+// notify). wake is true when this record made the queue non-empty, so the
+// caller must notify the connection.
+func (c *conn) queueQuiet(rec []byte) (wake bool) {
+	if c.isDone() {
+		return false
+	}
+	ok, first := c.out.pushQuiet(rec)
+	if !ok {
+		c.cutSlow()
+		return false
+	}
+	return first
+}
+
+// notify wakes whatever sends the queue: a WebSocket's writer, or a
+// waiting SSE stream or poll.
+func (c *conn) notify() {
+	c.out.signal()
+	c.wakeWriter()
+}
+
+// cutSlow ends a connection whose queue is full: a client that lets its
+// queue fill up is disconnected with allowReconnect.
+func (c *conn) cutSlow() {
+	c.srv.slowClientCut(c, "outbound queue full")
+	c.end("Connection closed with an error: the client did not keep up", true, "slow client")
 }
 
 // end closes the connection once. When the server ends it (with an error,

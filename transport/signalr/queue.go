@@ -24,16 +24,29 @@ func (q *outQueue) signal() {
 	}
 }
 
-// push queues a record; false when the queue is full.
+// push queues a record and signals the queue; false when it is full.
 func (q *outQueue) push(rec []byte) bool {
+	ok, _ := q.pushQuiet(rec)
+	if ok {
+		q.signal()
+	}
+	return ok
+}
+
+// pushQuiet queues a record without signalling anyone: the caller wakes
+// the connection's writer later, once for many records, so they share a
+// frame. ok is false when the queue is full; first reports that the queue
+// was empty before, which is when the caller must wake the writer (a
+// queue that already held records has a wake-up pending).
+func (q *outQueue) pushQuiet(rec []byte) (ok, first bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.recs) >= q.max {
-		return false
+		return false, false
 	}
+	first = len(q.recs) == 0
 	q.recs = append(q.recs, rec)
-	q.signal()
-	return true
+	return true, first
 }
 
 // take appends queued records to dst, at least one and then as many as fit

@@ -160,6 +160,7 @@ type Server struct {
 	byID    map[string]*conn
 	hubs    map[string]*hubConns
 	scratch []*conn // the dispatcher's recipient list, reused
+	toWake  []*conn // the dispatcher's connections to wake (wakeQueued)
 
 	lastReapApplied uint64 // the reaper's view of the store's applied index
 	dispatched      dispatchMark
