@@ -23,31 +23,31 @@ func TestConnLimitCountsPerAddress(t *testing.T) {
 		r.RemoteAddr = addr
 		return r
 	}
-	rel1, err1 := l.Acquire(from("10.0.0.1:1000"))
-	_, err2 := l.Acquire(from("10.0.0.1:1001"))
+	rel1, err1 := l.Acquire(from("127.0.0.1:1000"))
+	_, err2 := l.Acquire(from("127.0.0.1:1001"))
 	if err1 != nil || err2 != nil {
 		t.Fatalf("two connections under a limit of 2: got errors %v, %v, want nil", err1, err2)
 	}
-	_, err := l.Acquire(from("10.0.0.1:1002"))
+	_, err := l.Acquire(from("127.0.0.1:1002"))
 	if !errors.Is(err, access.ErrTooManyConnections) || !strings.Contains(err.Error(), "at most 2 concurrent connections per address") {
 		t.Fatalf("third connection: got %v, want access.ErrTooManyConnections naming the limit", err)
 	}
-	if _, err := l.Acquire(from("10.0.0.2:1000")); err != nil {
+	if _, err := l.Acquire(from("[::1]:1000")); err != nil {
 		t.Fatalf("another address: got %v, want nil", err)
 	}
 	rel1()
 	rel1() // a second release does nothing
-	if got := l.Count("10.0.0.1"); got != 1 {
+	if got := l.Count("127.0.0.1"); got != 1 {
 		t.Fatalf("count after one release (twice): got %d, want 1", got)
 	}
-	if _, err := l.Acquire(from("10.0.0.1:1003")); err != nil {
+	if _, err := l.Acquire(from("127.0.0.1:1003")); err != nil {
 		t.Fatalf("after a release: got %v, want nil", err)
 	}
 	if access.NewConnLimit(-1) != nil || access.NewConnLimit(0) != nil {
 		t.Fatal("access.NewConnLimit(<=0): got a limit, want nil (no limit)")
 	}
 	var none *access.ConnLimit
-	if rel, err := none.Acquire(from("10.0.0.1:1")); err != nil || rel == nil {
+	if rel, err := none.Acquire(from("127.0.0.1:1")); err != nil || rel == nil {
 		t.Fatalf("nil limit: got %v, want a no-op release", err)
 	}
 }
