@@ -492,3 +492,21 @@ func TestApplicationAdmissionUserWithTokens(t *testing.T) {
 		t.Fatalf("Add over the socket opened with alice's token: got %s", r.raw)
 	}
 }
+
+// The Application sees the client's query without its access token
+// (whatever the case of its name), parsed as (*url.URL).Query parses it.
+func TestClientQueryHidesTheAccessToken(t *testing.T) {
+	q := clientQuery("room=1&access_token=secret&Access_Token=again&tag=a&tag=b&bad=%zz")
+	if q.Has("access_token") || q.Has("Access_Token") {
+		t.Fatalf("the access token reached the Application: %v", q)
+	}
+	if q.Get("room") != "1" || len(q["tag"]) != 2 || q["tag"][1] != "b" {
+		t.Fatalf("query: got %v, want room=1 and tag=[a b]", q)
+	}
+	if q.Has("bad") {
+		t.Fatalf("a malformed pair was kept: %v", q)
+	}
+	if len(clientQuery("")) != 0 {
+		t.Fatalf("an empty query: got %v", clientQuery(""))
+	}
+}

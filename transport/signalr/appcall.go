@@ -69,7 +69,7 @@ func (c *conn) forApplication(m *hubproto.Message) bool {
 
 // info describes the connection to the Application.
 func (c *conn) info() ConnInfo {
-	ci := ConnInfo{Hub: c.hub, ID: c.id, UserID: c.user, Claims: c.claims, Query: c.query, Stateful: c.mb != nil}
+	ci := ConnInfo{Hub: c.hub, ID: c.id, UserID: c.user, Claims: c.claims, Query: clientQuery(c.rawQuery), Stateful: c.mb != nil}
 	if p := c.protocolOf(); p != nil {
 		ci.Protocol = p.Name()
 	}

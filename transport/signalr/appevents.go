@@ -14,11 +14,11 @@ import (
 // negotiate is answered, or its skip-negotiation WebSocket upgraded), and
 // applies its Admission. A refusal is answered here: false.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, c *conn) bool {
-	c.query = clientQuery(r.URL.Query())
 	app := s.opts.Application
 	if app == nil {
 		return true
 	}
+	c.rawQuery = r.URL.RawQuery
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.ProposeTimeout)
 	defer cancel()
 	info := c.info()
@@ -52,16 +52,16 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, c *conn) bool {
 }
 
 // clientQuery is a client's query string as the Application sees it:
-// without its access token.
-func clientQuery(q url.Values) url.Values {
-	out := url.Values{}
-	for k, v := range q {
+// without its access token. Malformed pairs are dropped, as
+// (*url.URL).Query drops them.
+func clientQuery(raw string) url.Values {
+	q, _ := url.ParseQuery(raw)
+	for k := range q {
 		if strings.EqualFold(k, "access_token") {
-			continue
+			delete(q, k)
 		}
-		out[k] = v
 	}
-	return out
+	return q
 }
 
 // joinAdmitted joins the groups the Application admitted a connection to,

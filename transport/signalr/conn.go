@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +34,10 @@ type conn struct {
 	// must name too; user differs only when the Application's Admission
 	// gave the connection another user id.
 	tokenUser string
-	query     url.Values // the negotiate's query, for the Application
+	// rawQuery is the negotiate's query string, kept raw (a parsed
+	// url.Values costs ~0.6 KiB per idle connection) and parsed only when
+	// the Application is told of the connection (info).
+	rawQuery string
 
 	mu       sync.Mutex
 	life     life // phase, bound transport, open entry (phase.go)
@@ -121,6 +123,21 @@ func (c *conn) queueQuiet(rec []byte) (wake bool) {
 		return false
 	}
 	return first
+}
+
+// queuePing queues a keep-alive Ping and wakes what sends it, except an
+// idle WebSocket's writer: it claims that writer and returns the socket,
+// whose writer the caller must then run (the reaper's writeIdle).
+func (c *conn) queuePing(rec []byte) *socket {
+	if !c.queueQuiet(rec) {
+		return nil // ended, cut, or a wake is already on its way
+	}
+	c.out.signal() // a waiting SSE stream or poll, or a lingering writer
+	sock := c.socketOf()
+	if sock == nil || !sock.writing.CompareAndSwap(false, true) {
+		return nil // no socket, or its running writer was just signalled
+	}
+	return sock
 }
 
 // notify wakes whatever sends the queue: a WebSocket's writer, or a

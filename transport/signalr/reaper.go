@@ -2,8 +2,13 @@ package signalr
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
+
+// pingWriters bounds the goroutines that write one sweep's keep-alive
+// Pings to idle WebSockets (see writeIdle).
+const pingWriters = 4
 
 // reapLoop ends negotiated connections that never connected, long-polling
 // connections whose client stopped polling, connections whose token
@@ -27,16 +32,40 @@ func (s *Server) reap(now time.Time) {
 	applied := s.cluster.AppliedIndex()
 	storeChanged := applied != s.lastReapApplied
 	s.lastReapApplied = applied
+	var idle []*socket // sockets pinged whose writer must run
 	for _, c := range s.heldConns() {
 		if sock := c.socketOf(); sock != nil {
 			sock.retireIdle(now)
 		}
-		s.carryOut(c, now, c.due(now, &s.opts, storeChanged))
+		s.carryOut(c, now, c.due(now, &s.opts, storeChanged), &idle)
+	}
+	writeIdle(idle)
+}
+
+// writeIdle runs the writers of the idle sockets a sweep pinged on at
+// most pingWriters goroutines, without waiting for them (a write stuck on
+// a full socket must not hold up the reaper). Starting a writer per
+// socket, as a send does, would start thousands of goroutines at once on
+// a node holding thousands of idle connections, and the Go runtime keeps
+// every goroutine descriptor it ever made (~0.5 KiB each).
+func writeIdle(socks []*socket) {
+	var next atomic.Int64
+	for range min(len(socks), pingWriters) {
+		go func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(socks) {
+					return
+				}
+				socks[i].runWriter(false)
+			}
+		}()
 	}
 }
 
-// carryOut does what the reaper found due for a connection.
-func (s *Server) carryOut(c *conn, now time.Time, d duty) {
+// carryOut does what the reaper found due for a connection. A WebSocket
+// whose Ping it queued and whose writer it claimed is added to idle.
+func (s *Server) carryOut(c *conn, now time.Time, d duty, idle *[]*socket) {
 	switch d {
 	case dutyForget:
 		s.forget(c)
@@ -45,7 +74,7 @@ func (s *Server) carryOut(c *conn, now time.Time, d duty) {
 			c.abort("closed through the REST API or expired by the cluster")
 			return
 		}
-		s.carryOut(c, now, c.due(now, &s.opts, false))
+		s.carryOut(c, now, c.due(now, &s.opts, false), idle)
 	case dutyEndNotResumed:
 		c.end("", false, "not resumed in time")
 	case dutyEndTokenExpired:
@@ -64,7 +93,9 @@ func (s *Server) carryOut(c *conn, now time.Time, d duty) {
 	case dutyPing:
 		if p := c.protocolOf(); p != nil {
 			c.lastWrite.Store(now.UnixNano())
-			c.send(p.PingRecord())
+			if sock := c.queuePing(p.PingRecord()); sock != nil {
+				*idle = append(*idle, sock)
+			}
 		}
 	}
 }

@@ -125,18 +125,19 @@ func (c *conn) wakeWriter() {
 // writer is signalled instead.
 func (sock *socket) wake() {
 	if sock.writing.CompareAndSwap(false, true) {
-		go sock.runWriter()
+		go sock.runWriter(true)
 		return
 	}
 	sock.c.out.signal()
 }
 
-// runWriter writes until nothing is left to do. Handing the socket back
+// runWriter writes until nothing is left to do; a streaming writer may
+// linger (see socket) when mayLinger is set. Handing the socket back
 // (writing = false) and then looking again closes the race with a wake
 // that came while this writer was finishing: either that wake started a
 // new writer, or this one sees the work and goes on.
-func (sock *socket) runWriter() {
-	streaming := !sock.lastExit.IsZero() && time.Since(sock.lastExit) < streamingGap
+func (sock *socket) runWriter(mayLinger bool) {
+	streaming := mayLinger && !sock.lastExit.IsZero() && time.Since(sock.lastExit) < streamingGap
 	wrote := false
 	for {
 		if sock.write() {

@@ -447,3 +447,26 @@ func TestHandshakeOnlySocketDoesNotLinger(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A sweep that pings many idle WebSockets writes the Pings on a few
+// goroutines, not one per socket (the runtime keeps every goroutine
+// descriptor it made), and every socket still gets its Ping.
+func TestKeepAlivePingsOfIdleSocketsShareFewWriters(t *testing.T) {
+	ts := newTestServer(t, testOptions(func(o *Options) { o.ClientTimeout = time.Hour }))
+	const n = 200
+	clients := make([]*wsClient, n)
+	for i := range clients {
+		clients[i] = ts.openWS("chat", "")
+	}
+	ts.srv.reap(time.Now().Add(2 * time.Minute)) // every socket silent past KeepAlive
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	if writers := strings.Count(string(buf), "signalr.(*socket).runWriter"); writers > pingWriters {
+		t.Fatalf("right after the sweep: %d writer goroutines, want at most %d", writers, pingWriters)
+	}
+	for i, c := range clients {
+		if r := c.nextAny(); r.Type != 6 {
+			t.Fatalf("client %d: got %s, want a Ping", i, r.raw)
+		}
+	}
+}
