@@ -174,6 +174,12 @@ func TestApplicationInvocationsInOrder(t *testing.T) {
 	for i := range 5 {
 		c.write(invocation(fmt.Sprint("a", i), "Add", i, 0))
 	}
+	// The client's writes reach the server when they do: the other
+	// connection starts once Slow runs, so its Add runs beside it.
+	waitFor(t, "Slow to reach the application", func() (bool, string) {
+		calls, _, _, _ := app.snapshot()
+		return len(calls) > 0, fmt.Sprint(calls)
+	})
 	other := ts.openWS("chat", "user=bob")
 	if r := other.invoke("o", "Add", 1, 1); string(r.Result) != "2" {
 		t.Fatalf("another connection's Add: got %s, want 2 while the first connection's Slow runs", r.raw)
