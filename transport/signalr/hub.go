@@ -179,3 +179,18 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request, c *conn) {
 	c.receive(body)
 	w.WriteHeader(http.StatusOK)
 }
+
+// attachOrRefuse attaches the connection to a streaming transport, or
+// answers why it cannot: 409 while another request uses it, 400 otherwise.
+func (c *conn) attachOrRefuse(w http.ResponseWriter, transport string) bool {
+	err := c.attach(transport)
+	if err == nil {
+		return true
+	}
+	status := http.StatusBadRequest
+	if err == errConcurrent {
+		status = http.StatusConflict
+	}
+	http.Error(w, err.Error(), status)
+	return false
+}

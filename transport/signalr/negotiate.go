@@ -113,6 +113,21 @@ func queryValue(q url.Values, name string) string {
 	return ""
 }
 
+// authenticateAs authenticates a request that takes up an existing
+// connection: its token must name the connection's user. A refusal is
+// answered here: false.
+func (s *Server) authenticateAs(w http.ResponseWriter, r *http.Request, user string) (Identity, bool) {
+	id, ok := s.authenticate(w, r)
+	if !ok {
+		return Identity{}, false
+	}
+	if s.opts.Authenticate != nil && id.UserID != user {
+		http.Error(w, "the token names another user than the connection's", http.StatusUnauthorized)
+		return Identity{}, false
+	}
+	return id, true
+}
+
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Identity, bool) {
 	if s.opts.Authenticate == nil {
 		return Identity{}, true

@@ -12,12 +12,7 @@ import (
 // Events; the client sends with POST. The end of this request ends the
 // connection.
 func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn) {
-	if err := c.attach(transportSSE); err != nil {
-		status := http.StatusBadRequest
-		if err == errConcurrent {
-			status = http.StatusConflict
-		}
-		http.Error(w, err.Error(), status)
+	if !c.attachOrRefuse(w, transportSSE) {
 		return
 	}
 	defer c.end("", true, "sse request ended")

@@ -418,12 +418,8 @@ func (s *Server) resumeElsewhere(w http.ResponseWriter, r *http.Request, token s
 // numbering restarts at the last replicated checkpoint, which the client
 // had acknowledged, and its stream is read again from the log after it.
 func (s *Server) adopt(w http.ResponseWriter, r *http.Request, token string, state fsm.StatefulConnection) {
-	id, ok := s.authenticate(w, r)
+	id, ok := s.authenticateAs(w, r, state.UserID)
 	if !ok {
-		return
-	}
-	if s.opts.Authenticate != nil && id.UserID != state.UserID {
-		http.Error(w, "the token names another user than the connection's", http.StatusUnauthorized)
 		return
 	}
 	p := hubproto.Lookup(state.Protocol)

@@ -37,12 +37,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 		s.resumeWebSocket(w, r, c, false)
 		return
 	}
-	if err := c.attach(transportWebSockets); err != nil {
-		status := http.StatusBadRequest
-		if err == errConcurrent {
-			status = http.StatusConflict
-		}
-		http.Error(w, err.Error(), status)
+	if !c.attachOrRefuse(w, transportWebSockets) {
 		return
 	}
 	ws, idle, err := upgradeSocket(w, r)
@@ -332,12 +327,7 @@ func (s *Server) resumeWebSocket(w http.ResponseWriter, r *http.Request, c *conn
 		return
 	}
 	if !authenticated {
-		id, ok := s.authenticate(w, r)
-		if !ok {
-			return
-		}
-		if s.opts.Authenticate != nil && id.UserID != c.tokenUser {
-			http.Error(w, "the token names another user than the connection's", http.StatusUnauthorized)
+		if _, ok := s.authenticateAs(w, r, c.tokenUser); !ok {
 			return
 		}
 	}
