@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/backplane/backplane/transport/access"
 	"github.com/backplane/backplane/transport/hubproto"
 )
 
@@ -25,8 +26,7 @@ import (
 // connLimits is a connection's share of the limits.
 type connLimits struct {
 	mu     sync.Mutex
-	tokens float64   // invocations the bucket holds
-	filled time.Time // when tokens was last topped up; zero: never (full)
+	bucket access.RateBucket // the invocation rate
 	// groups holds the groups the connection is in or is joining, by the
 	// SHA-256 of their name (names are up to 4 KB). Nil while it has none.
 	groups map[[sha256.Size]byte]*groupSlot
@@ -95,24 +95,10 @@ func (c *conn) allowInvocation(now time.Time) bool {
 	if rate <= 0 {
 		return true
 	}
-	burst := float64(c.srv.opts.InvocationBurst)
-	if burst < 1 {
-		burst = max(1, rate)
-	}
 	l := &c.limits
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.filled.IsZero() {
-		l.tokens = burst
-	} else {
-		l.tokens = min(burst, l.tokens+now.Sub(l.filled).Seconds()*rate)
-	}
-	l.filled = now
-	if l.tokens < 1 {
-		return false
-	}
-	l.tokens--
-	return true
+	return l.bucket.Allow(now, rate, c.srv.opts.InvocationBurst)
 }
 
 // admitGroupChange counts a JoinGroup against the connection's groups and

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/backplane/backplane/transport/access"
 )
 
 // Per-connection invocation state on this node: the token bucket that
@@ -16,8 +18,7 @@ import (
 // callState is one connection's invocation state on this node.
 type callState struct {
 	mu       sync.Mutex
-	tokens   float64   // invocations the bucket holds
-	filled   time.Time // when tokens was last topped up; zero: never (full)
+	bucket   access.RateBucket // the invocation rate
 	lastUsed time.Time
 	busy     int // invocations holding or waiting for the turn
 
@@ -81,23 +82,9 @@ func (st *callState) allow(now time.Time, rate float64, burstN int) bool {
 	if rate <= 0 {
 		return true
 	}
-	burst := float64(burstN)
-	if burst < 1 {
-		burst = max(1, rate)
-	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.filled.IsZero() {
-		st.tokens = burst
-	} else {
-		st.tokens = min(burst, st.tokens+now.Sub(st.filled).Seconds()*rate)
-	}
-	st.filled = now
-	if st.tokens < 1 {
-		return false
-	}
-	st.tokens--
-	return true
+	return st.bucket.Allow(now, rate, burstN)
 }
 
 // wait takes the connection's turn to call the Application; release gives
