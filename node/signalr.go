@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/peer"
 	"github.com/backplane/backplane/transport/signalr"
@@ -53,32 +55,9 @@ func (n *Node) authenticateClient(r *http.Request) (signalr.Identity, error) {
 		return signalr.Identity{}, err
 	}
 	id.Expires, id.Permissions = access.Expires, access.Permissions
-	// The claims for the Application (an upstream's X-ASRS-User-Claims):
-	// the decoded token is a map, so they come sorted by type; an array
-	// gives one claim per element, other values their JSON text.
-	types := make([]string, 0, len(claims))
-	for k := range claims {
-		types = append(types, k)
-	}
-	sort.Strings(types)
-	for _, k := range types {
-		vals, isList := claims[k].([]any)
-		if !isList {
-			vals = []any{claims[k]}
-		}
-		for _, v := range vals {
-			s, ok := v.(string)
-			if !ok {
-				b, err := json.Marshal(v)
-				if err != nil {
-					continue
-				}
-				s = string(b)
-			}
-			// Azure's SDK carries custom claims as asrs.u.<name>.
-			id.Claims = append(id.Claims, signalr.Claim{Type: strings.TrimPrefix(k, "asrs.u."), Value: s})
-		}
-	}
+	// The claims for the Application (an upstream's X-ASRS-User-Claims);
+	// Azure's SDK carries custom claims as asrs.u.<name>.
+	id.Claims = tokenClaims(claims, "asrs.u.")
 	if id.UserID != "" {
 		if err := fsm.ValidateName("user", id.UserID); err != nil {
 			return signalr.Identity{}, err
@@ -123,3 +102,34 @@ func (p memberPeers) FromMember(r *http.Request) bool {
 }
 
 func (memberPeers) IsDialError(err error) bool { return peer.IsDialError(err) }
+
+// tokenClaims lists a token's claims for the Application, sorted by claim
+// type (a decoded token keeps no order): an array gives one claim per
+// element, other values their JSON text. A type that starts with
+// customPrefix is given without it.
+func tokenClaims(claims jwt.MapClaims, customPrefix string) []signalr.Claim {
+	types := make([]string, 0, len(claims))
+	for k := range claims {
+		types = append(types, k)
+	}
+	sort.Strings(types)
+	var out []signalr.Claim
+	for _, k := range types {
+		vals, isList := claims[k].([]any)
+		if !isList {
+			vals = []any{claims[k]}
+		}
+		for _, v := range vals {
+			s, ok := v.(string)
+			if !ok {
+				b, err := json.Marshal(v)
+				if err != nil {
+					continue
+				}
+				s = string(b)
+			}
+			out = append(out, signalr.Claim{Type: strings.TrimPrefix(k, customPrefix), Value: s})
+		}
+	}
+	return out
+}

@@ -3,19 +3,14 @@ package node
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
 	"strings"
-
-	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/peer"
-	"github.com/backplane/backplane/transport/signalr"
 	"github.com/backplane/backplane/transport/signalr2"
 	"github.com/backplane/backplane/transport/stream"
 )
@@ -118,7 +113,7 @@ func (n *Node) authenticateSignalR2(r *http.Request, hubs []string) (signalr2.Id
 	if err != nil {
 		return signalr2.Identity{}, signalr2Error(err)
 	}
-	id := signalr2.Identity{Expires: grant.Expires, Permissions: grant.Permissions, Claims: signalr2Claims(claims)}
+	id := signalr2.Identity{Expires: grant.Expires, Permissions: grant.Permissions, Claims: tokenClaims(claims, "")}
 	userClaims := n.cfg.UserClaims
 	if len(userClaims) == 0 {
 		userClaims = DefaultUserClaims
@@ -135,36 +130,6 @@ func (n *Node) authenticateSignalR2(r *http.Request, hubs []string) (signalr2.Id
 		}
 	}
 	return id, nil
-}
-
-// signalr2Claims lists a token's claims for the Application, by claim
-// name (a decoded token keeps no order); an array gives one claim per
-// element, other values their JSON text.
-func signalr2Claims(claims jwt.MapClaims) []signalr.Claim {
-	names := make([]string, 0, len(claims))
-	for k := range claims {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	var out []signalr.Claim
-	for _, k := range names {
-		vals, ok := claims[k].([]any)
-		if !ok {
-			vals = []any{claims[k]}
-		}
-		for _, v := range vals {
-			s, ok := v.(string)
-			if !ok {
-				b, err := json.Marshal(v)
-				if err != nil {
-					continue
-				}
-				s = string(b)
-			}
-			out = append(out, signalr.Claim{Type: k, Value: s})
-		}
-	}
-	return out
 }
 
 // signalr2Error maps the node's authentication errors to the endpoint's.
