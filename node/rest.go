@@ -171,36 +171,34 @@ func (n *Node) pathHubAnd(r *http.Request, what, value string) (string, error) {
 	return hub, fsm.ValidateName(what, value)
 }
 
+// connectionExists, groupExists and userExists answer the REST API's
+// HEAD requests: 200 when the named connection is open, the group has
+// members, the user has connections; 404 otherwise.
 func (n *Node) connectionExists(w http.ResponseWriter, r *http.Request) {
-	conn := r.PathValue("connectionId")
-	hub, err := n.pathHubAnd(r, "connection", conn)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	_, ok, err := n.fsm.Connection(hub, conn)
-	answerExists(w, r, ok, err)
+	n.answerNamed(w, r, "connection", "connectionId", func(hub, conn string) (bool, error) {
+		_, ok, err := n.fsm.Connection(hub, conn)
+		return ok, err
+	})
 }
 
 func (n *Node) groupExists(w http.ResponseWriter, r *http.Request) {
-	group := r.PathValue("group")
-	hub, err := n.pathHubAnd(r, "group", group)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	ok, err := n.fsm.GroupHasMembers(hub, group)
-	answerExists(w, r, ok, err)
+	n.answerNamed(w, r, "group", "group", n.fsm.GroupHasMembers)
 }
 
 func (n *Node) userExists(w http.ResponseWriter, r *http.Request) {
-	user := r.PathValue("user")
-	hub, err := n.pathHubAnd(r, "user", user)
+	n.answerNamed(w, r, "user", "user", n.fsm.UserHasConnections)
+}
+
+// answerNamed validates the hub and the name in the path parameter param
+// (a what), and answers whether exists finds it.
+func (n *Node) answerNamed(w http.ResponseWriter, r *http.Request, what, param string, exists func(hub, name string) (bool, error)) {
+	name := r.PathValue(param)
+	hub, err := n.pathHubAnd(r, what, name)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	ok, err := n.fsm.UserHasConnections(hub, user)
+	ok, err := exists(hub, name)
 	answerExists(w, r, ok, err)
 }
 
@@ -259,8 +257,15 @@ func (n *Node) userGroupChange(add bool) http.HandlerFunc {
 	}
 }
 
+// removeUserFromAllGroups removes a user from every group of the hub.
 func (n *Node) removeUserFromAllGroups(w http.ResponseWriter, r *http.Request) {
-	m := &fsm.Membership{Hub: r.PathValue("hub"), Kind: fsm.MemberUser, Member: r.PathValue("user")}
+	n.removeFromAllGroups(w, r, fsm.MemberUser, r.PathValue("user"))
+}
+
+// removeFromAllGroups commits the removal of a member (a user or a
+// connection) from every group of the path's hub.
+func (n *Node) removeFromAllGroups(w http.ResponseWriter, r *http.Request, kind fsm.MemberKind, member string) {
+	m := &fsm.Membership{Hub: r.PathValue("hub"), Kind: kind, Member: member}
 	if err := fsm.ValidateMembership(m, true); err != nil {
 		writeError(w, r, err)
 		return

@@ -73,12 +73,7 @@ func (n *Node) apiAddUserToGroup(w http.ResponseWriter, r *http.Request) {
 // apiRemoveConnectionFromAllGroups removes a connection from every group
 // of the hub.
 func (n *Node) apiRemoveConnectionFromAllGroups(w http.ResponseWriter, r *http.Request) {
-	m := &fsm.Membership{Hub: r.PathValue("hub"), Kind: fsm.MemberConnection, Member: r.PathValue("connectionId")}
-	if err := fsm.ValidateMembership(m, true); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	n.commit(w, r, fsm.EncodeMembership(m, false))
+	n.removeFromAllGroups(w, r, fsm.MemberConnection, r.PathValue("connectionId"))
 }
 
 // apiCloseConnections closes the connections of a hub, of a group or of a
