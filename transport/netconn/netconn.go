@@ -13,7 +13,6 @@ package netconn
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -39,11 +38,16 @@ func From(r *http.Request) (net.Conn, bool) {
 	return c, ok
 }
 
-// LimitSendBuffer sets the kernel send buffer of c's TCP socket (under TLS
-// too) to bytes. Connections that are not TCP are left alone.
+// LimitSendBuffer sets the kernel send buffer of c's TCP socket to bytes,
+// under wrappers that give the connection underneath by a NetConn method
+// (*tls.Conn, WatchedConn). Connections that are not TCP are left alone.
 func LimitSendBuffer(c net.Conn, bytes int) error {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
+	for {
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = w.NetConn()
 	}
 	tcp, ok := c.(*net.TCPConn)
 	if !ok {

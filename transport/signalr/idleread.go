@@ -2,10 +2,13 @@ package signalr
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -23,6 +26,12 @@ import (
 // bytes: the connection reads through a bufio.Reader of ours, handed to
 // gorilla as the hijacked reader (which gorilla then reuses), so its
 // Buffered count tells.
+//
+// A reader that has waited parkAfter without a byte parks: it hands the
+// socket to the process's netconn.Parker and its goroutine ends, so an idle
+// connection has no goroutine at all; the Parker starts a new reader when
+// the socket is readable, hangs up or is closed (the socket's Close cancels
+// the parking first: see netconn.WatchedConn).
 
 // socketReadBuffer is the size of a WebSocket's read buffer: gorilla
 // reuses a hijacked reader only when it is larger than 256 bytes. Larger
@@ -42,11 +51,13 @@ var upgrader = websocket.Upgrader{
 // and keeps the connection so the reader can wait for data without it.
 type hijackWriter struct {
 	http.ResponseWriter
-	br   *bufio.Reader
-	conn net.Conn
+	br    *bufio.Reader
+	conn  net.Conn
+	watch *netconn.Watch // nil: the reader never parks
 }
 
-// Hijack takes over the connection from net/http.
+// Hijack takes over the connection from net/http. Where the socket can be
+// parked, gorilla gets it wrapped so that closing it cancels the parking.
 func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
@@ -56,21 +67,34 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return c, brw, nil // gorilla refuses a client that sent data before the handshake
 	}
 	h.br, h.conn = bufio.NewReaderSize(c, socketReadBuffer), c
-	return c, bufio.NewReadWriter(h.br, brw.Writer), nil
+	rw := bufio.NewReadWriter(h.br, brw.Writer)
+	if p, err := netconn.Shared(); err == nil {
+		if watch, err := p.Watch(c); err == nil {
+			h.watch = watch
+			return &netconn.WatchedConn{Conn: c, Watch: watch}, rw, nil
+		}
+	}
+	return c, rw, nil
 }
 
 // upgradeSocket upgrades the request to a WebSocket whose reader can park
-// while idle.
-func upgradeSocket(w http.ResponseWriter, r *http.Request) (*websocket.Conn, *idleReader, error) {
+// while idle, parking after parkAfter without a byte (0: never).
+func upgradeSocket(w http.ResponseWriter, r *http.Request, parkAfter time.Duration) (*websocket.Conn, *idleReader, error) {
 	h := &hijackWriter{ResponseWriter: w}
 	ws, err := upgrader.Upgrade(h, r, nil)
 	if err != nil {
+		if h.watch != nil {
+			h.watch.Cancel()
+		}
 		return nil, nil, err
 	}
 	_ = netconn.LimitSendBuffer(ws.NetConn(), netconn.SendBuffer)
 	ir := &idleReader{br: h.br}
 	if h.conn != nil {
 		ir.readable = newReadWaiter(h.conn)
+		if ir.readable.raw != nil && parkAfter > 0 {
+			ir.conn, ir.watch, ir.parkAfter = h.conn, h.watch, parkAfter
+		}
 	}
 	return ws, ir, nil
 }
@@ -79,15 +103,32 @@ func upgradeSocket(w http.ResponseWriter, r *http.Request) (*websocket.Conn, *id
 type idleReader struct {
 	br       *bufio.Reader // gorilla's read buffer; nil if it is not ours
 	readable *readWaiter   // nil: no way to wait outside gorilla, always read
+
+	// Parking; watch is nil where the socket cannot be parked.
+	conn      net.Conn // the socket under gorilla, for the wait's deadline
+	watch     *netconn.Watch
+	parkAfter time.Duration
 }
 
-// wait returns when gorilla has buffered bytes, the socket is readable,
-// or the socket is closed or broken (ReadMessage then reports why).
-func (ir *idleReader) wait() {
+// wait returns true when gorilla has buffered bytes, the socket is
+// readable, or the socket is closed or broken (ReadMessage then reports
+// why). It returns false when the reader parked instead: resume then runs
+// on a new goroutine once the socket is readable, and the caller's
+// goroutine must end.
+func (ir *idleReader) wait(resume func()) bool {
 	if ir.readable == nil || ir.br.Buffered() > 0 {
-		return
+		return true
 	}
-	ir.readable.wait()
+	if ir.watch == nil {
+		ir.readable.wait()
+		return true
+	}
+	// The deadline bounds only this wait, outside gorilla: gorilla treats a
+	// read that times out as the end of the connection.
+	_ = ir.conn.SetReadDeadline(time.Now().Add(ir.parkAfter))
+	idle := ir.readable.wait()
+	_ = ir.conn.SetReadDeadline(time.Time{})
+	return !idle || !ir.watch.Park(resume)
 }
 
 // readWaiter blocks a goroutine until a connection has bytes to read, from
@@ -111,9 +152,12 @@ func newReadWaiter(c net.Conn) *readWaiter {
 	return rw
 }
 
-// wait returns when the connection is readable, closed or broken.
-func (rw *readWaiter) wait() {
-	if rw.raw != nil {
-		_ = rw.raw.Read(rw.peek)
+// wait returns when the connection is readable, closed or broken, or
+// when its read deadline passes; it reports the last (the connection was
+// idle until the deadline).
+func (rw *readWaiter) wait() (deadlinePassed bool) {
+	if rw.raw == nil {
+		return false
 	}
+	return errors.Is(rw.raw.Read(rw.peek), os.ErrDeadlineExceeded)
 }

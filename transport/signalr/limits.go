@@ -246,6 +246,10 @@ func (c *countedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// NetConn is the connection underneath: netconn.LimitSendBuffer reaches
+// the socket through it.
+func (c *countedConn) NetConn() net.Conn { return c.Conn }
+
 // SyscallConn reaches the socket, so an idle reader can still wait on it
 // through the poller (see readWaiter).
 func (c *countedConn) SyscallConn() (syscall.RawConn, error) {

@@ -91,6 +91,14 @@ type Options struct {
 	// of its members answering; only a member of an older version keeps
 	// it low for longer).
 	UpgradeWait time.Duration
+	// ParkIdleReaders is how long a WebSocket's reader waits for the
+	// client's next bytes on a goroutine of its own before it parks,
+	// handing the socket to an epoll set it shares with every other idle
+	// socket, so that an idle connection costs no goroutine (Linux;
+	// default 1 s: a client that sends its keep-alive Ping every 15 s
+	// holds a reader about a fifteenth of the time, and a parking costs a
+	// few microseconds). Negative: readers never park.
+	ParkIdleReaders time.Duration
 	// ObserveDispatch, if set, is called for every message queued to at
 	// least one local connection, with the time since the proposer's stamp
 	// on its entry.
@@ -139,6 +147,9 @@ func (o *Options) defaults() {
 	setDefault(&o.WriteDeadline, 10*time.Second)
 	setDefault(&o.ProposeTimeout, 10*time.Second)
 	setDefault(&o.UpgradeWait, 5*time.Second)
+	if o.ParkIdleReaders == 0 {
+		o.ParkIdleReaders = time.Second
+	}
 }
 
 func setDefault(d *time.Duration, v time.Duration) {

@@ -40,7 +40,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 	if !c.attachOrRefuse(w, transportWebSockets) {
 		return
 	}
-	ws, idle, err := upgradeSocket(w, r)
+	ws, idle, err := upgradeSocket(w, r, s.opts.ParkIdleReaders)
 	if err != nil {
 		c.end("", false, "websocket upgrade failed")
 		return
@@ -293,16 +293,24 @@ func (c *conn) socketLost(sock *socket, err error) {
 	}
 }
 
-// runSocket reads client messages until the socket ends, parking outside
-// gorilla while idle (see idleReader); the writer runs on demand (see
-// socket.wake).
+// runSocket starts a socket: its writer runs on demand (see socket.wake),
+// its reader reads client messages until the socket ends.
 func (s *Server) runSocket(sock *socket, idle *idleReader) {
-	c, ws := sock.c, sock.ws
-	ws.SetReadLimit(int64(4*s.opts.MaxMessageSize + 1024))
+	sock.ws.SetReadLimit(int64(4*s.opts.MaxMessageSize + 1024))
 	sock.wake() // records queued before the socket was attached
+	s.readSocket(sock, idle)
+}
+
+// readSocket reads client messages until the socket ends, waiting outside
+// gorilla while idle, or until the socket stays idle long enough to park
+// (see idleReader): a new readSocket then takes over when it is readable.
+func (s *Server) readSocket(sock *socket, idle *idleReader) {
+	c, ws := sock.c, sock.ws
 	handled := make(chan struct{}, 1)
 	for {
-		idle.wait()
+		if !idle.wait(func() { s.readSocket(sock, idle) }) {
+			return // parked
+		}
 		_, data, err := ws.ReadMessage()
 		if err != nil {
 			c.socketLost(sock, err)
@@ -331,7 +339,7 @@ func (s *Server) resumeWebSocket(w http.ResponseWriter, r *http.Request, c *conn
 			return
 		}
 	}
-	ws, idle, err := upgradeSocket(w, r)
+	ws, idle, err := upgradeSocket(w, r, s.opts.ParkIdleReaders)
 	if err != nil {
 		return
 	}

@@ -3,6 +3,7 @@ package signalr
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/transport/hubproto"
+	"github.com/backplane/backplane/transport/netconn"
 )
 
 func TestWebSocketInvokeAndDeliver(t *testing.T) {
@@ -358,39 +360,97 @@ func TestWebSocketCloses(t *testing.T) {
 	wantClose(t, "server stop", c.closed(), false, true)
 }
 
-// An idle WebSocket costs one goroutine on the server, its reader, parked
-// outside gorilla's read path; the writer runs only while records are
-// queued.
-func TestIdleWebSocketHoldsOnlyItsReader(t *testing.T) {
-	ts := newTestServer(t, Options{})
+// An idle WebSocket costs no goroutine on the server: its reader parks
+// after ParkIdleReaders without a byte from the client (the socket waits in
+// the process's shared epoll set), and its writer runs only while records
+// are queued. A parked socket still gets its messages; the client's next
+// invocation, its hang-up and the server's own close all reach it.
+func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
+	ts := newTestServer(t, Options{ParkIdleReaders: 100 * time.Millisecond})
+	parker, err := netconn.Shared()
+	if errors.Is(err, errors.ErrUnsupported) {
+		t.Skip("readers park on Linux only")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	const n = 30
 	clients := make([]*wsClient, n)
 	for i := range clients {
 		clients[i] = ts.openWS("chat", "")
 	}
-	ts.cluster.publish(t, &fsm.Publish{Hub: "chat", Audience: fsm.ToAll, Target: "wake", Arguments: []byte(`[]`)})
-	for _, c := range clients {
-		if r := c.next(); r.Target != "wake" {
-			t.Fatalf("got %s, want the broadcast", r.raw)
-		}
-	}
-	waitFor(t, "each socket to hold only its reader, parked idle", func() (bool, string) {
-		buf := make([]byte, 4<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		readers, parked, writers := 0, 0, 0
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			switch {
-			case strings.Contains(g, "signalr.(*Server).runSocket"):
-				readers++
-				if strings.Contains(g, "signalr.(*idleReader).wait") {
-					parked++
-				}
-			case strings.Contains(g, "signalr.(*socket).runWriter"):
-				writers++
+	broadcast := func(target string) {
+		ts.cluster.publish(t, &fsm.Publish{Hub: "chat", Audience: fsm.ToAll, Target: target, Arguments: []byte(`[]`)})
+		for _, c := range clients {
+			if r := c.next(); r.Target != target {
+				t.Fatalf("got %s, want the broadcast %q", r.raw, target)
 			}
 		}
-		return readers == n && parked == n && writers == 0,
-			fmt.Sprintf("%d readers, %d parked idle, %d writers", readers, parked, writers)
+	}
+	allParked := func(what string) {
+		t.Helper()
+		waitFor(t, what, func() (bool, string) {
+			readers, _, writers := socketGoroutines()
+			parked := parker.Parked()
+			return readers == 0 && writers == 0 && parked >= n,
+				fmt.Sprintf("%d readers, %d writers, %d sockets parked", readers, writers, parked)
+		})
+	}
+	broadcast("wake")
+	allParked("every socket to park its reader")
+
+	broadcast("again") // parked sockets get messages
+	for i, c := range clients {
+		if r := c.invoke(strconv.Itoa(i), "JoinGroup", "g"); r.Error != "" {
+			t.Fatalf("JoinGroup from a parked socket: %s", r.raw)
+		}
+	}
+	allParked("every socket to park again after its invocation")
+
+	for _, c := range clients[n/2:] {
+		_ = c.conn.UnderlyingConn().Close() // hang up without a Close message
+	}
+	waitFor(t, "the server to notice the parked sockets that hung up", func() (bool, string) {
+		got := ts.srv.Counts()["signalr_websockets"]
+		return got == n/2, fmt.Sprintf("%d WebSocket connections", got)
+	})
+	ts.srv.Stop()
+	for _, c := range clients[:n/2] {
+		wantClose(t, "server stop with the socket parked", c.closed(), false, true)
+	}
+}
+
+// socketGoroutines counts the goroutines of WebSocket readers (and of
+// those, the ones waiting for bytes) and writers.
+func socketGoroutines() (readers, waiting, writers int) {
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		switch {
+		case strings.Contains(g, "signalr.(*Server).readSocket"):
+			readers++
+			if strings.Contains(g, "signalr.(*idleReader).wait") {
+				waiting++
+			}
+		case strings.Contains(g, "signalr.(*socket).runWriter"):
+			writers++
+		}
+	}
+	return readers, waiting, writers
+}
+
+// With parking off, an idle WebSocket keeps one goroutine, its reader,
+// waiting outside gorilla's read path.
+func TestUnparkedIdleWebSocketHoldsOnlyItsReader(t *testing.T) {
+	ts := newTestServer(t, Options{ParkIdleReaders: -1})
+	const n = 30
+	for range n {
+		ts.openWS("chat", "")
+	}
+	waitFor(t, "each socket to hold only its reader, waiting idle", func() (bool, string) {
+		readers, waiting, writers := socketGoroutines()
+		return readers == n && waiting == n && writers == 0,
+			fmt.Sprintf("%d readers, %d waiting idle, %d writers", readers, waiting, writers)
 	})
 }
 
