@@ -21,9 +21,13 @@ import (
 func TestMalformedForwardedBatchIsRefusedBeforeTheLog(t *testing.T) {
 	c := startCluster(t, clusterOptions{size: 3})
 	leader := c.waitLeader()
-	waitFor(t, 10*time.Second, "every member's addresses are committed", func() (bool, string) {
+	// Let the start-up entries land first (addresses, the feature level),
+	// so that the applied index moves only for what this test sends.
+	waitFor(t, 10*time.Second, "every member's addresses and the feature level are committed", func() (bool, string) {
 		nodes, err := leader.fsm.Nodes()
-		return err == nil && len(nodes) == 3, fmt.Sprintf("%d records (%v)", len(nodes), err)
+		level := leader.fsm.ClusterLevel()
+		return err == nil && len(nodes) == 3 && level == fsm.Level,
+			fmt.Sprintf("%d records (%v), level %d of %d", len(nodes), err, level, fsm.Level)
 	})
 	before := leader.fsm.AppliedIndex()
 	valid := fsm.EncodePublish(&fsm.Publish{Hub: "chat", Audience: fsm.ToAll, Target: "t", Arguments: []byte("[]")})
