@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
 
 const hexDigits = "0123456789abcdef"
@@ -12,37 +13,15 @@ const hexDigits = "0123456789abcdef"
 // than as \ufffd so that converting the output again gives the same bytes.
 const replacementChar = "\uFFFD"
 
-// appendJSONString appends s as a quoted JSON string. Invalid UTF-8 is
-// replaced by U+FFFD, so the output is always valid JSON text. Only '"',
-// '\\' and control characters are escaped.
+// appendJSONString appends s as a quoted JSON string (see
+// appendJSONBytesString), reading s in place.
 func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = appendEscapedByte(append(dst, s[start:i]...), c)
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(append(dst, s[start:i]...), replacementChar...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	return append(append(dst, s[start:]...), '"')
+	return appendJSONBytesString(dst, unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
-// appendJSONBytesString is appendJSONString for a byte slice.
+// appendJSONBytesString appends s as a quoted JSON string. Invalid UTF-8
+// is replaced by U+FFFD, so the output is always valid JSON text. Only '"',
+// '\\' and control characters are escaped. It only reads s.
 func appendJSONBytesString(dst []byte, s []byte) []byte {
 	dst = append(dst, '"')
 	start := 0
