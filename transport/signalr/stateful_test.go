@@ -3,6 +3,7 @@ package signalr
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/transport/netconn"
 )
 
 // Stateful reconnect (Ack 8, Sequence 9) spoken by hand: what a JS client
@@ -551,5 +553,49 @@ func TestStatefulGracefulCloseEndsConnection(t *testing.T) {
 	ended("not resumed", gone)
 	if waited := time.Since(start); waited < disconnectTimeout/2 {
 		t.Fatalf("not resumed: got it ended after %s, want DisconnectTimeout (%s) first", waited, disconnectTimeout)
+	}
+}
+
+// A stateful connection whose socket has parked its reader loses it and
+// gets it back as with a reader waiting: a resume over the parked socket
+// replaces it, a parked socket whose client vanished detaches, and the
+// resume replays what was not acknowledged.
+func TestStatefulParkedSocketsDetachAndResume(t *testing.T) {
+	if _, err := netconn.Shared(); err != nil {
+		t.Skipf("readers do not park here: %v", err)
+	}
+	ts := newTestServer(t, statefulOptions(func(o *Options) { o.ParkIdleReaders = 20 * time.Millisecond }))
+	parked := func(what string) {
+		t.Helper()
+		waitFor(t, what, func() (bool, string) {
+			readers, _, _ := socketGoroutines()
+			return readers == 0, fmt.Sprintf("%d readers", readers)
+		})
+	}
+	c := ts.openStateful("chat")
+	first := c.invoke("0", "JoinGroup", "g")
+	parked("the first socket to park its reader")
+
+	r := ts.resume("chat", c) // over the parked socket
+	if got := c.closed(); len(got) != 0 {
+		t.Fatalf("replaced parked socket: got %v before it closed, want it closed with nothing more", got)
+	}
+	mustEqual(t, "Sequence on the new socket", r.wantSequence(), int64(1))
+	if got := r.nextMsg(); got.raw != first.raw {
+		t.Fatalf("replay: got %s, want %s", got.raw, first.raw)
+	}
+	r.write(sequence(2))
+	parked("the second socket to park its reader")
+
+	r.drop() // the client vanishes while its socket is parked
+	ts.waitDetached(r.token)
+	ts.cluster.publishTo(t, "chat", fsm.ToGroups, []string{"g"}, "while-away")
+	again := ts.resume("chat", r)
+	mustEqual(t, "Sequence after the drop", again.wantSequence(), int64(1))
+	if got := again.nextMsg(); got.raw != first.raw {
+		t.Fatalf("replay after the drop: got %s, want %s", got.raw, first.raw)
+	}
+	if got := again.nextMsg(); got.Target != "while-away" {
+		t.Fatalf("replay after the drop: got %s, want while-away", got.raw)
 	}
 }
