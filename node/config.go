@@ -3,7 +3,6 @@ package node
 import (
 	"errors"
 	"fmt"
-	"github.com/backplane/backplane/transport/signalr"
 	"log/slog"
 	"net"
 	"net/url"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/raftlog"
+	"github.com/backplane/backplane/transport/signalr"
 )
 
 // Config is everything a node needs. cmd/node fills it from flags and the

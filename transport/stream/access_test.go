@@ -3,7 +3,6 @@ package stream
 import (
 	"bufio"
 	"errors"
-	"github.com/backplane/backplane/transport/access"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/fsm/fsmtest"
+	"github.com/backplane/backplane/transport/access"
 )
 
 // accessStreams serves the native streams under a relay policy, with an

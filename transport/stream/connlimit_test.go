@@ -2,7 +2,6 @@ package stream
 
 import (
 	"errors"
-	"github.com/backplane/backplane/transport/access"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/internal/testkit"
+	"github.com/backplane/backplane/transport/access"
 )
 
 func TestConnLimitCountsPerAddress(t *testing.T) {

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/backplane/backplane/transport/access"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/backplane/backplane/transport/access"
 )
 
 // pollResponse is the body of a long poll.

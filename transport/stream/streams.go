@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/backplane/backplane/transport/access"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/transport/access"
 )
 
 // Log is what the streams need from the replicated state machine.
