@@ -27,6 +27,15 @@ type appState struct {
 	uploads map[string]*upload
 }
 
+// appSt is the connection's appState, made on first use.
+func (c *conn) appSt() *appState {
+	if st := c.app.Load(); st != nil {
+		return st
+	}
+	c.app.CompareAndSwap(nil, &appState{})
+	return c.app.Load()
+}
+
 // appWork is one message of a connection, in the order the client sent it:
 // an invocation to run (call), or, on a stateful connection, a marker that
 // a client message with nothing to run was handled (seq only).
@@ -81,7 +90,7 @@ func (c *conn) info() ConnInfo {
 func (c *conn) newCall(m *hubproto.Message) *Call {
 	p := c.protocolOf()
 	call := &Call{Conn: c.info(), Message: m, Protocol: p}
-	st := &c.app
+	st := c.appSt()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for _, id := range m.StreamIDs {
@@ -130,7 +139,7 @@ func (c *conn) invokeApplication(m *hubproto.Message) {
 // enqueueApp adds work to the connection's queue and starts its goroutine
 // if none runs.
 func (c *conn) enqueueApp(w appWork) {
-	st := &c.app
+	st := c.appSt()
 	st.mu.Lock()
 	st.queue = append(st.queue, w)
 	start := !st.running
@@ -144,7 +153,7 @@ func (c *conn) enqueueApp(w appWork) {
 // runApp runs the connection's queued work in order until the queue is
 // empty.
 func (c *conn) runApp() {
-	st := &c.app
+	st := c.appSt()
 	for {
 		st.mu.Lock()
 		if len(st.queue) == 0 || c.isDone() {
@@ -194,7 +203,7 @@ func (c *conn) runStream(call *Call, send func(id string, item hubproto.RawValue
 	id := call.Message.InvocationID
 	ctx, cancel := c.callContext()
 	defer cancel()
-	st := &c.app
+	st := c.appSt()
 	st.mu.Lock()
 	if st.streams == nil {
 		st.streams = make(map[string]context.CancelFunc)
@@ -256,7 +265,10 @@ func completionMessage(invocationID, target string, comp Completion) hubproto.Me
 // receiveStreamMessage routes a client's StreamItem, stream Completion or
 // CancelInvocation to the invocation it belongs to; false: none here.
 func (c *conn) receiveStreamMessage(m *hubproto.Message) bool {
-	st := &c.app
+	st := c.app.Load()
+	if st == nil {
+		return false // no invocation of this connection ever ran
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	switch m.Type {
@@ -299,7 +311,7 @@ func (c *conn) dropUploads(m *hubproto.Message) {
 	if len(m.StreamIDs) == 0 {
 		return
 	}
-	st := &c.app
+	st := c.appSt()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for _, id := range m.StreamIDs {
@@ -313,7 +325,10 @@ func (c *conn) dropUploads(m *hubproto.Message) {
 // endApplication ends what the connection's Application calls wait for:
 // its upload streams (its streams and calls end with c.done).
 func (c *conn) endApplication() {
-	st := &c.app
+	st := c.app.Load()
+	if st == nil {
+		return
+	}
 	st.mu.Lock()
 	uploads := st.uploads
 	st.uploads = nil

@@ -40,8 +40,8 @@ type conn struct {
 	rawQuery string
 
 	mu       sync.Mutex
-	life     life // phase, bound transport, open entry (phase.go)
-	poll     pollState
+	life     life       // phase, bound transport, open entry (phase.go)
+	poll     *pollState // long polling only; set by the first poll
 	protocol hubproto.Protocol
 	finalRec []byte // the Close record to send last, if any
 	// Stateful reconnect: offered at negotiate; mb is set once the
@@ -53,7 +53,10 @@ type conn struct {
 	inMu  sync.Mutex // serialises inbound data (POSTs may race)
 	inbuf []byte     // client bytes not parsed yet; inMu guards it
 	inv   invoker    // commits relay invocations in order, pipelined
-	app   appState   // the Application's invocations and streams (appcall.go)
+	// app: the Application's invocations and streams, and a stateful
+	// connection's message order (appcall.go); made on first use (appSt),
+	// as most connections never need it.
+	app atomic.Pointer[appState]
 	// admitGroups are joined once the connection is open (the
 	// Application's Admission); appTold is set once the Application was
 	// told it is open (or, taken over, it was told on another node), and

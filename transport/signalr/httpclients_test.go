@@ -199,7 +199,7 @@ func (ts *testServer) pollPending(token string) {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		return c.poll.running, "not polling"
+		return c.poll != nil && c.poll.running, "not polling"
 	})
 }
 

@@ -35,6 +35,9 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn) 
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.PollTimeout)
 	defer cancel()
 	c.mu.Lock()
+	if c.poll == nil {
+		c.poll = &pollState{}
+	}
 	first := c.poll.ended.IsZero() && !c.poll.running
 	if c.poll.stop != nil {
 		c.poll.stop() // the older poll answers 204
@@ -90,6 +93,12 @@ type pollState struct {
 	ended   time.Time          // when the last poll returned
 	stop    context.CancelFunc // ends the pending poll
 	gen     uint64             // counts polls; a poll only clears state it owns
+}
+
+// stopped reports whether no poll is pending and none was for longer than
+// timeout (or none ever came); c.mu is held.
+func (p *pollState) stopped(now time.Time, timeout time.Duration) bool {
+	return p == nil || !p.running && now.Sub(p.ended) > timeout
 }
 
 func writePoll(w http.ResponseWriter, body []byte) {

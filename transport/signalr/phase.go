@@ -241,7 +241,7 @@ func (c *conn) due(now time.Time, o *Options, checkStore bool) duty {
 		return dutyEndTokenExpired
 	case l.phase == phaseNegotiated && now.Sub(l.since) > o.DisconnectTimeout:
 		return dutyEndNeverConnected
-	case l.transport == transportLongPolling && !c.poll.running && now.Sub(c.poll.ended) > o.DisconnectTimeout:
+	case l.transport == transportLongPolling && c.poll.stopped(now, o.DisconnectTimeout):
 		return dutyEndPollingStopped
 	case (l.phase == phaseHandshaking || l.phase == phaseActive) && l.transport != transportLongPolling && l.pingSeen &&
 		now.Sub(time.Unix(0, c.lastSeen.Load())) > o.ClientTimeout:
