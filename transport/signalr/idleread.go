@@ -108,14 +108,15 @@ type idleReader struct {
 	conn      net.Conn // the socket under gorilla, for the wait's deadline
 	watch     *netconn.Watch
 	parkAfter time.Duration
+	resume    func() // starts a new reader once a parked socket is readable
 }
 
 // wait returns true when gorilla has buffered bytes, the socket is
 // readable, or the socket is closed or broken (ReadMessage then reports
-// why). It returns false when the reader parked instead: resume then runs
-// on a new goroutine once the socket is readable, and the caller's
+// why). It returns false when the reader parked instead: ir.resume then
+// runs on a new goroutine once the socket is readable, and the caller's
 // goroutine must end.
-func (ir *idleReader) wait(resume func()) bool {
+func (ir *idleReader) wait() bool {
 	if ir.readable == nil || ir.br.Buffered() > 0 {
 		return true
 	}
@@ -128,7 +129,7 @@ func (ir *idleReader) wait(resume func()) bool {
 	_ = ir.conn.SetReadDeadline(time.Now().Add(ir.parkAfter))
 	idle := ir.readable.wait()
 	_ = ir.conn.SetReadDeadline(time.Time{})
-	return !idle || !ir.watch.Park(resume)
+	return !idle || ir.resume == nil || !ir.watch.Park(ir.resume)
 }
 
 // readWaiter blocks a goroutine until a connection has bytes to read, from

@@ -298,6 +298,7 @@ func (c *conn) socketLost(sock *socket, err error) {
 func (s *Server) runSocket(sock *socket, idle *idleReader) {
 	sock.ws.SetReadLimit(int64(4*s.opts.MaxMessageSize + 1024))
 	sock.wake() // records queued before the socket was attached
+	idle.resume = func() { s.readSocket(sock, idle) }
 	s.readSocket(sock, idle)
 }
 
@@ -308,7 +309,7 @@ func (s *Server) readSocket(sock *socket, idle *idleReader) {
 	c, ws := sock.c, sock.ws
 	handled := make(chan struct{}, 1)
 	for {
-		if !idle.wait(func() { s.readSocket(sock, idle) }) {
+		if !idle.wait() {
 			return // parked
 		}
 		_, data, err := ws.ReadMessage()
