@@ -39,17 +39,7 @@ func (n *Node) authenticateClient(r *http.Request) (signalr.Identity, error) {
 	if err != nil || claims == nil {
 		return signalr.Identity{}, err
 	}
-	var id signalr.Identity
-	userClaims := n.cfg.UserClaims
-	if len(userClaims) == 0 {
-		userClaims = DefaultUserClaims
-	}
-	for _, name := range userClaims {
-		if v, ok := claims[name].(string); ok && v != "" {
-			id.UserID = v
-			break
-		}
-	}
+	id := signalr.Identity{UserID: n.userIDOf(claims)}
 	access, err := clientAccess(claims)
 	if err != nil {
 		return signalr.Identity{}, err
@@ -64,6 +54,21 @@ func (n *Node) authenticateClient(r *http.Request) (signalr.Identity, error) {
 		}
 	}
 	return id, nil
+}
+
+// userIDOf is the client's user id: the first present of the configured
+// user claims (DefaultUserClaims if none are), or "" for none.
+func (n *Node) userIDOf(claims jwt.MapClaims) string {
+	userClaims := n.cfg.UserClaims
+	if len(userClaims) == 0 {
+		userClaims = DefaultUserClaims
+	}
+	for _, name := range userClaims {
+		if v, ok := claims[name].(string); ok && v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 func (n *Node) newHubServer() *signalr.Server {

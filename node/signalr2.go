@@ -113,17 +113,7 @@ func (n *Node) authenticateSignalR2(r *http.Request, hubs []string) (signalr2.Id
 	if err != nil {
 		return signalr2.Identity{}, signalr2Error(err)
 	}
-	id := signalr2.Identity{Expires: grant.Expires, Permissions: grant.Permissions, Claims: tokenClaims(claims, "")}
-	userClaims := n.cfg.UserClaims
-	if len(userClaims) == 0 {
-		userClaims = DefaultUserClaims
-	}
-	for _, name := range userClaims {
-		if v, ok := claims[name].(string); ok && v != "" {
-			id.UserID = v
-			break
-		}
-	}
+	id := signalr2.Identity{UserID: n.userIDOf(claims), Expires: grant.Expires, Permissions: grant.Permissions, Claims: tokenClaims(claims, "")}
 	if id.UserID != "" {
 		if err := fsm.ValidateName("user", id.UserID); err != nil {
 			return signalr2.Identity{}, fmt.Errorf("%w: %v", signalr2.ErrUnauthorized, err)
