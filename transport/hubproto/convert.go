@@ -183,7 +183,13 @@ func parseDigits(digits []byte) (uint64, bool) {
 // with ErrUnsupportedValue; bad input fails with ErrMalformed. On error dst
 // is returned unchanged.
 func MsgpackToJSON(dst, src []byte) ([]byte, error) {
-	r := mpReader{buf: src}
+	return convertToJSON(dst, src, false)
+}
+
+// convertToJSON converts the one MessagePack value in src; jsonForm picks
+// MsgpackToJSONForm's rules. On error dst is returned unchanged.
+func convertToJSON(dst, src []byte, jsonForm bool) ([]byte, error) {
+	r := mpReader{buf: src, jsonForm: jsonForm}
 	out, err := r.toJSON(dst, 0)
 	if err != nil {
 		return dst, err

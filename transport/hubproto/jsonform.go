@@ -29,15 +29,7 @@ import (
 // ErrMalformed, including nesting deeper than 256); on error dst is
 // returned unchanged.
 func MsgpackToJSONForm(dst, src []byte) ([]byte, error) {
-	r := mpReader{buf: src, jsonForm: true}
-	out, err := r.toJSON(dst, 0)
-	if err != nil {
-		return dst, err
-	}
-	if r.pos != len(src) {
-		return dst, r.errorf("data after the value")
-	}
-	return out, nil
+	return convertToJSON(dst, src, true)
 }
 
 // ValidateMsgpackArray checks that b holds exactly one well-formed
