@@ -345,6 +345,26 @@ func readAll(n *node, hub string, after uint64, groups ...string) ([]streamMessa
 	}
 }
 
+// sameSequence reads all of hub from every node of ns and reports whether
+// they serve the same messages; ref is the first node's (why: the first
+// difference or read error).
+func sameSequence(ns []*node, hub string) (ref []streamMessage, same bool, why string) {
+	for i, n := range ns {
+		got, err := readAll(n, hub, 0)
+		if err != nil {
+			return nil, false, err.Error()
+		}
+		if i == 0 {
+			ref = got
+			continue
+		}
+		if d := diffSequences(n.id, got, ns[0].id, ref); d != "" {
+			return nil, false, d
+		}
+	}
+	return ref, true, ""
+}
+
 // diffSequences describes the first difference between two message
 // sequences, or returns "" when they are the same.
 func diffSequences(gotName string, got []streamMessage, wantName string, want []streamMessage) string {

@@ -69,25 +69,27 @@ func (p *publisher) publishOne(id string, start int) {
 	p.mu.Unlock()
 }
 
-// run starts workers goroutines that publish until stop is closed; the
-// returned function waits for them.
-func (p *publisher) run(workers int, stop <-chan struct{}) (wait func()) {
+// start starts workers goroutines that publish until the returned stop
+// is called; stop waits for them, may be called more than once, and runs
+// at the test's cleanup in any case.
+func (p *publisher) start(t *testing.T, workers int) (stop func()) {
+	done := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := 0; ; i++ {
 				select {
-				case <-stop:
+				case <-done:
 					return
 				default:
 				}
 				p.publishOne(fmt.Sprintf("w%d-%d", w, i), w+i)
 			}
-		}()
+		})
 	}
-	return wg.Wait
+	stop = sync.OnceFunc(func() { close(done); wg.Wait() })
+	t.Cleanup(stop)
+	return stop
 }
 
 // check compares a node's sequence with the acknowledged messages: each
@@ -133,15 +135,7 @@ func TestLeaderKillFailover(t *testing.T) {
 	leader := waitMembers(t, 10*time.Second, nodes...)
 
 	pub := newPublisher(nodes, hub)
-	stop := make(chan struct{})
-	wait := pub.run(4, stop)
-	stopped := false
-	defer func() {
-		if !stopped {
-			close(stop)
-			wait()
-		}
-	}()
+	stopPublishers := pub.start(t, 4)
 	waitFor(t, 20*time.Second, "150 acknowledged publishes before the kill", func() (bool, string) {
 		n := pub.count.Load()
 		return n >= 150, fmt.Sprintf("%d acknowledged", n)
@@ -169,9 +163,7 @@ func TestLeaderKillFailover(t *testing.T) {
 		n := pub.count.Load()
 		return n >= killedAt+150, fmt.Sprintf("%d acknowledged, %d at the kill", n, killedAt)
 	})
-	close(stop)
-	wait()
-	stopped = true
+	stopPublishers()
 	for _, e := range pub.errs {
 		t.Error(e)
 	}
@@ -277,22 +269,9 @@ func TestLeaderKillFailover(t *testing.T) {
 		t.Fatalf("publishing after the restart: failed %v, errors %v", pub.failed, pub.errs)
 	}
 	waitFor(t, 15*time.Second, "all three nodes to serve the same sequence after the restart", func() (bool, string) {
-		var ref []streamMessage
-		for i, n := range nodes {
-			got, err := readAll(n, hub, 0)
-			if err != nil {
-				return false, err.Error()
-			}
-			if i == 0 {
-				ref = got
-				continue
-			}
-			if d := diffSequences(n.id, got, nodes[0].id, ref); d != "" {
-				return false, d
-			}
-		}
+		ref, same, why := sameSequence(nodes, hub)
 		want = ref
-		return true, ""
+		return same, why
 	})
 	pub.check(t, "all nodes after the restart", want)
 

@@ -7,30 +7,39 @@ import (
 	"time"
 )
 
-// runSuiteIn is runSignalRSuite for a test folder of its own (with its own
-// node_modules): a three-node cluster with an access key, every test of
-// the files must pass and none may be skipped.
+// runSuiteIn starts a three-node cluster with an access key and runs test
+// files of a folder with its own node_modules (rel, from the module root)
+// with node's test runner; every test must pass and none may be skipped.
 func runSuiteIn(t *testing.T, rel string, files ...string) {
 	t.Helper()
 	dir := moduleDir(t, rel)
 	ensureNodeModules(t, dir)
 	nodes := startCluster(t, 3, nodeOptions{ExtraArgs: []string{"-access-key", signalrAccessKey}})
+	t.Log(runNodeSuite(t, dir, nodes, 3*time.Minute, files...))
+}
+
+// runNodeSuite runs test files of dir with node's test runner against
+// nodes (their URLs, pids and the access key in the environment), fails
+// the test unless every test passed and none was skipped, and returns the
+// runner's output.
+func runNodeSuite(t *testing.T, dir string, nodes []*node, timeout time.Duration, files ...string) string {
+	t.Helper()
 	var urls, pids []string
 	for _, n := range nodes {
 		urls = append(urls, n.baseURL())
 		pids = append(pids, strconv.Itoa(n.cmd.Process.Pid))
 	}
-	out := runNode(t, dir, 3*time.Minute, []string{
+	out := runNode(t, dir, timeout, []string{
 		"BACKPLANE_NODES=" + strings.Join(urls, ","),
 		"BACKPLANE_PIDS=" + strings.Join(pids, ","),
 		"BACKPLANE_ACCESS_KEY=" + signalrAccessKey,
 	}, append([]string{"--test", "--test-reporter=spec"}, files...)...)
-	t.Log(out)
 	for _, want := range []string{"fail 0", "skipped 0"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("node test summary lacks %q:\n%s", want, out)
 		}
 	}
+	return out
 }
 
 // TestFidelityASPNETClient runs test/signalr-aspnet: the ASP.NET Core 2.x

@@ -46,19 +46,11 @@ func TestRaftSafetyEmptyLogStoreRefusesToStart(t *testing.T) {
 		t.Helper()
 		var ref []streamMessage
 		waitFor(t, 30*time.Second, what, func() (bool, string) {
-			for i, n := range ns {
-				got, err := readAll(n, hub, 0)
-				if err != nil {
-					return false, err.Error()
-				}
-				if i == 0 {
-					ref = got
-					continue
-				}
-				if d := diffSequences(n.id, got, ns[0].id, ref); d != "" {
-					return false, d
-				}
+			got, same, why := sameSequence(ns, hub)
+			if !same {
+				return false, why
 			}
+			ref = got
 			return len(ref) >= len(pub.acked), fmt.Sprintf("%d served, %d acknowledged", len(ref), len(pub.acked))
 		})
 		pub.check(t, what, ref)

@@ -202,15 +202,7 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	connID, soak := statefulSoakClient(t, nodes, hub, "t-w0", "t-w1")
 
 	pub := newPublisher(nodes, hub)
-	stop := make(chan struct{})
-	wait := pub.run(2, stop)
-	stopped := false
-	defer func() {
-		if !stopped {
-			close(stop)
-			wait()
-		}
-	}()
+	stopPublishers := pub.start(t, 2)
 	reader := newResumingReader(nodes, hub)
 	ctx, cancelReader := context.WithCancel(context.Background())
 	readerDone := make(chan struct{})
@@ -237,9 +229,7 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 		c := pub.count.Load()
 		return c >= before+50, fmt.Sprintf("%d acknowledged", c)
 	})
-	close(stop)
-	wait()
-	stopped = true
+	stopPublishers()
 	for _, e := range pub.errs {
 		t.Error(e)
 	}

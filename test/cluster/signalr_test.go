@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -70,30 +69,11 @@ func TestOfficialSignalRClients(t *testing.T) {
 	runSignalRSuite(t, "relay.test.mjs", "scaleout.test.mjs")
 }
 
-// runSignalRSuite starts a three-node cluster with an access key and runs
-// test files of test/signalr against it with node's test runner; every
-// test must pass and none may be skipped.
+// runSignalRSuite runs test files of test/signalr against a three-node
+// cluster (see runSuiteIn).
 func runSignalRSuite(t *testing.T, files ...string) {
 	t.Helper()
-	dir := moduleDir(t, "test/signalr")
-	ensureNodeModules(t, dir)
-	nodes := startCluster(t, 3, nodeOptions{ExtraArgs: []string{"-access-key", signalrAccessKey}})
-	var urls, pids []string
-	for _, n := range nodes {
-		urls = append(urls, n.baseURL())
-		pids = append(pids, strconv.Itoa(n.cmd.Process.Pid))
-	}
-	out := runNode(t, dir, 3*time.Minute, []string{
-		"BACKPLANE_NODES=" + strings.Join(urls, ","),
-		"BACKPLANE_PIDS=" + strings.Join(pids, ","),
-		"BACKPLANE_ACCESS_KEY=" + signalrAccessKey,
-	}, append([]string{"--test", "--test-reporter=spec"}, files...)...)
-	t.Log(out)
-	for _, want := range []string{"fail 0", "skipped 0"} {
-		if !strings.Contains(out, want) {
-			t.Fatalf("node test summary lacks %q:\n%s", want, out)
-		}
-	}
+	runSuiteIn(t, "test/signalr", files...)
 }
 
 // TestNodeChatExample runs examples/node-chat against a two-node cluster:

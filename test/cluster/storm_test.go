@@ -46,10 +46,7 @@ func TestReconnectStorm(t *testing.T) {
 	}
 
 	pub := newPublisher(nodes, hub)
-	stop := make(chan struct{})
-	wait := pub.run(4, stop)
-	stopPublishers := sync.OnceFunc(func() { close(stop); wait() })
-	defer stopPublishers()
+	stopPublishers := pub.start(t, 4)
 	waitFor(t, 20*time.Second, "every reader to receive messages from its node", func() (bool, string) {
 		for i, r := range readers {
 			if r.last() < 50 {
