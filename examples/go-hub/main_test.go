@@ -147,24 +147,7 @@ func TestStatefulResumeOnAnotherProcess(t *testing.T) {
 // clients on two processes, a validated message sent to a room, a
 // refused empty message, and History.
 func TestChatWithOfficialClient(t *testing.T) {
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
-	sigDir, err := filepath.Abs("../../test/signalr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(sigDir, "node_modules", "@microsoft", "signalr")); err != nil {
-		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
-		cmd.Dir = sigDir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("npm ci: %v\n%s", err, out)
-		}
-	}
-	bin := filepath.Join(t.TempDir(), "go-hub")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin, sigDir := prepare(t)
 	first, _ := startProcess(t, bin, "n1", "")
 	second, _ := startProcess(t, bin, "n2", first)
 	third, _ := startProcess(t, bin, "n3", first)

@@ -43,17 +43,8 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	gomod := strings.TrimSpace(string(out))
-	if err != nil || gomod == "" || gomod == os.DevNull {
-		fmt.Fprintf(os.Stderr, "go env GOMOD: not inside a module (%v)\n", err)
-		return 1
-	}
-	binaryPath = filepath.Join(dir, "backplane")
-	build := exec.Command("go", "build", "-o", binaryPath, "./cmd/node")
-	build.Dir = filepath.Dir(gomod)
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build ./cmd/node: %v\n%s", err, out)
+	if binaryPath, err = testkit.Build(dir, "backplane", "./cmd/node"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()

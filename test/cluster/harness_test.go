@@ -48,11 +48,6 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	root, err := moduleRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	if clusterCA, err = testpki.NewCA("backplane test cluster CA"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -63,26 +58,11 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	trustClusterCA()
-	binaryPath = filepath.Join(dir, "backplane")
-	build := exec.Command("go", "build", "-o", binaryPath, "./cmd/node")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build ./cmd/node: %v\n%s", err, out)
+	if binaryPath, err = testkit.Build(dir, "backplane", "./cmd/node"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("go env GOMOD: not inside a module")
-	}
-	return filepath.Dir(gomod), nil
 }
 
 // Listen addresses for a fresh node: loopback, port picked by the kernel.

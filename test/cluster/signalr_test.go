@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/backplane/backplane/internal/testkit"
 )
 
 const signalrAccessKey = "cluster-test-access-key-0123456789"
@@ -53,7 +55,7 @@ func runNode(t *testing.T, dir string, timeout time.Duration, env []string, args
 
 func moduleDir(t *testing.T, rel string) string {
 	t.Helper()
-	root, err := moduleRoot()
+	root, err := testkit.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,11 +3,12 @@ package cluster
 import (
 	"bufio"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/backplane/backplane/internal/testkit"
 )
 
 // TestUpstreamExample builds examples/upstream, runs it on a free loopback
@@ -19,11 +20,9 @@ import (
 func TestUpstreamExample(t *testing.T) {
 	dir := moduleDir(t, "test/signalr")
 	ensureNodeModules(t, dir)
-	bin := filepath.Join(t.TempDir(), "upstream-example")
-	build := exec.Command("go", "build", "-o", bin, "./examples/upstream")
-	build.Dir = moduleDir(t, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building examples/upstream: %v\n%s", err, out)
+	bin, err := testkit.Build(t.TempDir(), "upstream-example", "./examples/upstream")
+	if err != nil {
+		t.Fatal(err)
 	}
 	ex := exec.Command(bin, "-addr", "127.0.0.1:0", "-key", "example-secret")
 	stdout, err := ex.StdoutPipe()
