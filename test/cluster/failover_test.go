@@ -92,6 +92,20 @@ func (p *publisher) start(t *testing.T, workers int) (stop func()) {
 	return stop
 }
 
+// reportFailures fails the test for every publish that got an unexpected
+// answer or was never acknowledged; call it once the publishers stopped.
+func (p *publisher) reportFailures(t *testing.T) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.errs {
+		t.Error(e)
+	}
+	for _, f := range p.failed {
+		t.Errorf("never acknowledged within %s of retries: %s", p.retry, f)
+	}
+}
+
 // check compares a node's sequence with the acknowledged messages: each
 // acknowledged payload exactly once at its index, nothing unknown, indexes
 // dense from 1.
@@ -164,12 +178,7 @@ func TestLeaderKillFailover(t *testing.T) {
 		return n >= killedAt+150, fmt.Sprintf("%d acknowledged, %d at the kill", n, killedAt)
 	})
 	stopPublishers()
-	for _, e := range pub.errs {
-		t.Error(e)
-	}
-	for _, f := range pub.failed {
-		t.Errorf("never acknowledged within %s of retries: %s", pub.retry, f)
-	}
+	pub.reportFailures(t)
 	t.Logf("new leader %s; %d publishes acknowledged", newLeader, len(pub.acked))
 
 	var maxAcked uint64

@@ -230,12 +230,7 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 		return c >= before+50, fmt.Sprintf("%d acknowledged", c)
 	})
 	stopPublishers()
-	for _, e := range pub.errs {
-		t.Error(e)
-	}
-	for _, f := range pub.failed {
-		t.Errorf("never acknowledged within %s of retries: %s", pub.retry, f)
-	}
+	pub.reportFailures(t)
 	var maxAcked uint64
 	for _, m := range pub.acked {
 		maxAcked = max(maxAcked, m.Index)

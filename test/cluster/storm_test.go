@@ -62,12 +62,7 @@ func TestReconnectStorm(t *testing.T) {
 		return n >= killedAt+150, fmt.Sprintf("%d acknowledged, %d at the kill", n, killedAt)
 	})
 	stopPublishers()
-	for _, e := range pub.errs {
-		t.Error(e)
-	}
-	for _, f := range pub.failed {
-		t.Errorf("never acknowledged within %s of retries: %s", pub.retry, f)
-	}
+	pub.reportFailures(t)
 
 	// The hub's log, on the leader: every acknowledged payload once at
 	// its index, dense from 1.
