@@ -1,9 +1,7 @@
 package signalr
 
 import (
-	"context"
 	"encoding/json"
-	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -24,13 +22,7 @@ func TestStalledWebSocketIsCutAndCounted(t *testing.T) {
 	cluster := newFakeCluster(t, "a")
 	ts := startServer(t, cluster, testOptions(func(o *Options) { o.WriteDeadline = writeDeadline }), nil)
 	n := ts.negotiate("chat", "")
-	dialer := &websocket.Dialer{HandshakeTimeout: waitTimeout, NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.SetReadBuffer(4096)
-		}
-		return conn, err
-	}}
+	dialer := smallReceiveBufferDialer()
 	stalled, _, err := dialer.Dial("ws"+strings.TrimPrefix(ts.hubURL("chat", "id="+url.QueryEscape(n.ConnectionToken)), "http"), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -216,13 +216,7 @@ func TestSlowWebSocketClient(t *testing.T) {
 		o.OutboundQueue, o.WriteDeadline = 8, writeTimeout
 	}), smallSendBuffers)
 	n := ts.negotiate("chat", "")
-	dialer := &websocket.Dialer{HandshakeTimeout: waitTimeout, NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.SetReadBuffer(4096)
-		}
-		return conn, err
-	}}
+	dialer := smallReceiveBufferDialer()
 	slow, resp, err := dialer.Dial("ws"+strings.TrimPrefix(ts.hubURL("chat", "id="+url.QueryEscape(n.ConnectionToken)), "http"), nil)
 	if err != nil {
 		t.Fatalf("slow client upgrade: got error %v (status %v), want a WebSocket", err, statusOf(resp))
@@ -321,6 +315,19 @@ func TestSlowWebSocketClient(t *testing.T) {
 	if last.Type != 7 || last.Error == "" || !last.AllowReconnect {
 		t.Fatalf("slow client: got last record %.200s, want a Close with an error and allowReconnect", last.raw)
 	}
+}
+
+// smallReceiveBufferDialer dials WebSockets whose kernel receive buffer
+// is small, so a client that stops reading stalls the server's writes
+// soon.
+func smallReceiveBufferDialer() *websocket.Dialer {
+	return &websocket.Dialer{HandshakeTimeout: waitTimeout, NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(4096)
+		}
+		return conn, err
+	}}
 }
 
 // smallSendBuffers shrinks the server's socket send buffers, so a client
