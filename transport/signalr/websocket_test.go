@@ -537,3 +537,57 @@ func TestKeepAlivePingsOfIdleSocketsShareFewWriters(t *testing.T) {
 		}
 	}
 }
+
+// Readers that park after a few milliseconds, over many rounds of
+// invocations, broadcasts, hang-ups and server-side ends: every invocation
+// completes, every broadcast arrives, every end is noticed (under -race,
+// the parker's goroutine, resumed readers, writers and the reaper all run
+// against the same sockets).
+func TestParkingReadersChurn(t *testing.T) {
+	ts := newTestServer(t, Options{ParkIdleReaders: 2 * time.Millisecond})
+	const n = 24
+	clients := make([]*wsClient, n)
+	for i := range clients {
+		clients[i] = ts.openWS("chat", "")
+	}
+	open := n
+	for round := range 30 {
+		for i, c := range clients {
+			if c == nil {
+				continue
+			}
+			if r := c.invoke(fmt.Sprintf("%d-%d", round, i), "JoinGroup", fmt.Sprintf("g%d", round%3)); r.Error != "" {
+				t.Fatalf("round %d, client %d: JoinGroup: %s", round, i, r.raw)
+			}
+		}
+		target := fmt.Sprintf("r%d", round)
+		ts.cluster.publish(t, &fsm.Publish{Hub: "chat", Audience: fsm.ToAll, Target: target, Arguments: []byte(`[]`)})
+		for i, c := range clients {
+			if c == nil {
+				continue
+			}
+			if r := c.next(); r.Target != target {
+				t.Fatalf("round %d, client %d: got %s, want %s", round, i, r.raw, target)
+			}
+		}
+		if round%10 != 9 {
+			continue
+		}
+		// With every reader parked, one client hangs up and the server
+		// ends another.
+		waitFor(t, "every reader to park", func() (bool, string) {
+			readers, _, _ := socketGoroutines()
+			return readers == 0, fmt.Sprintf("%d readers", readers)
+		})
+		hangUp, ended := round/10*2, round/10*2+1
+		_ = clients[hangUp].conn.UnderlyingConn().Close()
+		clients[ended].serverConn(ts).end("", true, "ended by the test")
+		wantClose(t, "ended by the server", clients[ended].closed(), false, true)
+		clients[hangUp], clients[ended] = nil, nil
+		open -= 2
+		waitFor(t, "the server to drop both", func() (bool, string) {
+			got := ts.srv.Counts()["signalr_websockets"]
+			return got == open, fmt.Sprintf("%d WebSocket connections, want %d", got, open)
+		})
+	}
+}
