@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,6 +179,9 @@ func startNode(t *testing.T, opts nodeOptions) *node {
 		logs:    &syncBuffer{},
 	}
 	t.Cleanup(func() {
+		if t.Failed() && n.running() {
+			t.Logf("---- %s when the test failed ----\n%s", n.id, n.diagnostics())
+		}
 		n.stop()
 		if t.Failed() {
 			t.Logf("---- log of %s ----\n%s", n.id, n.logs.tail(256<<10))
@@ -185,6 +189,22 @@ func startNode(t *testing.T, opts nodeOptions) *node {
 	})
 	n.launch(opts.HTTPListen, opts.RaftListen)
 	return n
+}
+
+// diagnostics is what a failed test shows of a running node besides its
+// log: its /admin/status and every goroutine's stack, so that a rare hang
+// can be read after the fact.
+func (n *node) diagnostics() string {
+	var b strings.Builder
+	for _, path := range []string{"/admin/status", "/debug/pprof/goroutine?debug=2"} {
+		res, err := do(http.MethodGet, n.baseURL()+path, nil, n.adminHeader())
+		body := string(res.Body)
+		if len(body) > 192<<10 {
+			body = body[:192<<10] + "\n…(cut)"
+		}
+		fmt.Fprintf(&b, "== GET %s: %d %v\n%s\n", path, res.Status, err, body)
+	}
+	return b.String()
 }
 
 // args is the command line for one run.
