@@ -1,6 +1,8 @@
 package node
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -81,6 +83,10 @@ func newMetrics(n *Node) *metrics {
 			return float64(total)
 		}),
 		slowClientsCut(n),
+		signalrConnections(n),
+		gauge("backplane_signalr_websockets_parked", "SignalR WebSockets whose reader is parked: idle, holding no goroutine.", func() float64 {
+			return float64(n.hubs.ParkedReaders())
+		}),
 		gauge("backplane_raft_term", "Current Raft term.", func() float64 { return float64(n.raft.Status().Term) }),
 		gauge("backplane_raft_commit_index", "Raft commit index.", func() float64 { return float64(n.raft.Status().CommitIndex) }),
 		gauge("backplane_raft_applied_index", "Last Raft index applied to the store.", func() float64 { return float64(n.fsm.AppliedIndex()) }),
@@ -96,27 +102,49 @@ func newMetrics(n *Node) *metrics {
 // slowClientsCut counts, per transport, the clients cut because they did
 // not take their messages within the write timeout.
 func slowClientsCut(n *Node) prometheus.Collector {
-	return &counterMap{
+	return &labeledValues{
 		desc: prometheus.NewDesc("backplane_slow_clients_cut_total",
 			"Clients disconnected because they did not take their messages within the write timeout, by transport.", []string{"transport"}, nil),
-		read: func() map[string]int64 {
-			cut := n.streams.SlowClientsCut()
-			cut["signalr"] = n.hubs.SlowClientsCut()
-			return cut
+		kind: prometheus.CounterValue,
+		read: func() map[string]float64 {
+			out := map[string]float64{"signalr": float64(n.hubs.SlowClientsCut())}
+			for transport, v := range n.streams.SlowClientsCut() {
+				out[transport] = float64(v)
+			}
+			return out
 		},
 	}
 }
 
-// counterMap exposes a map of counters read at scrape time.
-type counterMap struct {
-	desc *prometheus.Desc
-	read func() map[string]int64
+// signalrConnections counts this node's SignalR connections by transport
+// ("negotiated": not bound to a transport yet).
+func signalrConnections(n *Node) prometheus.Collector {
+	return &labeledValues{
+		desc: prometheus.NewDesc("backplane_signalr_connections",
+			"SignalR connections this node holds, by transport.", []string{"transport"}, nil),
+		kind: prometheus.GaugeValue,
+		read: func() map[string]float64 {
+			out := map[string]float64{}
+			for key, v := range n.hubs.Counts() {
+				out[strings.TrimPrefix(key, "signalr_")] = float64(v)
+			}
+			return out
+		},
+	}
 }
 
-func (c *counterMap) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+// labeledValues exposes values read at scrape time, one per value of its
+// single label.
+type labeledValues struct {
+	desc *prometheus.Desc
+	kind prometheus.ValueType
+	read func() map[string]float64
+}
 
-func (c *counterMap) Collect(ch chan<- prometheus.Metric) {
-	for label, v := range c.read() {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(v), label)
+func (l *labeledValues) Describe(ch chan<- *prometheus.Desc) { ch <- l.desc }
+
+func (l *labeledValues) Collect(ch chan<- prometheus.Metric) {
+	for label, v := range l.read() {
+		ch <- prometheus.MustNewConstMetric(l.desc, l.kind, v, label)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -108,7 +109,8 @@ type idleReader struct {
 	conn      net.Conn // the socket under gorilla, for the wait's deadline
 	watch     *netconn.Watch
 	parkAfter time.Duration
-	resume    func() // starts a new reader once a parked socket is readable
+	resume    func()        // starts a new reader once a parked socket is readable
+	parked    *atomic.Int64 // the server's count of parked readers
 }
 
 // wait returns true when gorilla has buffered bytes, the socket is
@@ -129,7 +131,15 @@ func (ir *idleReader) wait() bool {
 	_ = ir.conn.SetReadDeadline(time.Now().Add(ir.parkAfter))
 	idle := ir.readable.wait()
 	_ = ir.conn.SetReadDeadline(time.Time{})
-	return !idle || ir.resume == nil || !ir.watch.Park(ir.resume)
+	if !idle || ir.resume == nil {
+		return true
+	}
+	ir.parked.Add(1) // before Park: resume, which takes it back, may run at once
+	if !ir.watch.Park(ir.resume) {
+		ir.parked.Add(-1)
+		return true
+	}
+	return false
 }
 
 // readWaiter blocks a goroutine until a connection has bytes to read, from

@@ -186,6 +186,8 @@ type Server struct {
 	slowCuts atomic.Int64
 	// results holds invocations waiting for a client's answer (clientresult.go).
 	results clientResults
+	// parkedReaders counts the WebSockets whose reader is parked.
+	parkedReaders atomic.Int64
 }
 
 // hubConns indexes a hub's active local connections.
@@ -248,6 +250,10 @@ func (s *Server) Stop() {
 // their messages in time: a full outbound queue or a write past its
 // deadline.
 func (s *Server) SlowClientsCut() int64 { return s.slowCuts.Load() }
+
+// ParkedReaders is how many of this server's WebSockets have their reader
+// parked: idle, with no goroutine (see Options.ParkIdleReaders).
+func (s *Server) ParkedReaders() int64 { return s.parkedReaders.Load() }
 
 // Counts reports local connections by transport.
 func (s *Server) Counts() map[string]int {

@@ -298,7 +298,11 @@ func (c *conn) socketLost(sock *socket, err error) {
 func (s *Server) runSocket(sock *socket, idle *idleReader) {
 	sock.ws.SetReadLimit(int64(4*s.opts.MaxMessageSize + 1024))
 	sock.wake() // records queued before the socket was attached
-	idle.resume = func() { s.readSocket(sock, idle) }
+	idle.parked = &s.parkedReaders
+	idle.resume = func() {
+		s.parkedReaders.Add(-1)
+		s.readSocket(sock, idle)
+	}
 	s.readSocket(sock, idle)
 }
 

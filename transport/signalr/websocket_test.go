@@ -398,9 +398,9 @@ func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
 		t.Helper()
 		waitFor(t, what, func() (bool, string) {
 			readers, _, writers := socketGoroutines()
-			parked := parker.Parked()
-			return readers == 0 && writers == 0 && parked >= n,
-				fmt.Sprintf("%d readers, %d writers, %d sockets parked", readers, writers, parked)
+			parked, counted := parker.Parked(), ts.srv.ParkedReaders()
+			return readers == 0 && writers == 0 && parked >= n && counted == n,
+				fmt.Sprintf("%d readers, %d writers, %d sockets parked, %d counted by the server", readers, writers, parked, counted)
 		})
 	}
 	broadcast("wake")
@@ -421,10 +421,15 @@ func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
 		got := ts.srv.Counts()["signalr_websockets"]
 		return got == n/2, fmt.Sprintf("%d WebSocket connections", got)
 	})
+	mustEqual(t, "parked readers after the hang-ups", ts.srv.ParkedReaders(), int64(n/2))
 	ts.srv.Stop()
 	for _, c := range clients[:n/2] {
 		wantClose(t, "server stop with the socket parked", c.closed(), false, true)
 	}
+	waitFor(t, "no reader to stay counted as parked", func() (bool, string) {
+		got := ts.srv.ParkedReaders()
+		return got == 0, fmt.Sprintf("%d parked", got)
+	})
 }
 
 // socketGoroutines counts the goroutines of WebSocket readers (and of
