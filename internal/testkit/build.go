@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 )
 
 // ModuleRoot is the folder that holds the main module's go.mod.
@@ -36,4 +37,28 @@ func Build(dir, name, pkg string) (string, error) {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 	}
 	return bin, nil
+}
+
+// RunWithNode is a TestMain for suites that start backplane processes: it
+// builds ./cmd/node into a temporary folder and stores its path in binary,
+// runs setup (if not nil) with that folder, then the tests, and removes the
+// folder. It returns the exit code for os.Exit.
+func RunWithNode(m *testing.M, binary *string, setup func(dir string) error) int {
+	dir, err := os.MkdirTemp("", "backplane-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "create temp dir:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if setup != nil {
+		if err := setup(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	if *binary, err = Build(dir, "backplane", "./cmd/node"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
 }

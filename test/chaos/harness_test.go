@@ -33,21 +33,7 @@ import (
 var binaryPath string
 
 func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
-}
-
-func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "backplane-chaos-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "create temp dir:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if binaryPath, err = testkit.Build(dir, "backplane", "./cmd/node"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	os.Exit(testkit.RunWithNode(m, &binaryPath, nil))
 }
 
 // Secrets shared by every node of a test cluster. The cluster key lets

@@ -39,31 +39,22 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
+	os.Exit(testkit.RunWithNode(m, &binaryPath, makeClusterCA))
 }
 
-func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "backplane-cluster-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "create temp dir:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
+// makeClusterCA makes the CA that signs member certificates, writes its
+// certificate into dir and has the harness's clients trust it.
+func makeClusterCA(dir string) error {
+	var err error
 	if clusterCA, err = testpki.NewCA("backplane test cluster CA"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
 	clusterCAFile = filepath.Join(dir, "cluster-ca.pem")
 	if err := clusterCA.WriteCA(clusterCAFile); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
 	trustClusterCA()
-	if binaryPath, err = testkit.Build(dir, "backplane", "./cmd/node"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	return nil
 }
 
 // Listen addresses for a fresh node: loopback, port picked by the kernel.
