@@ -1,7 +1,8 @@
 // Package netconn gives client handlers the network connection under a
-// request, and bounds how much the kernel queues for a client that does
-// not read. It knows nothing of protocols: the native streams and the
-// SignalR layer both use it.
+// request, bounds how much the kernel queues for a client that does not
+// read, and parks idle connections in an epoll set of its own (Parker) so
+// that they need no goroutine. It knows nothing of protocols: the native
+// streams and the SignalR layer both use it.
 //
 // Why the send buffer matters: a write deadline only fires once the
 // socket stops taking bytes, and Linux grows a socket's send buffer to
