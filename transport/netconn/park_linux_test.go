@@ -44,6 +44,16 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 	return server, client
 }
 
+// mustWatch watches c in p.
+func mustWatch(t *testing.T, p *Parker, c net.Conn) *Watch {
+	t.Helper()
+	w, err := p.Watch(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 func newParker(t *testing.T) *Parker {
 	t.Helper()
 	p, err := NewParker()
@@ -72,10 +82,7 @@ func waitResume(t *testing.T, ch chan struct{}, what string) {
 func TestParkedReaderResumesWhenBytesArrive(t *testing.T) {
 	p := newParker(t)
 	server, client := tcpPair(t)
-	w, err := p.Watch(server)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := mustWatch(t, p, server)
 	for round := range 3 { // the second and later rounds re-arm a registered descriptor
 		resume, ch := resumed()
 		if !w.Park(resume) {
@@ -107,10 +114,7 @@ func TestParkWithBytesWaitingResumesAtOnce(t *testing.T) {
 	if _, err := client.Write([]byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	w, err := p.Watch(server)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := mustWatch(t, p, server)
 	// Let the byte land, then park: readiness that came first is not lost.
 	deadline := time.Now().Add(waitTimeout)
 	resume, ch := resumed()
@@ -126,10 +130,7 @@ func TestParkWithBytesWaitingResumesAtOnce(t *testing.T) {
 func TestParkedReaderResumesWhenThePeerHangsUp(t *testing.T) {
 	p := newParker(t)
 	server, client := tcpPair(t)
-	w, err := p.Watch(server)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := mustWatch(t, p, server)
 	resume, ch := resumed()
 	if !w.Park(resume) {
 		t.Fatal("Park refused")
@@ -144,10 +145,7 @@ func TestParkedReaderResumesWhenThePeerHangsUp(t *testing.T) {
 func TestClosingAWatchedConnResumesItsReaderOnce(t *testing.T) {
 	p := newParker(t)
 	server, _ := tcpPair(t)
-	w, err := p.Watch(server)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := mustWatch(t, p, server)
 	wc := &WatchedConn{Conn: server, Watch: w}
 	var runs atomic.Int32
 	done := make(chan struct{})
@@ -188,10 +186,7 @@ func TestEventAndCancelRacingResumeOnce(t *testing.T) {
 	var runs atomic.Int32
 	for range rounds {
 		server, client := tcpPair(t)
-		w, err := p.Watch(server)
-		if err != nil {
-			t.Fatal(err)
-		}
+		w := mustWatch(t, p, server)
 		if !w.Park(func() { runs.Add(1) }) {
 			t.Fatal("Park refused")
 		}
@@ -220,10 +215,7 @@ func TestCloseResumesEveryParkedReader(t *testing.T) {
 	var watches []*Watch
 	for range 3 {
 		server, _ := tcpPair(t)
-		w, err := p.Watch(server)
-		if err != nil {
-			t.Fatal(err)
-		}
+		w := mustWatch(t, p, server)
 		if !w.Park(resume) {
 			t.Fatal("Park refused")
 		}
@@ -256,10 +248,7 @@ func TestWatchNeedsAFileDescriptor(t *testing.T) {
 func TestLimitSendBufferReachesUnderWrappers(t *testing.T) {
 	p := newParker(t)
 	server, _ := tcpPair(t)
-	w, err := p.Watch(server)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := mustWatch(t, p, server)
 	wrapped := &WatchedConn{Conn: server, Watch: w}
 	if err := LimitSendBuffer(wrapped, SendBuffer); err != nil {
 		t.Fatal(err)
