@@ -156,6 +156,8 @@ func NewServer(cluster Cluster, opts Options) (*Server, error) {
 		CheckOrigin:     func(r *http.Request) bool { return access.OriginAllowed(r, opts.AllowedOrigins) },
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
+		// Held only while a message is written: an idle socket keeps none.
+		WriteBufferPool: &sync.Pool{},
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	return s, nil

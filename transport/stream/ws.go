@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -14,10 +15,13 @@ import (
 )
 
 // wsUpgrader upgrades native WebSockets. guard has already refused a
-// browser origin that is neither this host nor in AllowedOrigins.
+// browser origin that is neither this host nor in AllowedOrigins. Write
+// buffers come from a pool, held only while a message is written: an idle
+// stream does not keep 16 KiB.
 var wsUpgrader = websocket.Upgrader{
 	ReadBufferSize:  1024,
 	WriteBufferSize: 16 << 10,
+	WriteBufferPool: &sync.Pool{},
 	CheckOrigin:     func(*http.Request) bool { return true },
 }
 
