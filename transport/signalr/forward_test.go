@@ -84,7 +84,7 @@ func TestForwardedWebSocketTunnel(t *testing.T) {
 		for _, g := range strings.Split(string(buf), "\n\n") {
 			if strings.Contains(g, "signalr.pipe(") {
 				all++
-				if strings.Contains(g, "signalr.(*readWaiter).wait") {
+				if strings.Contains(g, "netconn.(*ReadWaiter).Wait") {
 					parked++
 				}
 			}

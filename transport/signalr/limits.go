@@ -251,7 +251,7 @@ func (c *countedConn) Close() error {
 func (c *countedConn) NetConn() net.Conn { return c.Conn }
 
 // SyscallConn reaches the socket, so an idle reader can still wait on it
-// through the poller (see readWaiter).
+// through the poller (see netconn.ReadWaiter).
 func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
 	if sc, ok := c.Conn.(syscall.Conn); ok {
 		return sc.SyscallConn()

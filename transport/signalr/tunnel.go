@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/backplane/backplane/transport/netconn"
 )
 
 // A WebSocket that reaches a node other than its holder (a load balancer
@@ -139,9 +141,9 @@ func flushBuffered(dst io.Writer, br *bufio.Reader) error {
 func pipe(dst, src net.Conn) {
 	defer dst.Close()
 	defer src.Close()
-	readable := newReadWaiter(src)
+	readable := netconn.NewReadWaiter(src)
 	for {
-		readable.wait()
+		readable.Wait()
 		bp := tunnelBuffers.Get().(*[]byte)
 		n, err := src.Read(*bp)
 		if n > 0 {

@@ -10,6 +10,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/backplane/backplane/transport/hubproto"
+	"github.com/backplane/backplane/transport/netconn"
 )
 
 // maxFrameBytes bounds how many queued records one write coalesces.
@@ -295,25 +296,25 @@ func (c *conn) socketLost(sock *socket, err error) {
 
 // runSocket starts a socket: its writer runs on demand (see socket.wake),
 // its reader reads client messages until the socket ends.
-func (s *Server) runSocket(sock *socket, idle *idleReader) {
+func (s *Server) runSocket(sock *socket, idle *netconn.IdleReader) {
 	sock.ws.SetReadLimit(int64(4*s.opts.MaxMessageSize + 1024))
 	sock.wake() // records queued before the socket was attached
-	idle.parked = &s.parkedReaders
-	idle.resume = func() {
+	idle.OnResume(func() {
 		s.parkedReaders.Add(-1)
 		s.readSocket(sock, idle)
-	}
+	}, &s.parkedReaders)
 	s.readSocket(sock, idle)
 }
 
 // readSocket reads client messages until the socket ends, waiting outside
 // gorilla while idle, or until the socket stays idle long enough to park
-// (see idleReader): a new readSocket then takes over when it is readable.
-func (s *Server) readSocket(sock *socket, idle *idleReader) {
+// (see netconn.IdleReader): a new readSocket then takes over when it is
+// readable.
+func (s *Server) readSocket(sock *socket, idle *netconn.IdleReader) {
 	c, ws := sock.c, sock.ws
 	handled := make(chan struct{}, 1)
 	for {
-		if !idle.wait() {
+		if !idle.Wait() {
 			return // parked
 		}
 		_, data, err := ws.ReadMessage()

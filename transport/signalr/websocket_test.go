@@ -441,7 +441,7 @@ func socketGoroutines() (readers, waiting, writers int) {
 		switch {
 		case strings.Contains(g, "signalr.(*Server).readSocket"):
 			readers++
-			if strings.Contains(g, "signalr.(*idleReader).wait") {
+			if strings.Contains(g, "netconn.(*IdleReader).Wait") {
 				waiting++
 			}
 		case strings.Contains(g, "signalr.(*socket).runWriter"):

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package signalr
+package netconn
 
 // peekReadable is nil where there is no MSG_PEEK through the poller: idle
 // readers then wait inside gorilla's read, with a larger stack.

@@ -1,6 +1,6 @@
 //go:build unix
 
-package signalr
+package netconn
 
 import (
 	"errors"
