@@ -84,9 +84,7 @@ func newMetrics(n *Node) *metrics {
 		}),
 		slowClientsCut(n),
 		signalrConnections(n),
-		gauge("backplane_signalr_websockets_parked", "SignalR WebSockets whose reader is parked: idle, holding no goroutine.", func() float64 {
-			return float64(n.hubs.ParkedReaders())
-		}),
+		parkedWebSockets(n),
 		gauge("backplane_raft_term", "Current Raft term.", func() float64 { return float64(n.raft.Status().Term) }),
 		gauge("backplane_raft_commit_index", "Raft commit index.", func() float64 { return float64(n.raft.Status().CommitIndex) }),
 		gauge("backplane_raft_applied_index", "Last Raft index applied to the store.", func() float64 { return float64(n.fsm.AppliedIndex()) }),
@@ -129,6 +127,19 @@ func signalrConnections(n *Node) prometheus.Collector {
 				out[strings.TrimPrefix(key, "signalr_")] = float64(v)
 			}
 			return out
+		},
+	}
+}
+
+// parkedWebSockets counts the WebSockets whose reader is parked (idle,
+// no goroutine), by endpoint: SignalR connections and native streams.
+func parkedWebSockets(n *Node) prometheus.Collector {
+	return &labeledValues{
+		desc: prometheus.NewDesc("backplane_websockets_parked",
+			"WebSockets whose reader is parked: idle, holding no reader goroutine, by endpoint.", []string{"endpoint"}, nil),
+		kind: prometheus.GaugeValue,
+		read: func() map[string]float64 {
+			return map[string]float64{"signalr": float64(n.hubs.ParkedReaders()), "stream": float64(n.streams.ParkedReaders())}
 		},
 	}
 }

@@ -8,7 +8,8 @@ import (
 )
 
 // The SignalR connection gauges: connections by transport, and how many
-// WebSockets have parked their reader once idle.
+// WebSockets have parked their reader once idle (SignalR here; the native
+// streams' count is tested in transport/stream).
 func TestMetricsCountSignalRConnectionsAndParkedReaders(t *testing.T) {
 	c := startCluster(t, clusterOptions{size: 1, accessKey: testAccessKey})
 	n := c.nodes[0]
@@ -27,7 +28,7 @@ func TestMetricsCountSignalRConnectionsAndParkedReaders(t *testing.T) {
 		}
 		return true, ""
 	}
-	if ok, why := has(scrape(), "backplane_signalr_websockets_parked 0"); !ok {
+	if ok, why := has(scrape(), `backplane_websockets_parked{endpoint="signalr"} 0`, `backplane_websockets_parked{endpoint="stream"} 0`); !ok {
 		t.Fatal(why)
 	}
 	for _, user := range []string{"alice", "bob"} {
@@ -35,6 +36,6 @@ func TestMetricsCountSignalRConnectionsAndParkedReaders(t *testing.T) {
 	}
 	// Idle for the default ParkIdleReaders (1 s), both readers park.
 	waitFor(t, 10*time.Second, "two WebSockets counted, both parked", func() (bool, string) {
-		return has(scrape(), `backplane_signalr_connections{transport="websockets"} 2`, "backplane_signalr_websockets_parked 2")
+		return has(scrape(), `backplane_signalr_connections{transport="websockets"} 2`, `backplane_websockets_parked{endpoint="signalr"} 2`)
 	})
 }

@@ -64,6 +64,11 @@ type Options struct {
 	// ConnLimit bounds the open streams and long polls per remote address
 	// (429 past it); nil: no limit.
 	ConnLimit *access.ConnLimit
+	// ParkIdleReaders is how long a WebSocket stream's reader (which only
+	// handles the client's control frames) waits on a goroutine of its own
+	// before it parks (see netconn.IdleReader); default 1 s, negative:
+	// never.
+	ParkIdleReaders time.Duration
 }
 
 // Defaults and limits of the native streams.
@@ -87,6 +92,8 @@ type Server struct {
 	// slowSSE and slowWS count readers cut for not reading.
 	slowSSE atomic.Int64
 	slowWS  atomic.Int64
+	// parkedWS counts the WebSocket streams whose reader is parked.
+	parkedWS atomic.Int64
 }
 
 // NewStreams returns the native stream handlers over log.
@@ -100,6 +107,9 @@ func NewServer(store Log, opts Options) *Server {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
+	if opts.ParkIdleReaders == 0 {
+		opts.ParkIdleReaders = time.Second
+	}
 	return &Server{store: store, opts: opts}
 }
 
@@ -110,6 +120,9 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/hubs/{hub}/poll", s.guard(s.limited(s.servePoll)))
 	mux.HandleFunc("GET /v1/hubs/{hub}/ws", s.guard(s.limited(s.serveWS)))
 }
+
+// ParkedReaders is how many WebSocket streams have their reader parked.
+func (s *Server) ParkedReaders() int64 { return s.parkedWS.Load() }
 
 // Counts reports the open readers per transport.
 func (s *Server) Counts() map[string]int {

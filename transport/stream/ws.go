@@ -19,7 +19,8 @@ import (
 // buffers come from a pool, held only while a message is written: an idle
 // stream does not keep 16 KiB.
 var wsUpgrader = websocket.Upgrader{
-	ReadBufferSize:  1024,
+	// ReadBufferSize 0: gorilla reads through the netconn.Hijacker's small
+	// buffer (a stream's client sends only control frames).
 	WriteBufferSize: 16 << 10,
 	WriteBufferPool: &sync.Pool{},
 	CheckOrigin:     func(*http.Request) bool { return true },
@@ -35,8 +36,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 	if !ok {
 		return
 	}
-	conn, err := wsUpgrader.Upgrade(w, r, nil)
+	h := &netconn.Hijacker{ResponseWriter: w}
+	conn, err := wsUpgrader.Upgrade(h, r, nil)
 	if err != nil {
+		h.Abandon()
 		return // the upgrader has answered
 	}
 	defer conn.Close()
@@ -46,16 +49,24 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 
 	ctx, cancel := untilExpiry(r.Context(), grant)
 	defer cancel()
-	// The reader goroutine handles control frames and notices the close.
+	// The reader handles control frames and notices the close; idle, it
+	// parks (no goroutine) until the client sends or hangs up.
 	conn.SetReadLimit(4 << 10)
-	go func() {
-		defer cancel()
-		for {
+	idle := h.IdleReader(s.opts.ParkIdleReaders)
+	var read func()
+	read = func() {
+		for idle.Wait() {
 			if _, _, err := conn.NextReader(); err != nil {
+				cancel()
 				return
 			}
 		}
-	}()
+	}
+	idle.OnResume(func() {
+		s.parkedWS.Add(-1)
+		read()
+	}, &s.parkedWS)
+	go read()
 
 	after := req.after
 	if req.fromNow {
