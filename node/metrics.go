@@ -132,14 +132,19 @@ func signalrConnections(n *Node) prometheus.Collector {
 }
 
 // parkedWebSockets counts the WebSockets whose reader is parked (idle,
-// no goroutine), by endpoint: SignalR connections and native streams.
+// no goroutine), by endpoint: SignalR and SignalR 2 connections, native
+// streams.
 func parkedWebSockets(n *Node) prometheus.Collector {
 	return &labeledValues{
 		desc: prometheus.NewDesc("backplane_websockets_parked",
 			"WebSockets whose reader is parked: idle, holding no reader goroutine, by endpoint.", []string{"endpoint"}, nil),
 		kind: prometheus.GaugeValue,
 		read: func() map[string]float64 {
-			return map[string]float64{"signalr": float64(n.hubs.ParkedReaders()), "stream": float64(n.streams.ParkedReaders())}
+			out := map[string]float64{"signalr": float64(n.hubs.ParkedReaders()), "stream": float64(n.streams.ParkedReaders())}
+			if n.signalr2 != nil {
+				out["signalr2"] = float64(n.signalr2.ParkedReaders())
+			}
+			return out
 		},
 	}
 }

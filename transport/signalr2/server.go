@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -73,6 +74,10 @@ type Options struct {
 	// it shuts down: streams and polls then tell the client to reconnect
 	// (the envelope's "T":1), which it does through the load balancer.
 	Draining error
+	// ParkIdleReaders is how long a WebSocket's reader waits for the
+	// client's next frame on a goroutine of its own before it parks (see
+	// netconn.IdleReader; default 1 s, negative: never).
+	ParkIdleReaders time.Duration
 }
 
 // Defaults, as ASP.NET SignalR 2 has them.
@@ -111,11 +116,16 @@ type Server struct {
 	live     *liveness
 	calls    callStates
 	upgrader websocket.Upgrader
+	// parkedWS counts the WebSockets whose reader is parked.
+	parkedWS atomic.Int64
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup
 }
+
+// ParkedReaders is how many WebSockets have their reader parked.
+func (s *Server) ParkedReaders() int64 { return s.parkedWS.Load() }
 
 // NewServer returns the endpoint over cluster. Start runs its background
 // work.
@@ -134,6 +144,9 @@ func NewServer(cluster Cluster, opts Options) (*Server, error) {
 	setDefault(&opts.ProposeTimeout, defaultProposeTimeout)
 	setDefault(&opts.TouchInterval, defaultTouchInterval)
 	setDefault(&opts.InvokeTimeout, defaultInvokeTimeout)
+	if opts.ParkIdleReaders == 0 {
+		opts.ParkIdleReaders = time.Second
+	}
 	if opts.MaxGroupsPerConnection == 0 {
 		opts.MaxGroupsPerConnection = defaultMaxGroups
 	}
@@ -154,9 +167,10 @@ func NewServer(cluster Cluster, opts Options) (*Server, error) {
 	s.live = newLiveness()
 	s.upgrader = websocket.Upgrader{
 		CheckOrigin:     func(r *http.Request) bool { return access.OriginAllowed(r, opts.AllowedOrigins) },
-		ReadBufferSize:  4096,
+		// ReadBufferSize 0: gorilla reads through the netconn.Hijacker's
+		// small buffer. Write buffers are held only while a message is
+		// written: an idle socket keeps none.
 		WriteBufferSize: 4096,
-		// Held only while a message is written: an idle socket keeps none.
 		WriteBufferPool: &sync.Pool{},
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())

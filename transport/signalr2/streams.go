@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/backplane/backplane/transport/netconn"
 )
 
 // frameWriter is a streaming transport: one envelope (or hub response) per
@@ -102,8 +104,10 @@ func (o *sseWriter) keepAlive() error     { return o.event([]byte("{}")) }
 // connect, envelopes and hub responses as text frames, "{}" as the
 // keep-alive; the client's frames are hub invocations.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn, m mode, after uint64, known map[string][]string) {
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	h := &netconn.Hijacker{ResponseWriter: w}
+	ws, err := s.upgrader.Upgrade(h, r, nil)
 	if err != nil {
+		h.Abandon()
 		return // the upgrader answered
 	}
 	defer ws.Close()
@@ -114,11 +118,15 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 	// The server's own context ends hijacked connections at shutdown.
 	stop := context.AfterFunc(s.ctx, func() { cancel(context.Cause(s.ctx)) })
 	defer stop()
-	go func() {
-		defer cancel(errors.New("client closed the socket"))
-		for {
+	// The reader runs the client's invocations; idle, it parks (no
+	// goroutine) until the client sends or hangs up.
+	idle := h.IdleReader(s.opts.ParkIdleReaders)
+	var read func()
+	read = func() {
+		for idle.Wait() {
 			typ, data, err := ws.ReadMessage()
 			if err != nil {
+				cancel(errors.New("client closed the socket"))
 				return
 			}
 			if typ != websocket.TextMessage {
@@ -126,11 +134,17 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 			}
 			if resp := s.invokeFrame(ctx, c, data); resp != nil {
 				if out.write(resp) != nil {
+					cancel(errors.New("client closed the socket"))
 					return
 				}
 			}
 		}
-	}()
+	}
+	idle.OnResume(func() {
+		s.parkedWS.Add(-1)
+		read()
+	}, &s.parkedWS)
+	go read()
 	if m == modeConnect {
 		env := envelope{Cursor: after, Init: true}
 		if out.write(env.append(nil)) != nil {
