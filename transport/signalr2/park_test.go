@@ -1,7 +1,6 @@
 package signalr2
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -23,19 +22,6 @@ func TestIdleWebSocketsParkTheirReaders(t *testing.T) {
 	}
 	tc := newTestCluster(t, fsm.DefaultRetention)
 	s, hs := newTestServer(t, tc, Options{KeepAlive: time.Minute, ParkIdleReaders: 20 * time.Millisecond})
-	read := func(ws *websocket.Conn) map[string]json.RawMessage {
-		t.Helper()
-		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-		_, data, err := ws.ReadMessage()
-		if err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(data, &m); err != nil {
-			t.Fatalf("frame %s: %v", data, err)
-		}
-		return m
-	}
 	parked := func(want int64, what string) {
 		t.Helper()
 		testkit.WaitFor(t, 5*time.Second, what, func() (bool, string) {
@@ -47,7 +33,7 @@ func TestIdleWebSocketsParkTheirReaders(t *testing.T) {
 	sockets := make([]*websocket.Conn, n)
 	for i := range sockets {
 		sockets[i] = dialWS(t, negotiate(t, hs.URL, "", "chat"), "connect", nil)
-		if init := read(sockets[i]); string(init["S"]) != "1" {
+		if init := readFrame(t, sockets[i]); string(init["S"]) != "1" {
 			t.Fatalf("init frame %v", init)
 		}
 	}
@@ -57,7 +43,7 @@ func TestIdleWebSocketsParkTheirReaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	for { // the response and the groups token, in either order
-		if m := read(sockets[0]); string(m["I"]) == `"7"` {
+		if m := readFrame(t, sockets[0]); string(m["I"]) == `"7"` {
 			if m["E"] != nil {
 				t.Fatalf("JoinGroup from a parked socket: %v", m)
 			}
@@ -69,7 +55,7 @@ func TestIdleWebSocketsParkTheirReaders(t *testing.T) {
 	idx := tc.publish(t, &fsm.Publish{Hub: "chat", Audience: fsm.ToAll, Target: "m", Arguments: []byte(`[1]`)})
 	for i, ws := range sockets {
 		for {
-			m := read(ws)
+			m := readFrame(t, ws)
 			if m["G"] != nil && (m["M"] == nil || string(m["M"]) == "[]") {
 				continue // socket 0's groups token
 			}

@@ -79,16 +79,7 @@ func TestWebSocket(t *testing.T) {
 	ws := dialWS(t, c, "connect", nil)
 	read := func() map[string]json.RawMessage {
 		t.Helper()
-		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-		_, data, err := ws.ReadMessage()
-		if err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(data, &m); err != nil {
-			t.Fatalf("frame %s: %v", data, err)
-		}
-		return m
+		return readFrame(t, ws)
 	}
 	if init := read(); string(init["S"]) != "1" || string(init["C"]) != `"0"` {
 		t.Fatalf("init frame %v", init)
@@ -173,6 +164,21 @@ func TestWebSocketReconnectResumesFromMessageID(t *testing.T) {
 	if e.S != 0 || len(e.M) != 2 || e.C != formatCursor(want[2]) {
 		t.Fatalf("first frame after reconnect %s, want messages %d and %d without S", data, want[1], want[2])
 	}
+}
+
+// readFrame reads one frame of ws as a JSON object.
+func readFrame(t *testing.T, ws *websocket.Conn) map[string]json.RawMessage {
+	t.Helper()
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, data, err := ws.ReadMessage()
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatalf("frame %s: %v", data, err)
+	}
+	return m
 }
 
 func dialWS(t *testing.T, c *client, what string, q url.Values) *websocket.Conn {
