@@ -166,7 +166,7 @@ func NewServer(cluster Cluster, opts Options) (*Server, error) {
 	}
 	s.live = newLiveness()
 	s.upgrader = websocket.Upgrader{
-		CheckOrigin:     func(r *http.Request) bool { return access.OriginAllowed(r, opts.AllowedOrigins) },
+		CheckOrigin: func(r *http.Request) bool { return access.OriginAllowed(r, opts.AllowedOrigins) },
 		// ReadBufferSize 0: gorilla reads through the netconn.Hijacker's
 		// small buffer. Write buffers are held only while a message is
 		// written: an idle socket keeps none.
