@@ -101,12 +101,24 @@ type IdleReader struct {
 	parked    *atomic.Int64
 }
 
+// DefaultParkAfter is how long an idle reader waits on a goroutine of its
+// own before it parks: longer than a busy client's gaps, far shorter than
+// the 15 s keep-alive of SignalR clients.
+const DefaultParkAfter = time.Second
+
 // OnResume sets what runs, on a new goroutine, when a parked socket is
-// readable again (a new reader), and the count of parked readers to keep:
-// Wait adds one when it parks, and resume must take it back. Without it,
-// Wait never parks.
+// readable again (a new reader), and the count of parked readers to keep
+// (nil: none): one while the reader is parked. Without it, Wait never
+// parks.
 func (ir *IdleReader) OnResume(resume func(), parked *atomic.Int64) {
-	ir.resume, ir.parked = resume, parked
+	if parked == nil {
+		parked = new(atomic.Int64)
+	}
+	ir.parked = parked
+	ir.resume = func() {
+		parked.Add(-1)
+		resume()
+	}
 }
 
 // Wait returns true when gorilla has buffered bytes, the socket is

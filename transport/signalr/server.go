@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/backplane/backplane/transport/access"
+	"github.com/backplane/backplane/transport/netconn"
 )
 
 // Identity is who a connection belongs to, from its access token.
@@ -148,7 +149,7 @@ func (o *Options) defaults() {
 	setDefault(&o.ProposeTimeout, 10*time.Second)
 	setDefault(&o.UpgradeWait, 5*time.Second)
 	if o.ParkIdleReaders == 0 {
-		o.ParkIdleReaders = time.Second
+		o.ParkIdleReaders = netconn.DefaultParkAfter
 	}
 }
 

@@ -299,10 +299,7 @@ func (c *conn) socketLost(sock *socket, err error) {
 func (s *Server) runSocket(sock *socket, idle *netconn.IdleReader) {
 	sock.ws.SetReadLimit(int64(4*s.opts.MaxMessageSize + 1024))
 	sock.wake() // records queued before the socket was attached
-	idle.OnResume(func() {
-		s.parkedReaders.Add(-1)
-		s.readSocket(sock, idle)
-	}, &s.parkedReaders)
+	idle.OnResume(func() { s.readSocket(sock, idle) }, &s.parkedReaders)
 	s.readSocket(sock, idle)
 }
 

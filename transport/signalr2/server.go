@@ -17,6 +17,7 @@ import (
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/transport/access"
+	"github.com/backplane/backplane/transport/netconn"
 	"github.com/backplane/backplane/transport/signalr"
 )
 
@@ -145,7 +146,7 @@ func NewServer(cluster Cluster, opts Options) (*Server, error) {
 	setDefault(&opts.TouchInterval, defaultTouchInterval)
 	setDefault(&opts.InvokeTimeout, defaultInvokeTimeout)
 	if opts.ParkIdleReaders == 0 {
-		opts.ParkIdleReaders = time.Second
+		opts.ParkIdleReaders = netconn.DefaultParkAfter
 	}
 	if opts.MaxGroupsPerConnection == 0 {
 		opts.MaxGroupsPerConnection = defaultMaxGroups

@@ -140,10 +140,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 			}
 		}
 	}
-	idle.OnResume(func() {
-		s.parkedWS.Add(-1)
-		read()
-	}, &s.parkedWS)
+	idle.OnResume(read, &s.parkedWS)
 	go read()
 	if m == modeConnect {
 		env := envelope{Cursor: after, Init: true}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/transport/access"
+	"github.com/backplane/backplane/transport/netconn"
 )
 
 // Log is what the streams need from the replicated state machine.
@@ -108,7 +109,7 @@ func NewServer(store Log, opts Options) *Server {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
 	if opts.ParkIdleReaders == 0 {
-		opts.ParkIdleReaders = time.Second
+		opts.ParkIdleReaders = netconn.DefaultParkAfter
 	}
 	return &Server{store: store, opts: opts}
 }

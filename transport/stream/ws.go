@@ -62,10 +62,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 			}
 		}
 	}
-	idle.OnResume(func() {
-		s.parkedWS.Add(-1)
-		read()
-	}, &s.parkedWS)
+	idle.OnResume(read, &s.parkedWS)
 	go read()
 
 	after := req.after
