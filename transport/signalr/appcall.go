@@ -308,10 +308,10 @@ func (c *conn) receiveStreamMessage(m *hubproto.Message) bool {
 // dropUploads ends the upload streams of an invocation that finished (or
 // never ran): later items of them are dropped.
 func (c *conn) dropUploads(m *hubproto.Message) {
-	if len(m.StreamIDs) == 0 {
-		return
+	st := c.app.Load()
+	if len(m.StreamIDs) == 0 || st == nil {
+		return // nothing was registered
 	}
-	st := c.appSt()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for _, id := range m.StreamIDs {
