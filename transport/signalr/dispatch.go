@@ -57,6 +57,7 @@ func (s *Server) dispatchLoop() {
 			s.log.Warn("dispatcher fell behind retention; messages were skipped", "after", after, "oldest", page.Oldest)
 		}
 		start := time.Now()
+		clear(s.pageGroups)
 		for i := range page.Messages {
 			s.deliver(&page.Messages[i])
 			if (i+1)%wakeEvery == 0 {
@@ -190,6 +191,34 @@ func (s *Server) wakeQueued() {
 	s.toWake = s.toWake[:0]
 }
 
+// groupReads holds the group members the dispatcher read for the current
+// page of the log, by hub and group. A page of messages to the same group
+// (a chat room's traffic) costs one read of the state machine instead of
+// one per message. Each read is of the state after the whole page was
+// applied, so the members seen are as current as a read per message
+// would give.
+type groupReads map[hubGroup][]fsm.GroupMember
+
+// hubGroup names a group of a hub.
+type hubGroup struct{ hub, group string }
+
+// pageGroupMembers reads a group's members at most once per page.
+func (s *Server) pageGroupMembers(hub, group string) ([]fsm.GroupMember, error) {
+	k := hubGroup{hub, group}
+	if members, ok := s.pageGroups[k]; ok {
+		return members, nil
+	}
+	members, err := s.cluster.GroupMembers(hub, group)
+	if err != nil {
+		return nil, err
+	}
+	if s.pageGroups == nil {
+		s.pageGroups = groupReads{}
+	}
+	s.pageGroups[k] = members
+	return members, nil
+}
+
 // recipients lists the active local connections a message is for, in
 // s.scratch (the dispatcher is one goroutine, so it reuses one slice and
 // allocates nothing per message for a send to all). Stateful connections
@@ -205,7 +234,7 @@ func (s *Server) recipients(m *fsm.Message) []*conn {
 			return nil
 		}
 		for _, g := range m.Names {
-			members, err := s.cluster.GroupMembers(m.Hub, g)
+			members, err := s.pageGroupMembers(m.Hub, g)
 			if err != nil {
 				s.log.Error("read group members", "hub", m.Hub, "group", g, "err", err)
 				continue

@@ -30,6 +30,7 @@ type fakeCluster struct {
 	fail   error                    // when set, Propose fails with it and applies nothing
 
 	levelReads atomic.Int64 // FeatureLevel calls
+	groupReads atomic.Int64 // GroupMembers calls
 }
 
 func newFakeCluster(t *testing.T, id string) *fakeCluster {
@@ -106,6 +107,7 @@ func (c *fakeCluster) ReadAll(after uint64, limit int) (fsm.Page, error) {
 func (c *fakeCluster) Changed() <-chan struct{} { return c.f.Changed() }
 func (c *fakeCluster) LastMessage() uint64      { return c.f.LastMessage() }
 func (c *fakeCluster) GroupMembers(hub, group string) ([]fsm.GroupMember, error) {
+	c.groupReads.Add(1)
 	return c.f.GroupMembers(hub, group)
 }
 func (c *fakeCluster) Ready() bool          { return true }

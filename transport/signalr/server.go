@@ -167,12 +167,13 @@ type Server struct {
 	log      *slog.Logger
 	relayOff map[string]bool
 
-	mu      sync.RWMutex
-	byToken map[string]*conn
-	byID    map[string]*conn
-	hubs    map[string]*hubConns
-	scratch []*conn // the dispatcher's recipient list, reused
-	toWake  []*conn // the dispatcher's connections to wake (wakeQueued)
+	mu         sync.RWMutex
+	byToken    map[string]*conn
+	byID       map[string]*conn
+	hubs       map[string]*hubConns
+	scratch    []*conn    // the dispatcher's recipient list, reused
+	pageGroups groupReads // the dispatcher's group reads for the current page
+	toWake     []*conn    // the dispatcher's connections to wake (wakeQueued)
 
 	lastReapApplied uint64 // the reaper's view of the store's applied index
 	dispatched      dispatchMark
