@@ -59,6 +59,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.firstMessage.Store(ap.first)
 	f.retainedSize.Store(ap.bytes)
 	f.notify.broadcast()
+	if ap.cutAdded {
+		f.hubs.wakeAll()
+	} else {
+		f.hubs.wake(ap.added)
+	}
 	if observe := f.cfg.ObserveApply; observe != nil {
 		now := time.Now()
 		for _, ts := range ap.stamps {
@@ -79,7 +84,10 @@ type applyState struct {
 	entry   uint64    // Raft index of the entry being applied
 	stamps  []int64   // proposer stamps of the applied entries, when observed
 	added   []Message // the messages this batch added, for the tail
-	off     uint32    // offset of the command being applied in its entry
+	// cutAdded is set once added dropped messages of a huge batch: their
+	// hubs are unknown, so every hub's readers are woken.
+	cutAdded bool
+	off      uint32 // offset of the command being applied in its entry
 
 	messages, streams, groups, memberOf, conns, userConns, nodes, idem, idemTime *bolt.Bucket
 }
@@ -235,6 +243,7 @@ func (ap *applyState) publish(ts int64, c Command, p *Publish) (Result, error) {
 	if len(ap.added) == 2*tailMessages {
 		// A huge batch (a replay): only the newest can end up in the tail.
 		ap.added = append(ap.added[:0], ap.added[tailMessages:]...)
+		ap.cutAdded = true
 	}
 	ap.added = append(ap.added, messageOf(index, ts, p))
 	ap.bytes += uint64(len(rec))

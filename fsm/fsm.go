@@ -107,7 +107,9 @@ type FSM struct {
 	retainedSize atomic.Uint64 // bytes of retained message records
 
 	notify notifier
-	tail   tail // the newest messages, for readers near the end
+	// hubs wakes the readers of a hub when a message of it is applied.
+	hubs hubWaiters
+	tail tail // the newest messages, for readers near the end
 }
 
 var (
@@ -186,6 +188,7 @@ func (f *FSM) Close() error {
 	err := f.db.Close()
 	f.db = nil
 	f.notify.broadcast()
+	f.hubs.wakeAll()
 	if err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
@@ -218,6 +221,12 @@ func (f *FSM) RetainedBytes() uint64 { return f.retainedSize.Load() }
 // (entries applied, a restore, or Close). Take it before reading, so no
 // change between the read and the wait is missed.
 func (f *FSM) Changed() <-chan struct{} { return f.notify.wait() }
+
+// HubChanged returns a channel that is closed once a message of hub is
+// applied, or when the state is replaced by a snapshot or closed: what
+// can change the answer of a Read for that hub. Call it before the Read it
+// guards, as with Changed.
+func (f *FSM) HubChanged(hub string) <-chan struct{} { return f.hubs.wait(hub) }
 
 // Apply implements raft.FSM for a single entry.
 func (f *FSM) Apply(l *raft.Log) interface{} {

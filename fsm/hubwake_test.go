@@ -1,0 +1,126 @@
+package fsm_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/backplane/backplane/fsm"
+)
+
+// isClosed reports whether ch is closed, without waiting.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// A reader waiting at the end of its hub is woken by a message of that hub
+// only: not by other hubs' messages, nor by entries that carry no message.
+func TestHubChangedWakesOnlyForItsHub(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	mine, other := f.HubChanged(hub), f.HubChanged("other")
+	if isClosed(mine) || isClosed(other) {
+		t.Fatal("HubChanged: got a closed channel before anything was applied, want open")
+	}
+	f.mustApply(t0, fsm.EncodePublish(&fsm.Publish{Hub: "other", Audience: fsm.ToAll, Target: "recv", Arguments: []byte(`[1]`)}))
+	if isClosed(mine) || !isClosed(other) {
+		t.Fatalf("after a message of hub other: got %s closed %v, other closed %v; want false, true", hub, isClosed(mine), isClosed(other))
+	}
+	f.mustApply(t0, connOpen("c1", "u1", "n1"), join("g1", fsm.MemberConnection, "c1"), connClose("c1"))
+	if isClosed(mine) {
+		t.Fatalf("after entries without messages: got %s's channel closed, want open", hub)
+	}
+	f.mustApply(t0, publish(fsm.ToGroups, "g1"))
+	if !isClosed(mine) {
+		t.Fatalf("after a message of %s: got its channel open, want closed", hub)
+	}
+	if next := f.HubChanged(hub); isClosed(next) {
+		t.Fatal("HubChanged after a wake: got a closed channel, want a new open one")
+	}
+}
+
+// A batch too large for the tail still wakes the readers of every hub it
+// wrote to, including hubs whose messages did not stay in the tail.
+func TestHubChangedAfterAHugeBatch(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	early := f.HubChanged("early")
+	cmds := []fsm.Command{fsm.EncodePublish(&fsm.Publish{Hub: "early", Audience: fsm.ToAll, Target: "recv", Arguments: []byte(`[1]`)})}
+	cmds = append(cmds, repeat(toAll(), 9000)...)
+	f.mustApply(t0, cmds...)
+	if !isClosed(early) {
+		t.Fatal("a batch of 9,001 messages whose first was for hub early: got early's channel open, want closed")
+	}
+}
+
+// Restoring a snapshot and closing the store wake every hub's readers: the
+// state they read changed under them.
+func TestHubChangedOnRestoreAndClose(t *testing.T) {
+	src := newTestFSM(t, fsm.Config{})
+	src.mustApply(t0, toAll())
+	data := src.snapshot(t)
+
+	f := newTestFSM(t, fsm.Config{})
+	waiting := f.HubChanged("quiet")
+	if err := f.restore(data); err != nil {
+		t.Fatalf("Restore: got error %v, want nil", err)
+	}
+	if !isClosed(waiting) {
+		t.Fatal("after a restore: got the channel open, want closed")
+	}
+	waiting = f.HubChanged("quiet")
+	if err := f.Close(); err != nil {
+		t.Fatalf("Close: got error %v, want nil", err)
+	}
+	if !isClosed(waiting) {
+		t.Fatal("after Close: got the channel open, want closed")
+	}
+}
+
+// WaitRead at the end of a hub keeps waiting through other hubs' traffic
+// and returns with its own hub's next message.
+func TestWaitReadIgnoresOtherHubs(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	f.mustApply(t0, toAll())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := f.waitRead(ctx, &fsm.Filter{Hub: hub, Broadcast: true}, f.LastMessage())
+	for range 20 {
+		f.mustApply(t0, fsm.EncodePublish(&fsm.Publish{Hub: "busy", Audience: fsm.ToAll, Target: "recv", Arguments: []byte(`[1]`)}))
+	}
+	select {
+	case res := <-done:
+		t.Fatalf("WaitRead on %s returned %v, %v after messages of another hub, want it still waiting", hub, indexesOf(res.page.Messages), res.err)
+	default:
+	}
+	f.mustApply(t0, toAll())
+	res := <-done
+	if res.err != nil || len(res.page.Messages) != 1 || res.page.Messages[0].Index != 22 {
+		t.Fatalf("WaitRead: got %v, %v, want [22], nil", indexesOf(res.page.Messages), res.err)
+	}
+}
+
+// BenchmarkApplyWithIdleStreams applies one message of a busy hub per op
+// while 1,000 readers wait at the end of other, quiet hubs: what every
+// idle native stream on a node costs the apply of traffic it does not
+// read.
+func BenchmarkApplyWithIdleStreams(b *testing.B) {
+	f := newTestFSM(b, fsm.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	var waiting sync.WaitGroup
+	for i := range 1000 {
+		r := &fsm.Filter{Hub: fmt.Sprintf("quiet%d", i%10), Broadcast: true}
+		waiting.Go(func() { _, _ = f.WaitRead(ctx, r, 0, 10) })
+	}
+	defer func() { cancel(); waiting.Wait() }()
+	busy := fsm.EncodePublish(&fsm.Publish{Hub: "busy", Audience: fsm.ToAll, Target: "recv", Arguments: []byte(`[1]`)})
+	b.ResetTimer()
+	for range b.N {
+		f.mustApply(t0, busy)
+	}
+}
