@@ -341,43 +341,46 @@ func (ap *applyState) connUser(hub, conn string) (user string, ok bool, err erro
 	if rec == nil {
 		return "", false, nil
 	}
-	d := decoder{buf: rec}
-	user = d.string()
-	if d.err != nil {
-		return "", false, fmt.Errorf("connection record: %w", d.err)
+	if user, err = connRecordUser(rec); err != nil {
+		return "", false, err
 	}
 	return user, true, nil
 }
 
+// connRecordUser reads the user of a connection record (see connOpen).
+func connRecordUser(rec []byte) (string, error) {
+	d := decoder{buf: rec}
+	user := d.string()
+	if d.err != nil {
+		return "", fmt.Errorf("connection record: %w", d.err)
+	}
+	return user, nil
+}
+
 func (ap *applyState) hubConnections(hub string) ([]execConn, error) {
 	var out []execConn
-	prefix := appendLP(nil, hub)
-	c := ap.conns.Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		id, rest, ok := readLP(k[len(prefix):])
-		if !ok || len(rest) != 0 {
-			return nil, fmt.Errorf("%w: connection key", ErrCorrupt)
-		}
-		d := decoder{buf: v}
-		user := d.string()
-		if d.err != nil {
-			return nil, fmt.Errorf("connection record: %w", d.err)
+	err := eachNameUnder(ap.conns, appendLP(nil, hub), "connection key", func(id string, rec []byte) error {
+		user, err := connRecordUser(rec)
+		if err != nil {
+			return err
 		}
 		out = append(out, execConn{id: id, user: user})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
 func (ap *applyState) userConnections(hub, user string) ([]execConn, error) {
 	var out []execConn
-	prefix := userConnsPrefix(hub, user)
-	c := ap.userConns.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		id, rest, ok := readLP(k[len(prefix):])
-		if !ok || len(rest) != 0 {
-			return nil, fmt.Errorf("%w: userConns key", ErrCorrupt)
-		}
+	err := eachNameUnder(ap.userConns, userConnsPrefix(hub, user), "userConns key", func(id string, _ []byte) error {
 		out = append(out, execConn{id: id, user: user})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

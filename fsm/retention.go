@@ -96,20 +96,18 @@ func (ap *applyState) historyHorizon(hub string, kind MemberKind, member string)
 		return max(retained, rec.OpenPos), nil
 	}
 	oldest := uint64(math.MaxUint64) // the earliest open position of the user's stateful connections
-	prefix := userConnsPrefix(hub, member)
-	c := ap.userConns.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		conn, rest, ok := readLP(k[len(prefix):])
-		if !ok || len(rest) != 0 {
-			return 0, fmt.Errorf("%w: userConns key", ErrCorrupt)
-		}
+	err := eachNameUnder(ap.userConns, userConnsPrefix(hub, member), "userConns key", func(conn string, _ []byte) error {
 		rec, err := ap.statefulRecord(hub, conn)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if rec != nil {
 			oldest = min(oldest, rec.OpenPos)
 		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	if oldest == math.MaxUint64 {
 		return oldest, nil

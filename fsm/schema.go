@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -132,6 +133,24 @@ func readLP(b []byte) (string, []byte, bool) {
 		return "", nil, false
 	}
 	return string(b[w : w+int(n)]), b[w+int(n):], true
+}
+
+// eachNameUnder calls fn with each key of b under prefix whose rest is
+// exactly one length-prefixed name, passing that name and the key's value.
+// Any other key under prefix is corrupt: the error names it as what. An
+// error from fn ends the walk and is returned.
+func eachNameUnder(b *bolt.Bucket, prefix []byte, what string, fn func(name string, v []byte) error) error {
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		name, rest, ok := readLP(k[len(prefix):])
+		if !ok || len(rest) != 0 {
+			return fmt.Errorf("%w: %s", ErrCorrupt, what)
+		}
+		if err := fn(name, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // encodeRecord is the stored form of a message: the proposer's timestamp and

@@ -22,6 +22,16 @@ func hasPrefix(b *bolt.Bucket, prefix []byte) bool {
 	return k != nil && bytes.HasPrefix(k, prefix)
 }
 
+// anyKeyUnder reports whether the named bucket holds a key under prefix.
+func (f *FSM) anyKeyUnder(bucket, prefix []byte) (bool, error) {
+	var ok bool
+	err := f.view(func(tx *bolt.Tx) error {
+		ok = hasPrefix(tx.Bucket(bucket), prefix)
+		return nil
+	})
+	return ok, err
+}
+
 // Nodes lists the advertised addresses of the cluster's members, as
 // replicated through CmdNodeInfo.
 func (f *FSM) Nodes() ([]NodeInfo, error) {
@@ -58,22 +68,12 @@ func (f *FSM) Node(id string) (n NodeInfo, ok bool, err error) {
 
 // GroupHasMembers reports whether a group of the hub has any member.
 func (f *FSM) GroupHasMembers(hub, group string) (bool, error) {
-	var ok bool
-	err := f.view(func(tx *bolt.Tx) error {
-		ok = hasPrefix(tx.Bucket(bucketGroups), groupPrefix(hub, group))
-		return nil
-	})
-	return ok, err
+	return f.anyKeyUnder(bucketGroups, groupPrefix(hub, group))
 }
 
 // UserHasConnections reports whether a user has an open connection to the hub.
 func (f *FSM) UserHasConnections(hub, user string) (bool, error) {
-	var ok bool
-	err := f.view(func(tx *bolt.Tx) error {
-		ok = hasPrefix(tx.Bucket(bucketUserConns), userConnsPrefix(hub, user))
-		return nil
-	})
-	return ok, err
+	return f.anyKeyUnder(bucketUserConns, userConnsPrefix(hub, user))
 }
 
 // ConnectionInfo describes an open connection.
