@@ -71,17 +71,8 @@ func AppendMsgpackArray(dst []byte, vals []RawValue) []byte {
 // arguments already a MessagePack array (argsMsgpack, copied verbatim
 // and not validated: see ValidateMsgpackArray).
 func AppendInvocationMsgpackArgs(dst []byte, target string, argsMsgpack []byte) ([]byte, error) {
-	start := len(dst)
-	pre := varintLen(len(argsMsgpack) + len(target) + 8)
-	dst = append(dst, 0, 0, 0, 0, 0)[:start+pre]
-	dst = append(dst, mpFixArray|6, byte(Invocation), mpFixMap, mpNil)
-	dst = mpAppendString(dst, target)
-	dst = append(dst, argsMsgpack...)
-	out, err := fixPrefix(append(dst, mpFixArray), start, pre) // no stream ids
-	if err != nil {
-		return dst[:start], err
-	}
-	return out, nil
+	dst, start, pre := appendInvocationMsgpackHead(dst, target, len(argsMsgpack))
+	return appendInvocationMsgpackTail(append(dst, argsMsgpack...), start, pre)
 }
 
 // AppendInvocationArgs appends the fire-and-forget Invocation of target

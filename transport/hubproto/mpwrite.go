@@ -47,24 +47,25 @@ const (
 
 // mpAppendArrayHeader appends the smallest array header for n elements.
 func mpAppendArrayHeader(dst []byte, n int) []byte {
-	switch {
-	case n < 16:
-		return append(dst, mpFixArray|byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(dst, mpArray16), uint16(n))
-	}
-	return binary.BigEndian.AppendUint32(append(dst, mpArray32), uint32(n))
+	return mpAppendContainerHeader(dst, n, mpFixArray, mpArray16, mpArray32)
 }
 
 // mpAppendMapHeader appends the smallest map header for n entries.
 func mpAppendMapHeader(dst []byte, n int) []byte {
+	return mpAppendContainerHeader(dst, n, mpFixMap, mpMap16, mpMap32)
+}
+
+// mpAppendContainerHeader appends the smallest header of an array or map
+// of n items, whose formats are fix (up to 15 items), c16 and c32: the
+// writing side of mpReader.containerLen.
+func mpAppendContainerHeader(dst []byte, n int, fix, c16, c32 byte) []byte {
 	switch {
 	case n < 16:
-		return append(dst, mpFixMap|byte(n))
+		return append(dst, fix|byte(n))
 	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(dst, mpMap16), uint16(n))
+		return binary.BigEndian.AppendUint16(append(dst, c16), uint16(n))
 	}
-	return binary.BigEndian.AppendUint32(append(dst, mpMap32), uint32(n))
+	return binary.BigEndian.AppendUint32(append(dst, c32), uint32(n))
 }
 
 // mpStrHeaderLen returns the size of the str header for an n-byte string.

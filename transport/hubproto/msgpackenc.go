@@ -32,11 +32,7 @@ func (MessagePack) AppendInvocation(dst []byte, target string, argsJSON []byte) 
 // that is not an array, fails with ErrMalformed and leaves dst unchanged.
 // target should be non-empty. It allocates only if dst must grow.
 func AppendInvocationMsgpack(dst []byte, target string, argsJSON []byte) ([]byte, error) {
-	start := len(dst)
-	pre := varintLen(len(argsJSON) + len(target) + 8)
-	dst = append(dst, 0, 0, 0, 0, 0)[:start+pre]
-	dst = append(dst, mpFixArray|6, byte(Invocation), mpFixMap, mpNil)
-	dst = mpAppendString(dst, target)
+	dst, start, pre := appendInvocationMsgpackHead(dst, target, len(argsJSON))
 	if len(argsJSON) == 0 {
 		dst = append(dst, mpFixArray)
 	} else {
@@ -49,6 +45,26 @@ func AppendInvocationMsgpack(dst []byte, target string, argsJSON []byte) ([]byte
 			return dst[:start], err
 		}
 	}
+	return appendInvocationMsgpackTail(dst, start, pre)
+}
+
+// appendInvocationMsgpackHead starts the framed record of a fire-and-forget
+// Invocation of target: it reserves the length prefix (sized for a body of
+// about argsLen bytes of arguments) and appends [1, {}, nil, target. The
+// caller appends the arguments array, then calls
+// appendInvocationMsgpackTail with start and pre.
+func appendInvocationMsgpackHead(dst []byte, target string, argsLen int) (out []byte, start, pre int) {
+	start = len(dst)
+	pre = varintLen(argsLen + len(target) + 8)
+	dst = append(dst, 0, 0, 0, 0, 0)[:start+pre]
+	dst = append(dst, mpFixArray|6, byte(Invocation), mpFixMap, mpNil)
+	return mpAppendString(dst, target), start, pre
+}
+
+// appendInvocationMsgpackTail ends what appendInvocationMsgpackHead began:
+// the empty stream ids, and the length prefix. On error dst is cut back to
+// start.
+func appendInvocationMsgpackTail(dst []byte, start, pre int) ([]byte, error) {
 	return fixPrefix(append(dst, mpFixArray), start, pre) // no stream ids
 }
 
