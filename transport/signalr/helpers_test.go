@@ -233,6 +233,17 @@ func splitRecords(t *testing.T, payload string) []string {
 	return strings.Split(strings.TrimSuffix(payload, rs), rs)
 }
 
+// parseRecords decodes every record of a payload of complete JSON
+// records (see splitRecords and parseRecord).
+func parseRecords(t *testing.T, payload string) []record {
+	t.Helper()
+	var out []record
+	for _, raw := range splitRecords(t, payload) {
+		out = append(out, parseRecord(t, raw))
+	}
+	return out
+}
+
 // invocation is the JSON record of a client invocation; an empty id makes
 // it fire-and-forget.
 func invocation(id, target string, args ...any) string {

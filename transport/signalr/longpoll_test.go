@@ -40,9 +40,7 @@ func TestLongPollFlow(t *testing.T) {
 		if r.status != http.StatusOK {
 			t.Fatalf("poll: got %d %q, want 200", r.status, r.body)
 		}
-		for _, raw := range splitRecords(t, r.body) {
-			got = append(got, parseRecord(t, raw))
-		}
+		got = append(got, parseRecords(t, r.body)...)
 		if len(got) >= 2 {
 			break
 		}
@@ -99,10 +97,7 @@ func TestLongPollPostTooLargeClosesWithError(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("pending poll: got %d %q, want 200 with a Close", r.status, r.body)
 	}
-	var got []record
-	for _, raw := range splitRecords(t, r.body) {
-		got = append(got, parseRecord(t, raw))
-	}
+	got := parseRecords(t, r.body)
 	wantClose(t, "oversized POST", got, true, false)
 }
 

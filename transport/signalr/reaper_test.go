@@ -62,10 +62,7 @@ func TestReaperIdentityExpiresLongPollPending(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("pending poll at expiry: got %d %q, want 200 with a Close", r.status, r.body)
 	}
-	var got []record
-	for _, raw := range splitRecords(t, r.body) {
-		got = append(got, parseRecord(t, raw))
-	}
+	got := parseRecords(t, r.body)
 	wantClose(t, "expired identity over a pending poll", got, false, true)
 }
 
@@ -86,10 +83,7 @@ func TestReaperIdentityExpiresBetweenPolls(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("poll after expiry: got %d %q, want 200 with a Close", r.status, r.body)
 	}
-	var got []record
-	for _, raw := range splitRecords(t, r.body) {
-		got = append(got, parseRecord(t, raw))
-	}
+	got := parseRecords(t, r.body)
 	wantClose(t, "expired identity between polls", got, false, true)
 	if r := ts.poll("chat", n.ConnectionToken); r.status != http.StatusNoContent && r.status != http.StatusNotFound {
 		t.Fatalf("poll after the Close: got %d %q, want 204 or 404", r.status, r.body)

@@ -29,9 +29,7 @@ func TestSSEStream(t *testing.T) {
 		if !strings.HasSuffix(e.raw, "\r\n\r\n") || !strings.HasPrefix(e.raw, "data: ") {
 			t.Fatalf("event: got %q, want data lines ending in a blank line", e.raw)
 		}
-		for _, raw := range splitRecords(t, e.data) {
-			got = append(got, parseRecord(t, raw))
-		}
+		got = append(got, parseRecords(t, e.data)...)
 	}
 	var sawCompletion, sawDelivery bool
 	for _, r := range got {
