@@ -336,25 +336,7 @@ func TestClusterHubs(t *testing.T) {
 		if m := tc.from.invoke("Target", tc.kind, tc.arg, tc.tx); m["error"] != nil {
 			t.Fatalf("Target %s: %v", tc.kind, m)
 		}
-		clients := [3]*wsClient{a, b, c}
-		poll(t, 10*time.Second, tc.tx+" at its recipients", func() bool {
-			for i, w := range tc.want {
-				if w && !clients[i].got(tc.tx) {
-					return false
-				}
-			}
-			return true
-		})
-		// Sends are committed in order: a later send to all arriving
-		// proves a non-recipient was not sent the earlier one.
-		marker := tc.tx + "-marker"
-		c.invoke("ToAll", marker)
-		poll(t, 10*time.Second, marker, func() bool { return a.got(marker) && b.got(marker) && c.got(marker) })
-		for i, w := range tc.want {
-			if !w && clients[i].got(tc.tx) {
-				t.Errorf("%s reached client %d", tc.kind, i)
-			}
-		}
+		wantRecipients(t, tc.kind, c, []*wsClient{a, b, c}, tc.want[:], tc.tx)
 	}
 
 	// A client result across nodes: a hub method on node 1 asks the client on node 2.
@@ -366,6 +348,38 @@ func TestClusterHubs(t *testing.T) {
 	}
 	if m := a.invoke("Join"); m["error"] != "Invocation provides 0 argument(s) but target expects 1." {
 		t.Fatalf("Join without arguments = %v", m)
+	}
+}
+
+// wantRecipients waits until each of clients that want marks has got the
+// send tx, then checks that the others did not: sender sends a marker to
+// all, and as sends are committed in order, once every client has the
+// marker a client without tx was not sent it. what names the send in
+// failures.
+func wantRecipients(t *testing.T, what string, sender *wsClient, clients []*wsClient, want []bool, tx string) {
+	t.Helper()
+	poll(t, 10*time.Second, tx+" at its recipients", func() bool {
+		for i, w := range want {
+			if w && !clients[i].got(tx) {
+				return false
+			}
+		}
+		return true
+	})
+	marker := tx + "-marker"
+	sender.invoke("ToAll", marker)
+	poll(t, 10*time.Second, marker, func() bool {
+		for _, c := range clients {
+			if !c.got(marker) {
+				return false
+			}
+		}
+		return true
+	})
+	for i, w := range want {
+		if !w && clients[i].got(tx) {
+			t.Errorf("%s reached client %d", what, i)
+		}
 	}
 }
 
@@ -452,29 +466,7 @@ func TestClusterHubUsers(t *testing.T) {
 		if m := bob.invoke("Target", tc.kind, tc.arg, tc.tx); m["error"] != nil {
 			t.Fatalf("Target %s: %v", tc.kind, m)
 		}
-		poll(t, 10*time.Second, tc.tx+" at its recipients", func() bool {
-			for i, w := range tc.want {
-				if w && !clients[i].got(tc.tx) {
-					return false
-				}
-			}
-			return true
-		})
-		marker := tc.tx + "-marker"
-		bob.invoke("ToAll", marker)
-		poll(t, 10*time.Second, marker, func() bool {
-			for _, c := range clients {
-				if !c.got(marker) {
-					return false
-				}
-			}
-			return true
-		})
-		for i, w := range tc.want {
-			if !w && clients[i].got(tc.tx) {
-				t.Errorf("%s %s reached client %d", tc.kind, tc.arg, i)
-			}
-		}
+		wantRecipients(t, tc.kind+" "+tc.arg, bob, clients[:], tc.want[:], tc.tx)
 	}
 
 	_, res, err := websocket.DefaultDialer.Dial("ws://"+srv[0].Node().HTTPAddr()+"/hubs/cluster?user=blocked", nil)
