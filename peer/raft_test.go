@@ -69,6 +69,23 @@ func echo(c net.Conn, line string) (string, error) {
 	return bufio.NewReader(c).ReadString('\n')
 }
 
+// wantAdmitted dials addr through sl and wants a line echoed back by the
+// server, whose reader got it; who names the client in failures.
+func wantAdmitted(t *testing.T, who string, sl raft.StreamLayer, addr raft.ServerAddress, got <-chan accepted) {
+	t.Helper()
+	c, err := sl.Dial(addr, 2*time.Second)
+	if err != nil {
+		t.Fatalf("%s: dial: %v", who, err)
+	}
+	if back, err := echo(c, "hello\n"); err != nil || back != "hello\n" {
+		t.Fatalf("%s: echo: %q, %v", who, back, err)
+	}
+	_ = c.Close()
+	if a := next(t, got); a.err != nil || a.line != "hello\n" {
+		t.Fatalf("%s: server got %q, %v, want \"hello\\n\"", who, a.line, a.err)
+	}
+}
+
 func wantRefused(t *testing.T, who string, a accepted) {
 	t.Helper()
 	if !errors.Is(a.err, ErrUnauthenticated) || a.line != "" {
@@ -82,18 +99,7 @@ func TestRaftTLSAcceptsMembersOnly(t *testing.T) {
 	got := serveEcho(t, p.tlsAuth(t, "m1", p.member1).RaftStreamLayer(ln, nil))
 	addr := raft.ServerAddress(ln.Addr().String())
 
-	member := p.tlsAuth(t, "m2", p.member2).RaftStreamLayer(listen(t), nil)
-	c, err := member.Dial(addr, 2*time.Second)
-	if err != nil {
-		t.Fatalf("member dial: %v", err)
-	}
-	if back, err := echo(c, "hello\n"); err != nil || back != "hello\n" {
-		t.Fatalf("member echo: %q, %v", back, err)
-	}
-	_ = c.Close()
-	if a := next(t, got); a.err != nil || a.line != "hello\n" {
-		t.Fatalf("server got %q, %v from a member", a.line, a.err)
-	}
+	wantAdmitted(t, "a member", p.tlsAuth(t, "m2", p.member2).RaftStreamLayer(listen(t), nil), addr, got)
 
 	// Another cluster's member refuses our server and is refused by it.
 	if c, err := p.strangerAuth(t).RaftStreamLayer(listen(t), nil).Dial(addr, 2*time.Second); err == nil {
@@ -141,17 +147,7 @@ func TestRaftKeyHandshake(t *testing.T) {
 	defer idle.Close()
 
 	good := mustNew(t, Config{NodeID: "b", ClusterKey: "correct horse battery staple"})
-	c, err := good.RaftStreamLayer(listen(t), nil).Dial(addr, 2*time.Second)
-	if err != nil {
-		t.Fatalf("dial with the right key, an idle connection open: %v", err)
-	}
-	if back, err := echo(c, "hello\n"); err != nil || back != "hello\n" {
-		t.Fatalf("echo with the right key: %q, %v", back, err)
-	}
-	_ = c.Close()
-	if a := next(t, got); a.err != nil || a.line != "hello\n" {
-		t.Fatalf("server got %q, %v with the right key", a.line, a.err)
-	}
+	wantAdmitted(t, "the right key, an idle connection open", good.RaftStreamLayer(listen(t), nil), addr, got)
 
 	wrong := mustNew(t, Config{NodeID: "w", ClusterKey: "wrong horse battery staple"})
 	if c, err := wrong.RaftStreamLayer(listen(t), nil).Dial(addr, 2*time.Second); err == nil {
