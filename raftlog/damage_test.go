@@ -86,14 +86,22 @@ func TestDamagedFilesAreRefused(t *testing.T) {
 			addr := stoppedMember(t, dir)
 			tc.damage(t, dir)
 			r, err := reopen(dir, addr)
-			if err == nil {
-				_ = r.Shutdown()
-				t.Fatalf("a member with %s started", tc.name)
-			}
-			if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "join it to the cluster again") {
-				t.Fatalf("error %q, want ErrDamaged saying %q and the recovery", err, tc.want)
-			}
+			wantDamaged(t, tc.name, r, err, tc.want)
 		})
+	}
+}
+
+// wantDamaged wants a member with what to have been refused: err is
+// ErrDamaged saying want and how to recover. A member that started
+// anyway (r) is shut down.
+func wantDamaged(t *testing.T, what string, r *Raft, err error, want string) {
+	t.Helper()
+	if err == nil {
+		_ = r.Shutdown()
+		t.Fatalf("a member with %s started", what)
+	}
+	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "join it to the cluster again") {
+		t.Fatalf("error %q, want ErrDamaged saying %q and the recovery", err, want)
 	}
 }
 
