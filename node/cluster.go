@@ -261,18 +261,7 @@ func isMember(members []raftlog.Member, id string) bool {
 // announceLoop keeps this node's replicated addresses current: after a
 // bootstrap, and after a restart with a new HTTP address.
 func (n *Node) announceLoop() {
-	changes := n.raft.LeaderChanges()
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-	for {
-		n.announce()
-		select {
-		case <-n.baseCtx.Done():
-			return
-		case <-changes:
-		case <-tick.C:
-		}
-	}
+	n.repeatOnLeaderChange(2*time.Second, n.announce)
 }
 
 func (n *Node) announce() {

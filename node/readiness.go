@@ -98,15 +98,21 @@ func (r *readiness) isDraining() bool {
 
 // readinessLoop samples the leader's commit index until the node stops.
 func (n *Node) readinessLoop() {
+	n.repeatOnLeaderChange(readyProbeInterval, n.sampleProgress) // a new leader: ask it at once
+}
+
+// repeatOnLeaderChange runs fn at once, then again at every change of
+// leader and every interval, until the node stops.
+func (n *Node) repeatOnLeaderChange(interval time.Duration, fn func()) {
 	changes := n.raft.LeaderChanges()
-	tick := time.NewTicker(readyProbeInterval)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		n.sampleProgress()
+		fn()
 		select {
 		case <-n.baseCtx.Done():
 			return
-		case <-changes: // a new leader: ask it at once
+		case <-changes:
 		case <-tick.C:
 		}
 	}

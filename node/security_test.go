@@ -159,15 +159,7 @@ func TestSlowBodiesAndIdleConnectionsAreTimedOut(t *testing.T) {
 		cfg.HTTPIdleTimeout = 500 * time.Millisecond
 	}})
 	n := c.nodes[0]
-	conn, err := net.Dial("tcp", n.HTTPAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := fmt.Fprintf(conn, "POST /api/v1/hubs/chat HTTP/1.1\r\nHost: %s\r\nContent-Length: 100\r\n\r\n{", n.HTTPAddr()); err != nil {
-		t.Fatal(err)
-	}
+	conn := sendRawRequest(t, n.HTTPAddr(), "POST /api/v1/hubs/chat", "Content-Length: 100\r\n\r\n{")
 	start := time.Now()
 	go func() { // trickle: one byte every 100 ms, until the node stops reading
 		for range 50 {
@@ -189,15 +181,7 @@ func TestSlowBodiesAndIdleConnectionsAreTimedOut(t *testing.T) {
 		t.Fatalf("slow body: answered after %s, want about the 500ms body timeout", took)
 	}
 
-	idle, err := net.Dial("tcp", n.HTTPAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
-	_ = idle.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := fmt.Fprintf(idle, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", n.HTTPAddr()); err != nil {
-		t.Fatal(err)
-	}
+	idle := sendRawRequest(t, n.HTTPAddr(), "GET /healthz", "\r\n")
 	br := bufio.NewReader(idle)
 	resp, err = http.ReadResponse(br, nil)
 	if err != nil {
@@ -208,6 +192,24 @@ func TestSlowBodiesAndIdleConnectionsAreTimedOut(t *testing.T) {
 	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
 		t.Fatalf("idle keep-alive connection: got %v, want it closed by the node (EOF)", err)
 	}
+}
+
+// sendRawRequest dials addr and writes an HTTP/1.1 request for target
+// ("METHOD /path") with Host set to addr, then rest: any further header
+// lines, the blank line, and as much of a body as the test sends. The
+// connection has a 10 s deadline and is closed when the test ends.
+func sendRawRequest(t *testing.T, addr, target, rest string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(conn, "%s HTTP/1.1\r\nHost: %s\r\n%s", target, addr, rest); err != nil {
+		t.Fatalf("write %s to %s: %v", target, addr, err)
+	}
+	return conn
 }
 
 // doHostHTTP sends a request to addr with the given headers, Host included.
