@@ -77,6 +77,30 @@ func waitReady(t *testing.T, addrs ...string) {
 	}
 }
 
+// startCluster runs three processes of the built example on loopback as
+// one cluster (n2 and n3 join n1) and waits until each is ready. It returns
+// their HTTP addresses and processes, in that order.
+func startCluster(t *testing.T, bin string) ([]string, []*exec.Cmd) {
+	t.Helper()
+	first, p1 := startProcess(t, bin, "n1", "")
+	second, p2 := startProcess(t, bin, "n2", first)
+	third, p3 := startProcess(t, bin, "n3", first)
+	waitReady(t, first, second, third)
+	return []string{first, second, third}, []*exec.Cmd{p1, p2, p3}
+}
+
+// clientCommand runs script, a client of the official @microsoft/signalr
+// package installed in sigDir, against the processes at addrs.
+func clientCommand(ctx context.Context, script, sigDir string, addrs []string) *exec.Cmd {
+	urls := make([]string, len(addrs))
+	for i, a := range addrs {
+		urls[i] = "http://" + a
+	}
+	cmd := exec.CommandContext(ctx, "node", script)
+	cmd.Env = append(os.Environ(), "SIGNALR_DIR="+sigDir, "NODES="+strings.Join(urls, ","))
+	return cmd
+}
+
 // prepare builds the example and makes sure the official client is installed.
 func prepare(t *testing.T) (bin, sigDir string) {
 	t.Helper()
@@ -106,14 +130,11 @@ func prepare(t *testing.T) (bin, sigDir string) {
 // connection id, still in its room.
 func TestStatefulResumeOnAnotherProcess(t *testing.T) {
 	bin, sigDir := prepare(t)
-	first, _ := startProcess(t, bin, "n1", "")
-	second, _ := startProcess(t, bin, "n2", first)
-	third, victim := startProcess(t, bin, "n3", first)
-	waitReady(t, first, second, third)
+	addrs, procs := startCluster(t, bin)
+	victim := procs[2]
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "resume-client.mjs")
-	cmd.Env = append(os.Environ(), "SIGNALR_DIR="+sigDir, "NODES=http://"+first+",http://"+second+",http://"+third)
+	cmd := clientCommand(ctx, "resume-client.mjs", sigDir, addrs)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -148,14 +169,10 @@ func TestStatefulResumeOnAnotherProcess(t *testing.T) {
 // refused empty message, and History.
 func TestChatWithOfficialClient(t *testing.T) {
 	bin, sigDir := prepare(t)
-	first, _ := startProcess(t, bin, "n1", "")
-	second, _ := startProcess(t, bin, "n2", first)
-	third, _ := startProcess(t, bin, "n3", first)
-	waitReady(t, first, second, third)
+	addrs, _ := startCluster(t, bin)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "chat-client.mjs")
-	cmd.Env = append(os.Environ(), "SIGNALR_DIR="+sigDir, "NODES=http://"+first+",http://"+second+",http://"+third)
+	cmd := clientCommand(ctx, "chat-client.mjs", sigDir, addrs)
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "OK") {
 		t.Fatalf("chat-client.mjs: %v\n%s", err, out)
