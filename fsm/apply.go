@@ -59,11 +59,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.firstMessage.Store(ap.first)
 	f.retainedSize.Store(ap.bytes)
 	f.notify.broadcast()
-	if ap.cutAdded {
-		f.hubs.wakeAll()
-	} else {
-		f.hubs.wake(ap.added)
-	}
+	f.hubs.wake(ap.touched)
 	if observe := f.cfg.ObserveApply; observe != nil {
 		now := time.Now()
 		for _, ts := range ap.stamps {
@@ -84,10 +80,10 @@ type applyState struct {
 	entry   uint64    // Raft index of the entry being applied
 	stamps  []int64   // proposer stamps of the applied entries, when observed
 	added   []Message // the messages this batch added, for the tail
-	// cutAdded is set once added dropped messages of a huge batch: their
-	// hubs are unknown, so every hub's readers are woken.
-	cutAdded bool
-	off      uint32 // offset of the command being applied in its entry
+	// touched lists the hubs this batch changed, whose waiters are woken
+	// (see hubWaiters); nil until the first.
+	touched map[string]struct{}
+	off     uint32 // offset of the command being applied in its entry
 
 	messages, streams, groups, memberOf, conns, userConns, nodes, idem, idemTime *bolt.Bucket
 }
@@ -176,6 +172,49 @@ func (ap *applyState) applyCommand(ts int64, c Command) (Result, error) {
 	if res, refused := ap.gate(parsed); refused { // level.go
 		return res, nil
 	}
+	res, err := ap.applyParsed(ts, c, parsed)
+	if err == nil && res.Err == nil {
+		ap.touchHubsOf(parsed)
+	}
+	return res, err
+}
+
+// touch records that the batch changed something of hub.
+func (ap *applyState) touch(hub string) {
+	if ap.touched == nil {
+		ap.touched = make(map[string]struct{})
+	}
+	ap.touched[hub] = struct{}{}
+}
+
+// touchHubsOf records the hubs an applied command changed. Commands of no
+// hub (node records, the feature level, ticks) change nothing a hub's
+// reader reads; a tick's group expiries are recorded by leave.
+func (ap *applyState) touchHubsOf(parsed any) {
+	switch cmd := parsed.(type) {
+	case *Publish:
+		ap.touch(cmd.Hub)
+	case *Membership:
+		ap.touch(cmd.Hub)
+	case *Connection:
+		ap.touch(cmd.Hub)
+	case *StatefulOpen:
+		ap.touch(cmd.Hub)
+	case *Invocation:
+		ap.touch(cmd.Hub)
+	case *parsedExecute:
+		ap.touch(cmd.Hub)
+	case *UserGroupTTL:
+		ap.touch(cmd.Hub)
+	case *checkpointBatch:
+		for _, cp := range cmd.cps {
+			ap.touch(cp.hub)
+		}
+	}
+}
+
+// applyParsed applies a parsed command that passed the feature gate.
+func (ap *applyState) applyParsed(ts int64, c Command, parsed any) (Result, error) {
 	switch cmd := parsed.(type) {
 	case *clusterLevel:
 		return ap.raiseLevel(cmd)
@@ -243,7 +282,6 @@ func (ap *applyState) publish(ts int64, c Command, p *Publish) (Result, error) {
 	if len(ap.added) == 2*tailMessages {
 		// A huge batch (a replay): only the newest can end up in the tail.
 		ap.added = append(ap.added[:0], ap.added[tailMessages:]...)
-		ap.cutAdded = true
 	}
 	ap.added = append(ap.added, messageOf(index, ts, p))
 	ap.bytes += uint64(len(rec))
@@ -289,6 +327,7 @@ func (ap *applyState) membership(m *Membership, add bool) (Result, error) {
 }
 
 func (ap *applyState) leave(hub, group string, kind MemberKind, member string) error {
+	ap.touch(hub) // also when a group's time runs out, which no command names
 	if kind == MemberUser {
 		if err := ap.forgetGroupTTL(hub, group, member); err != nil {
 			return err

@@ -222,11 +222,20 @@ func (f *FSM) RetainedBytes() uint64 { return f.retainedSize.Load() }
 // change between the read and the wait is missed.
 func (f *FSM) Changed() <-chan struct{} { return f.notify.wait() }
 
-// HubChanged returns a channel that is closed once a message of hub is
-// applied, or when the state is replaced by a snapshot or closed: what
-// can change the answer of a Read for that hub. Call it before the Read it
-// guards, as with Changed.
+// HubChanged returns a channel that is closed at the next change of hub:
+// an applied entry that changed something of it (a message, a membership,
+// a connection record, an invocation, a checkpoint), or the state replaced
+// by a snapshot or closed. Entries of other hubs, and of no hub, leave it
+// open. Call it before the read it guards, as with Changed.
 func (f *FSM) HubChanged(hub string) <-chan struct{} { return f.hubs.wait(hub) }
+
+// HubsChanged is HubChanged for several hubs at once: the channel is
+// closed at the next change of any of them. The caller calls stop once it
+// no longer waits (it may also after the channel closed), so that a wait
+// on quiet hubs leaves nothing behind.
+func (f *FSM) HubsChanged(hubs []string) (changed <-chan struct{}, stop func()) {
+	return f.hubs.waitAny(hubs)
+}
 
 // Apply implements raft.FSM for a single entry.
 func (f *FSM) Apply(l *raft.Log) interface{} {

@@ -3,22 +3,31 @@ package fsm
 import "sync"
 
 // hubWaiters wakes the readers of one hub, not every reader of the node:
-// a native stream waiting at the end of its hub sleeps through the
-// entries of other hubs and the entries that carry no message (opens,
-// joins, checkpoints). With one channel for everything, every applied
-// entry woke every waiting stream of the node, each to read and find
-// nothing.
+// a stream waiting at the end of its hub sleeps through the entries of
+// other hubs. With one channel for everything, every applied entry woke
+// every waiting stream and SignalR 2 connection of the node, each to read
+// its state and find nothing new.
 //
-// A hub has a channel only while someone waits on it; applying a message
-// of the hub closes the channel and forgets it, so the next waiter makes a
-// new one.
+// A hub is woken by every entry that changes something of it (a message,
+// a membership, a connection record, an invocation, a checkpoint), and
+// every hub by a restore or a close. A hub has a channel only while
+// someone waits on it alone; waking it closes the channel and forgets it,
+// so the next waiter makes a new one. A wait on several hubs at once has
+// a channel of its own, listed under each of its hubs until it fires or
+// its waiter stops it.
 type hubWaiters struct {
-	mu sync.Mutex
-	ch map[string]chan struct{} // by hub
+	mu    sync.Mutex
+	ch    map[string]chan struct{}           // by hub: the shared channel of single-hub waits
+	multi map[string]map[*multiWait]struct{} // by hub: the waits on several hubs that include it
 }
 
-// wait returns a channel that is closed once a message of hub is applied
-// or every reader must look again (a restore, a close).
+// multiWait is a wait on several hubs.
+type multiWait struct {
+	ch   chan struct{}
+	hubs []string
+}
+
+// wait returns a channel that is closed at the next change of hub.
 func (w *hubWaiters) wait(hub string) <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -33,30 +42,79 @@ func (w *hubWaiters) wait(hub string) <-chan struct{} {
 	return ch
 }
 
-// wake closes the channels of the hubs msgs are for.
-func (w *hubWaiters) wake(msgs []Message) {
-	if len(msgs) == 0 {
-		return
+// waitAny returns a channel that is closed at the next change of any of
+// hubs, and a stop that the waiter must call once it no longer waits.
+func (w *hubWaiters) waitAny(hubs []string) (<-chan struct{}, func()) {
+	if len(hubs) == 1 {
+		return w.wait(hubs[0]), func() {}
 	}
+	mw := &multiWait{ch: make(chan struct{}), hubs: hubs}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.ch) == 0 {
-		return
+	if w.multi == nil {
+		w.multi = make(map[string]map[*multiWait]struct{})
 	}
-	for i := range msgs {
-		if ch, ok := w.ch[msgs[i].Hub]; ok {
-			close(ch)
-			delete(w.ch, msgs[i].Hub)
+	for _, hub := range hubs {
+		set := w.multi[hub]
+		if set == nil {
+			set = make(map[*multiWait]struct{})
+			w.multi[hub] = set
+		}
+		set[mw] = struct{}{}
+	}
+	return mw.ch, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.unlist(mw)
+	}
+}
+
+// unlist removes mw from the sets of its hubs; w.mu is held.
+func (w *hubWaiters) unlist(mw *multiWait) {
+	for _, hub := range mw.hubs {
+		set := w.multi[hub]
+		delete(set, mw)
+		if len(set) == 0 {
+			delete(w.multi, hub)
 		}
 	}
 }
 
-// wakeAll closes every channel.
+// wakeLocked wakes the waiters of hub; w.mu is held.
+func (w *hubWaiters) wakeLocked(hub string) {
+	if ch, ok := w.ch[hub]; ok {
+		close(ch)
+		delete(w.ch, hub)
+	}
+	for mw := range w.multi[hub] {
+		close(mw.ch)
+		w.unlist(mw) // from every hub: it fires once
+	}
+}
+
+// wake wakes the waiters of each of hubs.
+func (w *hubWaiters) wake(hubs map[string]struct{}) {
+	if len(hubs) == 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.ch) == 0 && len(w.multi) == 0 {
+		return
+	}
+	for hub := range hubs {
+		w.wakeLocked(hub)
+	}
+}
+
+// wakeAll wakes every waiter.
 func (w *hubWaiters) wakeAll() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for hub, ch := range w.ch {
-		close(ch)
-		delete(w.ch, hub)
+	for hub := range w.ch {
+		w.wakeLocked(hub)
+	}
+	for hub := range w.multi {
+		w.wakeLocked(hub)
 	}
 }

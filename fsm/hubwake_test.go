@@ -20,8 +20,9 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
-// A reader waiting at the end of its hub is woken by a message of that hub
-// only: not by other hubs' messages, nor by entries that carry no message.
+// A reader waiting on a hub is woken by an entry that changes something of
+// that hub (here a message, then a membership), not by other hubs'
+// entries nor by entries of no hub.
 func TestHubChangedWakesOnlyForItsHub(t *testing.T) {
 	f := newTestFSM(t, fsm.Config{})
 	mine, other := f.HubChanged(hub), f.HubChanged("other")
@@ -32,16 +33,63 @@ func TestHubChangedWakesOnlyForItsHub(t *testing.T) {
 	if isClosed(mine) || !isClosed(other) {
 		t.Fatalf("after a message of hub other: got %s closed %v, other closed %v; want false, true", hub, isClosed(mine), isClosed(other))
 	}
-	f.mustApply(t0, connOpen("c1", "u1", "n1"), join("g1", fsm.MemberConnection, "c1"), connClose("c1"))
+	f.mustApply(t0, fsm.EncodeNodeInfo(&fsm.NodeInfo{ID: "n1", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}))
 	if isClosed(mine) {
-		t.Fatalf("after entries without messages: got %s's channel closed, want open", hub)
+		t.Fatalf("after an entry of no hub: got %s's channel closed, want open", hub)
 	}
 	f.mustApply(t0, publish(fsm.ToGroups, "g1"))
 	if !isClosed(mine) {
 		t.Fatalf("after a message of %s: got its channel open, want closed", hub)
 	}
-	if next := f.HubChanged(hub); isClosed(next) {
+	next := f.HubChanged(hub)
+	if isClosed(next) {
 		t.Fatal("HubChanged after a wake: got a closed channel, want a new open one")
+	}
+	f.mustApply(t0, join("g1", fsm.MemberUser, "u1"))
+	if !isClosed(next) {
+		t.Fatalf("after a membership change in %s: got its channel open, want closed", hub)
+	}
+}
+
+// A wait on several hubs fires once, at the first change of any of them;
+// stopped, it is gone from every hub.
+func TestHubsChangedWaitsOnSeveralHubs(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	msg := func(h string) fsm.Command {
+		return fsm.EncodePublish(&fsm.Publish{Hub: h, Audience: fsm.ToAll, Target: "recv", Arguments: []byte(`[1]`)})
+	}
+	both, stop := f.HubsChanged([]string{"a", "b"})
+	defer stop()
+	f.mustApply(t0, msg("c"))
+	if isClosed(both) {
+		t.Fatal("after a message of hub c: got the wait on a and b closed, want open")
+	}
+	f.mustApply(t0, msg("b"))
+	if !isClosed(both) {
+		t.Fatal("after a message of hub b: got the wait on a and b open, want closed")
+	}
+	f.mustApply(t0, msg("a")) // must not close it again (a panic)
+
+	stopped, stop2 := f.HubsChanged([]string{"a", "b"})
+	stop2()
+	f.mustApply(t0, msg("a"), msg("b"))
+	if isClosed(stopped) {
+		t.Fatal("a stopped wait: got its channel closed by a later change, want it forgotten")
+	}
+	if n := fsm.HubWaits(f.FSM); n != 0 {
+		t.Fatalf("waits listed after every wait fired or stopped: got %d, want 0", n)
+	}
+}
+
+// A group membership whose time runs out is a change of its hub, although
+// no command names it.
+func TestHubChangedWhenAGroupTimeRunsOut(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	f.mustApply(t0, fsm.EncodeUserGroupTTL(&fsm.UserGroupTTL{Hub: hub, Group: "g1", User: "u1", TTL: 1}))
+	waiting := f.HubChanged(hub)
+	f.mustApply(t0+int64(2*time.Second), fsm.EncodeNodeInfo(&fsm.NodeInfo{ID: "n1", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}))
+	if !isClosed(waiting) {
+		t.Fatal("after the group membership expired: got the hub's channel open, want closed")
 	}
 }
 

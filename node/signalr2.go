@@ -144,9 +144,11 @@ func (h hub2Cluster) Read(f *fsm.Filter, after uint64, limit int) (fsm.Page, err
 	return h.n.fsm.Read(f, after, limit)
 }
 
-func (h hub2Cluster) Changed() <-chan struct{} { return h.n.fsm.Changed() }
-func (h hub2Cluster) LastMessage() uint64      { return h.n.fsm.LastMessage() }
-func (h hub2Cluster) NotReady() string         { return h.n.notReady() }
+func (h hub2Cluster) HubsChanged(hubs []string) (<-chan struct{}, func()) {
+	return h.n.fsm.HubsChanged(hubs)
+}
+func (h hub2Cluster) LastMessage() uint64 { return h.n.fsm.LastMessage() }
+func (h hub2Cluster) NotReady() string    { return h.n.notReady() }
 
 func (h hub2Cluster) Groups(hub, connID, userID string) ([]string, error) {
 	groups, err := h.n.fsm.GroupsOf(hub, fsm.MemberConnection, connID)

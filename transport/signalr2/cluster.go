@@ -19,8 +19,10 @@ type Cluster interface {
 	// Read returns at most limit messages for f after the cursor (the
 	// state machine's cursor read).
 	Read(f *fsm.Filter, after uint64, limit int) (fsm.Page, error)
-	// Changed is closed at the next change of the store.
-	Changed() <-chan struct{}
+	// HubsChanged returns a channel closed at the next change of any of
+	// hubs in the store (a message, a membership, a connection record; a
+	// restore), and a stop to call once the caller no longer waits.
+	HubsChanged(hubs []string) (changed <-chan struct{}, stop func())
 	// LastMessage is the highest message index applied so far.
 	LastMessage() uint64
 	// NotReady says why this node must not serve reads now: it has not

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,10 @@ type testCluster struct {
 	mu       sync.Mutex
 	touchErr error
 	touched  map[string][]string // holder → connection ids reported
+
+	// waits counts HubsChanged calls (each wait of a connection for a
+	// change) and waiting those not stopped yet.
+	waits, waiting atomic.Int64
 }
 
 // errTestUnreachable is what Touch returns for a holder that is down.
@@ -70,9 +75,14 @@ func (c *testCluster) NodeID() string { return c.id }
 func (c *testCluster) Read(f *fsm.Filter, after uint64, limit int) (fsm.Page, error) {
 	return c.f.Read(f, after, limit)
 }
-func (c *testCluster) Changed() <-chan struct{} { return c.f.Changed() }
-func (c *testCluster) LastMessage() uint64      { return c.f.LastMessage() }
-func (c *testCluster) NotReady() string         { return "" }
+func (c *testCluster) HubsChanged(hubs []string) (<-chan struct{}, func()) {
+	c.waits.Add(1)
+	c.waiting.Add(1)
+	changed, stop := c.f.HubsChanged(hubs)
+	return changed, sync.OnceFunc(func() { c.waiting.Add(-1); stop() })
+}
+func (c *testCluster) LastMessage() uint64 { return c.f.LastMessage() }
+func (c *testCluster) NotReady() string    { return "" }
 
 func (c *testCluster) Groups(hub, connID, userID string) ([]string, error) {
 	g, err := c.f.GroupsOf(hub, fsm.MemberConnection, connID)

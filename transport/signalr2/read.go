@@ -101,25 +101,38 @@ var errWaitDone = errors.New("wait over")
 // maxWait passes (then with errWaitDone) or ctx ends (with ctx's error).
 func (s *Server) waitRead(ctx context.Context, c *conn, after uint64, known map[string][]string, maxWait time.Duration, holderHere bool) (readResult, error) {
 	// Everything that can change the answer (a message, a group change,
-	// the record's close or move, a snapshot restore) is applied to the
-	// store, which announces it on Changed: no periodic look is needed.
+	// the record's close or move, a snapshot restore) is a change of one
+	// of the connection's hubs in the store, which announces it: no
+	// periodic look is needed, and other hubs' traffic does not wake it.
 	timer := time.NewTimer(maxWait)
 	defer timer.Stop()
 	for {
-		changed := s.cluster.Changed()
+		changed, stop := s.cluster.HubsChanged(c.hubs)
 		res, err := s.readOnce(c, after)
 		if err != nil || res.gone || res.reset || len(res.msgs) > 0 || (holderHere && res.moved) ||
 			!sameGroups(res.groups, known) {
+			stop()
 			return res, err
 		}
 		after = res.next
-		select {
-		case <-ctx.Done():
-			return res, ctx.Err()
-		case <-timer.C:
-			return res, errWaitDone
-		case <-changed:
+		err = waitChange(ctx, timer.C, changed)
+		stop()
+		if err != nil {
+			return res, err
 		}
+	}
+}
+
+// waitChange waits for changed, and returns ctx's error when it ends
+// first, or errWaitDone when timeout fires first.
+func waitChange(ctx context.Context, timeout <-chan time.Time, changed <-chan struct{}) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timeout:
+		return errWaitDone
+	case <-changed:
+		return nil
 	}
 }
 
@@ -134,26 +147,35 @@ func (s *Server) waitRecords(ctx context.Context, c *conn, held bool) (missing b
 	defer deadline.Stop()
 	self := s.cluster.NodeID()
 	for {
-		changed := s.cluster.Changed()
-		missing = false
-		for _, hub := range c.hubs {
-			holder, open, err := s.cluster.Holder(hub, c.id)
-			if err != nil {
-				return false, fmt.Errorf("read the connection's record: %w", err)
-			}
-			missing = missing || !open || held && holder != self
+		changed, stop := s.cluster.HubsChanged(c.hubs)
+		missing, err = s.recordsMissing(c, held, self)
+		if err != nil || !missing {
+			stop()
+			return missing, err
 		}
-		if !missing {
-			return false, nil
-		}
-		select {
-		case <-ctx.Done():
-			return true, ctx.Err()
-		case <-deadline.C:
+		err = waitChange(ctx, deadline.C, changed)
+		stop()
+		switch {
+		case errors.Is(err, errWaitDone):
 			return true, nil
-		case <-changed:
+		case err != nil:
+			return true, err
 		}
 	}
+}
+
+// recordsMissing reports whether one of the connection's records is not
+// open in this node's store (or, with held, names another holder).
+func (s *Server) recordsMissing(c *conn, held bool, self string) (bool, error) {
+	missing := false
+	for _, hub := range c.hubs {
+		holder, open, err := s.cluster.Holder(hub, c.id)
+		if err != nil {
+			return false, fmt.Errorf("read the connection's record: %w", err)
+		}
+		missing = missing || !open || held && holder != self
+	}
+	return missing, nil
 }
 
 // groupsOf returns the groups in a client's groups token, or nil when it
