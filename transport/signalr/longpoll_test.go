@@ -94,11 +94,7 @@ func TestLongPollPostTooLargeClosesWithError(t *testing.T) {
 	big := invocation("1", "SendToAll", "notify", strings.Repeat("x", 2000))
 	ts.do(http.MethodPost, ts.hubURL("chat", "id="+url.QueryEscape(n.ConnectionToken)), []byte(big), nil)
 	r := ts.awaitPoll(pending)
-	if r.status != http.StatusOK {
-		t.Fatalf("pending poll: got %d %q, want 200 with a Close", r.status, r.body)
-	}
-	got := parseRecords(t, r.body)
-	wantClose(t, "oversized POST", got, true, false)
+	wantPollClose(t, "oversized POST", r, true, false)
 }
 
 func TestLongPollDeleteEndsPendingPoll(t *testing.T) {
@@ -117,4 +113,15 @@ func TestLongPollDeleteEndsPendingPoll(t *testing.T) {
 	waitFor(t, "the close to commit", func() (bool, string) {
 		return !ts.cluster.recorded(t, n.ConnectionID), "still in ConnectionsOn"
 	})
+}
+
+// wantPollClose wants a poll answered 200 with records that end in exactly
+// one Close matching wantErr and wantReconnect (see wantClose); name says
+// what closed the connection.
+func wantPollClose(t *testing.T, name string, r pollResult, wantErr, wantReconnect bool) {
+	t.Helper()
+	if r.status != http.StatusOK {
+		t.Fatalf("%s: poll got %d %q, want 200 with a Close", name, r.status, r.body)
+	}
+	wantClose(t, name, parseRecords(t, r.body), wantErr, wantReconnect)
 }

@@ -59,11 +59,7 @@ func TestReaperIdentityExpiresLongPollPending(t *testing.T) {
 	n := ts.openLP("chat")
 	pending := ts.pollAsync("chat", n.ConnectionToken)
 	r := ts.awaitPoll(pending)
-	if r.status != http.StatusOK {
-		t.Fatalf("pending poll at expiry: got %d %q, want 200 with a Close", r.status, r.body)
-	}
-	got := parseRecords(t, r.body)
-	wantClose(t, "expired identity over a pending poll", got, false, true)
+	wantPollClose(t, "expired identity over a pending poll", r, false, true)
 }
 
 func TestReaperIdentityExpiresBetweenPolls(t *testing.T) {
@@ -80,11 +76,7 @@ func TestReaperIdentityExpiresBetweenPolls(t *testing.T) {
 	mustEqual(t, "POST after expiry", ts.status(http.MethodPost, u, []byte(`{"type":6}`+rs), nil), http.StatusNotFound)
 	mustEqual(t, "SSE GET after expiry", ts.status(http.MethodGet, u, nil, http.Header{"Accept": {"text/event-stream"}}), http.StatusNotFound)
 	r := ts.poll("chat", n.ConnectionToken)
-	if r.status != http.StatusOK {
-		t.Fatalf("poll after expiry: got %d %q, want 200 with a Close", r.status, r.body)
-	}
-	got := parseRecords(t, r.body)
-	wantClose(t, "expired identity between polls", got, false, true)
+	wantPollClose(t, "expired identity between polls", r, false, true)
 	if r := ts.poll("chat", n.ConnectionToken); r.status != http.StatusNoContent && r.status != http.StatusNotFound {
 		t.Fatalf("poll after the Close: got %d %q, want 204 or 404", r.status, r.body)
 	}
