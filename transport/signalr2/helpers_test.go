@@ -38,7 +38,7 @@ type testCluster struct {
 // errTestUnreachable is what Touch returns for a holder that is down.
 var errTestUnreachable = errors.New("holder unreachable")
 
-func newTestCluster(t *testing.T, retention fsm.Retention) *testCluster {
+func newTestCluster(t testing.TB, retention fsm.Retention) *testCluster {
 	return &testCluster{f: fsmtest.Open(t, fsm.Config{Retention: retention}), id: "node-a", touched: map[string][]string{}}
 }
 
@@ -59,7 +59,7 @@ func (c *testCluster) commit(cmds ...fsm.Command) ([]fsm.Result, error) {
 }
 
 // publish commits a message and returns its index.
-func (c *testCluster) publish(t *testing.T, p *fsm.Publish) uint64 {
+func (c *testCluster) publish(t testing.TB, p *fsm.Publish) uint64 {
 	t.Helper()
 	if p.Arguments == nil {
 		p.Arguments = []byte("[]")
@@ -174,7 +174,7 @@ func testAuth(r *http.Request, hubs []string) (Identity, error) {
 }
 
 // newTestServer serves a Server over c on a real socket.
-func newTestServer(t *testing.T, c *testCluster, opts Options) (*Server, *httptest.Server) {
+func newTestServer(t testing.TB, c *testCluster, opts Options) (*Server, *httptest.Server) {
 	t.Helper()
 	if opts.Secrets == nil {
 		opts.Secrets = [][]byte{testSecret}
@@ -199,7 +199,7 @@ func newTestServer(t *testing.T, c *testCluster, opts Options) (*Server, *httpte
 
 // client is one SignalR 2 connection as a test drives it.
 type client struct {
-	t     *testing.T
+	t     testing.TB
 	base  string
 	user  string
 	data  string // connectionData
@@ -208,7 +208,7 @@ type client struct {
 }
 
 // negotiate starts a connection for user on hubs.
-func negotiate(t *testing.T, base, user string, hubs ...string) *client {
+func negotiate(t testing.TB, base, user string, hubs ...string) *client {
 	t.Helper()
 	var entries []map[string]string
 	for _, h := range hubs {
@@ -291,7 +291,7 @@ type wireEnvelope struct {
 	M []json.RawMessage `json:"M"`
 }
 
-func decodeEnvelope(t *testing.T, body string) wireEnvelope {
+func decodeEnvelope(t testing.TB, body string) wireEnvelope {
 	t.Helper()
 	var e wireEnvelope
 	if err := json.Unmarshal([]byte(body), &e); err != nil {

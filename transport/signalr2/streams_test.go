@@ -170,7 +170,7 @@ func TestWebSocketReconnectResumesFromMessageID(t *testing.T) {
 }
 
 // readFrame reads one frame of ws as a JSON object.
-func readFrame(t *testing.T, ws *websocket.Conn) map[string]json.RawMessage {
+func readFrame(t testing.TB, ws *websocket.Conn) map[string]json.RawMessage {
 	t.Helper()
 	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, data, err := ws.ReadMessage()
@@ -184,7 +184,7 @@ func readFrame(t *testing.T, ws *websocket.Conn) map[string]json.RawMessage {
 	return m
 }
 
-func dialWS(t *testing.T, c *client, what string, q url.Values) *websocket.Conn {
+func dialWS(t testing.TB, c *client, what string, q url.Values) *websocket.Conn {
 	t.Helper()
 	if q == nil {
 		q = url.Values{}
