@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
-	"strings"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // What the benchmark reads of the nodes' /metrics: the leader's commit
@@ -19,42 +22,67 @@ const (
 	commitSeconds = "backplane_commit_seconds"         // raft.Apply → applied on the leader
 )
 
-// samples is a Prometheus text exposition: each series, with its labels
-// as written, to its value. Series of a histogram are name_bucket{le="…"},
-// name_sum and name_count.
-type samples map[string]float64
+// metricFamilies is a node's /metrics, parsed by the Prometheus text
+// parser: each metric family by name.
+type metricFamilies map[string]*dto.MetricFamily
 
-// parseSamples reads a text exposition; comments and lines it cannot read
-// are skipped.
-func parseSamples(text string) samples {
-	out := samples{}
-	for _, line := range strings.Split(text, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		// The value follows the series, after the closing brace if any
-		// (a label value may hold spaces).
-		i := strings.LastIndexByte(line, '}') + 1
-		series, rest, ok := strings.Cut(line[i:], " ")
-		f := strings.Fields(rest)
-		if !ok || len(f) == 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(f[0], 64); err == nil {
-			out[line[:i]+series] += v
-		}
+// parseMetrics reads a text exposition; a line it cannot read fails the
+// whole text, as it fails a Prometheus scrape.
+func parseMetrics(text []byte) (metricFamilies, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(bytes.NewReader(text))
+	if err != nil {
+		return nil, fmt.Errorf("parse metrics: %w", err)
 	}
-	return out
+	return mfs, nil
 }
 
-// scrape reads a node's /metrics.
-func (c *cluster) scrape(ctx context.Context, n *benchNode) (samples, error) {
+// scrapeMetrics reads and parses a node's /metrics.
+func (c *cluster) scrapeMetrics(ctx context.Context, n *benchNode) (metricFamilies, error) {
 	b, err := c.get(ctx, n.url+"/metrics")
 	if err != nil {
 		return nil, err
 	}
-	return parseSamples(string(b)), nil
+	mfs, err := parseMetrics(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s/metrics: %w", n.url, err)
+	}
+	return mfs, nil
+}
+
+// samples are a node's counters, gauges and untyped metrics without
+// labels, by name, to their values (go_goroutines, go_memstats_*…).
+type samples map[string]float64
+
+// scrape reads a node's /metrics for its samples.
+func (c *cluster) scrape(ctx context.Context, n *benchNode) (samples, error) {
+	mfs, err := c.scrapeMetrics(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	return mfs.samples(), nil
+}
+
+// samples returns the families' values without labels; a value repeated
+// under one name adds up.
+func (f metricFamilies) samples() samples {
+	out := samples{}
+	for name, mf := range f {
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) > 0 {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				out[name] += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[name] += m.GetGauge().GetValue()
+			case m.Untyped != nil:
+				out[name] += m.GetUntyped().GetValue()
+			}
+		}
+	}
+	return out
 }
 
 // promHistogram is a Prometheus histogram: bucket upper bounds in
@@ -67,18 +95,26 @@ type promHistogram struct {
 }
 
 // histogram returns the classic histogram name, or nil if it has no
-// buckets.
-func (s samples) histogram(name string) *promHistogram {
-	h := &promHistogram{sum: s[name+"_sum"], count: s[name+"_count"]}
-	prefix := name + `_bucket{le="`
+// buckets. Only its series without labels count (the nodes' histograms
+// have none), their buckets added by upper bound.
+func (f metricFamilies) histogram(name string) *promHistogram {
+	mf := f[name]
+	if mf.GetType() != dto.MetricType_HISTOGRAM {
+		return nil
+	}
+	h := &promHistogram{}
 	byBound := map[float64]float64{}
-	for k, v := range s {
-		le, ok := strings.CutPrefix(k, prefix)
-		if !ok {
+	for _, m := range mf.GetMetric() {
+		if len(m.GetLabel()) > 0 {
 			continue
 		}
-		if b, err := strconv.ParseFloat(strings.TrimSuffix(le, `"}`), 64); err == nil {
-			byBound[b] += v
+		ph := m.GetHistogram()
+		h.sum += ph.GetSampleSum()
+		// A count is an integer or, if any count of the histogram is not,
+		// a float; the other field is then 0.
+		h.count += float64(ph.GetSampleCount()) + ph.GetSampleCountFloat()
+		for _, b := range ph.GetBucket() {
+			byBound[b.GetUpperBound()] += float64(b.GetCumulativeCount()) + b.GetCumulativeCountFloat()
 		}
 	}
 	if len(byBound) == 0 {
@@ -171,17 +207,17 @@ func (h *promHistogram) latency() latency {
 type metricsMeter struct {
 	c      *cluster
 	leader int // -1: none at the start
-	start  []samples
+	start  []metricFamilies
 	errs   []error
 }
 
 func (c *cluster) startMetricsMeter(ctx context.Context) *metricsMeter {
-	m := &metricsMeter{c: c, leader: -1, start: make([]samples, len(c.nodes)), errs: make([]error, len(c.nodes))}
+	m := &metricsMeter{c: c, leader: -1, start: make([]metricFamilies, len(c.nodes)), errs: make([]error, len(c.nodes))}
 	if li, err := c.leader(ctx); err == nil {
 		m.leader = li
 	}
 	for i, n := range c.nodes {
-		m.start[i], m.errs[i] = c.scrape(ctx, n)
+		m.start[i], m.errs[i] = c.scrapeMetrics(ctx, n)
 	}
 	return m
 }
@@ -208,7 +244,7 @@ func (m *metricsMeter) Stop(ctx context.Context) phase {
 			m.c.nodes[m.leader].id, m.c.nodes[li].id))
 	}
 	for i, n := range m.c.nodes {
-		end, err := m.c.scrape(ctx, n)
+		end, err := m.c.scrapeMetrics(ctx, n)
 		if err == nil {
 			err = m.errs[i]
 		}

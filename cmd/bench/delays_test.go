@@ -65,6 +65,9 @@ func TestHistogramLatency(t *testing.T) {
 	}
 }
 
+// sampleMetrics is an exposition as a node writes it, with a labelled
+// histogram series, a timestamp and a label value holding a space and a
+// brace added.
 const sampleMetrics = `# HELP backplane_apply_delay_seconds Time from the proposer's stamp.
 # TYPE backplane_apply_delay_seconds histogram
 backplane_apply_delay_seconds_bucket{le="0.00025"} 3
@@ -73,26 +76,60 @@ backplane_apply_delay_seconds_bucket{le="0.001"} 9
 backplane_apply_delay_seconds_bucket{le="+Inf"} 10
 backplane_apply_delay_seconds_sum 0.0123
 backplane_apply_delay_seconds_count 10
+backplane_apply_delay_seconds_bucket{node="other",le="0.00025"} 100
+backplane_apply_delay_seconds_bucket{node="other",le="0.0005"} 100
+backplane_apply_delay_seconds_bucket{node="other",le="0.001"} 100
+backplane_apply_delay_seconds_bucket{node="other",le="+Inf"} 100
+backplane_apply_delay_seconds_sum{node="other"} 1
+backplane_apply_delay_seconds_count{node="other"} 100
+# HELP backplane_commit_seconds Time from proposing an entry to its local apply (leader).
+# TYPE backplane_commit_seconds histogram
 backplane_commit_seconds_bucket{le="0.0005"} 1
 backplane_commit_seconds_bucket{le="+Inf"} 1
 backplane_commit_seconds_sum 0.0004
 backplane_commit_seconds_count 1 1700000000000
+# HELP backplane_publishes_total Publishes answered, by outcome.
+# TYPE backplane_publishes_total counter
+backplane_publishes_total{outcome="accepted"} 5
+# HELP go_goroutines Number of goroutines that currently exist.
+# TYPE go_goroutines gauge
 go_goroutines 42
+# HELP go_memstats_heap_inuse_bytes Number of heap bytes that are in use.
+# TYPE go_memstats_heap_inuse_bytes gauge
+go_memstats_heap_inuse_bytes 4.087808e+06
 weird{path="a b} c"} 7
 `
 
-func TestParseSamples(t *testing.T) {
-	s := parseSamples(sampleMetrics)
-	if s["go_goroutines"] != 42 || s[commitSeconds+"_count"] != 1 || s[`weird{path="a b} c"}`] != 7 {
-		t.Errorf("samples %v: want go_goroutines 42, the count without its timestamp, a label value with spaces", s)
+func TestParseMetrics(t *testing.T) {
+	mfs, err := parseMetrics([]byte(sampleMetrics))
+	if err != nil {
+		t.Fatal(err)
 	}
-	a := s.histogram(applyDelay)
+	s := mfs.samples()
+	if s["go_goroutines"] != 42 || s["go_memstats_heap_inuse_bytes"] != 4087808 || len(s) != 2 {
+		t.Errorf("samples %v: want go_goroutines 42 and the heap in use, and no labelled series", s)
+	}
+	if w := mfs["weird"].GetMetric(); len(w) != 1 || w[0].GetLabel()[0].GetValue() != "a b} c" || w[0].GetUntyped().GetValue() != 7 {
+		t.Errorf("a label value with a space and a brace: %v", w)
+	}
+	a := mfs.histogram(applyDelay)
 	wantA := hist([]float64{0.00025, 0.0005, 0.001, inf}, []float64{3, 7, 9, 10}, 0.0123)
 	if fmt.Sprint(a) != fmt.Sprint(wantA) {
-		t.Errorf("apply: %+v, want %+v", a, wantA)
+		t.Errorf("apply: %+v, want %+v (the labelled series left out)", a, wantA)
 	}
-	if h := s.histogram(dispatchDelay); h != nil {
+	c := mfs.histogram(commitSeconds)
+	wantC := hist([]float64{0.0005, inf}, []float64{1, 1}, 0.0004)
+	if fmt.Sprint(c) != fmt.Sprint(wantC) {
+		t.Errorf("commit: %+v, want %+v (the count without its timestamp)", c, wantC)
+	}
+	if h := mfs.histogram(dispatchDelay); h != nil {
 		t.Errorf("a histogram that is not there: %+v", h)
+	}
+	if h := mfs.histogram("go_goroutines"); h != nil {
+		t.Errorf("a gauge read as a histogram: %+v", h)
+	}
+	if _, err := parseMetrics([]byte("go_goroutines forty-two\n")); err == nil {
+		t.Error("a value that is not a number: no error")
 	}
 }
 

@@ -1,18 +1,18 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // The Redis Streams peer: one redis-server (from PATH) on 127.0.0.1 with
@@ -20,110 +20,36 @@ import (
 // appendfsync always) and no RDB snapshots; publishers XADD on a
 // connection each and wait for the reply; readers XREAD BLOCK from the
 // stream's start, timing each entry from the stamp in its first 8 bytes.
-// The client is a minimal RESP2 one: the benchmark needs only XADD, XREAD,
-// DEL and PING.
 
-const redisKey = "bench"
+const (
+	redisKey   = "bench"
+	redisField = "d" // the field holding an entry's stamped data
+)
 
-// respConn is one connection speaking RESP2.
-type respConn struct {
-	c  net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
+// redisClient returns a go-redis client of one connection to addr, dialled
+// and checked with a PING so that its first command pays no dial. It
+// speaks RESP2, sends no CLIENT SETINFO, dials once and never retries a
+// command (a failure is an error the benchmark counts or startRedis polls
+// again) and sets no socket timeouts (a publisher waits for its reply
+// however long the fsync takes; XREAD BLOCK sets its own).
+func redisClient(ctx context.Context, addr string) (*redis.Client, error) {
+	c := redis.NewClient(&redis.Options{
+		Addr:            addr,
+		Protocol:        2,
+		DisableIdentity: true,
+		PoolSize:        1,
+		MaxActiveConns:  1,
+		DialerRetries:   1, // attempts in all
+		MaxRetries:      -1,
+		ReadTimeout:     -1,
+		WriteTimeout:    -1,
+	})
+	if err := c.Ping(ctx).Err(); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("redis %s: ping: %w", addr, err)
+	}
+	return c, nil
 }
-
-func dialRESP(addr string) (*respConn, error) {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("redis dial: %w", err)
-	}
-	return &respConn{c: c, br: bufio.NewReaderSize(c, 64<<10), bw: bufio.NewWriterSize(c, 16<<10)}, nil
-}
-
-// do sends one command and reads its reply.
-func (r *respConn) do(args ...[]byte) (any, error) {
-	fmt.Fprintf(r.bw, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(r.bw, "$%d\r\n", len(a))
-		r.bw.Write(a)
-		r.bw.WriteString("\r\n")
-	}
-	if err := r.bw.Flush(); err != nil {
-		return nil, fmt.Errorf("redis write: %w", err)
-	}
-	return r.read()
-}
-
-func (r *respConn) line() ([]byte, error) {
-	l, err := r.br.ReadSlice('\n')
-	if err != nil {
-		return nil, fmt.Errorf("redis read: %w", err)
-	}
-	if len(l) < 3 || l[len(l)-2] != '\r' {
-		return nil, fmt.Errorf("redis: malformed line %q", l)
-	}
-	return l[:len(l)-2], nil
-}
-
-// read reads one reply: a string (+), an error (-), an int64 (:), a
-// []byte or nil ($) or a []any or nil (*).
-func (r *respConn) read() (any, error) {
-	l, err := r.line()
-	if err != nil {
-		return nil, err
-	}
-	switch l[0] {
-	case '+':
-		return string(l[1:]), nil
-	case '-':
-		return nil, fmt.Errorf("redis: %s", l[1:])
-	case ':':
-		return strconv.ParseInt(string(l[1:]), 10, 64)
-	case '$':
-		n, err := strconv.Atoi(string(l[1:]))
-		if err != nil || n < -1 || n > 64<<20 {
-			return nil, fmt.Errorf("redis: bad bulk length %q", l)
-		}
-		if n == -1 {
-			return nil, nil
-		}
-		b := make([]byte, n+2)
-		if _, err := readFull(r.br, b); err != nil {
-			return nil, err
-		}
-		return b[:n], nil
-	case '*':
-		n, err := strconv.Atoi(string(l[1:]))
-		if err != nil || n < -1 || n > 1<<20 {
-			return nil, fmt.Errorf("redis: bad array length %q", l)
-		}
-		if n == -1 {
-			return nil, nil
-		}
-		out := make([]any, n)
-		for i := range out {
-			if out[i], err = r.read(); err != nil {
-				return nil, err
-			}
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("redis: unknown reply %q", l)
-}
-
-func readFull(br *bufio.Reader, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := br.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, fmt.Errorf("redis read: %w", err)
-		}
-	}
-	return n, nil
-}
-
-func (r *respConn) close() { _ = r.c.Close() }
 
 // redisServer is one running redis-server.
 type redisServer struct {
@@ -157,13 +83,12 @@ func startRedis(ctx context.Context, path string) (*redisServer, error) {
 		_ = os.RemoveAll(dir)
 	})
 	err = poll(ctx, 10*time.Second, 20*time.Millisecond, func() (bool, string) {
-		c, err := dialRESP(rs.addr)
+		c, err := redisClient(ctx, rs.addr)
 		if err != nil {
 			return false, err.Error()
 		}
-		defer c.close()
-		_, err = c.do([]byte("PING"))
-		return err == nil, fmt.Sprintf("ping: %v", err)
+		_ = c.Close()
+		return true, ""
 	})
 	if err != nil {
 		rs.stop()
@@ -174,33 +99,36 @@ func startRedis(ctx context.Context, path string) (*redisServer, error) {
 
 // redisReaders follow the stream from its start until stopped.
 type redisReaders struct {
-	conns    []*respConn
+	clients  []*redis.Client
 	consume  histogram
 	received counter
 	wg       sync.WaitGroup
 }
 
-func (rs *redisServer) startReaders(n int) (*redisReaders, error) {
+func (rs *redisServer) startReaders(ctx context.Context, n int) (*redisReaders, error) {
 	rr := &redisReaders{}
 	for range n {
-		c, err := dialRESP(rs.addr)
+		c, err := redisClient(ctx, rs.addr)
 		if err != nil {
 			rr.stop()
 			return nil, err
 		}
-		rr.conns = append(rr.conns, c)
+		rr.clients = append(rr.clients, c)
 	}
-	for _, c := range rr.conns {
+	for _, c := range rr.clients {
 		rr.wg.Go(func() {
-			last := []byte("0")
+			last := "0"
 			for {
-				v, err := c.do([]byte("XREAD"), []byte("COUNT"), []byte("1000"), []byte("BLOCK"), []byte("1000"),
-					[]byte("STREAMS"), []byte(redisKey), last)
+				streams, err := c.XRead(context.Background(), &redis.XReadArgs{
+					Streams: []string{redisKey, last}, Count: 1000, Block: time.Second}).Result()
+				if errors.Is(err, redis.Nil) {
+					continue // nothing new within the block
+				}
 				if err != nil {
 					return // closed
 				}
 				now := time.Now()
-				if id := rr.entries(v, now); id != nil {
+				if id := rr.entries(streams, now); id != "" {
 					last = id
 				}
 			}
@@ -209,27 +137,14 @@ func (rs *redisServer) startReaders(n int) (*redisReaders, error) {
 	return rr, nil
 }
 
-// entries records XREAD's entries and returns the last id.
-func (rr *redisReaders) entries(v any, now time.Time) []byte {
-	streams, _ := v.([]any)
-	var last []byte
+// entries records XREAD's entries and returns the last id ("" for none).
+func (rr *redisReaders) entries(streams []redis.XStream, now time.Time) string {
+	var last string
 	for _, s := range streams {
-		pair, _ := s.([]any)
-		if len(pair) != 2 {
-			continue
-		}
-		list, _ := pair[1].([]any)
-		for _, e := range list {
-			ent, _ := e.([]any)
-			if len(ent) != 2 {
-				continue
-			}
-			last, _ = ent[0].([]byte)
-			fields, _ := ent[1].([]any)
-			if len(fields) == 2 {
-				if d, ok := fields[1].([]byte); ok && len(d) >= 8 {
-					rr.consume.Record(now.Sub(time.Unix(0, int64(binary.LittleEndian.Uint64(d)))))
-				}
+		for _, m := range s.Messages {
+			last = m.ID
+			if d, ok := m.Values[redisField].(string); ok && len(d) >= 8 {
+				rr.consume.Record(now.Sub(time.Unix(0, int64(binary.LittleEndian.Uint64([]byte(d[:8]))))))
 			}
 			rr.received.Add(1)
 		}
@@ -237,18 +152,22 @@ func (rr *redisReaders) entries(v any, now time.Time) []byte {
 	return last
 }
 
+// stop closes the readers' clients, which ends their XREADs, and waits for
+// them.
 func (rr *redisReaders) stop() {
-	for _, c := range rr.conns {
-		c.close()
+	for _, c := range rr.clients {
+		_ = c.Close()
 	}
 	rr.wg.Wait()
 }
 
 // xadd appends one stamped message and waits for the reply.
-func xadd(c *respConn, data []byte) error {
+func xadd(ctx context.Context, c *redis.Client, data []byte) error {
 	binary.LittleEndian.PutUint64(data, uint64(time.Now().UnixNano()))
-	_, err := c.do([]byte("XADD"), []byte(redisKey), []byte("*"), []byte("d"), data)
-	return err
+	if err := c.XAdd(ctx, &redis.XAddArgs{Stream: redisKey, ID: "*", Values: []any{redisField, data}}).Err(); err != nil {
+		return fmt.Errorf("redis XADD: %w", err)
+	}
+	return nil
 }
 
 // redisBaselines measures Redis Streams at each in-flight count and at
@@ -282,15 +201,15 @@ func (b *bench) redisBaselines(ctx context.Context, rep *report, path string) er
 // redisRun measures inflight publishers as fast as they go, or (inflight
 // 0) publishes paced at rate over a pool of connections.
 func (b *bench) redisRun(ctx context.Context, rs *redisServer, inflight int, rate float64, readers int) (*result, error) {
-	admin, err := dialRESP(rs.addr)
+	admin, err := redisClient(ctx, rs.addr)
 	if err != nil {
 		return nil, err
 	}
-	defer admin.close()
-	if _, err := admin.do([]byte("DEL"), []byte(redisKey)); err != nil {
-		return nil, err
+	defer admin.Close()
+	if err := admin.Del(ctx, redisKey).Err(); err != nil {
+		return nil, fmt.Errorf("redis DEL %s: %w", redisKey, err)
 	}
-	rr, err := rs.startReaders(readers)
+	rr, err := rs.startReaders(ctx, readers)
 	if err != nil {
 		return nil, err
 	}
@@ -298,11 +217,18 @@ func (b *bench) redisRun(ctx context.Context, rs *redisServer, inflight int, rat
 	if inflight == 0 {
 		workers = 64 // the paced load's pool: enough that a publish never waits for a connection
 	}
-	pool := make(chan *respConn, workers)
+	pool := make(chan *redis.Client, workers)
+	closePool := func() {
+		close(pool)
+		for c := range pool {
+			_ = c.Close()
+		}
+	}
 	for range workers {
-		c, err := dialRESP(rs.addr)
+		c, err := redisClient(ctx, rs.addr)
 		if err != nil {
 			rr.stop()
+			closePool()
 			return nil, err
 		}
 		pool <- c
@@ -322,9 +248,9 @@ func (b *bench) redisRun(ctx context.Context, rs *redisServer, inflight int, rat
 	meter := startUsage([]proc{{name: "redis", pid: rs.pid}})
 	var firstErr error
 	var once sync.Once
-	one := func(c *respConn, data []byte) {
+	one := func(c *redis.Client, data []byte) {
 		t := time.Now()
-		if err := xadd(c, data); err != nil {
+		if err := xadd(ctx, c, data); err != nil {
 			errs.Add(1)
 			once.Do(func() { firstErr = err })
 			return
@@ -360,10 +286,7 @@ func (b *bench) redisRun(ctx context.Context, rs *redisServer, inflight int, rat
 	waitDelivered(ctx, &rr.received, ok.Load()*int64(readers), 3*time.Second)
 	prog.Stop()
 	rr.stop()
-	close(pool)
-	for c := range pool {
-		c.close()
-	}
+	closePool()
 	if ok.Load() == 0 {
 		return nil, errors.Join(errors.New("redis: nothing acknowledged"), firstErr)
 	}
