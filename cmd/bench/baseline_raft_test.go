@@ -104,7 +104,7 @@ func TestPacedProcs(t *testing.T) {
 	bc.stop()
 	for _, m := range bc.members {
 		select {
-		case <-m.(*procMember).exited:
+		case <-m.(*procMember).process.Exited():
 		default:
 			t.Errorf("%s still runs after stop", m.name())
 		}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	childproc "github.com/backplane/backplane/internal/proc"
 	"github.com/backplane/backplane/node"
 )
 
@@ -23,9 +24,8 @@ import (
 // benchmark, which stops it in order, and killed if the benchmark dies
 // (Pdeathsig).
 type child struct {
-	cmd     *exec.Cmd
+	process *childproc.Process
 	logPath string
-	exited  chan struct{}
 }
 
 // startChild starts cmd; its stderr (and its stdout, unless set) go to a
@@ -35,50 +35,25 @@ func startChild(cmd *exec.Cmd, logPath string) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stderr = logFile
-	if cmd.Stdout == nil {
-		cmd.Stdout = logFile
-	}
+	// The child writes into its own copy of the file's descriptor.
+	defer logFile.Close()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
+	p, err := childproc.Start(cmd, logFile)
+	if err != nil {
+		return nil, err
 	}
-	c := &child{cmd: cmd, logPath: logPath, exited: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(c.exited)
-	}()
-	return c, nil
+	return &child{process: p, logPath: logPath}, nil
 }
 
-func (c *child) pid() int { return c.cmd.Process.Pid }
+func (c *child) pid() int { return c.process.Pid() }
 
 // dead reports whether the process has exited.
-func (c *child) dead() bool {
-	select {
-	case <-c.exited:
-		return true
-	default:
-		return false
-	}
-}
+func (c *child) dead() bool { return !c.process.Running() }
 
-// end sends sig (0: none), waits up to timeout for the process to exit,
+// end sends sig (nil: none), waits up to timeout for the process to exit,
 // then kills it; it reports whether it had to.
-func (c *child) end(sig syscall.Signal, timeout time.Duration) (killed bool) {
-	if sig != 0 {
-		_ = c.cmd.Process.Signal(sig)
-	}
-	select {
-	case <-c.exited:
-		return false
-	case <-time.After(timeout):
-		_ = c.cmd.Process.Kill()
-		<-c.exited
-		return true
-	}
+func (c *child) end(sig os.Signal, timeout time.Duration) (killed bool) {
+	return c.process.Stop(sig, timeout)
 }
 
 // logTail is the end of the log.
@@ -143,11 +118,8 @@ func startLocalCluster(ctx context.Context, binary string, nodeArgs []string, lo
 		c.nodes = append(c.nodes, n)
 		// The node writes its bound addresses into addresses.json.
 		if err := poll(ctx, 30*time.Second, 20*time.Millisecond, func() (bool, string) {
-			var a struct {
-				HTTPAddr string `json:"http_addr"`
-			}
-			b, err := os.ReadFile(filepath.Join(n.dataDir, "addresses.json"))
-			if err == nil && json.Unmarshal(b, &a) == nil && a.HTTPAddr != "" {
+			a, err := node.ReadAddresses(n.dataDir)
+			if err == nil && a.HTTPAddr != "" {
 				n.url = "http://" + a.HTTPAddr
 				return true, ""
 			}

@@ -89,7 +89,7 @@ func (p *procMember) name() string { return p.id }
 func (p *procMember) call(ctx context.Context, req memberRequest) (memberReply, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	defer context.AfterFunc(ctx, func() { _ = p.cmd.Process.Kill() })()
+	defer context.AfterFunc(ctx, func() { _ = p.process.Signal(os.Kill) })()
 	var out memberReply
 	err := p.enc.Encode(req)
 	if err == nil {
@@ -148,7 +148,7 @@ func startBareRaftProcs(ctx context.Context) (bc *bareCluster, err error) {
 		var wg sync.WaitGroup
 		for _, p := range procs {
 			// A member stops when its stdin ends.
-			wg.Go(func() { _ = p.in.Close(); p.end(0, 10*time.Second) })
+			wg.Go(func() { _ = p.in.Close(); p.end(nil, 10*time.Second) })
 		}
 		wg.Wait()
 		_ = os.RemoveAll(dir)

@@ -82,13 +82,13 @@ func testDamagedFiles(t *testing.T, p plan) {
 		mark := victim.logs.Len()
 		victim.spawn()
 		select {
-		case <-victim.exited:
+		case <-victim.proc.Exited():
 		case <-time.After(15 * time.Second):
 			victim.kill9()
 			t.Fatalf("%s: %s kept running with its damage for 15 s; its output:\n%s", d.name, victim, victim.logs.Since(mark))
 		}
-		out, exit := victim.logs.Since(mark), fmt.Sprint(victim.exitErr)
-		if victim.exitErr == nil {
+		out, exit := victim.logs.Since(mark), fmt.Sprint(victim.proc.Err())
+		if victim.proc.Err() == nil {
 			t.Errorf("%s: %s exited with status 0, want non-zero", d.name, victim)
 		}
 		if strings.Contains(out, "panic:") || strings.Contains(out, "goroutine ") {

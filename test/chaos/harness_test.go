@@ -12,7 +12,6 @@
 package chaos
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -26,7 +25,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/internal/proc"
 	"github.com/backplane/backplane/internal/testkit"
+	bpnode "github.com/backplane/backplane/node"
 )
 
 // binaryPath is the backplane binary built by TestMain.
@@ -67,11 +69,8 @@ type node struct {
 	// namespace); it is the plain client on loopback.
 	ctl *http.Client
 
-	// cmd and exited belong to the current run; only the test goroutine
-	// changes them.
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	exitErr error // set before exited is closed
+	// proc is the current run; only the test goroutine changes it.
+	proc *proc.Process
 
 	mu   sync.Mutex
 	up   bool          // clients may use it
@@ -84,17 +83,7 @@ func (n *node) String() string { return n.id }
 func (n *node) url(path string) string { return "http://" + n.httpAddr + path }
 
 // running reports whether the current process is alive.
-func (n *node) running() bool {
-	if n.exited == nil {
-		return false
-	}
-	select {
-	case <-n.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (n *node) running() bool { return n.proc != nil && n.proc.Running() }
 
 // markUp tells the publisher and readers that clients may use the node.
 func (n *node) markUp() {
@@ -124,13 +113,6 @@ func (n *node) liveness() (bool, <-chan struct{}) {
 	return n.up, n.gone
 }
 
-// addresses is <data>/addresses.json.
-type addresses struct {
-	ID       string `json:"id"`
-	RaftAddr string `json:"raft_addr"`
-	HTTPAddr string `json:"http_addr"`
-}
-
 // args is the command line of the next run.
 func (n *node) args() []string {
 	httpL, raftL := n.httpAddr, n.raftAddr
@@ -154,8 +136,8 @@ func (n *node) command() *exec.Cmd {
 	} else {
 		cmd = exec.Command(binaryPath, n.args()...)
 	}
-	cmd.Env = childEnv()
-	cmd.Stdout, cmd.Stderr = n.logs, n.logs
+	// Without BACKPLANE_* settings: the command line alone configures it.
+	cmd.Env = proc.ChildEnv()
 	return cmd
 }
 
@@ -166,23 +148,11 @@ func (n *node) spawn() {
 	if n.running() {
 		t.Fatalf("start %s: already running", n.id)
 	}
-	cmd := n.command()
-	fmt.Fprintf(n.logs, "==== %s: starting %s\n", stamp(), strings.Join(cmd.Args, " "))
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("%s: start: %v", n.id, err)
+	p, err := proc.StartLogged(n.command(), n.logs)
+	if err != nil {
+		t.Fatalf("%s: %v", n.id, err)
 	}
-	exited := make(chan struct{})
-	n.cmd, n.exited, n.exitErr = cmd, exited, nil
-	go func() {
-		err := cmd.Wait()
-		exit := "exit status 0"
-		if err != nil {
-			exit = err.Error()
-		}
-		fmt.Fprintf(n.logs, "==== %s: process ended: %s\n", stamp(), exit)
-		n.exitErr = err
-		close(exited)
-	}()
+	n.proc = p
 }
 
 // start runs the node and waits until it has written addresses.json (it
@@ -190,24 +160,20 @@ func (n *node) spawn() {
 func (n *node) start() {
 	t := n.t
 	t.Helper()
-	addrFile := filepath.Join(n.dataDir, "addresses.json")
+	addrFile := filepath.Join(n.dataDir, bpnode.AddressesFile)
 	if err := os.Remove(addrFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("%s: remove stale %s: %v", n.id, addrFile, err)
 	}
 	n.spawn()
-	var got addresses
+	var got fsm.NodeInfo
 	testkit.WaitFor(t, 20*time.Second, n.id+" to write addresses.json", func() (bool, string) {
-		b, err := os.ReadFile(addrFile)
+		a, err := bpnode.ReadAddresses(n.dataDir)
 		if err == nil {
-			if err := json.Unmarshal(b, &got); err != nil {
-				return false, fmt.Sprintf("parse %s: %v", b, err)
-			}
+			got = a
 			return true, ""
 		}
-		select {
-		case <-n.exited:
-			t.Fatalf("%s exited (%v) instead of listening; its output:\n%s", n.id, n.exitErr, tail(n.logs.String(), 16<<10))
-		default:
+		if !n.proc.Running() {
+			t.Fatalf("%s exited (%v) instead of listening; its output:\n%s", n.id, n.proc.Err(), tail(n.logs.String(), 16<<10))
 		}
 		return false, err.Error()
 	})
@@ -229,10 +195,9 @@ func (n *node) kill9() {
 	if !n.running() {
 		t.Fatalf("kill -9 %s: not running", n.id)
 	}
-	if err := n.cmd.Process.Kill(); err != nil {
+	if err := n.proc.Kill(); err != nil {
 		t.Fatalf("kill -9 %s: %v", n.id, err)
 	}
-	<-n.exited
 	fmt.Fprintf(n.logs, "==== %s: killed with SIGKILL by the test\n", stamp())
 }
 
@@ -245,20 +210,14 @@ func (n *node) stop() {
 	if !n.running() {
 		return
 	}
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	_ = n.proc.Signal(syscall.SIGTERM)
 	select {
-	case <-n.exited:
+	case <-n.proc.Exited():
 		return
 	case <-time.After(15 * time.Second):
 	}
 	n.t.Errorf("%s did not stop within 15s of SIGTERM; SIGQUIT for its goroutines' stacks, then SIGKILL", n.id)
-	_ = n.cmd.Process.Signal(syscall.SIGQUIT)
-	select {
-	case <-n.exited:
-	case <-time.After(5 * time.Second):
-		_ = n.cmd.Process.Kill()
-		<-n.exited
-	}
+	n.proc.Stop(syscall.SIGQUIT, 5*time.Second)
 }
 
 // wipe deletes the node's data directory (the node must be stopped); the
@@ -276,24 +235,8 @@ func (n *node) wipe(join []string) {
 	fmt.Fprintf(n.logs, "==== %s: data directory wiped by the test; next start joins %v\n", stamp(), join)
 }
 
-// childEnv is the test's environment without BACKPLANE_* settings, so the
-// command line alone configures the nodes.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "BACKPLANE_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
+// stamp is the time in the log lines the test adds to a node's output.
 func stamp() string { return time.Now().Format(time.StampMilli) }
 
 // tail is the last max bytes of s.
-func tail(s string, max int) string {
-	if len(s) > max {
-		return "[...]\n" + s[len(s)-max:]
-	}
-	return s
-}
+var tail = proc.Tail

@@ -56,7 +56,7 @@ func TestAttackPoisonPillIsRefusedAndTheClusterGoesOn(t *testing.T) {
 			return st.Messages.LastMessage == next, fmt.Sprintf("last message %d", st.Messages.LastMessage)
 		})
 		if !n.running() {
-			t.Fatalf("%s exited: %s", n.id, n.logs.exitText())
+			t.Fatalf("%s exited: %s", n.id, n.proc.ExitText())
 		}
 	}
 }

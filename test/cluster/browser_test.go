@@ -69,7 +69,7 @@ func TestBrowserChatAndDashboard(t *testing.T) {
 	var urls, pids []string
 	for _, n := range nodes {
 		urls = append(urls, n.baseURL())
-		pids = append(pids, strconv.Itoa(n.cmd.Process.Pid))
+		pids = append(pids, strconv.Itoa(n.proc.Pid()))
 	}
 	control, restarts := serveRestarts(t, nodes)
 	out := runNodeServingRestarts(t, dir, 3*time.Minute, restarts, []string{

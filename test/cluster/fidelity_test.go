@@ -27,7 +27,7 @@ func runNodeSuite(t *testing.T, dir string, nodes []*node, timeout time.Duration
 	var urls, pids []string
 	for _, n := range nodes {
 		urls = append(urls, n.baseURL())
-		pids = append(pids, strconv.Itoa(n.cmd.Process.Pid))
+		pids = append(pids, strconv.Itoa(n.proc.Pid()))
 	}
 	out := runNode(t, dir, timeout, []string{
 		"BACKPLANE_NODES=" + strings.Join(urls, ","),

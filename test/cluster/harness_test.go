@@ -9,7 +9,6 @@
 package cluster
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,13 +18,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/internal/proc"
 	"github.com/backplane/backplane/internal/testkit"
 	"github.com/backplane/backplane/internal/testpki"
+	bpnode "github.com/backplane/backplane/node"
 )
 
 // binaryPath is the backplane binary built by TestMain.
@@ -107,12 +108,11 @@ type node struct {
 	// they stay the same across restarts.
 	httpAddr string
 	raftAddr string
-	// logs holds the stderr of every run of this node, in order.
+	// logs holds the stderr of every run of this node, in order, with a
+	// line where each starts and ends.
 	logs *syncBuffer
-	// cmd and exited belong to the current run; only the test goroutine
-	// changes them.
-	cmd    *exec.Cmd
-	exited chan struct{}
+	// proc is the current run; only the test goroutine changes it.
+	proc *proc.Process
 }
 
 func (n *node) String() string { return n.id }
@@ -129,24 +129,7 @@ func (n *node) scheme() string {
 }
 
 // running reports whether the current process is alive.
-func (n *node) running() bool {
-	if n.exited == nil {
-		return false
-	}
-	select {
-	case <-n.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-// addresses is <data>/addresses.json.
-type addresses struct {
-	ID       string `json:"id"`
-	RaftAddr string `json:"raft_addr"`
-	HTTPAddr string `json:"http_addr"`
-}
+func (n *node) running() bool { return n.proc != nil && n.proc.Running() }
 
 // startNode starts a fresh node with its data in a new temporary directory
 // and waits until it has written addresses.json. The process is stopped when
@@ -175,7 +158,7 @@ func startNode(t *testing.T, opts nodeOptions) *node {
 		}
 		n.stop()
 		if t.Failed() {
-			t.Logf("---- log of %s ----\n%s", n.id, n.logs.tail(256<<10))
+			t.Logf("---- log of %s ----\n%s", n.id, proc.Tail(n.logs.String(), 256<<10))
 		}
 	})
 	n.launch(opts.HTTPListen, opts.RaftListen)
@@ -260,40 +243,27 @@ func (n *node) certFile(cn string) testpki.Files {
 func (n *node) launch(httpListen, raftListen string) {
 	t := n.t
 	t.Helper()
-	addrFile := filepath.Join(n.dataDir, "addresses.json")
+	addrFile := filepath.Join(n.dataDir, bpnode.AddressesFile)
 	if err := os.Remove(addrFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("%s: remove stale %s: %v", n.id, addrFile, err)
 	}
-	args := n.args(httpListen, raftListen)
-	fmt.Fprintf(n.logs, "==== %s: starting %s %s\n", time.Now().Format(time.StampMilli), filepath.Base(binaryPath), strings.Join(args, " "))
-	cmd := exec.Command(binaryPath, args...)
+	cmd := exec.Command(binaryPath, n.args(httpListen, raftListen)...)
 	cmd.Env = childEnv()
-	cmd.Stdout = n.logs
-	cmd.Stderr = n.logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("%s: start %s: %v", n.id, binaryPath, err)
+	p, err := proc.StartLogged(cmd, n.logs)
+	if err != nil {
+		t.Fatalf("%s: %v", n.id, err)
 	}
-	exited := make(chan struct{})
-	n.cmd, n.exited = cmd, exited
-	go func() {
-		err := cmd.Wait()
-		n.logs.setExit(err)
-		close(exited)
-	}()
+	n.proc = p
 
-	var got addresses
+	var got fsm.NodeInfo
 	waitFor(t, 15*time.Second, n.id+" to write addresses.json", func() (bool, string) {
-		b, err := os.ReadFile(addrFile)
+		a, err := bpnode.ReadAddresses(n.dataDir)
 		if err == nil {
-			if err := json.Unmarshal(b, &got); err != nil {
-				return false, fmt.Sprintf("parse %s: %v", b, err)
-			}
+			got = a
 			return true, ""
 		}
-		select {
-		case <-exited:
-			t.Fatalf("%s exited (%s) instead of listening and writing addresses.json; its output:\n%s", n.id, n.logs.exitText(), n.logs.tail(16<<10))
-		default:
+		if !p.Running() {
+			t.Fatalf("%s exited (%s) instead of listening and writing addresses.json; its output:\n%s", n.id, p.ExitText(), proc.Tail(n.logs.String(), 16<<10))
 		}
 		return false, err.Error()
 	})
@@ -313,28 +283,15 @@ func (n *node) launch(httpListen, raftListen string) {
 
 // childEnv is the test's environment without BACKPLANE_* settings, so the
 // command line alone configures the nodes.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "BACKPLANE_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
+var childEnv = proc.ChildEnv
 
 // stop ends the current run: SIGTERM, then SIGKILL after a deadline.
 func (n *node) stop() {
 	if !n.running() {
 		return
 	}
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.exited:
-	case <-time.After(10 * time.Second):
-		n.t.Errorf("%s did not stop within 10s of SIGTERM; killing it", n.id)
-		_ = n.cmd.Process.Kill()
-		<-n.exited
+	if killed := n.proc.Stop(syscall.SIGTERM, 10*time.Second); killed {
+		n.t.Errorf("%s did not stop within 10s of SIGTERM; killed it", n.id)
 	}
 }
 
@@ -344,10 +301,9 @@ func kill9(t *testing.T, n *node) {
 	if !n.running() {
 		t.Fatalf("kill9 %s: not running", n.id)
 	}
-	if err := n.cmd.Process.Kill(); err != nil {
+	if err := n.proc.Kill(); err != nil {
 		t.Fatalf("kill9 %s: %v", n.id, err)
 	}
-	<-n.exited
 	fmt.Fprintf(n.logs, "==== %s: killed with SIGKILL\n", time.Now().Format(time.StampMilli))
 }
 
@@ -444,42 +400,9 @@ func startCluster(t *testing.T, size int, opts nodeOptions) []*node {
 	return nodes
 }
 
-// ---- logs ----
-
-// syncBuffer is a buffer safe for concurrent use, which also records how
-// the last run ended.
-type syncBuffer struct {
-	testkit.Buffer
-	mu   sync.Mutex // guards exit
-	exit string
-}
-
-// tail is the last max bytes.
-func (b *syncBuffer) tail(max int) string {
-	s := b.String()
-	if len(s) > max {
-		return "[...]\n" + s[len(s)-max:]
-	}
-	return s
-}
-
-func (b *syncBuffer) setExit(err error) {
-	exit := "exit status 0"
-	if err != nil {
-		exit = err.Error()
-	}
-	// The line first: whoever sees the exit also sees it in the output.
-	fmt.Fprintf(&b.Buffer, "==== %s: process ended: %s\n", time.Now().Format(time.StampMilli), exit)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.exit = exit
-}
-
-func (b *syncBuffer) exitText() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.exit
-}
+// syncBuffer is a buffer safe for concurrent use: the output of a process
+// that the test reads while the process writes it.
+type syncBuffer = testkit.Buffer
 
 // without returns nodes except drop, in order.
 func without(nodes []*node, drop *node) []*node {

@@ -178,9 +178,9 @@ func TestAdminToken(t *testing.T) {
 	// A node with the wrong token is refused and gives up.
 	bad := startNode(t, nodeOptions{ID: "n4", AdminToken: "wrong-token", Join: []string{n1.httpAddr}})
 	select {
-	case <-bad.exited:
+	case <-bad.proc.Exited():
 		if !strings.Contains(bad.logs.String(), "check -admin-token") {
-			t.Errorf("n4 with a wrong token exited (%s) without saying to check -admin-token:\n%s", bad.logs.exitText(), bad.logs.String())
+			t.Errorf("n4 with a wrong token exited (%s) without saying to check -admin-token:\n%s", bad.proc.ExitText(), bad.logs.String())
 		}
 	case <-time.After(20 * time.Second):
 		t.Errorf("n4 with a wrong -admin-token still runs after 20s, want it to exit because its join is refused")

@@ -55,7 +55,7 @@ func runSignalR2Suite(t *testing.T, args ...string) {
 	var urls, pids []string
 	for _, n := range nodes {
 		urls = append(urls, n.baseURL())
-		pids = append(pids, strconv.Itoa(n.cmd.Process.Pid))
+		pids = append(pids, strconv.Itoa(n.proc.Pid()))
 	}
 	out := runNode(t, dir, 4*time.Minute, append(env,
 		"BACKPLANE_NODES="+strings.Join(urls, ","),
