@@ -237,6 +237,14 @@ func (f *FSM) HubsChanged(hubs []string) (changed <-chan struct{}, stop func()) 
 	return f.hubs.waitAny(hubs)
 }
 
+// AfterHubChange calls fn, on a goroutine of its own, at the next change
+// of hub (as HubChanged closes its channel); until then nothing waits, so
+// an idle reader holds no goroutine. stop cancels the call and reports
+// whether it did: false when fn has been or is being called.
+func (f *FSM) AfterHubChange(hub string, fn func()) (stop func() bool) {
+	return f.hubs.after(hub, fn)
+}
+
 // Apply implements raft.FSM for a single entry.
 func (f *FSM) Apply(l *raft.Log) interface{} {
 	return f.ApplyBatch([]*raft.Log{l})[0]

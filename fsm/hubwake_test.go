@@ -172,3 +172,42 @@ func BenchmarkApplyWithIdleStreams(b *testing.B) {
 		f.mustApply(t0, busy)
 	}
 }
+
+// AfterHubChange calls its function once, at the next change of its hub;
+// a stopped call never comes, and stop tells which happened.
+func TestAfterHubChange(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	called := make(chan string, 4)
+	stop := f.AfterHubChange(hub, func() { called <- "first" })
+	stopped := f.AfterHubChange(hub, func() { called <- "stopped" })
+	if !stopped() {
+		t.Fatal("stop before any change: got false, want true (the call is cancelled)")
+	}
+	f.mustApply(t0, fsm.EncodePublish(&fsm.Publish{Hub: "other", Audience: fsm.ToAll, Target: "recv", Arguments: []byte(`[1]`)}))
+	select {
+	case got := <-called:
+		t.Fatalf("after a change of another hub: got call %q, want none", got)
+	default:
+	}
+	f.mustApply(t0, toAll(), toAll())
+	select {
+	case got := <-called:
+		if got != "first" {
+			t.Fatalf("after a change of %s: got call %q, want first", hub, got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("after a change of %s: no call within 10s", hub)
+	}
+	if stop() {
+		t.Fatal("stop after the call: got true, want false")
+	}
+	f.mustApply(t0, toAll())
+	select {
+	case got := <-called:
+		t.Fatalf("a second change: got call %q, want none (a call fires once)", got)
+	default:
+	}
+	if n := fsm.HubWaits(f.FSM); n != 0 {
+		t.Fatalf("waits listed after the call fired and the other stopped: got %d, want 0", n)
+	}
+}

@@ -152,6 +152,7 @@ func New(cfg Config) (_ *Node, err error) {
 		AllowedOrigins: cfg.AllowedOrigins,
 		ConnLimit:      access.NewConnLimit(cfg.MaxConnectionsPerAddress),
 		NotReady:       n.notReady,
+		Context:        n.baseCtx, // draining ends the streams, with their cursor
 	})
 	n.hubs = n.newHubServer()
 	n.server = &http.Server{

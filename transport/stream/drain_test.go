@@ -23,8 +23,10 @@ func drainingServer(t *testing.T) (url string, publish func(), drain func()) {
 	t.Helper()
 	f := fsmtest.Open(t, fsm.Config{})
 	mux := http.NewServeMux()
-	NewServer(f.FSM, Options{KeepAlive: time.Minute}).Register(mux)
 	base, cancel := context.WithCancelCause(context.Background())
+	// The streams' context, as the node gives it (WebSocket streams
+	// outlive their handler), and the HTTP server's, for the others.
+	NewServer(f.FSM, Options{KeepAlive: time.Minute, Context: base}).Register(mux)
 	srv := httptest.NewUnstartedServer(mux)
 	srv.Config.BaseContext = func(net.Listener) context.Context { return base }
 	srv.Start()

@@ -40,7 +40,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, grant access.G
 	dl := &writeDeadline{timeout: s.opts.WriteTimeout, set: rc.SetWriteDeadline}
 	defer func() {
 		if dl.expired {
-			s.slowClientCut("stream_sse", r, req.reader.Hub, after)
+			s.slowClientCut("stream_sse", r.RemoteAddr, req.reader.Hub, after)
 		}
 	}()
 	buf := []byte(": backplane stream after " + strconv.FormatUint(after, 10) + "\nretry: 1000\n\n")

@@ -34,6 +34,9 @@ type Log interface {
 	// WaitRead is Read that blocks until there is a message or a reset,
 	// or ctx ends.
 	WaitRead(ctx context.Context, r *fsm.Filter, after uint64, limit int) (fsm.Page, error)
+	// AfterHubChange calls fn, on a goroutine of its own, at the next
+	// change of hub; stop cancels the call and reports whether it did.
+	AfterHubChange(hub string, fn func()) (stop func() bool)
 	// LastMessage is the highest message index so far.
 	LastMessage() uint64
 }
@@ -65,6 +68,12 @@ type Options struct {
 	// ConnLimit bounds the open streams and long polls per remote address
 	// (429 past it); nil: no limit.
 	ConnLimit *access.ConnLimit
+	// Context bounds the streams' lives: when it ends, every stream ends
+	// with its cause (ErrDraining: the reader is told its cursor). A
+	// WebSocket stream outlives its request's handler (it waits without a
+	// goroutine), so it ends with this context, not with the request's;
+	// SSE streams and long polls end with either. Default: Background.
+	Context context.Context
 	// ParkIdleReaders is how long a WebSocket stream's reader (which only
 	// handles the client's control frames) waits on a goroutine of its own
 	// before it parks (see netconn.IdleReader); default 1 s, negative:
@@ -110,6 +119,9 @@ func NewServer(store Log, opts Options) *Server {
 	}
 	if opts.ParkIdleReaders == 0 {
 		opts.ParkIdleReaders = netconn.DefaultParkAfter
+	}
+	if opts.Context == nil {
+		opts.Context = context.Background()
 	}
 	return &Server{store: store, opts: opts}
 }
@@ -336,7 +348,7 @@ func (d *writeDeadline) check(err error) bool {
 
 // slowClientCut counts and logs, once per connection, a reader cut because
 // it did not take its bytes within WriteTimeout.
-func (s *Server) slowClientCut(transport string, r *http.Request, hub string, cursor uint64) {
+func (s *Server) slowClientCut(transport, remote, hub string, cursor uint64) {
 	switch transport {
 	case "stream_sse":
 		s.slowSSE.Add(1)
@@ -344,7 +356,7 @@ func (s *Server) slowClientCut(transport string, r *http.Request, hub string, cu
 		s.slowWS.Add(1)
 	}
 	s.opts.Logger.Warn("slow client cut: it did not take its messages within the write timeout",
-		"transport", transport, "hub", hub, "remote", r.RemoteAddr, "cursor", cursor, "write_timeout", s.opts.WriteTimeout)
+		"transport", transport, "hub", hub, "remote", remote, "cursor", cursor, "write_timeout", s.opts.WriteTimeout)
 }
 
 // SlowClientsCut reports, per transport, how many readers were cut for not

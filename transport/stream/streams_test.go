@@ -2,10 +2,13 @@ package stream
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -191,5 +194,163 @@ func TestIdleWebSocketStreamsParkTheirReaders(t *testing.T) {
 	testkit.WaitFor(t, 5*time.Second, "the hung-up streams to end", func() (bool, string) {
 		open, parked := s.Counts()["stream_ws"], s.ParkedReaders()
 		return open == n/2 && parked == n/2, fmt.Sprintf("%d open, %d parked", open, parked)
+	})
+}
+
+// An idle native WebSocket stream holds no goroutine: its writer ends once
+// it has sent everything (the store calls it back at its hub's next
+// change) and its reader parks. Idle streams still get their hub's
+// messages, hang-ups are noticed, and the server's context ends them all
+// with a close frame.
+func TestIdleWebSocketStreamsHoldNoGoroutine(t *testing.T) {
+	if _, err := netconn.Shared(); err != nil {
+		t.Skipf("readers do not park here: %v", err)
+	}
+	f := fsmtest.Open(t, fsm.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := NewServer(f.FSM, Options{ParkIdleReaders: 20 * time.Millisecond, Context: ctx})
+	mux := http.NewServeMux()
+	s.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	publish := func(hub, target string) {
+		f.Commit(time.Now().UnixNano(), fsm.EncodePublish(&fsm.Publish{Hub: hub, Audience: fsm.ToAll, Target: target, Arguments: []byte(`["x"]`)}))
+	}
+	publish("chat", "before") // index 1: each stream starts by sending it
+
+	const n = 30
+	before := runtime.NumGoroutine()
+	clients := make([]*websocket.Conn, n)
+	for i := range clients {
+		c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/v1/hubs/chat/ws?after=0", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		clients[i] = c
+	}
+	readTarget := func(i int) string {
+		_ = clients[i].SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, data, err := clients[i].ReadMessage()
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		var m struct{ Target string }
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatalf("client %d: got %s, want a message", i, data)
+		}
+		return m.Target
+	}
+	for i := range clients {
+		if got := readTarget(i); got != "before" {
+			t.Fatalf("client %d: first message %q, want before", i, got)
+		}
+	}
+	// No goroutine per stream: allow a few for the test's HTTP server.
+	idle := func(what string) {
+		t.Helper()
+		testkit.WaitFor(t, 5*time.Second, what, func() (bool, string) {
+			parked, extra := s.ParkedReaders(), runtime.NumGoroutine()-before
+			return parked == n && extra < 5, fmt.Sprintf("%d of %d readers parked, %d goroutines more than before the streams opened", parked, n, extra)
+		})
+	}
+	idle("every stream to wait without a goroutine")
+
+	publish("other", "elsewhere") // another hub: nothing to send
+	publish("chat", "after")
+	for i := range clients {
+		if got := readTarget(i); got != "after" {
+			t.Fatalf("client %d: next message %q, want after (and nothing of hub other)", i, got)
+		}
+	}
+	idle("every stream to wait again without a goroutine")
+
+	for _, c := range clients[n/2:] {
+		_ = c.UnderlyingConn().Close() // hang up without a close frame
+	}
+	testkit.WaitFor(t, 5*time.Second, "the hung-up streams to end", func() (bool, string) {
+		open := s.Counts()["stream_ws"]
+		return open == n/2, fmt.Sprintf("%d open", open)
+	})
+
+	cancel() // the server's context: every stream ends, telling its client
+	for i, c := range clients[:n/2] {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _, err := c.ReadMessage()
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+			t.Fatalf("client %d after the server's context ended: got %v, want close 1001", i, err)
+		}
+	}
+	testkit.WaitFor(t, 5*time.Second, "every stream to end", func() (bool, string) {
+		open, parked := s.Counts()["stream_ws"], s.ParkedReaders()
+		return open == 0 && parked == 0, fmt.Sprintf("%d open, %d parked", open, parked)
+	})
+}
+
+// Native WebSocket streams under a stream of commits, while some clients
+// hang up: the writer that a change starts, and the one already running
+// when a change comes, hand over without losing a wake-up, so every
+// remaining client gets every message once, in order.
+func TestWebSocketStreamsMissNoWakeUp(t *testing.T) {
+	f := fsmtest.Open(t, fsm.Config{})
+	s := NewServer(f.FSM, Options{ParkIdleReaders: time.Millisecond})
+	mux := http.NewServeMux()
+	s.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	const streams, messages = 12, 300
+	clients := make([]*websocket.Conn, streams)
+	for i := range clients {
+		c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/v1/hubs/chat/ws?after=0", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		clients[i] = c
+	}
+	go func() {
+		for i := range messages {
+			hub := "chat"
+			if i%3 == 0 {
+				hub = "other" // changes the stream must sleep through
+			}
+			f.Commit(time.Now().UnixNano(), fsm.EncodePublish(&fsm.Publish{Hub: hub, Audience: fsm.ToAll, Target: "m", Arguments: []byte(`[1]`)}))
+			if i == messages/2 {
+				for _, c := range clients[streams-3:] {
+					_ = c.UnderlyingConn().Close()
+				}
+			}
+		}
+	}()
+	var want []uint64
+	for i := range messages {
+		if i%3 != 0 {
+			want = append(want, uint64(i+1))
+		}
+	}
+	for i, c := range clients[:streams-3] {
+		var got []uint64
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for len(got) < len(want) {
+			_, data, err := c.ReadMessage()
+			if err != nil {
+				t.Fatalf("client %d after %d messages: %v", i, len(got), err)
+			}
+			var m struct{ Index uint64 }
+			if err := json.Unmarshal(data, &m); err != nil {
+				t.Fatalf("client %d: %s: %v", i, data, err)
+			}
+			got = append(got, m.Index)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("client %d: got indexes %v, want %v", i, got, want)
+		}
+	}
+	testkit.WaitFor(t, 5*time.Second, "the hung-up streams to end", func() (bool, string) {
+		open := s.Counts()["stream_ws"]
+		return open == streams-3, fmt.Sprintf("%d open", open)
 	})
 }
