@@ -242,7 +242,13 @@ func (f *FSM) HubsChanged(hubs []string) (changed <-chan struct{}, stop func()) 
 // an idle reader holds no goroutine. stop cancels the call and reports
 // whether it did: false when fn has been or is being called.
 func (f *FSM) AfterHubChange(hub string, fn func()) (stop func() bool) {
-	return f.hubs.after(hub, fn)
+	return f.hubs.after([]string{hub}, fn)
+}
+
+// AfterHubsChange is AfterHubChange for several hubs: fn is called once,
+// at the next change of any of them.
+func (f *FSM) AfterHubsChange(hubs []string, fn func()) (stop func() bool) {
+	return f.hubs.after(hubs, fn)
 }
 
 // Apply implements raft.FSM for a single entry.

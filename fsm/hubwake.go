@@ -60,11 +60,11 @@ func (w *hubWaiters) waitAny(hubs []string) (<-chan struct{}, func()) {
 	}
 }
 
-// after calls fn, on a goroutine of its own, at the next change of hub; it
-// waits without a goroutine until then. stop cancels the call and reports
-// whether it did (false: fn has been or is being called).
-func (w *hubWaiters) after(hub string, fn func()) (stop func() bool) {
-	mw := &multiWait{fn: fn, hubs: []string{hub}}
+// after calls fn, on a goroutine of its own, at the next change of any of
+// hubs; it waits without a goroutine until then. stop cancels the call and
+// reports whether it did (false: fn has been or is being called).
+func (w *hubWaiters) after(hubs []string, fn func()) (stop func() bool) {
+	mw := &multiWait{fn: fn, hubs: hubs}
 	w.list(mw)
 	return func() bool {
 		w.mu.Lock()

@@ -211,3 +211,26 @@ func TestAfterHubChange(t *testing.T) {
 		t.Fatalf("waits listed after the call fired and the other stopped: got %d, want 0", n)
 	}
 }
+
+// AfterHubsChange calls its function once, at the first change of any of
+// its hubs.
+func TestAfterHubsChange(t *testing.T) {
+	f := newTestFSM(t, fsm.Config{})
+	called := make(chan struct{}, 2)
+	f.AfterHubsChange([]string{"a", "b"}, func() { called <- struct{}{} })
+	f.mustApply(t0, fsm.EncodePublish(&fsm.Publish{Hub: "b", Audience: fsm.ToAll, Target: "recv", Arguments: []byte(`[1]`)}),
+		fsm.EncodePublish(&fsm.Publish{Hub: "a", Audience: fsm.ToAll, Target: "recv", Arguments: []byte(`[1]`)}))
+	select {
+	case <-called:
+	case <-time.After(10 * time.Second):
+		t.Fatal("after a change of hubs a and b: no call within 10s")
+	}
+	if n := fsm.HubWaits(f.FSM); n != 0 {
+		t.Fatalf("waits listed after the call: got %d, want 0", n)
+	}
+	select {
+	case <-called:
+		t.Fatal("a second call for one wait, want one")
+	default:
+	}
+}

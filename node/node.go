@@ -247,6 +247,9 @@ func (n *Node) Close() {
 			n.hubs.Stop()
 		}
 		n.cancelBase(stream.ErrDraining) // ends streams (with their cursor) and long polls
+		if n.signalr2 != nil {
+			n.signalr2.Stop() // its WebSockets outlive their requests: tells them to reconnect
+		}
 		if n.server != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if err := n.server.Shutdown(ctx); err != nil {

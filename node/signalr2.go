@@ -147,6 +147,9 @@ func (h hub2Cluster) Read(f *fsm.Filter, after uint64, limit int) (fsm.Page, err
 func (h hub2Cluster) HubsChanged(hubs []string) (<-chan struct{}, func()) {
 	return h.n.fsm.HubsChanged(hubs)
 }
+func (h hub2Cluster) AfterHubsChange(hubs []string, fn func()) func() bool {
+	return h.n.fsm.AfterHubsChange(hubs, fn)
+}
 func (h hub2Cluster) LastMessage() uint64 { return h.n.fsm.LastMessage() }
 func (h hub2Cluster) NotReady() string    { return h.n.notReady() }
 

@@ -23,6 +23,10 @@ type Cluster interface {
 	// hubs in the store (a message, a membership, a connection record; a
 	// restore), and a stop to call once the caller no longer waits.
 	HubsChanged(hubs []string) (changed <-chan struct{}, stop func())
+	// AfterHubsChange calls fn, on a goroutine of its own, at the next
+	// change of any of hubs; stop cancels the call and reports whether it
+	// did. A WebSocket waits with it, without a goroutine.
+	AfterHubsChange(hubs []string, fn func()) (stop func() bool)
 	// LastMessage is the highest message index applied so far.
 	LastMessage() uint64
 	// NotReady says why this node must not serve reads now: it has not

@@ -30,8 +30,8 @@ type testCluster struct {
 	touchErr error
 	touched  map[string][]string // holder → connection ids reported
 
-	// waits counts HubsChanged calls (each wait of a connection for a
-	// change) and waiting those not stopped yet.
+	// waits counts HubsChanged and AfterHubsChange calls (each wait of a
+	// connection for a change), waiting those not stopped or fired yet.
 	waits, waiting atomic.Int64
 }
 
@@ -80,6 +80,18 @@ func (c *testCluster) HubsChanged(hubs []string) (<-chan struct{}, func()) {
 	c.waiting.Add(1)
 	changed, stop := c.f.HubsChanged(hubs)
 	return changed, sync.OnceFunc(func() { c.waiting.Add(-1); stop() })
+}
+func (c *testCluster) AfterHubsChange(hubs []string, fn func()) func() bool {
+	c.waits.Add(1)
+	c.waiting.Add(1)
+	stop := c.f.AfterHubsChange(hubs, func() { c.waiting.Add(-1); fn() })
+	return func() bool {
+		stopped := stop()
+		if stopped {
+			c.waiting.Add(-1)
+		}
+		return stopped
+	}
 }
 func (c *testCluster) LastMessage() uint64 { return c.f.LastMessage() }
 func (c *testCluster) NotReady() string    { return "" }

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-
-	"github.com/backplane/backplane/transport/netconn"
 )
 
 // frameWriter is a streaming transport: one envelope (or hub response) per
@@ -99,58 +97,6 @@ func (o *sseWriter) event(data []byte) error {
 
 func (o *sseWriter) write(b []byte) error { return o.event(b) }
 func (o *sseWriter) keepAlive() error     { return o.event([]byte("{}")) }
-
-// serveWebSocket serves the webSockets transport: the init envelope on
-// connect, envelopes and hub responses as text frames, "{}" as the
-// keep-alive; the client's frames are hub invocations.
-func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn, m mode, after uint64, known map[string][]string) {
-	h := &netconn.Hijacker{ResponseWriter: w}
-	ws, err := s.upgrader.Upgrade(h, r, nil)
-	if err != nil {
-		h.Abandon()
-		return // the upgrader answered
-	}
-	defer ws.Close()
-	ws.SetReadLimit(int64(s.opts.MaxMessageSize))
-	out := &wsWriter{ws: ws, timeout: s.opts.WriteTimeout}
-	ctx, cancel := context.WithCancelCause(r.Context())
-	defer cancel(nil)
-	// The server's own context ends hijacked connections at shutdown.
-	stop := context.AfterFunc(s.ctx, func() { cancel(context.Cause(s.ctx)) })
-	defer stop()
-	// The reader runs the client's invocations; idle, it parks (no
-	// goroutine) until the client sends or hangs up.
-	idle := h.IdleReader(s.opts.ParkIdleReaders)
-	var read func()
-	read = func() {
-		for idle.Wait() {
-			typ, data, err := ws.ReadMessage()
-			if err != nil {
-				cancel(errors.New("client closed the socket"))
-				return
-			}
-			if typ != websocket.TextMessage {
-				continue
-			}
-			if resp := s.invokeFrame(ctx, c, data); resp != nil {
-				if out.write(resp) != nil {
-					cancel(errors.New("client closed the socket"))
-					return
-				}
-			}
-		}
-	}
-	idle.OnResume(read, &s.parkedWS)
-	go read()
-	if m == modeConnect {
-		env := envelope{Cursor: after, Init: true}
-		if out.write(env.append(nil)) != nil {
-			return
-		}
-	}
-	s.stream(ctx, c, after, known, out)
-	out.close()
-}
 
 type wsWriter struct {
 	mu      sync.Mutex

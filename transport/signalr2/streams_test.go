@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/internal/testkit"
+	"github.com/backplane/backplane/transport/access"
 	"github.com/backplane/backplane/transport/netconn"
 )
 
@@ -285,4 +287,129 @@ func TestIdleWebSocketsParkTheirReaders(t *testing.T) {
 		_ = ws.UnderlyingConn().Close() // hang up without a close frame
 	}
 	parked(n/2, "the hung-up sockets' readers to wake and end")
+}
+
+// An idle SignalR 2 WebSocket holds no goroutine: its writer ends once it
+// has sent what there is (the store starts one at the next change of its
+// hubs) and its reader parks. It still gets its hubs' messages and answers
+// its client's invocations; a hang-up ends it and gives back its place in
+// the per-address count; Stop tells the rest to reconnect elsewhere.
+func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
+	if _, err := netconn.Shared(); err != nil {
+		t.Skipf("readers do not park here: %v", err)
+	}
+	tc := newTestCluster(t, fsm.DefaultRetention)
+	limit := access.NewConnLimit(100)
+	s, hs := newTestServer(t, tc, Options{KeepAlive: time.Minute, ParkIdleReaders: 20 * time.Millisecond,
+		Draining: errors.New("draining"), ConnLimit: limit})
+	const n = 20
+	clients := make([]*client, n)
+	sockets := make([]*websocket.Conn, n)
+	before := runtime.NumGoroutine()
+	for i := range sockets {
+		clients[i] = negotiate(t, hs.URL, "", "chat", "news")
+		sockets[i] = dialWS(t, clients[i], "connect", nil)
+		if init := readFrame(t, sockets[i]); string(init["S"]) != "1" {
+			t.Fatalf("init frame %v", init)
+		}
+	}
+	idle := func(what string) {
+		t.Helper()
+		testkit.WaitFor(t, 5*time.Second, what, func() (bool, string) {
+			parked, extra := s.ParkedReaders(), runtime.NumGoroutine()-before
+			return parked == n && extra < 5, fmt.Sprintf("%d of %d readers parked, %d goroutines more than before the sockets opened", parked, n, extra)
+		})
+	}
+	idle("every socket to wait without a goroutine")
+
+	tc.publish(t, &fsm.Publish{Hub: "other", Audience: fsm.ToAll, Target: "elsewhere", Arguments: []byte(`[1]`)})
+	idx := tc.publish(t, &fsm.Publish{Hub: "news", Audience: fsm.ToAll, Target: "headline", Arguments: []byte(`[1]`)})
+	for i, ws := range sockets {
+		if m := readFrame(t, ws); string(m["C"]) != `"`+formatCursor(idx)+`"` || !strings.Contains(string(m["M"]), `"M":"headline"`) {
+			t.Fatalf("socket %d: frame %v, want the headline at %d (and nothing of hub other)", i, m, idx)
+		}
+	}
+	if err := sockets[0].WriteMessage(websocket.TextMessage, []byte(`{"H":"chat","M":"JoinGroup","A":["g"],"I":7}`)); err != nil {
+		t.Fatal(err)
+	}
+	for { // the response and the groups token, in either order
+		if m := readFrame(t, sockets[0]); string(m["I"]) == `"7"` {
+			if m["E"] != nil {
+				t.Fatalf("JoinGroup from an idle socket: %v", m)
+			}
+			break
+		}
+	}
+	idle("every socket to wait again without a goroutine")
+
+	for _, ws := range sockets[n/2:] {
+		_ = ws.UnderlyingConn().Close() // hang up without a close frame
+	}
+	testkit.WaitFor(t, 5*time.Second, "the hung-up sockets to end and give back their places", func() (bool, string) {
+		held := limit.Count("127.0.0.1")
+		return held == n/2, fmt.Sprintf("%d places held", held)
+	})
+
+	s.Stop()
+	for i, ws := range sockets[:n/2] {
+		var m map[string]json.RawMessage
+		for m = readFrame(t, ws); m["G"] != nil && m["T"] == nil; m = readFrame(t, ws) {
+			// socket 0's groups token
+		}
+		if string(m["T"]) != "1" {
+			t.Fatalf("socket %d after Stop: frame %v, want T 1 with the cursor", i, m)
+		}
+	}
+	testkit.WaitFor(t, 5*time.Second, "every socket to end", func() (bool, string) {
+		held, parked := limit.Count("127.0.0.1"), s.ParkedReaders()
+		return held == 0 && parked == 0, fmt.Sprintf("%d places held, %d parked", held, parked)
+	})
+}
+
+// SignalR 2 WebSockets under a stream of commits over their two hubs and
+// another: the writer a change starts and the one already running hand
+// over without losing a wake-up, so each socket gets each of its hubs'
+// messages once, in order.
+func TestWebSocketsMissNoWakeUp(t *testing.T) {
+	tc := newTestCluster(t, fsm.DefaultRetention)
+	_, hs := newTestServer(t, tc, Options{KeepAlive: time.Minute, ParkIdleReaders: time.Millisecond})
+	const n, messages = 8, 240
+	sockets := make([]*websocket.Conn, n)
+	for i := range sockets {
+		sockets[i] = dialWS(t, negotiate(t, hs.URL, "", "chat", "news"), "connect", nil)
+		if init := readFrame(t, sockets[i]); string(init["S"]) != "1" {
+			t.Fatalf("init frame %v", init)
+		}
+	}
+	hubs := []string{"chat", "news", "other"}
+	var want []string
+	for i := range messages {
+		if hubs[i%3] != "other" {
+			want = append(want, fmt.Sprint("m", i))
+		}
+	}
+	go func() {
+		for i := range messages {
+			p := &fsm.Publish{Hub: hubs[i%3], Audience: fsm.ToAll, Target: fmt.Sprint("m", i), Arguments: []byte(`[1]`)}
+			if _, err := tc.commit(fsm.EncodePublish(p)); err != nil {
+				t.Errorf("publish %d: %v", i, err) // not Fatal: another goroutine
+				return
+			}
+		}
+	}()
+	for i, ws := range sockets {
+		var got []string
+		for len(got) < len(want) {
+			var msgs []struct{ M string }
+			if err := json.Unmarshal(readFrame(t, ws)["M"], &msgs); err != nil {
+				t.Fatalf("socket %d: %v", i, err)
+			}
+			for _, m := range msgs {
+				got = append(got, m.M)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("socket %d: got %v, want %v", i, got, want)
+		}
+	}
 }

@@ -31,7 +31,9 @@ func (s *Server) serveTransport(w http.ResponseWriter, r *http.Request, m mode) 
 	if !ok {
 		return
 	}
-	defer s.live.serve(c)()
+	cl := &cleanups{}
+	defer cl.done()
+	cl.add(s.live.serve(c))
 	switch {
 	case c.transport == "":
 		writeError(w, http.StatusBadRequest, errors.New("Protocol error: Unknown transport."))
@@ -49,7 +51,7 @@ func (s *Server) serveTransport(w http.ResponseWriter, r *http.Request, m mode) 
 			writeError(w, http.StatusTooManyRequests, err)
 			return
 		}
-		defer release()
+		cl.add(release)
 	}
 	if !s.ready(w, r) {
 		return
@@ -114,7 +116,7 @@ func (s *Server) serveTransport(w http.ResponseWriter, r *http.Request, m mode) 
 	case transportSSE:
 		s.serveSSE(w, r, c, m, after, tokenGroups)
 	default:
-		s.serveWebSocket(w, r, c, m, after, tokenGroups)
+		s.serveWebSocket(w, r, c, m, after, tokenGroups, cl)
 	}
 }
 

@@ -1,0 +1,301 @@
+package signalr2
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/backplane/backplane/transport/netconn"
+)
+
+// serveWebSocket serves the webSockets transport: the init envelope on
+// connect, envelopes and hub responses as text frames, "{}" as the
+// keep-alive; the client's frames are hub invocations.
+//
+// The handler returns once the socket is set up: a socket that has sent
+// everything waits without a goroutine (the store starts a writer at the
+// next change of one of its hubs, see wsStream), and its reader parks when
+// the client is quiet. It takes over the request's cleanups, run when the
+// socket ends.
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn, m mode, after uint64, known map[string][]string, cl *cleanups) {
+	h := &netconn.Hijacker{ResponseWriter: w}
+	ws, err := s.upgrader.Upgrade(h, r, nil)
+	if err != nil {
+		h.Abandon()
+		return // the upgrader answered
+	}
+	ws.SetReadLimit(int64(s.opts.MaxMessageSize))
+	st := &wsStream{s: s, c: c, out: &wsWriter{ws: ws, timeout: s.opts.WriteTimeout}, known: known, after: after}
+	st.cleanups = cl.keep()
+	// The server's context ends the socket at shutdown (with Draining: the
+	// client is told to reconnect elsewhere), the token's expiry ends it,
+	// and so does the client's hang-up.
+	serverCtx, cancel := context.WithCancelCause(s.ctx)
+	st.ctx, st.cancelExpiry = s.clientContext(serverCtx, c)
+	st.cancel = cancel
+	// The reader runs the client's invocations; idle, it parks (no
+	// goroutine) until the client sends or hangs up.
+	idle := h.IdleReader(s.opts.ParkIdleReaders)
+	var read func()
+	read = func() {
+		for idle.Wait() {
+			typ, data, err := ws.ReadMessage()
+			if err != nil {
+				cancel(errors.New("client closed the socket"))
+				return
+			}
+			if typ != websocket.TextMessage {
+				continue
+			}
+			if resp := s.invokeFrame(st.ctx, c, data); resp != nil {
+				if st.write(resp) != nil {
+					cancel(errors.New("client closed the socket"))
+					return
+				}
+			}
+		}
+	}
+	idle.OnResume(read, &s.parkedWS)
+	go read()
+	if m == modeConnect {
+		env := envelope{Cursor: after, Init: true}
+		if st.write(env.append(nil)) != nil {
+			st.finish(false)
+			return
+		}
+	}
+	st.endLive = s.live.begin(c, s.cluster.NodeID(), s.cluster.NodeID(), "")
+	st.lastWrite.Store(time.Now().UnixNano())
+	st.mu.Lock()
+	st.keepAlive = time.AfterFunc(s.keepAliveEvery(), st.ping)
+	st.running = true // this goroutine writes first
+	st.mu.Unlock()
+	context.AfterFunc(st.ctx, st.ended)
+	st.run()
+}
+
+// wsStream is a SignalR 2 WebSocket that follows its connection's cursor
+// as stream does, without a goroutine while it waits: when it has nothing
+// more to send it asks the store to call resume at the next change of one
+// of its hubs, and its writer ends. A timer writes the keep-alive when
+// nothing was written for KeepAlive; the context (the server's, bounded by
+// the token's expiry, cancelled by the reader when the client goes) ends
+// it.
+type wsStream struct {
+	s   *Server
+	c   *conn
+	out *wsWriter
+
+	ctx          context.Context
+	cancel       context.CancelCauseFunc
+	cancelExpiry context.CancelFunc
+	cleanups     func() // the request's, taken over
+	endLive      func() // ends the connection's liveness record (set once the stream starts)
+
+	// Owned by the writer (one at a time: running).
+	after uint64
+	known map[string][]string
+
+	lastWrite atomic.Int64 // unix nanoseconds of the last frame written
+
+	mu        sync.Mutex
+	keepAlive *time.Timer
+	running   bool        // a writer runs
+	again     bool        // a change came while it ran: it reads once more
+	waiting   func() bool // stops the armed wait for the next change; nil when none
+	finished  bool
+}
+
+// write sends a frame and notes when.
+func (st *wsStream) write(b []byte) error {
+	if err := st.out.write(b); err != nil {
+		return err
+	}
+	st.lastWrite.Store(time.Now().UnixNano())
+	return nil
+}
+
+// resume is called at a change of one of the connection's hubs.
+func (st *wsStream) resume() {
+	st.mu.Lock()
+	st.waiting = nil // it fired
+	st.mu.Unlock()
+	st.kick()
+}
+
+// kick starts a writer, or tells the running one to read again.
+func (st *wsStream) kick() {
+	st.mu.Lock()
+	if st.finished {
+		st.mu.Unlock()
+		return
+	}
+	if st.running {
+		st.again = true
+		st.mu.Unlock()
+		return
+	}
+	st.running = true
+	st.mu.Unlock()
+	go st.run()
+}
+
+// run sends until there is nothing more to say, then returns; a change
+// that came meanwhile makes it go round again.
+func (st *wsStream) run() {
+	for {
+		if !st.send() {
+			st.finish(true)
+		}
+		st.mu.Lock()
+		if st.again && !st.finished {
+			st.again = false
+			st.mu.Unlock()
+			continue
+		}
+		st.running = false
+		st.mu.Unlock()
+		return
+	}
+}
+
+// arm asks for resume at the next change of the connection's hubs, unless
+// that is already asked. It is done before each read, so that no change
+// between the read and the writer's return is missed.
+func (st *wsStream) arm() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.waiting == nil && !st.finished {
+		st.waiting = st.s.cluster.AfterHubsChange(st.c.hubs, st.resume)
+	}
+}
+
+// send tells the client what there is to tell (as stream does: messages,
+// a groups change, a closed record or a trimmed cursor); false when the
+// socket must end.
+func (st *wsStream) send() bool {
+	s, c := st.s, st.c
+	for {
+		if st.ctx.Err() != nil {
+			// The end (see ended): a node that shuts down tells the
+			// client to reconnect elsewhere, with its cursor.
+			if s.draining(st.ctx) {
+				env := envelope{Cursor: st.after, Reconnect: true}
+				_ = st.write(env.append(nil))
+			}
+			return false
+		}
+		st.arm()
+		res, err := s.readOnce(c, st.after)
+		if err == nil && res.moved && !res.gone {
+			s.log.Debug("stream ends: the connection moved to another node", "conn", c.id)
+			return false
+		}
+		if err == nil && len(res.msgs) == 0 && !res.gone && !res.reset && sameGroups(res.groups, st.known) {
+			st.after = res.next
+			return true // nothing to say: wait for a change
+		}
+		env, ok := s.answer(st.ctx, c, st.after, res, err, st.known)
+		if !ok {
+			return false
+		}
+		if st.write(env.append(nil)) != nil || env.Error != "" || env.Reconnect {
+			return false
+		}
+		st.after = env.Cursor
+		if env.Groups != "" {
+			st.known = res.groups
+		}
+	}
+}
+
+// ping runs on the keep-alive timer: "{}" when nothing was written for
+// KeepAlive, then the timer again.
+func (st *wsStream) ping() {
+	st.mu.Lock()
+	timer := st.keepAlive
+	st.mu.Unlock()
+	if st.ctx.Err() != nil {
+		return
+	}
+	period := st.s.keepAliveEvery()
+	if quiet := time.Since(time.Unix(0, st.lastWrite.Load())); quiet < period {
+		timer.Reset(period - quiet)
+		return
+	}
+	if st.write([]byte("{}")) != nil {
+		st.cancel(errors.New("client closed the socket"))
+		return
+	}
+	timer.Reset(period)
+}
+
+// ended runs when the socket's context ends: a writer says goodbye (see
+// send) and ends the socket, so that the last frames keep their order.
+func (st *wsStream) ended() { st.kick() }
+
+// finish ends the socket once: no more writers or keep-alives, a close
+// frame when polite, the socket closed (a running writer fails and
+// returns), the request's cleanups run.
+func (st *wsStream) finish(polite bool) {
+	st.mu.Lock()
+	if st.finished {
+		st.mu.Unlock()
+		return
+	}
+	st.finished = true
+	waiting := st.waiting
+	st.waiting = nil
+	if st.keepAlive != nil {
+		st.keepAlive.Stop()
+	}
+	st.mu.Unlock()
+	if waiting != nil {
+		waiting()
+	}
+	if polite {
+		st.out.close()
+	}
+	st.cancelExpiry()
+	st.cancel(errors.New("socket ended"))
+	_ = st.out.ws.Close()
+	if st.endLive != nil {
+		st.endLive()
+	}
+	st.cleanups()
+}
+
+// cleanups are what a transport request undoes when it ends. A WebSocket
+// outlives its handler: it takes them over and runs them when it ends.
+type cleanups struct {
+	fns  []func()
+	kept bool
+}
+
+func (cl *cleanups) add(fn func()) { cl.fns = append(cl.fns, fn) }
+
+// run runs them, the last added first.
+func (cl *cleanups) run() {
+	for i := len(cl.fns) - 1; i >= 0; i-- {
+		cl.fns[i]()
+	}
+}
+
+// done runs them at the end of the handler, unless a WebSocket took them
+// over.
+func (cl *cleanups) done() {
+	if !cl.kept {
+		cl.run()
+	}
+}
+
+// keep takes them over: the returned function runs them, once.
+func (cl *cleanups) keep() func() {
+	cl.kept = true
+	return sync.OnceFunc(cl.run)
+}
