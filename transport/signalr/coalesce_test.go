@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/internal/testkit"
 )
 
 // Messages the dispatcher reads together reach each WebSocket in one frame:
@@ -28,6 +30,9 @@ func TestMessagesReadTogetherShareAFrame(t *testing.T) {
 		cmds = append(cmds, fsm.EncodePublish(&fsm.Publish{Hub: "chat", Audience: fsm.ToAll, Target: target, Arguments: []byte(`[1]`)}))
 		want = append(want, target)
 	}
+	// The writer that sent a socket's handshake answer may still be
+	// finishing: it would take the first record on its way out.
+	waitWritersIdle(t, ts)
 	// One Raft entry: applied at once, so the dispatcher reads it in one page.
 	if _, err := ts.cluster.Propose(context.Background(), cmds); err != nil {
 		t.Fatalf("propose %d publishes: %v", n, err)
@@ -39,6 +44,21 @@ func TestMessagesReadTogetherShareAFrame(t *testing.T) {
 		}
 		mustEqual(t, fmt.Sprintf("client %d: targets in its first frame", i), strings.Join(got, ","), strings.Join(want, ","))
 	}
+}
+
+// waitWritersIdle waits until no socket of ts has a writer running.
+func waitWritersIdle(t *testing.T, ts *testServer) {
+	t.Helper()
+	testkit.WaitFor(t, 5*time.Second, "every socket's writer to finish", func() (bool, string) {
+		ts.srv.mu.RLock()
+		defer ts.srv.mu.RUnlock()
+		for id, c := range ts.srv.byID {
+			if sock := c.socketOf(); sock != nil && sock.writing.Load() {
+				return false, "connection " + id + " is writing"
+			}
+		}
+		return true, ""
+	})
 }
 
 // A page of messages to the same groups reads each group's members once:
