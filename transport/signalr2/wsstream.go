@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -38,6 +36,14 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 	serverCtx, cancel := context.WithCancelCause(s.ctx)
 	st.ctx, st.cancelExpiry = s.clientContext(serverCtx, c)
 	st.cancel = cancel
+	st.pump = netconn.NewPump(func(wake func()) func() bool {
+		return s.cluster.AfterHubsChange(c.hubs, wake)
+	}, st.send, st.finish)
+	st.endLive = s.live.begin(c, s.cluster.NodeID(), s.cluster.NodeID(), "")
+	// "{}" when nothing was written for KeepAlive (wsWriter serialises it
+	// with the writer's frames).
+	st.keepAlive = netconn.StartKeepAlive(s.keepAliveEvery(), func() error { return st.out.write([]byte("{}")) },
+		func() { cancel(errors.New("client closed the socket")) })
 	// The reader runs the client's invocations; idle, it parks (no
 	// goroutine) until the client sends or hangs up.
 	idle := h.IdleReader(s.opts.ParkIdleReaders)
@@ -65,25 +71,19 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 	if m == modeConnect {
 		env := envelope{Cursor: after, Init: true}
 		if st.write(env.append(nil)) != nil {
-			st.finish(false)
+			st.finish()
 			return
 		}
 	}
-	st.endLive = s.live.begin(c, s.cluster.NodeID(), s.cluster.NodeID(), "")
-	st.lastWrite.Store(time.Now().UnixNano())
-	st.mu.Lock()
-	st.keepAlive = time.AfterFunc(s.keepAliveEvery(), st.ping)
-	st.running = true // this goroutine writes first
-	st.mu.Unlock()
-	context.AfterFunc(st.ctx, st.ended)
-	st.run()
+	context.AfterFunc(st.ctx, st.pump.Wake) // a writer says goodbye (see send)
+	st.pump.Run()
 }
 
 // wsStream is a SignalR 2 WebSocket that follows its connection's cursor
-// as stream does, without a goroutine while it waits: when it has nothing
-// more to send it asks the store to call resume at the next change of one
-// of its hubs, and its writer ends. A timer writes the keep-alive when
-// nothing was written for KeepAlive; the context (the server's, bounded by
+// as stream does, without a goroutine while it waits: its pump runs send,
+// which asks the store for a wake-up at the next change of one of its hubs
+// before each read, and ends when there is nothing more to say. Its
+// keep-alive writes "{}" on a timer; the context (the server's, bounded by
 // the token's expiry, cancelled by the reader when the client goes) ends
 // it.
 type wsStream struct {
@@ -95,20 +95,13 @@ type wsStream struct {
 	cancel       context.CancelCauseFunc
 	cancelExpiry context.CancelFunc
 	cleanups     func() // the request's, taken over
-	endLive      func() // ends the connection's liveness record (set once the stream starts)
+	endLive      func() // ends the connection's liveness record
 
-	// Owned by the writer (one at a time: running).
+	pump      *netconn.Pump
+	keepAlive *netconn.KeepAlive
+	// Owned by the writer (the pump runs one at a time).
 	after uint64
 	known map[string][]string
-
-	lastWrite atomic.Int64 // unix nanoseconds of the last frame written
-
-	mu        sync.Mutex
-	keepAlive *time.Timer
-	running   bool        // a writer runs
-	again     bool        // a change came while it ran: it reads once more
-	waiting   func() bool // stops the armed wait for the next change; nil when none
-	finished  bool
 }
 
 // write sends a frame and notes when.
@@ -116,63 +109,8 @@ func (st *wsStream) write(b []byte) error {
 	if err := st.out.write(b); err != nil {
 		return err
 	}
-	st.lastWrite.Store(time.Now().UnixNano())
+	st.keepAlive.Wrote()
 	return nil
-}
-
-// resume is called at a change of one of the connection's hubs.
-func (st *wsStream) resume() {
-	st.mu.Lock()
-	st.waiting = nil // it fired
-	st.mu.Unlock()
-	st.kick()
-}
-
-// kick starts a writer, or tells the running one to read again.
-func (st *wsStream) kick() {
-	st.mu.Lock()
-	if st.finished {
-		st.mu.Unlock()
-		return
-	}
-	if st.running {
-		st.again = true
-		st.mu.Unlock()
-		return
-	}
-	st.running = true
-	st.mu.Unlock()
-	go st.run()
-}
-
-// run sends until there is nothing more to say, then returns; a change
-// that came meanwhile makes it go round again.
-func (st *wsStream) run() {
-	for {
-		if !st.send() {
-			st.finish(true)
-		}
-		st.mu.Lock()
-		if st.again && !st.finished {
-			st.again = false
-			st.mu.Unlock()
-			continue
-		}
-		st.running = false
-		st.mu.Unlock()
-		return
-	}
-}
-
-// arm asks for resume at the next change of the connection's hubs, unless
-// that is already asked. It is done before each read, so that no change
-// between the read and the writer's return is missed.
-func (st *wsStream) arm() {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.waiting == nil && !st.finished {
-		st.waiting = st.s.cluster.AfterHubsChange(st.c.hubs, st.resume)
-	}
 }
 
 // send tells the client what there is to tell (as stream does: messages,
@@ -182,15 +120,15 @@ func (st *wsStream) send() bool {
 	s, c := st.s, st.c
 	for {
 		if st.ctx.Err() != nil {
-			// The end (see ended): a node that shuts down tells the
-			// client to reconnect elsewhere, with its cursor.
+			// The end: a node that shuts down tells the client to
+			// reconnect elsewhere, with its cursor.
 			if s.draining(st.ctx) {
 				env := envelope{Cursor: st.after, Reconnect: true}
 				_ = st.write(env.append(nil))
 			}
 			return false
 		}
-		st.arm()
+		st.pump.Arm()
 		res, err := s.readOnce(c, st.after)
 		if err == nil && res.moved && !res.gone {
 			s.log.Debug("stream ends: the connection moved to another node", "conn", c.id)
@@ -214,59 +152,19 @@ func (st *wsStream) send() bool {
 	}
 }
 
-// ping runs on the keep-alive timer: "{}" when nothing was written for
-// KeepAlive, then the timer again.
-func (st *wsStream) ping() {
-	st.mu.Lock()
-	timer := st.keepAlive
-	st.mu.Unlock()
-	if st.ctx.Err() != nil {
-		return
-	}
-	period := st.s.keepAliveEvery()
-	if quiet := time.Since(time.Unix(0, st.lastWrite.Load())); quiet < period {
-		timer.Reset(period - quiet)
-		return
-	}
-	if st.write([]byte("{}")) != nil {
-		st.cancel(errors.New("client closed the socket"))
-		return
-	}
-	timer.Reset(period)
-}
-
-// ended runs when the socket's context ends: a writer says goodbye (see
-// send) and ends the socket, so that the last frames keep their order.
-func (st *wsStream) ended() { st.kick() }
-
 // finish ends the socket once: no more writers or keep-alives, a close
-// frame when polite, the socket closed (a running writer fails and
-// returns), the request's cleanups run.
-func (st *wsStream) finish(polite bool) {
-	st.mu.Lock()
-	if st.finished {
-		st.mu.Unlock()
+// frame, the socket closed (a running writer fails and returns), the
+// request's cleanups run.
+func (st *wsStream) finish() {
+	if !st.pump.Finish() {
 		return
 	}
-	st.finished = true
-	waiting := st.waiting
-	st.waiting = nil
-	if st.keepAlive != nil {
-		st.keepAlive.Stop()
-	}
-	st.mu.Unlock()
-	if waiting != nil {
-		waiting()
-	}
-	if polite {
-		st.out.close()
-	}
+	st.keepAlive.Stop()
+	st.out.close()
 	st.cancelExpiry()
 	st.cancel(errors.New("socket ended"))
 	_ = st.out.ws.Close()
-	if st.endLive != nil {
-		st.endLive()
-	}
+	st.endLive()
 	st.cleanups()
 }
 

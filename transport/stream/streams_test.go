@@ -152,23 +152,9 @@ func TestIdleWebSocketStreamsParkTheirReaders(t *testing.T) {
 	if _, err := netconn.Shared(); err != nil {
 		t.Skipf("readers do not park here: %v", err)
 	}
-	f := fsmtest.Open(t, fsm.Config{})
-	s := NewServer(f.FSM, Options{ParkIdleReaders: 20 * time.Millisecond})
-	mux := http.NewServeMux()
-	s.Register(mux)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-
+	s, f, url := wsStreamServer(t, Options{ParkIdleReaders: 20 * time.Millisecond})
 	const n = 20
-	clients := make([]*websocket.Conn, n)
-	for i := range clients {
-		c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/v1/hubs/chat/ws?after=0", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		clients[i] = c
-	}
+	clients := openWSStreams(t, url, n)
 	testkit.WaitFor(t, 5*time.Second, "every reader to park", func() (bool, string) {
 		got := s.ParkedReaders()
 		return got == n, fmt.Sprintf("%d parked", got)
@@ -206,14 +192,9 @@ func TestIdleWebSocketStreamsHoldNoGoroutine(t *testing.T) {
 	if _, err := netconn.Shared(); err != nil {
 		t.Skipf("readers do not park here: %v", err)
 	}
-	f := fsmtest.Open(t, fsm.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s := NewServer(f.FSM, Options{ParkIdleReaders: 20 * time.Millisecond, Context: ctx})
-	mux := http.NewServeMux()
-	s.Register(mux)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	s, f, url := wsStreamServer(t, Options{ParkIdleReaders: 20 * time.Millisecond, Context: ctx})
 	publish := func(hub, target string) {
 		f.Commit(time.Now().UnixNano(), fsm.EncodePublish(&fsm.Publish{Hub: hub, Audience: fsm.ToAll, Target: target, Arguments: []byte(`["x"]`)}))
 	}
@@ -221,15 +202,7 @@ func TestIdleWebSocketStreamsHoldNoGoroutine(t *testing.T) {
 
 	const n = 30
 	before := runtime.NumGoroutine()
-	clients := make([]*websocket.Conn, n)
-	for i := range clients {
-		c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/v1/hubs/chat/ws?after=0", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		clients[i] = c
-	}
+	clients := openWSStreams(t, url, n)
 	readTarget := func(i int) string {
 		_ = clients[i].SetReadDeadline(time.Now().Add(5 * time.Second))
 		_, data, err := clients[i].ReadMessage()
@@ -294,23 +267,9 @@ func TestIdleWebSocketStreamsHoldNoGoroutine(t *testing.T) {
 // when a change comes, hand over without losing a wake-up, so every
 // remaining client gets every message once, in order.
 func TestWebSocketStreamsMissNoWakeUp(t *testing.T) {
-	f := fsmtest.Open(t, fsm.Config{})
-	s := NewServer(f.FSM, Options{ParkIdleReaders: time.Millisecond})
-	mux := http.NewServeMux()
-	s.Register(mux)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-
+	s, f, url := wsStreamServer(t, Options{ParkIdleReaders: time.Millisecond})
 	const streams, messages = 12, 300
-	clients := make([]*websocket.Conn, streams)
-	for i := range clients {
-		c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/v1/hubs/chat/ws?after=0", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		clients[i] = c
-	}
+	clients := openWSStreams(t, url, streams)
 	go func() {
 		for i := range messages {
 			hub := "chat"
@@ -353,4 +312,31 @@ func TestWebSocketStreamsMissNoWakeUp(t *testing.T) {
 		open := s.Counts()["stream_ws"]
 		return open == streams-3, fmt.Sprintf("%d open", open)
 	})
+}
+
+// wsStreamServer serves the native streams with opts over a real store.
+func wsStreamServer(t *testing.T, opts Options) (*Server, *fsmtest.Applier, string) {
+	t.Helper()
+	f := fsmtest.Open(t, fsm.Config{})
+	s := NewServer(f.FSM, opts)
+	mux := http.NewServeMux()
+	s.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return s, f, srv.URL
+}
+
+// openWSStreams opens n WebSocket streams of hub chat from the start.
+func openWSStreams(t *testing.T, url string, n int) []*websocket.Conn {
+	t.Helper()
+	clients := make([]*websocket.Conn, n)
+	for i := range clients {
+		c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(url, "http")+"/v1/hubs/chat/ws?after=0", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		clients[i] = c
+	}
+	return clients
 }

@@ -59,11 +59,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 	}
 	st.after.Store(after)
 	st.ctx, st.cancel = untilExpiry(s.opts.Context, grant)
-	st.lastWrite.Store(time.Now().UnixNano())
-	st.mu.Lock()
-	st.keepAlive = time.AfterFunc(s.opts.KeepAlive, st.ping)
-	st.running = true // this goroutine writes first
-	st.mu.Unlock()
+	st.pump = netconn.NewPump(func(wake func()) func() bool {
+		return s.store.AfterHubChange(st.reader.Hub, wake)
+	}, st.send, st.finish)
+	// A ping when nothing was written for KeepAlive (gorilla lets control
+	// frames be written beside the writer).
+	st.keepAlive = netconn.StartKeepAlive(s.opts.KeepAlive, func() error {
+		return conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.opts.WriteTimeout))
+	}, st.cancel)
 	context.AfterFunc(st.ctx, st.ended)
 
 	// The reader handles control frames and notices the close; idle, it
@@ -82,14 +85,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 	idle.OnResume(read, &s.parkedWS)
 	go read()
 
-	st.run() // until it has sent what there is; then it waits without a goroutine
+	st.pump.Run() // until it has sent what there is; then it waits without a goroutine
 }
 
 // wsStream is a native WebSocket stream. It has a goroutine only while it
-// writes: when it has sent everything there is, it asks the store to call
-// resume at its hub's next change and its writer ends. A keep-alive timer
-// pings the client when nothing was written for KeepAlive; the stream's
-// context (the server's, bounded by the token's expiry) ends it.
+// writes: its pump runs send, which asks the store for a wake-up at its
+// hub's next change before each read, and ends once everything is sent.
+// Its keep-alive pings the client on a timer; the stream's context (the
+// server's, bounded by the token's expiry) ends it.
 type wsStream struct {
 	s       *Server
 	conn    *websocket.Conn
@@ -100,68 +103,13 @@ type wsStream struct {
 	ctx    context.Context
 	cancel context.CancelFunc // ends the stream (through ended)
 
-	// Owned by the writer (one at a time: running).
+	pump      *netconn.Pump
+	keepAlive *netconn.KeepAlive
+	// Owned by the writer (the pump runs one at a time).
 	dl  writeDeadline
 	buf []byte
 
-	after     atomic.Uint64 // the cursor: every message up to it was sent
-	lastWrite atomic.Int64  // unix nanoseconds of the last frame written
-
-	mu        sync.Mutex
-	keepAlive *time.Timer // pings the client (ping)
-	running   bool        // a writer runs
-	again     bool        // a change came while it ran: it reads once more
-	waiting   func() bool // stops the armed wait for the hub's next change; nil when none
-	finished  bool
-}
-
-// resume is called at a change of the stream's hub: it starts a writer, or
-// tells the running one to read again.
-func (st *wsStream) resume() {
-	st.mu.Lock()
-	st.waiting = nil // it fired
-	if st.finished {
-		st.mu.Unlock()
-		return
-	}
-	if st.running {
-		st.again = true
-		st.mu.Unlock()
-		return
-	}
-	st.running = true
-	st.mu.Unlock()
-	go st.run()
-}
-
-// run writes until the stream has sent everything, then returns; a change
-// that came meanwhile makes it go round again.
-func (st *wsStream) run() {
-	for {
-		if !st.send() {
-			st.finish()
-		}
-		st.mu.Lock()
-		if st.again && !st.finished {
-			st.again = false
-			st.mu.Unlock()
-			continue
-		}
-		st.running = false
-		st.mu.Unlock()
-		return
-	}
-}
-
-// arm asks for resume at the hub's next change, unless that is already
-// asked. It is done before each read, so that no change between the read
-// and the writer's return is missed.
-func (st *wsStream) arm() {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.waiting == nil && !st.finished {
-		st.waiting = st.s.store.AfterHubChange(st.reader.Hub, st.resume)
-	}
+	after atomic.Uint64 // the cursor: every message up to it was sent
 }
 
 // send writes pages until there is nothing more to send; false when the
@@ -169,7 +117,7 @@ func (st *wsStream) arm() {
 func (st *wsStream) send() bool {
 	after := st.after.Load()
 	for {
-		st.arm()
+		st.pump.Arm()
 		page, err := st.s.store.Read(&st.reader, after, readBatch)
 		if err != nil {
 			if st.ctx.Err() == nil {
@@ -212,43 +160,14 @@ func (st *wsStream) write(b []byte) bool {
 		}
 		return false
 	}
-	st.lastWrite.Store(time.Now().UnixNano())
+	st.keepAlive.Wrote()
 	return true
-}
-
-// ping runs on the keep-alive timer: a ping when nothing was written for
-// KeepAlive, then the timer again. (gorilla lets control frames be written
-// beside the writer.)
-func (st *wsStream) ping() {
-	st.mu.Lock()
-	timer := st.keepAlive
-	st.mu.Unlock()
-	if st.ctx.Err() != nil {
-		return
-	}
-	period := st.s.opts.KeepAlive
-	if quiet := time.Since(time.Unix(0, st.lastWrite.Load())); quiet < period {
-		timer.Reset(period - quiet)
-		return
-	}
-	if st.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(st.s.opts.WriteTimeout)) != nil {
-		st.cancel()
-		return
-	}
-	st.lastWrite.Store(time.Now().UnixNano())
-	timer.Reset(period)
 }
 
 // ended runs when the stream's context ends: it tells the client why (the
 // token expired, the node drains: resume after the cursor, or the stream
 // ended) and ends the stream.
 func (st *wsStream) ended() {
-	st.mu.Lock()
-	finished := st.finished
-	st.mu.Unlock()
-	if finished {
-		return // it ended on its own (a failed write or read)
-	}
 	switch cause := context.Cause(st.ctx); {
 	case errors.Is(cause, errTokenExpired):
 		st.s.closeWS(st.conn, websocket.ClosePolicyViolation, errTokenExpired.Error())
@@ -263,19 +182,10 @@ func (st *wsStream) ended() {
 // finish ends the stream once: no more writers or pings, the socket
 // closed (a running writer fails and returns), its counts returned.
 func (st *wsStream) finish() {
-	st.mu.Lock()
-	if st.finished {
-		st.mu.Unlock()
+	if !st.pump.Finish() {
 		return
 	}
-	st.finished = true
-	waiting := st.waiting
-	st.waiting = nil
 	st.keepAlive.Stop()
-	st.mu.Unlock()
-	if waiting != nil {
-		waiting()
-	}
 	st.cancel()
 	_ = st.conn.Close()
 	st.release()
