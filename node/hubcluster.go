@@ -37,8 +37,11 @@ func (h hubCluster) ReadAll(after uint64, limit int) (fsm.Page, error) {
 }
 
 func (h hubCluster) Changed() <-chan struct{} { return h.n.fsm.Changed() }
-func (h hubCluster) LastMessage() uint64      { return h.n.fsm.LastMessage() }
-func (h hubCluster) AppliedIndex() uint64     { return h.n.fsm.AppliedIndex() }
+func (h hubCluster) AfterHubChange(hub string, fn func()) func() bool {
+	return h.n.fsm.AfterHubChange(hub, fn)
+}
+func (h hubCluster) LastMessage() uint64  { return h.n.fsm.LastMessage() }
+func (h hubCluster) AppliedIndex() uint64 { return h.n.fsm.AppliedIndex() }
 
 func (h hubCluster) GroupMembers(hub, group string) ([]fsm.GroupMember, error) {
 	return h.n.fsm.GroupMembers(hub, group)

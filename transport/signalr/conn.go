@@ -362,7 +362,6 @@ func (c *conn) handshake() bool {
 	if stateful {
 		c.out.setMax(max(c.srv.opts.OutboundQueue, statefulBufferCount+64)) // a resume replays a full buffer
 		mb = newMessageBuffer()
-		mb.pendingEntry = entry
 	}
 	if !c.opened(entry, p, mb) {
 		// The connection ended while its open was being committed: end
@@ -379,7 +378,7 @@ func (c *conn) handshake() bool {
 	c.tellConnected()
 	c.send(hubproto.EncodeHandshakeResponse(""))
 	if c.mb != nil {
-		go c.feed()
+		c.startFeed()
 	}
 	c.srv.log.Debug("connection active", "conn", c.id, "hub", c.hub, "transport", c.transportName(), "protocol", p.Name())
 	return true

@@ -155,8 +155,12 @@ func (c *conn) enterClosing() ending {
 func (c *conn) enterEnded() {
 	c.mu.Lock()
 	c.life.phase = phaseEnded
+	mb := c.mb
 	c.mu.Unlock()
 	close(c.done)
+	if mb != nil {
+		mb.stopFeed()
+	}
 }
 
 // isEnding reports whether end has run (done may close a little later).

@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/transport/hubproto"
+	"github.com/backplane/backplane/transport/netconn"
 )
 
 // Stateful reconnect (hub messages Ack and Sequence) on WebSockets, for
@@ -56,22 +58,24 @@ type messageBuffer struct {
 	// handled: client messages up to this one are committed (or needed
 	// nothing committed); the Ack says no more, so that a client whose
 	// node dies resends what was not committed.
-	handled      uint64
-	lastAckSent  uint64
-	attached     bool // a socket is writing: buffered events go out at once
-	awaiting     bool // after a resume: client input is ignored until its Sequence
-	pendingEntry uint64
-	wake         chan struct{}
+	handled     uint64
+	lastAckSent uint64
+	attached    bool // a socket is writing: buffered events go out at once
+	awaiting    bool // after a resume: client input is ignored until its Sequence
+	// feed runs fill while there is something to read (see startFeed); nil
+	// until the connection starts feeding.
+	feed atomic.Pointer[netconn.Pump]
 }
 
 func newMessageBuffer() *messageBuffer {
-	return &messageBuffer{attached: true, wake: make(chan struct{}, 1)}
+	return &messageBuffer{attached: true}
 }
 
+// poke makes the feed read the connection's stream again (an Ack made
+// room, an invocation was committed).
 func (mb *messageBuffer) poke() {
-	select {
-	case mb.wake <- struct{}{}:
-	default:
+	if feed := mb.feed.Load(); feed != nil {
+		feed.Wake()
 	}
 }
 
@@ -80,45 +84,37 @@ func tokenHash(token string) []byte {
 	return h[:]
 }
 
-// feed moves the connection's events from the log into its buffer (and to
-// the client when a socket is attached) until the connection ends.
-func (c *conn) feed() {
+// startFeed starts moving the connection's events from the log into its
+// buffer (and to the client when a socket is attached) until the
+// connection ends. Nothing waits while there is nothing to read: the
+// store starts a reader at the next change of the connection's hub (a
+// message, an invocation committed, a takeover applied), as do an Ack
+// that makes room and the dispatcher's poke (fill asks for that wake-up
+// before each read, so none is missed).
+func (c *conn) startFeed() {
 	mb := c.mb
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var filledAt uint64 // the applied index when the stream was last read
-	idle := false
-	for {
-		var changed <-chan struct{}
-		mb.mu.Lock()
-		pending := mb.pendingEntry
-		mb.mu.Unlock()
-		applied := c.srv.cluster.AppliedIndex()
-		if pending > applied {
-			changed = c.srv.cluster.Changed()
-		}
-		if !idle {
-			c.fill()
-			filledAt = applied
-		}
-		select {
-		case <-c.done:
-			return
-		case <-mb.wake:
-			idle = false
-		case <-changed:
-			idle = false
-		case <-tick.C:
-			// The once-a-second safety net reads only if the store changed
-			// since the last read: an idle connection reads nothing.
-			idle = c.srv.cluster.AppliedIndex() == filledAt
-		}
+	feed := netconn.NewPump(func(wake func()) func() bool {
+		return c.srv.cluster.AfterHubChange(c.hub, wake)
+	}, func() bool { c.fill(); return true }, func() {})
+	mb.feed.Store(feed)
+	if c.isEnding() { // stopFeed may have run before the Store
+		feed.Finish()
+		return
+	}
+	go feed.Run()
+}
+
+// stopFeed ends the feed of a connection that ended.
+func (mb *messageBuffer) stopFeed() {
+	if feed := mb.feed.Load(); feed != nil {
+		feed.Finish()
 	}
 }
 
 func (c *conn) fill() {
 	mb, p := c.mb, c.protocolOf()
 	for !c.isEnding() {
+		mb.feed.Load().Arm()
 		mb.mu.Lock()
 		room := mb.unackedBytes < statefulBufferBytes && len(mb.unacked) < statefulBufferCount
 		after := mb.nextPos
@@ -286,15 +282,12 @@ func (c *conn) commitInvocation(inv *Invocation) error {
 	deadline := time.Now().Add(3 * c.srv.opts.ProposeTimeout)
 	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
 		ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.ProposeTimeout)
-		entry, err := c.srv.cluster.RecordInvocation(ctx, *inv)
+		_, err := c.srv.cluster.RecordInvocation(ctx, *inv)
 		cancel()
 		if err == nil || errors.Is(err, ErrRejected) {
 			// Committed; a rejected one (the connection closed
 			// meanwhile) is final too.
-			c.mb.mu.Lock()
-			c.mb.pendingEntry = max(c.mb.pendingEntry, entry)
-			c.mb.mu.Unlock()
-			c.mb.poke()
+			c.mb.poke() // its completion is read once this node applied the entry
 			return err
 		}
 		if time.Now().After(deadline) || c.isEnding() {
@@ -447,9 +440,9 @@ func (s *Server) adopt(w http.ResponseWriter, r *http.Request, token string, sta
 	c.tookOver(entry)
 	mb := c.mb
 	mb.nextPos, mb.outSeq, mb.ackSeq, mb.ackPos, mb.checkpointed = state.AckPos, state.AckSeq, state.AckSeq, state.AckPos, state.AckSeq
-	mb.applied, mb.inSeq, mb.handled, mb.pendingEntry, mb.attached = state.ClientSeq, state.ClientSeq, state.ClientSeq, entry, false
+	mb.applied, mb.inSeq, mb.handled, mb.attached = state.ClientSeq, state.ClientSeq, state.ClientSeq, false
 	s.activate(c)
 	s.log.Info("took over a stateful connection", "conn", c.id, "hub", c.hub, "from", state.NodeID, "acked", state.AckSeq)
-	go c.feed()
+	c.startFeed()
 	s.resumeWebSocket(w, r, c, true)
 }

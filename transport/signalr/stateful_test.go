@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -598,4 +600,66 @@ func TestStatefulParkedSocketsDetachAndResume(t *testing.T) {
 	if got := again.nextMsg(); got.Target != "while-away" {
 		t.Fatalf("replay after the drop: got %s, want while-away", got.raw)
 	}
+}
+
+// An idle stateful connection holds no goroutine for its feed either: the
+// store starts one at the next change of its hub. Its messages and the
+// completions of its invocations (both read from the log) still arrive,
+// numbered, and its Acks are taken.
+func TestIdleStatefulConnectionsHoldNoGoroutine(t *testing.T) {
+	if _, err := netconn.Shared(); err != nil {
+		t.Skipf("readers do not park here: %v", err)
+	}
+	ts := newTestServer(t, statefulOptions(func(o *Options) { o.ParkIdleReaders = 20 * time.Millisecond }))
+	const n = 10
+	clients := make([]*sclient, n)
+	for i := range clients {
+		clients[i] = ts.openStateful("chat")
+	}
+	idle := func(what string) {
+		t.Helper()
+		waitFor(t, what, func() (bool, string) {
+			readers, _, writers := socketGoroutines()
+			feeds := feedGoroutines()
+			return readers == 0 && writers == 0 && feeds == 0, fmt.Sprintf("%d readers, %d writers, %d feeds", readers, writers, feeds)
+		})
+	}
+	idle("every stateful connection to wait without a goroutine")
+
+	for round := 1; round <= 2; round++ {
+		target := fmt.Sprint("broadcast", round)
+		ts.cluster.publishTo(t, "chat", fsm.ToAll, nil, target)
+		for i, c := range clients {
+			if got := c.nextMsg(); got.Target != target {
+				t.Fatalf("client %d, round %d: got %s, want %s", i, round, got.raw, target)
+			}
+			c.write(ack(2 * round))
+		}
+		for i, c := range clients {
+			if r := c.invoke(fmt.Sprint("j", round), "JoinGroup", "g"); r.Error != "" {
+				t.Fatalf("client %d, round %d: JoinGroup: %s", i, round, r.raw)
+			}
+		}
+		idle(fmt.Sprintf("every stateful connection to wait again after round %d", round))
+	}
+	ts.cluster.publishTo(t, "chat", fsm.ToGroups, []string{"g"}, "to-group")
+	for i, c := range clients {
+		if got := c.nextMsg(); got.Target != "to-group" {
+			t.Fatalf("client %d: got %s, want to-group", i, got.raw)
+		}
+	}
+}
+
+// feedGoroutines counts the goroutines reading stateful connections'
+// streams.
+func feedGoroutines() int {
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "signalr.(*conn).fill") || strings.Contains(g, "signalr.(*conn).feed") {
+			n++
+		}
+	}
+	return n
 }
