@@ -106,6 +106,11 @@ func (n *Node) Status() (Status, error) {
 	for k, v := range n.hubs.Counts() {
 		st.Connections[k] = v
 	}
+	if n.signalr2 != nil {
+		for k, v := range n.signalr2.Counts() {
+			st.Connections[k] = v
+		}
+	}
 	st.Connections["cluster_signalr"] = st.Messages.Connections
 	return st, nil
 }

@@ -84,6 +84,7 @@ func newMetrics(n *Node) *metrics {
 		}),
 		slowClientsCut(n),
 		signalrConnections(n),
+		signalr2Connections(n),
 		parkedWebSockets(n),
 		gauge("backplane_raft_term", "Current Raft term.", func() float64 { return float64(n.raft.Status().Term) }),
 		gauge("backplane_raft_commit_index", "Raft commit index.", func() float64 { return float64(n.raft.Status().CommitIndex) }),
@@ -125,6 +126,25 @@ func signalrConnections(n *Node) prometheus.Collector {
 			out := map[string]float64{}
 			for key, v := range n.hubs.Counts() {
 				out[strings.TrimPrefix(key, "signalr_")] = float64(v)
+			}
+			return out
+		},
+	}
+}
+
+// signalr2Connections counts the SignalR 2 connections this node serves,
+// by transport.
+func signalr2Connections(n *Node) prometheus.Collector {
+	return &labeledValues{
+		desc: prometheus.NewDesc("backplane_signalr2_connections",
+			"SignalR 2 transport requests this node serves: open WebSockets and SSE streams, waiting long polls, by transport.", []string{"transport"}, nil),
+		kind: prometheus.GaugeValue,
+		read: func() map[string]float64 {
+			out := map[string]float64{}
+			if n.signalr2 != nil {
+				for key, v := range n.signalr2.Counts() {
+					out[strings.TrimPrefix(key, "signalr2_")] = float64(v)
+				}
 			}
 			return out
 		},

@@ -1,10 +1,15 @@
 package node
 
 import (
+	"context"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/websocket"
 )
 
 // The SignalR connection gauges: connections by transport, and how many
@@ -37,5 +42,66 @@ func TestMetricsCountSignalRConnectionsAndParkedReaders(t *testing.T) {
 	// Idle for the default ParkIdleReaders (1 s), both readers park.
 	waitFor(t, 10*time.Second, "two WebSockets counted, both parked", func() (bool, string) {
 		return has(scrape(), `backplane_signalr_connections{transport="websockets"} 2`, `backplane_websockets_parked{endpoint="signalr"} 2`)
+	})
+}
+
+// The SignalR 2 connection gauge and /admin/status count a node's open
+// WebSockets and waiting long polls; a closed WebSocket is no longer
+// counted.
+func TestMetricsCountSignalR2Connections(t *testing.T) {
+	c := startCluster(t, clusterOptions{size: 1, accessKey: testAccessKey})
+	n := c.nodes[0]
+	scrape := func() string {
+		res := doHTTP(t, http.MethodGet, n.url("/metrics"), nil, nil)
+		if res.status != http.StatusOK {
+			t.Fatalf("GET /metrics: %d %s", res.status, res.body)
+		}
+		return string(res.body)
+	}
+	has := func(lines ...string) (bool, string) {
+		body := scrape()
+		for _, line := range lines {
+			if !strings.Contains(body, "\n"+line+"\n") {
+				return false, "no line " + line
+			}
+		}
+		return true, ""
+	}
+
+	polling := connectS2(t, n, jwt.MapClaims{"sub": "alice"})
+	pq := url.Values{"transport": {"longPolling"}, "clientProtocol": {"2.1"}, "connectionData": {`[{"name":"chat"}]`},
+		"connectionToken": {polling.token}, "access_token": {polling.accessTok}}
+	pollCtx, stopPoll := context.WithCancel(context.Background())
+	pollDone := make(chan struct{})
+	defer func() { stopPoll(); <-pollDone }()
+	go func() { // waits: nothing comes
+		defer close(pollDone)
+		req, _ := http.NewRequestWithContext(pollCtx, http.MethodPost, n.url("/signalr/poll?"+pq.Encode()), strings.NewReader("messageId=0"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	socket := connectS2(t, n, jwt.MapClaims{"sub": "bob"}) // recorded by a long-polling connect
+	q := url.Values{"transport": {"webSockets"}, "clientProtocol": {"2.1"}, "connectionData": {`[{"name":"chat"}]`},
+		"connectionToken": {socket.token}, "access_token": {socket.accessTok}, "messageId": {"0"}}
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+n.HTTPAddr()+"/signalr/reconnect?"+q.Encode(), nil)
+	if err != nil {
+		t.Fatalf("SignalR 2 WebSocket: %v", err)
+	}
+	defer ws.Close()
+	waitFor(t, 10*time.Second, "a waiting long poll and an open WebSocket counted", func() (bool, string) {
+		return has(`backplane_signalr2_connections{transport="longpolling"} 1`, `backplane_signalr2_connections{transport="websockets"} 1`)
+	})
+	st, err := n.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Connections["signalr2_websockets"] != 1 || st.Connections["signalr2_longpolling"] != 1 {
+		t.Fatalf("/admin/status connections %v, want signalr2_websockets 1 and signalr2_longpolling 1", st.Connections)
+	}
+	ws.Close()
+	waitFor(t, 10*time.Second, "the closed WebSocket no longer counted", func() (bool, string) {
+		return has(`backplane_signalr2_connections{transport="websockets"} 0`)
 	})
 }

@@ -119,6 +119,8 @@ type Server struct {
 	upgrader websocket.Upgrader
 	// parkedWS counts the WebSockets whose reader is parked.
 	parkedWS atomic.Int64
+	// serving counts the transport requests this node serves.
+	serving struct{ ws, sse, polls atomic.Int64 }
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -127,6 +129,16 @@ type Server struct {
 
 // ParkedReaders is how many WebSockets have their reader parked.
 func (s *Server) ParkedReaders() int64 { return s.parkedWS.Load() }
+
+// Counts reports the connections this node serves, by transport: open
+// WebSockets and Server-Sent Events streams, and long polls waiting.
+func (s *Server) Counts() map[string]int {
+	return map[string]int{
+		"signalr2_websockets":  int(s.serving.ws.Load()),
+		"signalr2_sse":         int(s.serving.sse.Load()),
+		"signalr2_longpolling": int(s.serving.polls.Load()),
+	}
+}
 
 // NewServer returns the endpoint over cluster. Start runs its background
 // work.

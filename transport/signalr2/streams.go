@@ -64,6 +64,8 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn, m mod
 	h.Set("Cache-Control", "no-cache, no-store")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	s.serving.sse.Add(1)
+	defer s.serving.sse.Add(-1)
 	out := &sseWriter{w: w, rc: rc, timeout: s.opts.WriteTimeout}
 	if out.event([]byte("initialized")) != nil {
 		return

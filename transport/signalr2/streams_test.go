@@ -413,3 +413,45 @@ func TestWebSocketsMissNoWakeUp(t *testing.T) {
 		}
 	}
 }
+
+// Counts reports the open WebSockets and SSE streams of this node, and
+// its waiting long polls, and forgets each when it ends.
+func TestCountsByTransport(t *testing.T) {
+	tc := newTestCluster(t, fsm.DefaultRetention)
+	s, hs := newTestServer(t, tc, Options{KeepAlive: time.Minute})
+	counted := func(what string, want map[string]int) {
+		t.Helper()
+		testkit.WaitFor(t, 5*time.Second, what, func() (bool, string) {
+			got := s.Counts()
+			return fmt.Sprint(got) == fmt.Sprint(want), fmt.Sprintf("counts %v", got)
+		})
+	}
+	counted("nothing counted", map[string]int{"signalr2_websockets": 0, "signalr2_sse": 0, "signalr2_longpolling": 0})
+
+	ws := dialWS(t, negotiate(t, hs.URL, "", "chat"), "connect", nil)
+	readFrame(t, ws)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sse := negotiate(t, hs.URL, "", "chat").doResp(http.MethodGet, "connect", url.Values{"transport": {transportSSE}}, nil, ctx)
+	defer sse.Body.Close()
+	lp := negotiate(t, hs.URL, "", "chat")
+	init := lp.connectLP()
+	pollCtx, stopPoll := context.WithCancel(context.Background())
+	polled := make(chan struct{})
+	pollURL := lp.base + "/signalr/poll?" + lp.query(url.Values{"transport": {transportLongPoll}}).Encode()
+	go func() { // not doResp: it would fail the test from this goroutine when the poll is cancelled
+		defer close(polled)
+		req, _ := http.NewRequestWithContext(pollCtx, http.MethodPost, pollURL, strings.NewReader("messageId="+init.C))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	counted("one of each", map[string]int{"signalr2_websockets": 1, "signalr2_sse": 1, "signalr2_longpolling": 1})
+
+	ws.Close()
+	cancel()
+	stopPoll()
+	<-polled
+	counted("each forgotten once it ended", map[string]int{"signalr2_websockets": 0, "signalr2_sse": 0, "signalr2_longpolling": 0})
+}

@@ -192,7 +192,9 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, c *conn, 
 	defer s.live.begin(c, s.cluster.NodeID(), s.holderOf(c), groupsTok)()
 	ctx, cancel := s.clientContext(r.Context(), c)
 	defer cancel()
+	s.serving.polls.Add(1)
 	res, err := s.waitRead(ctx, c, after, known, s.opts.ConnectionTimeout, false)
+	s.serving.polls.Add(-1)
 	env, ok := s.answer(ctx, c, after, res, err, known)
 	if !ok {
 		return

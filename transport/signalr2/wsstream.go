@@ -28,6 +28,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 		return // the upgrader answered
 	}
 	ws.SetReadLimit(int64(s.opts.MaxMessageSize))
+	s.serving.ws.Add(1)
 	st := &wsStream{s: s, c: c, out: &wsWriter{ws: ws, timeout: s.opts.WriteTimeout}, known: known, after: after}
 	st.cleanups = cl.keep()
 	// The server's context ends the socket at shutdown (with Draining: the
@@ -166,6 +167,7 @@ func (st *wsStream) finish() {
 	_ = st.out.ws.Close()
 	st.endLive()
 	st.cleanups()
+	st.s.serving.ws.Add(-1)
 }
 
 // cleanups are what a transport request undoes when it ends. A WebSocket
