@@ -102,19 +102,23 @@ func (b *bench) checkIdleLimits(r *result, target int, conns int) error {
 	return nil
 }
 
-// waitConnections waits until the node counts held more WebSocket
-// connections than in base (its /admin/status connections before) and the
-// cluster records held more SignalR connections, where held is the clients
-// whose connection is still open (the server may close some while they
-// open); it returns held.
-func (b *bench) waitConnections(ctx context.Context, n *benchNode, clients []*hubClient, base map[string]int, timeout time.Duration) (int, error) {
+// waitConnections waits until each of the endpoint's counts in the node's
+// /admin/status (idleCountKeys) has grown from base by held, the
+// connections still open (the server may close some while they open); it
+// returns held.
+func (b *bench) waitConnections(ctx context.Context, n *benchNode, endpoint string, set idleSet, base map[string]int, timeout time.Duration) (int, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		d, _ := dropped(clients)
-		held := len(clients) - d
+		d, _ := set.dropped()
+		held := set.size() - d
 		st, err := b.cl.status(ctx, n)
-		if err == nil && st.Connections["signalr_websockets"] == base["signalr_websockets"]+held &&
-			st.Connections["cluster_signalr"] == base["cluster_signalr"]+held {
+		counted := true
+		var got []string
+		for _, key := range idleCountKeys[endpoint] {
+			counted = counted && err == nil && st.Connections[key] == base[key]+held
+			got = append(got, fmt.Sprintf("%s %d", key, st.Connections[key]-base[key]))
+		}
+		if counted {
 			return held, nil
 		}
 		if ctx.Err() != nil {
@@ -124,17 +128,17 @@ func (b *bench) waitConnections(ctx context.Context, n *benchNode, clients []*hu
 			if err != nil {
 				return held, err
 			}
-			return held, fmt.Errorf("after %s %s counts %d WebSocket connections and the cluster records %d, want %d each (%d opened, %d of them ended)",
-				timeout, n.id, st.Connections["signalr_websockets"]-base["signalr_websockets"],
-				st.Connections["cluster_signalr"]-base["cluster_signalr"], held, len(clients), d)
+			return held, fmt.Errorf("after %s %s counts %s, want %d each (%d opened, %d of them ended)",
+				timeout, n.id, strings.Join(got, ", "), held, set.size(), d)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }
 
-// idle: N idle SignalR WebSocket connections (negotiate, upgrade, JSON
-// handshake) to one node, the leader; memory per connection on the node,
-// and its CPU while it holds them.
+// idle: N idle WebSocket connections to one node, the leader: SignalR
+// (negotiate, upgrade, JSON handshake; the default), native streams or
+// SignalR 2 (-idle-endpoint); memory per connection on the node, and its
+// CPU while it holds them.
 func (b *bench) idle(ctx context.Context, r *result) error {
 	const hub = "bench_idle"
 	conns := b.cfg.idleConns
@@ -143,9 +147,10 @@ func (b *bench) idle(ctx context.Context, r *result) error {
 		return err
 	}
 	n := b.cl.nodes[target]
-	r.Params = map[string]any{"connections": conns, "node": n.id, "hold_s": b.cfg.duration.Seconds()}
-	r.Description = fmt.Sprintf("%d idle WebSocket connections (JSON) to %s (the leader); CPU while holding them for %s; memory before opening them and at the end of the hold, each after a forced GC",
-		conns, n.id, b.cfg.duration)
+	endpoint := b.cfg.idleEndpoint
+	r.Params = map[string]any{"connections": conns, "node": n.id, "hold_s": b.cfg.duration.Seconds(), "endpoint": endpoint}
+	r.Description = fmt.Sprintf("%d idle %s WebSocket connections to %s (the leader); CPU while holding them for %s; memory before opening them and at the end of the hold, each after a forced GC",
+		conns, endpoint, n.id, b.cfg.duration)
 	if err := b.checkIdleLimits(r, target, conns); err != nil {
 		return err
 	}
@@ -162,14 +167,14 @@ func (b *bench) idle(ctx context.Context, r *result) error {
 	prog := startProgress(b.stderr, "idle", opened)
 	b.logf("idle: opening %d connections to %s", conns, n.id)
 	start := time.Now()
-	clients, err := dialMany(ctx, b.cl, hub, conns, func(int) int { return target }, nil, nil, idleDialer, opened)
+	clients, err := b.dialIdle(ctx, endpoint, hub, target, conns, opened)
 	prog.Stop()
 	if err != nil {
 		return fmt.Errorf("opened %d of %d connections, then: %w", opened.Load(), conns, err)
 	}
-	defer closeAll(clients)
-	held, err := b.waitConnections(ctx, n, clients, st0.Connections, 30*time.Second+time.Duration(conns)*time.Millisecond)
-	if d, why := dropped(clients); d > 0 {
+	defer clients.close()
+	held, err := b.waitConnections(ctx, n, endpoint, clients, st0.Connections, 30*time.Second+time.Duration(conns)*time.Millisecond)
+	if d, why := clients.dropped(); d > 0 {
 		// Seen: a node's start-up sweep of connections "held by an
 		// earlier run" expiring connections that were opening.
 		r.addNote("%d of %d connections were closed by the server while they opened; the figures are per connection held (%d). The first reason: %s",
@@ -181,9 +186,9 @@ func (b *bench) idle(ctx context.Context, r *result) error {
 	if held == 0 {
 		return fmt.Errorf("no connection stayed open")
 	}
-	r.add("connections opened/s (negotiate+upgrade+handshake, 32 at a time, until counted)", float64(conns)/time.Since(start).Seconds(), "conn/s")
+	r.add("connections opened/s (32 at a time, until counted)", float64(conns)/time.Since(start).Seconds(), "conn/s")
 
-	droppedBefore, _ := dropped(clients)
+	droppedBefore, _ := clients.dropped()
 	m0, e0, _ := b.cl.logTotals(ctx)
 	holdStart := time.Now()
 	w := b.start(ctx, r)
@@ -198,7 +203,7 @@ func (b *bench) idle(ctx context.Context, r *result) error {
 			r.addNote("%d messages were published while idle (another client?)", m1-m0)
 		}
 	}
-	if d, why := dropped(clients); d > droppedBefore {
+	if d, why := clients.dropped(); d > droppedBefore {
 		r.addNote("%d connections were dropped while idle: %s", d-droppedBefore, why)
 	}
 	// Memory is read once the connections have idled for the hold: an

@@ -68,6 +68,7 @@ type config struct {
 	fanoutWin    int     // fanout: messages outstanding in the stream phase
 	resumeMsgs   int     // reconnect: messages missed by the resuming client
 	idleConns    int     // idle: connections to one node
+	idleEndpoint string  // idle: signalr, stream or signalr2
 	stormReaders int     // storm: SSE readers on the node that is killed
 	stormRate    float64 // storm: publishes per second
 
@@ -102,6 +103,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.fanoutWin, "fanout-window", rawQueueDepth, "fanout: messages outstanding in the stream phase (the raw WebSocket baseline's queue per connection)")
 	fs.IntVar(&cfg.resumeMsgs, "resume-msgs", 10000, "reconnect: messages the resuming reader missed")
 	fs.IntVar(&cfg.idleConns, "idle-conns", 2000, "idle: idle WebSocket connections to one node (the leader)")
+	fs.StringVar(&cfg.idleEndpoint, "idle-endpoint", "signalr", "idle: whose WebSockets: signalr, stream (native cursor stream) or signalr2")
 	fs.IntVar(&cfg.stormReaders, "storm-readers", 500, "storm: native SSE readers on the follower that is killed")
 	fs.Float64Var(&cfg.stormRate, "storm-rate", 500, "storm: REST publishes per second to the leader, before and after the kill")
 	fs.BoolVar(&cfg.baseline, "baseline", true, "also measure the bare Raft and raw WebSocket baselines and print ratios")
@@ -153,6 +155,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("-clients, -group-size, -publishers, -inflight, -fanout-conns, -fanout-window, -idle-conns and -storm-readers must be at least 1")
 	case cfg.stormRate <= 0:
 		return cfg, fmt.Errorf("-storm-rate must be positive")
+	case !slices.Contains(idleEndpoints, cfg.idleEndpoint):
+		return cfg, fmt.Errorf("-idle-endpoint %q: want one of %s", cfg.idleEndpoint, strings.Join(idleEndpoints, ", "))
 	case cfg.wsPipeline < 1 || cfg.wsPipeline > sentRing:
 		return cfg, fmt.Errorf("-ws-pipeline must be from 1 to %d", sentRing)
 	case cfg.size < 48:
