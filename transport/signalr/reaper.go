@@ -26,7 +26,11 @@ func (s *Server) reapLoop() {
 	}
 }
 
+// reap is one sweep. Sweeps run one at a time (tests sweep beside the
+// loop).
 func (s *Server) reap(now time.Time) {
+	s.reapMu.Lock()
+	defer s.reapMu.Unlock()
 	// Closes and takeovers come through the log: look for them only when
 	// the store changed since the last sweep (an idle node reads nothing).
 	applied := s.cluster.AppliedIndex()

@@ -175,7 +175,8 @@ type Server struct {
 	pageGroups groupReads // the dispatcher's group reads for the current page
 	toWake     []*conn    // the dispatcher's connections to wake (wakeQueued)
 
-	lastReapApplied uint64 // the reaper's view of the store's applied index
+	reapMu          sync.Mutex // one sweep at a time; guards lastReapApplied
+	lastReapApplied uint64     // the reaper's view of the store's applied index
 	dispatched      dispatchMark
 
 	ctx     context.Context
