@@ -59,7 +59,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.firstMessage.Store(ap.first)
 	f.retainedSize.Store(ap.bytes)
 	f.notify.broadcast()
-	f.hubs.wake(ap.touched)
+	f.watchers.wake(ap.touched)
 	if observe := f.cfg.ObserveApply; observe != nil {
 		now := time.Now()
 		for _, ts := range ap.stamps {
@@ -80,9 +80,9 @@ type applyState struct {
 	entry   uint64    // Raft index of the entry being applied
 	stamps  []int64   // proposer stamps of the applied entries, when observed
 	added   []Message // the messages this batch added, for the tail
-	// touched lists the hubs this batch changed, whose waiters are woken
-	// (see hubWaiters); nil until the first.
-	touched map[string]struct{}
+	// touched lists what this batch changed, whose waiters are woken (see
+	// watchers); nil until the first.
+	touched map[Watch]struct{}
 	off     uint32 // offset of the command being applied in its entry
 
 	messages, streams, groups, memberOf, conns, userConns, nodes, idem, idemTime *bolt.Bucket
@@ -174,41 +174,32 @@ func (ap *applyState) applyCommand(ts int64, c Command) (Result, error) {
 	}
 	res, err := ap.applyParsed(ts, c, parsed)
 	if err == nil && res.Err == nil {
-		ap.touchHubsOf(parsed)
+		ap.touchStreamsOf(parsed)
 	}
 	return res, err
 }
 
-// touch records that the batch changed something of hub.
-func (ap *applyState) touch(hub string) {
+// touch records that the batch changed what w watches. The primitives
+// that change messages, memberships and connection records call it
+// (publish, membership, leave, connOpen, connClose), whichever command
+// (or a group's expiry) they serve.
+func (ap *applyState) touch(w Watch) {
 	if ap.touched == nil {
-		ap.touched = make(map[string]struct{})
+		ap.touched = make(map[Watch]struct{})
 	}
-	ap.touched[hub] = struct{}{}
+	ap.touched[w] = struct{}{}
 }
 
-// touchHubsOf records the hubs an applied command changed. Commands of no
-// hub (node records, the feature level, ticks) change nothing a hub's
-// reader reads; a tick's group expiries are recorded by leave.
-func (ap *applyState) touchHubsOf(parsed any) {
+// touchStreamsOf records the connections whose stream an applied command
+// changed without going through those primitives: an invocation's
+// completion, a checkpoint.
+func (ap *applyState) touchStreamsOf(parsed any) {
 	switch cmd := parsed.(type) {
-	case *Publish:
-		ap.touch(cmd.Hub)
-	case *Membership:
-		ap.touch(cmd.Hub)
-	case *Connection:
-		ap.touch(cmd.Hub)
-	case *StatefulOpen:
-		ap.touch(cmd.Hub)
 	case *Invocation:
-		ap.touch(cmd.Hub)
-	case *parsedExecute:
-		ap.touch(cmd.Hub)
-	case *UserGroupTTL:
-		ap.touch(cmd.Hub)
+		ap.touch(ConnectionOf(cmd.Hub, cmd.ConnID))
 	case *checkpointBatch:
 		for _, cp := range cmd.cps {
-			ap.touch(cp.hub)
+			ap.touch(ConnectionOf(cp.hub, cp.conn))
 		}
 	}
 }
@@ -284,6 +275,7 @@ func (ap *applyState) publish(ts int64, c Command, p *Publish) (Result, error) {
 		ap.added = append(ap.added[:0], ap.added[tailMessages:]...)
 	}
 	ap.added = append(ap.added, messageOf(index, ts, p))
+	ap.touch(MessagesOf(p.Hub))
 	ap.bytes += uint64(len(rec))
 	return Result{Index: index}, nil
 }
@@ -307,6 +299,7 @@ func (ap *applyState) rememberIdempotencyKey(key string, index uint64, ts int64)
 // membership adds or removes a group member; parseCommand validated m.
 func (ap *applyState) membership(m *Membership, add bool) (Result, error) {
 	if add {
+		ap.touch(memberWatch(m.Hub, m.Kind, m.Member))
 		if m.Kind == MemberUser {
 			if err := ap.forgetGroupTTL(m.Hub, m.Group, m.Member); err != nil {
 				return Result{}, err
@@ -327,7 +320,7 @@ func (ap *applyState) membership(m *Membership, add bool) (Result, error) {
 }
 
 func (ap *applyState) leave(hub, group string, kind MemberKind, member string) error {
-	ap.touch(hub) // also when a group's time runs out, which no command names
+	ap.touch(memberWatch(hub, kind, member)) // also when a group's time runs out, which no command names
 	if kind == MemberUser {
 		if err := ap.forgetGroupTTL(hub, group, member); err != nil {
 			return err
@@ -364,6 +357,7 @@ func (ap *applyState) leaveAll(hub string, kind MemberKind, member string) error
 
 // connOpen records a connection; parseCommand validated c's names.
 func (ap *applyState) connOpen(c *Connection) (Result, error) {
+	ap.touch(ConnectionOf(c.Hub, c.ConnID))
 	key := connKey(c.Hub, c.ConnID)
 	if rec := ap.conns.Get(key); rec != nil {
 		// Reopened (a resume on another node): drop a previous user's index.
@@ -391,6 +385,7 @@ func (ap *applyState) connOpen(c *Connection) (Result, error) {
 // while that node holds the connection: a stateful connection may have
 // resumed on another node before its old holder's close was committed.
 func (ap *applyState) connClose(c *Connection) (Result, error) {
+	ap.touch(ConnectionOf(c.Hub, c.ConnID))
 	key := connKey(c.Hub, c.ConnID)
 	if rec := ap.conns.Get(key); rec != nil {
 		d := decoder{buf: rec}

@@ -159,11 +159,12 @@ func collectIndexes(streams *bolt.Bucket, prefixes [][]byte, after, last uint64,
 
 // WaitRead is Read that blocks until it has something to say: at least one
 // message or a reset. It returns early with an empty page when ctx ends;
-// the error is then ctx's. It wakes only for changes of r's hub (see
-// HubChanged), not for every applied entry.
+// the error is then ctx's. It wakes only for messages of r's hub (see
+// MessagesOf), not for every applied entry.
 func (f *FSM) WaitRead(ctx context.Context, r *Filter, after uint64, limit int) (Page, error) {
+	watch := MessagesOf(r.Hub)
 	for {
-		changed := f.HubChanged(r.Hub)
+		changed := f.watchers.wait(watch)
 		page, err := f.Read(r, after, limit)
 		if err != nil || len(page.Messages) > 0 || page.Reset {
 			return page, err

@@ -107,9 +107,9 @@ type FSM struct {
 	retainedSize atomic.Uint64 // bytes of retained message records
 
 	notify notifier
-	// hubs wakes the readers of a hub when a message of it is applied.
-	hubs hubWaiters
-	tail tail // the newest messages, for readers near the end
+	// watchers wakes the readers of what an applied batch changed.
+	watchers watchers
+	tail     tail // the newest messages, for readers near the end
 }
 
 var (
@@ -188,7 +188,7 @@ func (f *FSM) Close() error {
 	err := f.db.Close()
 	f.db = nil
 	f.notify.broadcast()
-	f.hubs.wakeAll()
+	f.watchers.wakeAll()
 	if err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
@@ -222,33 +222,22 @@ func (f *FSM) RetainedBytes() uint64 { return f.retainedSize.Load() }
 // change between the read and the wait is missed.
 func (f *FSM) Changed() <-chan struct{} { return f.notify.wait() }
 
-// HubChanged returns a channel that is closed at the next change of hub:
-// an applied entry that changed something of it (a message, a membership,
-// a connection record, an invocation, a checkpoint), or the state replaced
-// by a snapshot or closed. Entries of other hubs, and of no hub, leave it
-// open. Call it before the read it guards, as with Changed.
-func (f *FSM) HubChanged(hub string) <-chan struct{} { return f.hubs.wait(hub) }
-
-// HubsChanged is HubChanged for several hubs at once: the channel is
-// closed at the next change of any of them. The caller calls stop once it
-// no longer waits (it may also after the channel closed), so that a wait
-// on quiet hubs leaves nothing behind.
-func (f *FSM) HubsChanged(hubs []string) (changed <-chan struct{}, stop func()) {
-	return f.hubs.waitAny(hubs)
+// Changes returns a channel that is closed at the next change of any of
+// watches (see Watch), or when the state is replaced by a snapshot or
+// closed; other changes leave it open. Call it before the read it guards,
+// as with Changed, and call stop once no longer waiting (it may also be
+// called after the channel closed), so that a wait on quiet watches leaves
+// nothing behind.
+func (f *FSM) Changes(watches ...Watch) (changed <-chan struct{}, stop func()) {
+	return f.watchers.waitAny(watches)
 }
 
-// AfterHubChange calls fn, on a goroutine of its own, at the next change
-// of hub (as HubChanged closes its channel); until then nothing waits, so
-// an idle reader holds no goroutine. stop cancels the call and reports
-// whether it did: false when fn has been or is being called.
-func (f *FSM) AfterHubChange(hub string, fn func()) (stop func() bool) {
-	return f.hubs.after([]string{hub}, fn)
-}
-
-// AfterHubsChange is AfterHubChange for several hubs: fn is called once,
-// at the next change of any of them.
-func (f *FSM) AfterHubsChange(hubs []string, fn func()) (stop func() bool) {
-	return f.hubs.after(hubs, fn)
+// AfterChange calls fn, on a goroutine of its own, at the next change of
+// any of watches (as Changes closes its channel); until then nothing
+// waits, so an idle reader holds no goroutine. stop cancels the call and
+// reports whether it did: false when fn has been or is being called.
+func (f *FSM) AfterChange(watches []Watch, fn func()) (stop func() bool) {
+	return f.watchers.after(watches, fn)
 }
 
 // Apply implements raft.FSM for a single entry.

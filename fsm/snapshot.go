@@ -112,7 +112,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.log.Info("restored state from snapshot", "applied_index", f.AppliedIndex(),
 		"first_message", f.FirstMessage(), "last_message", f.LastMessage())
 	f.notify.broadcast()
-	f.hubs.wakeAll()
+	f.watchers.wakeAll()
 	return nil
 }
 

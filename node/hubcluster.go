@@ -37,8 +37,8 @@ func (h hubCluster) ReadAll(after uint64, limit int) (fsm.Page, error) {
 }
 
 func (h hubCluster) Changed() <-chan struct{} { return h.n.fsm.Changed() }
-func (h hubCluster) AfterHubChange(hub string, fn func()) func() bool {
-	return h.n.fsm.AfterHubChange(hub, fn)
+func (h hubCluster) AfterChange(watches []fsm.Watch, fn func()) func() bool {
+	return h.n.fsm.AfterChange(watches, fn)
 }
 func (h hubCluster) LastMessage() uint64  { return h.n.fsm.LastMessage() }
 func (h hubCluster) AppliedIndex() uint64 { return h.n.fsm.AppliedIndex() }

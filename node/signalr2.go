@@ -144,11 +144,11 @@ func (h hub2Cluster) Read(f *fsm.Filter, after uint64, limit int) (fsm.Page, err
 	return h.n.fsm.Read(f, after, limit)
 }
 
-func (h hub2Cluster) HubsChanged(hubs []string) (<-chan struct{}, func()) {
-	return h.n.fsm.HubsChanged(hubs)
+func (h hub2Cluster) Changes(watches ...fsm.Watch) (<-chan struct{}, func()) {
+	return h.n.fsm.Changes(watches...)
 }
-func (h hub2Cluster) AfterHubsChange(hubs []string, fn func()) func() bool {
-	return h.n.fsm.AfterHubsChange(hubs, fn)
+func (h hub2Cluster) AfterChange(watches []fsm.Watch, fn func()) func() bool {
+	return h.n.fsm.AfterChange(watches, fn)
 }
 func (h hub2Cluster) LastMessage() uint64 { return h.n.fsm.LastMessage() }
 func (h hub2Cluster) NotReady() string    { return h.n.notReady() }

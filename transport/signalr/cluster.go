@@ -29,10 +29,11 @@ type Cluster interface {
 	ReadAll(after uint64, limit int) (fsm.Page, error)
 	// Changed is closed at the next applied change.
 	Changed() <-chan struct{}
-	// AfterHubChange calls fn, on a goroutine of its own, at the next
-	// applied change of hub; stop cancels the call and reports whether it
-	// did. A stateful connection's feed waits with it, without a goroutine.
-	AfterHubChange(hub string, fn func()) (stop func() bool)
+	// AfterChange calls fn, on a goroutine of its own, at the next applied
+	// change of any of watches; stop cancels the call and reports whether
+	// it did. A stateful connection's feed waits with it (its hub's
+	// messages and its own state), without a goroutine.
+	AfterChange(watches []fsm.Watch, fn func()) (stop func() bool)
 	// LastMessage is the highest message index applied here.
 	LastMessage() uint64
 	// AppliedIndex is the last Raft index applied to this node's store.

@@ -105,8 +105,8 @@ func (c *fakeCluster) ReadAll(after uint64, limit int) (fsm.Page, error) {
 	return c.f.ReadAll(after, limit)
 }
 func (c *fakeCluster) Changed() <-chan struct{} { return c.f.Changed() }
-func (c *fakeCluster) AfterHubChange(hub string, fn func()) func() bool {
-	return c.f.AfterHubChange(hub, fn)
+func (c *fakeCluster) AfterChange(watches []fsm.Watch, fn func()) func() bool {
+	return c.f.AfterChange(watches, fn)
 }
 func (c *fakeCluster) LastMessage() uint64 { return c.f.LastMessage() }
 func (c *fakeCluster) GroupMembers(hub, group string) ([]fsm.GroupMember, error) {

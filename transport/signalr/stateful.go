@@ -87,14 +87,18 @@ func tokenHash(token string) []byte {
 // startFeed starts moving the connection's events from the log into its
 // buffer (and to the client when a socket is attached) until the
 // connection ends. Nothing waits while there is nothing to read: the
-// store starts a reader at the next change of the connection's hub (a
-// message, an invocation committed, a takeover applied), as do an Ack
+// store starts a reader at the next message of the connection's hub or
+// change of its own state (an invocation committed, a takeover applied),
+// as do an Ack
 // that makes room and the dispatcher's poke (fill asks for that wake-up
 // before each read, so none is missed).
 func (c *conn) startFeed() {
 	mb := c.mb
+	// Its stream changes with its hub's messages and its own state (its
+	// invocations' completions, a takeover).
+	watches := []fsm.Watch{fsm.MessagesOf(c.hub), fsm.ConnectionOf(c.hub, c.id)}
 	feed := netconn.NewPump(func(wake func()) func() bool {
-		return c.srv.cluster.AfterHubChange(c.hub, wake)
+		return c.srv.cluster.AfterChange(watches, wake)
 	}, func() bool { c.fill(); return true }, func() {})
 	mb.feed.Store(feed)
 	if c.isEnding() { // stopFeed may have run before the Store

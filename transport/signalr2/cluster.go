@@ -19,14 +19,15 @@ type Cluster interface {
 	// Read returns at most limit messages for f after the cursor (the
 	// state machine's cursor read).
 	Read(f *fsm.Filter, after uint64, limit int) (fsm.Page, error)
-	// HubsChanged returns a channel closed at the next change of any of
-	// hubs in the store (a message, a membership, a connection record; a
-	// restore), and a stop to call once the caller no longer waits.
-	HubsChanged(hubs []string) (changed <-chan struct{}, stop func())
-	// AfterHubsChange calls fn, on a goroutine of its own, at the next
-	// change of any of hubs; stop cancels the call and reports whether it
-	// did. A WebSocket waits with it, without a goroutine.
-	AfterHubsChange(hubs []string, fn func()) (stop func() bool)
+	// Changes returns a channel closed at the next change in the store of
+	// any of watches (a connection watches its hubs' messages, its records
+	// and groups, its user's groups; see connWatches), and a stop to call
+	// once the caller no longer waits.
+	Changes(watches ...fsm.Watch) (changed <-chan struct{}, stop func())
+	// AfterChange calls fn, on a goroutine of its own, at the next change
+	// of any of watches; stop cancels the call and reports whether it did.
+	// A WebSocket waits with it, without a goroutine.
+	AfterChange(watches []fsm.Watch, fn func()) (stop func() bool)
 	// LastMessage is the highest message index applied so far.
 	LastMessage() uint64
 	// NotReady says why this node must not serve reads now: it has not

@@ -30,9 +30,32 @@ type testCluster struct {
 	touchErr error
 	touched  map[string][]string // holder → connection ids reported
 
-	// waits counts HubsChanged and AfterHubsChange calls (each wait of a
+	// waits counts Changes and AfterChange calls (each wait of a
 	// connection for a change), waiting those not stopped or fired yet.
 	waits, waiting atomic.Int64
+	// waitsOn counts the waits that include each watch (under mu).
+	waitsOn map[fsm.Watch]int
+}
+
+// countWait counts a wait on watches.
+func (c *testCluster) countWait(watches []fsm.Watch) {
+	c.waits.Add(1)
+	c.waiting.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.waitsOn == nil {
+		c.waitsOn = map[fsm.Watch]int{}
+	}
+	for _, w := range watches {
+		c.waitsOn[w]++
+	}
+}
+
+// waitsIncluding is how many waits so far included w.
+func (c *testCluster) waitsIncluding(w fsm.Watch) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.waitsOn[w]
 }
 
 // errTestUnreachable is what Touch returns for a holder that is down.
@@ -75,16 +98,14 @@ func (c *testCluster) NodeID() string { return c.id }
 func (c *testCluster) Read(f *fsm.Filter, after uint64, limit int) (fsm.Page, error) {
 	return c.f.Read(f, after, limit)
 }
-func (c *testCluster) HubsChanged(hubs []string) (<-chan struct{}, func()) {
-	c.waits.Add(1)
-	c.waiting.Add(1)
-	changed, stop := c.f.HubsChanged(hubs)
+func (c *testCluster) Changes(watches ...fsm.Watch) (<-chan struct{}, func()) {
+	c.countWait(watches)
+	changed, stop := c.f.Changes(watches...)
 	return changed, sync.OnceFunc(func() { c.waiting.Add(-1); stop() })
 }
-func (c *testCluster) AfterHubsChange(hubs []string, fn func()) func() bool {
-	c.waits.Add(1)
-	c.waiting.Add(1)
-	stop := c.f.AfterHubsChange(hubs, func() { c.waiting.Add(-1); fn() })
+func (c *testCluster) AfterChange(watches []fsm.Watch, fn func()) func() bool {
+	c.countWait(watches)
+	stop := c.f.AfterChange(watches, func() { c.waiting.Add(-1); fn() })
 	return func() bool {
 		stopped := stop()
 		if stopped {

@@ -101,13 +101,13 @@ var errWaitDone = errors.New("wait over")
 // maxWait passes (then with errWaitDone) or ctx ends (with ctx's error).
 func (s *Server) waitRead(ctx context.Context, c *conn, after uint64, known map[string][]string, maxWait time.Duration, holderHere bool) (readResult, error) {
 	// Everything that can change the answer (a message, a group change,
-	// the record's close or move, a snapshot restore) is a change of one
-	// of the connection's hubs in the store, which announces it: no
-	// periodic look is needed, and other hubs' traffic does not wake it.
+	// the record's close or move, a snapshot restore) is a change the
+	// store announces to the connection's watches: no periodic look is
+	// needed, and other connections' and hubs' traffic does not wake it.
 	timer := time.NewTimer(maxWait)
 	defer timer.Stop()
 	for {
-		changed, stop := s.cluster.HubsChanged(c.hubs)
+		changed, stop := s.cluster.Changes(c.watches()...)
 		res, err := s.readOnce(c, after)
 		if err != nil || res.gone || res.reset || len(res.msgs) > 0 || (holderHere && res.moved) ||
 			!sameGroups(res.groups, known) {
@@ -147,7 +147,7 @@ func (s *Server) waitRecords(ctx context.Context, c *conn, held bool) (missing b
 	defer deadline.Stop()
 	self := s.cluster.NodeID()
 	for {
-		changed, stop := s.cluster.HubsChanged(c.hubs)
+		changed, stop := s.cluster.Changes(c.watches()...)
 		missing, err = s.recordsMissing(c, held, self)
 		if err != nil || !missing {
 			stop()
@@ -191,4 +191,17 @@ func (s *Server) groupsOf(tok, connID string) map[string][]string {
 		return nil
 	}
 	return groups
+}
+
+// watches is what a connection waits on: in each of its hubs, the
+// messages, its record and groups, and its user's groups.
+func (c *conn) watches() []fsm.Watch {
+	ws := make([]fsm.Watch, 0, 3*len(c.hubs))
+	for _, hub := range c.hubs {
+		ws = append(ws, fsm.MessagesOf(hub), fsm.ConnectionOf(hub, c.id))
+		if c.user != "" {
+			ws = append(ws, fsm.UserOf(hub, c.user))
+		}
+	}
+	return ws
 }

@@ -51,3 +51,43 @@ func TestWaitingConnectionsSleepThroughOtherHubs(t *testing.T) {
 		t.Fatalf("waits after 40 entries of another hub and 1 of the connection's: got %d, want 1 or 2", got)
 	}
 }
+
+// A waiting connection sleeps through the other connections of its hub:
+// their connects, joins and closes change their own state, not its, so a
+// hub of many SignalR 2 clients does not wake every one at each client's
+// connect.
+func TestWaitingConnectionsSleepThroughOtherConnections(t *testing.T) {
+	tc := newTestCluster(t, fsm.DefaultRetention)
+	_, hs := newTestServer(t, tc, Options{KeepAlive: time.Minute})
+	c := negotiate(t, hs.URL, "", "chat")
+	ws := dialWS(t, c, "connect", nil)
+	if f := readFrame(t, ws); string(f["S"]) != "1" {
+		t.Fatalf("first frame %v, want the init frame S 1", f)
+	}
+	mine := fsm.ConnectionOf("chat", c.id)
+	testkit.WaitFor(t, 10*time.Second, "the connection to wait for a change", func() (bool, string) {
+		n := tc.waiting.Load()
+		return n == 1, fmt.Sprintf("%d waits in progress", n)
+	})
+	before := tc.waitsIncluding(mine)
+
+	for i := range 20 {
+		other := negotiate(t, hs.URL, fmt.Sprint("user", i), "chat")
+		other.connectLP()
+		if _, err := tc.commit(fsm.EncodeMembership(&fsm.Membership{Hub: "chat", Group: "g", Kind: fsm.MemberConnection, Member: other.id}, true)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	idx := tc.publish(t, &fsm.Publish{Hub: "chat", Audience: fsm.ToAll, Target: "news", Arguments: []byte(`[1]`)})
+	if f := readFrame(t, ws); string(f["C"]) != `"`+formatCursor(idx)+`"` {
+		t.Fatalf("frame %v, want the message at %d", f, idx)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the connection to wait again", func() (bool, string) {
+		return tc.waitsIncluding(mine) > before && tc.waiting.Load() == 1, fmt.Sprintf("%d waits since, %d in progress", tc.waitsIncluding(mine)-before, tc.waiting.Load())
+	})
+	// As in TestWaitingConnectionsSleepThroughOtherHubs: the message woke
+	// it, at most one look again, and the wait after writing.
+	if got := tc.waitsIncluding(mine) - before; got > 2 {
+		t.Fatalf("waits of the connection while 20 others connected and joined: got %d, want 1 or 2", got)
+	}
+}

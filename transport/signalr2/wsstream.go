@@ -37,8 +37,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 	serverCtx, cancel := context.WithCancelCause(s.ctx)
 	st.ctx, st.cancelExpiry = s.clientContext(serverCtx, c)
 	st.cancel = cancel
+	watches := c.watches()
 	st.pump = netconn.NewPump(func(wake func()) func() bool {
-		return s.cluster.AfterHubsChange(c.hubs, wake)
+		return s.cluster.AfterChange(watches, wake)
 	}, st.send, st.finish)
 	st.endLive = s.live.begin(c, s.cluster.NodeID(), s.cluster.NodeID(), "")
 	// "{}" when nothing was written for KeepAlive (wsWriter serialises it
@@ -82,8 +83,8 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 
 // wsStream is a SignalR 2 WebSocket that follows its connection's cursor
 // as stream does, without a goroutine while it waits: its pump runs send,
-// which asks the store for a wake-up at the next change of one of its hubs
-// before each read, and ends when there is nothing more to say. Its
+// which asks the store for a wake-up at the next change it watches (see
+// conn.watches) before each read, and ends when there is nothing more to say. Its
 // keep-alive writes "{}" on a timer; the context (the server's, bounded by
 // the token's expiry, cancelled by the reader when the client goes) ends
 // it.

@@ -34,9 +34,10 @@ type Log interface {
 	// WaitRead is Read that blocks until there is a message or a reset,
 	// or ctx ends.
 	WaitRead(ctx context.Context, r *fsm.Filter, after uint64, limit int) (fsm.Page, error)
-	// AfterHubChange calls fn, on a goroutine of its own, at the next
-	// change of hub; stop cancels the call and reports whether it did.
-	AfterHubChange(hub string, fn func()) (stop func() bool)
+	// AfterChange calls fn, on a goroutine of its own, at the next change
+	// of any of watches (a WebSocket stream watches its hub's messages);
+	// stop cancels the call and reports whether it did.
+	AfterChange(watches []fsm.Watch, fn func()) (stop func() bool)
 	// LastMessage is the highest message index so far.
 	LastMessage() uint64
 }

@@ -59,8 +59,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 	}
 	st.after.Store(after)
 	st.ctx, st.cancel = untilExpiry(s.opts.Context, grant)
+	messages := []fsm.Watch{fsm.MessagesOf(st.reader.Hub)}
 	st.pump = netconn.NewPump(func(wake func()) func() bool {
-		return s.store.AfterHubChange(st.reader.Hub, wake)
+		return s.store.AfterChange(messages, wake)
 	}, st.send, st.finish)
 	// A ping when nothing was written for KeepAlive (gorilla lets control
 	// frames be written beside the writer).
@@ -90,7 +91,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 
 // wsStream is a native WebSocket stream. It has a goroutine only while it
 // writes: its pump runs send, which asks the store for a wake-up at its
-// hub's next change before each read, and ends once everything is sent.
+// hub's next message before each read, and ends once everything is sent.
 // Its keep-alive pings the client on a timer; the stream's context (the
 // server's, bounded by the token's expiry) ends it.
 type wsStream struct {

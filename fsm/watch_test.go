@@ -20,45 +20,55 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
-// A reader waiting on a hub is woken by an entry that changes something of
-// that hub (here a message, then a membership), not by other hubs'
-// entries nor by entries of no hub.
-func TestHubChangedWakesOnlyForItsHub(t *testing.T) {
+// A wait is woken by an entry that changes what it watches: the messages
+// of its hub, its connection's record and groups, its user's groups. Other
+// hubs' messages, other connections' opens and joins in the same hub, and
+// entries of no hub leave it open.
+func TestChangesWakeOnlyForWhatChanged(t *testing.T) {
 	f := newTestFSM(t, fsm.Config{})
-	mine, other := f.HubChanged(hub), f.HubChanged("other")
-	if isClosed(mine) || isClosed(other) {
-		t.Fatal("HubChanged: got a closed channel before anything was applied, want open")
+	msgs, _ := f.Changes(fsm.MessagesOf(hub))
+	conn, _ := f.Changes(fsm.ConnectionOf(hub, "c1"))
+	user, _ := f.Changes(fsm.UserOf(hub, "u1"))
+	other, _ := f.Changes(fsm.MessagesOf("other"))
+	state := func() string {
+		return fmt.Sprintf("messages %v, connection %v, user %v, other hub %v", isClosed(msgs), isClosed(conn), isClosed(user), isClosed(other))
 	}
+	want := func(what, closed string) {
+		t.Helper()
+		if got := state(); got != closed {
+			t.Fatalf("after %s: got %s, want %s", what, got, closed)
+		}
+	}
+	want("nothing", "messages false, connection false, user false, other hub false")
 	f.mustApply(t0, fsm.EncodePublish(&fsm.Publish{Hub: "other", Audience: fsm.ToAll, Target: "recv", Arguments: []byte(`[1]`)}))
-	if isClosed(mine) || !isClosed(other) {
-		t.Fatalf("after a message of hub other: got %s closed %v, other closed %v; want false, true", hub, isClosed(mine), isClosed(other))
-	}
-	f.mustApply(t0, fsm.EncodeNodeInfo(&fsm.NodeInfo{ID: "n1", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}))
-	if isClosed(mine) {
-		t.Fatalf("after an entry of no hub: got %s's channel closed, want open", hub)
-	}
-	f.mustApply(t0, publish(fsm.ToGroups, "g1"))
-	if !isClosed(mine) {
-		t.Fatalf("after a message of %s: got its channel open, want closed", hub)
-	}
-	next := f.HubChanged(hub)
-	if isClosed(next) {
-		t.Fatal("HubChanged after a wake: got a closed channel, want a new open one")
-	}
+	want("a message of another hub", "messages false, connection false, user false, other hub true")
+	f.mustApply(t0, connOpen("c2", "u2", "n1"), join("g1", fsm.MemberConnection, "c2"), join("g1", fsm.MemberUser, "u2"),
+		fsm.EncodeNodeInfo(&fsm.NodeInfo{ID: "n1", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}))
+	want("another connection's open and joins, and a node record", "messages false, connection false, user false, other hub true")
+	f.mustApply(t0, connOpen("c1", "u1", "n1"))
+	want("the connection's open", "messages false, connection true, user false, other hub true")
 	f.mustApply(t0, join("g1", fsm.MemberUser, "u1"))
-	if !isClosed(next) {
-		t.Fatalf("after a membership change in %s: got its channel open, want closed", hub)
+	want("the user's join", "messages false, connection true, user true, other hub true")
+	f.mustApply(t0, publish(fsm.ToGroups, "g1"))
+	want("a message of the hub", "messages true, connection true, user true, other hub true")
+	if next, _ := f.Changes(fsm.MessagesOf(hub)); isClosed(next) {
+		t.Fatal("Changes after a wake: got a closed channel, want a new open one")
+	}
+	conn, _ = f.Changes(fsm.ConnectionOf(hub, "c1"))
+	f.mustApply(t0, connClose("c1"))
+	if !isClosed(conn) {
+		t.Fatal("after the connection's close: got its channel open, want closed")
 	}
 }
 
-// A wait on several hubs fires once, at the first change of any of them;
-// stopped, it is gone from every hub.
-func TestHubsChangedWaitsOnSeveralHubs(t *testing.T) {
+// A wait on several watches fires once, at the first change of any of
+// them; stopped, it is gone from every watch.
+func TestChangesOfSeveralWatches(t *testing.T) {
 	f := newTestFSM(t, fsm.Config{})
 	msg := func(h string) fsm.Command {
 		return fsm.EncodePublish(&fsm.Publish{Hub: h, Audience: fsm.ToAll, Target: "recv", Arguments: []byte(`[1]`)})
 	}
-	both, stop := f.HubsChanged([]string{"a", "b"})
+	both, stop := f.Changes(fsm.MessagesOf("a"), fsm.MessagesOf("b"))
 	defer stop()
 	f.mustApply(t0, msg("c"))
 	if isClosed(both) {
@@ -70,34 +80,34 @@ func TestHubsChangedWaitsOnSeveralHubs(t *testing.T) {
 	}
 	f.mustApply(t0, msg("a")) // must not close it again (a panic)
 
-	stopped, stop2 := f.HubsChanged([]string{"a", "b"})
+	stopped, stop2 := f.Changes(fsm.MessagesOf("a"), fsm.MessagesOf("b"))
 	stop2()
 	f.mustApply(t0, msg("a"), msg("b"))
 	if isClosed(stopped) {
 		t.Fatal("a stopped wait: got its channel closed by a later change, want it forgotten")
 	}
-	if n := fsm.HubWaits(f.FSM); n != 0 {
+	if n := fsm.ListedWaits(f.FSM); n != 0 {
 		t.Fatalf("waits listed after every wait fired or stopped: got %d, want 0", n)
 	}
 }
 
-// A group membership whose time runs out is a change of its hub, although
-// no command names it.
-func TestHubChangedWhenAGroupTimeRunsOut(t *testing.T) {
+// A user's group membership whose time runs out is a change of the user,
+// although no command names it.
+func TestChangesWhenAGroupTimeRunsOut(t *testing.T) {
 	f := newTestFSM(t, fsm.Config{})
 	f.mustApply(t0, fsm.EncodeUserGroupTTL(&fsm.UserGroupTTL{Hub: hub, Group: "g1", User: "u1", TTL: 1}))
-	waiting := f.HubChanged(hub)
+	waiting, _ := f.Changes(fsm.UserOf(hub, "u1"))
 	f.mustApply(t0+int64(2*time.Second), fsm.EncodeNodeInfo(&fsm.NodeInfo{ID: "n1", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}))
 	if !isClosed(waiting) {
-		t.Fatal("after the group membership expired: got the hub's channel open, want closed")
+		t.Fatal("after the user's group membership expired: got its channel open, want closed")
 	}
 }
 
 // A batch too large for the tail still wakes the readers of every hub it
 // wrote to, including hubs whose messages did not stay in the tail.
-func TestHubChangedAfterAHugeBatch(t *testing.T) {
+func TestChangesAfterAHugeBatch(t *testing.T) {
 	f := newTestFSM(t, fsm.Config{})
-	early := f.HubChanged("early")
+	early, _ := f.Changes(fsm.MessagesOf("early"))
 	cmds := []fsm.Command{fsm.EncodePublish(&fsm.Publish{Hub: "early", Audience: fsm.ToAll, Target: "recv", Arguments: []byte(`[1]`)})}
 	cmds = append(cmds, repeat(toAll(), 9000)...)
 	f.mustApply(t0, cmds...)
@@ -108,20 +118,20 @@ func TestHubChangedAfterAHugeBatch(t *testing.T) {
 
 // Restoring a snapshot and closing the store wake every hub's readers: the
 // state they read changed under them.
-func TestHubChangedOnRestoreAndClose(t *testing.T) {
+func TestChangesOnRestoreAndClose(t *testing.T) {
 	src := newTestFSM(t, fsm.Config{})
 	src.mustApply(t0, toAll())
 	data := src.snapshot(t)
 
 	f := newTestFSM(t, fsm.Config{})
-	waiting := f.HubChanged("quiet")
+	waiting, _ := f.Changes(fsm.MessagesOf("quiet"))
 	if err := f.restore(data); err != nil {
 		t.Fatalf("Restore: got error %v, want nil", err)
 	}
 	if !isClosed(waiting) {
 		t.Fatal("after a restore: got the channel open, want closed")
 	}
-	waiting = f.HubChanged("quiet")
+	waiting, _ = f.Changes(fsm.ConnectionOf("quiet", "c1"))
 	if err := f.Close(); err != nil {
 		t.Fatalf("Close: got error %v, want nil", err)
 	}
@@ -173,13 +183,13 @@ func BenchmarkApplyWithIdleStreams(b *testing.B) {
 	}
 }
 
-// AfterHubChange calls its function once, at the next change of its hub;
+// AfterChange calls its function once, at the next change of its hub;
 // a stopped call never comes, and stop tells which happened.
-func TestAfterHubChange(t *testing.T) {
+func TestAfterChange(t *testing.T) {
 	f := newTestFSM(t, fsm.Config{})
 	called := make(chan string, 4)
-	stop := f.AfterHubChange(hub, func() { called <- "first" })
-	stopped := f.AfterHubChange(hub, func() { called <- "stopped" })
+	stop := f.AfterChange([]fsm.Watch{fsm.MessagesOf(hub)}, func() { called <- "first" })
+	stopped := f.AfterChange([]fsm.Watch{fsm.MessagesOf(hub)}, func() { called <- "stopped" })
 	if !stopped() {
 		t.Fatal("stop before any change: got false, want true (the call is cancelled)")
 	}
@@ -207,17 +217,17 @@ func TestAfterHubChange(t *testing.T) {
 		t.Fatalf("a second change: got call %q, want none (a call fires once)", got)
 	default:
 	}
-	if n := fsm.HubWaits(f.FSM); n != 0 {
+	if n := fsm.ListedWaits(f.FSM); n != 0 {
 		t.Fatalf("waits listed after the call fired and the other stopped: got %d, want 0", n)
 	}
 }
 
-// AfterHubsChange calls its function once, at the first change of any of
+// AfterChange on several watches calls its function once, at the first change of any of
 // its hubs.
-func TestAfterHubsChange(t *testing.T) {
+func TestAfterChangeOfSeveralWatches(t *testing.T) {
 	f := newTestFSM(t, fsm.Config{})
 	called := make(chan struct{}, 2)
-	f.AfterHubsChange([]string{"a", "b"}, func() { called <- struct{}{} })
+	f.AfterChange([]fsm.Watch{fsm.MessagesOf("a"), fsm.MessagesOf("b")}, func() { called <- struct{}{} })
 	f.mustApply(t0, fsm.EncodePublish(&fsm.Publish{Hub: "b", Audience: fsm.ToAll, Target: "recv", Arguments: []byte(`[1]`)}),
 		fsm.EncodePublish(&fsm.Publish{Hub: "a", Audience: fsm.ToAll, Target: "recv", Arguments: []byte(`[1]`)}))
 	select {
@@ -225,7 +235,7 @@ func TestAfterHubsChange(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("after a change of hubs a and b: no call within 10s")
 	}
-	if n := fsm.HubWaits(f.FSM); n != 0 {
+	if n := fsm.ListedWaits(f.FSM); n != 0 {
 		t.Fatalf("waits listed after the call: got %d, want 0", n)
 	}
 	select {
