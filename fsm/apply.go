@@ -82,8 +82,9 @@ type applyState struct {
 	added   []Message // the messages this batch added, for the tail
 	// touched lists what this batch changed, whose waiters are woken (see
 	// watchers); nil until the first.
-	touched map[Watch]struct{}
-	off     uint32 // offset of the command being applied in its entry
+	touched    map[Watch]struct{}
+	messagesOf string // the hub whose MessagesOf was touched last
+	off        uint32 // offset of the command being applied in its entry
 
 	messages, streams, groups, memberOf, conns, userConns, nodes, idem, idemTime *bolt.Bucket
 }
@@ -275,7 +276,10 @@ func (ap *applyState) publish(ts int64, c Command, p *Publish) (Result, error) {
 		ap.added = append(ap.added[:0], ap.added[tailMessages:]...)
 	}
 	ap.added = append(ap.added, messageOf(index, ts, p))
-	ap.touch(MessagesOf(p.Hub))
+	if p.Hub != ap.messagesOf { // a batch's messages are mostly of one hub: one Watch made
+		ap.messagesOf = p.Hub
+		ap.touch(MessagesOf(p.Hub))
+	}
 	ap.bytes += uint64(len(rec))
 	return Result{Index: index}, nil
 }
