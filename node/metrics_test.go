@@ -18,22 +18,8 @@ import (
 func TestMetricsCountSignalRConnectionsAndParkedReaders(t *testing.T) {
 	c := startCluster(t, clusterOptions{size: 1, accessKey: testAccessKey})
 	n := c.nodes[0]
-	scrape := func() string {
-		res := doHTTP(t, http.MethodGet, n.url("/metrics"), nil, nil)
-		if res.status != http.StatusOK {
-			t.Fatalf("GET /metrics: %d %s", res.status, res.body)
-		}
-		return string(res.body)
-	}
-	has := func(body string, lines ...string) (bool, string) {
-		for _, line := range lines {
-			if !strings.Contains(body, "\n"+line+"\n") {
-				return false, "no line " + line
-			}
-		}
-		return true, ""
-	}
-	if ok, why := has(scrape(), `backplane_websockets_parked{endpoint="signalr"} 0`, `backplane_websockets_parked{endpoint="stream"} 0`); !ok {
+	has := metricLines(t, n)
+	if ok, why := has(`backplane_websockets_parked{endpoint="signalr"} 0`, `backplane_websockets_parked{endpoint="stream"} 0`); !ok {
 		t.Fatal(why)
 	}
 	for _, user := range []string{"alice", "bob"} {
@@ -41,7 +27,7 @@ func TestMetricsCountSignalRConnectionsAndParkedReaders(t *testing.T) {
 	}
 	// Idle for the default ParkIdleReaders (1 s), both readers park.
 	waitFor(t, 10*time.Second, "two WebSockets counted, both parked", func() (bool, string) {
-		return has(scrape(), `backplane_signalr_connections{transport="websockets"} 2`, `backplane_websockets_parked{endpoint="signalr"} 2`)
+		return has(`backplane_signalr_connections{transport="websockets"} 2`, `backplane_websockets_parked{endpoint="signalr"} 2`)
 	})
 }
 
@@ -51,22 +37,7 @@ func TestMetricsCountSignalRConnectionsAndParkedReaders(t *testing.T) {
 func TestMetricsCountSignalR2Connections(t *testing.T) {
 	c := startCluster(t, clusterOptions{size: 1, accessKey: testAccessKey})
 	n := c.nodes[0]
-	scrape := func() string {
-		res := doHTTP(t, http.MethodGet, n.url("/metrics"), nil, nil)
-		if res.status != http.StatusOK {
-			t.Fatalf("GET /metrics: %d %s", res.status, res.body)
-		}
-		return string(res.body)
-	}
-	has := func(lines ...string) (bool, string) {
-		body := scrape()
-		for _, line := range lines {
-			if !strings.Contains(body, "\n"+line+"\n") {
-				return false, "no line " + line
-			}
-		}
-		return true, ""
-	}
+	has := metricLines(t, n)
 
 	polling := connectS2(t, n, jwt.MapClaims{"sub": "alice"})
 	pq := url.Values{"transport": {"longPolling"}, "clientProtocol": {"2.1"}, "connectionData": {`[{"name":"chat"}]`},
@@ -104,4 +75,22 @@ func TestMetricsCountSignalR2Connections(t *testing.T) {
 	waitFor(t, 10*time.Second, "the closed WebSocket no longer counted", func() (bool, string) {
 		return has(`backplane_signalr2_connections{transport="websockets"} 0`)
 	})
+}
+
+// metricLines returns a check that n's /metrics, read now, has each of
+// lines as a whole line (false and the first missing one otherwise).
+func metricLines(t *testing.T, n *testNode) func(lines ...string) (bool, string) {
+	return func(lines ...string) (bool, string) {
+		t.Helper()
+		res := doHTTP(t, http.MethodGet, n.url("/metrics"), nil, nil)
+		if res.status != http.StatusOK {
+			t.Fatalf("GET /metrics: %d %s", res.status, res.body)
+		}
+		for _, line := range lines {
+			if !strings.Contains(string(res.body), "\n"+line+"\n") {
+				return false, "no line " + line
+			}
+		}
+		return true, ""
+	}
 }

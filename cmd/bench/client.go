@@ -168,8 +168,7 @@ type hubClient struct {
 
 	onMessage    func(c *hubClient, m *hubproto.Message, now time.Time)
 	onCompletion func(c *hubClient, m *hubproto.Message, now time.Time)
-	closed       chan struct{}
-	err          error // why reading stopped; read after closed
+	readEnd      // why and when reading stopped
 	// done receives the error text of completions while a caller waits in
 	// invokeWait ("" for success).
 	done   chan string
@@ -254,7 +253,7 @@ func dialHub(ctx context.Context, hc *http.Client, d *websocket.Dialer, base, hu
 // newHubClient wraps an open WebSocket; the caller starts c.read.
 func newHubClient(ws *websocket.Conn, node int, onMessage, onCompletion func(*hubClient, *hubproto.Message, time.Time)) *hubClient {
 	c := &hubClient{node: node, ws: ws, onMessage: onMessage, onCompletion: onCompletion,
-		closed: make(chan struct{}), done: make(chan string, 1)}
+		readEnd: readEnd{closed: make(chan struct{})}, done: make(chan string, 1)}
 	if onCompletion != nil {
 		c.sentAt = new([sentRing]atomic.Int64)
 	}
@@ -507,17 +506,31 @@ func closeAll(clients []*hubClient) {
 	}
 }
 
+// readEnd is how a client's reading ends: closed once it has, err why.
+type readEnd struct {
+	closed chan struct{}
+	err    error // read after closed
+}
+
+// ended reports whether reading ended, and why.
+func (e *readEnd) ended() (bool, error) {
+	select {
+	case <-e.closed:
+		return true, e.err
+	default:
+		return false, nil
+	}
+}
+
 // dropped counts clients whose connection ended, with the first reason.
-func dropped(clients []*hubClient) (int, string) {
+func dropped[C interface{ ended() (bool, error) }](clients []C) (int, string) {
 	n, why := 0, ""
 	for _, c := range clients {
-		select {
-		case <-c.closed:
-			if n == 0 && c.err != nil {
-				why = c.err.Error()
+		if done, err := c.ended(); done {
+			if n == 0 && err != nil {
+				why = err.Error()
 			}
 			n++
-		default:
 		}
 	}
 	return n, why

@@ -29,9 +29,8 @@ var idleCountKeys = map[string][]string{
 // benchmark holds open: one goroutine reads it (answering the server's
 // pings) until it ends.
 type idleSocket struct {
-	ws     *websocket.Conn
-	closed chan struct{}
-	err    error // why reading stopped; read after closed
+	ws *websocket.Conn
+	readEnd
 }
 
 // idleSet is what the idle scenario holds, of any endpoint.
@@ -45,18 +44,7 @@ func (s idleSet) dropped() (int, string) {
 	if s.hub != nil {
 		return dropped(s.hub)
 	}
-	n, why := 0, ""
-	for _, c := range s.sockets {
-		select {
-		case <-c.closed:
-			if n == 0 && c.err != nil {
-				why = c.err.Error()
-			}
-			n++
-		default:
-		}
-	}
-	return n, why
+	return dropped(s.sockets)
 }
 
 func (s idleSet) size() int { return len(s.hub) + len(s.sockets) }
@@ -105,7 +93,7 @@ func (b *bench) dialIdle(ctx context.Context, endpoint, hub string, target, n in
 				}
 				return
 			}
-			s := &idleSocket{ws: ws, closed: make(chan struct{})}
+			s := &idleSocket{ws: ws, readEnd: readEnd{closed: make(chan struct{})}}
 			go s.read()
 			sockets[i] = s
 			opened.Add(1)
