@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // idleTargetKiB is the memory target per idle connection on a node
@@ -50,26 +52,30 @@ func (b *bench) readMemory(ctx context.Context, target int) (memReading, error) 
 			m.others = append(m.others, s)
 		}
 	}
-	m.tcpInUse, m.tcpMemPages = sockstat("inuse"), sockstat("mem")
+	m.tcpInUse, m.tcpMemPages = sockstat()
 	return m, nil
 }
 
-// sockstat reads a field of the TCP line of /proc/net/sockstat: "inuse"
-// (sockets) or "mem" (pages of socket buffers).
-func sockstat(field string) int64 {
-	b, _ := os.ReadFile("/proc/net/sockstat")
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "TCP:"); ok {
-			f := strings.Fields(rest)
-			for i := 0; i+1 < len(f); i += 2 {
-				if f[i] == field {
-					v, _ := strconv.ParseInt(f[i+1], 10, 64)
-					return v
-				}
+// sockstat reads the TCP line of /proc/net/sockstat: sockets in use and
+// pages of socket buffers (0 for what it cannot read).
+func sockstat() (inuse, memPages int64) {
+	pfs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return 0, 0
+	}
+	st, err := pfs.NetSockstat()
+	if err != nil {
+		return 0, 0
+	}
+	for _, p := range st.Protocols {
+		if p.Protocol == "TCP" {
+			inuse = int64(p.InUse)
+			if p.Mem != nil {
+				memPages = int64(*p.Mem)
 			}
 		}
 	}
-	return 0
+	return inuse, memPages
 }
 
 // checkIdleLimits fails early when a limit this machine sets is below
@@ -77,13 +83,13 @@ func sockstat(field string) int64 {
 func (b *bench) checkIdleLimits(r *result, target int, conns int) error {
 	const margin = 256 // the node's and the benchmark's other files and sockets
 	n := b.cl.nodes[target]
-	lim := procField("/proc/"+strconv.Itoa(n.pid())+"/limits", "Max open files")
+	lim := openFileLimit(procfs.NewProc(n.pid()))
 	r.add("node open-file limit (/proc/<pid>/limits)", float64(lim), "files")
 	if lim > 0 && lim < int64(conns+margin) {
 		return fmt.Errorf("%s's open-file limit is %d, below %d connections + %d; raise the hard limit (ulimit -Hn) the benchmark starts under",
 			n.id, lim, conns, margin)
 	}
-	lim = procField("/proc/self/limits", "Max open files")
+	lim = openFileLimit(procfs.Self())
 	r.add("bench open-file limit", float64(lim), "files")
 	if lim > 0 && lim < int64(conns+margin) {
 		return fmt.Errorf("the benchmark's open-file limit is %d, below %d connections + %d; raise the hard limit (ulimit -Hn)", lim, conns, margin)

@@ -1,22 +1,16 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"io/fs"
-	"os"
+	"math"
 	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
-)
 
-// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat.
-// It is 100 on every Linux architecture Go supports.
-const clockTicks = 100
+	"github.com/prometheus/procfs"
+)
 
 // procSample is one reading of a process's CPU time and memory.
 type procSample struct {
@@ -29,71 +23,43 @@ type procSample struct {
 	ok     bool
 }
 
-// readProc reads /proc/<pid>/stat and /proc/<pid>/status ("self" for this
-// process).
-func readProc(pid string) procSample {
+// readProc reads /proc/<pid>/stat and /proc/<pid>/status of p, as
+// procfs.NewProc or procfs.Self return it; the sample is not ok if either
+// could not be read.
+func readProc(p procfs.Proc, err error) procSample {
 	s := procSample{at: time.Now()}
-	stat, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
 		return s
 	}
-	// Fields after the command name, which is in parentheses and may hold
-	// spaces: field 14 (utime) and 15 (stime) of the whole line.
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return s
-	}
-	f := strings.Fields(string(stat[i+1:]))
-	if len(f) < 13 {
-		return s
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	s.cpu = (ut + st) / clockTicks
-	status, err := os.ReadFile("/proc/" + pid + "/status")
+	stat, err := p.Stat()
 	if err != nil {
 		return s
 	}
-	sc := bufio.NewScanner(bytes.NewReader(status))
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), ":")
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			continue
-		}
-		kb, _ := strconv.ParseInt(f[0], 10, 64)
-		switch k {
-		case "VmRSS":
-			s.rssKB = kb
-		case "VmHWM":
-			s.peakKB = kb
-		case "RssAnon":
-			s.anonKB = kb
-		case "RssFile":
-			s.fileKB = kb
-		}
+	s.cpu = stat.CPUTime()
+	status, err := p.NewStatus()
+	if err != nil {
+		return s
 	}
+	// procfs gives bytes; /proc/<pid>/status has whole KiB.
+	s.rssKB = int64(status.VmRSS / 1024)
+	s.peakKB = int64(status.VmHWM / 1024)
+	s.anonKB = int64(status.RssAnon / 1024)
+	s.fileKB = int64(status.RssFile / 1024)
 	s.ok = true
 	return s
 }
 
-// procField reads the first number after prefix on a line of a /proc file
-// (0 if there is none), e.g. the soft "Max open files" limit of
-// /proc/<pid>/limits.
-func procField(path, prefix string) int64 {
-	b, err := os.ReadFile(path)
+// openFileLimit is the soft "Max open files" limit of p, from
+// /proc/<pid>/limits (0 if it cannot be read or is unlimited).
+func openFileLimit(p procfs.Proc, err error) int64 {
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, prefix); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				v, _ := strconv.ParseInt(f[0], 10, 64)
-				return v
-			}
-		}
+	l, err := p.Limits()
+	if err != nil || l.OpenFiles > math.MaxInt64 {
+		return 0
 	}
-	return 0
+	return int64(l.OpenFiles)
 }
 
 // usage is CPU and memory of one process over a phase.
@@ -118,45 +84,37 @@ type usageMeter struct {
 	machine0 machineSample
 }
 
-// machineSample is the busy and total CPU time of every CPU, in ticks,
+// machineSample is the busy and total CPU time of every CPU, in seconds,
 // from the first line of /proc/stat.
 type machineSample struct {
 	busy, total float64
 	ok          bool
 }
 
+// readMachine reads the CPU totals of /proc/stat (not ok if it cannot).
 func readMachine() machineSample {
-	b, err := os.ReadFile("/proc/stat")
+	pfs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return machineSample{}
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
+	stat, err := pfs.Stat()
+	if err != nil {
 		return machineSample{}
 	}
-	var m machineSample
-	for i, v := range f[1:] {
-		x, _ := strconv.ParseFloat(v, 64)
-		if i >= 8 { // guest time is already counted in user
-			break
-		}
-		m.total += x
-		if i != 3 && i != 4 { // idle, iowait
-			m.busy += x
-		}
-	}
-	m.ok = true
-	return m
+	// Guest time is already counted in user, and idle and iowait are not
+	// busy.
+	c := stat.CPUTotal
+	busy := c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal
+	return machineSample{busy: busy, total: busy + c.Idle + c.Iowait, ok: true}
 }
 
 // sampleAll reads procs, then this process (the last sample).
 func sampleAll(procs []proc) []procSample {
 	out := make([]procSample, 0, len(procs)+1)
 	for _, p := range procs {
-		out = append(out, readProc(strconv.Itoa(p.pid)))
+		out = append(out, readProc(procfs.NewProc(p.pid)))
 	}
-	return append(out, readProc("self"))
+	return append(out, readProc(procfs.Self()))
 }
 
 // startUsage starts measuring procs, this process and the machine.
