@@ -7,7 +7,7 @@ func ListedWaits(f *FSM) int {
 	defer f.watchers.mu.Unlock()
 	seen := map[*multiWait]bool{}
 	for _, set := range f.watchers.multi {
-		for mw := range set {
+		for _, mw := range set.all() {
 			seen[mw] = true
 		}
 	}

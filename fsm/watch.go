@@ -48,8 +48,49 @@ func memberWatch(hub string, kind MemberKind, member string) Watch {
 // its waiter stops it.
 type watchers struct {
 	mu    sync.Mutex
-	ch    map[Watch]chan struct{}           // the shared channel of single waits
-	multi map[Watch]map[*multiWait]struct{} // the waits on several Watches, and callbacks, that include it
+	ch    map[Watch]chan struct{} // the shared channel of single waits
+	multi map[Watch]*waitSet      // the waits on several Watches, and callbacks, that include it
+}
+
+// waitSet is the multiWaits listed under one Watch. Most Watches (a
+// connection's own) have one waiter: it is held without a map.
+type waitSet struct {
+	one  *multiWait
+	more map[*multiWait]struct{}
+}
+
+func (ws *waitSet) add(mw *multiWait) {
+	switch {
+	case ws.one == nil && len(ws.more) == 0:
+		ws.one = mw
+	default:
+		if ws.more == nil {
+			ws.more = make(map[*multiWait]struct{})
+		}
+		ws.more[mw] = struct{}{}
+	}
+}
+
+func (ws *waitSet) remove(mw *multiWait) {
+	if ws.one == mw {
+		ws.one = nil
+		return
+	}
+	delete(ws.more, mw)
+}
+
+func (ws *waitSet) empty() bool { return ws.one == nil && len(ws.more) == 0 }
+
+// all lists the waiters (a copy: waking them changes the set).
+func (ws *waitSet) all() []*multiWait {
+	out := make([]*multiWait, 0, 1+len(ws.more))
+	if ws.one != nil {
+		out = append(out, ws.one)
+	}
+	for mw := range ws.more {
+		out = append(out, mw)
+	}
+	return out
 }
 
 // multiWait is a wait on several Watches, or a callback: ch is closed, or
@@ -113,25 +154,26 @@ func (ws *watchers) list(mw *multiWait) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if ws.multi == nil {
-		ws.multi = make(map[Watch]map[*multiWait]struct{})
+		ws.multi = make(map[Watch]*waitSet)
 	}
 	for _, w := range mw.watches {
 		set := ws.multi[w]
 		if set == nil {
-			set = make(map[*multiWait]struct{})
+			set = &waitSet{}
 			ws.multi[w] = set
 		}
-		set[mw] = struct{}{}
+		set.add(mw)
 	}
 }
 
 // unlist removes mw from the sets of its Watches; ws.mu is held.
 func (ws *watchers) unlist(mw *multiWait) {
 	for _, w := range mw.watches {
-		set := ws.multi[w]
-		delete(set, mw)
-		if len(set) == 0 {
-			delete(ws.multi, w)
+		if set := ws.multi[w]; set != nil {
+			set.remove(mw)
+			if set.empty() {
+				delete(ws.multi, w)
+			}
 		}
 	}
 }
@@ -143,7 +185,11 @@ func (ws *watchers) wakeLocked(w Watch, calls []func()) []func() {
 		close(ch)
 		delete(ws.ch, w)
 	}
-	for mw := range ws.multi[w] {
+	set := ws.multi[w]
+	if set == nil {
+		return calls
+	}
+	for _, mw := range set.all() {
 		mw.fired = true
 		if mw.fn != nil {
 			calls = append(calls, mw.fn)

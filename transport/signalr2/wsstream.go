@@ -28,6 +28,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 		return // the upgrader answered
 	}
 	ws.SetReadLimit(int64(s.opts.MaxMessageSize))
+	c.req = detached(r)
 	s.serving.ws.Add(1)
 	st := &wsStream{s: s, c: c, out: &wsWriter{ws: ws, timeout: s.opts.WriteTimeout}, known: known, after: after}
 	st.cleanups = cl.keep()
@@ -35,7 +36,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 	// client is told to reconnect elsewhere), the token's expiry ends it,
 	// and so does the client's hang-up.
 	serverCtx, cancel := context.WithCancelCause(s.ctx)
-	st.ctx, st.cancelExpiry = s.clientContext(serverCtx, c)
+	st.ctx, st.cancelExpiry = serverCtx, func() {}
+	if !c.ident.Expires.IsZero() { // one context less for a socket whose token does not expire
+		st.ctx, st.cancelExpiry = s.clientContext(serverCtx, c)
+	}
 	st.cancel = cancel
 	watches := c.watches()
 	st.pump = netconn.NewPump(func(wake func()) func() bool {
@@ -199,4 +203,12 @@ func (cl *cleanups) done() {
 func (cl *cleanups) keep() func() {
 	cl.kept = true
 	return sync.OnceFunc(cl.run)
+}
+
+// detached is what a WebSocket keeps of its upgrade request for its life:
+// what the Application (its query) and a re-authentication (headers,
+// query, address) read, without the request's context and the rest.
+func detached(r *http.Request) *http.Request {
+	return &http.Request{Method: r.Method, URL: r.URL, Proto: r.Proto, ProtoMajor: r.ProtoMajor, ProtoMinor: r.ProtoMinor,
+		Header: r.Header, Host: r.Host, RemoteAddr: r.RemoteAddr, RequestURI: r.RequestURI, TLS: r.TLS}
 }
