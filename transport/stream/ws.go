@@ -58,17 +58,25 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 		after = s.store.LastMessage()
 	}
 	st.after.Store(after)
-	st.ctx, st.cancel = untilExpiry(s.opts.Context, grant)
 	messages := []fsm.Watch{fsm.MessagesOf(st.reader.Hub)}
 	st.pump = netconn.NewPump(func(wake func()) func() bool {
 		return s.store.AfterChange(messages, wake)
 	}, st.send, st.finish)
 	// A ping when nothing was written for KeepAlive (gorilla lets control
-	// frames be written beside the writer).
+	// frames be written beside the writer). mu: these may fire (and end
+	// the stream) before the others are set.
+	st.mu.Lock()
 	st.keepAlive = netconn.StartKeepAlive(s.opts.KeepAlive, func() error {
 		return conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.opts.WriteTimeout))
-	}, st.cancel)
-	context.AfterFunc(st.ctx, st.ended)
+	}, func() { st.end(errStreamEnded) })
+	// The stream ends with the server's context (with its cause: a
+	// draining node tells the reader its cursor) and with its token. No
+	// context of its own: a callback on the server's, and a timer.
+	st.stopServer = context.AfterFunc(s.opts.Context, func() { st.end(context.Cause(s.opts.Context)) })
+	if !grant.Expires.IsZero() {
+		st.expiry = time.AfterFunc(time.Until(grant.Expires), func() { st.end(errTokenExpired) })
+	}
+	st.mu.Unlock()
 
 	// The reader handles control frames and notices the close; idle, it
 	// parks (no goroutine) until the client sends or hangs up.
@@ -78,7 +86,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 	read = func() {
 		for idle.Wait() {
 			if _, _, err := conn.NextReader(); err != nil {
-				st.cancel()
+				st.end(errStreamEnded)
 				return
 			}
 		}
@@ -101,11 +109,16 @@ type wsStream struct {
 	remote  string
 	release func() // the stream's place in the per-address count
 
-	ctx    context.Context
-	cancel context.CancelFunc // ends the stream (through ended)
+	ending atomic.Bool // end has run: the stream is closing
+
+	mu sync.Mutex // guards the three below while they are set
+	// stopServer cancels the callback on the server's context, expiry the
+	// token's timer (nil without one).
+	stopServer func() bool
+	expiry     *time.Timer
 
 	pump      *netconn.Pump
-	keepAlive *netconn.KeepAlive
+	keepAlive *netconn.KeepAlive // guarded by mu while set
 	// Owned by the writer (the pump runs one at a time).
 	dl  writeDeadline
 	buf []byte
@@ -121,7 +134,7 @@ func (st *wsStream) send() bool {
 		st.pump.Arm()
 		page, err := st.s.store.Read(&st.reader, after, readBatch)
 		if err != nil {
-			if st.ctx.Err() == nil {
+			if !st.ending.Load() {
 				st.s.opts.Logger.Warn("ws read", "hub", st.reader.Hub, "err", err)
 				st.s.closeWS(st.conn, websocket.CloseInternalServerErr, "read failed")
 			}
@@ -165,11 +178,17 @@ func (st *wsStream) write(b []byte) bool {
 	return true
 }
 
-// ended runs when the stream's context ends: it tells the client why (the
-// token expired, the node drains: resume after the cursor, or the stream
-// ended) and ends the stream.
-func (st *wsStream) ended() {
-	switch cause := context.Cause(st.ctx); {
+// errStreamEnded is why a stream ends when its client went, a ping failed
+// or the server stopped without a cause.
+var errStreamEnded = errors.New("stream ended")
+
+// end ends the stream once, telling the client why (the token expired,
+// the node drains: resume after the cursor, or the stream ended).
+func (st *wsStream) end(cause error) {
+	if st.ending.Swap(true) {
+		return
+	}
+	switch {
 	case errors.Is(cause, errTokenExpired):
 		st.s.closeWS(st.conn, websocket.ClosePolicyViolation, errTokenExpired.Error())
 	case errors.Is(cause, ErrDraining):
@@ -186,8 +205,14 @@ func (st *wsStream) finish() {
 	if !st.pump.Finish() {
 		return
 	}
+	st.ending.Store(true)
+	st.mu.Lock()
 	st.keepAlive.Stop()
-	st.cancel()
+	st.stopServer()
+	if st.expiry != nil {
+		st.expiry.Stop()
+	}
+	st.mu.Unlock()
 	_ = st.conn.Close()
 	st.release()
 	st.s.ws.Add(-1)
