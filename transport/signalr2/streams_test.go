@@ -455,3 +455,32 @@ func TestCountsByTransport(t *testing.T) {
 	<-polled
 	counted("each forgotten once it ended", map[string]int{"signalr2_websockets": 0, "signalr2_sse": 0, "signalr2_longpolling": 0})
 }
+
+// A SignalR 2 WebSocket ends when its client's token expires, with a close
+// frame, and gives its place back; it holds no goroutine meanwhile.
+func TestWebSocketEndsWhenItsTokenExpires(t *testing.T) {
+	tc := newTestCluster(t, fsm.DefaultRetention)
+	expires := time.Now().Add(time.Second)
+	s, hs := newTestServer(t, tc, Options{KeepAlive: time.Minute, Authenticate: func(r *http.Request, hubs []string) (Identity, error) {
+		id, err := testAuth(r, hubs)
+		id.Expires = expires
+		return id, err
+	}})
+	ws := dialWS(t, negotiate(t, hs.URL, "", "chat"), "connect", nil)
+	if init := readFrame(t, ws); string(init["S"]) != "1" {
+		t.Fatalf("init frame %v", init)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _, err := ws.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure {
+		t.Fatalf("after the token expired: got %v, want a normal close", err)
+	}
+	if time.Now().Before(expires) {
+		t.Fatalf("closed before the token expired at %s", expires.Format(time.StampMilli))
+	}
+	testkit.WaitFor(t, 5*time.Second, "the socket to be forgotten", func() (bool, string) {
+		n := s.Counts()["signalr2_websockets"]
+		return n == 0, fmt.Sprintf("%d counted", n)
+	})
+}
