@@ -183,7 +183,7 @@ func BenchmarkApplyWithIdleStreams(b *testing.B) {
 	}
 }
 
-// AfterChange calls its function once, at the next change of its hub;
+// AfterChange calls its function once, at the next message of its hub;
 // a stopped call never comes, and stop tells which happened.
 func TestAfterChange(t *testing.T) {
 	f := newTestFSM(t, fsm.Config{})

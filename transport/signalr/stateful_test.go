@@ -603,9 +603,9 @@ func TestStatefulParkedSocketsDetachAndResume(t *testing.T) {
 }
 
 // An idle stateful connection holds no goroutine for its feed either: the
-// store starts one at the next change of its hub. Its messages and the
-// completions of its invocations (both read from the log) still arrive,
-// numbered, and its Acks are taken.
+// store starts one at its hub's next message or its own next change. Its
+// messages and the completions of its invocations (both read from the
+// log) still arrive, numbered, and its Acks are taken.
 func TestIdleStatefulConnectionsHoldNoGoroutine(t *testing.T) {
 	if _, err := netconn.Shared(); err != nil {
 		t.Skipf("readers do not park here: %v", err)

@@ -17,7 +17,7 @@ import (
 //
 // The handler returns once the socket is set up: a socket that has sent
 // everything waits without a goroutine (the store starts a writer at the
-// next change of one of its hubs, see wsStream), and its reader parks when
+// next change it watches, see wsStream), and its reader parks when
 // the client is quiet. It takes over the request's cleanups, run when the
 // socket ends.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn, m mode, after uint64, known map[string][]string, cl *cleanups) {

@@ -35,7 +35,7 @@ var wsUpgrader = websocket.Upgrader{
 // closes with 1008 (policy violation) "access token expired".
 //
 // The handler returns once the stream is set up: a stream that has sent
-// everything waits without a goroutine (its hub's next change starts a
+// everything waits without a goroutine (its hub's next message starts a
 // writer, see wsStream), and its reader parks when the client is quiet.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Grant) {
 	req, ok := s.openStream(w, r, grant)
