@@ -88,10 +88,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 // wsStream is a SignalR 2 WebSocket that follows its connection's cursor
 // as stream does, without a goroutine while it waits: its pump runs send,
 // which asks the store for a wake-up at the next change it watches (see
-// conn.watches) before each read, and ends when there is nothing more to say. Its
-// keep-alive writes "{}" on a timer; the context (the server's, bounded by
-// the token's expiry, cancelled by the reader when the client goes) ends
-// it.
+// conn.watches) before each read, and ends when there is nothing more to
+// say. Its keep-alive writes "{}" on a timer; the context (the server's,
+// bounded by the token's expiry, cancelled by the reader when the client
+// goes) ends it.
 type wsStream struct {
 	s   *Server
 	c   *conn

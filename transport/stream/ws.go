@@ -100,8 +100,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 // wsStream is a native WebSocket stream. It has a goroutine only while it
 // writes: its pump runs send, which asks the store for a wake-up at its
 // hub's next message before each read, and ends once everything is sent.
-// Its keep-alive pings the client on a timer; the stream's context (the
-// server's, bounded by the token's expiry) ends it.
+// Its keep-alive pings the client on a timer; the server's context and
+// the token's expiry (a callback and a timer) end it, through end.
 type wsStream struct {
 	s       *Server
 	conn    *websocket.Conn
