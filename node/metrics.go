@@ -118,33 +118,34 @@ func slowClientsCut(n *Node) prometheus.Collector {
 // signalrConnections counts this node's SignalR connections by transport
 // ("negotiated": not bound to a transport yet).
 func signalrConnections(n *Node) prometheus.Collector {
-	return &labeledValues{
-		desc: prometheus.NewDesc("backplane_signalr_connections",
-			"SignalR connections this node holds, by transport.", []string{"transport"}, nil),
-		kind: prometheus.GaugeValue,
-		read: func() map[string]float64 {
-			out := map[string]float64{}
-			for key, v := range n.hubs.Counts() {
-				out[strings.TrimPrefix(key, "signalr_")] = float64(v)
-			}
-			return out
-		},
-	}
+	return connectionsByTransport("backplane_signalr_connections",
+		"SignalR connections this node holds, by transport.", "signalr_",
+		func() map[string]int { return n.hubs.Counts() }) // read at scrape time: hubs is made after the metrics
 }
 
 // signalr2Connections counts the SignalR 2 connections this node serves,
 // by transport.
 func signalr2Connections(n *Node) prometheus.Collector {
+	counts := func() map[string]int { // read at scrape time: the endpoint is made after the metrics
+		if n.signalr2 == nil {
+			return nil
+		}
+		return n.signalr2.Counts()
+	}
+	return connectionsByTransport("backplane_signalr2_connections",
+		"SignalR 2 transport requests this node serves: open WebSockets and SSE streams, waiting long polls, by transport.", "signalr2_", counts)
+}
+
+// connectionsByTransport is a gauge labelled by transport over an
+// endpoint's Counts, whose keys carry the endpoint's prefix.
+func connectionsByTransport(name, help, prefix string, counts func() map[string]int) prometheus.Collector {
 	return &labeledValues{
-		desc: prometheus.NewDesc("backplane_signalr2_connections",
-			"SignalR 2 transport requests this node serves: open WebSockets and SSE streams, waiting long polls, by transport.", []string{"transport"}, nil),
+		desc: prometheus.NewDesc(name, help, []string{"transport"}, nil),
 		kind: prometheus.GaugeValue,
 		read: func() map[string]float64 {
 			out := map[string]float64{}
-			if n.signalr2 != nil {
-				for key, v := range n.signalr2.Counts() {
-					out[strings.TrimPrefix(key, "signalr2_")] = float64(v)
-				}
+			for key, v := range counts() {
+				out[strings.TrimPrefix(key, prefix)] = float64(v)
 			}
 			return out
 		},
