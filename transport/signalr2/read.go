@@ -106,8 +106,9 @@ func (s *Server) waitRead(ctx context.Context, c *conn, after uint64, known map[
 	// needed, and other connections' and hubs' traffic does not wake it.
 	timer := time.NewTimer(maxWait)
 	defer timer.Stop()
+	watches := c.watches()
 	for {
-		changed, stop := s.cluster.Changes(c.watches()...)
+		changed, stop := s.cluster.Changes(watches...)
 		res, err := s.readOnce(c, after)
 		if err != nil || res.gone || res.reset || len(res.msgs) > 0 || (holderHere && res.moved) ||
 			!sameGroups(res.groups, known) {
@@ -146,8 +147,9 @@ func (s *Server) waitRecords(ctx context.Context, c *conn, held bool) (missing b
 	deadline := time.NewTimer(recordWait)
 	defer deadline.Stop()
 	self := s.cluster.NodeID()
+	watches := c.watches()
 	for {
-		changed, stop := s.cluster.Changes(c.watches()...)
+		changed, stop := s.cluster.Changes(watches...)
 		missing, err = s.recordsMissing(c, held, self)
 		if err != nil || !missing {
 			stop()
