@@ -457,43 +457,59 @@ func (c *hubClient) sentTime(invocationID string) (int64, bool) {
 // end, so that they are not counted as the clients' memory on either side.
 func dialMany(ctx context.Context, cl *cluster, hub string, n int, nodeOf func(i int) int,
 	onMessage, onCompletion func(*hubClient, *hubproto.Message, time.Time), d *websocket.Dialer, opened *counter) ([]*hubClient, error) {
-	clients := make([]*hubClient, n)
+	hc := newHTTPClient(32)
+	defer hc.CloseIdleConnections()
+	clients, err := openMany(ctx, n, opened, func(i int) (*hubClient, error) {
+		node := nodeOf(i)
+		c, err := dialHub(ctx, hc, d, cl.nodes[node].url, hub, node, onMessage, onCompletion)
+		if err != nil {
+			return nil, fmt.Errorf("client %d on %s: %w", i, cl.nodes[node].id, err)
+		}
+		return c, nil
+	})
+	if err != nil {
+		closeAll(clients)
+		return nil, err
+	}
+	return clients, nil
+}
+
+// openMany opens n connections with open, at most 32 at a time; opened,
+// if not nil, counts them as they connect. It returns what was opened
+// (nil where open failed or did not run) and the first error, or ctx's.
+func openMany[T any](ctx context.Context, n int, opened *counter, open func(i int) (T, error)) ([]T, error) {
+	conns := make([]T, n)
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
-	hc := newHTTPClient(32)
-	defer hc.CloseIdleConnections()
 	for i := range n {
 		sem <- struct{}{}
 		if ctx.Err() != nil {
 			break
 		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			node := nodeOf(i)
-			c, err := dialHub(ctx, hc, d, cl.nodes[node].url, hub, node, onMessage, onCompletion)
+		wg.Go(func() {
+			defer func() { <-sem }()
+			c, err := open(i)
 			if err == nil && opened != nil {
 				opened.Add(1)
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil && firstErr == nil {
-				firstErr = fmt.Errorf("client %d on %s: %w", i, cl.nodes[node].id, err)
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
 			}
-			clients[i] = c
-		}()
+			conns[i] = c
+		})
 	}
 	wg.Wait()
 	if firstErr == nil {
 		firstErr = ctx.Err()
 	}
-	if firstErr != nil {
-		closeAll(clients)
-		return nil, firstErr
-	}
-	return clients, nil
+	return conns, firstErr
 }
 
 // closeAll closes every client that was opened, without a closing

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 
 	"github.com/gorilla/websocket"
 )
@@ -72,41 +71,19 @@ func (b *bench) dialIdle(ctx context.Context, endpoint, hub string, target, n in
 	if endpoint == "signalr2" {
 		dial = func() (*websocket.Conn, error) { return dialSignalR2Socket(ctx, hc, base, hub) }
 	}
-	sockets := make([]*idleSocket, n)
-	sem := make(chan struct{}, 32)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for i := range n {
-		sem <- struct{}{}
-		if ctx.Err() != nil {
-			break
+	sockets, err := openMany(ctx, n, opened, func(i int) (*idleSocket, error) {
+		ws, err := dial()
+		if err != nil {
+			return nil, fmt.Errorf("%s socket %d: %w", endpoint, i, err)
 		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			ws, err := dial()
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if firstErr == nil {
-					firstErr = fmt.Errorf("%s socket %d: %w", endpoint, i, err)
-				}
-				return
-			}
-			s := &idleSocket{ws: ws, readEnd: readEnd{closed: make(chan struct{})}}
-			go s.read()
-			sockets[i] = s
-			opened.Add(1)
-		})
-	}
-	wg.Wait()
-	if firstErr == nil {
-		firstErr = ctx.Err()
-	}
+		s := &idleSocket{ws: ws, readEnd: readEnd{closed: make(chan struct{})}}
+		go s.read()
+		return s, nil
+	})
 	set := idleSet{sockets: sockets}
-	if firstErr != nil {
+	if err != nil {
 		set.close()
-		return idleSet{}, firstErr
+		return idleSet{}, err
 	}
 	return set, nil
 }
