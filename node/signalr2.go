@@ -30,6 +30,7 @@ func (n *Node) signalr2Routes(mux *http.ServeMux) {
 		Logger:                 n.cfg.Logger.With("component", "signalr2"),
 		Secrets:                n.signalr2Secrets(),
 		Authenticate:           n.authenticateSignalR2,
+		AuthHeaders:            []string{"Authorization"}, // all authenticateSignalR2 reads, with the query
 		AllowedOrigins:         n.cfg.AllowedOrigins,
 		RelayPolicy:            n.cfg.RelayPolicy,
 		RelayDisabled:          n.cfg.RelayDisabledHubs,

@@ -30,6 +30,11 @@ type Options struct {
 	Secrets [][]byte
 	// Authenticate identifies clients; nil: every client is anonymous.
 	Authenticate Authenticator
+	// AuthHeaders names the request headers Authenticate reads. A
+	// WebSocket keeps only these of its upgrade request, for the
+	// re-authentication a send to another hub needs (its query is kept
+	// whole); nil keeps every header.
+	AuthHeaders []string
 	// AllowedOrigins lists browser origins allowed cross-origin ("*":
 	// any); the node's own host is always allowed.
 	AllowedOrigins []string

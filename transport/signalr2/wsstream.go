@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sync"
 
 	"github.com/gorilla/websocket"
 
@@ -28,7 +27,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 		return // the upgrader answered
 	}
 	ws.SetReadLimit(int64(s.opts.MaxMessageSize))
-	c.req = detached(r)
+	c.req = detached(r, s.keptHeaders(r.Header))
 	s.serving.ws.Add(1)
 	st := &wsStream{s: s, c: c, out: &wsWriter{ws: ws, timeout: s.opts.WriteTimeout}, known: known, after: after}
 	st.cleanups = cl.keep()
@@ -100,8 +99,8 @@ type wsStream struct {
 	ctx          context.Context
 	cancel       context.CancelCauseFunc
 	cancelExpiry context.CancelFunc
-	cleanups     func() // the request's, taken over
-	endLive      func() // ends the connection's liveness record
+	cleanups     *cleanups // the request's, taken over; run once, by finish
+	endLive      func()    // ends the connection's liveness record
 
 	pump      *netconn.Pump
 	keepAlive *netconn.KeepAlive
@@ -171,7 +170,7 @@ func (st *wsStream) finish() {
 	st.cancel(errors.New("socket ended"))
 	_ = st.out.ws.Close()
 	st.endLive()
-	st.cleanups()
+	st.cleanups.run()
 	st.s.serving.ws.Add(-1)
 }
 
@@ -199,16 +198,40 @@ func (cl *cleanups) done() {
 	}
 }
 
-// keep takes them over: the returned function runs them, once.
-func (cl *cleanups) keep() func() {
+// keep takes them over: the returned cleanups are run by their new
+// owner, once.
+func (cl *cleanups) keep() *cleanups {
 	cl.kept = true
-	return sync.OnceFunc(cl.run)
+	return cl
 }
 
 // detached is what a WebSocket keeps of its upgrade request for its life:
-// what the Application (its query) and a re-authentication (headers,
+// what the Application (its query) and a re-authentication (header,
 // query, address) read, without the request's context and the rest.
-func detached(r *http.Request) *http.Request {
+func detached(r *http.Request, header http.Header) *http.Request {
 	return &http.Request{Method: r.Method, URL: r.URL, Proto: r.Proto, ProtoMajor: r.ProtoMajor, ProtoMinor: r.ProtoMinor,
-		Header: r.Header, Host: r.Host, RemoteAddr: r.RemoteAddr, RequestURI: r.RequestURI, TLS: r.TLS}
+		Header: header, Host: r.Host, RemoteAddr: r.RemoteAddr, RequestURI: r.RequestURI, TLS: r.TLS}
+}
+
+// keptHeaders is what a WebSocket keeps of its upgrade request's header:
+// none without Authenticate, the AuthHeaders present (nil when none is),
+// or, without AuthHeaders, all of it. An upgrade request's header is most
+// of what an idle socket would otherwise keep of its request.
+func (s *Server) keptHeaders(h http.Header) http.Header {
+	switch {
+	case s.opts.Authenticate == nil:
+		return nil
+	case s.opts.AuthHeaders == nil:
+		return h
+	}
+	var kept http.Header
+	for _, name := range s.opts.AuthHeaders {
+		if v, ok := h[http.CanonicalHeaderKey(name)]; ok {
+			if kept == nil {
+				kept = make(http.Header, len(s.opts.AuthHeaders))
+			}
+			kept[http.CanonicalHeaderKey(name)] = v
+		}
+	}
+	return kept
 }

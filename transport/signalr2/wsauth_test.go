@@ -1,0 +1,91 @@
+package signalr2
+
+import (
+	"net/http"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/backplane/backplane/fsm"
+)
+
+// TestWebSocketReauthenticatesWithTheKeptHeaders: a WebSocket's send to a
+// hub it did not connect to is authenticated again with what the socket
+// kept of its upgrade request: with AuthHeaders, those headers only (and
+// the send still passes), without, every header.
+func TestWebSocketReauthenticatesWithTheKeptHeaders(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		authHeaders []string
+		wantOnly    bool // the re-authentication sees X-Test-User alone
+	}{
+		{"AuthHeaders set", []string{"x-test-user"}, true},
+		{"AuthHeaders nil", nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tc := newTestCluster(t, fsm.DefaultRetention)
+			var mu sync.Mutex
+			var seen http.Header
+			auth := func(r *http.Request, hubs []string) (Identity, error) {
+				user := r.Header.Get("X-Test-User")
+				if slices.Contains(hubs, "elsewhere") {
+					mu.Lock()
+					seen = r.Header.Clone()
+					mu.Unlock()
+					if user != "ann" {
+						return Identity{}, ErrForbidden
+					}
+				}
+				return Identity{UserID: user}, nil
+			}
+			_, hs := newTestServer(t, tc, Options{Authenticate: auth, AuthHeaders: tt.authHeaders})
+			c := negotiate(t, hs.URL, "ann", "chat")
+			ws := dialWS(t, c, "connect", nil)
+			if init := readFrame(t, ws); string(init["S"]) != "1" {
+				t.Fatalf("init frame %v", init)
+			}
+			if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"H":"elsewhere","M":"SendToAll","A":["m"],"I":9}`)); err != nil {
+				t.Fatal(err)
+			}
+			if r := readFrame(t, ws); string(r["I"]) != `"9"` || r["E"] != nil || r["R"] == nil {
+				t.Fatalf("send to another hub = %v, want a message index", r)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if seen == nil {
+				t.Fatal("the send to another hub was not authenticated again")
+			}
+			if got := seen.Get("X-Test-User"); got != "ann" {
+				t.Fatalf("re-authentication saw X-Test-User %q, want ann", got)
+			}
+			if only := len(seen) == 1; only != tt.wantOnly {
+				t.Fatalf("re-authentication saw headers %v; want X-Test-User alone: %v", seen, tt.wantOnly)
+			}
+		})
+	}
+}
+
+// TestKeptHeaders: none without Authenticate, the named ones present
+// (matched whatever their case; nil when none is), or all.
+func TestKeptHeaders(t *testing.T) {
+	h := http.Header{"Authorization": {"Bearer x"}, "User-Agent": {"test"}, "Sec-Websocket-Key": {"k"}}
+	auth := func(*http.Request, []string) (Identity, error) { return Identity{}, nil }
+	for _, tt := range []struct {
+		name string
+		opts Options
+		want http.Header
+	}{
+		{"no Authenticate", Options{AuthHeaders: []string{"Authorization"}}, nil},
+		{"all", Options{Authenticate: auth}, h},
+		{"named", Options{Authenticate: auth, AuthHeaders: []string{"authorization", "X-Api-Key"}}, http.Header{"Authorization": {"Bearer x"}}},
+		{"none present", Options{Authenticate: auth, AuthHeaders: []string{"X-Api-Key"}}, nil},
+	} {
+		s := &Server{opts: tt.opts}
+		if got := s.keptHeaders(h); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: kept %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
