@@ -14,14 +14,20 @@ const pingWriters = 4
 // connections whose client stopped polling, connections whose token
 // expired, and clients silent past the client timeout.
 func (s *Server) reapLoop() {
-	tick := time.NewTicker(min(time.Second, s.opts.KeepAlive/3))
+	s.runEvery(min(time.Second, s.opts.KeepAlive/3), s.reap)
+}
+
+// runEvery calls f with the tick's time every interval until the server
+// stops.
+func (s *Server) runEvery(interval time.Duration, f func(now time.Time)) {
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case now := <-tick.C:
-			s.reap(now)
+			f(now)
 		}
 	}
 }

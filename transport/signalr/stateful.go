@@ -379,17 +379,9 @@ func (s *Server) ackAndCheckpoint() {
 	}
 }
 
+// statefulLoop runs ackAndCheckpoint once a second until the server stops.
 func (s *Server) statefulLoop() {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-tick.C:
-			s.ackAndCheckpoint()
-		}
-	}
+	s.runEvery(time.Second, func(time.Time) { s.ackAndCheckpoint() })
 }
 
 // resumeElsewhere serves the resume of a stateful connection this node
