@@ -35,7 +35,6 @@ type memberServer struct {
 	// Applies of stamped entries made while this member was the leader,
 	// and while it was a follower.
 	leader, followers histogram
-	committed         counter // messages the paced load committed from here
 }
 
 // stampTag marks a paced entry: its first 8 bytes are the proposer's stamp
@@ -154,7 +153,7 @@ func (m *memberServer) handle(ctx context.Context, req memberRequest) memberRepl
 			err = fmt.Errorf("paced: want the leader, per_entry ≥ 1, size ≥ 0, rate > 0, duration > 0, got %+v", req)
 			break
 		}
-		h, offered, secs := pacedLoad(ctx, m.r, req.PerEntry, req.Size, req.Rate, req.Duration, &m.committed)
+		h, offered, secs := pacedLoad(ctx, m.r, req.PerEntry, req.Size, req.Rate, req.Duration)
 		out.Commit, out.Offered, out.Seconds = h.snapshot(), offered, secs
 	default:
 		err = fmt.Errorf("unknown op %q", req.Op)
@@ -276,22 +275,13 @@ func (bc *bareCluster) throughput(ctx context.Context, perEntry, size, inflight 
 		data[i] = byte('a' + i%26)
 	}
 	var h histogram
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range inflight {
-		wg.Go(func() {
-			for ctx.Err() == nil && time.Since(start) < d {
-				t := time.Now()
-				if _, _, err := leader.Apply(ctx, data); err != nil {
-					return
-				}
-				h.Record(time.Since(t))
-				prog.Add(int64(perEntry))
-			}
-		})
-	}
-	wg.Wait()
-	secs := time.Since(start).Seconds()
+	secs, _, _ := drive(ctx, inflight, 0, d, &h, &counter{}, &counter{}, func(int) error {
+		_, _, err := leader.Apply(ctx, data)
+		if err == nil {
+			prog.Add(int64(perEntry))
+		}
+		return err
+	})
 	c := h.Summary()
 	r := &result{Name: fmt.Sprintf("bare Raft at %d msgs/entry, %d in flight", perEntry, inflight),
 		Description: "three members in this process, as fast as they commit",
@@ -304,29 +294,36 @@ func (bc *bareCluster) throughput(ctx context.Context, perEntry, size, inflight 
 
 // pacedLoad proposes entries of perEntry messages of size bytes to leader
 // at rate messages/s for d, each in its own goroutine, stamped just before
-// raft.Apply, and times each commit; it returns the commit latencies and
-// the entries proposed.
-func pacedLoad(ctx context.Context, leader *raftlog.Raft, perEntry, size int, rate float64, d time.Duration, prog *counter) (*histogram, int, float64) {
+// raft.Apply, and times each commit; it returns the commit latencies, the
+// entries proposed and the seconds it took.
+func pacedLoad(ctx context.Context, leader *raftlog.Raft, perEntry, size int, rate float64, d time.Duration) (*histogram, int, float64) {
 	h := new(histogram)
-	start := time.Now()
-	interval := time.Duration(float64(time.Second) * float64(perEntry) / rate)
-	var wg sync.WaitGroup
-	n := 0
-	for next := start; time.Since(start) < d && ctx.Err() == nil; next = next.Add(interval) {
-		time.Sleep(time.Until(next))
-		wg.Go(func() {
-			data := make([]byte, max(perEntry*size, 16))
-			t := time.Now()
-			stampEntry(data, t)
-			if _, _, err := leader.Apply(ctx, data); err == nil {
-				h.Record(time.Since(t))
-				prog.Add(int64(perEntry))
-			}
-		})
-		n++
+	secs, n, _ := drive(ctx, 0, rate/float64(perEntry), d, h, &counter{}, &counter{}, func(int) error {
+		data := make([]byte, max(perEntry*size, 16))
+		stampEntry(data, time.Now())
+		_, _, err := leader.Apply(ctx, data)
+		return err
+	})
+	return h, n, secs
+}
+
+// bareThroughput measures bc's throughput at perEntry messages per entry
+// and inflight applies in flight, with progress lines and usage, compared
+// with the scenarios' committed publishes/s.
+func (b *bench) bareThroughput(ctx context.Context, bc *bareCluster, perEntry, inflight int, scenarios ...string) (*result, error) {
+	c := &counter{name: "committed"}
+	prog := startProgress(b.stderr, fmt.Sprintf("bare raft %d msgs/entry, %d in flight", perEntry, inflight), c)
+	meter := startUsage(nil)
+	r, err := bc.throughput(ctx, perEntry, b.cfg.size, inflight, b.cfg.duration, c)
+	prog.Stop()
+	if err != nil {
+		return nil, err
 	}
-	wg.Wait()
-	return h, n, time.Since(start).Seconds()
+	r.Usage = meter.Stop()
+	for _, s := range scenarios {
+		r.versus = append(r.versus, versus{s, "committed publishes/s", "committed messages/s"})
+	}
+	return r, nil
 }
 
 // paced has the leader propose entries of perEntry messages at rate
@@ -459,17 +456,9 @@ func (b *bench) raftBaselines(ctx context.Context, rep *report) error {
 	defer bc.stop()
 	for _, g := range groups {
 		for _, inflight := range b.cfg.baselineInflight {
-			c := &counter{name: "committed"}
-			prog := startProgress(b.stderr, fmt.Sprintf("bare raft %d msgs/entry, %d in flight", g.perEntry, inflight), c)
-			meter := startUsage(nil)
-			r, err := bc.throughput(ctx, g.perEntry, b.cfg.size, inflight, b.cfg.duration, c)
-			prog.Stop()
+			r, err := b.bareThroughput(ctx, bc, g.perEntry, inflight, g.scenarios...)
 			if err != nil || ctx.Err() != nil {
 				return errors.Join(err, ctx.Err())
-			}
-			r.Usage = meter.Stop()
-			for _, s := range g.scenarios {
-				r.versus = append(r.versus, versus{s, "committed publishes/s", "committed messages/s"})
 			}
 			rep.Baselines = append(rep.Baselines, r)
 		}

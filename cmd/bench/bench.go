@@ -275,3 +275,45 @@ func (b *bench) publishLoad(ctx context.Context, spec loadSpec) loadResult {
 }
 
 var errNoMessages = errors.New("no message was committed")
+
+// drive calls publish until d has passed: with rate 0 from workers
+// goroutines, each calling it again as soon as it returns; with a rate,
+// once every 1/rate seconds, each call on a goroutine of its own. It
+// times each call that succeeds into ack and counts it in ok; a call that
+// fails is counted in errs and ends its worker. It returns the seconds it
+// ran, the calls it started (with a rate; else 0) and the first error.
+func drive(ctx context.Context, workers int, rate float64, d time.Duration, ack *histogram, ok, errs *counter,
+	publish func(worker int) error) (secs float64, calls int, firstErr error) {
+	var errOnce sync.Once
+	call := func(w int) bool {
+		t := time.Now()
+		if err := publish(w); err != nil {
+			errs.Add(1)
+			errOnce.Do(func() { firstErr = err })
+			return false
+		}
+		ack.Record(time.Since(t))
+		ok.Add(1)
+		return true
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	if rate <= 0 {
+		for w := range workers {
+			wg.Go(func() {
+				for ctx.Err() == nil && time.Since(start) < d && call(w) {
+				}
+			})
+		}
+	} else {
+		interval := time.Duration(float64(time.Second) / rate)
+		for next := start; time.Since(start) < d && ctx.Err() == nil; next = next.Add(interval) {
+			time.Sleep(time.Until(next))
+			w := calls
+			wg.Go(func() { call(w) })
+			calls++
+		}
+	}
+	wg.Wait()
+	return time.Since(start).Seconds(), calls, firstErr
+}

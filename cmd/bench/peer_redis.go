@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -19,7 +18,7 @@ import (
 // its append-only file fsynced before every reply (appendonly yes,
 // appendfsync always) and no RDB snapshots; publishers XADD on a
 // connection each and wait for the reply; readers XREAD BLOCK from the
-// stream's start, timing each entry from the stamp in its first 8 bytes.
+// stream's start (peerRun times each entry).
 
 const (
 	redisKey   = "bench"
@@ -97,26 +96,52 @@ func startRedis(ctx context.Context, path string) (*redisServer, error) {
 	return rs, nil
 }
 
-// redisReaders follow the stream from its start until stopped.
-type redisReaders struct {
-	clients  []*redis.Client
-	consume  histogram
-	received counter
-	wg       sync.WaitGroup
-}
-
-func (rs *redisServer) startReaders(ctx context.Context, n int) (*redisReaders, error) {
-	rr := &redisReaders{}
-	for range n {
+// open empties the stream and starts readers following it from its start
+// and publishers connections, one per publisher, that the publishes share.
+func (rs *redisServer) open(ctx context.Context, readers, publishers int) (*peerRun, error) {
+	admin, err := redisClient(ctx, rs.addr)
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close()
+	if err := admin.Del(ctx, redisKey).Err(); err != nil {
+		return nil, fmt.Errorf("redis DEL %s: %w", redisKey, err)
+	}
+	run := &peerRun{}
+	var clients []*redis.Client
+	var wg sync.WaitGroup
+	pool := make(chan *redis.Client, publishers)
+	run.close = func() {
+		// Closing the readers' clients ends their XREADs.
+		for _, c := range clients {
+			_ = c.Close()
+		}
+		wg.Wait()
+		close(pool)
+		for c := range pool {
+			_ = c.Close()
+		}
+	}
+	run.publish = func(ctx context.Context, _ int, data []byte) error {
+		c := <-pool
+		defer func() { pool <- c }()
+		if err := c.XAdd(ctx, &redis.XAddArgs{Stream: redisKey, ID: "*", Values: []any{redisField, data}}).Err(); err != nil {
+			return fmt.Errorf("redis XADD: %w", err)
+		}
+		return nil
+	}
+	for i := range readers + publishers {
 		c, err := redisClient(ctx, rs.addr)
 		if err != nil {
-			rr.stop()
+			run.close()
 			return nil, err
 		}
-		rr.clients = append(rr.clients, c)
-	}
-	for _, c := range rr.clients {
-		rr.wg.Go(func() {
+		if i >= readers {
+			pool <- c
+			continue
+		}
+		clients = append(clients, c)
+		wg.Go(func() {
 			last := "0"
 			for {
 				streams, err := c.XRead(context.Background(), &redis.XReadArgs{
@@ -127,184 +152,24 @@ func (rs *redisServer) startReaders(ctx context.Context, n int) (*redisReaders, 
 				if err != nil {
 					return // closed
 				}
-				now := time.Now()
-				if id := rr.entries(streams, now); id != "" {
+				if id := run.entries(streams, time.Now()); id != "" {
 					last = id
 				}
 			}
 		})
 	}
-	return rr, nil
+	return run, nil
 }
 
 // entries records XREAD's entries and returns the last id ("" for none).
-func (rr *redisReaders) entries(streams []redis.XStream, now time.Time) string {
+func (run *peerRun) entries(streams []redis.XStream, now time.Time) string {
 	var last string
 	for _, s := range streams {
 		for _, m := range s.Messages {
 			last = m.ID
-			if d, ok := m.Values[redisField].(string); ok && len(d) >= 8 {
-				rr.consume.Record(now.Sub(time.Unix(0, int64(binary.LittleEndian.Uint64([]byte(d[:8]))))))
-			}
-			rr.received.Add(1)
+			d, _ := m.Values[redisField].(string)
+			run.receive([]byte(d[:min(len(d), 8)]), now)
 		}
 	}
 	return last
-}
-
-// stop closes the readers' clients, which ends their XREADs, and waits for
-// them.
-func (rr *redisReaders) stop() {
-	for _, c := range rr.clients {
-		_ = c.Close()
-	}
-	rr.wg.Wait()
-}
-
-// xadd appends one stamped message and waits for the reply.
-func xadd(ctx context.Context, c *redis.Client, data []byte) error {
-	binary.LittleEndian.PutUint64(data, uint64(time.Now().UnixNano()))
-	if err := c.XAdd(ctx, &redis.XAddArgs{Stream: redisKey, ID: "*", Values: []any{redisField, data}}).Err(); err != nil {
-		return fmt.Errorf("redis XADD: %w", err)
-	}
-	return nil
-}
-
-// redisBaselines measures Redis Streams at each in-flight count and at
-// the paced rate.
-func (b *bench) redisBaselines(ctx context.Context, rep *report, path string) error {
-	b.logf("peer: Redis Streams, %s, appendfsync always", path)
-	rs, err := startRedis(ctx, path)
-	if err != nil {
-		return err
-	}
-	b.cleanups.add(rs.stop)
-	defer rs.stop()
-	const readers = 4
-	for _, n := range b.cfg.peerInflight {
-		r, err := b.redisRun(ctx, rs, n, 0, readers)
-		if err != nil {
-			return err
-		}
-		rep.Baselines = append(rep.Baselines, r)
-	}
-	if b.cfg.rate > 0 {
-		r, err := b.redisRun(ctx, rs, 0, b.cfg.rate, readers)
-		if err != nil {
-			return err
-		}
-		rep.Baselines = append(rep.Baselines, r)
-	}
-	return nil
-}
-
-// redisRun measures inflight publishers as fast as they go, or (inflight
-// 0) publishes paced at rate over a pool of connections.
-func (b *bench) redisRun(ctx context.Context, rs *redisServer, inflight int, rate float64, readers int) (*result, error) {
-	admin, err := redisClient(ctx, rs.addr)
-	if err != nil {
-		return nil, err
-	}
-	defer admin.Close()
-	if err := admin.Del(ctx, redisKey).Err(); err != nil {
-		return nil, fmt.Errorf("redis DEL %s: %w", redisKey, err)
-	}
-	rr, err := rs.startReaders(ctx, readers)
-	if err != nil {
-		return nil, err
-	}
-	workers := inflight
-	if inflight == 0 {
-		workers = 64 // the paced load's pool: enough that a publish never waits for a connection
-	}
-	pool := make(chan *redis.Client, workers)
-	closePool := func() {
-		close(pool)
-		for c := range pool {
-			_ = c.Close()
-		}
-	}
-	for range workers {
-		c, err := redisClient(ctx, rs.addr)
-		if err != nil {
-			rr.stop()
-			closePool()
-			return nil, err
-		}
-		pool <- c
-	}
-	var ack histogram
-	ok, errs := &counter{name: "acked"}, &counter{name: "errors"}
-	rr.received.name = "read"
-	name := fmt.Sprintf("redis %d in flight", inflight)
-	if inflight == 0 {
-		name = fmt.Sprintf("redis at %s msgs/s", human(rate))
-	}
-	label := fmt.Sprintf("%d in flight", inflight)
-	if inflight == 0 {
-		label = fmt.Sprintf("at %s msgs/s", human(rate))
-	}
-	prog := startProgress(b.stderr, name, ok, errs, &rr.received)
-	meter := startUsage([]proc{{name: "redis", pid: rs.pid}})
-	var firstErr error
-	var once sync.Once
-	one := func(c *redis.Client, data []byte) {
-		t := time.Now()
-		if err := xadd(ctx, c, data); err != nil {
-			errs.Add(1)
-			once.Do(func() { firstErr = err })
-			return
-		}
-		ack.Record(time.Since(t))
-		ok.Add(1)
-	}
-	start := time.Now()
-	var wg sync.WaitGroup
-	if inflight > 0 {
-		for range inflight {
-			wg.Go(func() {
-				c, data := <-pool, make([]byte, b.cfg.size)
-				defer func() { pool <- c }()
-				for ctx.Err() == nil && time.Since(start) < b.cfg.duration && errs.Load() == 0 {
-					one(c, data)
-				}
-			})
-		}
-	} else {
-		interval := time.Duration(float64(time.Second) / rate)
-		for next := start; time.Since(start) < b.cfg.duration && ctx.Err() == nil; next = next.Add(interval) {
-			time.Sleep(time.Until(next))
-			wg.Go(func() {
-				c := <-pool
-				defer func() { pool <- c }()
-				one(c, make([]byte, b.cfg.size))
-			})
-		}
-	}
-	wg.Wait()
-	secs := time.Since(start).Seconds()
-	waitDelivered(ctx, &rr.received, ok.Load()*int64(readers), 3*time.Second)
-	prog.Stop()
-	rr.stop()
-	closePool()
-	if ok.Load() == 0 {
-		return nil, errors.Join(errors.New("redis: nothing acknowledged"), firstErr)
-	}
-	r := &result{Name: "Redis Streams appendfsync always, " + label,
-		Description: fmt.Sprintf("1 redis-server, appendonly yes, appendfsync always; XADD on a connection per publisher; %d XREAD BLOCK readers", readers),
-		Params:      map[string]any{"inflight": inflight, "rate": rate, "readers": readers}}
-	r.Usage = meter.Stop()
-	r.add("committed messages/s", float64(ok.Load())/secs, "msg/s")
-	r.lat("ack", ack.Summary())
-	r.lat("publish → consume", rr.consume.Summary())
-	if errs.Load() > 0 {
-		r.addNote("%d publish errors, first: %v", errs.Load(), firstErr)
-	}
-	if inflight > 0 {
-		r.versus = []versus{{peerScenario(inflight), "committed publishes/s", "committed messages/s"}}
-	} else {
-		r.versus = []versus{{"broadcast", "publish → 202 (commit)", "ack"},
-			{"broadcast", "publish → delivery, other nodes", "publish → consume"}}
-	}
-	return r, nil
 }

@@ -9,7 +9,7 @@ import (
 )
 
 func TestRedisReadersCountEntriesAndStamps(t *testing.T) {
-	var rr redisReaders
+	var rr peerRun
 	data := make([]byte, 16)
 	sent := time.Now().Add(-5 * time.Millisecond)
 	binary.LittleEndian.PutUint64(data, uint64(sent.UnixNano()))

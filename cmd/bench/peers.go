@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,38 +60,38 @@ func (b *bench) peerBaselines(ctx context.Context, rep *report) error {
 	if err != nil {
 		return fmt.Errorf("bare raft: %w", err)
 	}
-	b.cleanups.add(bc.stop)
-	measure := func(perEntry, inflight int, scen string) error {
-		c := &counter{name: "committed"}
-		prog := startProgress(b.stderr, fmt.Sprintf("bare raft %d msgs/entry, %d in flight", perEntry, inflight), c)
-		meter := startUsage(nil)
-		r, err := bc.throughput(ctx, perEntry, b.cfg.size, inflight, b.cfg.duration, c)
-		prog.Stop()
+	defer bc.stop()
+	measure := func(perEntry, n int) error {
+		r, err := b.bareThroughput(ctx, bc, perEntry, n, peerScenario(n))
 		if err != nil {
-			return err
+			return fmt.Errorf("bare raft: %w", err)
 		}
-		r.Usage = meter.Stop()
 		r.Name += " (peers)"
-		r.versus = []versus{{scen, "committed publishes/s", "committed messages/s"}}
 		rep.Baselines = append(rep.Baselines, r)
 		return ctx.Err()
 	}
 	for _, n := range b.cfg.peerInflight {
-		if err := measure(1, n, peerScenario(n)); err != nil {
-			bc.stop()
-			return fmt.Errorf("bare raft: %w", err)
+		if err := measure(1, n); err != nil {
+			return err
 		}
 	}
 	if n := b.cfg.peerInflight[len(b.cfg.peerInflight)-1]; rep.scenario(peerScenario(n)) != nil {
 		if m := rep.scenario(peerScenario(n)).metric("messages per Raft entry"); m != nil && roundPerEntry(m.Value) > 1 {
-			if err := measure(roundPerEntry(m.Value), n, peerScenario(n)); err != nil {
-				bc.stop()
-				return fmt.Errorf("bare raft: %w", err)
+			if err := measure(roundPerEntry(m.Value), n); err != nil {
+				return err
 			}
 		}
 	}
 	bc.stop()
-	if err := b.natsBaselines(ctx, rep); err != nil {
+	b.logf("peer: NATS JetStream R3, three embedded servers, file storage, fsync always")
+	nc, err := startNATS(ctx)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	defer nc.stop()
+	err = b.peerRuns(ctx, rep, peer{name: "JetStream R3 fsync always", short: "jetstream", open: nc.open,
+		about: "3 embedded nats-servers, file storage, sync always; publishers waiting for their acks, round robin over the 3 servers; %d ordered consumers over the 3 servers"})
+	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	path, err := exec.LookPath("redis-server")
@@ -99,10 +101,111 @@ func (b *bench) peerBaselines(ctx context.Context, rep *report) error {
 			Description: "SKIPPED: no redis-server on PATH", Notes: []string{"not measured: install redis-server to compare with it"}})
 		return nil
 	}
-	if err := b.redisBaselines(ctx, rep, path); err != nil {
+	b.logf("peer: Redis Streams, %s, appendfsync always", path)
+	rs, err := startRedis(ctx, path)
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	defer rs.stop()
+	err = b.peerRuns(ctx, rep, peer{name: "Redis Streams appendfsync always", short: "redis", open: rs.open,
+		procs: []proc{{name: "redis", pid: rs.pid}},
+		about: "1 redis-server, appendonly yes, appendfsync always; XADD on a connection per publisher; %d XREAD BLOCK readers"})
+	if err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
 	return nil
+}
+
+// peer is a durable peer that runs: how to open a fresh stream on it.
+type peer struct {
+	name, short string // in the results; in the progress lines
+	about       string // the description, with %d for the readers
+	procs       []proc // its processes outside this one
+	// open makes a fresh stream with readers following it from its start
+	// and room for publishers publishing at once.
+	open func(ctx context.Context, readers, publishers int) (*peerRun, error)
+}
+
+// peerRun is one measurement on a peer: a fresh stream and its readers,
+// which time each message from the stamp in its first 8 bytes.
+type peerRun struct {
+	consume  histogram // stamp → message at a reader
+	received counter
+	publish  func(ctx context.Context, worker int, data []byte) error // waits for the ack
+	close    func()
+}
+
+// receive records a message a reader got at now.
+func (run *peerRun) receive(data []byte, now time.Time) {
+	if len(data) >= 8 {
+		run.consume.Record(now.Sub(time.Unix(0, int64(binary.LittleEndian.Uint64(data)))))
+	}
+	run.received.Add(1)
+}
+
+// peerRuns measures p at each of -peer-inflight, as fast as it
+// acknowledges, and paced at -rate.
+func (b *bench) peerRuns(ctx context.Context, rep *report, p peer) error {
+	runs := b.cfg.peerInflight
+	if b.cfg.rate > 0 {
+		runs = append(slices.Clone(runs), 0)
+	}
+	for _, inflight := range runs {
+		r, err := b.peerRun(ctx, p, inflight)
+		if err != nil {
+			return err
+		}
+		rep.Baselines = append(rep.Baselines, r)
+	}
+	return nil
+}
+
+// peerRun measures inflight publishers as fast as they go, or (inflight
+// 0) publishes paced at -rate, each on a goroutine of its own, over 64
+// connections, with peerReaders readers.
+func (b *bench) peerRun(ctx context.Context, p peer, inflight int) (*result, error) {
+	label, rate, publishers := fmt.Sprintf("%d in flight", inflight), 0.0, inflight
+	if inflight == 0 {
+		label, rate, publishers = fmt.Sprintf("at %s msgs/s", human(b.cfg.rate)), b.cfg.rate, 64
+	}
+	run, err := p.open(ctx, peerReaders, publishers)
+	if err != nil {
+		return nil, err
+	}
+	var ack histogram
+	ok, errs := &counter{name: "acked"}, &counter{name: "errors"}
+	run.received.name = "read"
+	prog := startProgress(b.stderr, p.short+" "+label, ok, errs, &run.received)
+	meter := startUsage(p.procs)
+	secs, _, firstErr := drive(ctx, inflight, rate, b.cfg.duration, &ack, ok, errs, func(w int) error {
+		data := make([]byte, b.cfg.size)
+		binary.LittleEndian.PutUint64(data, uint64(time.Now().UnixNano()))
+		return run.publish(ctx, w, data)
+	})
+	want := ok.Load() * peerReaders
+	waitDelivered(ctx, &run.received, want, 3*time.Second)
+	prog.Stop()
+	usage := meter.Stop()
+	run.close()
+	if ok.Load() == 0 {
+		return nil, fmt.Errorf("%s: nothing acknowledged: %v", label, firstErr)
+	}
+	r := &result{Name: p.name + ", " + label, Description: fmt.Sprintf(p.about, peerReaders), Usage: usage,
+		Params: map[string]any{"inflight": inflight, "rate": rate, "readers": peerReaders}}
+	r.add("committed messages/s", float64(ok.Load())/secs, "msg/s")
+	r.lat("ack", ack.Summary())
+	r.lat("publish → consume", run.consume.Summary())
+	r.add("reader deliveries", float64(run.received.Load())/float64(want), "of published × readers")
+	if errs.Load() > 0 {
+		r.addNote("%d publish errors, first: %v", errs.Load(), firstErr)
+	}
+	if inflight > 0 {
+		r.versus = []versus{{peerScenario(inflight), "committed publishes/s", "committed messages/s"}}
+	} else {
+		r.versus = []versus{{"broadcast", "publish → 202 (commit)", "ack"},
+			{"broadcast", "publish → delivery, other nodes", "publish → consume"}}
+	}
+	return r, nil
 }
 
 // peerReaders is how many readers follow the stream in the peers'
