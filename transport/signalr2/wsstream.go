@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -31,24 +33,26 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 	s.serving.ws.Add(1)
 	st := &wsStream{s: s, c: c, out: &wsWriter{ws: ws, timeout: s.opts.WriteTimeout}, known: known, after: after}
 	st.cleanups = cl.keep()
-	// The server's context ends the socket at shutdown (with Draining: the
-	// client is told to reconnect elsewhere), the token's expiry ends it,
-	// and so does the client's hang-up.
-	serverCtx, cancel := context.WithCancelCause(s.ctx)
-	st.ctx, st.cancelExpiry = serverCtx, func() {}
-	if !c.ident.Expires.IsZero() { // one context less for a socket whose token does not expire
-		st.ctx, st.cancelExpiry = s.clientContext(serverCtx, c)
-	}
-	st.cancel = cancel
 	watches := c.watches()
 	st.pump = netconn.NewPump(func(wake func()) func() bool {
 		return s.cluster.AfterChange(watches, wake)
 	}, st.send, st.finish)
 	st.endLive = s.live.begin(c, s.cluster.NodeID(), s.cluster.NodeID(), "")
+	// The server's context ends the socket at shutdown (with Draining: the
+	// client is told to reconnect elsewhere), the token's expiry ends it,
+	// and so do the client's hang-up and a failed keep-alive. No context
+	// of its own: a callback on the server's, and a timer. mu: these may
+	// fire (and end the socket) before the others are set.
+	st.mu.Lock()
 	// "{}" when nothing was written for KeepAlive (wsWriter serialises it
 	// with the writer's frames).
 	st.keepAlive = netconn.StartKeepAlive(s.keepAliveEvery(), func() error { return st.out.write([]byte("{}")) },
-		func() { cancel(errors.New("client closed the socket")) })
+		func() { st.end(errClientGone) })
+	st.stopServer = context.AfterFunc(s.ctx, func() { st.end(context.Cause(s.ctx)) })
+	if !c.ident.Expires.IsZero() {
+		st.expiry = time.AfterFunc(time.Until(c.ident.Expires), func() { st.end(errTokenExpired) })
+	}
+	st.mu.Unlock()
 	// The reader runs the client's invocations; idle, it parks (no
 	// goroutine) until the client sends or hangs up.
 	idle := h.IdleReader(s.opts.ParkIdleReaders)
@@ -57,15 +61,15 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 		for idle.Wait() {
 			typ, data, err := ws.ReadMessage()
 			if err != nil {
-				cancel(errors.New("client closed the socket"))
+				st.end(errClientGone)
 				return
 			}
 			if typ != websocket.TextMessage {
 				continue
 			}
-			if resp := s.invokeFrame(st.ctx, c, data); resp != nil {
+			if resp := st.invoke(data); resp != nil {
 				if st.write(resp) != nil {
-					cancel(errors.New("client closed the socket"))
+					st.end(errClientGone)
 					return
 				}
 			}
@@ -80,33 +84,99 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 			return
 		}
 	}
-	context.AfterFunc(st.ctx, st.pump.Wake) // a writer says goodbye (see send)
+	// From here an end wakes a writer, which says goodbye (see send).
+	st.mu.Lock()
+	st.started = true
+	st.mu.Unlock()
 	st.pump.Run()
 }
+
+// Why a WebSocket ends, besides the server's context.
+var (
+	errClientGone   = errors.New("client closed the socket")
+	errTokenExpired = errors.New("the access token expired")
+	errSocketEnded  = errors.New("socket ended")
+)
 
 // wsStream is a SignalR 2 WebSocket that follows its connection's cursor
 // as stream does, without a goroutine while it waits: its pump runs send,
 // which asks the store for a wake-up at the next change it watches (see
 // conn.watches) before each read, and ends when there is nothing more to
-// say. Its keep-alive writes "{}" on a timer; the context (the server's,
-// bounded by the token's expiry, cancelled by the reader when the client
-// goes) ends it.
+// say. Its keep-alive writes "{}" on a timer; end (called back by the
+// server's context, the token's timer, the reader when the client goes)
+// ends it.
 type wsStream struct {
 	s   *Server
 	c   *conn
 	out *wsWriter
 
-	ctx          context.Context
-	cancel       context.CancelCauseFunc
-	cancelExpiry context.CancelFunc
-	cleanups     *cleanups // the request's, taken over; run once, by finish
-	endLive      func()    // ends the connection's liveness record
+	cleanups *cleanups // the request's, taken over; run once, by finish
+	endLive  func()    // ends the connection's liveness record
+
+	mu sync.Mutex
+	// cause is why the socket ends (nil while it runs); started, that the
+	// handler is done writing (an end wakes a writer from then on);
+	// cancelInvoke, the invocation the reader runs, if any.
+	cause        error
+	started      bool
+	cancelInvoke context.CancelCauseFunc
+	// stopServer cancels the callback on the server's context, expiry the
+	// token's timer (nil without one); guarded by mu while they are set.
+	stopServer func() bool
+	expiry     *time.Timer
 
 	pump      *netconn.Pump
-	keepAlive *netconn.KeepAlive
+	keepAlive *netconn.KeepAlive // guarded by mu while set
 	// Owned by the writer (the pump runs one at a time).
 	after uint64
 	known map[string][]string
+}
+
+// end ends the socket once, for cause: the invocation in progress is
+// cancelled, and a writer says goodbye (a draining node tells the client
+// to reconnect elsewhere) and finishes.
+func (st *wsStream) end(cause error) {
+	st.mu.Lock()
+	if st.cause != nil {
+		st.mu.Unlock()
+		return
+	}
+	st.cause = cause
+	cancel, wake := st.cancelInvoke, st.started
+	st.mu.Unlock()
+	if cancel != nil {
+		cancel(cause)
+	}
+	if wake {
+		st.pump.Wake()
+	}
+}
+
+// ended is why the socket ends; nil while it runs.
+func (st *wsStream) ended() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.cause
+}
+
+// invoke runs a frame's invocation with a context that ends with the
+// socket (or the server); nil when there is nothing to answer.
+func (st *wsStream) invoke(data []byte) []byte {
+	ctx, cancel := context.WithCancelCause(st.s.ctx)
+	defer cancel(nil)
+	st.mu.Lock()
+	if st.cause != nil {
+		st.mu.Unlock()
+		return nil
+	}
+	st.cancelInvoke = cancel
+	st.mu.Unlock()
+	defer func() {
+		st.mu.Lock()
+		st.cancelInvoke = nil
+		st.mu.Unlock()
+	}()
+	return st.s.invokeFrame(ctx, st.c, data)
 }
 
 // write sends a frame and notes when.
@@ -124,10 +194,10 @@ func (st *wsStream) write(b []byte) error {
 func (st *wsStream) send() bool {
 	s, c := st.s, st.c
 	for {
-		if st.ctx.Err() != nil {
+		if cause := st.ended(); cause != nil {
 			// The end: a node that shuts down tells the client to
 			// reconnect elsewhere, with its cursor.
-			if s.draining(st.ctx) {
+			if s.opts.Draining != nil && errors.Is(cause, s.opts.Draining) {
 				env := envelope{Cursor: st.after, Reconnect: true}
 				_ = st.write(env.append(nil))
 			}
@@ -143,7 +213,7 @@ func (st *wsStream) send() bool {
 			st.after = res.next
 			return true // nothing to say: wait for a change
 		}
-		env, ok := s.answer(st.ctx, c, st.after, res, err, st.known)
+		env, ok := s.answer(s.ctx, c, st.after, res, err, st.known)
 		if !ok {
 			return false
 		}
@@ -164,10 +234,15 @@ func (st *wsStream) finish() {
 	if !st.pump.Finish() {
 		return
 	}
+	st.mu.Lock()
 	st.keepAlive.Stop()
+	st.stopServer()
+	if st.expiry != nil {
+		st.expiry.Stop()
+	}
+	st.mu.Unlock()
+	st.end(errSocketEnded) // cancels an invocation in progress
 	st.out.close()
-	st.cancelExpiry()
-	st.cancel(errors.New("socket ended"))
 	_ = st.out.ws.Close()
 	st.endLive()
 	st.cleanups.run()

@@ -6,10 +6,12 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/internal/testkit"
 )
 
 // TestWebSocketReauthenticatesWithTheKeptHeaders: a WebSocket's send to a
@@ -87,5 +89,49 @@ func TestKeptHeaders(t *testing.T) {
 		if got := s.keptHeaders(h); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s: kept %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestWebSocketInvocationEndsWithTheSocket: an invocation in progress
+// when the socket ends is cancelled (its context ends): at the client's
+// token's expiry, and when the server stops. (A hang-up is noticed once
+// the invocation returns: the reader runs it.)
+func TestWebSocketInvocationEndsWithTheSocket(t *testing.T) {
+	for _, end := range []string{"token expires", "server stops"} {
+		t.Run(end, func(t *testing.T) {
+			tc := newTestCluster(t, fsm.DefaultRetention)
+			app := newFakeApp() // its release is never closed: block ends only when cancelled
+			opts := Options{Application: app, KeepAlive: time.Minute}
+			if end == "token expires" {
+				expires := time.Now().Add(time.Second)
+				opts.Authenticate = func(r *http.Request, hubs []string) (Identity, error) {
+					id, err := testAuth(r, hubs)
+					id.Expires = expires
+					return id, err
+				}
+			}
+			s, hs := newTestServer(t, tc, opts)
+			c := negotiate(t, hs.URL, "", "chat")
+			ws := dialWS(t, c, "connect", nil)
+			if init := readFrame(t, ws); string(init["S"]) != "1" {
+				t.Fatalf("init frame %v", init)
+			}
+			if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"H":"chat","M":"block","A":[],"I":1}`)); err != nil {
+				t.Fatal(err)
+			}
+			running := func() int {
+				app.mu.Lock()
+				defer app.mu.Unlock()
+				return app.running
+			}
+			testkit.WaitUntil(t, 10*time.Second, "the invocation to run", func() bool { return running() == 1 })
+			if end == "server stops" {
+				s.Stop()
+			}
+			testkit.WaitUntil(t, 10*time.Second, "the invocation to be cancelled", func() bool { return running() == 0 })
+			if _, calls, _ := app.snapshot(); len(calls) != 1 {
+				t.Fatalf("the application saw %q, want the one invocation", calls)
+			}
+		})
 	}
 }
