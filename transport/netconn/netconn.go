@@ -1,11 +1,11 @@
 // Package netconn gives client handlers the network connection under a
-// request, bounds how much the kernel queues for a client that does not
-// read, and parks idle connections in an epoll set of its own (Parker) so
-// that they need no goroutine for reading; a Pump runs a connection's
-// writer only while it has something to send, and a KeepAlive sends its
-// keep-alives from a timer, so that it needs none for writing either. It
-// knows nothing of protocols: the native streams, SignalR and SignalR 2
-// use it.
+// request, upgrades WebSockets (UpgradeWebSocket), bounds how much the
+// kernel queues for a client that does not read, and parks idle
+// connections in an epoll set of its own (Parker) so that they need no
+// goroutine for reading; a Pump runs a connection's writer only while it
+// has something to send, and a KeepAlive sends its keep-alives from a
+// timer, so that it needs none for writing either. It knows nothing of hub
+// protocols: the native streams, SignalR and SignalR 2 use it.
 //
 // Why the send buffer matters: a write deadline only fires once the
 // socket stops taking bytes, and Linux grows a socket's send buffer to

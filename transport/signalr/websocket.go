@@ -41,7 +41,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 	if !c.attachOrRefuse(w, transportWebSockets) {
 		return
 	}
-	ws, idle, err := upgradeSocket(w, r, s.opts.ParkIdleReaders)
+	ws, idle, err := netconn.UpgradeWebSocket(w, r, s.opts.ParkIdleReaders)
 	if err != nil {
 		c.end("", false, "websocket upgrade failed")
 		return
@@ -342,7 +342,7 @@ func (s *Server) resumeWebSocket(w http.ResponseWriter, r *http.Request, c *conn
 			return
 		}
 	}
-	ws, idle, err := upgradeSocket(w, r, s.opts.ParkIdleReaders)
+	ws, idle, err := netconn.UpgradeWebSocket(w, r, s.opts.ParkIdleReaders)
 	if err != nil {
 		return
 	}

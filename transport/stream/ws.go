@@ -16,18 +16,6 @@ import (
 	"github.com/backplane/backplane/transport/netconn"
 )
 
-// wsUpgrader upgrades native WebSockets. guard has already refused a
-// browser origin that is neither this host nor in AllowedOrigins. Write
-// buffers come from a pool, held only while a message is written: an idle
-// stream does not keep 16 KiB.
-var wsUpgrader = websocket.Upgrader{
-	// ReadBufferSize 0: gorilla reads through the netconn.Hijacker's small
-	// buffer (a stream's client sends only control frames).
-	WriteBufferSize: 16 << 10,
-	WriteBufferPool: &sync.Pool{},
-	CheckOrigin:     func(*http.Request) bool { return true },
-}
-
 // serveWS streams a hub's messages over WebSocket, one JSON message per
 // text frame; a reset is a frame {"reset":{"oldest":N}} first. The client
 // sends nothing but control frames; it resumes by reconnecting with
@@ -42,13 +30,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 	if !ok {
 		return
 	}
-	h := &netconn.Hijacker{ResponseWriter: w}
-	conn, err := wsUpgrader.Upgrade(h, r, nil)
+	// guard has already refused a browser origin that is neither this host
+	// nor in AllowedOrigins.
+	conn, idle, err := netconn.UpgradeWebSocket(w, r, s.opts.ParkIdleReaders)
 	if err != nil {
-		h.Abandon()
 		return // the upgrader has answered
 	}
-	_ = netconn.LimitSendBuffer(conn.NetConn(), netconn.SendBuffer)
 	s.ws.Add(1)
 
 	st := &wsStream{s: s, conn: conn, reader: req.reader, remote: r.RemoteAddr, release: keepSlot(r)}
@@ -81,7 +68,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 	// The reader handles control frames and notices the close; idle, it
 	// parks (no goroutine) until the client sends or hangs up.
 	conn.SetReadLimit(4 << 10)
-	idle := h.IdleReader(s.opts.ParkIdleReaders)
 	var read func()
 	read = func() {
 		for idle.Wait() {
