@@ -452,7 +452,6 @@ func (b *bench) raftBaselines(ctx context.Context, rep *report) error {
 	if err != nil {
 		return err
 	}
-	b.cleanups.add(bc.stop)
 	defer bc.stop()
 	for _, g := range groups {
 		for _, inflight := range b.cfg.baselineInflight {

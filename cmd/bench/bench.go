@@ -15,17 +15,17 @@ import (
 
 // bench runs the scenarios against one cluster.
 type bench struct {
-	cfg      config
-	logf     func(string, ...any)
-	stderr   io.Writer
-	cleanups *cleanups
-	cl       *cluster
-	pub      *publisher
-	payload  payload
+	cfg     config
+	logf    func(string, ...any)
+	stderr  io.Writer
+	cl      *cluster
+	pub     *publisher
+	payload payload
 }
 
 // runAll starts the cluster, runs the scenarios, measures the disk, stops
-// the cluster and runs the baselines.
+// the cluster and runs the baselines. Everything it starts is stopped when
+// it returns.
 func (b *bench) runAll(ctx context.Context, rep *report) error {
 	b.logf("starting a local three-node cluster")
 	var err error
@@ -35,8 +35,7 @@ func (b *bench) runAll(ctx context.Context, rep *report) error {
 		rep.Cluster += fmt.Sprintf(", node flags %q", b.cfg.nodeArgs)
 	}
 	if b.cl != nil {
-		cl := b.cl
-		b.cleanups.add(func() { cl.stop(b.logf) })
+		defer b.cl.stop(b.logf)
 	}
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)

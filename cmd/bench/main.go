@@ -37,7 +37,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -190,33 +189,10 @@ func main() {
 	os.Exit(run(cfg, os.Stdout, os.Stderr))
 }
 
-// cleanups runs registered clean-up functions once, last first.
-type cleanups struct {
-	mu    sync.Mutex
-	funcs []func()
-}
-
-func (c *cleanups) add(f func()) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.funcs = append(c.funcs, f)
-}
-
-func (c *cleanups) run() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i := len(c.funcs) - 1; i >= 0; i-- {
-		c.funcs[i]()
-	}
-	c.funcs = nil
-}
-
 func run(cfg config, stdout, stderr io.Writer) int {
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "bench: "+format+"\n", args...) }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var cl cleanups
-	defer cl.run()
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -231,13 +207,12 @@ func run(cfg config, stdout, stderr io.Writer) int {
 	}()
 
 	raiseFileLimit(logf)
-	b := &bench{cfg: cfg, logf: logf, stderr: stderr, cleanups: &cl}
+	b := &bench{cfg: cfg, logf: logf, stderr: stderr}
 	rep := newReport()
 	err := b.runAll(ctx, rep)
 	if err != nil {
 		logf("%v", err)
 	}
-	cl.run() // stop the cluster before printing
 	if len(rep.Scenarios)+len(rep.Baselines) > 0 {
 		rep.finish()
 		rep.print(stdout)

@@ -170,14 +170,13 @@ func startBareRaftProcs(ctx context.Context) (bc *bareCluster, err error) {
 }
 
 // raftProcsBaseline runs the paced measurement on a three-process cluster,
-// which it stops before returning (or at Ctrl-C through the cleanups).
+// which it stops before returning.
 // Usage covers the three member processes, this one and the rest of the
 // machine.
 func (b *bench) raftProcsBaseline(ctx context.Context, perEntry int) (*result, error) {
 	b.logf("baseline: bare three-member Raft cluster in three processes of this binary, %s msgs/s", human(b.cfg.rate))
 	bc, err := startBareRaftProcs(ctx)
 	if bc != nil {
-		b.cleanups.add(bc.stop)
 		defer bc.stop()
 	}
 	if err != nil {
