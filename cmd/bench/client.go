@@ -39,6 +39,26 @@ func newHTTPClient(conns int) *http.Client {
 	}
 }
 
+// openStream requests the native cursor stream of hub on base from after
+// on: GET /v1/hubs/{hub}/stream?after=N, Server-Sent Events.
+func openStream(ctx context.Context, hc *http.Client, base, hub string, after uint64) (*http.Response, error) {
+	u := fmt.Sprintf("%s/v1/hubs/%s/stream?after=%d", base, hub, after)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", u, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %d %s", u, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return resp, nil
+}
+
 // payload builds message arguments of a fixed size that carry the send
 // time, a sequence number and the node the message entered through:
 // [sendUnixNano, seq, origin, "xxx…"]. Size is the length of the JSON

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"net/http"
 	"os/exec"
 	"slices"
 	"strings"
@@ -239,16 +238,7 @@ func (b *bench) startSSEReaders(ctx context.Context, hub string, n int) (*sseRea
 	hc := newStreamClient(n)
 	for i := range n {
 		node := b.cl.nodes[(li+1+i%(len(b.cl.nodes)-1))%len(b.cl.nodes)]
-		req, err := http.NewRequestWithContext(rctx, http.MethodGet, fmt.Sprintf("%s/v1/hubs/%s/stream?after=%d", node.url, hub, head), nil)
-		if err != nil {
-			rs.stop()
-			return nil, err
-		}
-		resp, err := hc.Do(req)
-		if err == nil && resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
+		resp, err := openStream(rctx, hc, node.url, hub, head)
 		if err != nil {
 			rs.stop()
 			return nil, fmt.Errorf("SSE reader on %s: %w", node.id, err)

@@ -49,18 +49,11 @@ func pollResume(ctx context.Context, hc *http.Client, base, hub string, after ui
 func sseResume(ctx context.Context, hc *http.Client, base, hub string, after uint64, want int) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/hubs/%s/stream?after=%d", base, hub, after), nil)
+	resp, err := openStream(ctx, hc, base, hub, after)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("stream: %w", err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("stream: status %d", resp.StatusCode)
-	}
 	got := 0
 	err = readSSE(bufio.NewReaderSize(resp.Body, 64<<10), func(uint64, []byte) {
 		if got++; got == want {

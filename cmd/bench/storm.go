@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -78,20 +76,14 @@ type stormReader struct {
 
 // newStreamClient returns an HTTP client for conns long-lived streams: no
 // overall timeout (a stream lasts the whole scenario), a bound on the
-// wait for the response headers, and an idle pool as large as the streams.
+// wait for the response headers, and small buffers.
 func newStreamClient(conns int) *http.Client {
-	return &http.Client{
-		Transport: &http.Transport{
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:          conns,
-			MaxIdleConnsPerHost:   conns,
-			IdleConnTimeout:       90 * time.Second,
-			ResponseHeaderTimeout: 10 * time.Second,
-			DisableCompression:    true,
-			ReadBufferSize:        8 << 10,
-			WriteBufferSize:       1 << 10,
-		},
-	}
+	c := newHTTPClient(conns)
+	c.Timeout = 0
+	t := c.Transport.(*http.Transport)
+	t.ResponseHeaderTimeout = 10 * time.Second
+	t.ReadBufferSize, t.WriteBufferSize = 8<<10, 1<<10
+	return c
 }
 
 // read runs one reader until ctx ends: on the victim first, then, once
@@ -112,7 +104,7 @@ func (s *stormRun) read(ctx context.Context, r *stormReader) {
 				return
 			}
 		}
-		resp, err := s.open(ctx, node, after)
+		resp, err := openStream(ctx, s.hc, s.cl.nodes[node].url, stormHub, after)
 		if !r.opened {
 			<-s.openSem
 		}
@@ -148,25 +140,6 @@ func (s *stormRun) read(ctx context.Context, r *stormReader) {
 			r.brokeAt = time.Now()
 		}
 	}
-}
-
-// open requests a stream from node after the cursor.
-func (s *stormRun) open(ctx context.Context, node int, after uint64) (*http.Response, error) {
-	n := s.cl.nodes[node]
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/hubs/%s/stream?after=%d", n.url, stormHub, after), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := s.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("stream on %s: %w", n.id, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		resp.Body.Close()
-		return nil, fmt.Errorf("stream on %s: %d %s", n.id, resp.StatusCode, strings.TrimSpace(string(b)))
-	}
-	return resp, nil
 }
 
 // onMessage counts, times and places one message a reader received.
