@@ -216,35 +216,54 @@ var readerDialer = &websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBuf
 var idleDialer = &websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 1024,
 	WriteBufferPool: &sync.Pool{}}
 
-// dialHub negotiates on base, upgrades to WebSocket with d and completes
-// the JSON handshake. The client reads until Close or an error.
-func dialHub(ctx context.Context, hc *http.Client, d *websocket.Dialer, base, hub string, node int,
+// dialHub opens a hub client on base (dialHubSocket with readerDialer)
+// that reads until Close or an error.
+func dialHub(ctx context.Context, hc *http.Client, base, hub string, node int,
 	onMessage, onCompletion func(*hubClient, *hubproto.Message, time.Time)) (*hubClient, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/hubs/"+hub+"/negotiate?negotiateVersion=1", nil)
+	ws, rest, err := dialHubSocket(ctx, hc, readerDialer, base, hub)
 	if err != nil {
 		return nil, err
 	}
+	c := newHubClient(ws, node, onMessage, onCompletion)
+	go c.read(rest)
+	return c, nil
+}
+
+// negotiate posts (SignalR) or gets (SignalR 2) a negotiate URL and
+// returns the connection token it answers.
+func negotiate(ctx context.Context, hc *http.Client, method, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return "", err
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("negotiate: %w", err)
+		return "", fmt.Errorf("negotiate: %w", err)
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	var neg struct {
-		ConnectionToken string `json:"connectionToken"`
-	}
+	var neg struct{ ConnectionToken string } // connectionToken in SignalR
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &neg) != nil || neg.ConnectionToken == "" {
-		return nil, fmt.Errorf("negotiate: %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+		return "", fmt.Errorf("negotiate: %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
 	}
-	u := "ws" + strings.TrimPrefix(base, "http") + "/hubs/" + hub + "?id=" + url.QueryEscape(neg.ConnectionToken)
-	ws, _, err := d.DialContext(ctx, u, nil)
+	return neg.ConnectionToken, nil
+}
+
+// dialHubSocket negotiates on base, upgrades to WebSocket with d and
+// completes the JSON handshake; it returns the socket and what followed
+// the handshake response.
+func dialHubSocket(ctx context.Context, hc *http.Client, d *websocket.Dialer, base, hub string) (*websocket.Conn, []byte, error) {
+	token, err := negotiate(ctx, hc, http.MethodPost, base+"/hubs/"+hub+"/negotiate?negotiateVersion=1")
 	if err != nil {
-		return nil, fmt.Errorf("websocket: %w", err)
+		return nil, nil, err
 	}
-	c := newHubClient(ws, node, onMessage, onCompletion)
+	ws, _, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/hubs/"+hub+"?id="+url.QueryEscape(token), nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("websocket: %w", err)
+	}
 	if err := ws.WriteMessage(websocket.TextMessage, hubproto.AppendHandshakeRequest(nil, "json", 1)); err != nil {
 		ws.Close()
-		return nil, fmt.Errorf("handshake: %w", err)
+		return nil, nil, fmt.Errorf("handshake: %w", err)
 	}
 	_ = ws.SetReadDeadline(time.Now().Add(15 * time.Second))
 	var buf []byte
@@ -252,22 +271,19 @@ func dialHub(ctx context.Context, hc *http.Client, d *websocket.Dialer, base, hu
 		_, data, err := ws.ReadMessage()
 		if err != nil {
 			ws.Close()
-			return nil, fmt.Errorf("handshake: %w", err)
+			return nil, nil, fmt.Errorf("handshake: %w", err)
 		}
 		buf = append(buf, data...)
 		errMsg, rest, ok, err := hubproto.ParseHandshakeResponse(buf)
 		if err != nil || errMsg != "" {
 			ws.Close()
-			return nil, fmt.Errorf("handshake: %v %s", err, errMsg)
+			return nil, nil, fmt.Errorf("handshake: %v %s", err, errMsg)
 		}
 		if ok {
-			buf = append([]byte(nil), rest...)
-			break
+			_ = ws.SetReadDeadline(time.Time{})
+			return ws, append([]byte(nil), rest...), nil
 		}
 	}
-	_ = ws.SetReadDeadline(time.Time{})
-	go c.read(buf)
-	return c, nil
 }
 
 // newHubClient wraps an open WebSocket; the caller starts c.read.
@@ -471,17 +487,16 @@ func (c *hubClient) sentTime(invocationID string) (int64, bool) {
 	return c.sentAt[id%int64(len(c.sentAt))].Load(), true
 }
 
-// dialMany opens n clients with dialer d, at most 32 dials at a time;
-// nodeOf(i) picks the node of client i, and opened, if not nil, counts
-// the clients as they connect. The negotiate connections are closed at the
-// end, so that they are not counted as the clients' memory on either side.
-func dialMany(ctx context.Context, cl *cluster, hub string, n int, nodeOf func(i int) int,
-	onMessage, onCompletion func(*hubClient, *hubproto.Message, time.Time), d *websocket.Dialer, opened *counter) ([]*hubClient, error) {
+// dialMany opens n clients, at most 32 dials at a time, client i on node
+// i mod 3. The negotiate connections are closed at the end, so that they
+// are not counted as the clients' memory on either side.
+func dialMany(ctx context.Context, cl *cluster, hub string, n int,
+	onMessage, onCompletion func(*hubClient, *hubproto.Message, time.Time)) ([]*hubClient, error) {
 	hc := newHTTPClient(32)
 	defer hc.CloseIdleConnections()
-	clients, err := openMany(ctx, n, opened, func(i int) (*hubClient, error) {
-		node := nodeOf(i)
-		c, err := dialHub(ctx, hc, d, cl.nodes[node].url, hub, node, onMessage, onCompletion)
+	clients, err := openMany(ctx, n, nil, func(i int) (*hubClient, error) {
+		node := i % len(cl.nodes)
+		c, err := dialHub(ctx, hc, cl.nodes[node].url, hub, node, onMessage, onCompletion)
 		if err != nil {
 			return nil, fmt.Errorf("client %d on %s: %w", i, cl.nodes[node].id, err)
 		}

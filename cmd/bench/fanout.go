@@ -80,7 +80,7 @@ func (b *bench) fanout(ctx context.Context, r *result) error {
 	t := newFanoutTracker(total)
 	b.logf("fanout: opening %d connections", total)
 	openStart := time.Now()
-	clients, err := dialMany(ctx, b.cl, hub, total, b.spread, t.onMessage, nil, readerDialer, nil)
+	clients, err := dialMany(ctx, b.cl, hub, total, t.onMessage, nil)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}

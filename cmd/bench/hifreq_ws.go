@@ -63,7 +63,7 @@ func (b *bench) hifreqWS(ctx context.Context, r *result) error {
 			}
 		}
 	}
-	clients, err := dialMany(ctx, b.cl, hub, cfg.publishers, b.spread, nil, onCompletion, readerDialer, nil)
+	clients, err := dialMany(ctx, b.cl, hub, cfg.publishers, nil, onCompletion)
 	if err != nil {
 		return fmt.Errorf("connect publishers: %w", err)
 	}

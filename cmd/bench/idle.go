@@ -112,33 +112,24 @@ func (b *bench) checkIdleLimits(r *result, target int, conns int) error {
 // /admin/status (idleCountKeys) has grown from base by held, the
 // connections still open (the server may close some while they open); it
 // returns held.
-func (b *bench) waitConnections(ctx context.Context, n *benchNode, endpoint string, set idleSet, base map[string]int, timeout time.Duration) (int, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		d, _ := set.dropped()
-		held := set.size() - d
+func (b *bench) waitConnections(ctx context.Context, n *benchNode, endpoint string, set []*hubClient, base map[string]int, timeout time.Duration) (int, error) {
+	var held int
+	err := poll(ctx, timeout, 200*time.Millisecond, func() (bool, string) {
+		d, _ := dropped(set)
+		held = len(set) - d
 		st, err := b.cl.status(ctx, n)
+		if err != nil {
+			return false, err.Error()
+		}
 		counted := true
 		var got []string
 		for _, key := range idleCountKeys[endpoint] {
-			counted = counted && err == nil && st.Connections[key] == base[key]+held
+			counted = counted && st.Connections[key] == base[key]+held
 			got = append(got, fmt.Sprintf("%s %d", key, st.Connections[key]-base[key]))
 		}
-		if counted {
-			return held, nil
-		}
-		if ctx.Err() != nil {
-			return held, ctx.Err()
-		}
-		if time.Now().After(deadline) {
-			if err != nil {
-				return held, err
-			}
-			return held, fmt.Errorf("after %s %s counts %s, want %d each (%d opened, %d of them ended)",
-				timeout, n.id, strings.Join(got, ", "), held, set.size(), d)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return counted, fmt.Sprintf("%s counts %s, want %d each (%d opened, %d of them ended)", n.id, strings.Join(got, ", "), held, len(set), d)
+	})
+	return held, err
 }
 
 // idle: N idle WebSocket connections to one node, the leader: SignalR
@@ -178,9 +169,9 @@ func (b *bench) idle(ctx context.Context, r *result) error {
 	if err != nil {
 		return fmt.Errorf("opened %d of %d connections, then: %w", opened.Load(), conns, err)
 	}
-	defer clients.close()
+	defer closeAll(clients)
 	held, err := b.waitConnections(ctx, n, endpoint, clients, st0.Connections, 30*time.Second+time.Duration(conns)*time.Millisecond)
-	if d, why := clients.dropped(); d > 0 {
+	if d, why := dropped(clients); d > 0 {
 		// Seen: a node's start-up sweep of connections "held by an
 		// earlier run" expiring connections that were opening.
 		r.addNote("%d of %d connections were closed by the server while they opened; the figures are per connection held (%d). The first reason: %s",
@@ -194,7 +185,7 @@ func (b *bench) idle(ctx context.Context, r *result) error {
 	}
 	r.add("connections opened/s (32 at a time, until counted)", float64(conns)/time.Since(start).Seconds(), "conn/s")
 
-	droppedBefore, _ := clients.dropped()
+	droppedBefore, _ := dropped(clients)
 	m0, e0, _ := b.cl.logTotals(ctx)
 	holdStart := time.Now()
 	w := b.start(ctx, r)
@@ -209,7 +200,7 @@ func (b *bench) idle(ctx context.Context, r *result) error {
 			r.addNote("%d messages were published while idle (another client?)", m1-m0)
 		}
 	}
-	if d, why := clients.dropped(); d > droppedBefore {
+	if d, why := dropped(clients); d > droppedBefore {
 		r.addNote("%d connections were dropped while idle: %s", d-droppedBefore, why)
 	}
 	// Memory is read once the connections have idled for the hold: an

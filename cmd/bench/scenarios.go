@@ -66,7 +66,7 @@ func (b *bench) broadcast(ctx context.Context, r *result) error {
 	r.Description = fmt.Sprintf("1 REST publisher → %s (the leader), %s msgs/s (≤%d in flight), %d WebSocket subscribers over %d nodes, %d-byte arguments",
 		b.cl.nodes[origin].id, rateText(cfg.rate), cfg.inflight, cfg.clients, len(b.cl.nodes), cfg.size)
 	d := newDeliveryStats()
-	clients, err := dialMany(ctx, b.cl, hub, cfg.clients, b.spread, d.onMessage, nil, readerDialer, nil)
+	clients, err := dialMany(ctx, b.cl, hub, cfg.clients, d.onMessage, nil)
 	if err != nil {
 		return fmt.Errorf("connect subscribers: %w", err)
 	}
@@ -121,9 +121,6 @@ func (b *bench) hifreq(ctx context.Context, r *result) error {
 	return nil
 }
 
-// spread puts client i on node i mod 3.
-func (b *bench) spread(i int) int { return i % len(b.cl.nodes) }
-
 func (b *bench) allNodes() []int {
 	out := make([]int, len(b.cl.nodes))
 	for i := range out {
@@ -164,7 +161,7 @@ func (b *bench) chat(ctx context.Context, r *result) error {
 		}
 		completed.Add(1)
 	}
-	clients, err := dialMany(ctx, b.cl, hub, cfg.clients, b.spread, d.onMessage, onCompletion, readerDialer, nil)
+	clients, err := dialMany(ctx, b.cl, hub, cfg.clients, d.onMessage, onCompletion)
 	if err != nil {
 		return fmt.Errorf("connect clients: %w", err)
 	}
