@@ -35,9 +35,10 @@ const maxFormBody = 1 << 20
 // to (403), and the transport. It answers the error itself.
 func (s *Server) openRequest(w http.ResponseWriter, r *http.Request) (*conn, bool) {
 	q := r.URL.Query()
-	c := &conn{transport: q.Get("transport"), req: r}
-	switch c.transport {
+	c := &conn{req: r}
+	switch t := q.Get("transport"); t {
 	case transportWebSockets, transportSSE, transportLongPoll, "":
+		c.transport = transportName(t) // not a piece of the request line, which a WebSocket would keep
 	default:
 		writeError(w, http.StatusBadRequest, errors.New("Protocol error: Unknown transport."))
 		return nil, false
@@ -84,6 +85,16 @@ func formValue(w http.ResponseWriter, r *http.Request, name string) (string, err
 		}
 	}
 	return r.PostForm.Get(name), nil
+}
+
+// transportName is t as one of the constants ("" stays "").
+func transportName(t string) string {
+	for _, name := range []string{transportWebSockets, transportSSE, transportLongPoll} {
+		if t == name {
+			return name
+		}
+	}
+	return ""
 }
 
 // hasHub reports whether the connection subscribed to hub.

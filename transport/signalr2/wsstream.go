@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -282,10 +284,15 @@ func (cl *cleanups) keep() *cleanups {
 
 // detached is what a WebSocket keeps of its upgrade request for its life:
 // what the Application (its query) and a re-authentication (header,
-// query, address) read, without the request's context and the rest.
+// query, address) read, without the request's context and the rest. It
+// copies what it keeps of the request line rather than keep the line: the
+// connection token, which the connection no longer needs, is most of it.
 func detached(r *http.Request, header http.Header) *http.Request {
-	return &http.Request{Method: r.Method, URL: r.URL, Proto: r.Proto, ProtoMajor: r.ProtoMajor, ProtoMinor: r.ProtoMinor,
-		Header: header, Host: r.Host, RemoteAddr: r.RemoteAddr, RequestURI: r.RequestURI, TLS: r.TLS}
+	q := r.URL.Query()
+	q.Del("connectionToken")
+	u := &url.URL{Path: strings.Clone(r.URL.Path), RawQuery: q.Encode()}
+	return &http.Request{Method: strings.Clone(r.Method), URL: u, Proto: strings.Clone(r.Proto), ProtoMajor: r.ProtoMajor, ProtoMinor: r.ProtoMinor,
+		Header: header, Host: r.Host, RemoteAddr: r.RemoteAddr, RequestURI: u.RequestURI(), TLS: r.TLS}
 }
 
 // keptHeaders is what a WebSocket keeps of its upgrade request's header:

@@ -2,6 +2,8 @@ package signalr2
 
 import (
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"slices"
 	"sync"
@@ -133,5 +135,22 @@ func TestWebSocketInvocationEndsWithTheSocket(t *testing.T) {
 				t.Fatalf("the application saw %q, want the one invocation", calls)
 			}
 		})
+	}
+}
+
+// TestDetached: a WebSocket keeps its upgrade request's path and query
+// (without the connection token), method, protocol, address and the
+// header it is given.
+func TestDetached(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "/signalr/connect?transport=webSockets&connectionToken=abc%2Fdef&access_token=t1&room=a+b", nil)
+	r.RemoteAddr = "127.0.0.1:5000"
+	kept := http.Header{"Authorization": {"Bearer x"}}
+	d := detached(r, kept)
+	if got, want := d.URL.Query(), (url.Values{"transport": {"webSockets"}, "access_token": {"t1"}, "room": {"a b"}}); !reflect.DeepEqual(got, want) {
+		t.Errorf("query %v, want %v", got, want)
+	}
+	if d.URL.Path != "/signalr/connect" || d.RequestURI != d.URL.RequestURI() || d.Method != http.MethodGet || d.Proto != "HTTP/1.1" ||
+		d.RemoteAddr != r.RemoteAddr || d.Host != r.Host || !reflect.DeepEqual(d.Header, kept) {
+		t.Errorf("detached %+v", d)
 	}
 }
