@@ -11,6 +11,7 @@ import (
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/peer"
+	"github.com/backplane/backplane/transport/signalr"
 	"github.com/backplane/backplane/transport/signalr2"
 	"github.com/backplane/backplane/transport/stream"
 )
@@ -228,25 +229,25 @@ func (h hub2Cluster) Relay(ctx context.Context, hub, connID string, r signalr2.R
 	return res.Index, nil
 }
 
+// relay2Ops maps each SignalR 2 relay method to the ASP.NET Core clients'
+// method of the same name.
+var relay2Ops = map[signalr2.RelayOp]signalr.RelayOp{
+	signalr2.JoinGroup:        signalr.JoinGroup,
+	signalr2.LeaveGroup:       signalr.LeaveGroup,
+	signalr2.SendToAll:        signalr.SendToAll,
+	signalr2.SendToGroup:      signalr.SendToGroup,
+	signalr2.SendToUser:       signalr.SendToUser,
+	signalr2.SendToConnection: signalr.SendToConnection,
+}
+
 // relay2Command encodes a relay invocation of a SignalR 2 connection: the
-// same commands as the ASP.NET Core clients' relay methods.
+// same commands as the ASP.NET Core clients' relay methods (relayCommand).
 func relay2Command(hub, connID string, r signalr2.Relay) (fsm.Command, error) {
-	p := &fsm.Publish{Hub: hub, Target: r.Target, Arguments: r.Arguments, Names: []string{r.Name}}
-	switch r.Op {
-	case signalr2.JoinGroup, signalr2.LeaveGroup:
-		return fsm.EncodeMembership(&fsm.Membership{Hub: hub, Group: r.Name, Kind: fsm.MemberConnection, Member: connID}, r.Op == signalr2.JoinGroup), nil
-	case signalr2.SendToAll:
-		p.Audience, p.Names = fsm.ToAll, nil
-	case signalr2.SendToGroup:
-		p.Audience = fsm.ToGroups
-	case signalr2.SendToUser:
-		p.Audience = fsm.ToUsers
-	case signalr2.SendToConnection:
-		p.Audience = fsm.ToConnections
-	default:
+	op, ok := relay2Ops[r.Op]
+	if !ok {
 		return nil, fmt.Errorf("%w: unknown relay operation %d", fsm.ErrInvalidCommand, r.Op)
 	}
-	return fsm.EncodePublish(p), nil
+	return relayCommand(hub, connID, signalr.Relay{Op: op, Name: r.Name, Target: r.Target, Arguments: r.Arguments})
 }
 
 // relay2Error marks a command's rejection (wherever it was decided) as
