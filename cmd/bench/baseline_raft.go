@@ -168,7 +168,7 @@ func (m *memberServer) handle(ctx context.Context, req memberRequest) memberRepl
 // of its own.
 type bareMember interface {
 	name() string
-	pid() int // 0: this process
+	Pid() int // 0: this process
 	call(ctx context.Context, req memberRequest) (memberReply, error)
 }
 
@@ -176,7 +176,7 @@ type bareMember interface {
 type localMember struct{ *memberServer }
 
 func (l localMember) name() string { return l.r.ID() }
-func (l localMember) pid() int     { return 0 }
+func (l localMember) Pid() int     { return 0 }
 func (l localMember) call(ctx context.Context, req memberRequest) (memberReply, error) {
 	out := l.handle(ctx, req)
 	if out.Err != "" {

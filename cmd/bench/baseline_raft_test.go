@@ -93,8 +93,8 @@ func TestPacedProcs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range bc.members {
-		if m.pid() == 0 || m.pid() == os.Getpid() {
-			t.Fatalf("%s runs in this process (pid %d)", m.name(), m.pid())
+		if m.Pid() == 0 || m.Pid() == os.Getpid() {
+			t.Fatalf("%s runs in this process (pid %d)", m.name(), m.Pid())
 		}
 	}
 	checkPaced(t, bc)
@@ -104,7 +104,7 @@ func TestPacedProcs(t *testing.T) {
 	bc.stop()
 	for _, m := range bc.members {
 		select {
-		case <-m.(*procMember).process.Exited():
+		case <-m.(*procMember).Exited():
 		default:
 			t.Errorf("%s still runs after stop", m.name())
 		}

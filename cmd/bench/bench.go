@@ -41,7 +41,7 @@ func (b *bench) runAll(ctx context.Context, rep *report) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	for _, n := range b.cl.nodes {
-		b.logf("%s at %s (pid %d)", n.id, n.url, n.pid())
+		b.logf("%s at %s (pid %d)", n.id, n.url, n.Pid())
 	}
 	b.pub = &publisher{http: newHTTPClient(max(b.cfg.publishers, b.cfg.inflight))}
 	b.payload = newPayload(b.cfg.size)

@@ -24,7 +24,7 @@ import (
 // benchmark, which stops it in order, and killed if the benchmark dies
 // (Pdeathsig).
 type child struct {
-	process *childproc.Process
+	*childproc.Process
 	logPath string
 }
 
@@ -42,24 +42,13 @@ func startChild(cmd *exec.Cmd, logPath string) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &child{process: p, logPath: logPath}, nil
-}
-
-func (c *child) pid() int { return c.process.Pid() }
-
-// dead reports whether the process has exited.
-func (c *child) dead() bool { return !c.process.Running() }
-
-// end sends sig (nil: none), waits up to timeout for the process to exit,
-// then kills it; it reports whether it had to.
-func (c *child) end(sig os.Signal, timeout time.Duration) (killed bool) {
-	return c.process.Stop(sig, timeout)
+	return &child{Process: p, logPath: logPath}, nil
 }
 
 // logTail is the end of the log.
 func (c *child) logTail() string {
 	b, _ := os.ReadFile(c.logPath)
-	return strings.TrimSpace(string(b[max(0, len(b)-2000):]))
+	return strings.TrimSpace(childproc.Tail(string(b), 2000))
 }
 
 // benchNode is one node of the cluster under test.
@@ -123,8 +112,8 @@ func startLocalCluster(ctx context.Context, binary string, nodeArgs []string, lo
 				n.url = "http://" + a.HTTPAddr
 				return true, ""
 			}
-			return n.dead(), fmt.Sprintf("no addresses.json (%v)", err)
-		}); err != nil || n.dead() {
+			return !n.Running(), fmt.Sprintf("no addresses.json (%v)", err)
+		}); err != nil || !n.Running() {
 			return c, fmt.Errorf("%s did not start: %v: %s", n.id, err, n.logTail())
 		}
 	}
@@ -187,7 +176,7 @@ func (c *cluster) status(ctx context.Context, n *benchNode) (node.Status, error)
 // nodes that are still running.
 func (c *cluster) leader(ctx context.Context) (int, error) {
 	for _, n := range c.nodes {
-		if n.dead() {
+		if !n.Running() {
 			continue
 		}
 		st, err := c.status(ctx, n)
@@ -210,7 +199,7 @@ func (c *cluster) settle(ctx context.Context, timeout time.Duration) error {
 	return poll(ctx, timeout, 100*time.Millisecond, func() (bool, string) {
 		var commit uint64
 		for _, n := range c.nodes {
-			if n.dead() {
+			if !n.Running() {
 				continue
 			}
 			st, err := c.status(ctx, n)
@@ -242,7 +231,7 @@ func (c *cluster) logTotals(ctx context.Context) (messages, entries uint64, err 
 func (c *cluster) procs() []proc {
 	out := make([]proc, len(c.nodes))
 	for i, n := range c.nodes {
-		out[i] = proc{name: n.id, pid: n.pid()}
+		out[i] = proc{name: n.id, pid: n.Pid()}
 	}
 	return out
 }
@@ -252,7 +241,7 @@ func (c *cluster) procs() []proc {
 func (c *cluster) disk(ctx context.Context) ([]diskUsage, error) {
 	var out []diskUsage
 	for _, n := range c.nodes {
-		if n.dead() {
+		if !n.Running() {
 			continue // killed by the storm scenario
 		}
 		st, err := c.status(ctx, n)
@@ -278,7 +267,7 @@ func (c *cluster) stop(logf func(string, ...any)) {
 		var wg sync.WaitGroup
 		for _, n := range c.nodes {
 			wg.Go(func() {
-				if !n.dead() && n.end(syscall.SIGTERM, 10*time.Second) {
+				if n.Running() && n.Stop(syscall.SIGTERM, 10*time.Second) {
 					logf("%s did not stop within 10s of SIGTERM: killed it", n.id)
 				}
 			})

@@ -83,7 +83,7 @@ func sockstat() (inuse, memPages int64) {
 func (b *bench) checkIdleLimits(r *result, target int, conns int) error {
 	const margin = 256 // the node's and the benchmark's other files and sockets
 	n := b.cl.nodes[target]
-	lim := openFileLimit(procfs.NewProc(n.pid()))
+	lim := openFileLimit(procfs.NewProc(n.Pid()))
 	r.add("node open-file limit (/proc/<pid>/limits)", float64(lim), "files")
 	if lim > 0 && lim < int64(conns+margin) {
 		return fmt.Errorf("%s's open-file limit is %d, below %d connections + %d; raise the hard limit (ulimit -Hn) the benchmark starts under",

@@ -89,7 +89,7 @@ func (p *procMember) name() string { return p.id }
 func (p *procMember) call(ctx context.Context, req memberRequest) (memberReply, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	defer context.AfterFunc(ctx, func() { _ = p.process.Signal(os.Kill) })()
+	defer context.AfterFunc(ctx, func() { _ = p.Signal(os.Kill) })()
 	var out memberReply
 	err := p.enc.Encode(req)
 	if err == nil {
@@ -123,7 +123,7 @@ func startMemberProc(exe, dir, id string, bootstrap bool) (*procMember, error) {
 	p.in, p.enc, p.dec = in, json.NewEncoder(in), json.NewDecoder(bufio.NewReader(out))
 	var first memberReply
 	if err := p.dec.Decode(&first); err != nil || first.RaftAddr == "" {
-		p.end(syscall.SIGKILL, time.Second)
+		p.Stop(syscall.SIGKILL, time.Second)
 		return nil, fmt.Errorf("%s did not start: %v: %s", id, err, p.logTail())
 	}
 	p.raftAddr = first.RaftAddr
@@ -148,7 +148,7 @@ func startBareRaftProcs(ctx context.Context) (bc *bareCluster, err error) {
 		var wg sync.WaitGroup
 		for _, p := range procs {
 			// A member stops when its stdin ends.
-			wg.Go(func() { _ = p.in.Close(); p.end(nil, 10*time.Second) })
+			wg.Go(func() { _ = p.in.Close(); p.Stop(nil, 10*time.Second) })
 		}
 		wg.Wait()
 		_ = os.RemoveAll(dir)
@@ -184,7 +184,7 @@ func (b *bench) raftProcsBaseline(ctx context.Context, perEntry int) (*result, e
 	}
 	var procs []proc
 	for _, m := range bc.members {
-		procs = append(procs, proc{name: m.name(), pid: m.pid()})
+		procs = append(procs, proc{name: m.name(), pid: m.Pid()})
 	}
 	meter := startUsage(procs)
 	r, err := bc.paced(ctx, perEntry, b.cfg.size, b.cfg.rate, b.cfg.duration)

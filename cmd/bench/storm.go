@@ -354,8 +354,8 @@ func (b *bench) storm(ctx context.Context, r *result) error {
 	headAtKill := head.Load()
 	killAt := time.Now()
 	s.killAt.Store(&killAt)
-	b.logf("storm: killing %s (pid %d) with SIGKILL; %s committed so far", vname, b.cl.nodes[victim].pid(), human(float64(headAtKill-start)))
-	b.cl.nodes[victim].end(syscall.SIGKILL, 10*time.Second)
+	b.logf("storm: killing %s (pid %d) with SIGKILL; %s committed so far", vname, b.cl.nodes[victim].Pid(), human(float64(headAtKill-start)))
+	b.cl.nodes[victim].Stop(syscall.SIGKILL, 10*time.Second)
 	exited := time.Since(killAt)
 	load := <-loadc
 	published := time.Now()
