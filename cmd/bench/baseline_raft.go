@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -391,13 +392,17 @@ func (bc *bareCluster) paced(ctx context.Context, perEntry, size int, rate float
 	return r, nil
 }
 
-// roundPerEntry turns a measured messages-per-entry ratio into a whole
-// number of at least 1.
-func roundPerEntry(v float64) int {
-	if v < 1 || math.IsNaN(v) {
+// perEntryOf is the messages per Raft entry r measured, as a whole number
+// of at least 1 (1 for a nil r or one without the figure).
+func perEntryOf(r *result) int {
+	var m *metric
+	if r != nil {
+		m = r.metric("messages per Raft entry")
+	}
+	if m == nil || m.Value < 1 || math.IsNaN(m.Value) {
 		return 1
 	}
-	return int(math.Round(v))
+	return int(math.Round(m.Value))
 }
 
 // perEntryGroup is one bare-Raft throughput measurement to make: the
@@ -409,30 +414,24 @@ type perEntryGroup struct {
 
 // throughputGroups returns the bare-Raft throughput measurements the
 // report's scenarios need: one per distinct messages per entry (rounded
-// by roundPerEntry) of hifreq and hifreq-ws, in that order, or 1 message
+// by perEntryOf) of hifreq and hifreq-ws, in that order, or 1 message
 // per entry for hifreq when no scenario ran at all (a baselines-only run).
 func throughputGroups(rep *report) []perEntryGroup {
 	if len(rep.Scenarios) == 0 {
 		return []perEntryGroup{{1, []string{"hifreq"}}}
 	}
 	var groups []perEntryGroup
-next:
 	for _, name := range []string{"hifreq", "hifreq-ws"} {
 		s := rep.scenario(name)
 		if s == nil {
 			continue
 		}
-		k := 1
-		if m := s.metric("messages per Raft entry"); m != nil {
-			k = roundPerEntry(m.Value)
+		k := perEntryOf(s)
+		if g := slices.IndexFunc(groups, func(g perEntryGroup) bool { return g.perEntry == k }); g >= 0 {
+			groups[g].scenarios = append(groups[g].scenarios, name)
+		} else {
+			groups = append(groups, perEntryGroup{perEntry: k, scenarios: []string{name}})
 		}
-		for g := range groups {
-			if groups[g].perEntry == k {
-				groups[g].scenarios = append(groups[g].scenarios, name)
-				continue next
-			}
-		}
-		groups = append(groups, perEntryGroup{perEntry: k, scenarios: []string{name}})
 	}
 	return groups
 }
@@ -465,10 +464,7 @@ func (b *bench) raftBaselines(ctx context.Context, rep *report) error {
 	if !paced {
 		return nil
 	}
-	k := 1
-	if m := bcast.metric("messages per Raft entry"); m != nil {
-		k = roundPerEntry(m.Value)
-	}
+	k := perEntryOf(bcast)
 	b.logf("baseline: bare Raft at %s msgs/s, %d msgs/entry", human(b.cfg.rate), k)
 	meter := startUsage(nil)
 	r, err := bc.paced(ctx, k, b.cfg.size, b.cfg.rate, b.cfg.duration)

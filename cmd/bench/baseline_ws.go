@@ -124,7 +124,7 @@ func (b *bench) wsBroadcast(ctx context.Context, conns, perFrame int, d time.Dur
 	s.mu.Unlock()
 	var seq int64
 	var args []byte
-	send := func() int64 {
+	send := func() (int64, error) {
 		now := time.Now()
 		t.sentAt[seq].Store(now.UnixNano())
 		args = b.payload.args(args[:0], now, seq, 0)
@@ -133,19 +133,15 @@ func (b *bench) wsBroadcast(ctx context.Context, conns, perFrame int, d time.Dur
 			q <- rec
 		}
 		seq++
-		return seq - 1
+		return seq - 1, nil
 	}
 	if perFrame == 1 {
 		// Single messages, as in the fan-out scenario.
-		var single histogram
-		for range b.cfg.fanoutMsgs {
-			n := send()
-			if !t.waitAll(ctx, n, 10*time.Second) {
-				return nil, fmt.Errorf("message %d reached %d of %d connections within 10s", n, t.count[n].Load(), conns)
-			}
-			single.Record(t.timeToAll(n))
+		single, err := t.singles(ctx, b.cfg.fanoutMsgs, send)
+		if err != nil {
+			return nil, err
 		}
-		r.lat("one message → all connections", single.Summary())
+		r.lat("one message → all connections", single)
 	}
 
 	stats := newDeliveryStats()

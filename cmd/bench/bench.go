@@ -203,8 +203,14 @@ type loadResult struct {
 	firstError         error
 }
 
+// atomicInt is an atomic.Int64 or atomic.Uint64.
+type atomicInt[T int64 | uint64] interface {
+	Load() T
+	CompareAndSwap(old, new T) bool
+}
+
 // storeMax raises v to x if x is higher.
-func storeMax(v *atomic.Uint64, x uint64) {
+func storeMax[T int64 | uint64](v atomicInt[T], x T) {
 	for m := v.Load(); x > m && !v.CompareAndSwap(m, x); m = v.Load() {
 	}
 }

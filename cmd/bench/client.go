@@ -509,9 +509,10 @@ func dialMany(ctx context.Context, cl *cluster, hub string, n int,
 	return clients, nil
 }
 
-// openMany opens n connections with open, at most 32 at a time; opened,
-// if not nil, counts them as they connect. It returns what was opened
-// (nil where open failed or did not run) and the first error, or ctx's.
+// openMany opens n connections with open (or does n things), at most 32
+// at a time; opened, if not nil, counts them as they connect. It returns
+// what was opened (zero where open failed or did not run) and the first
+// error, or ctx's.
 func openMany[T any](ctx context.Context, n int, opened *counter, open func(i int) (T, error)) ([]T, error) {
 	conns := make([]T, n)
 	sem := make(chan struct{}, 32)

@@ -36,9 +36,7 @@ func (t *fanoutTracker) onMessage(c *hubClient, m *hubproto.Message, now time.Ti
 		return
 	}
 	t.d.Load().onMessage(c, m, now)
-	ns := now.UnixNano()
-	for last := t.lastRecv[st.seq].Load(); ns > last && !t.lastRecv[st.seq].CompareAndSwap(last, ns); last = t.lastRecv[st.seq].Load() {
-	}
+	storeMax(&t.lastRecv[st.seq], now.UnixNano())
 	t.count[st.seq].Add(1)
 }
 
@@ -48,6 +46,24 @@ func (t *fanoutTracker) reached(seq int64) bool { return t.count[seq].Load() >= 
 // timeToAll is how long message seq took to reach the last connection.
 func (t *fanoutTracker) timeToAll(seq int64) time.Duration {
 	return time.Duration(t.lastRecv[seq].Load() - t.sentAt[seq].Load())
+}
+
+// singles sends n messages one at a time with send, which returns the
+// message's sequence number, and times each until it reached every
+// connection (within 10s).
+func (t *fanoutTracker) singles(ctx context.Context, n int, send func() (int64, error)) (latency, error) {
+	var h histogram
+	for range n {
+		s, err := send()
+		if err != nil {
+			return latency{}, fmt.Errorf("publish: %w", err)
+		}
+		if !t.waitAll(ctx, s, 10*time.Second) {
+			return latency{}, fmt.Errorf("message %d reached %d of %d connections within 10s", s, t.count[s].Load(), t.n)
+		}
+		h.Record(t.timeToAll(s))
+	}
+	return h.Summary(), nil
 }
 
 // waitAll polls until message seq reached every connection or timeout.
@@ -100,19 +116,12 @@ func (b *bench) fanout(ctx context.Context, r *result) error {
 	}
 
 	// Single messages, one at a time.
-	var single histogram
-	for range cfg.fanoutMsgs {
-		s, err := publish()
-		if err != nil {
-			return fmt.Errorf("publish: %w", err)
-		}
-		if !t.waitAll(ctx, s, 10*time.Second) {
-			n, why := dropped(clients)
-			return fmt.Errorf("message %d reached %d of %d connections within 10s (%d dropped: %s)", s, t.count[s].Load(), total, n, why)
-		}
-		single.Record(t.timeToAll(s))
+	single, err := t.singles(ctx, cfg.fanoutMsgs, publish)
+	if err != nil {
+		n, why := dropped(clients)
+		return fmt.Errorf("%w (%d dropped: %s)", err, n, why)
 	}
-	r.lat("one message → all connections", single.Summary())
+	r.lat("one message → all connections", single)
 
 	// The stream: window workers each publish and wait for their message
 	// to reach everyone.

@@ -39,11 +39,6 @@ func (b *bench) hifreqWS(ctx context.Context, r *result) error {
 				firstErr = msg
 			}
 		}
-		recordDone = func(now time.Time) {
-			ns := now.UnixNano()
-			for last := lastDone.Load(); ns > last && !lastDone.CompareAndSwap(last, ns); last = lastDone.Load() {
-			}
-		}
 	)
 	onCompletion := func(c *hubClient, m *hubproto.Message, now time.Time) {
 		if m.Error != "" {
@@ -55,7 +50,7 @@ func (b *bench) hifreqWS(ctx context.Context, r *result) error {
 			}
 			ok.Add(1)
 		}
-		recordDone(now)
+		storeMax(&lastDone, now.UnixNano())
 		if slots := slotsOf.Load(); slots != nil {
 			select { // free the slot: the publisher may send the next one
 			case <-(*slots)[c]:

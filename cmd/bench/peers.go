@@ -74,11 +74,10 @@ func (b *bench) peerBaselines(ctx context.Context, rep *report) error {
 			return err
 		}
 	}
-	if n := b.cfg.peerInflight[len(b.cfg.peerInflight)-1]; rep.scenario(peerScenario(n)) != nil {
-		if m := rep.scenario(peerScenario(n)).metric("messages per Raft entry"); m != nil && roundPerEntry(m.Value) > 1 {
-			if err := measure(roundPerEntry(m.Value), n); err != nil {
-				return err
-			}
+	n := b.cfg.peerInflight[len(b.cfg.peerInflight)-1]
+	if k := perEntryOf(rep.scenario(peerScenario(n))); k > 1 {
+		if err := measure(k, n); err != nil {
+			return err
 		}
 	}
 	bc.stop()

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/backplane/backplane/transport/hubproto"
@@ -141,14 +142,11 @@ func (b *bench) chat(ctx context.Context, r *result) error {
 		cfg.clients, len(b.cl.nodes), groups, cfg.groupSize, strconv.FormatFloat(cfg.chatRate, 'f', -1, 64), cfg.size)
 	d := newDeliveryStats()
 	var complete histogram
-	var measuring sync.Mutex // held while joining: completions go to done
+	var joining atomic.Bool // while set, completions go to done
+	joining.Store(true)
 	sent, completed, errs := &counter{name: "sent"}, &counter{name: "completed"}, &counter{name: "errors"}
-	joining := true
 	onCompletion := func(c *hubClient, m *hubproto.Message, now time.Time) {
-		measuring.Lock()
-		j := joining
-		measuring.Unlock()
-		if j {
+		if joining.Load() {
 			c.done <- m.Error
 			return
 		}
@@ -170,9 +168,7 @@ func (b *bench) chat(ctx context.Context, r *result) error {
 	if err := b.joinGroups(ctx, clients, group); err != nil {
 		return err
 	}
-	measuring.Lock()
-	joining = false
-	measuring.Unlock()
+	joining.Store(false)
 	sizes := make([]int64, groups)
 	for i := range clients {
 		sizes[i/cfg.groupSize]++
@@ -234,22 +230,13 @@ func (b *bench) chat(ctx context.Context, r *result) error {
 // joinGroups has every client invoke JoinGroup and waits for each
 // completion, 32 clients at a time.
 func (b *bench) joinGroups(ctx context.Context, clients []*hubClient, group func(int) string) error {
-	sem := make(chan struct{}, 32)
-	errc := make(chan error, len(clients))
-	var wg sync.WaitGroup
-	for i, c := range clients {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := c.invokeWait(ctx, "JoinGroup", hubproto.JSONValue(strconv.AppendQuote(nil, group(i)))); err != nil {
-				errc <- fmt.Errorf("client %d JoinGroup: %w", i, err)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errc)
-	return <-errc
+	_, err := openMany(ctx, len(clients), nil, func(i int) (struct{}, error) {
+		if err := clients[i].invokeWait(ctx, "JoinGroup", hubproto.JSONValue(strconv.AppendQuote(nil, group(i)))); err != nil {
+			return struct{}{}, fmt.Errorf("client %d JoinGroup: %w", i, err)
+		}
+		return struct{}{}, nil
+	})
+	return err
 }
 
 func ratioOf(got, want int64) float64 {

@@ -49,12 +49,7 @@ func (h *histogram) Record(d time.Duration) {
 	h.buckets[bucketOf(us)].Add(1)
 	h.count.Add(1)
 	h.sumUS.Add(us)
-	for {
-		m := h.maxUS.Load()
-		if us <= m || h.maxUS.CompareAndSwap(m, us) {
-			break
-		}
-	}
+	storeMax(&h.maxUS, us)
 }
 
 // histSnapshot is a histogram's content, to send it between processes:
@@ -91,12 +86,7 @@ func (h *histogram) merge(s histSnapshot) error {
 	}
 	h.count.Add(s.Count)
 	h.sumUS.Add(s.SumUS)
-	for {
-		m := h.maxUS.Load()
-		if s.MaxUS <= m || h.maxUS.CompareAndSwap(m, s.MaxUS) {
-			break
-		}
-	}
+	storeMax(&h.maxUS, s.MaxUS)
 	return nil
 }
 
