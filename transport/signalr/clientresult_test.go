@@ -140,9 +140,7 @@ func TestStreamItemsInOrder(t *testing.T) {
 // and a stream's end are committed to its stream: numbered with the rest,
 // in order, and replayed by the node it resumes on if it missed them.
 func TestClientCallsToStatefulConnections(t *testing.T) {
-	base := newFakeCluster(t, "a")
-	a := startServer(t, base, statefulOptions(nil), nil)
-	b := startPeer(t, base, "b", statefulOptions(nil))
+	base, a, b := startPair(t, statefulOptions(nil))
 	base.setNodeURL("a", closedURL(t))
 	c := a.openStateful("chat")
 

@@ -15,9 +15,7 @@ import (
 // not close the connection in the cluster.
 func TestDrainHandsStatefulConnectionsOver(t *testing.T) {
 	t.Parallel()
-	base := newFakeCluster(t, "a")
-	a := startServer(t, base, statefulOptions(nil), nil)
-	b := startPeer(t, base, "b", statefulOptions(nil))
+	base, a, b := startPair(t, statefulOptions(nil))
 	base.setNodeURL("a", a.url) // a is alive and reachable throughout
 
 	c := a.openStateful("chat")

@@ -230,9 +230,7 @@ func (c *mpClient) sendAll(id string, values ...string) []byte {
 // replay re-read from the log there: the values are still as sent.
 func TestMessagePackStatefulTakeoverReplaysAsSent(t *testing.T) {
 	t.Parallel()
-	base := newFakeCluster(t, "a")
-	a := startServer(t, base, statefulOptions(nil), nil)
-	b := startPeer(t, base, "b", statefulOptions(nil))
+	base, a, b := startPair(t, statefulOptions(nil))
 	base.setNodeURL("a", closedURL(t)) // a looks dead: b takes over
 
 	c := a.openMsgpack("chat", true)

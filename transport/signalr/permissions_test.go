@@ -197,9 +197,7 @@ func TestRelayRolesAfterTakeover(t *testing.T) {
 			return Identity{Permissions: grant}, nil
 		}
 	})
-	base := newFakeCluster(t, "a")
-	a := startServer(t, base, opts, nil)
-	b := startPeer(t, base, "b", opts)
+	base, a, b := startPair(t, opts)
 	base.setNodeURL("a", closedURL(t))
 
 	c := a.openStateful("chat")

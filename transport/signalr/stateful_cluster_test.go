@@ -34,6 +34,17 @@ func startPeer(t *testing.T, base *fakeCluster, id string, opts Options) *testSe
 	return &testServer{t: t, srv: s, cluster: base, http: hs, url: hs.URL}
 }
 
+// startPair serves node a (startServer) and node b (startPeer) over one
+// fake cluster, both with opts. The caller says where the cluster lists a
+// (base.setNodeURL): at a.url, or at closedURL, so that b takes over.
+func startPair(t *testing.T, opts Options) (base *fakeCluster, a, b *testServer) {
+	t.Helper()
+	base = newFakeCluster(t, "a")
+	a = startServer(t, base, opts, nil)
+	b = startPeer(t, base, "b", opts)
+	return base, a, b
+}
+
 // closedURL is the address of a port nobody listens on: forwarding there
 // fails with a dial error, as it does to a dead node.
 func closedURL(t *testing.T) string {
@@ -63,9 +74,7 @@ func (fc *fakeCluster) holder(t *testing.T, hub, connID string) (string, bool) {
 // replicated client sequence; the old holder lets go without closing it.
 func TestStatefulTakeoverOnAnotherNode(t *testing.T) {
 	t.Parallel()
-	base := newFakeCluster(t, "a")
-	a := startServer(t, base, statefulOptions(nil), nil)
-	b := startPeer(t, base, "b", statefulOptions(nil))
+	base, a, b := startPair(t, statefulOptions(nil))
 	base.setNodeURL("a", closedURL(t))
 
 	c := a.openStateful("chat")
@@ -164,9 +173,7 @@ func TestStatefulTakeoverOnAnotherNode(t *testing.T) {
 // its close must not close the connection its new holder serves.
 func TestStatefulOldHolderTimesOutAfterTakeover(t *testing.T) {
 	t.Parallel()
-	base := newFakeCluster(t, "a")
-	a := startServer(t, base, statefulOptions(nil), nil)
-	b := startPeer(t, base, "b", statefulOptions(nil))
+	base, a, b := startPair(t, statefulOptions(nil))
 	base.setNodeURL("a", closedURL(t))
 	c := a.openStateful("chat")
 	c.drop()
@@ -191,10 +198,8 @@ func TestStatefulOldHolderTimesOutAfterTakeover(t *testing.T) {
 // DisconnectTimeout like any detached one, not kept forever.
 func TestStatefulAdoptedWithoutSocketIsReaped(t *testing.T) {
 	t.Parallel()
-	base := newFakeCluster(t, "a")
 	opts := statefulOptions(func(o *Options) { o.DisconnectTimeout = 300 * time.Millisecond })
-	a := startServer(t, base, opts, nil)
-	b := startPeer(t, base, "b", opts)
+	base, a, b := startPair(t, opts)
 	base.setNodeURL("a", closedURL(t))
 	c := a.openStateful("chat")
 	c.drop()
@@ -218,9 +223,7 @@ func TestStatefulAdoptedWithoutSocketIsReaped(t *testing.T) {
 // adopted.
 func TestStatefulResumeViaAnotherNodeWhileHolderLives(t *testing.T) {
 	t.Parallel()
-	base := newFakeCluster(t, "a")
-	a := startServer(t, base, statefulOptions(nil), nil)
-	b := startPeer(t, base, "b", statefulOptions(nil))
+	base, a, b := startPair(t, statefulOptions(nil))
 	base.setNodeURL("a", a.url)
 
 	// A stateful resume through b reaches a, which keeps the connection.
