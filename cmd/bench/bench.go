@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,7 +20,7 @@ type bench struct {
 	logf    func(string, ...any)
 	stderr  io.Writer
 	cl      *cluster
-	pub     *publisher
+	pub     *http.Client // the REST publishers'
 	payload payload
 }
 
@@ -43,7 +44,7 @@ func (b *bench) runAll(ctx context.Context, rep *report) error {
 	for _, n := range b.cl.nodes {
 		b.logf("%s at %s (pid %d)", n.id, n.url, n.Pid())
 	}
-	b.pub = &publisher{http: newHTTPClient(max(b.cfg.publishers, b.cfg.inflight))}
+	b.pub = newHTTPClient(max(b.cfg.publishers, b.cfg.inflight))
 	b.payload = newPayload(b.cfg.size)
 	if b.cfg.pprofDir != "" {
 		if err := os.MkdirAll(b.cfg.pprofDir, 0o755); err != nil {
@@ -253,7 +254,7 @@ func (b *bench) publishLoad(ctx context.Context, spec loadSpec) loadResult {
 			for s, ok := next(); ok && ctx.Err() == nil; s, ok = next() {
 				node := spec.nodes[int(s)%len(spec.nodes)]
 				sent := time.Now()
-				idx, err := b.pub.publish(ctx, b.cl.nodes[node].url, spec.hub, b.payload.restBody(sent, s, node))
+				idx, err := publish(ctx, b.pub, b.cl.nodes[node].url, spec.hub, b.payload.restBody(sent, s, node))
 				if err != nil {
 					if ctx.Err() != nil {
 						return

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -142,29 +141,22 @@ func atoi(b []byte) (int64, bool) {
 	return v, true
 }
 
-// publisher posts REST sends and reports the committed index.
-type publisher struct {
-	http *http.Client
-}
-
-var errNotAccepted = errors.New("publish not accepted")
-
-// publish posts body to POST /api/v1/hubs/{hub} and returns the committed
-// message index.
-func (p *publisher) publish(ctx context.Context, base, hub string, body []byte) (uint64, error) {
+// publish posts body to POST /api/v1/hubs/{hub} on base and returns the
+// committed message index.
+func publish(ctx context.Context, hc *http.Client, base, hub string, body []byte) (uint64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/hubs/"+hub, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := p.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("publish: %w", err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusAccepted {
-		return 0, fmt.Errorf("%w: %d %s", errNotAccepted, resp.StatusCode, strings.TrimSpace(string(b)))
+		return 0, fmt.Errorf("publish not accepted: %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
 	}
 	idx, err := strconv.ParseUint(resp.Header.Get("Backplane-Index"), 10, 64)
 	if err != nil {
@@ -296,15 +288,16 @@ func newHubClient(ws *websocket.Conn, node int, onMessage, onCompletion func(*hu
 	return c
 }
 
-// read parses records until the connection ends. A frame is counted
-// together with its records, so that a count taken meanwhile sees both or
-// neither (almost: they are two atomics).
-func (c *hubClient) read(buf []byte) {
+// read parses records, after rest, until the connection ends. A frame is
+// counted together with its records, so that a count taken meanwhile sees
+// both or neither (almost: they are two atomics).
+func (c *hubClient) read(rest []byte) {
 	defer close(c.closed)
+	buf := bytes.NewBuffer(rest)
 	frame := false // buf holds a frame not yet counted
 	for {
-		if len(buf) > 0 || frame {
-			records, consumed, err := c.handle(buf)
+		if buf.Len() > 0 || frame {
+			records, consumed, err := c.handle(buf.Bytes())
 			c.records.Add(int64(records))
 			if frame {
 				c.frames.Add(1)
@@ -315,11 +308,11 @@ func (c *hubClient) read(buf []byte) {
 				c.ws.Close()
 				return
 			}
-			buf = append(buf[:0], buf[consumed:]...)
+			buf.Next(consumed)
 		}
 		_, r, err := c.ws.NextReader()
 		if err == nil {
-			buf, err = readAppend(buf, r)
+			_, err = buf.ReadFrom(r)
 		}
 		if err != nil {
 			c.err = err
@@ -413,23 +406,6 @@ func recordsPerFrame(before, after frameCount) float64 {
 		return 0
 	}
 	return float64(after.records-before.records) / float64(after.frames-before.frames)
-}
-
-// readAppend reads r to its end onto buf.
-func readAppend(buf []byte, r io.Reader) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
 }
 
 // invoke sends an Invocation with an invocation id (so the server answers

@@ -111,7 +111,7 @@ func (b *bench) fanout(ctx context.Context, r *result) error {
 		}
 		now := time.Now()
 		t.sentAt[s].Store(now.UnixNano())
-		_, err := b.pub.publish(ctx, base, hub, b.payload.restBody(now, s, leader))
+		_, err := publish(ctx, b.pub, base, hub, b.payload.restBody(now, s, leader))
 		return s, err
 	}
 
