@@ -59,8 +59,5 @@ func TestDrainHandsStatefulConnectionsOver(t *testing.T) {
 	if node, open := a.cluster.holder(t, "chat", c.id); node != "b" || !open {
 		t.Fatalf("holder after the drained node stopped: got %q (open %v), want b, open", node, open)
 	}
-	a.cluster.publishTo(t, "chat", fsm.ToGroups, []string{"g"}, "after")
-	if got := r.nextMsg(); got.Target != "after" {
-		t.Fatalf("on b after a stopped: got %s, want after", got.raw)
-	}
+	r.wantNextDelivery(a.cluster, fsm.ToGroups, []string{"g"}, "on b after a stopped")
 }

@@ -159,10 +159,7 @@ func TestStatefulTakeoverOnAnotherNode(t *testing.T) {
 	if node, open := a.cluster.holder(t, "chat", c.id); node != "b" || !open {
 		t.Fatalf("holder after a let go: got %q (open %v), want b, open", node, open)
 	}
-	a.cluster.publishTo(t, "chat", fsm.ToGroups, []string{"g"}, "after")
-	if got := r.nextMsg(); got.Target != "after" {
-		t.Fatalf("on b: got %s, want the next delivery", got.raw)
-	}
+	r.wantNextDelivery(a.cluster, fsm.ToGroups, []string{"g"}, "on b")
 	if held := b.held(c.token); held.isEnding() {
 		t.Fatal("on b: got the connection ending, want it open")
 	}
@@ -184,10 +181,7 @@ func TestStatefulOldHolderTimesOutAfterTakeover(t *testing.T) {
 	waitFor(t, "the old holder to let go", func() (bool, string) {
 		return a.srv.lookup(c.token) == nil, "still held by a"
 	})
-	a.cluster.publishTo(t, "chat", fsm.ToAll, nil, "after")
-	if got := r.nextMsg(); got.Target != "after" {
-		t.Fatalf("on b: got %s, want the next delivery (the connection open)", got.raw)
-	}
+	r.wantNextDelivery(a.cluster, fsm.ToAll, nil, "on b (the connection open)")
 	if node, open := a.cluster.holder(t, "chat", c.id); node != "b" || !open {
 		t.Fatalf("holder: got %q (open %v), want b, open", node, open)
 	}

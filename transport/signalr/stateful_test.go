@@ -213,6 +213,17 @@ func (fc *fakeCluster) targets(t *testing.T, hub string) map[string]int {
 	return out
 }
 
+// wantNextDelivery publishes "after" on the hub chat to audience (names)
+// through fc and wants it as c's next message: the connection is open and
+// delivering. what names the connection in a failure.
+func (c *sclient) wantNextDelivery(fc *fakeCluster, audience fsm.Audience, names []string, what string) {
+	c.t.Helper()
+	fc.publishTo(c.t, "chat", audience, names, "after")
+	if got := c.nextMsg(); got.Target != "after" {
+		c.t.Fatalf("%s: got %s, want the next delivery", what, got.raw)
+	}
+}
+
 // publishTo commits a message for a hub audience and returns its index.
 func (fc *fakeCluster) publishTo(t *testing.T, hub string, audience fsm.Audience, names []string, target string, args ...any) uint64 {
 	t.Helper()
@@ -467,10 +478,7 @@ func TestStatefulDetachedOutlivesClientTimeout(t *testing.T) {
 		t.Fatal("just resumed: got the connection ended by the client timeout, want it open")
 	}
 	r.write(sequence(1))
-	ts.cluster.publishTo(t, "chat", fsm.ToAll, nil, "after")
-	if got := r.nextMsg(); got.Target != "after" {
-		t.Fatalf("resumed socket: got %s, want the next delivery", got.raw)
-	}
+	r.wantNextDelivery(ts.cluster, fsm.ToAll, nil, "resumed socket")
 }
 
 // TestStatefulResumeReplacesOpenSocket: a resume while the old socket is
@@ -489,10 +497,7 @@ func TestStatefulResumeReplacesOpenSocket(t *testing.T) {
 		t.Fatalf("replay: got %s, want %s", got.raw, first.raw)
 	}
 	r.write(sequence(2))
-	ts.cluster.publishTo(t, "chat", fsm.ToAll, nil, "after")
-	if got := r.nextMsg(); got.Target != "after" {
-		t.Fatalf("new socket: got %s, want the next delivery", got.raw)
-	}
+	r.wantNextDelivery(ts.cluster, fsm.ToAll, nil, "new socket")
 }
 
 // TestStatefulGracefulCloseEndsConnection: a Close frame or a Close
