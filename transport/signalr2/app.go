@@ -47,8 +47,8 @@ func (s *Server) Holds(hub, connID string) bool {
 // connInfo describes c in hub to the Application.
 func (s *Server) connInfo(c *conn, hub string) signalr.ConnInfo {
 	info := signalr.ConnInfo{Hub: hub, ID: c.id, UserID: c.user, Claims: c.ident.Claims, Protocol: hubproto.NameJSON}
-	if c.req != nil {
-		info.Query = clientQuery(c.req.URL.Query())
+	if q := c.query(); q != nil {
+		info.Query = clientQuery(q)
 	}
 	return info
 }

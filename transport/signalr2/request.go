@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -23,7 +24,8 @@ type conn struct {
 	hubs      []string // lower-case, from connectionData
 	ident     Identity
 	transport string
-	req       *http.Request // the request that named it (a WebSocket's upgrade)
+	req       *http.Request // the request that named it; nil once a WebSocket kept what it needs (kept)
+	kept      *keptRequest
 }
 
 // maxFormBody bounds the form a poll or a send may carry.
@@ -95,6 +97,28 @@ func transportName(t string) string {
 		}
 	}
 	return ""
+}
+
+// request is what a re-authentication reads: the request in progress, or
+// a WebSocket's upgrade as it was kept.
+func (c *conn) request() *http.Request {
+	if c.kept != nil {
+		return c.kept.request()
+	}
+	return c.req
+}
+
+// query is the query of the request that named c (without the connection
+// token for a WebSocket).
+func (c *conn) query() url.Values {
+	switch {
+	case c.kept != nil:
+		q, _ := url.ParseQuery(c.kept.query) // it was encoded from url.Values
+		return q
+	case c.req != nil:
+		return c.req.URL.Query()
+	}
+	return nil
 }
 
 // hasHub reports whether the connection subscribed to hub.

@@ -97,7 +97,7 @@ func (s *Server) invoke(ctx context.Context, c *conn, inv *hubInvocation, id str
 	if !c.hasHub(hub) && s.opts.Authenticate != nil {
 		// The token was checked for the connection's hubs; a send to
 		// another hub needs a token good for that one too.
-		if _, err := s.authenticate(c.req, []string{hub}); err != nil {
+		if _, err := s.authenticate(c.request(), []string{hub}); err != nil {
 			resp.Error, resp.HubError = fmt.Sprintf("Failed to invoke '%s': %v", inv.Method, err), true
 			return resp
 		}

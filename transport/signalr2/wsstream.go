@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -31,7 +29,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 		return // the upgrader answered
 	}
 	ws.SetReadLimit(int64(s.opts.MaxMessageSize))
-	c.req = detached(r, s.keptHeaders(r.Header))
+	c.req, c.kept = nil, keepRequest(r, s.keptHeaders(r.Header))
 	s.serving.ws.Add(1)
 	st := &wsStream{s: s, c: c, out: &wsWriter{ws: ws, timeout: s.opts.WriteTimeout}, known: known, after: after}
 	st.cleanups = cl.keep()
@@ -280,40 +278,4 @@ func (cl *cleanups) done() {
 func (cl *cleanups) keep() *cleanups {
 	cl.kept = true
 	return cl
-}
-
-// detached is what a WebSocket keeps of its upgrade request for its life:
-// what the Application (its query) and a re-authentication (header,
-// query, address) read, without the request's context and the rest. It
-// copies what it keeps of the request line rather than keep the line: the
-// connection token, which the connection no longer needs, is most of it.
-func detached(r *http.Request, header http.Header) *http.Request {
-	q := r.URL.Query()
-	q.Del("connectionToken")
-	u := &url.URL{Path: strings.Clone(r.URL.Path), RawQuery: q.Encode()}
-	return &http.Request{Method: strings.Clone(r.Method), URL: u, Proto: strings.Clone(r.Proto), ProtoMajor: r.ProtoMajor, ProtoMinor: r.ProtoMinor,
-		Header: header, Host: r.Host, RemoteAddr: r.RemoteAddr, RequestURI: u.RequestURI(), TLS: r.TLS}
-}
-
-// keptHeaders is what a WebSocket keeps of its upgrade request's header:
-// none without Authenticate, the AuthHeaders present (nil when none is),
-// or, without AuthHeaders, all of it. An upgrade request's header is most
-// of what an idle socket would otherwise keep of its request.
-func (s *Server) keptHeaders(h http.Header) http.Header {
-	switch {
-	case s.opts.Authenticate == nil:
-		return nil
-	case s.opts.AuthHeaders == nil:
-		return h
-	}
-	var kept http.Header
-	for _, name := range s.opts.AuthHeaders {
-		if v, ok := h[http.CanonicalHeaderKey(name)]; ok {
-			if kept == nil {
-				kept = make(http.Header, len(s.opts.AuthHeaders))
-			}
-			kept[http.CanonicalHeaderKey(name)] = v
-		}
-	}
-	return kept
 }

@@ -2,9 +2,6 @@ package signalr2
 
 import (
 	"net/http"
-	"net/http/httptest"
-	"net/url"
-	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -72,28 +69,6 @@ func TestWebSocketReauthenticatesWithTheKeptHeaders(t *testing.T) {
 	}
 }
 
-// TestKeptHeaders: none without Authenticate, the named ones present
-// (matched whatever their case; nil when none is), or all.
-func TestKeptHeaders(t *testing.T) {
-	h := http.Header{"Authorization": {"Bearer x"}, "User-Agent": {"test"}, "Sec-Websocket-Key": {"k"}}
-	auth := func(*http.Request, []string) (Identity, error) { return Identity{}, nil }
-	for _, tt := range []struct {
-		name string
-		opts Options
-		want http.Header
-	}{
-		{"no Authenticate", Options{AuthHeaders: []string{"Authorization"}}, nil},
-		{"all", Options{Authenticate: auth}, h},
-		{"named", Options{Authenticate: auth, AuthHeaders: []string{"authorization", "X-Api-Key"}}, http.Header{"Authorization": {"Bearer x"}}},
-		{"none present", Options{Authenticate: auth, AuthHeaders: []string{"X-Api-Key"}}, nil},
-	} {
-		s := &Server{opts: tt.opts}
-		if got := s.keptHeaders(h); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("%s: kept %v, want %v", tt.name, got, tt.want)
-		}
-	}
-}
-
 // TestWebSocketInvocationEndsWithTheSocket: an invocation in progress
 // when the socket ends is cancelled (its context ends): at the client's
 // token's expiry, and when the server stops. (A hang-up is noticed once
@@ -135,22 +110,5 @@ func TestWebSocketInvocationEndsWithTheSocket(t *testing.T) {
 				t.Fatalf("the application saw %q, want the one invocation", calls)
 			}
 		})
-	}
-}
-
-// TestDetached: a WebSocket keeps its upgrade request's path and query
-// (without the connection token), method, protocol, address and the
-// header it is given.
-func TestDetached(t *testing.T) {
-	r := httptest.NewRequest(http.MethodGet, "/signalr/connect?transport=webSockets&connectionToken=abc%2Fdef&access_token=t1&room=a+b", nil)
-	r.RemoteAddr = "127.0.0.1:5000"
-	kept := http.Header{"Authorization": {"Bearer x"}}
-	d := detached(r, kept)
-	if got, want := d.URL.Query(), (url.Values{"transport": {"webSockets"}, "access_token": {"t1"}, "room": {"a b"}}); !reflect.DeepEqual(got, want) {
-		t.Errorf("query %v, want %v", got, want)
-	}
-	if d.URL.Path != "/signalr/connect" || d.RequestURI != d.URL.RequestURI() || d.Method != http.MethodGet || d.Proto != "HTTP/1.1" ||
-		d.RemoteAddr != r.RemoteAddr || d.Host != r.Host || !reflect.DeepEqual(d.Header, kept) {
-		t.Errorf("detached %+v", d)
 	}
 }
