@@ -59,18 +59,7 @@ func (b *bench) runAll(ctx context.Context, rep *report) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		r := &result{Name: name}
-		b.logf("scenario %s", name)
-		if err := b.cl.settle(ctx, 30*time.Second); err != nil {
-			b.logf("%s: %v (going on)", name, err)
-		}
-		start := time.Now()
-		if err := funcs[name](ctx, r); err != nil {
-			r.Err = err.Error()
-			b.logf("%s failed: %v", name, err)
-		}
-		r.Seconds = time.Since(start).Seconds()
-		rep.Scenarios = append(rep.Scenarios, r)
+		b.runScenario(ctx, rep, name, funcs[name])
 	}
 	if b.cfg.peers {
 		b.peerScenarios(ctx, rep)
@@ -102,6 +91,23 @@ func (b *bench) runAll(ctx context.Context, rep *report) error {
 		return nil
 	}
 	return b.wsBaselines(ctx, rep)
+}
+
+// runScenario runs one scenario once the cluster has settled and adds its
+// result to rep.
+func (b *bench) runScenario(ctx context.Context, rep *report, name string, run func(context.Context, *result) error) {
+	r := &result{Name: name}
+	b.logf("scenario %s", name)
+	if err := b.cl.settle(ctx, 30*time.Second); err != nil {
+		b.logf("%s: %v (going on)", name, err)
+	}
+	start := time.Now()
+	if err := run(ctx, r); err != nil {
+		r.Err = err.Error()
+		b.logf("%s failed: %v", name, err)
+	}
+	r.Seconds = time.Since(start).Seconds()
+	rep.Scenarios = append(rep.Scenarios, r)
 }
 
 // window is the measured phase of a scenario: progress lines, the usage

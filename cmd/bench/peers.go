@@ -31,23 +31,15 @@ func (b *bench) peerScenarios(ctx context.Context, rep *report) {
 		}
 		bb := *b
 		bb.cfg.publishers = n
-		r := &result{Name: peerScenario(n)}
-		b.logf("scenario %s", r.Name)
-		if err := b.cl.settle(ctx, 30*time.Second); err != nil {
-			b.logf("%s: %v (going on)", r.Name, err)
-		}
-		start := time.Now()
-		readers, err := b.startSSEReaders(ctx, "bench_hifreq", peerReaders)
-		if err == nil {
+		b.runScenario(ctx, rep, peerScenario(n), func(ctx context.Context, r *result) error {
+			readers, err := b.startSSEReaders(ctx, "bench_hifreq", peerReaders)
+			if err != nil {
+				return err
+			}
 			err = bb.hifreq(ctx, r)
 			readers.finish(ctx, r)
-		}
-		if err != nil {
-			r.Err = err.Error()
-			b.logf("%s failed: %v", r.Name, err)
-		}
-		r.Seconds = time.Since(start).Seconds()
-		rep.Scenarios = append(rep.Scenarios, r)
+			return err
+		})
 	}
 }
 
