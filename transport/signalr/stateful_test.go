@@ -213,6 +213,23 @@ func (fc *fakeCluster) targets(t *testing.T, hub string) map[string]int {
 	return out
 }
 
+// resumeReplacing resumes c on the hub chat while its socket is still
+// open: the old socket must close with nothing more, and the new one
+// start at Sequence 1 with first replayed. oldSocket names the old socket
+// in a failure.
+func (ts *testServer) resumeReplacing(c *sclient, first record, oldSocket string) *sclient {
+	ts.t.Helper()
+	r := ts.resume("chat", c)
+	if got := c.closed(); len(got) != 0 {
+		ts.t.Fatalf("%s: got %v before it closed, want it closed with nothing more", oldSocket, got)
+	}
+	mustEqual(ts.t, "Sequence on the new socket", r.wantSequence(), int64(1))
+	if got := r.nextMsg(); got.raw != first.raw {
+		ts.t.Fatalf("replay: got %s, want %s", got.raw, first.raw)
+	}
+	return r
+}
+
 // wantNextDelivery publishes "after" on the hub chat to audience (names)
 // through fc and wants it as c's next message: the connection is open and
 // delivering. what names the connection in a failure.
@@ -488,14 +505,7 @@ func TestStatefulResumeReplacesOpenSocket(t *testing.T) {
 	ts := newTestServer(t, statefulOptions(nil))
 	c := ts.openStateful("chat")
 	first := c.invoke("0", "JoinGroup", "g")
-	r := ts.resume("chat", c)
-	if got := c.closed(); len(got) != 0 {
-		t.Fatalf("old socket: got %v before it closed, want it closed with nothing more", got)
-	}
-	mustEqual(t, "Sequence on the new socket", r.wantSequence(), int64(1))
-	if got := r.nextMsg(); got.raw != first.raw {
-		t.Fatalf("replay: got %s, want %s", got.raw, first.raw)
-	}
+	r := ts.resumeReplacing(c, first, "old socket")
 	r.write(sequence(2))
 	r.wantNextDelivery(ts.cluster, fsm.ToAll, nil, "new socket")
 }
@@ -583,14 +593,7 @@ func TestStatefulParkedSocketsDetachAndResume(t *testing.T) {
 	first := c.invoke("0", "JoinGroup", "g")
 	parked("the first socket to park its reader")
 
-	r := ts.resume("chat", c) // over the parked socket
-	if got := c.closed(); len(got) != 0 {
-		t.Fatalf("replaced parked socket: got %v before it closed, want it closed with nothing more", got)
-	}
-	mustEqual(t, "Sequence on the new socket", r.wantSequence(), int64(1))
-	if got := r.nextMsg(); got.raw != first.raw {
-		t.Fatalf("replay: got %s, want %s", got.raw, first.raw)
-	}
+	r := ts.resumeReplacing(c, first, "replaced parked socket") // over the parked socket
 	r.write(sequence(2))
 	parked("the second socket to park its reader")
 
