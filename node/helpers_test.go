@@ -21,7 +21,7 @@ import (
 // testCluster runs nodes in this process on loopback ports picked by the
 // kernel, with tightened Raft timings.
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	nodes []*testNode
 }
 
@@ -40,14 +40,14 @@ type clusterOptions struct {
 	tweak      func(*Config)
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("BACKPLANE_TEST_LOGS") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
 }
 
-func startCluster(t *testing.T, opts clusterOptions) *testCluster {
+func startCluster(t testing.TB, opts clusterOptions) *testCluster {
 	t.Helper()
 	if opts.size == 0 {
 		opts.size = 3
