@@ -261,25 +261,25 @@ func (p *filterParser) enter(t filterToken) error {
 	return nil
 }
 
+// parseOr parses and-expressions joined by "or".
 func (p *filterParser) parseOr() (filterNode, error) {
-	left, err := p.parseAnd()
-	for err == nil && p.peek().is("or") {
-		p.next()
-		var right filterNode
-		if right, err = p.parseAnd(); err == nil {
-			left = filterOr{left, right}
-		}
-	}
-	return left, err
+	return p.parseJoined("or", p.parseAnd, func(l, r filterNode) filterNode { return filterOr{l, r} })
 }
 
+// parseAnd parses not-expressions joined by "and".
 func (p *filterParser) parseAnd() (filterNode, error) {
-	left, err := p.parseNot()
-	for err == nil && p.peek().is("and") {
+	return p.parseJoined("and", p.parseNot, func(l, r filterNode) filterNode { return filterAnd{l, r} })
+}
+
+// parseJoined parses one or more operands joined by the keyword op,
+// grouping them from the left with join.
+func (p *filterParser) parseJoined(op string, operand func() (filterNode, error), join func(l, r filterNode) filterNode) (filterNode, error) {
+	left, err := operand()
+	for err == nil && p.peek().is(op) {
 		p.next()
 		var right filterNode
-		if right, err = p.parseNot(); err == nil {
-			left = filterAnd{left, right}
+		if right, err = operand(); err == nil {
+			left = join(left, right)
 		}
 	}
 	return left, err
