@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/backplane/backplane/transport/netconn"
 )
 
 // mode is which transport request a client made.
@@ -31,9 +33,9 @@ func (s *Server) serveTransport(w http.ResponseWriter, r *http.Request, m mode) 
 	if !ok {
 		return
 	}
-	cl := &cleanups{}
-	defer cl.done()
-	cl.add(s.live.serve(c))
+	cl := &netconn.Cleanups{}
+	defer cl.Done()
+	cl.Add(s.live.serve(c))
 	switch {
 	case c.transport == "":
 		writeError(w, http.StatusBadRequest, errors.New("Protocol error: Unknown transport."))
@@ -51,7 +53,7 @@ func (s *Server) serveTransport(w http.ResponseWriter, r *http.Request, m mode) 
 			writeError(w, http.StatusTooManyRequests, err)
 			return
 		}
-		cl.add(release)
+		cl.Add(release)
 	}
 	if !s.ready(w, r) {
 		return

@@ -21,7 +21,7 @@ import (
 // next change it watches, see wsStream), and its reader parks when
 // the client is quiet. It takes over the request's cleanups, run when the
 // socket ends.
-func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn, m mode, after uint64, known map[string][]string, cl *cleanups) {
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn, m mode, after uint64, known map[string][]string, cl *netconn.Cleanups) {
 	h := &netconn.Hijacker{ResponseWriter: w}
 	ws, err := s.upgrader.Upgrade(h, r, nil)
 	if err != nil {
@@ -32,7 +32,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 	c.req, c.kept = nil, keepRequest(r, s.keptHeaders(r.Header))
 	s.serving.ws.Add(1)
 	st := &wsStream{s: s, c: c, out: &wsWriter{ws: ws, timeout: s.opts.WriteTimeout}, known: known, after: after}
-	st.cleanups = cl.keep()
+	st.cleanups = cl.Keep()
 	watches := c.watches()
 	st.pump = netconn.NewPump(func(wake func()) func() bool {
 		return s.cluster.AfterChange(watches, wake)
@@ -110,8 +110,8 @@ type wsStream struct {
 	c   *conn
 	out *wsWriter
 
-	cleanups *cleanups // the request's, taken over; run once, by finish
-	endLive  func()    // ends the connection's liveness record
+	cleanups *netconn.Cleanups // the request's, taken over; run by finish
+	endLive  func()            // ends the connection's liveness record
 
 	mu sync.Mutex
 	// cause is why the socket ends (nil while it runs); started, that the
@@ -245,37 +245,6 @@ func (st *wsStream) finish() {
 	st.out.close()
 	_ = st.out.ws.Close()
 	st.endLive()
-	st.cleanups.run()
+	st.cleanups.Run()
 	st.s.serving.ws.Add(-1)
-}
-
-// cleanups are what a transport request undoes when it ends. A WebSocket
-// outlives its handler: it takes them over and runs them when it ends.
-type cleanups struct {
-	fns  []func()
-	kept bool
-}
-
-func (cl *cleanups) add(fn func()) { cl.fns = append(cl.fns, fn) }
-
-// run runs them, the last added first.
-func (cl *cleanups) run() {
-	for i := len(cl.fns) - 1; i >= 0; i-- {
-		cl.fns[i]()
-	}
-}
-
-// done runs them at the end of the handler, unless a WebSocket took them
-// over.
-func (cl *cleanups) done() {
-	if !cl.kept {
-		cl.run()
-	}
-}
-
-// keep takes them over: the returned cleanups are run by their new
-// owner, once.
-func (cl *cleanups) keep() *cleanups {
-	cl.kept = true
-	return cl
 }

@@ -3,9 +3,9 @@ package stream
 import (
 	"context"
 	"net/http"
-	"sync"
 
 	"github.com/backplane/backplane/transport/access"
+	"github.com/backplane/backplane/transport/netconn"
 )
 
 // ConnLimit is the per-address count the streams take part in (nil: no
@@ -23,32 +23,22 @@ func (s *Server) limited(h streamHandler) streamHandler {
 			writeStreamError(w, http.StatusTooManyRequests, err)
 			return
 		}
-		sl := &slot{release: release}
-		defer func() {
-			if !sl.kept {
-				release()
-			}
-		}()
-		h(w, r.WithContext(context.WithValue(r.Context(), slotKey{}, sl)), grant)
+		cl := &netconn.Cleanups{}
+		cl.Add(release)
+		defer cl.Done()
+		h(w, r.WithContext(context.WithValue(r.Context(), cleanupsKey{}, cl)), grant)
 	}
 }
 
-// slot is a request's place in the per-address count.
-type slot struct {
-	release func()
-	kept    bool // the handler took it over: limited does not release it
-}
-
-type slotKey struct{}
+type cleanupsKey struct{}
 
 // keepSlot takes over the request's place in the per-address count from
-// limited and returns its release, to call once (and only once) when the
-// stream ends; a no-op for a request that has none.
-func keepSlot(r *http.Request) (release func()) {
-	sl, ok := r.Context().Value(slotKey{}).(*slot)
+// limited; the stream runs the returned cleanups when it ends (none for a
+// request that has no place).
+func keepSlot(r *http.Request) *netconn.Cleanups {
+	cl, ok := r.Context().Value(cleanupsKey{}).(*netconn.Cleanups)
 	if !ok {
-		return func() {}
+		return &netconn.Cleanups{}
 	}
-	sl.kept = true
-	return sync.OnceFunc(sl.release)
+	return cl.Keep()
 }

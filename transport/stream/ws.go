@@ -38,7 +38,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 	}
 	s.ws.Add(1)
 
-	st := &wsStream{s: s, conn: conn, reader: req.reader, remote: r.RemoteAddr, release: keepSlot(r)}
+	st := &wsStream{s: s, conn: conn, reader: req.reader, remote: r.RemoteAddr, cleanups: keepSlot(r)}
 	st.dl = writeDeadline{timeout: s.opts.WriteTimeout, set: conn.SetWriteDeadline}
 	after := req.after
 	if req.fromNow {
@@ -89,11 +89,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 // Its keep-alive pings the client on a timer; the server's context and
 // the token's expiry (a callback and a timer) end it, through end.
 type wsStream struct {
-	s       *Server
-	conn    *websocket.Conn
-	reader  fsm.Filter
-	remote  string
-	release func() // the stream's place in the per-address count
+	s        *Server
+	conn     *websocket.Conn
+	reader   fsm.Filter
+	remote   string
+	cleanups *netconn.Cleanups // the stream's place in the per-address count, kept from limited
 
 	ending atomic.Bool // end has run: the stream is closing
 
@@ -200,7 +200,7 @@ func (st *wsStream) finish() {
 	}
 	st.mu.Unlock()
 	_ = st.conn.Close()
-	st.release()
+	st.cleanups.Run()
 	st.s.ws.Add(-1)
 }
 
