@@ -3,15 +3,12 @@
 //   BACKPLANE_NODES       comma-separated base URLs of the nodes
 //   BACKPLANE_ACCESS_KEY  the cluster's -access-key (tokens are signed with it)
 //   BACKPLANE_PIDS        comma-separated process ids, in the same order
-import crypto from "node:crypto";
 import http from "node:http";
 import * as signalR from "@microsoft/signalr";
 import { MessagePackHubProtocol } from "@microsoft/signalr-protocol-msgpack";
+import { allRoles, recorder, restToken, userToken } from "../clientlib/cluster.mjs";
 
-export const nodes = (process.env.BACKPLANE_NODES || "").split(",").filter(Boolean);
-export const pids = (process.env.BACKPLANE_PIDS || "").split(",").filter(Boolean).map(Number);
-const accessKey = process.env.BACKPLANE_ACCESS_KEY || "";
-if (nodes.length === 0) throw new Error("BACKPLANE_NODES is not set: run these tests through go test ./test/cluster");
+export { nodes, pids, allRoles } from "../clientlib/cluster.mjs";
 
 export const transports = {
   WebSockets: signalR.HttpTransportType.WebSockets,
@@ -19,25 +16,9 @@ export const transports = {
   LongPolling: signalR.HttpTransportType.LongPolling,
 };
 
-/**
- * Every relay permission: with -access-key the cluster's relay policy is
- * "roles", and these tests exercise every relay method and group= stream.
- */
-export const allRoles = [
-  "backplane.sendToAll",
-  "backplane.sendToGroup",
-  "backplane.joinLeaveGroup",
-  "backplane.sendToUser",
-  "backplane.sendToConnection",
-];
-
 /** token signs an HS256 JWT for a user with the cluster's access key, granting roles. */
 export function token(user, ttlSeconds = 600, roles = allRoles) {
-  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-  const head = b64({ alg: "HS256", typ: "JWT" });
-  const body = b64({ nameid: user, exp: Math.floor(Date.now() / 1000) + ttlSeconds, role: roles });
-  const sig = crypto.createHmac("sha256", accessKey).update(`${head}.${body}`).digest("base64url");
-  return `${head}.${body}.${sig}`;
+  return userToken(user, roles, ttlSeconds);
 }
 
 /**
@@ -52,30 +33,9 @@ export async function connect(baseUrl, { transport = "WebSockets", msgpack = fal
   if (reconnect) b = b.withAutomaticReconnect(reconnect);
   if (stateful) b = b.withStatefulReconnect();
   const conn = b.build();
-  const received = [];
-  const waiters = [];
-  conn.on("msg", (...args) => {
-    received.push(args);
-    for (const w of [...waiters]) w();
-  });
+  const { received, record, waitFor } = recorder();
+  conn.on("msg", (...args) => record(args));
   await conn.start();
-  /** waitFor resolves once pred(received) holds, or rejects at the deadline. */
-  const waitFor = (pred, what, ms = 10000) =>
-    new Promise((resolve, reject) => {
-      const check = () => {
-        if (pred(received)) {
-          clearTimeout(timer);
-          waiters.splice(waiters.indexOf(check), 1);
-          resolve(received);
-        }
-      };
-      const timer = setTimeout(() => {
-        waiters.splice(waiters.indexOf(check), 1);
-        reject(new Error(`timed out waiting for ${what}; received ${JSON.stringify(received)}`));
-      }, ms);
-      waiters.push(check);
-      check();
-    });
   return { conn, received, waitFor, user };
 }
 
@@ -95,14 +55,6 @@ export async function rest(baseUrl, method, path) {
   const res = await fetch(url, { method, headers: { authorization: `Bearer ${restToken(url)}` } });
   await res.arrayBuffer();
   return res.status;
-}
-
-function restToken(url) {
-  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-  const head = b64({ alg: "HS256", typ: "JWT" });
-  const body = b64({ aud: url, exp: Math.floor(Date.now() / 1000) + 600 });
-  const sig = crypto.createHmac("sha256", accessKey).update(`${head}.${body}`).digest("base64url");
-  return `${head}.${body}.${sig}`;
 }
 
 /**

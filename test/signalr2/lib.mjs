@@ -12,44 +12,23 @@ import fs from "node:fs";
 import http from "node:http";
 import { createRequire } from "node:module";
 import { JSDOM, VirtualConsole } from "jsdom";
+import { allRoles, recorder, restToken, userToken } from "../clientlib/cluster.mjs";
+
+export { nodes, pids, allRoles } from "../clientlib/cluster.mjs";
 
 const require = createRequire(import.meta.url);
 const EventSource = require("eventsource");
 export const jquerySource = fs.readFileSync(require.resolve("jquery/dist/jquery.js"), "utf8");
 export const signalrSource = fs.readFileSync(require.resolve("signalr/jquery.signalR.js"), "utf8");
 
-export const nodes = (process.env.BACKPLANE_NODES || "").split(",").filter(Boolean);
-export const pids = (process.env.BACKPLANE_PIDS || "").split(",").filter(Boolean).map(Number);
-const accessKey = process.env.BACKPLANE_ACCESS_KEY || "";
-if (nodes.length === 0) throw new Error("BACKPLANE_NODES is not set: run these tests through go test ./test/cluster");
-
 export const transports = ["webSockets", "serverSentEvents", "longPolling"];
 
 /** run names this run's hubs, so a suite may run again on the same cluster. */
 export const run = Date.now().toString(36);
 
-/** Every relay permission: with -access-key the relay policy is "roles". */
-export const allRoles = [
-  "backplane.sendToAll",
-  "backplane.sendToGroup",
-  "backplane.joinLeaveGroup",
-  "backplane.sendToUser",
-  "backplane.sendToConnection",
-];
-
-const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-
-/** hs256 signs claims with the cluster's access key. */
-function hs256(claims) {
-  const head = b64({ alg: "HS256", typ: "JWT" });
-  const body = b64(claims);
-  const sig = crypto.createHmac("sha256", accessKey).update(`${head}.${body}`).digest("base64url");
-  return `${head}.${body}.${sig}`;
-}
-
 /** token is a client token for a user, granting roles. */
 export function token(user, roles = allRoles, ttlSeconds = 600) {
-  return hs256({ nameid: user, exp: Math.floor(Date.now() / 1000) + ttlSeconds, role: roles });
+  return userToken(user, roles, ttlSeconds);
 }
 
 /**
@@ -101,13 +80,9 @@ export async function connect(baseUrl, { transport = "webSockets", user = "anon"
   const conn = $.hubConnection(baseUrl + "/signalr", { useDefaultPath: false, logging: log });
   conn.qs = { access_token: token(user, roles) };
   const proxy = conn.createHubProxy(hub);
-  const received = [];
-  const waiters = [];
-  proxy.on("msg", (...args) => {
-    received.push(JSON.parse(JSON.stringify(args))); // out of the window's realm
-    for (const f of [...waiters]) f();
-  });
   const events = [];
+  const { received, record, waitFor } = recorder(() => `; events ${JSON.stringify(events)}`);
+  proxy.on("msg", (...args) => record(JSON.parse(JSON.stringify(args)))); // out of the window's realm
   conn.reconnecting(() => events.push("reconnecting"));
   conn.reconnected(() => events.push("reconnected"));
   conn.disconnected(() => events.push("disconnected"));
@@ -116,23 +91,6 @@ export async function connect(baseUrl, { transport = "webSockets", user = "anon"
   conn.log = (m) => logs.push(m); // kept for the error below
   conn.logging = true;
   await within(promise(conn.start({ transport })), 15000, () => `start over ${transport} on ${baseUrl}: ${logs.join("\n")}`);
-  /** waitFor resolves once pred(received) holds, or rejects at the deadline. */
-  const waitFor = (pred, what, ms = 10000) =>
-    new Promise((resolve, reject) => {
-      const check = () => {
-        if (pred(received)) {
-          clearTimeout(timer);
-          waiters.splice(waiters.indexOf(check), 1);
-          resolve(received);
-        }
-      };
-      const timer = setTimeout(() => {
-        waiters.splice(waiters.indexOf(check), 1);
-        reject(new Error(`timed out waiting for ${what}; received ${JSON.stringify(received)}; events ${JSON.stringify(events)}`));
-      }, ms);
-      waiters.push(check);
-      check();
-    });
   /** invoke calls a hub method and resolves with its result. */
   const invoke = (method, ...args) => promise(proxy.invoke(method, ...args));
   const stop = () => {
@@ -169,7 +127,7 @@ export async function until(pred, what, ms = 10000) {
 /** rest calls the server REST API of a node with a token for its URL. */
 export async function rest(baseUrl, method, path, body) {
   const url = baseUrl + path;
-  const tok = hs256({ aud: url, exp: Math.floor(Date.now() / 1000) + 600 });
+  const tok = restToken(url);
   const res = await fetch(url, {
     method,
     headers: { Authorization: `Bearer ${tok}`, "Content-Type": "application/json" },
@@ -292,7 +250,7 @@ export async function sendRetry(baseUrl, path, target, ...args) {
   const deadline = Date.now() + 20000;
   for (;;) {
     const url = baseUrl + path;
-    const tok = hs256({ aud: url, exp: Math.floor(Date.now() / 1000) + 600 });
+    const tok = restToken(url);
     let res;
     try {
       res = await fetch(url, {
