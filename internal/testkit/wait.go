@@ -1,6 +1,8 @@
 package testkit
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -31,4 +33,16 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool
 func WaitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	WaitFor(t, timeout, what, func() (bool, string) { return cond(), "not yet" })
+}
+
+// WaitParked waits up to 5 s until parked reports n parked readers and the
+// process runs fewer than 5 goroutines more than goroutinesBefore (its
+// runtime.NumGoroutine before the connections opened, allowing a few for
+// the test's HTTP server): n idle connections that hold no goroutine.
+func WaitParked(t testing.TB, what string, parked func() int64, n int64, goroutinesBefore int) {
+	t.Helper()
+	WaitFor(t, 5*time.Second, what, func() (bool, string) {
+		got, extra := parked(), runtime.NumGoroutine()-goroutinesBefore
+		return got == n && extra < 5, fmt.Sprintf("%d of %d readers parked, %d goroutines more than before the connections opened", got, n, extra)
+	})
 }

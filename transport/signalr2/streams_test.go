@@ -313,14 +313,7 @@ func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
 			t.Fatalf("init frame %v", init)
 		}
 	}
-	idle := func(what string) {
-		t.Helper()
-		testkit.WaitFor(t, 5*time.Second, what, func() (bool, string) {
-			parked, extra := s.ParkedReaders(), runtime.NumGoroutine()-before
-			return parked == n && extra < 5, fmt.Sprintf("%d of %d readers parked, %d goroutines more than before the sockets opened", parked, n, extra)
-		})
-	}
-	idle("every socket to wait without a goroutine")
+	testkit.WaitParked(t, "every socket to wait without a goroutine", s.ParkedReaders, n, before)
 
 	tc.publish(t, &fsm.Publish{Hub: "other", Audience: fsm.ToAll, Target: "elsewhere", Arguments: []byte(`[1]`)})
 	idx := tc.publish(t, &fsm.Publish{Hub: "news", Audience: fsm.ToAll, Target: "headline", Arguments: []byte(`[1]`)})
@@ -340,7 +333,7 @@ func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
 			break
 		}
 	}
-	idle("every socket to wait again without a goroutine")
+	testkit.WaitParked(t, "every socket to wait again without a goroutine", s.ParkedReaders, n, before)
 
 	for _, ws := range sockets[n/2:] {
 		_ = ws.UnderlyingConn().Close() // hang up without a close frame

@@ -220,15 +220,7 @@ func TestIdleWebSocketStreamsHoldNoGoroutine(t *testing.T) {
 			t.Fatalf("client %d: first message %q, want before", i, got)
 		}
 	}
-	// No goroutine per stream: allow a few for the test's HTTP server.
-	idle := func(what string) {
-		t.Helper()
-		testkit.WaitFor(t, 5*time.Second, what, func() (bool, string) {
-			parked, extra := s.ParkedReaders(), runtime.NumGoroutine()-before
-			return parked == n && extra < 5, fmt.Sprintf("%d of %d readers parked, %d goroutines more than before the streams opened", parked, n, extra)
-		})
-	}
-	idle("every stream to wait without a goroutine")
+	testkit.WaitParked(t, "every stream to wait without a goroutine", s.ParkedReaders, n, before)
 
 	publish("other", "elsewhere") // another hub: nothing to send
 	publish("chat", "after")
@@ -237,7 +229,7 @@ func TestIdleWebSocketStreamsHoldNoGoroutine(t *testing.T) {
 			t.Fatalf("client %d: next message %q, want after (and nothing of hub other)", i, got)
 		}
 	}
-	idle("every stream to wait again without a goroutine")
+	testkit.WaitParked(t, "every stream to wait again without a goroutine", s.ParkedReaders, n, before)
 
 	for _, c := range clients[n/2:] {
 		_ = c.UnderlyingConn().Close() // hang up without a close frame
