@@ -55,11 +55,18 @@ func newTestServer(t *testing.T, opts Options) *testServer {
 	return startServer(t, newFakeCluster(t, "a"), opts, nil)
 }
 
-// startServer serves a Server for cluster; wrap, if set, wraps the
-// listener.
+// startServer serves a Server for cluster's own node; wrap, if set, wraps
+// the listener.
 func startServer(t *testing.T, cluster *fakeCluster, opts Options, wrap func(net.Listener) net.Listener) *testServer {
 	t.Helper()
-	s := NewServer(cluster.node(cluster.id), opts)
+	return serveNode(t, cluster, cluster.id, opts, wrap)
+}
+
+// serveNode serves, over httptest, a Server for node id of cluster; wrap,
+// if set, wraps the listener. Both stop when the test ends.
+func serveNode(t *testing.T, cluster *fakeCluster, id string, opts Options, wrap func(net.Listener) net.Listener) *testServer {
+	t.Helper()
+	s := NewServer(cluster.node(id), opts)
 	mux := http.NewServeMux()
 	s.Register(mux)
 	hs := httptest.NewUnstartedServer(mux)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -24,14 +23,7 @@ import (
 // own node id, as the nodes of one Raft group do.
 func startPeer(t *testing.T, base *fakeCluster, id string, opts Options) *testServer {
 	t.Helper()
-	s := NewServer(base.node(id), opts)
-	mux := http.NewServeMux()
-	s.Register(mux)
-	hs := httptest.NewServer(mux)
-	t.Cleanup(hs.Close)
-	s.Start()
-	t.Cleanup(s.Stop)
-	return &testServer{t: t, srv: s, cluster: base, http: hs, url: hs.URL}
+	return serveNode(t, base, id, opts, nil)
 }
 
 // startPair serves node a (startServer) and node b (startPeer) over one
