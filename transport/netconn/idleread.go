@@ -55,7 +55,10 @@ func (h *Hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	if brw.Reader.Buffered() > 0 {
-		return c, brw, nil // gorilla refuses a client that sent data before the handshake
+		// gorilla refuses a client that sent data before the handshake; a
+		// stream reads them (Read), without waiting outside.
+		h.br = brw.Reader
+		return c, brw, nil
 	}
 	h.br, h.conn = bufio.NewReaderSize(c, HijackedReadBuffer), c
 	rw := bufio.NewReadWriter(h.br, brw.Writer)
@@ -149,6 +152,11 @@ func (ir *IdleReader) Wait() bool {
 	}
 	return false
 }
+
+// Read reads what the client sent on a hijacked connection that is not a
+// WebSocket (a stream whose client only ever hangs up), from the
+// Hijacker's buffer; call it after Wait.
+func (ir *IdleReader) Read(p []byte) (int, error) { return ir.br.Read(p) }
 
 // ReadWaiter blocks a goroutine until a connection has bytes to read, from
 // a shallow frame and without a buffer: a MSG_PEEK through the runtime's

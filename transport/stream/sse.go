@@ -15,7 +15,9 @@ import (
 // A cursor older than the retained history first gets "event: reset" with
 // the oldest index still available. The response ends when the client's
 // token expires (after a comment saying so); EventSource then reconnects
-// and is refused until it presents a fresh token.
+// and is refused until it presents a fresh token. Over HTTP/1.x the
+// stream waits without a goroutine once set up (serveDetachedSSE); over
+// HTTP/2 it is served here, on the request's goroutine.
 func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, grant access.Grant) {
 	req, ok := s.openStream(w, r, grant)
 	if !ok {
@@ -27,9 +29,21 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, grant access.G
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache, no-store")
 	h.Set("X-Accel-Buffering", "no")
+	detach := detachSSE(r)
+	if detach {
+		// No chunking, the connection closes at the end (as the SSE
+		// recommendation suggests): the stream can then write its events
+		// straight to the connection it takes from net/http.
+		h.Set("Transfer-Encoding", "identity")
+	}
 	w.WriteHeader(http.StatusOK)
 	s.sse.Add(1)
-	defer s.sse.Add(-1)
+	counted := true
+	defer func() {
+		if counted {
+			s.sse.Add(-1)
+		}
+	}()
 
 	after := req.after
 	if req.fromNow {
@@ -45,6 +59,10 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, grant access.G
 	}()
 	buf := []byte(": backplane stream after " + strconv.FormatUint(after, 10) + "\nretry: 1000\n\n")
 	if !flushSSE(rc, w, dl, buf) {
+		return
+	}
+	if detach && s.serveDetachedSSE(w, r, req, grant, after) {
+		counted = false // the stream counts itself out when it ends
 		return
 	}
 	ctx, cancel := untilExpiry(r.Context(), grant)
@@ -71,20 +89,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, grant access.G
 			s.opts.Logger.Warn("sse read", "hub", req.reader.Hub, "err", err)
 			return
 		}
-		buf = buf[:0]
-		if page.Reset {
-			buf = append(buf, "event: reset\ndata: "...)
-			buf = appendResetJSON(buf, page.Oldest)
-			buf = append(buf, "\n\n"...)
-		}
-		for i := range page.Messages {
-			m := &page.Messages[i]
-			buf = append(buf, "id: "...)
-			buf = strconv.AppendUint(buf, m.Index, 10)
-			buf = append(buf, "\ndata: "...)
-			buf = appendMessageJSON(buf, m)
-			buf = append(buf, "\n\n"...)
-		}
+		buf = appendSSEPage(buf[:0], &page)
 		if !flushSSE(rc, w, dl, buf) {
 			return
 		}

@@ -71,14 +71,16 @@ type Options struct {
 	ConnLimit *access.ConnLimit
 	// Context bounds the streams' lives: when it ends, every stream ends
 	// with its cause (ErrDraining: the reader is told its cursor). A
-	// WebSocket stream outlives its request's handler (it waits without a
-	// goroutine), so it ends with this context, not with the request's;
-	// SSE streams and long polls end with either. Default: Background.
+	// WebSocket stream, and an SSE stream over HTTP/1.x, outlive their
+	// request's handler (they wait without a goroutine), so they end with
+	// this context, not with the request's; SSE streams over HTTP/2 and
+	// long polls end with either. Default: Background.
 	Context context.Context
 	// ParkIdleReaders is how long a WebSocket stream's reader (which only
-	// handles the client's control frames) waits on a goroutine of its own
-	// before it parks (see netconn.IdleReader); default 1 s, negative:
-	// never.
+	// handles the client's control frames), or an SSE stream's (which
+	// only notices the client hanging up), waits on a goroutine of its
+	// own before it parks (see netconn.IdleReader); default 1 s,
+	// negative: never.
 	ParkIdleReaders time.Duration
 }
 
@@ -103,8 +105,8 @@ type Server struct {
 	// slowSSE and slowWS count readers cut for not reading.
 	slowSSE atomic.Int64
 	slowWS  atomic.Int64
-	// parkedWS counts the WebSocket streams whose reader is parked.
-	parkedWS atomic.Int64
+	// parked counts the WebSocket and SSE streams whose reader is parked.
+	parked atomic.Int64
 }
 
 // NewStreams returns the native stream handlers over log.
@@ -135,8 +137,9 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/hubs/{hub}/ws", s.guard(s.limited(s.serveWS)))
 }
 
-// ParkedReaders is how many WebSocket streams have their reader parked.
-func (s *Server) ParkedReaders() int64 { return s.parkedWS.Load() }
+// ParkedReaders is how many WebSocket and SSE streams have their reader
+// parked.
+func (s *Server) ParkedReaders() int64 { return s.parked.Load() }
 
 // Counts reports the open readers per transport.
 func (s *Server) Counts() map[string]int {

@@ -1,0 +1,240 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/transport/access"
+	"github.com/backplane/backplane/transport/netconn"
+)
+
+// An SSE stream over HTTP/1.x holds no goroutine while it waits, as a
+// WebSocket stream does: once its headers and first comment are out, the
+// handler takes the connection from net/http (the response is
+// close-delimited, so the events are written as they are, with no chunk
+// framing) and returns. A pump writes whenever the hub has news, a timer
+// sends the keep-alive comments, and a parked reader notices the client
+// hanging up. Over HTTP/2, which cannot hand its connection over, the
+// handler serves the stream on its own goroutine (serveSSE).
+
+// detachSSE reports whether r's SSE stream can be served without a
+// goroutine: HTTP/1.x, whose connection the handler can take.
+func detachSSE(r *http.Request) bool { return r.ProtoMajor == 1 }
+
+// serveDetachedSSE takes the connection of an SSE response whose headers
+// and first comment were flushed (close-delimited: see detachSSE) and
+// follows the hub from after without a goroutine while it waits. It
+// reports false when net/http would not give the connection up: the
+// caller then serves the stream itself.
+func (s *Server) serveDetachedSSE(w http.ResponseWriter, r *http.Request, req streamRequest, grant access.Grant, after uint64) bool {
+	h := &netconn.Hijacker{ResponseWriter: w}
+	conn, _, err := h.Hijack()
+	if err != nil {
+		return false
+	}
+	// net/http's deadlines stay on the connection it gave up; the stream
+	// sets its own for each write, and its reader for each wait.
+	_ = conn.SetDeadline(time.Time{})
+	st := &sseStream{s: s, conn: conn, reader: req.reader, remote: r.RemoteAddr, cleanups: keepSlot(r)}
+	st.dl = writeDeadline{timeout: s.opts.WriteTimeout, set: conn.SetWriteDeadline}
+	st.after.Store(after)
+	messages := []fsm.Watch{fsm.MessagesOf(st.reader.Hub)}
+	st.pump = netconn.NewPump(func(wake func()) func() bool {
+		return s.store.AfterChange(messages, wake)
+	}, st.send, st.finish)
+	// mu: these may fire (and end the stream) before the others are set.
+	// A ping every KeepAlive, messages or not (as the request's goroutine
+	// sends them in serveSSE): the writer does not note its writes.
+	st.mu.Lock()
+	st.keepAlive = netconn.StartKeepAlive(s.opts.KeepAlive, func() error {
+		if !st.write([]byte(": ping\n\n"), 0) {
+			return errStreamEnded
+		}
+		return nil
+	}, func() { st.end(errStreamEnded) })
+	// The stream ends with the server's context (with its cause: a
+	// draining node tells the reader its cursor) and with its token.
+	st.stopServer = context.AfterFunc(s.opts.Context, func() { st.end(context.Cause(s.opts.Context)) })
+	if !grant.Expires.IsZero() {
+		st.expiry = time.AfterFunc(time.Until(grant.Expires), func() { st.end(errTokenExpired) })
+	}
+	st.mu.Unlock()
+
+	// The client sends nothing after its request: the reader waits (and
+	// parks) until it hangs up; bytes it sends anyway are dropped.
+	idle := h.IdleReader(s.opts.ParkIdleReaders)
+	var read func()
+	read = func() {
+		var discard [64]byte
+		for idle.Wait() {
+			if _, err := idle.Read(discard[:]); err != nil {
+				st.end(errStreamEnded)
+				return
+			}
+		}
+	}
+	idle.OnResume(read, &s.parked)
+	go read()
+
+	st.pump.Run() // until it has sent what there is; then it waits without a goroutine
+	return true
+}
+
+// sseStream is an SSE stream over a connection taken from net/http. It has
+// a goroutine only while it writes (see wsStream, which it mirrors).
+type sseStream struct {
+	s        *Server
+	conn     net.Conn
+	reader   fsm.Filter
+	remote   string
+	cleanups *netconn.Cleanups // the stream's place in the per-address count, kept from limited
+
+	ending atomic.Bool // end has run: the stream is closing
+
+	mu sync.Mutex // guards the three below while they are set
+	// stopServer cancels the callback on the server's context, expiry the
+	// token's timer (nil without one).
+	stopServer func() bool
+	expiry     *time.Timer
+
+	pump      *netconn.Pump
+	keepAlive *netconn.KeepAlive // guarded by mu while set
+
+	// wmu serialises writes (the writer's events, keep-alives, the last
+	// comment); closed: the last one was written, nothing follows it.
+	wmu    sync.Mutex
+	dl     writeDeadline
+	closed bool
+
+	buf []byte // owned by the writer (the pump runs one at a time)
+	// after is the cursor: every message up to it was written. Set under
+	// wmu with the write, so that the draining event names it exactly.
+	after atomic.Uint64
+}
+
+// send writes pages until there is nothing more to send; false when the
+// stream must end (the client or the store failed, or it is closing).
+func (st *sseStream) send() bool {
+	after := st.after.Load()
+	for {
+		st.pump.Arm()
+		page, err := st.s.store.Read(&st.reader, after, readBatch)
+		if err != nil {
+			if !st.ending.Load() {
+				st.s.opts.Logger.Warn("sse read", "hub", st.reader.Hub, "err", err)
+			}
+			return false
+		}
+		if len(page.Messages) == 0 && !page.Reset {
+			if page.Next > after {
+				// The page skipped messages that were not for this
+				// reader: read on from there.
+				after = page.Next
+				st.after.Store(after)
+				continue
+			}
+			return true
+		}
+		st.buf = appendSSEPage(st.buf[:0], &page)
+		if !st.write(st.buf, page.Next) {
+			return false
+		}
+		after = page.Next
+	}
+}
+
+// write writes b, unless the stream's last comment was written, and then
+// records the cursor next (0: b carries no message); false when the
+// stream must end.
+func (st *sseStream) write(b []byte, next uint64) bool {
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
+	if st.closed {
+		return false
+	}
+	st.dl.extend()
+	_, err := st.conn.Write(b)
+	if !st.dl.check(err) {
+		if st.dl.expired {
+			st.s.slowClientCut("stream_sse", st.remote, st.reader.Hub, st.after.Load())
+		}
+		return false
+	}
+	if next > 0 {
+		st.after.Store(next)
+	}
+	return true
+}
+
+// end ends the stream once, telling the client why when there is
+// something to say (the token expired; the node drains: resume after the
+// cursor), as the last thing written.
+func (st *sseStream) end(cause error) {
+	if st.ending.Swap(true) {
+		return
+	}
+	st.wmu.Lock()
+	if !st.closed {
+		st.closed = true
+		var last []byte
+		switch {
+		case errors.Is(cause, errTokenExpired):
+			last = []byte(": access token expired\n\n")
+		case errors.Is(cause, ErrDraining):
+			last = appendDrainingSSE(nil, st.after.Load())
+		}
+		if last != nil {
+			st.dl.extend()
+			_, _ = st.conn.Write(last)
+		}
+	}
+	st.wmu.Unlock()
+	st.finish()
+}
+
+// finish ends the stream once: no more writers or keep-alives, the
+// connection closed (a running writer fails and returns), its counts
+// returned.
+func (st *sseStream) finish() {
+	if !st.pump.Finish() {
+		return
+	}
+	st.ending.Store(true)
+	st.mu.Lock()
+	st.keepAlive.Stop()
+	st.stopServer()
+	if st.expiry != nil {
+		st.expiry.Stop()
+	}
+	st.mu.Unlock()
+	_ = st.conn.Close()
+	st.cleanups.Run()
+	st.s.sse.Add(-1)
+}
+
+// appendSSEPage appends a page's events: a reset event first when the
+// cursor was older than the history, then each message with its index as
+// the event id.
+func appendSSEPage(b []byte, page *fsm.Page) []byte {
+	if page.Reset {
+		b = append(b, "event: reset\ndata: "...)
+		b = appendResetJSON(b, page.Oldest)
+		b = append(b, "\n\n"...)
+	}
+	for i := range page.Messages {
+		m := &page.Messages[i]
+		b = append(b, "id: "...)
+		b = strconv.AppendUint(b, m.Index, 10)
+		b = append(b, "\ndata: "...)
+		b = appendMessageJSON(b, m)
+		b = append(b, "\n\n"...)
+	}
+	return b
+}
