@@ -91,10 +91,7 @@ func testKillLoop(t *testing.T, p plan) {
 		}
 		r.waitAcks(p.rate/2, 30*time.Second, fmt.Sprintf("cycle %d: with %s killed", cycle+1, victim))
 		r.runFor(p.downFor, fmt.Sprintf("cycle %d: with %s killed", cycle+1, victim))
-		restartAt := time.Now()
-		victim.start()
-		c.waitHealthy(60 * time.Second)
-		catchUps = append(catchUps, time.Since(restartAt))
+		catchUps = append(catchUps, c.startUntilHealthy(victim))
 		pause, began := r.pub.longestPause(t0, time.Now())
 		pauses = append(pauses, pause)
 		t.Logf("cycle %d: kill -9 %s (leader: %v)%s; restarted, all ready after %s; longest pause in acknowledgements %s from +%s",
@@ -166,10 +163,7 @@ func testMembershipChurn(t *testing.T, p plan) {
 		r.waitAcks(p.rate/2, 30*time.Second, fmt.Sprintf("with %s removed", victim))
 		r.runFor(p.downFor, fmt.Sprintf("with %s removed", victim))
 		victim.wipe(httpAddrs(rest))
-		t0 := time.Now()
-		victim.start()
-		c.waitHealthy(60 * time.Second)
-		catchUps = append(catchUps, time.Since(t0))
+		catchUps = append(catchUps, c.startUntilHealthy(victim))
 		t.Logf("churn %d: removed %s, wiped it, re-joined: all ready %s after its start", round+1, victim, catchUps[len(catchUps)-1].Round(10*time.Millisecond))
 		r.runFor(p.between, "between churns")
 	}

@@ -191,6 +191,16 @@ func (c *cluster) running() []*node {
 	return out
 }
 
+// startUntilHealthy starts n and waits until the whole cluster is healthy
+// (waitHealthy, within 60 s); it returns how long that took.
+func (c *cluster) startUntilHealthy(n *node) time.Duration {
+	c.t.Helper()
+	t0 := time.Now()
+	n.start()
+	c.waitHealthy(60 * time.Second)
+	return time.Since(t0)
+}
+
 // waitHealthy waits until every node is running, lists exactly the
 // cluster's nodes as members, agrees on one leader, and is ready; then it
 // marks them all up and returns the leader.

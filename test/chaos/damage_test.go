@@ -105,10 +105,7 @@ func testDamagedFiles(t *testing.T, p plan) {
 		if d.wipe {
 			victim.wipe(httpAddrs(c.followers(victim)))
 		}
-		t0 := time.Now()
-		victim.start()
-		c.waitHealthy(60 * time.Second)
-		catchUps = append(catchUps, time.Since(t0))
+		catchUps = append(catchUps, c.startUntilHealthy(victim))
 		t.Logf("%s: %s refused to start (%s: %s) and was ready %s after its recovery", d.name, victim, exit, lastLine(out, "backplane: "),
 			catchUps[len(catchUps)-1].Round(10*time.Millisecond))
 	}
