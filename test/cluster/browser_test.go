@@ -129,7 +129,7 @@ func serveRestarts(t *testing.T, nodes []*node) (string, <-chan restartRequest) 
 }
 
 // runNodeServingRestarts is runNode that also carries out the script's
-// restart requests while it runs.
+// restart requests (from restarts; nil: none) while it runs.
 func runNodeServingRestarts(t *testing.T, dir string, timeout time.Duration, restarts <-chan restartRequest, env []string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,16 +40,7 @@ func ensureNodeModules(t *testing.T, dir string) {
 // returns the combined output; a non-zero exit fails the test with it.
 func runNode(t *testing.T, dir string, timeout time.Duration, env []string, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("node %s in %s: %v\n%s", strings.Join(args, " "), dir, err, out)
-	}
-	return string(out)
+	return runNodeServingRestarts(t, dir, timeout, nil, env, args...) // a nil channel never asks
 }
 
 func moduleDir(t *testing.T, rel string) string {
