@@ -51,20 +51,7 @@ func TestMutualTLSClusterJoinsFailsOverAndResumes(t *testing.T) {
 	last = idx
 
 	kill9(t, leader)
-	var newLeader *node
-	waitFor(t, 30*time.Second, "the survivors to elect a new leader over mutual TLS", func() (bool, string) {
-		st, err := status(followers[0])
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, n := range followers {
-			if st.Leader.ID == n.id {
-				newLeader = n
-				return true, ""
-			}
-		}
-		return false, fmt.Sprintf("leader %q", st.Leader.ID)
-	})
+	newLeader := waitLeaderAmong(t, 30*time.Second, "the survivors to elect a new leader over mutual TLS", followers)
 	var other *node
 	for _, n := range followers {
 		if n != newLeader {

@@ -159,20 +159,7 @@ func TestLeaderKillFailover(t *testing.T) {
 	t.Logf("killed leader %s after %d acknowledged publishes", leader, killedAt)
 
 	survivors := without(nodes, leader)
-	var newLeader *node
-	waitFor(t, 20*time.Second, "the survivors to elect a new leader", func() (bool, string) {
-		st, err := status(survivors[0])
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, n := range survivors {
-			if st.Leader.ID == n.id {
-				newLeader = n
-				return true, ""
-			}
-		}
-		return false, fmt.Sprintf("%s says the leader is %q", survivors[0], st.Leader.ID)
-	})
+	newLeader := waitLeaderAmong(t, 20*time.Second, "the survivors to elect a new leader", survivors)
 	waitFor(t, 30*time.Second, "150 more acknowledged publishes after the failover", func() (bool, string) {
 		n := pub.count.Load()
 		return n >= killedAt+150, fmt.Sprintf("%d acknowledged, %d at the kill", n, killedAt)

@@ -404,6 +404,28 @@ func startCluster(t *testing.T, size int, opts nodeOptions) []*node {
 // that the test reads while the process writes it.
 type syncBuffer = testkit.Buffer
 
+// waitLeaderAmong waits up to timeout until the first of survivors names
+// one of them as the Raft leader, and returns that node. what says what
+// the test waits for.
+func waitLeaderAmong(t *testing.T, timeout time.Duration, what string, survivors []*node) *node {
+	t.Helper()
+	var leader *node
+	waitFor(t, timeout, what, func() (bool, string) {
+		st, err := status(survivors[0])
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, n := range survivors {
+			if st.Leader.ID == n.id {
+				leader = n
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%s says the leader is %q", survivors[0], st.Leader.ID)
+	})
+	return leader
+}
+
 // without returns nodes except drop, in order.
 func without(nodes []*node, drop *node) []*node {
 	var out []*node
