@@ -253,12 +253,16 @@ func (p *filterParser) errorf(t filterToken, format string, args ...any) error {
 	return fmt.Errorf("%w: filter: %s at offset %d", ErrInvalidCommand, fmt.Sprintf(format, args...), t.pos)
 }
 
-func (p *filterParser) enter(t filterToken) error {
+// nested parses with parse what the token t opens ("not" or "("), one
+// level deeper; deeper than maxFilterDepth is an error at t.
+func (p *filterParser) nested(t filterToken, parse func() (filterNode, error)) (filterNode, error) {
 	p.depth++
 	if p.depth > maxFilterDepth {
-		return p.errorf(t, "nested deeper than %d", maxFilterDepth)
+		return nil, p.errorf(t, "nested deeper than %d", maxFilterDepth)
 	}
-	return nil
+	x, err := parse()
+	p.depth--
+	return x, err
 }
 
 // parseOr parses and-expressions joined by "or".
@@ -291,11 +295,7 @@ func (p *filterParser) parseNot() (filterNode, error) {
 		return p.parsePrimary()
 	}
 	p.next()
-	if err := p.enter(t); err != nil {
-		return nil, err
-	}
-	x, err := p.parseNot()
-	p.depth--
+	x, err := p.nested(t, p.parseNot)
 	if err != nil {
 		return nil, err
 	}
@@ -332,11 +332,7 @@ func (p *filterParser) parsePrimary() (filterNode, error) {
 	switch {
 	case t.kind == tokOpen:
 		p.next()
-		if err := p.enter(t); err != nil {
-			return nil, err
-		}
-		x, err := p.parseOr()
-		p.depth--
+		x, err := p.nested(t, p.parseOr)
 		if err != nil {
 			return nil, err
 		}
