@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/backplane/backplane/internal/testkit"
 )
 
 // rs is the JSON hub protocol's record separator.
@@ -189,20 +191,10 @@ func (ts *testServer) post(hub, token, data string) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor is testkit.WaitFor with this package's waitTimeout.
 func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	var last string
-	for time.Now().Before(deadline) {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		last = detail
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s (last: %s)", waitTimeout, what, last)
+	testkit.WaitFor(t, waitTimeout, what, cond)
 }
 
 // record is one decoded JSON hub message.
