@@ -122,8 +122,8 @@ type Server struct {
 	live     *liveness
 	calls    callStates
 	upgrader websocket.Upgrader
-	// parkedWS counts the WebSockets whose reader is parked.
-	parkedWS atomic.Int64
+	// parked counts the WebSockets and SSE streams whose reader is parked.
+	parked atomic.Int64
 	// serving counts the transport requests this node serves.
 	serving struct{ ws, sse, polls atomic.Int64 }
 
@@ -132,8 +132,9 @@ type Server struct {
 	wg     sync.WaitGroup
 }
 
-// ParkedReaders is how many WebSockets have their reader parked.
-func (s *Server) ParkedReaders() int64 { return s.parkedWS.Load() }
+// ParkedReaders is how many WebSockets and SSE streams have their reader
+// parked.
+func (s *Server) ParkedReaders() int64 { return s.parked.Load() }
 
 // Counts reports the connections this node serves, by transport: open
 // WebSockets and Server-Sent Events streams, and long polls waiting.

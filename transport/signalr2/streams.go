@@ -3,11 +3,14 @@ package signalr2
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/backplane/backplane/transport/netconn"
 )
 
 // frameWriter is a streaming transport: one envelope (or hub response) per
@@ -15,6 +18,14 @@ import (
 type frameWriter interface {
 	write(b []byte) error
 	keepAlive() error
+}
+
+// streamOut is a frameWriter over a connection taken from net/http (see
+// detachedStream): it also says goodbye and closes the connection.
+type streamOut interface {
+	frameWriter
+	goodbye()
+	closeConn() error
 }
 
 // stream follows the connection's cursor on a stream held by this node:
@@ -56,16 +67,23 @@ func (s *Server) stream(ctx context.Context, c *conn, after uint64, known map[st
 
 // serveSSE serves the serverSentEvents transport: "data: initialized",
 // then one "data: <envelope>" event per envelope and "data: {}" as the
-// keep-alive.
-func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn, m mode, after uint64, known map[string][]string) {
+// keep-alive. Over HTTP/1.x the stream waits without a goroutine once
+// set up (serveDetachedSSE; it takes over the request's cleanups); over
+// HTTP/2 it is served here, on the request's goroutine.
+func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn, m mode, after uint64, known map[string][]string, cl *netconn.Cleanups) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache, no-store")
 	h.Set("X-Accel-Buffering", "no")
+	detach := r.ProtoMajor == 1
+	if detach {
+		// No chunking, the connection closes at the end (as the SSE
+		// recommendation suggests): the stream can then write its events
+		// straight to the connection it takes from net/http.
+		h.Set("Transfer-Encoding", "identity")
+	}
 	w.WriteHeader(http.StatusOK)
-	s.serving.sse.Add(1)
-	defer s.serving.sse.Add(-1)
 	out := &sseWriter{w: w, rc: rc, timeout: s.opts.WriteTimeout}
 	if out.event([]byte("initialized")) != nil {
 		return
@@ -76,7 +94,47 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn, m mod
 			return
 		}
 	}
+	if detach && s.serveDetachedSSE(w, r, c, after, known, cl) {
+		return
+	}
+	s.serving.sse.Add(1)
+	defer s.serving.sse.Add(-1)
 	s.stream(r.Context(), c, after, known, out)
+}
+
+// serveDetachedSSE takes the connection of an SSE response whose first
+// events were flushed (close-delimited: see serveSSE) and follows the
+// connection's cursor on it without a goroutine while it waits. It
+// reports false when net/http would not give the connection up: the
+// caller then serves the stream itself.
+func (s *Server) serveDetachedSSE(w http.ResponseWriter, r *http.Request, c *conn, after uint64, known map[string][]string, cl *netconn.Cleanups) bool {
+	h := &netconn.Hijacker{ResponseWriter: w}
+	nc, _, err := h.Hijack()
+	if err != nil {
+		return false
+	}
+	// net/http's deadlines stay on the connection it gave up; the writer
+	// sets its own for each write, the reader for each wait.
+	_ = nc.SetDeadline(time.Time{})
+	st := s.detach(r, c, &rawSSEWriter{conn: nc, timeout: s.opts.WriteTimeout}, &s.serving.sse, after, known, cl)
+	// The client sends nothing on this connection (its invocations come
+	// as /send requests): the reader waits (and parks) until it hangs up;
+	// bytes it sends anyway are dropped.
+	idle := h.IdleReader(s.opts.ParkIdleReaders)
+	var read func()
+	read = func() {
+		var discard [64]byte
+		for idle.Wait() {
+			if _, err := idle.Read(discard[:]); err != nil {
+				st.end(errClientGone)
+				return
+			}
+		}
+	}
+	idle.OnResume(read, &s.parked)
+	go read()
+	st.run()
+	return true
 }
 
 type sseWriter struct {
@@ -100,6 +158,30 @@ func (o *sseWriter) event(data []byte) error {
 func (o *sseWriter) write(b []byte) error { return o.event(b) }
 func (o *sseWriter) keepAlive() error     { return o.event([]byte("{}")) }
 
+// rawSSEWriter writes SSE events to a connection taken from net/http (a
+// close-delimited response), one write each.
+type rawSSEWriter struct {
+	mu      sync.Mutex
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (o *rawSSEWriter) write(b []byte) error {
+	buf := make([]byte, 0, len(b)+8)
+	buf = append(buf, "data: "...)
+	buf = append(buf, b...)
+	buf = append(buf, "\n\n"...)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
+	_, err := o.conn.Write(buf)
+	return err
+}
+
+func (o *rawSSEWriter) keepAlive() error { return o.write([]byte("{}")) }
+func (o *rawSSEWriter) goodbye()         {}
+func (o *rawSSEWriter) closeConn() error { return o.conn.Close() }
+
 type wsWriter struct {
 	mu      sync.Mutex
 	ws      *websocket.Conn
@@ -115,8 +197,11 @@ func (o *wsWriter) write(b []byte) error {
 
 func (o *wsWriter) keepAlive() error { return o.write([]byte("{}")) }
 
-func (o *wsWriter) close() {
+// goodbye sends the close frame.
+func (o *wsWriter) goodbye() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	_ = o.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 }
+
+func (o *wsWriter) closeConn() error { return o.ws.Close() }

@@ -116,7 +116,7 @@ func (s *Server) serveTransport(w http.ResponseWriter, r *http.Request, m mode) 
 	case transportLongPoll:
 		s.serveLongPoll(w, r, c, m, after, tokenGroups, groupsTok)
 	case transportSSE:
-		s.serveSSE(w, r, c, m, after, tokenGroups)
+		s.serveSSE(w, r, c, m, after, tokenGroups, cl)
 	default:
 		s.serveWebSocket(w, r, c, m, after, tokenGroups, cl)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -17,10 +18,9 @@ import (
 // keep-alive; the client's frames are hub invocations.
 //
 // The handler returns once the socket is set up: a socket that has sent
-// everything waits without a goroutine (the store starts a writer at the
-// next change it watches, see wsStream), and its reader parks when
-// the client is quiet. It takes over the request's cleanups, run when the
-// socket ends.
+// everything waits without a goroutine (see detachedStream), and its
+// reader parks when the client is quiet. It takes over the request's
+// cleanups, run when the socket ends.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn, m mode, after uint64, known map[string][]string, cl *netconn.Cleanups) {
 	h := &netconn.Hijacker{ResponseWriter: w}
 	ws, err := s.upgrader.Upgrade(h, r, nil)
@@ -29,30 +29,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 		return // the upgrader answered
 	}
 	ws.SetReadLimit(int64(s.opts.MaxMessageSize))
-	c.req, c.kept = nil, keepRequest(r, s.keptHeaders(r.Header))
-	s.serving.ws.Add(1)
-	st := &wsStream{s: s, c: c, out: &wsWriter{ws: ws, timeout: s.opts.WriteTimeout}, known: known, after: after}
-	st.cleanups = cl.Keep()
-	watches := c.watches()
-	st.pump = netconn.NewPump(func(wake func()) func() bool {
-		return s.cluster.AfterChange(watches, wake)
-	}, st.send, st.finish)
-	st.endLive = s.live.begin(c, s.cluster.NodeID(), s.cluster.NodeID(), "")
-	// The server's context ends the socket at shutdown (with Draining: the
-	// client is told to reconnect elsewhere), the token's expiry ends it,
-	// and so do the client's hang-up and a failed keep-alive. No context
-	// of its own: a callback on the server's, and a timer. mu: these may
-	// fire (and end the socket) before the others are set.
-	st.mu.Lock()
-	// "{}" when nothing was written for KeepAlive (wsWriter serialises it
-	// with the writer's frames).
-	st.keepAlive = netconn.StartKeepAlive(s.keepAliveEvery(), func() error { return st.out.write([]byte("{}")) },
-		func() { st.end(errClientGone) })
-	st.stopServer = context.AfterFunc(s.ctx, func() { st.end(context.Cause(s.ctx)) })
-	if !c.ident.Expires.IsZero() {
-		st.expiry = time.AfterFunc(time.Until(c.ident.Expires), func() { st.end(errTokenExpired) })
-	}
-	st.mu.Unlock()
+	st := s.detach(r, c, &wsWriter{ws: ws, timeout: s.opts.WriteTimeout}, &s.serving.ws, after, known, cl)
 	// The reader runs the client's invocations; idle, it parks (no
 	// goroutine) until the client sends or hangs up.
 	idle := h.IdleReader(s.opts.ParkIdleReaders)
@@ -75,7 +52,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 			}
 		}
 	}
-	idle.OnResume(read, &s.parkedWS)
+	idle.OnResume(read, &s.parked)
 	go read()
 	if m == modeConnect {
 		env := envelope{Cursor: after, Init: true}
@@ -84,37 +61,75 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 			return
 		}
 	}
-	// From here an end wakes a writer, which says goodbye (see send).
+	st.run()
+}
+
+// detach sets up the stream of c over a connection taken from net/http
+// (r's): out writes to it, count counts it while it lives. The caller
+// starts the connection's reader, writes what it must first, then calls
+// run.
+func (s *Server) detach(r *http.Request, c *conn, out streamOut, count *atomic.Int64, after uint64, known map[string][]string, cl *netconn.Cleanups) *detachedStream {
+	c.req, c.kept = nil, keepRequest(r, s.keptHeaders(r.Header))
+	count.Add(1)
+	st := &detachedStream{s: s, c: c, out: out, count: count, known: known, after: after}
+	st.cleanups = cl.Keep()
+	watches := c.watches()
+	st.pump = netconn.NewPump(func(wake func()) func() bool {
+		return s.cluster.AfterChange(watches, wake)
+	}, st.send, st.finish)
+	st.endLive = s.live.begin(c, s.cluster.NodeID(), s.cluster.NodeID(), "")
+	// The server's context ends the stream at shutdown (with Draining: the
+	// client is told to reconnect elsewhere), the token's expiry ends it,
+	// and so do the client's hang-up and a failed keep-alive. No context
+	// of its own: a callback on the server's, and a timer. mu: these may
+	// fire (and end the stream) before the others are set.
+	st.mu.Lock()
+	// "{}" when nothing was written for KeepAlive (out serialises it with
+	// the writer's frames).
+	st.keepAlive = netconn.StartKeepAlive(s.keepAliveEvery(), st.out.keepAlive, func() { st.end(errClientGone) })
+	st.stopServer = context.AfterFunc(s.ctx, func() { st.end(context.Cause(s.ctx)) })
+	if !c.ident.Expires.IsZero() {
+		st.expiry = time.AfterFunc(time.Until(c.ident.Expires), func() { st.end(errTokenExpired) })
+	}
+	st.mu.Unlock()
+	return st
+}
+
+// run sends what there is; from here an end wakes a writer, which says
+// goodbye (see send).
+func (st *detachedStream) run() {
 	st.mu.Lock()
 	st.started = true
 	st.mu.Unlock()
 	st.pump.Run()
 }
 
-// Why a WebSocket ends, besides the server's context.
+// Why a detached stream ends, besides the server's context.
 var (
-	errClientGone   = errors.New("client closed the socket")
+	errClientGone   = errors.New("client closed the connection")
 	errTokenExpired = errors.New("the access token expired")
-	errSocketEnded  = errors.New("socket ended")
+	errSocketEnded  = errors.New("stream ended")
 )
 
-// wsStream is a SignalR 2 WebSocket that follows its connection's cursor
-// as stream does, without a goroutine while it waits: its pump runs send,
-// which asks the store for a wake-up at the next change it watches (see
-// conn.watches) before each read, and ends when there is nothing more to
-// say. Its keep-alive writes "{}" on a timer; end (called back by the
-// server's context, the token's timer, the reader when the client goes)
-// ends it.
-type wsStream struct {
-	s   *Server
-	c   *conn
-	out *wsWriter
+// detachedStream is a SignalR 2 stream over a connection taken from
+// net/http (a WebSocket, or an SSE response over HTTP/1.x) that follows
+// its connection's cursor as stream does, without a goroutine while it
+// waits: its pump runs send, which asks the store for a wake-up at the
+// next change it watches (see conn.watches) before each read, and ends
+// when there is nothing more to say. Its keep-alive writes "{}" on a
+// timer; end (called back by the server's context, the token's timer, the
+// reader when the client goes) ends it.
+type detachedStream struct {
+	s     *Server
+	c     *conn
+	out   streamOut
+	count *atomic.Int64 // the open streams of its transport
 
 	cleanups *netconn.Cleanups // the request's, taken over; run by finish
 	endLive  func()            // ends the connection's liveness record
 
 	mu sync.Mutex
-	// cause is why the socket ends (nil while it runs); started, that the
+	// cause is why the stream ends (nil while it runs); started, that the
 	// handler is done writing (an end wakes a writer from then on);
 	// cancelInvoke, the invocation the reader runs, if any.
 	cause        error
@@ -132,10 +147,10 @@ type wsStream struct {
 	known map[string][]string
 }
 
-// end ends the socket once, for cause: the invocation in progress is
+// end ends the stream once, for cause: the invocation in progress is
 // cancelled, and a writer says goodbye (a draining node tells the client
 // to reconnect elsewhere) and finishes.
-func (st *wsStream) end(cause error) {
+func (st *detachedStream) end(cause error) {
 	st.mu.Lock()
 	if st.cause != nil {
 		st.mu.Unlock()
@@ -152,16 +167,16 @@ func (st *wsStream) end(cause error) {
 	}
 }
 
-// ended is why the socket ends; nil while it runs.
-func (st *wsStream) ended() error {
+// ended is why the stream ends; nil while it runs.
+func (st *detachedStream) ended() error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return st.cause
 }
 
 // invoke runs a frame's invocation with a context that ends with the
-// socket (or the server); nil when there is nothing to answer.
-func (st *wsStream) invoke(data []byte) []byte {
+// stream (or the server); nil when there is nothing to answer.
+func (st *detachedStream) invoke(data []byte) []byte {
 	ctx, cancel := context.WithCancelCause(st.s.ctx)
 	defer cancel(nil)
 	st.mu.Lock()
@@ -180,7 +195,7 @@ func (st *wsStream) invoke(data []byte) []byte {
 }
 
 // write sends a frame and notes when.
-func (st *wsStream) write(b []byte) error {
+func (st *detachedStream) write(b []byte) error {
 	if err := st.out.write(b); err != nil {
 		return err
 	}
@@ -190,8 +205,8 @@ func (st *wsStream) write(b []byte) error {
 
 // send tells the client what there is to tell (as stream does: messages,
 // a groups change, a closed record or a trimmed cursor); false when the
-// socket must end.
-func (st *wsStream) send() bool {
+// stream must end.
+func (st *detachedStream) send() bool {
 	s, c := st.s, st.c
 	for {
 		if cause := st.ended(); cause != nil {
@@ -227,10 +242,10 @@ func (st *wsStream) send() bool {
 	}
 }
 
-// finish ends the socket once: no more writers or keep-alives, a close
-// frame, the socket closed (a running writer fails and returns), the
-// request's cleanups run.
-func (st *wsStream) finish() {
+// finish ends the stream once: no more writers or keep-alives, a
+// goodbye (a WebSocket's close frame), the connection closed (a running
+// writer fails and returns), the request's cleanups run.
+func (st *detachedStream) finish() {
 	if !st.pump.Finish() {
 		return
 	}
@@ -242,9 +257,9 @@ func (st *wsStream) finish() {
 	}
 	st.mu.Unlock()
 	st.end(errSocketEnded) // cancels an invocation in progress
-	st.out.close()
-	_ = st.out.ws.Close()
+	st.out.goodbye()
+	_ = st.out.closeConn()
 	st.endLive()
 	st.cleanups.Run()
-	st.s.serving.ws.Add(-1)
+	st.count.Add(-1)
 }
