@@ -1,6 +1,7 @@
 package hubproto
 
 import (
+	"bytes"
 	"testing"
 )
 
@@ -69,6 +70,20 @@ func BenchmarkParseJSON(b *testing.B) {
 	for b.Loop() {
 		msgs, _, err := JSON{}.Parse(benchJSONRecord, 32<<10)
 		if err != nil || len(msgs) != 1 {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseJSONFrame: a frame of 12 records, as a client reads
+// coalesced deliveries or a server pipelined invocations.
+func BenchmarkParseJSONFrame(b *testing.B) {
+	frame := bytes.Repeat(benchJSONRecord, 12)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		msgs, _, err := JSON{}.Parse(frame, 32<<10)
+		if err != nil || len(msgs) != 12 {
 			b.Fatal(err)
 		}
 	}

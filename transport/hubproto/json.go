@@ -27,6 +27,9 @@ func (JSON) TransferFormat() string { return TransferFormatText }
 // JS client sends "type" last), unknown properties are ignored, and property
 // names are case-sensitive.
 func (JSON) Parse(buf []byte, maxMessageSize int) (msgs []Message, consumed int, err error) {
+	if n := bytes.Count(buf, []byte{recordSeparator}); n > 1 {
+		msgs = make([]Message, 0, n) // a frame of several records: one allocation, not a growing slice
+	}
 	for consumed < len(buf) {
 		rest := buf[consumed:]
 		window := rest
