@@ -1,6 +1,8 @@
 package netconn
 
 import (
+	"github.com/backplane/backplane/internal/monotime"
+
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,7 +17,7 @@ type KeepAlive struct {
 	send   func() error // writes the keep-alive; an error calls fail
 	fail   func()
 
-	last atomic.Int64 // unix nanoseconds of the last write
+	last atomic.Int64 // monotime of the last write
 
 	mu      sync.Mutex
 	timer   *time.Timer
@@ -37,7 +39,7 @@ func StartKeepAlive(period time.Duration, send func() error, fail func()) *KeepA
 
 // Wrote notes a write to the connection: the next keep-alive is due a
 // period after it.
-func (k *KeepAlive) Wrote() { k.last.Store(time.Now().UnixNano()) }
+func (k *KeepAlive) Wrote() { k.last.Store(monotime.Now()) }
 
 // Stop stops the keep-alives for good.
 func (k *KeepAlive) Stop() {
@@ -48,7 +50,7 @@ func (k *KeepAlive) Stop() {
 }
 
 func (k *KeepAlive) tick() {
-	if quiet := time.Since(time.Unix(0, k.last.Load())); quiet < k.period {
+	if quiet := monotime.Since(k.last.Load()); quiet < k.period {
 		k.rearm(k.period - quiet)
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/backplane/backplane/internal/monotime"
 	"github.com/backplane/backplane/transport/access"
 	"github.com/backplane/backplane/transport/hubproto"
 )
@@ -68,8 +69,8 @@ type conn struct {
 	out         *outQueue
 	done        chan struct{}
 	doneOnce    sync.Once
-	lastSeen    atomic.Int64 // unix nanos of the last client message
-	lastWrite   atomic.Int64 // unix nanos of the last WebSocket write
+	lastSeen    atomic.Int64 // monotime of the last client message
+	lastWrite   atomic.Int64 // monotime of the last WebSocket write
 }
 
 // newConn makes a negotiated connection of a hub, for the client id.
@@ -80,8 +81,8 @@ func (s *Server) newConn(hub, connID, token string, id Identity) *conn {
 		life: life{phase: phaseNegotiated, since: now},
 		out:  newOutQueue(s.opts.OutboundQueue), done: make(chan struct{}),
 	}
-	c.lastSeen.Store(now.UnixNano())
-	c.lastWrite.Store(now.UnixNano())
+	c.lastSeen.Store(monotime.At(now))
+	c.lastWrite.Store(monotime.At(now))
 	return c
 }
 
@@ -238,7 +239,7 @@ func (c *conn) receive(data []byte) {
 	if c.isEnding() {
 		return
 	}
-	c.lastSeen.Store(time.Now().UnixNano())
+	c.lastSeen.Store(monotime.Now())
 	c.inbuf = append(c.inbuf, data...)
 	if c.protocolOf() == nil {
 		if !c.handshake() {

@@ -3,6 +3,7 @@ package signalr
 import (
 	"time"
 
+	"github.com/backplane/backplane/internal/monotime"
 	"github.com/backplane/backplane/transport/hubproto"
 )
 
@@ -248,14 +249,14 @@ func (c *conn) due(now time.Time, o *Options, checkStore bool) duty {
 	case l.transport == transportLongPolling && c.poll.stopped(now, o.DisconnectTimeout):
 		return dutyEndPollingStopped
 	case (l.phase == phaseHandshaking || l.phase == phaseActive) && l.transport != transportLongPolling && l.pingSeen &&
-		now.Sub(time.Unix(0, c.lastSeen.Load())) > o.ClientTimeout:
+		monotime.Between(c.lastSeen.Load(), now) > o.ClientTimeout:
 		// A detached stateful connection hears nothing from its client:
 		// DisconnectTimeout alone decides.
 		return dutyEndClientTimeout
 	case l.phase == phaseHandshaking && now.Sub(l.since) > o.HandshakeTimeout:
 		return dutyEndHandshakeTimeout
 	case l.phase == phaseActive && l.transport == transportWebSockets && c.sock != nil &&
-		now.Sub(time.Unix(0, c.lastWrite.Load())) >= o.KeepAlive:
+		monotime.Between(c.lastWrite.Load(), now) >= o.KeepAlive:
 		return dutyPing
 	}
 	return dutyNone

@@ -1,6 +1,8 @@
 package signalr
 
 import (
+	"github.com/backplane/backplane/internal/monotime"
+
 	"context"
 	"sync/atomic"
 	"time"
@@ -102,7 +104,7 @@ func (s *Server) carryOut(c *conn, now time.Time, d duty, idle *[]*socket) {
 		c.failHandshake("Handshake was canceled.")
 	case dutyPing:
 		if p := c.protocolOf(); p != nil {
-			c.lastWrite.Store(now.UnixNano())
+			c.lastWrite.Store(monotime.At(now))
 			if sock := c.queuePing(p.PingRecord()); sock != nil {
 				*idle = append(*idle, sock)
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/internal/monotime"
 	"github.com/backplane/backplane/transport/netconn"
 )
 
@@ -480,7 +481,7 @@ func TestStatefulDetachedOutlivesClientTimeout(t *testing.T) {
 	c.drop()
 	ts.waitDetached(c.token)
 	waitFor(t, "the client to be silent past the client timeout", func() (bool, string) {
-		return time.Since(time.Unix(0, held.lastSeen.Load())) > 300*time.Millisecond, "not yet"
+		return monotime.Since(held.lastSeen.Load()) > 300*time.Millisecond, "not yet"
 	})
 	ts.srv.reap(time.Now())
 	if held.isEnding() {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/backplane/backplane/internal/monotime"
 	"github.com/backplane/backplane/transport/hubproto"
 	"github.com/backplane/backplane/transport/netconn"
 )
@@ -92,7 +93,7 @@ const (
 func (c *conn) newSocket(ws *websocket.Conn) *socket {
 	sock := &socket{c: c, ws: ws, exited: make(chan struct{})}
 	old := c.attachSocket(sock)
-	c.lastSeen.Store(time.Now().UnixNano()) // the client timeout counts from the resume
+	c.lastSeen.Store(monotime.Now()) // the client timeout counts from the resume
 	if old != nil {
 		old.wake()
 		select {
@@ -174,7 +175,7 @@ func (sock *socket) linger() bool {
 // retireIdle makes a writer that lingered without writing for writerLinger
 // exit; the reaper calls it.
 func (sock *socket) retireIdle(now time.Time) {
-	if sock.lingering.Load() && now.Sub(time.Unix(0, sock.c.lastWrite.Load())) >= writerLinger {
+	if sock.lingering.Load() && monotime.Between(sock.c.lastWrite.Load(), now) >= writerLinger {
 		sock.retire.Store(true)
 		sock.c.out.signal()
 	}
@@ -253,7 +254,7 @@ func (sock *socket) writeFrame(b []byte) bool {
 		sock.deadline = now.Add(timeout)
 		_ = sock.ws.SetWriteDeadline(sock.deadline)
 	}
-	c.lastWrite.Store(now.UnixNano())
+	c.lastWrite.Store(monotime.At(now))
 	err := sock.ws.WriteMessage(kind, b)
 	if isTimeout(err) {
 		c.srv.slowClientCut(c, transportWebSockets)
