@@ -86,6 +86,7 @@ func newMetrics(n *Node) *metrics {
 		signalrConnections(n),
 		signalr2Connections(n),
 		parkedWebSockets(n),
+		parkedSSE(n),
 		gauge("backplane_raft_term", "Current Raft term.", func() float64 { return float64(n.raft.Status().Term) }),
 		gauge("backplane_raft_commit_index", "Raft commit index.", func() float64 { return float64(n.raft.Status().CommitIndex) }),
 		gauge("backplane_raft_applied_index", "Last Raft index applied to the store.", func() float64 { return float64(n.fsm.AppliedIndex()) }),
@@ -164,6 +165,23 @@ func parkedWebSockets(n *Node) prometheus.Collector {
 			out := map[string]float64{"signalr": float64(n.hubs.ParkedReaders()), "stream": float64(n.streams.ParkedReaders())}
 			if n.signalr2 != nil {
 				out["signalr2"] = float64(n.signalr2.ParkedReaders())
+			}
+			return out
+		},
+	}
+}
+
+// parkedSSE counts the SSE streams over HTTP/1.x whose reader is parked,
+// by endpoint: native streams and SignalR 2 connections.
+func parkedSSE(n *Node) prometheus.Collector {
+	return &labeledValues{
+		desc: prometheus.NewDesc("backplane_sse_parked",
+			"SSE streams (over HTTP/1.x) whose reader is parked: idle, holding no goroutine, by endpoint.", []string{"endpoint"}, nil),
+		kind: prometheus.GaugeValue,
+		read: func() map[string]float64 {
+			out := map[string]float64{"stream": float64(n.streams.ParkedSSE())}
+			if n.signalr2 != nil {
+				out["signalr2"] = float64(n.signalr2.ParkedSSE())
 			}
 			return out
 		},

@@ -94,3 +94,29 @@ func metricLines(t *testing.T, n *testNode) func(lines ...string) (bool, string)
 		return true, ""
 	}
 }
+
+// A native SSE stream through the node's handlers waits without a
+// goroutine: once idle its reader parks, and the SSE gauge says so.
+func TestMetricsCountParkedSSEStreams(t *testing.T) {
+	c := startCluster(t, clusterOptions{size: 1})
+	n := c.nodes[0]
+	has := metricLines(t, n)
+	if ok, why := has(`backplane_sse_parked{endpoint="stream"} 0`); !ok {
+		t.Fatal(why)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.url("/v1/hubs/chat/stream"), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !resp.Close {
+		t.Fatalf("stream: %s, Connection close %v; want 200, close-delimited", resp.Status, resp.Close)
+	}
+	// Idle for the default ParkIdleReaders (1 s), its reader parks.
+	waitFor(t, 10*time.Second, "the SSE stream's reader parked", func() (bool, string) {
+		return has(`backplane_sse_parked{endpoint="stream"} 1`)
+	})
+}

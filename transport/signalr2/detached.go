@@ -52,7 +52,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 			}
 		}
 	}
-	idle.OnResume(read, &s.parked)
+	idle.OnResume(read, &s.parkedWS)
 	go read()
 	if m == modeConnect {
 		env := envelope{Cursor: after, Init: true}

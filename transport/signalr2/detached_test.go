@@ -205,7 +205,7 @@ func TestIdleSSEStreamsHoldNoGoroutine(t *testing.T) {
 		clients[i] = negotiate(t, hs.URL, "", "news")
 		streams[i] = openSSE(t, hs.URL, clients[i])
 	}
-	testkit.WaitParked(t, "every stream to wait without a goroutine", s.ParkedReaders, n, before)
+	testkit.WaitParked(t, "every stream to wait without a goroutine", s.ParkedSSE, n, before)
 
 	tc.publish(t, &fsm.Publish{Hub: "other", Audience: fsm.ToAll, Target: "elsewhere", Arguments: []byte(`[1]`)})
 	idx := tc.publish(t, &fsm.Publish{Hub: "news", Audience: fsm.ToAll, Target: "headline", Arguments: []byte(`[1]`)})
@@ -214,7 +214,7 @@ func TestIdleSSEStreamsHoldNoGoroutine(t *testing.T) {
 			t.Fatalf("stream %d: %+v, want the headline at %d (and nothing of hub other)", i, e, idx)
 		}
 	}
-	testkit.WaitParked(t, "every stream to wait again without a goroutine", s.ParkedReaders, n, before)
+	testkit.WaitParked(t, "every stream to wait again without a goroutine", s.ParkedSSE, n, before)
 
 	for _, sc := range streams[n/2:] {
 		_ = sc.conn.Close()
@@ -231,7 +231,7 @@ func TestIdleSSEStreamsHoldNoGoroutine(t *testing.T) {
 		}
 	}
 	testkit.WaitFor(t, 5*time.Second, "every stream to end", func() (bool, string) {
-		open, parked := s.Counts()["signalr2_sse"], s.ParkedReaders()
+		open, parked := s.Counts()["signalr2_sse"], s.ParkedSSE()
 		return open == 0 && parked == 0, fmt.Sprintf("%d open, %d parked", open, parked)
 	})
 }
@@ -286,7 +286,7 @@ func TestSSEOverHTTP2(t *testing.T) {
 	if e := decodeEnvelope(t, sc.nextBody(t)); e.C != formatCursor(idx) || !slices.Equal(calls(e), []string{`chat.m[1]`}) {
 		t.Fatalf("%+v, want the message at %d", e, idx)
 	}
-	if n := s.Counts()["signalr2_sse"]; n != 1 || s.ParkedReaders() != 0 {
-		t.Fatalf("%d SSE streams counted, %d parked; want 1 served on its goroutine", n, s.ParkedReaders())
+	if n := s.Counts()["signalr2_sse"]; n != 1 || s.ParkedSSE() != 0 {
+		t.Fatalf("%d SSE streams counted, %d parked; want 1 served on its goroutine", n, s.ParkedSSE())
 	}
 }

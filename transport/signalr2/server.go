@@ -122,8 +122,9 @@ type Server struct {
 	live     *liveness
 	calls    callStates
 	upgrader websocket.Upgrader
-	// parked counts the WebSockets and SSE streams whose reader is parked.
-	parked atomic.Int64
+	// parkedWS and parkedSSE count the WebSockets and SSE streams whose
+	// reader is parked.
+	parkedWS, parkedSSE atomic.Int64
 	// serving counts the transport requests this node serves.
 	serving struct{ ws, sse, polls atomic.Int64 }
 
@@ -132,9 +133,11 @@ type Server struct {
 	wg     sync.WaitGroup
 }
 
-// ParkedReaders is how many WebSockets and SSE streams have their reader
-// parked.
-func (s *Server) ParkedReaders() int64 { return s.parked.Load() }
+// ParkedReaders is how many WebSockets have their reader parked.
+func (s *Server) ParkedReaders() int64 { return s.parkedWS.Load() }
+
+// ParkedSSE is how many SSE streams have their reader parked.
+func (s *Server) ParkedSSE() int64 { return s.parkedSSE.Load() }
 
 // Counts reports the connections this node serves, by transport: open
 // WebSockets and Server-Sent Events streams, and long polls waiting.

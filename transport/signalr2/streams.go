@@ -131,7 +131,7 @@ func (s *Server) serveDetachedSSE(w http.ResponseWriter, r *http.Request, c *con
 			}
 		}
 	}
-	idle.OnResume(read, &s.parked)
+	idle.OnResume(read, &s.parkedSSE)
 	go read()
 	st.run()
 	return true

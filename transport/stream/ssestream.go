@@ -80,7 +80,7 @@ func (s *Server) serveDetachedSSE(w http.ResponseWriter, r *http.Request, req st
 			}
 		}
 	}
-	idle.OnResume(read, &s.parked)
+	idle.OnResume(read, &s.parkedSSE)
 	go read()
 
 	st.pump.Run() // until it has sent what there is; then it waits without a goroutine

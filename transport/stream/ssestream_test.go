@@ -110,7 +110,7 @@ func TestIdleSSEStreamsHoldNoGoroutine(t *testing.T) {
 			t.Fatalf("client %d: first event %+v, want message 1", i, ev)
 		}
 	}
-	testkit.WaitParked(t, "every stream to wait without a goroutine", s.ParkedReaders, n, before)
+	testkit.WaitParked(t, "every stream to wait without a goroutine", s.ParkedSSE, n, before)
 
 	publish("other", "elsewhere") // another hub: nothing to send
 	idx := publish("chat", "after")
@@ -119,7 +119,7 @@ func TestIdleSSEStreamsHoldNoGoroutine(t *testing.T) {
 			t.Fatalf("client %d: next event %+v, want message %d (and nothing of hub other)", i, ev, idx)
 		}
 	}
-	testkit.WaitParked(t, "every stream to wait again without a goroutine", s.ParkedReaders, n, before)
+	testkit.WaitParked(t, "every stream to wait again without a goroutine", s.ParkedSSE, n, before)
 
 	for _, c := range clients[n/2:] {
 		_ = c.conn.Close()
@@ -140,7 +140,7 @@ func TestIdleSSEStreamsHoldNoGoroutine(t *testing.T) {
 		}
 	}
 	testkit.WaitFor(t, 5*time.Second, "every stream to end", func() (bool, string) {
-		open, parked, held := s.Counts()["stream_sse"], s.ParkedReaders(), limit.Count("127.0.0.1")
+		open, parked, held := s.Counts()["stream_sse"], s.ParkedSSE(), limit.Count("127.0.0.1")
 		return open == 0 && parked == 0 && held == 0, fmt.Sprintf("%d open, %d parked, %d places held", open, parked, held)
 	})
 }
@@ -199,7 +199,7 @@ func TestSSEStreamOverHTTP2(t *testing.T) {
 	if got := s.Counts()["stream_sse"]; got != 1 {
 		t.Fatalf("%d SSE streams counted, want 1", got)
 	}
-	if s.ParkedReaders() != 0 {
+	if s.ParkedSSE() != 0 {
 		t.Fatalf("an HTTP/2 stream's reader parked")
 	}
 }

@@ -105,8 +105,9 @@ type Server struct {
 	// slowSSE and slowWS count readers cut for not reading.
 	slowSSE atomic.Int64
 	slowWS  atomic.Int64
-	// parked counts the WebSocket and SSE streams whose reader is parked.
-	parked atomic.Int64
+	// parkedWS and parkedSSE count the WebSocket and SSE streams whose
+	// reader is parked.
+	parkedWS, parkedSSE atomic.Int64
 }
 
 // NewStreams returns the native stream handlers over log.
@@ -137,9 +138,11 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/hubs/{hub}/ws", s.guard(s.limited(s.serveWS)))
 }
 
-// ParkedReaders is how many WebSocket and SSE streams have their reader
-// parked.
-func (s *Server) ParkedReaders() int64 { return s.parked.Load() }
+// ParkedReaders is how many WebSocket streams have their reader parked.
+func (s *Server) ParkedReaders() int64 { return s.parkedWS.Load() }
+
+// ParkedSSE is how many SSE streams have their reader parked.
+func (s *Server) ParkedSSE() int64 { return s.parkedSSE.Load() }
 
 // Counts reports the open readers per transport.
 func (s *Server) Counts() map[string]int {

@@ -77,7 +77,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 			}
 		}
 	}
-	idle.OnResume(read, &s.parked)
+	idle.OnResume(read, &s.parkedWS)
 	go read()
 
 	st.pump.Run() // until it has sent what there is; then it waits without a goroutine
