@@ -172,14 +172,14 @@ func parkedWebSockets(n *Node) prometheus.Collector {
 }
 
 // parkedSSE counts the SSE streams over HTTP/1.x whose reader is parked,
-// by endpoint: native streams and SignalR 2 connections.
+// by endpoint: SignalR and SignalR 2 connections, native streams.
 func parkedSSE(n *Node) prometheus.Collector {
 	return &labeledValues{
 		desc: prometheus.NewDesc("backplane_sse_parked",
 			"SSE streams (over HTTP/1.x) whose reader is parked: idle, holding no goroutine, by endpoint.", []string{"endpoint"}, nil),
 		kind: prometheus.GaugeValue,
 		read: func() map[string]float64 {
-			out := map[string]float64{"stream": float64(n.streams.ParkedSSE())}
+			out := map[string]float64{"signalr": float64(n.hubs.ParkedSSE()), "stream": float64(n.streams.ParkedSSE())}
 			if n.signalr2 != nil {
 				out["signalr2"] = float64(n.signalr2.ParkedSSE())
 			}

@@ -189,8 +189,9 @@ type Server struct {
 	slowCuts atomic.Int64
 	// results holds invocations waiting for a client's answer (clientresult.go).
 	results clientResults
-	// parkedReaders counts the WebSockets whose reader is parked.
-	parkedReaders atomic.Int64
+	// parkedReaders and parkedSSE count the WebSockets and the SSE
+	// streams whose reader is parked.
+	parkedReaders, parkedSSE atomic.Int64
 }
 
 // hubConns indexes a hub's active local connections.
@@ -257,6 +258,10 @@ func (s *Server) SlowClientsCut() int64 { return s.slowCuts.Load() }
 // ParkedReaders is how many of this server's WebSockets have their reader
 // parked: idle, with no goroutine (see Options.ParkIdleReaders).
 func (s *Server) ParkedReaders() int64 { return s.parkedReaders.Load() }
+
+// ParkedSSE is how many of this server's SSE streams have their reader
+// parked.
+func (s *Server) ParkedSSE() int64 { return s.parkedSSE.Load() }
 
 // Counts reports local connections by transport.
 func (s *Server) Counts() map[string]int {

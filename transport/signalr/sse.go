@@ -9,13 +9,15 @@ import (
 )
 
 // serveSSE runs the server-to-client half of a connection as Server-Sent
-// Events; the client sends with POST. The end of this request ends the
-// connection.
+// Events; the client sends with POST. The end of this stream ends the
+// connection. Over HTTP/1.x the stream holds no goroutine once its
+// headers are out (detachSSE): it is a socket like a WebSocket's, whose
+// frames are SSE events; over HTTP/2 it is served here, on the request's
+// goroutine.
 func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn) {
 	if !c.attachOrRefuse(w, transportSSE) {
 		return
 	}
-	defer c.end("", true, "sse request ended")
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -23,6 +25,13 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn) {
 	h.Set("Pragma", "no-cache")
 	h.Set("Content-Encoding", "identity")
 	h.Set("X-Accel-Buffering", "no")
+	detach := r.ProtoMajor == 1
+	if detach {
+		// No chunking, the connection closes at the end (as the SSE
+		// recommendation suggests): the socket can then write its events
+		// straight to the connection it takes from net/http.
+		h.Set("Transfer-Encoding", "identity")
+	}
 	w.WriteHeader(http.StatusOK)
 	netconn.LimitRequestSendBuffer(r, netconn.SendBuffer)
 	write := func(b []byte) bool {
@@ -38,8 +47,13 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn) {
 	}
 	// A comment at once: the client's connect waits for the stream to open.
 	if !write([]byte(":\r\n")) {
+		c.end("", true, "sse request ended")
 		return
 	}
+	if detach && s.detachSSE(w, c) {
+		return
+	}
+	defer c.end("", true, "sse request ended")
 	c.startReceiving() // what the client posted before the stream opened
 	// A Ping once KeepAlive has passed since the last write, to the
 	// moment: the timer is set for then, and moved on when a write came
@@ -85,6 +99,57 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn) {
 			return
 		}
 	}
+}
+
+// detachSSE takes the connection of an SSE response whose headers and
+// first comment were flushed (close-delimited: see serveSSE) and attaches
+// it to c as a socket whose frames are SSE events: its writer runs only
+// while records are queued, a timer queues its keep-alive Pings, and its
+// reader parks until the client hangs up, which ends the connection. It reports false when net/http would not give the
+// connection up: the caller then serves the stream itself.
+func (s *Server) detachSSE(w http.ResponseWriter, c *conn) bool {
+	h := &netconn.Hijacker{ResponseWriter: w}
+	nc, _, err := h.Hijack()
+	if err != nil {
+		return false
+	}
+	// net/http's deadlines stay on the connection it gave up; the writer
+	// sets its own, the reader its own for each wait.
+	_ = nc.SetDeadline(time.Time{})
+	frames := &sseFrames{conn: nc}
+	sock := c.attachFrames(frames, nil)
+	// A Ping once KeepAlive has passed since the last write, to the moment
+	// (as ASP.NET does; the reaper's sweep, which pings idle WebSockets,
+	// may be a third of KeepAlive late): a timer, no goroutine. Before the
+	// handshake there is no protocol to ping with.
+	frames.keepAlive.Store(netconn.StartKeepAlive(s.opts.KeepAlive, func() error {
+		if p := c.protocolOf(); p != nil {
+			if idle := c.queuePing(p.PingRecord()); idle != nil {
+				idle.runWriter(false)
+			}
+		}
+		return nil
+	}, func() {}))
+	// The client sends nothing on this connection (its messages come as
+	// POSTs): the reader waits (and parks) until it hangs up; bytes it
+	// sends anyway are dropped.
+	idle := h.IdleReader(s.opts.ParkIdleReaders)
+	var read func()
+	read = func() {
+		var discard [64]byte
+		for idle.Wait() {
+			if _, err := idle.Read(discard[:]); err != nil {
+				c.end("", true, "sse request ended")
+				sock.wake() // the writer sends what is left and closes
+				return
+			}
+		}
+	}
+	idle.OnResume(read, &s.parkedSSE)
+	sock.wake() // records queued before the socket was attached
+	go read()
+	c.startReceiving() // what the client posted before the stream opened
+	return true
 }
 
 // appendSSEEvent frames payload as one event, a "data: " line per line.

@@ -66,9 +66,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn)
 // other writer exits at once.
 type socket struct {
 	c      *conn
-	ws     *websocket.Conn
-	exited chan struct{} // closed when its writer has stopped for good
-	gone   atomic.Bool   // the socket was dropped or replaced
+	out    frameConn       // what the writer writes to
+	ws     *websocket.Conn // nil for an SSE stream
+	exited chan struct{}   // closed when its writer has stopped for good
+	gone   atomic.Bool     // the socket was dropped or replaced
 
 	writing   atomic.Bool // a writer goroutine runs (or lingers)
 	lingering atomic.Bool // the writer waits for records
@@ -91,7 +92,13 @@ const (
 
 // newSocket attaches a new socket, replacing (and waiting out) an old one.
 func (c *conn) newSocket(ws *websocket.Conn) *socket {
-	sock := &socket{c: c, ws: ws, exited: make(chan struct{})}
+	return c.attachFrames(wsFrames{ws}, ws)
+}
+
+// attachFrames attaches a new socket writing to out (ws is its WebSocket,
+// nil for an SSE stream), replacing (and waiting out) an old one.
+func (c *conn) attachFrames(out frameConn, ws *websocket.Conn) *socket {
+	sock := &socket{c: c, out: out, ws: ws, exited: make(chan struct{})}
 	old := c.attachSocket(sock)
 	c.lastSeen.Store(monotime.Now()) // the client timeout counts from the resume
 	if old != nil {
@@ -192,10 +199,10 @@ func (sock *socket) hasWork() bool {
 // closes the socket. Keep-alive Pings are queued by the reaper when nothing
 // was written for KeepAlive, so an idle socket has no timer and no writer.
 func (sock *socket) write() (wrote bool) {
-	c, ws := sock.c, sock.ws
+	c := sock.c
 	stop := func() {
 		sock.stopped = true
-		_ = ws.Close()
+		_ = sock.out.close()
 	}
 	if sock.gone.Load() {
 		stop()
@@ -210,7 +217,7 @@ func (sock *socket) write() (wrote bool) {
 		if len(buf) > 0 {
 			sock.writeFrame(buf)
 		}
-		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		sock.out.goodbye()
 		stop()
 		return
 	default:
@@ -239,25 +246,23 @@ func (sock *socket) write() (wrote bool) {
 // socket holds none.
 var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-// writeFrame writes one WebSocket message.
+// writeFrame writes one frame: a WebSocket message or an SSE event.
 func (sock *socket) writeFrame(b []byte) bool {
 	c := sock.c
-	kind := websocket.TextMessage
-	if p := c.protocolOf(); p != nil && p.TransferFormat() == hubproto.TransferFormatBinary {
-		kind = websocket.BinaryMessage
-	}
+	p := c.protocolOf()
+	binary := p != nil && p.TransferFormat() == hubproto.TransferFormatBinary
 	// Moving the deadline costs a timer update: do it only once half of
 	// the write timeout is spent, so a stuck write fails within WriteDeadline/2
 	// to WriteDeadline.
 	now := time.Now()
 	if timeout := c.srv.opts.WriteDeadline; sock.deadline.Sub(now) < timeout/2 {
 		sock.deadline = now.Add(timeout)
-		_ = sock.ws.SetWriteDeadline(sock.deadline)
+		_ = sock.out.setWriteDeadline(sock.deadline)
 	}
 	c.lastWrite.Store(monotime.At(now))
-	err := sock.ws.WriteMessage(kind, b)
+	err := sock.out.writeFrame(b, binary)
 	if isTimeout(err) {
-		c.srv.slowClientCut(c, transportWebSockets)
+		c.srv.slowClientCut(c, c.transportName())
 	}
 	return err == nil
 }
