@@ -117,19 +117,20 @@ func (s *Server) detachSSE(w http.ResponseWriter, c *conn) bool {
 	// sets its own, the reader its own for each wait.
 	_ = nc.SetDeadline(time.Time{})
 	frames := &sseFrames{conn: nc}
-	sock := c.attachFrames(frames, nil)
 	// A Ping once KeepAlive has passed since the last write, to the moment
 	// (as ASP.NET does; the reaper's sweep, which pings idle WebSockets,
 	// may be a third of KeepAlive late): a timer, no goroutine. Before the
-	// handshake there is no protocol to ping with.
+	// handshake there is no protocol to ping with. Started before the
+	// socket is attached, so that the socket's close always stops it.
 	frames.keepAlive.Store(netconn.StartKeepAlive(s.opts.KeepAlive, func() error {
 		if p := c.protocolOf(); p != nil {
-			if idle := c.queuePing(p.PingRecord()); idle != nil {
-				idle.runWriter(false)
+			if claimed := c.queuePing(p.PingRecord()); claimed != nil {
+				claimed.runWriter(false) // the socket's writer, idle until now
 			}
 		}
 		return nil
 	}, func() {}))
+	sock := c.attachFrames(frames, nil)
 	// The client sends nothing on this connection (its messages come as
 	// POSTs): the reader waits (and parks) until it hangs up; bytes it
 	// sends anyway are dropped.
