@@ -166,3 +166,27 @@ func benchDial(base, hub string, msgpack bool) (*websocket.Conn, error) {
 	_ = ws.SetReadDeadline(time.Time{})
 	return ws, nil
 }
+
+// BenchmarkOutQueueBurst: a burst of 12 records queued to a connection
+// and taken into one frame, as the dispatcher and a socket's writer do
+// under fan-out; the queue is empty between bursts (an idle connection
+// keeps no array).
+func BenchmarkOutQueueBurst(b *testing.B) {
+	q := newOutQueue(1024)
+	rec := []byte(`{"type":1,"target":"m","arguments":["` + strings.Repeat("x", 190) + `"]}` + "\x1e")
+	bp := frameBuffers.Get().(*[]byte)
+	defer frameBuffers.Put(bp)
+	b.ReportAllocs()
+	for b.Loop() {
+		for range 12 {
+			if ok, _ := q.pushQuiet(rec); !ok {
+				b.Fatal("queue full")
+			}
+		}
+		buf := q.take((*bp)[:0], maxFrameBytes)
+		if len(buf) != 12*len(rec) {
+			b.Fatalf("took %d bytes, want %d", len(buf), 12*len(rec))
+		}
+		*bp = buf // as the writer keeps a grown frame buffer
+	}
+}

@@ -7,10 +7,36 @@ import "sync"
 // writer takes everything queued at once, so several records share one
 // WebSocket frame, SSE event or poll response.
 type outQueue struct {
-	mu    sync.Mutex
-	recs  [][]byte
+	mu   sync.Mutex
+	recs [][]byte
+	// held is the pooled array recs lives in while records are queued (see
+	// recsPool); nil while the queue is empty.
+	held  *[][]byte
 	max   int
 	ready chan struct{} // signalled when records are waiting
+}
+
+// recsPool lends queues their arrays while records wait: under fan-out a
+// connection's queue fills and empties at every frame, and growing a fresh
+// array from nothing each time was five allocations a burst; an empty
+// queue gives its array back, so an idle connection still holds none.
+var recsPool = sync.Pool{New: func() any {
+	a := make([][]byte, 0, 16)
+	return &a
+}}
+
+// maxPooledRecs bounds the arrays given back to the pool: a slow client's
+// long queue is not kept for others.
+const maxPooledRecs = 256
+
+// release gives the (empty) queue's array back to the pool.
+func (q *outQueue) release() {
+	if q.held != nil && cap(q.recs) <= maxPooledRecs {
+		clear(q.recs[:cap(q.recs)])
+		*q.held = q.recs[:0]
+		recsPool.Put(q.held)
+	}
+	q.held, q.recs = nil, nil
 }
 
 func newOutQueue(max int) *outQueue {
@@ -45,6 +71,10 @@ func (q *outQueue) pushQuiet(rec []byte) (ok, first bool) {
 		return false, false
 	}
 	first = len(q.recs) == 0
+	if q.held == nil {
+		q.held = recsPool.Get().(*[][]byte)
+		q.recs = (*q.held)[:0]
+	}
 	q.recs = append(q.recs, rec)
 	return true, first
 }
@@ -60,10 +90,12 @@ func (q *outQueue) take(dst []byte, maxBytes int) []byte {
 		q.recs[n] = nil
 		n++
 	}
-	q.recs = q.recs[n:]
-	if len(q.recs) == 0 {
-		q.recs = nil // give the backing array back
+	if n == len(q.recs) {
+		q.release()
 	} else {
+		m := copy(q.recs, q.recs[n:]) // the array stays at its start, for release
+		clear(q.recs[m:])
+		q.recs = q.recs[:m]
 		q.signal()
 	}
 	return dst
@@ -79,7 +111,7 @@ func (q *outQueue) pending() bool {
 // clear drops every queued record.
 func (q *outQueue) clear() {
 	q.mu.Lock()
-	q.recs = nil
+	q.release()
 	q.mu.Unlock()
 }
 
