@@ -108,14 +108,10 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn) {
 // reader parks until the client hangs up, which ends the connection. It reports false when net/http would not give the
 // connection up: the caller then serves the stream itself.
 func (s *Server) detachSSE(w http.ResponseWriter, c *conn) bool {
-	h := &netconn.Hijacker{ResponseWriter: w}
-	nc, _, err := h.Hijack()
+	nc, err := netconn.HijackStream(w)
 	if err != nil {
 		return false
 	}
-	// net/http's deadlines stay on the connection it gave up; the writer
-	// sets its own, the reader its own for each wait.
-	_ = nc.SetDeadline(time.Time{})
 	frames := &sseFrames{conn: nc}
 	// A Ping once KeepAlive has passed since the last write, to the moment
 	// (as ASP.NET does; the reaper's sweep, which pings idle WebSockets,
@@ -131,24 +127,13 @@ func (s *Server) detachSSE(w http.ResponseWriter, c *conn) bool {
 		return nil
 	}, func() {}))
 	sock := c.attachFrames(frames, nil)
-	// The client sends nothing on this connection (its messages come as
-	// POSTs): the reader waits (and parks) until it hangs up; bytes it
-	// sends anyway are dropped.
-	idle := h.IdleReader(s.opts.ParkIdleReaders)
-	var read func()
-	read = func() {
-		var discard [64]byte
-		for idle.Wait() {
-			if _, err := idle.Read(discard[:]); err != nil {
-				c.end("", true, "sse request ended")
-				sock.wake() // the writer sends what is left and closes
-				return
-			}
-		}
-	}
-	idle.OnResume(read, &s.parkedSSE)
 	sock.wake() // records queued before the socket was attached
-	go read()
+	// The client sends nothing on this connection (its messages come as
+	// POSTs): its hang-up ends the connection.
+	nc.WatchHangUp(s.opts.ParkIdleReaders, &s.parkedSSE, func() {
+		c.end("", true, "sse request ended")
+		sock.wake() // the writer sends what is left and closes
+	})
 	c.startReceiving() // what the client posted before the stream opened
 	return true
 }

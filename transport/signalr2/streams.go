@@ -108,31 +108,14 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn, m mod
 // reports false when net/http would not give the connection up: the
 // caller then serves the stream itself.
 func (s *Server) serveDetachedSSE(w http.ResponseWriter, r *http.Request, c *conn, after uint64, known map[string][]string, cl *netconn.Cleanups) bool {
-	h := &netconn.Hijacker{ResponseWriter: w}
-	nc, _, err := h.Hijack()
+	nc, err := netconn.HijackStream(w)
 	if err != nil {
 		return false
 	}
-	// net/http's deadlines stay on the connection it gave up; the writer
-	// sets its own for each write, the reader for each wait.
-	_ = nc.SetDeadline(time.Time{})
 	st := s.detach(r, c, &rawSSEWriter{conn: nc, timeout: s.opts.WriteTimeout}, &s.serving.sse, after, known, cl)
 	// The client sends nothing on this connection (its invocations come
-	// as /send requests): the reader waits (and parks) until it hangs up;
-	// bytes it sends anyway are dropped.
-	idle := h.IdleReader(s.opts.ParkIdleReaders)
-	var read func()
-	read = func() {
-		var discard [64]byte
-		for idle.Wait() {
-			if _, err := idle.Read(discard[:]); err != nil {
-				st.end(errClientGone)
-				return
-			}
-		}
-	}
-	idle.OnResume(read, &s.parkedSSE)
-	go read()
+	// as /send requests): its hang-up ends the stream.
+	nc.WatchHangUp(s.opts.ParkIdleReaders, &s.parkedSSE, func() { st.end(errClientGone) })
 	st.run()
 	return true
 }

@@ -34,14 +34,10 @@ func detachSSE(r *http.Request) bool { return r.ProtoMajor == 1 }
 // reports false when net/http would not give the connection up: the
 // caller then serves the stream itself.
 func (s *Server) serveDetachedSSE(w http.ResponseWriter, r *http.Request, req streamRequest, grant access.Grant, after uint64) bool {
-	h := &netconn.Hijacker{ResponseWriter: w}
-	conn, _, err := h.Hijack()
+	conn, err := netconn.HijackStream(w)
 	if err != nil {
 		return false
 	}
-	// net/http's deadlines stay on the connection it gave up; the stream
-	// sets its own for each write, and its reader for each wait.
-	_ = conn.SetDeadline(time.Time{})
 	st := &sseStream{s: s, conn: conn, reader: req.reader, remote: r.RemoteAddr, cleanups: keepSlot(r)}
 	st.dl = writeDeadline{timeout: s.opts.WriteTimeout, set: conn.SetWriteDeadline}
 	st.after.Store(after)
@@ -67,21 +63,9 @@ func (s *Server) serveDetachedSSE(w http.ResponseWriter, r *http.Request, req st
 	}
 	st.mu.Unlock()
 
-	// The client sends nothing after its request: the reader waits (and
-	// parks) until it hangs up; bytes it sends anyway are dropped.
-	idle := h.IdleReader(s.opts.ParkIdleReaders)
-	var read func()
-	read = func() {
-		var discard [64]byte
-		for idle.Wait() {
-			if _, err := idle.Read(discard[:]); err != nil {
-				st.end(errStreamEnded)
-				return
-			}
-		}
-	}
-	idle.OnResume(read, &s.parkedSSE)
-	go read()
+	// The client sends nothing after its request: its hang-up ends the
+	// stream.
+	conn.WatchHangUp(s.opts.ParkIdleReaders, &s.parkedSSE, func() { st.end(errStreamEnded) })
 
 	st.pump.Run() // until it has sent what there is; then it waits without a goroutine
 	return true
