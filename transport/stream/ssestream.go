@@ -1,14 +1,11 @@
 package stream
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/transport/access"
@@ -38,30 +35,17 @@ func (s *Server) serveDetachedSSE(w http.ResponseWriter, r *http.Request, req st
 	if err != nil {
 		return false
 	}
-	st := &sseStream{s: s, conn: conn, reader: req.reader, remote: r.RemoteAddr, cleanups: keepSlot(r)}
+	st := &sseStream{detached: detached{s: s, reader: req.reader, remote: r.RemoteAddr, cleanups: keepSlot(r)}, conn: conn}
 	st.dl = writeDeadline{timeout: s.opts.WriteTimeout, set: conn.SetWriteDeadline}
 	st.after.Store(after)
-	messages := []fsm.Watch{fsm.MessagesOf(st.reader.Hub)}
-	st.pump = netconn.NewPump(func(wake func()) func() bool {
-		return s.store.AfterChange(messages, wake)
-	}, st.send, st.finish)
-	// mu: these may fire (and end the stream) before the others are set.
 	// A ping every KeepAlive, messages or not (as the request's goroutine
 	// sends them in serveSSE): the writer does not note its writes.
-	st.mu.Lock()
-	st.keepAlive = netconn.StartKeepAlive(s.opts.KeepAlive, func() error {
+	st.start(grant, st.send, st.finish, func() error {
 		if !st.write([]byte(": ping\n\n"), 0) {
 			return errStreamEnded
 		}
 		return nil
-	}, func() { st.end(errStreamEnded) })
-	// The stream ends with the server's context (with its cause: a
-	// draining node tells the reader its cursor) and with its token.
-	st.stopServer = context.AfterFunc(s.opts.Context, func() { st.end(context.Cause(s.opts.Context)) })
-	if !grant.Expires.IsZero() {
-		st.expiry = time.AfterFunc(time.Until(grant.Expires), func() { st.end(errTokenExpired) })
-	}
-	st.mu.Unlock()
+	}, st.end)
 
 	// The client sends nothing after its request: its hang-up ends the
 	// stream.
@@ -74,22 +58,8 @@ func (s *Server) serveDetachedSSE(w http.ResponseWriter, r *http.Request, req st
 // sseStream is an SSE stream over a connection taken from net/http. It has
 // a goroutine only while it writes (see wsStream, which it mirrors).
 type sseStream struct {
-	s        *Server
-	conn     net.Conn
-	reader   fsm.Filter
-	remote   string
-	cleanups *netconn.Cleanups // the stream's place in the per-address count, kept from limited
-
-	ending atomic.Bool // end has run: the stream is closing
-
-	mu sync.Mutex // guards the three below while they are set
-	// stopServer cancels the callback on the server's context, expiry the
-	// token's timer (nil without one).
-	stopServer func() bool
-	expiry     *time.Timer
-
-	pump      *netconn.Pump
-	keepAlive *netconn.KeepAlive // guarded by mu while set
+	detached
+	conn net.Conn
 
 	// wmu serialises writes (the writer's events, keep-alives, the last
 	// comment); closed: the last one was written, nothing follows it.
@@ -98,9 +68,8 @@ type sseStream struct {
 	closed bool
 
 	buf []byte // owned by the writer (the pump runs one at a time)
-	// after is the cursor: every message up to it was written. Set under
-	// wmu with the write, so that the draining event names it exactly.
-	after atomic.Uint64
+	// The cursor (detached.after) is set under wmu with the write, so
+	// that the draining event names it exactly.
 }
 
 // send writes pages until there is nothing more to send; false when the
@@ -187,17 +156,9 @@ func (st *sseStream) end(cause error) {
 // connection closed (a running writer fails and returns), its counts
 // returned.
 func (st *sseStream) finish() {
-	if !st.pump.Finish() {
+	if !st.stop() {
 		return
 	}
-	st.ending.Store(true)
-	st.mu.Lock()
-	st.keepAlive.Stop()
-	st.stopServer()
-	if st.expiry != nil {
-		st.expiry.Stop()
-	}
-	st.mu.Unlock()
 	_ = st.conn.Close()
 	st.cleanups.Run()
 	st.s.sse.Add(-1)

@@ -1,17 +1,13 @@
 package stream
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 
-	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/transport/access"
 	"github.com/backplane/backplane/transport/netconn"
 )
@@ -38,32 +34,18 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 	}
 	s.ws.Add(1)
 
-	st := &wsStream{s: s, conn: conn, reader: req.reader, remote: r.RemoteAddr, cleanups: keepSlot(r)}
+	st := &wsStream{detached: detached{s: s, reader: req.reader, remote: r.RemoteAddr, cleanups: keepSlot(r)}, conn: conn}
 	st.dl = writeDeadline{timeout: s.opts.WriteTimeout, set: conn.SetWriteDeadline}
 	after := req.after
 	if req.fromNow {
 		after = s.store.LastMessage()
 	}
 	st.after.Store(after)
-	messages := []fsm.Watch{fsm.MessagesOf(st.reader.Hub)}
-	st.pump = netconn.NewPump(func(wake func()) func() bool {
-		return s.store.AfterChange(messages, wake)
-	}, st.send, st.finish)
 	// A ping when nothing was written for KeepAlive (gorilla lets control
-	// frames be written beside the writer). mu: these may fire (and end
-	// the stream) before the others are set.
-	st.mu.Lock()
-	st.keepAlive = netconn.StartKeepAlive(s.opts.KeepAlive, func() error {
+	// frames be written beside the writer).
+	st.start(grant, st.send, st.finish, func() error {
 		return conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.opts.WriteTimeout))
-	}, func() { st.end(errStreamEnded) })
-	// The stream ends with the server's context (with its cause: a
-	// draining node tells the reader its cursor) and with its token. No
-	// context of its own: a callback on the server's, and a timer.
-	st.stopServer = context.AfterFunc(s.opts.Context, func() { st.end(context.Cause(s.opts.Context)) })
-	if !grant.Expires.IsZero() {
-		st.expiry = time.AfterFunc(time.Until(grant.Expires), func() { st.end(errTokenExpired) })
-	}
-	st.mu.Unlock()
+	}, st.end)
 
 	// The reader handles control frames and notices the close; idle, it
 	// parks (no goroutine) until the client sends or hangs up.
@@ -87,29 +69,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, grant access.Gr
 // writes: its pump runs send, which asks the store for a wake-up at its
 // hub's next message before each read, and ends once everything is sent.
 // Its keep-alive pings the client on a timer; the server's context and
-// the token's expiry (a callback and a timer) end it, through end.
+// the token's expiry (a callback and a timer) end it, through end (see
+// detached).
 type wsStream struct {
-	s        *Server
-	conn     *websocket.Conn
-	reader   fsm.Filter
-	remote   string
-	cleanups *netconn.Cleanups // the stream's place in the per-address count, kept from limited
-
-	ending atomic.Bool // end has run: the stream is closing
-
-	mu sync.Mutex // guards the three below while they are set
-	// stopServer cancels the callback on the server's context, expiry the
-	// token's timer (nil without one).
-	stopServer func() bool
-	expiry     *time.Timer
-
-	pump      *netconn.Pump
-	keepAlive *netconn.KeepAlive // guarded by mu while set
+	detached
+	conn *websocket.Conn
 	// Owned by the writer (the pump runs one at a time).
 	dl  writeDeadline
 	buf []byte
-
-	after atomic.Uint64 // the cursor: every message up to it was sent
 }
 
 // send writes pages until there is nothing more to send; false when the
@@ -188,17 +155,9 @@ func (st *wsStream) end(cause error) {
 // finish ends the stream once: no more writers or pings, the socket
 // closed (a running writer fails and returns), its counts returned.
 func (st *wsStream) finish() {
-	if !st.pump.Finish() {
+	if !st.stop() {
 		return
 	}
-	st.ending.Store(true)
-	st.mu.Lock()
-	st.keepAlive.Stop()
-	st.stopServer()
-	if st.expiry != nil {
-		st.expiry.Stop()
-	}
-	st.mu.Unlock()
 	_ = st.conn.Close()
 	st.cleanups.Run()
 	st.s.ws.Add(-1)

@@ -1,0 +1,77 @@
+package stream
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/backplane/backplane/fsm"
+	"github.com/backplane/backplane/transport/access"
+	"github.com/backplane/backplane/transport/netconn"
+)
+
+// detached is what a native stream over a connection taken from net/http
+// (a WebSocket, or SSE over HTTP/1.x) keeps to live without a goroutine
+// while it waits: a pump that runs its writer when its hub moves, a
+// keep-alive timer, the callback on the server's context and its token's
+// timer (which end it), its place in the per-address count, and its
+// cursor.
+type detached struct {
+	s        *Server
+	reader   fsm.Filter
+	remote   string
+	cleanups *netconn.Cleanups // the stream's place in the per-address count, kept from limited
+
+	ending atomic.Bool // end has run: the stream is closing
+
+	mu sync.Mutex // guards the three below while they are set
+	// stopServer cancels the callback on the server's context, expiry the
+	// token's timer (nil without one).
+	stopServer func() bool
+	expiry     *time.Timer
+
+	pump      *netconn.Pump
+	keepAlive *netconn.KeepAlive // guarded by mu while set
+
+	after atomic.Uint64 // the cursor: every message up to it was sent
+}
+
+// start sets the stream up: its pump runs send at each change of its hub
+// and finish when send reports the end; keepAlive is sent after each
+// KeepAlive of quiet (a failure ends the stream). The server's context
+// ends the stream with its cause (a draining node tells the reader its
+// cursor), the token's expiry with errTokenExpired, both through end: no
+// context of its own, a callback and a timer.
+func (d *detached) start(grant access.Grant, send func() bool, finish func(), keepAlive func() error, end func(error)) {
+	messages := []fsm.Watch{fsm.MessagesOf(d.reader.Hub)}
+	d.pump = netconn.NewPump(func(wake func()) func() bool {
+		return d.s.store.AfterChange(messages, wake)
+	}, send, finish)
+	// mu: these may fire (and end the stream) before the others are set.
+	d.mu.Lock()
+	d.keepAlive = netconn.StartKeepAlive(d.s.opts.KeepAlive, keepAlive, func() { end(errStreamEnded) })
+	d.stopServer = context.AfterFunc(d.s.opts.Context, func() { end(context.Cause(d.s.opts.Context)) })
+	if !grant.Expires.IsZero() {
+		d.expiry = time.AfterFunc(time.Until(grant.Expires), func() { end(errTokenExpired) })
+	}
+	d.mu.Unlock()
+}
+
+// stop ends the stream's pump, keep-alives, callback and timer, once: it
+// reports whether this call did (the caller then closes the connection
+// and gives back what the stream held).
+func (d *detached) stop() bool {
+	if !d.pump.Finish() {
+		return false
+	}
+	d.ending.Store(true)
+	d.mu.Lock()
+	d.keepAlive.Stop()
+	d.stopServer()
+	if d.expiry != nil {
+		d.expiry.Stop()
+	}
+	d.mu.Unlock()
+	return true
+}
