@@ -40,21 +40,23 @@ func (f wsFrames) goodbye() {
 func (f wsFrames) close() error { return f.ws.Close() }
 
 // sseFrames writes frames as SSE events to a close-delimited response's
-// connection. Only the socket's writer writes (one at a time); keepAlive,
-// set once the socket is attached, is told of each write and stopped at
-// the close.
+// connection, framed in a buffer of frameBuffers (an idle stream keeps
+// none). Only the socket's writer writes (one at a time); keepAlive, set
+// before the socket is attached, is told of each write and stopped at the
+// close.
 type sseFrames struct {
 	conn      net.Conn
-	buf       []byte
 	keepAlive atomic.Pointer[netconn.KeepAlive]
 }
 
 func (f *sseFrames) writeFrame(b []byte, _ bool) error {
-	f.buf = appendSSEEvent(f.buf[:0], b)
-	_, err := f.conn.Write(f.buf)
-	if cap(f.buf) > 16<<10 {
-		f.buf = nil // keep a grown buffer, but not a burst's
+	bp := frameBuffers.Get().(*[]byte)
+	defer frameBuffers.Put(bp)
+	event := appendSSEEvent((*bp)[:0], b)
+	if cap(event) <= 16<<10 {
+		*bp = event // keep a grown buffer, but not a burst's
 	}
+	_, err := f.conn.Write(event)
 	if k := f.keepAlive.Load(); k != nil && err == nil {
 		k.Wrote()
 	}

@@ -128,32 +128,42 @@ type sseWriter struct {
 
 func (o *sseWriter) event(data []byte) error {
 	_ = o.rc.SetWriteDeadline(time.Now().Add(o.timeout))
-	buf := make([]byte, 0, len(data)+8)
-	buf = append(buf, "data: "...)
-	buf = append(buf, data...)
-	buf = append(buf, "\n\n"...)
-	if _, err := o.w.Write(buf); err != nil {
+	if _, err := o.w.Write(appendSSEData(nil, data)); err != nil {
 		return err
 	}
 	return o.rc.Flush()
+}
+
+// appendSSEData appends data as one SSE event.
+func appendSSEData(dst, data []byte) []byte {
+	dst = append(dst, "data: "...)
+	dst = append(dst, data...)
+	return append(dst, "\n\n"...)
 }
 
 func (o *sseWriter) write(b []byte) error { return o.event(b) }
 func (o *sseWriter) keepAlive() error     { return o.event([]byte("{}")) }
 
 // rawSSEWriter writes SSE events to a connection taken from net/http (a
-// close-delimited response), one write each.
+// close-delimited response), one write each (mu: the writer and the
+// keep-alive timer both write), framed in a pooled buffer: an idle stream
+// keeps none.
 type rawSSEWriter struct {
 	mu      sync.Mutex
 	conn    net.Conn
 	timeout time.Duration
 }
 
+// eventBuffers holds the buffers SSE events are framed in while written.
+var eventBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
 func (o *rawSSEWriter) write(b []byte) error {
-	buf := make([]byte, 0, len(b)+8)
-	buf = append(buf, "data: "...)
-	buf = append(buf, b...)
-	buf = append(buf, "\n\n"...)
+	bp := eventBuffers.Get().(*[]byte)
+	defer eventBuffers.Put(bp)
+	buf := appendSSEData((*bp)[:0], b)
+	if cap(buf) <= 16<<10 {
+		*bp = buf // keep a grown buffer, but not a burst's
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))

@@ -75,3 +75,12 @@ func (d *detached) stop() bool {
 	d.mu.Unlock()
 	return true
 }
+
+// idleBuffer is what a stream's writer keeps of its buffer while it waits:
+// a small one, not the size of the last page it sent.
+func idleBuffer(buf []byte) []byte {
+	if cap(buf) > 1<<10 {
+		return nil
+	}
+	return buf
+}

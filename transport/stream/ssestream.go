@@ -93,6 +93,7 @@ func (st *sseStream) send() bool {
 				st.after.Store(after)
 				continue
 			}
+			st.buf = idleBuffer(st.buf)
 			return true
 		}
 		st.buf = appendSSEPage(st.buf[:0], &page)

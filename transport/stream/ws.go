@@ -101,6 +101,7 @@ func (st *wsStream) send() bool {
 				st.after.Store(after)
 				continue
 			}
+			st.buf = idleBuffer(st.buf)
 			return true
 		}
 		st.dl.extend()
