@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -80,18 +79,10 @@ func (s *Server) detach(r *http.Request, c *conn, out streamOut, count *atomic.I
 	st.endLive = s.live.begin(c, s.cluster.NodeID(), s.cluster.NodeID(), "")
 	// The server's context ends the stream at shutdown (with Draining: the
 	// client is told to reconnect elsewhere), the token's expiry ends it,
-	// and so do the client's hang-up and a failed keep-alive. No context
-	// of its own: a callback on the server's, and a timer. mu: these may
-	// fire (and end the stream) before the others are set.
-	st.mu.Lock()
-	// "{}" when nothing was written for KeepAlive (out serialises it with
-	// the writer's frames).
-	st.keepAlive = netconn.StartKeepAlive(s.keepAliveEvery(), st.out.keepAlive, func() { st.end(errClientGone) })
-	st.stopServer = context.AfterFunc(s.ctx, func() { st.end(context.Cause(s.ctx)) })
-	if !c.ident.Expires.IsZero() {
-		st.expiry = time.AfterFunc(time.Until(c.ident.Expires), func() { st.end(errTokenExpired) })
-	}
-	st.mu.Unlock()
+	// and so do the client's hang-up and a failed keep-alive ("{}" when
+	// nothing was written for KeepAlive; out serialises it with the
+	// writer's frames).
+	st.life.Start(s.ctx, c.ident.Expires, errTokenExpired, s.keepAliveEvery(), st.out.keepAlive, errClientGone, st.end)
 	return st
 }
 
@@ -135,13 +126,9 @@ type detachedStream struct {
 	cause        error
 	started      bool
 	cancelInvoke context.CancelCauseFunc
-	// stopServer cancels the callback on the server's context, expiry the
-	// token's timer (nil without one); guarded by mu while they are set.
-	stopServer func() bool
-	expiry     *time.Timer
 
-	pump      *netconn.Pump
-	keepAlive *netconn.KeepAlive // guarded by mu while set
+	pump *netconn.Pump
+	life netconn.Life // the keep-alives, the server's context, the token's expiry
 	// Owned by the writer (the pump runs one at a time).
 	after uint64
 	known map[string][]string
@@ -199,7 +186,7 @@ func (st *detachedStream) write(b []byte) error {
 	if err := st.out.write(b); err != nil {
 		return err
 	}
-	st.keepAlive.Wrote()
+	st.life.Wrote()
 	return nil
 }
 
@@ -249,13 +236,7 @@ func (st *detachedStream) finish() {
 	if !st.pump.Finish() {
 		return
 	}
-	st.mu.Lock()
-	st.keepAlive.Stop()
-	st.stopServer()
-	if st.expiry != nil {
-		st.expiry.Stop()
-	}
-	st.mu.Unlock()
+	st.life.Stop()
 	st.end(errSocketEnded) // cancels an invocation in progress
 	st.out.goodbye()
 	_ = st.out.closeConn()

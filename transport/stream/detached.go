@@ -1,10 +1,7 @@
 package stream
 
 import (
-	"context"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/transport/access"
@@ -25,14 +22,8 @@ type detached struct {
 
 	ending atomic.Bool // end has run: the stream is closing
 
-	mu sync.Mutex // guards the three below while they are set
-	// stopServer cancels the callback on the server's context, expiry the
-	// token's timer (nil without one).
-	stopServer func() bool
-	expiry     *time.Timer
-
-	pump      *netconn.Pump
-	keepAlive *netconn.KeepAlive // guarded by mu while set
+	pump *netconn.Pump
+	life netconn.Life // the keep-alives, the server's context, the token's expiry
 
 	after atomic.Uint64 // the cursor: every message up to it was sent
 }
@@ -48,14 +39,7 @@ func (d *detached) start(grant access.Grant, send func() bool, finish func(), ke
 	d.pump = netconn.NewPump(func(wake func()) func() bool {
 		return d.s.store.AfterChange(messages, wake)
 	}, send, finish)
-	// mu: these may fire (and end the stream) before the others are set.
-	d.mu.Lock()
-	d.keepAlive = netconn.StartKeepAlive(d.s.opts.KeepAlive, keepAlive, func() { end(errStreamEnded) })
-	d.stopServer = context.AfterFunc(d.s.opts.Context, func() { end(context.Cause(d.s.opts.Context)) })
-	if !grant.Expires.IsZero() {
-		d.expiry = time.AfterFunc(time.Until(grant.Expires), func() { end(errTokenExpired) })
-	}
-	d.mu.Unlock()
+	d.life.Start(d.s.opts.Context, grant.Expires, errTokenExpired, d.s.opts.KeepAlive, keepAlive, errStreamEnded, end)
 }
 
 // stop ends the stream's pump, keep-alives, callback and timer, once: it
@@ -66,13 +50,7 @@ func (d *detached) stop() bool {
 		return false
 	}
 	d.ending.Store(true)
-	d.mu.Lock()
-	d.keepAlive.Stop()
-	d.stopServer()
-	if d.expiry != nil {
-		d.expiry.Stop()
-	}
-	d.mu.Unlock()
+	d.life.Stop()
 	return true
 }
 

@@ -128,7 +128,7 @@ func (st *wsStream) write(b []byte) bool {
 		}
 		return false
 	}
-	st.keepAlive.Wrote()
+	st.life.Wrote()
 	return true
 }
 
