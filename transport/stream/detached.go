@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"io"
 	"sync/atomic"
 
 	"github.com/backplane/backplane/fsm"
@@ -52,6 +53,40 @@ func (d *detached) stop() bool {
 	d.ending.Store(true)
 	d.life.Stop()
 	return true
+}
+
+// nextPage reads the page that follows *after for the stream's reader,
+// asking first for a wake-up at its hub's next message. Pages with nothing
+// for this reader move the cursor on; more is false when everything is
+// sent.
+func (d *detached) nextPage(after *uint64) (page fsm.Page, more bool, err error) {
+	for {
+		d.pump.Arm()
+		page, err = d.s.store.Read(&d.reader, *after, readBatch)
+		if err != nil {
+			return page, false, err
+		}
+		if len(page.Messages) > 0 || page.Reset {
+			return page, true, nil
+		}
+		if page.Next <= *after {
+			return page, false, nil
+		}
+		*after = page.Next
+		d.after.Store(*after)
+	}
+}
+
+// finish ends the stream once: no more writers or keep-alives, conn closed
+// (a running writer fails and returns), its place in the per-address count
+// and in open (the server's count of its kind) given back.
+func (d *detached) finish(conn io.Closer, open *atomic.Int64) {
+	if !d.stop() {
+		return
+	}
+	_ = conn.Close()
+	d.cleanups.Run()
+	open.Add(-1)
 }
 
 // idleBuffer is what a stream's writer keeps of its buffer while it waits:

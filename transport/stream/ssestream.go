@@ -77,22 +77,14 @@ type sseStream struct {
 func (st *sseStream) send() bool {
 	after := st.after.Load()
 	for {
-		st.pump.Arm()
-		page, err := st.s.store.Read(&st.reader, after, readBatch)
+		page, more, err := st.nextPage(&after)
 		if err != nil {
 			if !st.ending.Load() {
 				st.s.opts.Logger.Warn("sse read", "hub", st.reader.Hub, "err", err)
 			}
 			return false
 		}
-		if len(page.Messages) == 0 && !page.Reset {
-			if page.Next > after {
-				// The page skipped messages that were not for this
-				// reader: read on from there.
-				after = page.Next
-				st.after.Store(after)
-				continue
-			}
+		if !more {
 			st.buf = idleBuffer(st.buf)
 			return true
 		}
@@ -153,17 +145,8 @@ func (st *sseStream) end(cause error) {
 	st.finish()
 }
 
-// finish ends the stream once: no more writers or keep-alives, the
-// connection closed (a running writer fails and returns), its counts
-// returned.
-func (st *sseStream) finish() {
-	if !st.stop() {
-		return
-	}
-	_ = st.conn.Close()
-	st.cleanups.Run()
-	st.s.sse.Add(-1)
-}
+// finish ends the stream once (see detached.finish).
+func (st *sseStream) finish() { st.detached.finish(st.conn, &st.s.sse) }
 
 // appendSSEPage appends a page's events: a reset event first when the
 // cursor was older than the history, then each message with its index as

@@ -84,8 +84,7 @@ type wsStream struct {
 func (st *wsStream) send() bool {
 	after := st.after.Load()
 	for {
-		st.pump.Arm()
-		page, err := st.s.store.Read(&st.reader, after, readBatch)
+		page, more, err := st.nextPage(&after)
 		if err != nil {
 			if !st.ending.Load() {
 				st.s.opts.Logger.Warn("ws read", "hub", st.reader.Hub, "err", err)
@@ -93,14 +92,7 @@ func (st *wsStream) send() bool {
 			}
 			return false
 		}
-		if len(page.Messages) == 0 && !page.Reset {
-			if page.Next > after {
-				// The page skipped messages that were not for this
-				// reader: read on from there.
-				after = page.Next
-				st.after.Store(after)
-				continue
-			}
+		if !more {
 			st.buf = idleBuffer(st.buf)
 			return true
 		}
@@ -153,16 +145,8 @@ func (st *wsStream) end(cause error) {
 	st.finish()
 }
 
-// finish ends the stream once: no more writers or pings, the socket
-// closed (a running writer fails and returns), its counts returned.
-func (st *wsStream) finish() {
-	if !st.stop() {
-		return
-	}
-	_ = st.conn.Close()
-	st.cleanups.Run()
-	st.s.ws.Add(-1)
-}
+// finish ends the stream once (see detached.finish).
+func (st *wsStream) finish() { st.detached.finish(st.conn, &st.s.ws) }
 
 func (s *Server) closeWS(conn *websocket.Conn, code int, text string) {
 	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
