@@ -49,3 +49,24 @@ func (c *StreamConn) WatchHangUp(parkAfter time.Duration, parked *atomic.Int64, 
 	idle.OnResume(read, parked)
 	go read()
 }
+
+// WriteSSEHeader sends the 200 of a Server-Sent Events response with the
+// headers every SSE endpoint sets (no caching, no proxy buffering) and
+// reports whether the stream can be detached (HijackStream): over
+// HTTP/1.x the response is close-delimited — no chunking, the connection
+// closes at the end, as the SSE recommendation suggests — so its events
+// can be written straight to the connection taken from net/http. Over
+// HTTP/2 it is framed as usual and served on the request's goroutine.
+// Headers the caller set before are kept.
+func WriteSSEHeader(w http.ResponseWriter, r *http.Request) (detach bool) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache, no-store")
+	h.Set("X-Accel-Buffering", "no")
+	detach = r.ProtoMajor == 1
+	if detach {
+		h.Set("Transfer-Encoding", "identity")
+	}
+	w.WriteHeader(http.StatusOK)
+	return detach
+}

@@ -83,3 +83,28 @@ func TestHijackStream(t *testing.T) {
 		t.Fatalf("%d readers still counted as parked", n)
 	}
 }
+
+// TestWriteSSEHeader: every SSE response gets the same headers; over
+// HTTP/1.x it is close-delimited (no chunking) and detachable, over HTTP/2
+// it is not.
+func TestWriteSSEHeader(t *testing.T) {
+	for _, tc := range []struct {
+		major      int
+		wantDetach bool
+		wantTE     string
+	}{{1, true, "identity"}, {2, false, ""}} {
+		rec := httptest.NewRecorder()
+		rec.Header().Set("Pragma", "no-cache")
+		r := httptest.NewRequest(http.MethodGet, "/events", nil)
+		r.ProtoMajor = tc.major
+		if got := WriteSSEHeader(rec, r); got != tc.wantDetach {
+			t.Errorf("HTTP/%d: detach = %v, want %v", tc.major, got, tc.wantDetach)
+		}
+		h := rec.Result().Header
+		if rec.Code != http.StatusOK || h.Get("Content-Type") != "text/event-stream" ||
+			h.Get("Cache-Control") != "no-cache, no-store" || h.Get("X-Accel-Buffering") != "no" ||
+			h.Get("Transfer-Encoding") != tc.wantTE || h.Get("Pragma") != "no-cache" {
+			t.Errorf("HTTP/%d: status %d, headers %v", tc.major, rec.Code, h)
+		}
+	}
+}

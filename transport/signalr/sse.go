@@ -19,20 +19,10 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn) {
 		return
 	}
 	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache, no-store")
-	h.Set("Pragma", "no-cache")
-	h.Set("Content-Encoding", "identity")
-	h.Set("X-Accel-Buffering", "no")
-	detach := r.ProtoMajor == 1
-	if detach {
-		// No chunking, the connection closes at the end (as the SSE
-		// recommendation suggests): the socket can then write its events
-		// straight to the connection it takes from net/http.
-		h.Set("Transfer-Encoding", "identity")
-	}
-	w.WriteHeader(http.StatusOK)
+	// As ASP.NET Core sends them, beside the common SSE headers.
+	w.Header().Set("Pragma", "no-cache")
+	w.Header().Set("Content-Encoding", "identity")
+	detach := netconn.WriteSSEHeader(w, r)
 	netconn.LimitRequestSendBuffer(r, netconn.SendBuffer)
 	write := func(b []byte) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(s.opts.WriteDeadline))

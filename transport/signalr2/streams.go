@@ -72,18 +72,7 @@ func (s *Server) stream(ctx context.Context, c *conn, after uint64, known map[st
 // HTTP/2 it is served here, on the request's goroutine.
 func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn, m mode, after uint64, known map[string][]string, cl *netconn.Cleanups) {
 	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache, no-store")
-	h.Set("X-Accel-Buffering", "no")
-	detach := r.ProtoMajor == 1
-	if detach {
-		// No chunking, the connection closes at the end (as the SSE
-		// recommendation suggests): the stream can then write its events
-		// straight to the connection it takes from net/http.
-		h.Set("Transfer-Encoding", "identity")
-	}
-	w.WriteHeader(http.StatusOK)
+	detach := netconn.WriteSSEHeader(w, r)
 	out := &sseWriter{w: w, rc: rc, timeout: s.opts.WriteTimeout}
 	if out.event([]byte("initialized")) != nil {
 		return

@@ -25,18 +25,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, grant access.G
 	}
 	rc := http.NewResponseController(w)
 	netconn.LimitRequestSendBuffer(r, netconn.SendBuffer)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache, no-store")
-	h.Set("X-Accel-Buffering", "no")
-	detach := detachSSE(r)
-	if detach {
-		// No chunking, the connection closes at the end (as the SSE
-		// recommendation suggests): the stream can then write its events
-		// straight to the connection it takes from net/http.
-		h.Set("Transfer-Encoding", "identity")
-	}
-	w.WriteHeader(http.StatusOK)
+	detach := netconn.WriteSSEHeader(w, r)
 	s.sse.Add(1)
 	counted := true
 	defer func() {

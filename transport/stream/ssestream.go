@@ -21,12 +21,8 @@ import (
 // hanging up. Over HTTP/2, which cannot hand its connection over, the
 // handler serves the stream on its own goroutine (serveSSE).
 
-// detachSSE reports whether r's SSE stream can be served without a
-// goroutine: HTTP/1.x, whose connection the handler can take.
-func detachSSE(r *http.Request) bool { return r.ProtoMajor == 1 }
-
 // serveDetachedSSE takes the connection of an SSE response whose headers
-// and first comment were flushed (close-delimited: see detachSSE) and
+// and first comment were flushed (close-delimited: see netconn.WriteSSEHeader) and
 // follows the hub from after without a goroutine while it waits. It
 // reports false when net/http would not give the connection up: the
 // caller then serves the stream itself.
