@@ -21,7 +21,6 @@ import (
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/internal/testkit"
 	"github.com/backplane/backplane/transport/access"
-	"github.com/backplane/backplane/transport/netconn"
 )
 
 // TestWebSocketReauthenticatesWithTheKeptHeaders: a WebSocket's send to a
@@ -54,11 +53,7 @@ func TestWebSocketReauthenticatesWithTheKeptHeaders(t *testing.T) {
 				return Identity{UserID: user}, nil
 			}
 			_, hs := newTestServer(t, tc, Options{Authenticate: auth, AuthHeaders: tt.authHeaders})
-			c := negotiate(t, hs.URL, "ann", "chat")
-			ws := dialWS(t, c, "connect", nil)
-			if init := readFrame(t, ws); string(init["S"]) != "1" {
-				t.Fatalf("init frame %v", init)
-			}
+			ws := connectWS(t, negotiate(t, hs.URL, "ann", "chat"))
 			if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"H":"elsewhere","M":"SendToAll","A":["m"],"I":9}`)); err != nil {
 				t.Fatal(err)
 			}
@@ -99,11 +94,7 @@ func TestWebSocketInvocationEndsWithTheSocket(t *testing.T) {
 				}
 			}
 			s, hs := newTestServer(t, tc, opts)
-			c := negotiate(t, hs.URL, "", "chat")
-			ws := dialWS(t, c, "connect", nil)
-			if init := readFrame(t, ws); string(init["S"]) != "1" {
-				t.Fatalf("init frame %v", init)
-			}
+			ws := connectWS(t, negotiate(t, hs.URL, "", "chat"))
 			if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"H":"chat","M":"block","A":[],"I":1}`)); err != nil {
 				t.Fatal(err)
 			}
@@ -190,13 +181,8 @@ func (sc *sseConn) nextBody(t *testing.T) string {
 // client that hangs up ends its stream and gives back its place, and a
 // stopping server tells the others to reconnect.
 func TestIdleSSEStreamsHoldNoGoroutine(t *testing.T) {
-	if _, err := netconn.Shared(); err != nil {
-		t.Skipf("readers do not park here: %v", err)
-	}
-	tc := newTestCluster(t, fsm.DefaultRetention)
 	limit := access.NewConnLimit(100)
-	s, hs := newTestServer(t, tc, Options{KeepAlive: time.Minute, ParkIdleReaders: 20 * time.Millisecond,
-		Draining: errors.New("draining"), ConnLimit: limit})
+	tc, s, hs := newParkingServer(t, Options{Draining: errors.New("draining"), ConnLimit: limit})
 	const n = 20
 	clients := make([]*client, n)
 	streams := make([]*sseConn, n)

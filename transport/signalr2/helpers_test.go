@@ -17,6 +17,7 @@ import (
 
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/fsm/fsmtest"
+	"github.com/backplane/backplane/transport/netconn"
 )
 
 // testCluster is the Cluster of one node over a real state machine (a
@@ -228,6 +229,20 @@ func newTestServer(t testing.TB, c *testCluster, opts Options) (*Server, *httpte
 		s.Stop()
 	})
 	return s, hs
+}
+
+// newParkingServer starts a server whose idle readers park after 20 ms
+// (and whose keep-alives come every minute), with opts' other settings.
+// It skips the test where readers cannot park.
+func newParkingServer(t *testing.T, opts Options) (*testCluster, *Server, *httptest.Server) {
+	t.Helper()
+	if _, err := netconn.Shared(); err != nil {
+		t.Skipf("readers do not park here: %v", err)
+	}
+	tc := newTestCluster(t, fsm.DefaultRetention)
+	opts.KeepAlive, opts.ParkIdleReaders = time.Minute, 20*time.Millisecond
+	s, hs := newTestServer(t, tc, opts)
+	return tc, s, hs
 }
 
 // client is one SignalR 2 connection as a test drives it.

@@ -19,7 +19,6 @@ import (
 	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/internal/testkit"
 	"github.com/backplane/backplane/transport/access"
-	"github.com/backplane/backplane/transport/netconn"
 )
 
 // TestServerSentEvents: "data: initialized", the init envelope, the
@@ -209,6 +208,36 @@ func dialWS(t testing.TB, c *client, what string, q url.Values) *websocket.Conn 
 	return ws
 }
 
+// connectWS opens c's WebSocket with /signalr/connect and reads its init
+// frame, which must say S 1.
+func connectWS(t testing.TB, c *client) *websocket.Conn {
+	t.Helper()
+	ws := dialWS(t, c, "connect", nil)
+	if init := readFrame(t, ws); string(init["S"]) != "1" {
+		t.Fatalf("init frame %v", init)
+	}
+	return ws
+}
+
+// joinGroupG sends JoinGroup g on hub chat (invocation 7) over ws and
+// reads until its response, which must carry no error. The groups token
+// comes before or after it; one that comes after is left to the next read.
+// what names the socket in a failure.
+func joinGroupG(t testing.TB, ws *websocket.Conn, what string) {
+	t.Helper()
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"H":"chat","M":"JoinGroup","A":["g"],"I":7}`)); err != nil {
+		t.Fatal(err)
+	}
+	for { // the response and the groups token, in either order
+		if m := readFrame(t, ws); string(m["I"]) == `"7"` {
+			if m["E"] != nil {
+				t.Fatalf("JoinGroup from %s: %v", what, m)
+			}
+			return
+		}
+	}
+}
+
 // TestStopTellsWebSocketsToReconnect: a node that stops writes "T":1 to
 // its sockets, so their clients reconnect elsewhere.
 func TestStopTellsWebSocketsToReconnect(t *testing.T) {
@@ -234,11 +263,7 @@ func TestStopTellsWebSocketsToReconnect(t *testing.T) {
 // messages, an invocation wakes the reader (and it parks again), and a
 // client that hangs up while its reader is parked is noticed.
 func TestIdleWebSocketsParkTheirReaders(t *testing.T) {
-	if _, err := netconn.Shared(); err != nil {
-		t.Skipf("readers do not park here: %v", err)
-	}
-	tc := newTestCluster(t, fsm.DefaultRetention)
-	s, hs := newTestServer(t, tc, Options{KeepAlive: time.Minute, ParkIdleReaders: 20 * time.Millisecond})
+	tc, s, hs := newParkingServer(t, Options{})
 	parked := func(want int64, what string) {
 		t.Helper()
 		testkit.WaitFor(t, 5*time.Second, what, func() (bool, string) {
@@ -249,24 +274,11 @@ func TestIdleWebSocketsParkTheirReaders(t *testing.T) {
 	const n = 10
 	sockets := make([]*websocket.Conn, n)
 	for i := range sockets {
-		sockets[i] = dialWS(t, negotiate(t, hs.URL, "", "chat"), "connect", nil)
-		if init := readFrame(t, sockets[i]); string(init["S"]) != "1" {
-			t.Fatalf("init frame %v", init)
-		}
+		sockets[i] = connectWS(t, negotiate(t, hs.URL, "", "chat"))
 	}
 	parked(n, "every reader to park")
 
-	if err := sockets[0].WriteMessage(websocket.TextMessage, []byte(`{"H":"chat","M":"JoinGroup","A":["g"],"I":7}`)); err != nil {
-		t.Fatal(err)
-	}
-	for { // the response and the groups token, in either order
-		if m := readFrame(t, sockets[0]); string(m["I"]) == `"7"` {
-			if m["E"] != nil {
-				t.Fatalf("JoinGroup from a parked socket: %v", m)
-			}
-			break
-		}
-	}
+	joinGroupG(t, sockets[0], "a parked socket")
 	parked(n, "the woken reader to park again")
 
 	idx := tc.publish(t, &fsm.Publish{Hub: "chat", Audience: fsm.ToAll, Target: "m", Arguments: []byte(`[1]`)})
@@ -295,23 +307,15 @@ func TestIdleWebSocketsParkTheirReaders(t *testing.T) {
 // its client's invocations; a hang-up ends it and gives back its place in
 // the per-address count; Stop tells the rest to reconnect elsewhere.
 func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
-	if _, err := netconn.Shared(); err != nil {
-		t.Skipf("readers do not park here: %v", err)
-	}
-	tc := newTestCluster(t, fsm.DefaultRetention)
 	limit := access.NewConnLimit(100)
-	s, hs := newTestServer(t, tc, Options{KeepAlive: time.Minute, ParkIdleReaders: 20 * time.Millisecond,
-		Draining: errors.New("draining"), ConnLimit: limit})
+	tc, s, hs := newParkingServer(t, Options{Draining: errors.New("draining"), ConnLimit: limit})
 	const n = 20
 	clients := make([]*client, n)
 	sockets := make([]*websocket.Conn, n)
 	before := runtime.NumGoroutine()
 	for i := range sockets {
 		clients[i] = negotiate(t, hs.URL, "", "chat", "news")
-		sockets[i] = dialWS(t, clients[i], "connect", nil)
-		if init := readFrame(t, sockets[i]); string(init["S"]) != "1" {
-			t.Fatalf("init frame %v", init)
-		}
+		sockets[i] = connectWS(t, clients[i])
 	}
 	testkit.WaitParked(t, "every socket to wait without a goroutine", s.ParkedReaders, n, before)
 
@@ -322,17 +326,7 @@ func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
 			t.Fatalf("socket %d: frame %v, want the headline at %d (and nothing of hub other)", i, m, idx)
 		}
 	}
-	if err := sockets[0].WriteMessage(websocket.TextMessage, []byte(`{"H":"chat","M":"JoinGroup","A":["g"],"I":7}`)); err != nil {
-		t.Fatal(err)
-	}
-	for { // the response and the groups token, in either order
-		if m := readFrame(t, sockets[0]); string(m["I"]) == `"7"` {
-			if m["E"] != nil {
-				t.Fatalf("JoinGroup from an idle socket: %v", m)
-			}
-			break
-		}
-	}
+	joinGroupG(t, sockets[0], "an idle socket")
 	testkit.WaitParked(t, "every socket to wait again without a goroutine", s.ParkedReaders, n, before)
 
 	for _, ws := range sockets[n/2:] {
@@ -369,10 +363,7 @@ func TestWebSocketsMissNoWakeUp(t *testing.T) {
 	const n, messages = 8, 240
 	sockets := make([]*websocket.Conn, n)
 	for i := range sockets {
-		sockets[i] = dialWS(t, negotiate(t, hs.URL, "", "chat", "news"), "connect", nil)
-		if init := readFrame(t, sockets[i]); string(init["S"]) != "1" {
-			t.Fatalf("init frame %v", init)
-		}
+		sockets[i] = connectWS(t, negotiate(t, hs.URL, "", "chat", "news"))
 	}
 	hubs := []string{"chat", "news", "other"}
 	var want []string
@@ -459,10 +450,7 @@ func TestWebSocketEndsWhenItsTokenExpires(t *testing.T) {
 		id.Expires = expires
 		return id, err
 	}})
-	ws := dialWS(t, negotiate(t, hs.URL, "", "chat"), "connect", nil)
-	if init := readFrame(t, ws); string(init["S"]) != "1" {
-		t.Fatalf("init frame %v", init)
-	}
+	ws := connectWS(t, negotiate(t, hs.URL, "", "chat"))
 	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, _, err := ws.ReadMessage()
 	var ce *websocket.CloseError
