@@ -4,6 +4,7 @@
 //   BACKPLANE_ACCESS_KEY  the cluster's -access-key (tokens are signed with it)
 //   BACKPLANE_PIDS        comma-separated process ids, in the same order
 import http from "node:http";
+import net from "node:net";
 import * as signalR from "@microsoft/signalr";
 import { MessagePackHubProtocol } from "@microsoft/signalr-protocol-msgpack";
 import { allRoles, recorder, restToken, userToken } from "../clientlib/cluster.mjs";
@@ -107,6 +108,35 @@ export async function balancer(targets) {
   server.url = `http://127.0.0.1:${server.address().port}`;
   server.setTargets = (list) => { targets = list; next = 0; };
   return server;
+}
+
+/**
+ * cutter is a loopback TCP proxy to targetUrl whose target can change
+ * (setTarget) and whose sockets can be cut at once, without a WebSocket
+ * close frame (cut); close cuts them and stops listening.
+ */
+export async function cutter(targetUrl) {
+  let target = new URL(targetUrl);
+  const open = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    open.add(client);
+    open.add(upstream);
+    client.pipe(upstream).pipe(client);
+    const drop = () => { client.destroy(); upstream.destroy(); open.delete(client); open.delete(upstream); };
+    client.on("error", drop);
+    upstream.on("error", drop);
+    client.on("close", drop);
+    upstream.on("close", drop);
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    setTarget(u) { target = new URL(u); },
+    /** cut drops every connection at once: no WebSocket close frame. */
+    cut() { for (const s of open) s.destroy(); open.clear(); },
+    close() { this.cut(); server.close(); },
+  };
 }
 
 /** eventually retries fn until pred(result) holds (followers apply a few ms after the leader). */

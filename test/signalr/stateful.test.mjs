@@ -5,34 +5,8 @@
 // connection id stays the same.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
 import * as signalR from "@microsoft/signalr";
-import { nodes, pids, token, publish, rest, eventually } from "./lib.mjs";
-
-/** cutter is a TCP proxy whose target can change and whose sockets can be cut. */
-async function cutter(targetUrl) {
-  let target = new URL(targetUrl);
-  const open = new Set();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(Number(target.port), target.hostname);
-    open.add(client);
-    open.add(upstream);
-    client.pipe(upstream).pipe(client);
-    const drop = () => { client.destroy(); upstream.destroy(); open.delete(client); open.delete(upstream); };
-    client.on("error", drop);
-    upstream.on("error", drop);
-    client.on("close", drop);
-    upstream.on("close", drop);
-  });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    setTarget(u) { target = new URL(u); },
-    /** cut drops every connection at once: no WebSocket close frame. */
-    cut() { for (const s of open) s.destroy(); open.clear(); },
-    close() { this.cut(); server.close(); },
-  };
-}
+import { nodes, pids, token, publish, rest, eventually, cutter } from "./lib.mjs";
 
 const proxies = [];
 after(() => proxies.forEach((p) => p.close()));

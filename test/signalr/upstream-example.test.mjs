@@ -5,29 +5,8 @@
 // the upstream under the same connection id.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
 import * as signalR from "@microsoft/signalr";
-import { nodes, pids, connect, token } from "./lib.mjs";
-
-/** cutter is a TCP proxy whose target can change. */
-async function cutter(targetUrl) {
-  let target = new URL(targetUrl);
-  const open = new Set();
-  const server = net.createServer((client) => {
-    const up = net.connect(Number(target.port), target.hostname);
-    open.add(client);
-    open.add(up);
-    client.pipe(up).pipe(client);
-    const drop = () => { client.destroy(); up.destroy(); open.delete(client); open.delete(up); };
-    for (const s of [client, up]) { s.on("error", drop); s.on("close", drop); }
-  });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    setTarget(u) { target = new URL(u); },
-    close() { for (const s of open) s.destroy(); server.close(); },
-  };
-}
+import { nodes, pids, connect, token, cutter } from "./lib.mjs";
 
 const proxies = [];
 after(() => proxies.forEach((p) => p.close()));
