@@ -77,3 +77,21 @@ export function recorder(more = () => "") {
     });
   return { received, record, waitFor };
 }
+
+/**
+ * spliceUpgrade completes a proxied WebSocket upgrade: it writes the
+ * target's answer (up, its status line and raw headers) to the client's
+ * socket, passes on the bytes each side sent past its headers (upHead,
+ * head), and pipes the two sockets together; an error on either destroys
+ * the other.
+ */
+export function spliceUpgrade(socket, head, up, upSocket, upHead) {
+  let raw = `HTTP/1.1 ${up.statusCode} ${up.statusMessage}\r\n`;
+  for (let i = 0; i < up.rawHeaders.length; i += 2) raw += `${up.rawHeaders[i]}: ${up.rawHeaders[i + 1]}\r\n`;
+  socket.write(raw + "\r\n");
+  if (upHead.length) socket.write(upHead);
+  if (head.length) upSocket.write(head);
+  upSocket.pipe(socket).pipe(upSocket);
+  socket.on("error", () => upSocket.destroy());
+  upSocket.on("error", () => socket.destroy());
+}

@@ -7,7 +7,7 @@ import http from "node:http";
 import net from "node:net";
 import * as signalR from "@microsoft/signalr";
 import { MessagePackHubProtocol } from "@microsoft/signalr-protocol-msgpack";
-import { allRoles, recorder, restToken, userToken } from "../clientlib/cluster.mjs";
+import { allRoles, recorder, restToken, spliceUpgrade, userToken } from "../clientlib/cluster.mjs";
 
 export { nodes, pids, allRoles } from "../clientlib/cluster.mjs";
 
@@ -91,16 +91,7 @@ export async function balancer(targets) {
   server.requests = [];
   server.on("upgrade", (req, socket, head) => {
     const out = forward(req, () => {}, () => socket.destroy());
-    out.on("upgrade", (up, upSocket, upHead) => {
-      let raw = `HTTP/1.1 ${up.statusCode} ${up.statusMessage}\r\n`;
-      for (let i = 0; i < up.rawHeaders.length; i += 2) raw += `${up.rawHeaders[i]}: ${up.rawHeaders[i + 1]}\r\n`;
-      socket.write(raw + "\r\n");
-      if (upHead.length) socket.write(upHead);
-      if (head.length) upSocket.write(head);
-      upSocket.pipe(socket).pipe(upSocket);
-      socket.on("error", () => upSocket.destroy());
-      upSocket.on("error", () => socket.destroy());
-    });
+    out.on("upgrade", (up, upSocket, upHead) => spliceUpgrade(socket, head, up, upSocket, upHead));
     out.on("response", (res) => { socket.end(`HTTP/1.1 ${res.statusCode} ${res.statusMessage}\r\n\r\n`); });
     out.end();
   });

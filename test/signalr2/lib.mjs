@@ -12,7 +12,7 @@ import fs from "node:fs";
 import http from "node:http";
 import { createRequire } from "node:module";
 import { JSDOM, VirtualConsole } from "jsdom";
-import { allRoles, recorder, restToken, userToken } from "../clientlib/cluster.mjs";
+import { allRoles, recorder, restToken, spliceUpgrade, userToken } from "../clientlib/cluster.mjs";
 
 export { nodes, pids, allRoles } from "../clientlib/cluster.mjs";
 
@@ -206,14 +206,7 @@ export async function balancer(targets, mode = "roundRobin", files = {}) {
       const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers });
       up.on("upgrade", (r, upSocket, upHead) => {
         served.push({ path: req.url.split("?")[0], target: t.origin });
-        let text = `HTTP/1.1 ${r.statusCode} ${r.statusMessage}\r\n`;
-        for (let i = 0; i < r.rawHeaders.length; i += 2) text += `${r.rawHeaders[i]}: ${r.rawHeaders[i + 1]}\r\n`;
-        socket.write(text + "\r\n");
-        if (upHead.length) socket.write(upHead);
-        if (head.length) upSocket.write(head);
-        upSocket.pipe(socket).pipe(upSocket);
-        socket.on("error", () => upSocket.destroy());
-        upSocket.on("error", () => socket.destroy());
+        spliceUpgrade(socket, head, r, upSocket, upHead);
         socket.on("close", () => upSocket.destroy());
         upSocket.on("close", () => socket.destroy());
       });
