@@ -124,6 +124,44 @@ func parseAll(t *testing.T, p Protocol, buf []byte) []Message {
 	return msgs
 }
 
+// checkRecordsAndSplits encodes want with p back to back and parses the
+// whole back to want. Then it feeds that stream in two pieces split at
+// every offset, buffering the unconsumed tail as a transport would: the
+// first Parse must not fail or consume more than it was given (and, when
+// atBoundary is set, must stop where atBoundary says a record ends), the
+// second must consume the rest, and together they must give every message.
+func checkRecordsAndSplits(t *testing.T, p Protocol, want []Message, atBoundary func(buf []byte, consumed int) bool) {
+	t.Helper()
+	var buf []byte
+	for i := range want {
+		var err error
+		if buf, err = p.Append(buf, &want[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertMessages(t, parseAll(t, p, buf), want)
+	for split := 0; split <= len(buf); split++ {
+		var got []Message
+		msgs, consumed, err := p.Parse(buf[:split], 1<<16)
+		if err != nil || consumed > split {
+			t.Fatalf("split %d: first Parse consumed %d: %v", split, consumed, err)
+		}
+		if atBoundary != nil && !atBoundary(buf, consumed) {
+			t.Fatalf("split %d: consumed %d is not a record boundary", split, consumed)
+		}
+		got = append(got, msgs...)
+		pending := append(append([]byte(nil), buf[consumed:split]...), buf[split:]...)
+		msgs, consumed, err = p.Parse(pending, 1<<16)
+		if err != nil || consumed != len(pending) {
+			t.Fatalf("split %d: second Parse consumed %d of %d: %v", split, consumed, len(pending), err)
+		}
+		got = append(got, msgs...)
+		if len(got) != len(want) {
+			t.Fatalf("split %d: got %d messages, want %d", split, len(got), len(want))
+		}
+	}
+}
+
 // mustAppend encodes m with p and fails the test on error.
 func mustAppend(t testing.TB, p Protocol, m *Message) []byte {
 	t.Helper()

@@ -130,38 +130,9 @@ func TestJSONRoundTrip(t *testing.T) {
 }
 
 func TestJSONMultipleRecordsAndSplits(t *testing.T) {
-	want := sampleMessages(t, FormatJSON)
-	var buf []byte
-	for i := range want {
-		var err error
-		if buf, err = (JSON{}).Append(buf, &want[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	assertMessages(t, parseAll(t, JSON{}, buf), want)
-
-	// Feed the stream in two pieces split at every offset, buffering the
-	// unconsumed tail as a transport would.
-	for split := 0; split <= len(buf); split++ {
-		var got []Message
-		msgs, consumed, err := JSON{}.Parse(buf[:split], 1<<16)
-		if err != nil {
-			t.Fatalf("split %d: first Parse: %v", split, err)
-		}
-		if consumed > split || (consumed > 0 && buf[consumed-1] != 0x1e) {
-			t.Fatalf("split %d: consumed %d is not a record boundary", split, consumed)
-		}
-		got = append(got, msgs...)
-		pending := append(append([]byte(nil), buf[consumed:split]...), buf[split:]...)
-		msgs, consumed, err = JSON{}.Parse(pending, 1<<16)
-		if err != nil || consumed != len(pending) {
-			t.Fatalf("split %d: second Parse consumed %d of %d: %v", split, consumed, len(pending), err)
-		}
-		got = append(got, msgs...)
-		if len(got) != len(want) {
-			t.Fatalf("split %d: got %d messages, want %d", split, len(got), len(want))
-		}
-	}
+	checkRecordsAndSplits(t, JSON{}, sampleMessages(t, FormatJSON), func(buf []byte, consumed int) bool {
+		return consumed == 0 || buf[consumed-1] == 0x1e // a record ends with its separator
+	})
 }
 
 func TestJSONParseDoesNotRetainInput(t *testing.T) {

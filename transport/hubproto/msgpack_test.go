@@ -148,32 +148,7 @@ func TestMsgpackPrefixSizes(t *testing.T) {
 }
 
 func TestMsgpackMultipleRecordsAndSplits(t *testing.T) {
-	want := sampleMessages(t, FormatMsgpack)
-	var buf []byte
-	for i := range want {
-		var err error
-		if buf, err = (MessagePack{}).Append(buf, &want[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	assertMessages(t, parseAll(t, MessagePack{}, buf), want)
-	for split := 0; split <= len(buf); split++ {
-		var got []Message
-		msgs, consumed, err := MessagePack{}.Parse(buf[:split], 1<<16)
-		if err != nil || consumed > split {
-			t.Fatalf("split %d: first Parse consumed %d: %v", split, consumed, err)
-		}
-		got = append(got, msgs...)
-		pending := append(append([]byte(nil), buf[consumed:split]...), buf[split:]...)
-		msgs, consumed, err = MessagePack{}.Parse(pending, 1<<16)
-		if err != nil || consumed != len(pending) {
-			t.Fatalf("split %d: second Parse consumed %d of %d: %v", split, consumed, len(pending), err)
-		}
-		got = append(got, msgs...)
-		if len(got) != len(want) {
-			t.Fatalf("split %d: got %d messages, want %d", split, len(got), len(want))
-		}
-	}
+	checkRecordsAndSplits(t, MessagePack{}, sampleMessages(t, FormatMsgpack), nil)
 }
 
 func TestMsgpackParseDoesNotRetainInput(t *testing.T) {
