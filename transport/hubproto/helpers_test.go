@@ -2,6 +2,7 @@ package hubproto
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -159,6 +160,21 @@ func checkRecordsAndSplits(t *testing.T, p Protocol, want []Message, atBoundary 
 		if len(got) != len(want) {
 			t.Fatalf("split %d: got %d messages, want %d", split, len(got), len(want))
 		}
+	}
+}
+
+// checkLimitIsTheRecordSize wants p to parse rec, one whole record, with a
+// maximum message size of exactly len(rec), and to refuse it with
+// ErrMessageTooLarge, consuming nothing, with one byte less.
+func checkLimitIsTheRecordSize(t *testing.T, p Protocol, rec []byte) {
+	t.Helper()
+	msgs, consumed, err := p.Parse(rec, len(rec))
+	if err != nil || consumed != len(rec) || len(msgs) != 1 {
+		t.Fatalf("record of exactly the limit: %d msgs, consumed %d, err %v", len(msgs), consumed, err)
+	}
+	_, consumed, err = p.Parse(rec, len(rec)-1)
+	if !errors.Is(err, ErrMessageTooLarge) || consumed != 0 {
+		t.Fatalf("record one byte over: consumed %d, err %v; want ErrMessageTooLarge", consumed, err)
 	}
 }
 

@@ -159,21 +159,14 @@ func TestJSONParseDoesNotRetainInput(t *testing.T) {
 func TestJSONMaxMessageSize(t *testing.T) {
 	rec := []byte(`{"type":1,"target":"T","arguments":["` + strings.Repeat("a", 100) + `"]}` + rs)
 	limit := len(rec) // the framed size, including 0x1E
-	msgs, consumed, err := JSON{}.Parse(rec, limit)
-	if err != nil || consumed != len(rec) || len(msgs) != 1 {
-		t.Fatalf("record of exactly the limit: %d msgs, consumed %d, err %v", len(msgs), consumed, err)
-	}
-	_, consumed, err = JSON{}.Parse(rec, limit-1)
-	if !errors.Is(err, ErrMessageTooLarge) || consumed != 0 {
-		t.Fatalf("record one byte over: consumed %d, err %v; want ErrMessageTooLarge", consumed, err)
-	}
+	checkLimitIsTheRecordSize(t, JSON{}, rec)
 	// A partial record already longer than the limit fails early, without
 	// waiting for the separator; a shorter one waits.
-	_, _, err = JSON{}.Parse(rec[:limit], limit-1)
+	_, _, err := JSON{}.Parse(rec[:limit], limit-1)
 	if !errors.Is(err, ErrMessageTooLarge) {
 		t.Errorf("partial record over the limit: err %v; want ErrMessageTooLarge", err)
 	}
-	msgs, consumed, err = JSON{}.Parse(rec[:limit-2], limit-1)
+	msgs, consumed, err := JSON{}.Parse(rec[:limit-2], limit-1)
 	if err != nil || consumed != 0 || len(msgs) != 0 {
 		t.Errorf("partial record under the limit: %d msgs, consumed %d, err %v; want to wait", len(msgs), consumed, err)
 	}

@@ -172,19 +172,12 @@ func TestMsgpackMaxMessageSize(t *testing.T) {
 	m := Message{Type: Invocation, Target: "T", Arguments: []RawValue{MsgpackValue(mpAppendString(nil, strings.Repeat("a", 200)))}}
 	rec := mustAppend(t, MessagePack{}, &m)
 	limit := len(rec) // the framed size, including the 2-byte prefix
-	msgs, consumed, err := MessagePack{}.Parse(rec, limit)
-	if err != nil || consumed != len(rec) || len(msgs) != 1 {
-		t.Fatalf("record of exactly the limit: %d msgs, consumed %d, err %v", len(msgs), consumed, err)
-	}
-	_, consumed, err = MessagePack{}.Parse(rec, limit-1)
-	if !errors.Is(err, ErrMessageTooLarge) || consumed != 0 {
-		t.Fatalf("record one byte over: consumed %d, err %v; want ErrMessageTooLarge", consumed, err)
-	}
+	checkLimitIsTheRecordSize(t, MessagePack{}, rec)
 	// The declared length alone is enough to reject it.
-	if _, _, err = (MessagePack{}).Parse(rec[:2], limit-1); !errors.Is(err, ErrMessageTooLarge) {
+	if _, _, err := (MessagePack{}).Parse(rec[:2], limit-1); !errors.Is(err, ErrMessageTooLarge) {
 		t.Errorf("prefix only, over the limit: err %v; want ErrMessageTooLarge", err)
 	}
-	msgs, consumed, err = MessagePack{}.Parse(rec[:2], limit)
+	msgs, consumed, err := MessagePack{}.Parse(rec[:2], limit)
 	if err != nil || consumed != 0 || len(msgs) != 0 {
 		t.Errorf("prefix only, within the limit: %d msgs, consumed %d, err %v; want to wait", len(msgs), consumed, err)
 	}
