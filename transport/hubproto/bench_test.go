@@ -32,61 +32,33 @@ func BenchmarkAppendInvocationMsgpack(b *testing.B) {
 // The general encoder with arguments already in the target format.
 func BenchmarkAppendMessageJSON(b *testing.B) {
 	m := Message{Type: Invocation, Target: "ReceiveMessage", Arguments: []RawValue{jv(`"room-42"`), jv(string(benchArgs[11 : len(benchArgs)-1]))}}
-	buf := make([]byte, 0, 512)
-	b.ReportAllocs()
-	for b.Loop() {
-		buf, _ = JSON{}.Append(buf[:0], &m)
-	}
+	benchAppend(b, JSON{}, &m)
 }
 
 func BenchmarkAppendMessageMsgpack(b *testing.B) {
 	args, _ := JSONToMsgpack(nil, benchArgs)
 	msgs := parseAllB(b, MessagePack{}, invocationRecordMsgpack(b, args))
-	m := msgs[0]
-	buf := make([]byte, 0, 512)
-	b.ReportAllocs()
-	for b.Loop() {
-		buf, _ = MessagePack{}.Append(buf[:0], &m)
-	}
+	benchAppend(b, MessagePack{}, &msgs[0])
 }
 
 // Cross-protocol: a MessagePack client's message encoded for JSON clients.
 func BenchmarkAppendMsgpackMessageAsJSON(b *testing.B) {
 	args, _ := JSONToMsgpack(nil, benchArgs)
 	m := parseAllB(b, MessagePack{}, invocationRecordMsgpack(b, args))[0]
-	buf := make([]byte, 0, 512)
-	b.ReportAllocs()
-	for b.Loop() {
-		buf, _ = JSON{}.Append(buf[:0], &m)
-	}
+	benchAppend(b, JSON{}, &m)
 }
 
 // What a JSON client sends: an invocation with an id, "type" last.
 var benchJSONRecord = []byte(`{"target":"SendMessage","arguments":["room-42",{"text":"Hello, world!","ts":1735689600123,"tags":["a","b"]}],"invocationId":"17","type":1}` + rs)
 
 func BenchmarkParseJSON(b *testing.B) {
-	b.ReportAllocs()
-	b.SetBytes(int64(len(benchJSONRecord)))
-	for b.Loop() {
-		msgs, _, err := JSON{}.Parse(benchJSONRecord, 32<<10)
-		if err != nil || len(msgs) != 1 {
-			b.Fatal(err)
-		}
-	}
+	benchParse(b, JSON{}, benchJSONRecord, 1)
 }
 
 // BenchmarkParseJSONFrame: a frame of 12 records, as a client reads
 // coalesced deliveries or a server pipelined invocations.
 func BenchmarkParseJSONFrame(b *testing.B) {
-	frame := bytes.Repeat(benchJSONRecord, 12)
-	b.ReportAllocs()
-	b.SetBytes(int64(len(frame)))
-	for b.Loop() {
-		msgs, _, err := JSON{}.Parse(frame, 32<<10)
-		if err != nil || len(msgs) != 12 {
-			b.Fatal(err)
-		}
-	}
+	benchParse(b, JSON{}, bytes.Repeat(benchJSONRecord, 12), 12)
 }
 
 func BenchmarkParseMessagePack(b *testing.B) {
@@ -95,14 +67,7 @@ func BenchmarkParseMessagePack(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(rec)))
-	for b.Loop() {
-		msgs, _, err := MessagePack{}.Parse(rec, 32<<10)
-		if err != nil || len(msgs) != 1 {
-			b.Fatal(err)
-		}
-	}
+	benchParse(b, MessagePack{}, rec, 1)
 }
 
 func BenchmarkParsePingJSON(b *testing.B) {
@@ -122,6 +87,28 @@ func BenchmarkMsgpackToJSON(b *testing.B) {
 	b.SetBytes(int64(len(mp)))
 	for b.Loop() {
 		buf, _ = MsgpackToJSON(buf[:0], mp)
+	}
+}
+
+// benchAppend measures p encoding m into a reused buffer.
+func benchAppend(b *testing.B, p Protocol, m *Message) {
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, _ = p.Append(buf[:0], m)
+	}
+}
+
+// benchParse measures p parsing frame, which holds n records, with a
+// maximum message size of 32 KiB.
+func benchParse(b *testing.B, p Protocol, frame []byte, n int) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		msgs, _, err := p.Parse(frame, 32<<10)
+		if err != nil || len(msgs) != n {
+			b.Fatal(err)
+		}
 	}
 }
 
