@@ -131,28 +131,26 @@ func TestVersionedAPIErrorsAndStatuses(t *testing.T) {
 	v := apiVersion20241201
 	send := []byte(`{"target":"t","arguments":[1]}`)
 
-	wantError(t, "no api-version", doHTTP(t, http.MethodPost, n.url("/api/hubs/chat/:send"), send, nil),
-		http.StatusBadRequest, "MissingApiVersion", "api-version query parameter is required")
-	wantError(t, "bad hub", doHTTP(t, http.MethodPost, n.apiURL("/api/hubs/1chat/:send", v), send, nil),
-		http.StatusBadRequest, "BadRequest", "hub name")
-	wantError(t, "bad body", doHTTP(t, http.MethodPost, n.apiURL("/api/hubs/chat/:send", v), []byte(`{"target":`), nil),
-		http.StatusBadRequest, "BadRequest", "malformed JSON")
-	wantError(t, "too large", doHTTP(t, http.MethodPost, n.apiURL("/api/hubs/chat/:send", v), []byte(`{"target":"t","arguments":["`+strings.Repeat("x", 2<<20)+`"]}`), nil),
-		http.StatusRequestEntityTooLarge, "PayloadTooLarge", "too large")
-	wantError(t, "not open", doHTTP(t, http.MethodDelete, n.apiURL("/api/hubs/chat/connections/nope", v), nil, nil),
-		http.StatusNotFound, "NotFound", "not connected")
-	wantError(t, ":invoke", doHTTP(t, http.MethodPost, n.apiURL("/api/hubs/chat/connections/c/:invoke", v), send, nil),
-		http.StatusNotFound, "NotFound", "not connected")
-	wantError(t, "bad ttl", doHTTP(t, http.MethodPut, n.apiURL("/api/hubs/chat/users/u/groups/g", v, "ttl=-1"), nil, nil),
-		http.StatusBadRequest, "BadRequest", "ttl must be")
-	wantError(t, "generateToken without a key", doHTTP(t, http.MethodPost, n.apiURL("/api/hubs/chat/:generateToken", v), nil, nil),
-		http.StatusBadRequest, "BadRequest", "no -access-key")
-	wantError(t, "accessKey without a key", doHTTP(t, http.MethodGet, n.apiURL("/api/auth/accessKey", v), nil, nil),
-		http.StatusNotFound, "NotFound", "no -access-key")
-	wantError(t, "filter on :send", doHTTP(t, http.MethodPost, n.apiURL("/api/hubs/chat/:send", v, "filter=true"), send, nil),
-		http.StatusBadRequest, "BadRequest", "filter is taken by")
-	wantError(t, "bad application", doHTTP(t, http.MethodPost, n.apiURL("/api/hubs/chat/:send", v, "application=1app"), send, nil),
-		http.StatusBadRequest, "BadRequest", "application")
+	for _, e := range []struct {
+		what, method, url string
+		body              []byte
+		status            int
+		code, says        string
+	}{
+		{"no api-version", http.MethodPost, n.url("/api/hubs/chat/:send"), send, http.StatusBadRequest, "MissingApiVersion", "api-version query parameter is required"},
+		{"bad hub", http.MethodPost, n.apiURL("/api/hubs/1chat/:send", v), send, http.StatusBadRequest, "BadRequest", "hub name"},
+		{"bad body", http.MethodPost, n.apiURL("/api/hubs/chat/:send", v), []byte(`{"target":`), http.StatusBadRequest, "BadRequest", "malformed JSON"},
+		{"too large", http.MethodPost, n.apiURL("/api/hubs/chat/:send", v), []byte(`{"target":"t","arguments":["` + strings.Repeat("x", 2<<20) + `"]}`), http.StatusRequestEntityTooLarge, "PayloadTooLarge", "too large"},
+		{"not open", http.MethodDelete, n.apiURL("/api/hubs/chat/connections/nope", v), nil, http.StatusNotFound, "NotFound", "not connected"},
+		{":invoke", http.MethodPost, n.apiURL("/api/hubs/chat/connections/c/:invoke", v), send, http.StatusNotFound, "NotFound", "not connected"},
+		{"bad ttl", http.MethodPut, n.apiURL("/api/hubs/chat/users/u/groups/g", v, "ttl=-1"), nil, http.StatusBadRequest, "BadRequest", "ttl must be"},
+		{"generateToken without a key", http.MethodPost, n.apiURL("/api/hubs/chat/:generateToken", v), nil, http.StatusBadRequest, "BadRequest", "no -access-key"},
+		{"accessKey without a key", http.MethodGet, n.apiURL("/api/auth/accessKey", v), nil, http.StatusNotFound, "NotFound", "no -access-key"},
+		{"filter on :send", http.MethodPost, n.apiURL("/api/hubs/chat/:send", v, "filter=true"), send, http.StatusBadRequest, "BadRequest", "filter is taken by"},
+		{"bad application", http.MethodPost, n.apiURL("/api/hubs/chat/:send", v, "application=1app"), send, http.StatusBadRequest, "BadRequest", "application"},
+	} {
+		wantError(t, e.what, doHTTP(t, e.method, e.url, e.body, nil), e.status, e.code, e.says)
+	}
 
 	// A send answers 202 with the committed index, as v1 does.
 	res := doHTTP(t, http.MethodPost, n.apiURL("/api/hubs/chat/:send", apiVersion20220601), send, nil)
