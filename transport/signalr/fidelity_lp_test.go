@@ -14,8 +14,7 @@ func TestLongPollDeleteAfterServerCloseIs202(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, testOptions(func(o *Options) { o.MaxMessageSize = 1024 }))
 	n := ts.openLP("chat")
-	pending := ts.pollAsync("chat", n.ConnectionToken)
-	ts.pollPending(n.ConnectionToken)
+	pending := ts.pendingPoll("chat", n.ConnectionToken)
 	ts.post("chat", n.ConnectionToken, invocation("1", "SendToAll", "big", strings.Repeat("x", 2000)))
 	r := ts.awaitPoll(pending)
 	if r.status != http.StatusOK || !strings.Contains(r.body, `"type":7`) {
@@ -36,8 +35,7 @@ func TestLongPollSecondPollAfterClientCloseIs404(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, testOptions(nil))
 	n := ts.openLP("chat")
-	pending := ts.pollAsync("chat", n.ConnectionToken)
-	ts.pollPending(n.ConnectionToken)
+	pending := ts.pendingPoll("chat", n.ConnectionToken)
 	ts.post("chat", n.ConnectionToken, `{"type":7}`+rs)
 	if r := ts.awaitPoll(pending); r.status != http.StatusNoContent {
 		t.Fatalf("poll pending at the client's Close: got %d %q, want 204", r.status, r.body)

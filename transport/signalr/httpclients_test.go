@@ -203,6 +203,15 @@ func (ts *testServer) pollPending(token string) {
 	})
 }
 
+// pendingPoll starts a background poll of the token's connection and
+// waits until it is pending on the server.
+func (ts *testServer) pendingPoll(hub, token string) <-chan pollResult {
+	ts.t.Helper()
+	ch := ts.pollAsync(hub, token)
+	ts.pollPending(token)
+	return ch
+}
+
 // openLP negotiates a long-polling connection and completes a JSON
 // handshake over it.
 func (ts *testServer) openLP(hub string) negotiation {

@@ -32,8 +32,7 @@ func TestLongPollFlow(t *testing.T) {
 
 	// A pending poll returns what arrives; an invocation's Completion and
 	// the broadcast come together or in two polls.
-	pending := ts.pollAsync("chat", n.ConnectionToken)
-	ts.pollPending(n.ConnectionToken)
+	pending := ts.pendingPoll("chat", n.ConnectionToken)
 	ts.post("chat", n.ConnectionToken, invocation("1", "SendToAll", "notify", 1))
 	var got []record
 	for r := ts.awaitPoll(pending); ; r = ts.poll("chat", n.ConnectionToken) {
@@ -57,8 +56,7 @@ func TestLongPollNewPollEndsOlder(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, testOptions(func(o *Options) { o.PollTimeout = 3 * time.Second }))
 	n := ts.openLP("chat")
-	older := ts.pollAsync("chat", n.ConnectionToken)
-	ts.pollPending(n.ConnectionToken)
+	older := ts.pendingPoll("chat", n.ConnectionToken)
 	newer := ts.pollAsync("chat", n.ConnectionToken)
 	if r := ts.awaitPoll(older); r.status != http.StatusNoContent {
 		t.Fatalf("older poll: got %d %q, want 204", r.status, r.body)
@@ -89,8 +87,7 @@ func TestLongPollPostTooLargeClosesWithError(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, testOptions(func(o *Options) { o.MaxMessageSize, o.PollTimeout = 1024, 3*time.Second }))
 	n := ts.openLP("chat")
-	pending := ts.pollAsync("chat", n.ConnectionToken)
-	ts.pollPending(n.ConnectionToken)
+	pending := ts.pendingPoll("chat", n.ConnectionToken)
 	big := invocation("1", "SendToAll", "notify", strings.Repeat("x", 2000))
 	ts.do(http.MethodPost, ts.hubURL("chat", "id="+url.QueryEscape(n.ConnectionToken)), []byte(big), nil)
 	r := ts.awaitPoll(pending)
@@ -101,8 +98,7 @@ func TestLongPollDeleteEndsPendingPoll(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, testOptions(func(o *Options) { o.PollTimeout = 3 * time.Second }))
 	n := ts.openLP("chat")
-	pending := ts.pollAsync("chat", n.ConnectionToken)
-	ts.pollPending(n.ConnectionToken)
+	pending := ts.pendingPoll("chat", n.ConnectionToken)
 	u := ts.hubURL("chat", "id="+url.QueryEscape(n.ConnectionToken))
 	mustEqual(t, "DELETE", ts.status(http.MethodDelete, u, nil, nil), http.StatusAccepted)
 	if r := ts.awaitPoll(pending); r.status != http.StatusNoContent {
