@@ -10,13 +10,7 @@ import (
 // that runs the restore (a follower installing the leader's snapshot
 // deadlocked that way). The held snapshot still persists the old state.
 func TestRestoreWhileASnapshotIsOpen(t *testing.T) {
-	src := newTestFSM(t, snapshotConfig)
-	populate(src)
-	data := src.snapshot(t)
-	want := newTestFSM(t, snapshotConfig)
-	if err := want.restore(data); err != nil {
-		t.Fatal(err)
-	}
+	_, data, want := populatedSnapshot(t)
 
 	dst := newTestFSM(t, snapshotConfig)
 	dst.mustApply(t0, repeat(toAll(), 30)...)

@@ -82,6 +82,21 @@ func populate(f *testFSM) {
 	}
 }
 
+// populatedSnapshot populates src, takes its snapshot data, and restores
+// data into want, a fresh store: the state any later restore of data must
+// give.
+func populatedSnapshot(t *testing.T) (src *testFSM, data []byte, want *testFSM) {
+	t.Helper()
+	src = newTestFSM(t, snapshotConfig)
+	populate(src)
+	data = src.snapshot(t)
+	want = newTestFSM(t, snapshotConfig)
+	if err := want.restore(data); err != nil {
+		t.Fatalf("Restore: got error %v, want nil", err)
+	}
+	return src, data, want
+}
+
 // snapshotReaders are the readers whose reads must survive a snapshot.
 var snapshotReaders = []fsm.Filter{
 	{Hub: hub, Broadcast: true, Groups: []string{"g1", "g2"}, Self: "c1"},
@@ -169,13 +184,7 @@ func TestSnapshotRestore(t *testing.T) {
 }
 
 func TestRestoreReplacesState(t *testing.T) {
-	src := newTestFSM(t, snapshotConfig)
-	populate(src)
-	data := src.snapshot(t)
-	want := newTestFSM(t, snapshotConfig)
-	if err := want.restore(data); err != nil {
-		t.Fatalf("Restore: got error %v, want nil", err)
-	}
+	src, data, want := populatedSnapshot(t)
 
 	// A store with state of its own: nothing of it survives.
 	dst := newTestFSM(t, snapshotConfig)
