@@ -10,6 +10,17 @@ import (
 
 const testAccessKey = "0123456789abcdef0123456789abcdef"
 
+// testClientKeys is the client keys of a node whose -access-key is
+// testAccessKey (and that has no public key file or JWKS).
+func testClientKeys(t *testing.T) *clientKeys {
+	t.Helper()
+	keys, err := loadClientKeys(testAccessKey, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
 func signToken(t *testing.T, key string, method jwt.SigningMethod, claims jwt.RegisteredClaims) string {
 	t.Helper()
 	tok, err := jwt.NewWithClaims(method, claims).SignedString([]byte(key))

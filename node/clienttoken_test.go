@@ -66,10 +66,7 @@ func TestClientAccessReadsRoles(t *testing.T) {
 // The claim checks without a node: audience, issuer and hub binding.
 func TestCheckClientClaims(t *testing.T) {
 	t.Parallel()
-	keys, err := loadClientKeys(testAccessKey, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := testClientKeys(t)
 	exp := time.Now().Add(time.Hour).Unix()
 	for _, tc := range []struct {
 		name     string

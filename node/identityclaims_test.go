@@ -15,10 +15,7 @@ import (
 // X-ASRS-User-Claims): sorted by type, one per array element, numbers as
 // their JSON text, Azure's asrs.u.<name> custom claims unprefixed.
 func TestIdentityCarriesTheTokensClaims(t *testing.T) {
-	keys, err := loadClientKeys(testAccessKey, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := testClientKeys(t)
 	n := &Node{clientKeys: keys}
 	exp := time.Now().Add(time.Hour).Unix()
 	tok := sign(t, jwt.SigningMethodHS256, []byte(testAccessKey), "", jwt.MapClaims{

@@ -12,10 +12,7 @@ import (
 // ClaimTypes.NameIdentifier claim (where .NET identity providers put it),
 // then sub.
 func TestDefaultUserClaimsReadTheLongNameIdentifier(t *testing.T) {
-	keys, err := loadClientKeys(testAccessKey, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := testClientKeys(t)
 	n := &Node{clientKeys: keys} // no -user-claims: the defaults
 	exp := time.Now().Add(time.Hour).Unix()
 	for _, tc := range []struct {
