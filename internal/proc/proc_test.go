@@ -55,15 +55,22 @@ func waitOutput(t *testing.T, out *testkit.Buffer, want string) {
 	})
 }
 
+// wantEnded wants p no longer running once after has happened, and ended
+// as exit says (its ExitText).
+func wantEnded(t *testing.T, p *Process, after, exit string) {
+	t.Helper()
+	if p.Running() {
+		t.Errorf("Running after %s", after)
+	}
+	if got := p.ExitText(); got != exit {
+		t.Errorf("ExitText = %q, want %s", got, exit)
+	}
+}
+
 func TestCleanExitCapturesOutputAndLogLines(t *testing.T) {
 	p, out := started(t, shell(t, "echo to-stdout; echo to-stderr >&2"))
 	waitEnded(t, p)
-	if p.Running() {
-		t.Error("Running after Exited closed")
-	}
-	if got := p.ExitText(); got != "exit status 0" {
-		t.Errorf("ExitText = %q, want exit status 0", got)
-	}
+	wantEnded(t, p, "Exited closed", "exit status 0")
 	if err := p.Err(); err != nil {
 		t.Errorf("Err = %v, want nil", err)
 	}
@@ -110,12 +117,7 @@ func TestKillEndsARunningProcess(t *testing.T) {
 		t.Fatalf("Kill: %v", err)
 	}
 	// Kill waits: no further wait is needed to see the end.
-	if p.Running() {
-		t.Error("Running after Kill returned")
-	}
-	if got := p.ExitText(); got != "signal: killed" {
-		t.Errorf("ExitText = %q, want signal: killed", got)
-	}
+	wantEnded(t, p, "Kill returned", "signal: killed")
 	if !strings.Contains(out.String(), "process ended: signal: killed") {
 		t.Errorf("no ended line in the output:\n%s", out.String())
 	}
@@ -129,12 +131,7 @@ func TestStopWithASignalTheProcessObeys(t *testing.T) {
 	if killed := p.Stop(syscall.SIGTERM, 10*time.Second); killed {
 		t.Errorf("Stop killed a process that ends on SIGTERM (%s)", p.ExitText())
 	}
-	if p.Running() {
-		t.Error("Running after Stop returned")
-	}
-	if got := p.ExitText(); got != "signal: terminated" {
-		t.Errorf("ExitText = %q, want signal: terminated", got)
-	}
+	wantEnded(t, p, "Stop returned", "signal: terminated")
 }
 
 func TestStopKillsAProcessThatIgnoresTheSignal(t *testing.T) {
@@ -144,12 +141,7 @@ func TestStopKillsAProcessThatIgnoresTheSignal(t *testing.T) {
 	if killed := p.Stop(syscall.SIGTERM, 200*time.Millisecond); !killed {
 		t.Errorf("Stop did not report a kill; the process ended by %s", p.ExitText())
 	}
-	if p.Running() {
-		t.Error("Running after Stop returned")
-	}
-	if got := p.ExitText(); got != "signal: killed" {
-		t.Errorf("ExitText = %q, want signal: killed", got)
-	}
+	wantEnded(t, p, "Stop returned", "signal: killed")
 }
 
 func TestStopWithoutASignalWaitsForTheEnd(t *testing.T) {
