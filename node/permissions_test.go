@@ -12,6 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
+	"github.com/backplane/backplane/internal/testkit"
 	"github.com/backplane/backplane/transport/access"
 )
 
@@ -51,15 +52,7 @@ const recordSeparator = "\x1e"
 func dialHub(t *testing.T, n *testNode, hub, token string) *hubClient {
 	t.Helper()
 	u := "ws://" + n.HTTPAddr() + "/hubs/" + hub + "?access_token=" + url.QueryEscape(token)
-	ws, resp, err := (&websocket.Dialer{HandshakeTimeout: 5 * time.Second}).Dial(u, nil)
-	if err != nil {
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
-		t.Fatalf("dial %s: %v (status %d)", hub, err, status)
-	}
-	t.Cleanup(func() { _ = ws.Close() })
+	ws := testkit.DialWS(t, &websocket.Dialer{HandshakeTimeout: 5 * time.Second}, u, nil, hub)
 	c := &hubClient{t: t, ws: ws, recs: make(chan map[string]any, 100)}
 	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"protocol":"json","version":1}`+recordSeparator)); err != nil {
 		t.Fatal(err)

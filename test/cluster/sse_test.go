@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/backplane/backplane/internal/testkit"
 )
 
 // resumeFixture publishes to a hub through all nodes in turn, cycling
@@ -272,17 +274,7 @@ func dialWS(t *testing.T, n *node, hub string, after uint64, query url.Values) *
 	q := cloneValues(query)
 	q.Set("after", strconv.FormatUint(after, 10))
 	u := "ws://" + n.httpAddr + "/v1/hubs/" + hub + "/ws?" + q.Encode()
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
-	conn, resp, err := d.Dial(u, nil)
-	if err != nil {
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
-		t.Fatalf("dial %s: %v (status %d)", u, err, status)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
+	return testkit.DialWS(t, &websocket.Dialer{HandshakeTimeout: 5 * time.Second}, u, nil, u)
 }
 
 // readWSFrame reads one text frame within 10s.

@@ -196,16 +196,7 @@ func dialWS(t testing.TB, c *client, what string, q url.Values) *websocket.Conn 
 	if c.user != "" {
 		h.Set("X-Test-User", c.user)
 	}
-	ws, resp, err := websocket.DefaultDialer.Dial(u, h)
-	if err != nil {
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
-		t.Fatalf("dial %s: %v (%d)", what, err, status)
-	}
-	t.Cleanup(func() { ws.Close() })
-	return ws
+	return testkit.DialWS(t, nil, u, h, what)
 }
 
 // connectWS opens c's WebSocket with /signalr/connect and reads its init
