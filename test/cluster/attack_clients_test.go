@@ -156,35 +156,9 @@ func TestAttackExpiredTokenEndsSSE(t *testing.T) {
 // client token.
 func signalRClient(t *testing.T, n *node, hub, token string) *websocket.Conn {
 	t.Helper()
-	h := http.Header{"Authorization": {"Bearer " + token}}
-	res, err := do(http.MethodPost, n.baseURL()+"/hubs/"+hub+"/negotiate?negotiateVersion=1", nil, h)
-	if err != nil || res.Status != http.StatusOK {
-		t.Fatalf("negotiate on %s: %v %v", n.id, res, err)
-	}
-	var neg struct {
-		ConnectionToken string `json:"connectionToken"`
-	}
-	if err := json.Unmarshal(res.Body, &neg); err != nil || neg.ConnectionToken == "" {
-		t.Fatalf("negotiate: %s: %v", res.Body, err)
-	}
-	u := "ws://" + n.httpAddr + "/hubs/" + hub + "?" + url.Values{"id": {neg.ConnectionToken}, "access_token": {token}}.Encode()
-	conn, resp, err := (&websocket.Dialer{HandshakeTimeout: 10 * time.Second}).Dial(u, nil)
-	if err != nil {
-		code := 0
-		if resp != nil {
-			code = resp.StatusCode
-		}
-		t.Fatalf("WebSocket on %s: %v (status %d)", n.id, err, code)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if err := conn.WriteMessage(websocket.TextMessage, []byte("{\"protocol\":\"json\",\"version\":1}\x1e")); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, data, err := conn.ReadMessage(); err != nil || string(data) != "{}\x1e" {
-		t.Fatalf("SignalR handshake: %q, %v", data, err)
-	}
-	return conn
+	_, connToken := negotiateSignalR(t, n, hub, http.Header{"Authorization": {"Bearer " + token}}, "a client")
+	u := "ws://" + n.httpAddr + "/hubs/" + hub + "?" + url.Values{"id": {connToken}, "access_token": {token}}.Encode()
+	return signalRHandshake(t, &websocket.Dialer{HandshakeTimeout: 10 * time.Second}, u, "a WebSocket on "+n.id)
 }
 
 // invoke sends invocation id with `"target":…,"arguments":…` and returns

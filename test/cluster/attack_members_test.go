@@ -285,38 +285,13 @@ func readAllWait(t *testing.T, n *node, last uint64) ([]streamMessage, error) {
 // WebSocket on via, with the JSON protocol; the handshake is done.
 func signalRWebSocket(t *testing.T, holder, via *node, hub string) *websocket.Conn {
 	t.Helper()
-	res, err := do(http.MethodPost, holder.baseURL()+"/hubs/"+hub+"/negotiate?negotiateVersion=1", nil, nil)
-	if err != nil || res.Status != http.StatusOK {
-		t.Fatalf("negotiate on %s: %v %v", holder.id, res, err)
-	}
-	var neg struct {
-		ConnectionToken string `json:"connectionToken"`
-	}
-	if err := json.Unmarshal(res.Body, &neg); err != nil || neg.ConnectionToken == "" {
-		t.Fatalf("negotiate on %s: %s: %v", holder.id, res.Body, err)
-	}
+	_, connToken := negotiateSignalR(t, holder, hub, nil, "a connection")
 	scheme := "ws"
 	if via.opts.PeerTLS {
 		scheme = "wss"
 	}
-	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, TLSClientConfig: &tls.Config{RootCAs: clusterCA.Pool(), MinVersion: tls.VersionTLS12}}
-	conn, resp, err := d.Dial(scheme+"://"+via.httpAddr+"/hubs/"+hub+"?id="+neg.ConnectionToken, nil)
-	if err != nil {
-		code := 0
-		if resp != nil {
-			code = resp.StatusCode
-		}
-		t.Fatalf("WebSocket through %s to %s: %v (status %d)", via.id, holder.id, err, code)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if err := conn.WriteMessage(websocket.TextMessage, []byte("{\"protocol\":\"json\",\"version\":1}\x1e")); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, data, err := conn.ReadMessage(); err != nil || string(data) != "{}\x1e" {
-		t.Fatalf("SignalR handshake through %s: %q, %v", via.id, data, err)
-	}
-	return conn
+	d := &websocket.Dialer{HandshakeTimeout: 10 * time.Second, TLSClientConfig: &tls.Config{RootCAs: clusterCA.Pool(), MinVersion: tls.VersionTLS12}}
+	return signalRHandshake(t, d, scheme+"://"+via.httpAddr+"/hubs/"+hub+"?id="+connToken, "a WebSocket through "+via.id+" to "+holder.id)
 }
 
 // readInvocationTarget reads records until an invocation and returns its

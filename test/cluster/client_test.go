@@ -1,7 +1,7 @@
 package cluster
 
 // HTTP helpers for the tests: admin calls, status, REST publishes, cursor
-// reads (poll, SSE) and sequence comparisons.
+// reads (poll, SSE), sequence comparisons and SignalR WebSockets.
 
 import (
 	"bytes"
@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/backplane/backplane/internal/testkit"
 )
@@ -448,4 +450,41 @@ func openSSE(t *testing.T, n *node, hub string, query url.Values, header http.He
 	s := &sseStream{SSEReader: testkit.NewSSEReader(resp.Body), resp: resp, cancel: cancel}
 	t.Cleanup(s.Close)
 	return s
+}
+
+// ---- SignalR ----
+
+// negotiateSignalR negotiates a SignalR connection to hub on n with the
+// request header h and returns its id and connection token; what names
+// the connection in a failure.
+func negotiateSignalR(t *testing.T, n *node, hub string, h http.Header, what string) (id, token string) {
+	t.Helper()
+	res, err := do(http.MethodPost, n.baseURL()+"/hubs/"+hub+"/negotiate?negotiateVersion=1", nil, h)
+	if err != nil || res.Status != http.StatusOK {
+		t.Fatalf("negotiate %s on %s: %v %v", what, n.id, res, err)
+	}
+	var neg struct {
+		ConnectionID    string `json:"connectionId"`
+		ConnectionToken string `json:"connectionToken"`
+	}
+	if err := json.Unmarshal(res.Body, &neg); err != nil || neg.ConnectionToken == "" {
+		t.Fatalf("negotiate %s on %s: %s: %v", what, n.id, res.Body, err)
+	}
+	return neg.ConnectionID, neg.ConnectionToken
+}
+
+// signalRHandshake opens a SignalR WebSocket at u with d and completes its
+// JSON handshake (the server's answer within 10 s); what names the socket
+// in a failure. The socket is closed when the test ends.
+func signalRHandshake(t *testing.T, d *websocket.Dialer, u, what string) *websocket.Conn {
+	t.Helper()
+	conn := testkit.DialWS(t, d, u, nil, what)
+	if err := conn.WriteMessage(websocket.TextMessage, []byte("{\"protocol\":\"json\",\"version\":1}\x1e")); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, data, err := conn.ReadMessage(); err != nil || string(data) != "{}\x1e" {
+		t.Fatalf("SignalR handshake of %s: %q, %v", what, data, err)
+	}
+	return conn
 }

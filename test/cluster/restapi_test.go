@@ -53,32 +53,14 @@ func holdConn(t *testing.T, holder *node, hub, name, user, tok string) *apiClien
 			t.Fatal(err)
 		}
 	}
-	res, err := do(http.MethodPost, holder.baseURL()+"/hubs/"+hub+"/negotiate?negotiateVersion=1", nil, http.Header{"Authorization": {"Bearer " + tok}})
-	if err != nil || res.Status != http.StatusOK {
-		t.Fatalf("negotiate %s on %s: %v %v", name, holder, res, err)
+	id, connToken := negotiateSignalR(t, holder, hub, http.Header{"Authorization": {"Bearer " + tok}}, name)
+	if id == "" {
+		t.Fatalf("negotiate %s on %s: no connectionId", name, holder)
 	}
-	var neg struct {
-		ConnectionID    string `json:"connectionId"`
-		ConnectionToken string `json:"connectionToken"`
-	}
-	if err := json.Unmarshal(res.Body, &neg); err != nil || neg.ConnectionID == "" || neg.ConnectionToken == "" {
-		t.Fatalf("negotiate %s: %s: %v", name, res.Body, err)
-	}
-	u := "ws://" + holder.httpAddr + "/hubs/" + hub + "?" + url.Values{"id": {neg.ConnectionToken}, "access_token": {tok}}.Encode()
-	conn, _, err := (&websocket.Dialer{HandshakeTimeout: 10 * time.Second}).Dial(u, nil)
-	if err != nil {
-		t.Fatalf("WebSocket of %s on %s: %v", name, holder, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if err := conn.WriteMessage(websocket.TextMessage, []byte("{\"protocol\":\"json\",\"version\":1}\x1e")); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, data, err := conn.ReadMessage(); err != nil || string(data) != "{}\x1e" {
-		t.Fatalf("handshake of %s: %q, %v", name, data, err)
-	}
+	u := "ws://" + holder.httpAddr + "/hubs/" + hub + "?" + url.Values{"id": {connToken}, "access_token": {tok}}.Encode()
+	conn := signalRHandshake(t, &websocket.Dialer{HandshakeTimeout: 10 * time.Second}, u, name+" on "+holder.id)
 	_ = conn.SetReadDeadline(time.Time{})
-	c := &apiClient{t: t, name: name, id: neg.ConnectionID, holder: holder, conn: conn, recs: make(chan apiRecord, 256), closed: make(chan struct{})}
+	c := &apiClient{t: t, name: name, id: id, holder: holder, conn: conn, recs: make(chan apiRecord, 256), closed: make(chan struct{})}
 	go c.readLoop()
 	return c
 }
