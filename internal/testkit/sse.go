@@ -3,6 +3,7 @@ package testkit
 import (
 	"bufio"
 	"io"
+	"net/http"
 	"strings"
 )
 
@@ -57,6 +58,29 @@ func (s *SSEReader) Next() (Event, error) {
 			data = append(data, value)
 		case "retry":
 			ev.Retry = value
+		}
+	}
+}
+
+// ReadSSE sends req, a request for a text/event-stream, with client and
+// passes each event of a 200 answer to each until each returns false or
+// the stream ends or fails. A request that fails, or that is answered with
+// another status (a node not ready yet, say), passes no event; a reader
+// that follows a cursor across nodes goes on with the next one.
+func ReadSSE(client *http.Client, req *http.Request, each func(Event) bool) {
+	resp, err := client.Do(req)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return
+	}
+	events := NewSSEReader(resp.Body)
+	for {
+		ev, err := events.Next()
+		if err != nil || !each(ev) {
+			return
 		}
 	}
 }

@@ -3,6 +3,8 @@ package testkit_test
 import (
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -23,6 +25,39 @@ func TestSSEReader(t *testing.T) {
 	}
 	if _, err := r.Next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the last event: got error %v, want io.EOF", err)
+	}
+}
+
+func TestReadSSE(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/busy" {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, ": hello\n\nid: 1\ndata: a\n\nid: 2\ndata: b\n\nid: 3\ndata: c\n\n")
+	}))
+	defer srv.Close()
+	read := func(path string, upTo string) []string {
+		req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		testkit.ReadSSE(srv.Client(), req, func(ev testkit.Event) bool {
+			ids = append(ids, ev.ID)
+			return ev.ID != upTo
+		})
+		return ids
+	}
+	if got := read("/", "none"); !reflect.DeepEqual(got, []string{"", "1", "2", "3"}) {
+		t.Fatalf("the whole stream: got ids %q, want the comment block, 1, 2 and 3", got)
+	}
+	if got := read("/", "2"); !reflect.DeepEqual(got, []string{"", "1", "2"}) {
+		t.Fatalf("stopped at 2: got ids %q, want the comment block, 1 and 2", got)
+	}
+	if got := read("/busy", "none"); len(got) != 0 {
+		t.Fatalf("a 503: got ids %q, want no event", got)
 	}
 }
 

@@ -129,35 +129,23 @@ func (r *reader) follow(ctx context.Context, n *node, gone <-chan struct{}, afte
 	if after > 0 {
 		req.Header.Set("Last-Event-ID", strconv.FormatUint(after, 10))
 	}
-	resp, err := streamHTTP.Do(req)
-	if err != nil {
-		return after
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return after // 503 while the node is not caught up: read elsewhere
-	}
-	events := testkit.NewSSEReader(resp.Body)
-	for {
-		ev, err := events.Next()
-		if err != nil {
-			return after
-		}
+	// A 503 while the node is not caught up reads nothing: read elsewhere.
+	testkit.ReadSSE(streamHTTP, req, func(ev testkit.Event) bool {
 		switch {
 		case ev.Event == "reset":
 			r.fail("%s after %d: unexpected reset %s (nothing is trimmed in these tests)", n, after, ev.Data)
-			return after
+			return false
 		case ev.Event == "draining" || ev.ID == "":
 			// a comment, retry, or the end of a stream of a stopping node
 		default:
 			m, err := parseMessage([]byte(ev.Data))
 			if err != nil || strconv.FormatUint(m.Index, 10) != ev.ID {
 				r.fail("%s: event id %s, data %s: %v", n, ev.ID, ev.Data, err)
-				return after
+				return false
 			}
 			if m.Index <= after {
 				r.fail("%s after %d sent index %d", n, after, m.Index)
-				return after
+				return false
 			}
 			r.mu.Lock()
 			r.msgs = append(r.msgs, m)
@@ -165,7 +153,9 @@ func (r *reader) follow(ctx context.Context, n *node, gone <-chan struct{}, afte
 			r.mu.Unlock()
 			after = m.Index
 		}
-	}
+		return true
+	})
+	return after
 }
 
 func (r *reader) fail(format string, args ...any) {

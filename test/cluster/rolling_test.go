@@ -57,20 +57,8 @@ func (r *resumingReader) follow(ctx context.Context, base string, after uint64) 
 	if err != nil {
 		return after
 	}
-	resp, err := streamClient.Do(req)
-	if err != nil {
-		return after
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return after // 503 while not ready: go to the next node
-	}
-	events := testkit.NewSSEReader(resp.Body)
-	for {
-		ev, err := events.Next()
-		if err != nil {
-			return after
-		}
+	// A 503 while the node is not ready reads nothing: go to the next node.
+	testkit.ReadSSE(streamClient, req, func(ev testkit.Event) bool {
 		switch {
 		case ev.Event == "draining":
 			var d struct{ After uint64 }
@@ -84,14 +72,16 @@ func (r *resumingReader) follow(ctx context.Context, base string, after uint64) 
 			var m streamMessage
 			if err := json.Unmarshal([]byte(ev.Data), &m); err != nil || strconv.FormatUint(m.Index, 10) != ev.ID {
 				r.fail("message %q id %q from %s: %v", ev.Data, ev.ID, base, err)
-				return after
+				return false
 			}
 			r.mu.Lock()
 			r.msgs = append(r.msgs, m)
 			r.mu.Unlock()
 			after = m.Index
 		}
-	}
+		return true
+	})
+	return after
 }
 
 func (r *resumingReader) fail(format string, args ...any) {
