@@ -96,6 +96,11 @@ func TestQueuedProposalsShareOneRaftEntry(t *testing.T) {
 	})
 	before := n.raft.Status().LastIndex
 
+	// Every apply slot is taken, as when as many entries are in flight:
+	// proposals cannot go alone and must queue.
+	for range applySlots {
+		n.proposer.slots <- struct{}{}
+	}
 	const proposals = 100
 	results := make(chan fsm.Result, proposals)
 	for i := 0; i < proposals; i++ {
@@ -113,6 +118,9 @@ func TestQueuedProposalsShareOneRaftEntry(t *testing.T) {
 	waitFor(t, 5*time.Second, "all proposals queued", func() (bool, string) {
 		return len(n.proposer.in) == proposals, fmt.Sprintf("%d queued", len(n.proposer.in))
 	})
+	for range applySlots {
+		<-n.proposer.slots
+	}
 	go n.proposer.run()
 	got := map[uint64]bool{}
 	for i := 0; i < proposals; i++ {
@@ -126,6 +134,53 @@ func TestQueuedProposalsShareOneRaftEntry(t *testing.T) {
 	}
 	if entries := n.raft.Status().LastIndex - before; entries != 1 {
 		t.Fatalf("%d proposals used %d Raft entries, want 1", proposals, entries)
+	}
+}
+
+// A proposal that finds the queue empty and a slot free is committed on
+// its caller's goroutine: it needs no run loop (none runs here) and
+// leaves the slot free again; with every slot taken it queues instead.
+func TestLoneProposalSkipsTheQueue(t *testing.T) {
+	cfg := Config{ID: "solo", DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", Logger: testLogger(t)}
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	waitFor(t, 10*time.Second, "leadership", func() (bool, string) { return n.raft.IsLeader(), "not leader" })
+	publish := func(arg string) []fsm.Command {
+		return []fsm.Command{fsm.EncodePublish(&fsm.Publish{Hub: "h", Audience: fsm.ToAll, Target: "t", Arguments: []byte(arg)})}
+	}
+	for i := 1; i <= 3; i++ {
+		res, err := n.proposer.Propose(t.Context(), publish(fmt.Sprintf("[%d]", i)))
+		if err != nil || res[0].Err != nil || res[0].Index != uint64(i) {
+			t.Fatalf("proposal %d without a run loop: %+v, %v", i, res, err)
+		}
+	}
+	if busy := len(n.proposer.slots); busy != 0 {
+		t.Fatalf("%d slots still taken after the proposals were answered", busy)
+	}
+
+	for range applySlots {
+		n.proposer.slots <- struct{}{}
+	}
+	answered := make(chan error, 1)
+	go func() {
+		_, err := n.proposer.Propose(t.Context(), publish("[4]"))
+		answered <- err
+	}()
+	waitFor(t, 5*time.Second, "the proposal queued", func() (bool, string) {
+		return len(n.proposer.in) == 1, fmt.Sprintf("%d queued", len(n.proposer.in))
+	})
+	for range applySlots {
+		<-n.proposer.slots
+	}
+	go n.proposer.run()
+	if err := <-answered; err != nil {
+		t.Fatalf("queued proposal: %v", err)
+	}
+	if last := n.fsm.LastMessage(); last != 4 {
+		t.Fatalf("last message %d, want 4", last)
 	}
 }
 

@@ -90,9 +90,13 @@ func (p *proposer) Propose(ctx context.Context, cmds []fsm.Command) ([]fsm.Resul
 	if err := validateCommands(cmds); err != nil {
 		return nil, err
 	}
+	pr := &proposal{cmds: cmds, done: make(chan proposalResult, 1)}
+	if p.dispatchNow(ctx, pr) {
+		res := <-pr.done
+		return res.results, res.err
+	}
 	ctx, cancel := context.WithTimeout(ctx, p.writeTimeout)
 	defer cancel()
-	pr := &proposal{cmds: cmds, done: make(chan proposalResult, 1)}
 	select {
 	case p.in <- pr:
 	case <-ctx.Done():
@@ -106,6 +110,34 @@ func (p *proposer) Propose(ctx context.Context, cmds []fsm.Command) ([]fsm.Resul
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: no answer within %s", ErrUncertain, p.writeTimeout)
 	}
+}
+
+// dispatchNow submits pr on the caller's goroutine when nothing waits in
+// the queue and an apply slot is free: a proposal that could not share an
+// entry anyway skips the two hand-offs (to run, then to a dispatching
+// goroutine) that queueing costs, each a wait for a core on a busy
+// machine. Once every slot is busy, proposals queue and leave together as
+// before. It gives up at the write timeout or the caller's deadline, the
+// earlier; like a dispatched batch, it does not stop when the caller's
+// context is cancelled (the commit may be under way).
+func (p *proposer) dispatchNow(ctx context.Context, pr *proposal) bool {
+	if len(p.in) > 0 {
+		return false
+	}
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		return false
+	}
+	defer func() { <-p.slots }()
+	select {
+	case <-p.stop:
+		pr.done <- proposalResult{err: errors.New("node is shutting down")}
+	default:
+		deadline, _ := ctx.Deadline()
+		p.dispatch([]*proposal{pr}, len(pr.cmds), deadline)
+	}
+	return true
 }
 
 // ProposeOne commits one command. Its error holds the command's rejection
@@ -158,7 +190,7 @@ func (p *proposer) run() {
 		}
 		go func() {
 			defer func() { <-p.slots }()
-			p.dispatch(batch, n)
+			p.dispatch(batch, n, time.Time{})
 		}()
 	}
 }
@@ -171,12 +203,17 @@ func cmdBytes(cmds []fsm.Command) int {
 	return n
 }
 
-func (p *proposer) dispatch(batch []*proposal, n int) {
+// dispatch commits batch as one entry and answers each proposal; it gives
+// up at the write timeout, or at deadline when that comes first.
+func (p *proposer) dispatch(batch []*proposal, n int, deadline time.Time) {
 	cmds := make([]fsm.Command, 0, n)
 	for _, pr := range batch {
 		cmds = append(cmds, pr.cmds...)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.writeTimeout)
+	if limit := time.Now().Add(p.writeTimeout); deadline.IsZero() || limit.Before(deadline) {
+		deadline = limit
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	p.metrics.batchCommands.Observe(float64(len(cmds)))
 	results, err := p.submit(ctx, cmds)
