@@ -79,9 +79,11 @@ func TestConcurrentPublishesFromAllNodesGetDenseUniqueIndexes(t *testing.T) {
 	}
 }
 
-// Proposals that wait while the proposer is busy leave together in one
-// Raft entry (application-level group commit).
-func TestQueuedProposalsShareOneRaftEntry(t *testing.T) {
+// newLeaderWithoutRun is a one-member node that leads, made with New but
+// not Run: its proposer's run loop is not started, so a test decides when
+// queued proposals leave.
+func newLeaderWithoutRun(t *testing.T) *Node {
+	t.Helper()
 	cfg := Config{ID: "solo", DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", Logger: testLogger(t)}
 	n, err := New(cfg)
 	if err != nil {
@@ -89,6 +91,13 @@ func TestQueuedProposalsShareOneRaftEntry(t *testing.T) {
 	}
 	t.Cleanup(n.Close)
 	waitFor(t, 10*time.Second, "leadership", func() (bool, string) { return n.raft.IsLeader(), "not leader" })
+	return n
+}
+
+// Proposals that wait while the proposer is busy leave together in one
+// Raft entry (application-level group commit).
+func TestQueuedProposalsShareOneRaftEntry(t *testing.T) {
+	n := newLeaderWithoutRun(t)
 	// Let the no-op of the new term be applied, so the entry count is exact.
 	waitFor(t, 5*time.Second, "applied", func() (bool, string) {
 		st := n.raft.Status()
@@ -141,13 +150,7 @@ func TestQueuedProposalsShareOneRaftEntry(t *testing.T) {
 // its caller's goroutine: it needs no run loop (none runs here) and
 // leaves the slot free again; with every slot taken it queues instead.
 func TestLoneProposalSkipsTheQueue(t *testing.T) {
-	cfg := Config{ID: "solo", DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", Logger: testLogger(t)}
-	n, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
-	waitFor(t, 10*time.Second, "leadership", func() (bool, string) { return n.raft.IsLeader(), "not leader" })
+	n := newLeaderWithoutRun(t)
 	publish := func(arg string) []fsm.Command {
 		return []fsm.Command{fsm.EncodePublish(&fsm.Publish{Hub: "h", Audience: fsm.ToAll, Target: "t", Arguments: []byte(arg)})}
 	}
