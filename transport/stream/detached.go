@@ -77,6 +77,36 @@ func (d *detached) nextPage(after *uint64) (page fsm.Page, more bool, err error)
 	}
 }
 
+// pageWriter is a detached stream's own part of sending: writing a page
+// to its client, and telling the client that a read of the store failed.
+type pageWriter interface {
+	writePage(page *fsm.Page) bool
+	readFailed(err error)
+}
+
+// sendPages writes each page that follows the cursor with w until there
+// is nothing more to send (true) or the stream must end (false); a failed
+// read is handed to w unless the stream is already ending.
+func (d *detached) sendPages(w pageWriter) bool {
+	after := d.after.Load()
+	for {
+		page, more, err := d.nextPage(&after)
+		if err != nil {
+			if !d.ending.Load() {
+				w.readFailed(err)
+			}
+			return false
+		}
+		if !more {
+			return true
+		}
+		if !w.writePage(&page) {
+			return false
+		}
+		after = page.Next
+	}
+}
+
 // finish ends the stream once: no more writers or keep-alives, conn closed
 // (a running writer fails and returns), its place in the per-address count
 // and in open (the server's count of its kind) given back.

@@ -71,25 +71,18 @@ type sseStream struct {
 // send writes pages until there is nothing more to send; false when the
 // stream must end (the client or the store failed, or it is closing).
 func (st *sseStream) send() bool {
-	after := st.after.Load()
-	for {
-		page, more, err := st.nextPage(&after)
-		if err != nil {
-			if !st.ending.Load() {
-				st.s.opts.Logger.Warn("sse read", "hub", st.reader.Hub, "err", err)
-			}
-			return false
-		}
-		if !more {
-			st.buf = idleBuffer(st.buf)
-			return true
-		}
-		st.buf = appendSSEPage(st.buf[:0], &page)
-		if !st.write(st.buf, page.Next) {
-			return false
-		}
-		after = page.Next
-	}
+	ok := st.sendPages(st)
+	st.buf = idleBuffer(st.buf)
+	return ok
+}
+
+func (st *sseStream) writePage(page *fsm.Page) bool {
+	st.buf = appendSSEPage(st.buf[:0], page)
+	return st.write(st.buf, page.Next)
+}
+
+func (st *sseStream) readFailed(err error) {
+	st.s.opts.Logger.Warn("sse read", "hub", st.reader.Hub, "err", err)
 }
 
 // write writes b, unless the stream's last comment was written, and then

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/backplane/backplane/fsm"
 	"github.com/backplane/backplane/transport/access"
 	"github.com/backplane/backplane/transport/netconn"
 )
@@ -82,34 +83,32 @@ type wsStream struct {
 // send writes pages until there is nothing more to send; false when the
 // stream must end (the client or the store failed).
 func (st *wsStream) send() bool {
-	after := st.after.Load()
-	for {
-		page, more, err := st.nextPage(&after)
-		if err != nil {
-			if !st.ending.Load() {
-				st.s.opts.Logger.Warn("ws read", "hub", st.reader.Hub, "err", err)
-				st.s.closeWS(st.conn, websocket.CloseInternalServerErr, "read failed")
-			}
-			return false
-		}
-		if !more {
-			st.buf = idleBuffer(st.buf)
-			return true
-		}
-		st.dl.extend()
-		if page.Reset && !st.write(appendResetJSON(st.buf[:0], page.Oldest)) {
-			return false
-		}
-		for i := range page.Messages {
-			st.buf = appendMessageJSON(st.buf[:0], &page.Messages[i])
-			if !st.write(st.buf) {
-				return false
-			}
-			st.after.Store(page.Messages[i].Index)
-		}
-		after = page.Next
-		st.after.Store(after)
+	ok := st.sendPages(st)
+	st.buf = idleBuffer(st.buf)
+	return ok
+}
+
+// writePage sends a page's messages, a frame each (a reset first), moving
+// the cursor with each.
+func (st *wsStream) writePage(page *fsm.Page) bool {
+	st.dl.extend()
+	if page.Reset && !st.write(appendResetJSON(st.buf[:0], page.Oldest)) {
+		return false
 	}
+	for i := range page.Messages {
+		st.buf = appendMessageJSON(st.buf[:0], &page.Messages[i])
+		if !st.write(st.buf) {
+			return false
+		}
+		st.after.Store(page.Messages[i].Index)
+	}
+	st.after.Store(page.Next)
+	return true
+}
+
+func (st *wsStream) readFailed(err error) {
+	st.s.opts.Logger.Warn("ws read", "hub", st.reader.Hub, "err", err)
+	st.s.closeWS(st.conn, websocket.CloseInternalServerErr, "read failed")
 }
 
 // write sends one text frame.
