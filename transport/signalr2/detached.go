@@ -195,6 +195,8 @@ func (st *detachedStream) write(b []byte) error {
 // stream must end.
 func (st *detachedStream) send() bool {
 	s, c := st.s, st.c
+	bp := envelopeBuffers.Get().(*[]byte)
+	defer envelopeBuffers.Put(bp)
 	for {
 		if cause := st.ended(); cause != nil {
 			// The end: a node that shuts down tells the client to
@@ -219,7 +221,11 @@ func (st *detachedStream) send() bool {
 		if !ok {
 			return false
 		}
-		if st.write(env.append(nil)) != nil || env.Error != "" || env.Reconnect {
+		buf := env.append((*bp)[:0])
+		if cap(buf) <= 16<<10 {
+			*bp = buf // keep a grown buffer, but not a burst's
+		}
+		if st.write(buf) != nil || env.Error != "" || env.Reconnect {
 			return false
 		}
 		st.after = env.Cursor
@@ -228,6 +234,11 @@ func (st *detachedStream) send() bool {
 		}
 	}
 }
+
+// envelopeBuffers holds the buffers a detached stream's writer encodes its
+// envelopes in (the stream's out copies what it writes), so that an idle
+// stream keeps none.
+var envelopeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // finish ends the stream once: no more writers or keep-alives, a
 // goodbye (a WebSocket's close frame), the connection closed (a running

@@ -38,6 +38,7 @@ func (s *Server) stream(ctx context.Context, c *conn, after uint64, known map[st
 	defer s.live.begin(c, s.cluster.NodeID(), s.cluster.NodeID(), "")()
 	ctx, cancel := s.clientContext(ctx, c)
 	defer cancel()
+	var buf []byte // the envelope being written; the writers copy it
 	for {
 		res, err := s.waitRead(ctx, c, after, known, s.keepAliveEvery(), true)
 		if err == nil && res.moved && !res.gone {
@@ -55,7 +56,8 @@ func (s *Server) stream(ctx context.Context, c *conn, after uint64, known map[st
 		if !ok {
 			return
 		}
-		if out.write(env.append(nil)) != nil || env.Error != "" || env.Reconnect {
+		buf = env.append(buf[:0])
+		if out.write(buf) != nil || env.Error != "" || env.Reconnect {
 			return
 		}
 		after = env.Cursor
