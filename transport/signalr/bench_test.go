@@ -174,7 +174,7 @@ func benchDial(base, hub string, msgpack bool) (*websocket.Conn, error) {
 func BenchmarkOutQueueBurst(b *testing.B) {
 	q := newOutQueue(1024)
 	rec := []byte(`{"type":1,"target":"m","arguments":["` + strings.Repeat("x", 190) + `"]}` + "\x1e")
-	bp := frameBuffers.Get().(*[]byte)
+	bp := frameBuffers.Get()
 	defer frameBuffers.Put(bp)
 	b.ReportAllocs()
 	for b.Loop() {

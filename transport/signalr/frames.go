@@ -50,13 +50,10 @@ type sseFrames struct {
 }
 
 func (f *sseFrames) writeFrame(b []byte, _ bool) error {
-	bp := frameBuffers.Get().(*[]byte)
+	bp := frameBuffers.Get()
 	defer frameBuffers.Put(bp)
-	event := appendSSEEvent((*bp)[:0], b)
-	if cap(event) <= 16<<10 {
-		*bp = event // keep a grown buffer, but not a burst's
-	}
-	_, err := f.conn.Write(event)
+	*bp = appendSSEEvent((*bp)[:0], b)
+	_, err := f.conn.Write(*bp)
 	if k := f.keepAlive.Load(); k != nil && err == nil {
 		k.Wrote()
 	}

@@ -3,7 +3,6 @@ package signalr
 import (
 	"errors"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -222,17 +221,14 @@ func (sock *socket) write() (wrote bool) {
 		return
 	default:
 	}
-	bp := frameBuffers.Get().(*[]byte)
+	bp := frameBuffers.Get()
 	defer frameBuffers.Put(bp)
 	for {
-		buf := c.drain((*bp)[:0], maxFrameBytes)
-		if len(buf) == 0 {
+		*bp = c.drain((*bp)[:0], maxFrameBytes)
+		if len(*bp) == 0 {
 			break
 		}
-		if cap(buf) <= 16<<10 {
-			*bp = buf // keep a grown buffer, but not a burst's
-		}
-		if !sock.writeFrame(buf) {
+		if !sock.writeFrame(*bp) {
 			c.socketLost(sock, errors.New("write failed"))
 			stop()
 			return
@@ -244,7 +240,7 @@ func (sock *socket) write() (wrote bool) {
 
 // frameBuffers holds the buffers writers coalesce records into, so an idle
 // socket holds none.
-var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+var frameBuffers netconn.Buffers
 
 // writeFrame writes one frame: a WebSocket message or an SSE event.
 func (sock *socket) writeFrame(b []byte) bool {

@@ -195,7 +195,7 @@ func (st *detachedStream) write(b []byte) error {
 // stream must end.
 func (st *detachedStream) send() bool {
 	s, c := st.s, st.c
-	bp := envelopeBuffers.Get().(*[]byte)
+	bp := envelopeBuffers.Get()
 	defer envelopeBuffers.Put(bp)
 	for {
 		if cause := st.ended(); cause != nil {
@@ -221,11 +221,8 @@ func (st *detachedStream) send() bool {
 		if !ok {
 			return false
 		}
-		buf := env.append((*bp)[:0])
-		if cap(buf) <= 16<<10 {
-			*bp = buf // keep a grown buffer, but not a burst's
-		}
-		if st.write(buf) != nil || env.Error != "" || env.Reconnect {
+		*bp = env.append((*bp)[:0])
+		if st.write(*bp) != nil || env.Error != "" || env.Reconnect {
 			return false
 		}
 		st.after = env.Cursor
@@ -238,7 +235,7 @@ func (st *detachedStream) send() bool {
 // envelopeBuffers holds the buffers a detached stream's writer encodes its
 // envelopes in (the stream's out copies what it writes), so that an idle
 // stream keeps none.
-var envelopeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+var envelopeBuffers netconn.Buffers
 
 // finish ends the stream once: no more writers or keep-alives, a
 // goodbye (a WebSocket's close frame), the connection closed (a running

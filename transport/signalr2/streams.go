@@ -146,15 +146,13 @@ type rawSSEWriter struct {
 }
 
 // eventBuffers holds the buffers SSE events are framed in while written.
-var eventBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+var eventBuffers netconn.Buffers
 
 func (o *rawSSEWriter) write(b []byte) error {
-	bp := eventBuffers.Get().(*[]byte)
+	bp := eventBuffers.Get()
 	defer eventBuffers.Put(bp)
-	buf := appendSSEData((*bp)[:0], b)
-	if cap(buf) <= 16<<10 {
-		*bp = buf // keep a grown buffer, but not a burst's
-	}
+	*bp = appendSSEData((*bp)[:0], b)
+	buf := *bp
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
